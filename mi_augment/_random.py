@@ -1,0 +1,30 @@
+"""Randomness helpers: every draw goes through an optional ``torch.Generator``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def sampling_device(generator: torch.Generator | None, target: Any) -> torch.device:
+    """Draw on the generator's device when one is given (so the same seed gives the same numbers whatever
+    device the images are on), else on the target device."""
+    if generator is not None:
+        return generator.device
+    return torch.device(target) if target is not None else torch.device("cpu")
+
+
+def rand(shape: tuple[int, ...], generator: torch.Generator | None, device: Any) -> torch.Tensor:
+    dev = sampling_device(generator, device)
+    return torch.rand(shape, generator=generator, device=dev).to(device)
+
+
+def randn(shape: tuple[int, ...], generator: torch.Generator | None, device: Any) -> torch.Tensor:
+    dev = sampling_device(generator, device)
+    return torch.randn(shape, generator=generator, device=dev).to(device)
+
+
+def uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator | None,
+            device: Any) -> torch.Tensor:
+    return low + (high - low) * rand(shape, generator, device)

@@ -1,0 +1,129 @@
+"""What every perturbation model shares: ``fit`` / ``sample`` / ``log_prob`` / ``apply`` / ``save`` / ``load``.
+
+A model maps its :class:`~mi_augment.params.Params` to an unconstrained vector ``z`` (``params_to_vector``
+and ``params_from_vector``); a swappable :class:`~mi_augment.perturbations.densities.Density` lives on ``z``.
+``fit(data)`` = ``estimate(data)`` (per-observation parameters recovered from real footage) + ``density.fit``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from .._artifact import load_artifact, save_artifact
+from ..params import Params
+from .densities import Density, GaussianMixtureDensity
+
+
+@dataclass
+class Estimates:
+    """Output of ``estimate``: one row of unconstrained parameters per accepted observation."""
+
+    vectors: Tensor  # (N, D)
+    n_used: int
+    n_rejected: int
+    details: dict[str, Any] = field(default_factory=dict)  # JSON-able summary (reasons for rejection, ...)
+
+
+class PerturbationModel:
+    """Base class; subclasses set ``kind``, ``params_cls`` and implement the abstract methods."""
+
+    kind: ClassVar[str] = "perturbation"
+    params_cls: ClassVar[type[Params]] = Params
+    format_version: ClassVar[int] = 1
+
+    def __init__(self, density: Density | None = None, **config: Any):
+        self.density = density if density is not None else GaussianMixtureDensity()
+        self.config = dict(config)
+        self.fit_info: dict[str, Any] = {}
+
+    # ---- to implement ----
+    @property
+    def param_names(self) -> list[str]:
+        """Names of the unconstrained vector's components (for summaries and docs)."""
+        raise NotImplementedError
+
+    def params_to_vector(self, params: Params) -> Tensor:
+        raise NotImplementedError
+
+    def params_from_vector(self, z: Tensor) -> Params:
+        raise NotImplementedError
+
+    def estimate(self, data: Any, progress: bool = False) -> Estimates:
+        raise NotImplementedError
+
+    def apply(self, images: Tensor, params: Params) -> Tensor:
+        raise NotImplementedError
+
+    # ---- shared ----
+    @property
+    def is_fitted(self) -> bool:
+        try:
+            self.density.dim  # noqa: B018 - raises when unfitted
+        except RuntimeError:
+            return False
+        return True
+
+    def fit(self, data: Any, progress: bool = False) -> PerturbationModel:
+        est = self.estimate(data, progress=progress)
+        if est.n_used < 2:
+            raise ValueError(
+                f"only {est.n_used} usable observations were found in the data ({est.n_rejected} rejected: "
+                f"{est.details.get('rejected_reasons', {})}); need at least 2 to fit {type(self).__name__}"
+            )
+        self.density.fit(est.vectors)
+        self.fit_info = {"n_used": est.n_used, "n_rejected": est.n_rejected, **est.details}
+        self.estimates_ = est
+        return self
+
+    def sample(self, n: int, generator: torch.Generator | None = None, device: Any = None) -> Params:
+        if not self.is_fitted:
+            raise RuntimeError(f"{type(self).__name__} has no fitted density; call fit(data) or use .default()")
+        z = self.density.sample(n, generator=generator, device=device)
+        if device is not None:
+            z = z.to(device)
+        return self.params_from_vector(z)
+
+    def log_prob(self, params: Params) -> Tensor:
+        return self.density.log_prob(self.params_to_vector(params))
+
+    # ---- persistence ----
+    def save(self, path: str | os.PathLike) -> Path:
+        dmeta, dtensors = self.density.state()
+        meta = {"config": self.config, "density": dmeta, "fit_info": _jsonable(self.fit_info)}
+        return save_artifact(path, self.kind, self.format_version, meta, {f"density.{k}": v for k, v in dtensors.items()})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PerturbationModel:
+        meta, tensors, _ = load_artifact(path, cls.kind, cls.format_version)
+        dens = Density.from_state(meta.get("density", {}),
+                                  {k[len("density."):]: v for k, v in tensors.items() if k.startswith("density.")})
+        model = cls(density=dens, **meta.get("config", {}))
+        model.fit_info = meta.get("fit_info", {})
+        return model
+
+    def __repr__(self) -> str:
+        cfg = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        return f"{type(self).__name__}({cfg}{', ' if cfg else ''}density={self.density!r})"
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Tensor):
+        return obj.detach().cpu().tolist()
+    if isinstance(obj, float) and obj != obj:  # NaN is not valid JSON
+        return None
+    if isinstance(obj, (int, float, str, bool)) or obj is None:
+        return obj
+    try:
+        return float(obj)
+    except (TypeError, ValueError):
+        return str(obj)

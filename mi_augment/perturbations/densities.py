@@ -1,0 +1,263 @@
+"""Densities over perturbation parameters, in an unconstrained space ``(N, D)``.
+
+A density is separate from the perturbation it describes, so it can be swapped (a Gaussian mixture fitted to
+real footage, a uniform box for the hand-tuned ``ColorJitter`` prior, ...). All sampling takes an optional
+``torch.Generator`` and happens on the requested device.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .._random import sampling_device
+from .._validation import check_finite, check_positive_int
+
+
+class Density:
+    """Interface: ``fit(x) -> self``, ``sample(n, generator, device) -> (n, D)``, ``log_prob(x) -> (n,)``."""
+
+    kind: str = "density"
+    dim: int
+
+    def fit(self, x: Tensor) -> Density:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def sample(self, n: int, generator: torch.Generator | None = None, device: Any = None) -> Tensor:
+        raise NotImplementedError  # pragma: no cover
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        raise NotImplementedError  # pragma: no cover
+
+    def mean(self) -> Tensor:
+        raise NotImplementedError  # pragma: no cover
+
+    def covariance(self) -> Tensor:
+        raise NotImplementedError  # pragma: no cover
+
+    # -- serialisation: JSON-able meta + tensors --
+    def state(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
+        raise NotImplementedError  # pragma: no cover
+
+    @staticmethod
+    def from_state(meta: dict[str, Any], tensors: dict[str, Tensor]) -> Density:
+        kind = meta.get("kind")
+        if kind == GaussianMixtureDensity.kind:
+            return GaussianMixtureDensity._from_state(meta, tensors)
+        if kind == UniformDensity.kind:
+            return UniformDensity._from_state(meta, tensors)
+        raise ValueError(f"unknown density kind {kind!r}; expected one of "
+                         f"{[GaussianMixtureDensity.kind, UniformDensity.kind]}")
+
+
+def _check_samples(x: Tensor, dim: int | None, name: str = "x") -> Tensor:
+    if not isinstance(x, Tensor) or x.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D tensor (N, D), got {getattr(x, 'shape', type(x))}")
+    if dim is not None and x.shape[1] != dim:
+        raise ValueError(f"{name} must have D={dim} columns, got {x.shape[1]}")
+    check_finite(x, name)
+    return x
+
+
+class GaussianMixtureDensity(Density):
+    """Full-covariance Gaussian mixture; ``n_components="bic"`` picks the count (1..max_components) by BIC.
+
+    Fitting uses scikit-learn's EM (CPU, float64); the fitted weights, means and Cholesky factors are kept
+    as tensors, so sampling and ``log_prob`` run on any device without scikit-learn.
+    """
+
+    kind = "gaussian_mixture"
+
+    def __init__(self, n_components: int | str = "bic", max_components: int = 6, reg_covar: float = 1e-6,
+                 random_state: int = 0):
+        if n_components != "bic":
+            check_positive_int(n_components, "n_components")
+        check_positive_int(max_components, "max_components")
+        self.n_components = n_components
+        self.max_components = max_components
+        self.reg_covar = float(reg_covar)
+        self.random_state = int(random_state)
+        self.weights: Tensor | None = None
+        self.means: Tensor | None = None
+        self.scale_tril: Tensor | None = None
+        self.bic_scores: dict[int, float] = {}
+
+    @classmethod
+    def from_parameters(cls, weights: Tensor, means: Tensor, covariances: Tensor) -> GaussianMixtureDensity:
+        d = cls(n_components=int(weights.numel()))
+        d.weights = (weights / weights.sum()).double()
+        d.means = means.double().reshape(weights.numel(), -1)
+        d.scale_tril = torch.linalg.cholesky(covariances.double())
+        return d
+
+    @property
+    def dim(self) -> int:
+        self._check_fitted()
+        return int(self.means.shape[1])
+
+    @property
+    def components(self) -> int:
+        self._check_fitted()
+        return int(self.weights.numel())
+
+    def _check_fitted(self) -> None:
+        if self.weights is None:
+            raise RuntimeError("this GaussianMixtureDensity is not fitted; call fit(x) first")
+
+    def fit(self, x: Tensor) -> GaussianMixtureDensity:
+        from sklearn.mixture import GaussianMixture
+
+        x = _check_samples(x, None)
+        n, d = x.shape
+        if n < 2:
+            raise ValueError(f"need at least 2 observations to fit a density, got {n}")
+        data = x.detach().cpu().double().numpy()
+        if self.n_components == "bic":
+            # Each full-covariance component costs d + d(d+1)/2 + 1 parameters; keep >= 5 observations each.
+            per = d + d * (d + 1) // 2 + 1
+            kmax = max(1, min(self.max_components, n // max(5, per)))
+            candidates = range(1, kmax + 1)
+        else:
+            candidates = [min(int(self.n_components), n)]
+        best, best_bic = None, math.inf
+        self.bic_scores = {}
+        for k in candidates:
+            gm = GaussianMixture(k, covariance_type="full", reg_covar=self.reg_covar, n_init=2,
+                                 random_state=self.random_state).fit(data)
+            bic = float(gm.bic(data))
+            self.bic_scores[k] = bic
+            if bic < best_bic:
+                best, best_bic = gm, bic
+        self.weights = torch.from_numpy(best.weights_.copy())
+        self.means = torch.from_numpy(best.means_.copy())
+        self.scale_tril = torch.linalg.cholesky(torch.from_numpy(best.covariances_.copy()))
+        return self
+
+    def sample(self, n: int, generator: torch.Generator | None = None, device: Any = None) -> Tensor:
+        self._check_fitted()
+        n = check_positive_int(n, "n", minimum=0)
+        dev = sampling_device(generator, device)
+        w = self.weights.to(dev, torch.float32)
+        comp = torch.multinomial(w.expand(max(n, 1), -1), 1, replacement=True, generator=generator)[:n, 0]
+        eps = torch.randn(n, self.dim, generator=generator, device=dev)
+        mu = self.means.to(dev, torch.float32)[comp]
+        lt = self.scale_tril.to(dev, torch.float32)[comp]
+        out = mu + (lt @ eps.unsqueeze(-1)).squeeze(-1)
+        return out.to(device) if device is not None else out
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        self._check_fitted()
+        x = _check_samples(x, self.dim)
+        xd = x.double()
+        mu = self.means.to(x.device)
+        lt = self.scale_tril.to(x.device)
+        diff = (xd[:, None, :] - mu[None]).unsqueeze(-1)  # (N, K, D, 1)
+        sol = torch.linalg.solve_triangular(lt[None].expand(xd.shape[0], -1, -1, -1), diff, upper=False)
+        maha = sol.squeeze(-1).pow(2).sum(-1)
+        logdet = torch.log(torch.diagonal(lt, dim1=-2, dim2=-1)).sum(-1)
+        comp = -0.5 * maha - logdet[None] - 0.5 * self.dim * math.log(2 * math.pi)
+        out = torch.logsumexp(comp + torch.log(self.weights.to(x.device))[None], dim=1)
+        return out.to(x.dtype)
+
+    def mean(self) -> Tensor:
+        self._check_fitted()
+        return (self.weights[:, None] * self.means).sum(0)
+
+    def covariance(self) -> Tensor:
+        self._check_fitted()
+        m = self.mean()
+        covs = self.scale_tril @ self.scale_tril.transpose(-1, -2)
+        d = self.means - m
+        return (self.weights[:, None, None] * (covs + d[:, :, None] * d[:, None, :])).sum(0)
+
+    def state(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
+        self._check_fitted()
+        meta = {"kind": self.kind, "n_components": self.n_components, "max_components": self.max_components,
+                "reg_covar": self.reg_covar, "random_state": self.random_state,
+                "bic_scores": {str(k): v for k, v in self.bic_scores.items()}}
+        return meta, {"weights": self.weights, "means": self.means, "scale_tril": self.scale_tril}
+
+    @classmethod
+    def _from_state(cls, meta: dict[str, Any], tensors: dict[str, Tensor]) -> GaussianMixtureDensity:
+        d = cls(n_components=meta.get("n_components", "bic"), max_components=meta.get("max_components", 6),
+                reg_covar=meta.get("reg_covar", 1e-6), random_state=meta.get("random_state", 0))
+        try:
+            d.weights, d.means, d.scale_tril = tensors["weights"], tensors["means"], tensors["scale_tril"]
+        except KeyError as exc:
+            raise ValueError(f"gaussian mixture state is missing tensor {exc}") from None
+        k, dim = d.means.shape
+        if d.weights.shape != (k,) or d.scale_tril.shape != (k, dim, dim):
+            raise ValueError("gaussian mixture state has inconsistent shapes")
+        d.bic_scores = {int(a): float(b) for a, b in meta.get("bic_scores", {}).items()}
+        return d
+
+    def __repr__(self) -> str:
+        if self.weights is None:
+            return f"GaussianMixtureDensity(n_components={self.n_components!r}, unfitted)"
+        return f"GaussianMixtureDensity(components={self.components}, dim={self.dim})"
+
+
+class UniformDensity(Density):
+    """Independent uniforms on a box ``[low_i, high_i]`` (a degenerate side ``low == high`` is a constant)."""
+
+    kind = "uniform"
+
+    def __init__(self, low: Tensor | list[float], high: Tensor | list[float]):
+        low_t = torch.as_tensor(low, dtype=torch.float64).flatten()
+        high_t = torch.as_tensor(high, dtype=torch.float64).flatten()
+        if low_t.shape != high_t.shape or bool((high_t < low_t).any()):
+            raise ValueError(f"UniformDensity needs low <= high elementwise and equal lengths, got {low} and {high}")
+        self.low, self.high = low_t, high_t
+
+    @property
+    def dim(self) -> int:
+        return int(self.low.numel())
+
+    def fit(self, x: Tensor) -> UniformDensity:
+        x = _check_samples(x, self.dim)
+        self.low, self.high = x.double().min(0).values.cpu(), x.double().max(0).values.cpu()
+        return self
+
+    def sample(self, n: int, generator: torch.Generator | None = None, device: Any = None) -> Tensor:
+        n = check_positive_int(n, "n", minimum=0)
+        dev = sampling_device(generator, device)
+        u = torch.rand(n, self.dim, generator=generator, device=dev)
+        lo, hi = self.low.to(dev, torch.float32), self.high.to(dev, torch.float32)
+        out = lo + u * (hi - lo)
+        return out.to(device) if device is not None else out
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        x = _check_samples(x, self.dim)
+        lo, hi = self.low.to(x.device), self.high.to(x.device)
+        width = hi - lo
+        free = width > 0
+        inside = ((x.double() >= lo) & (x.double() <= hi)) | ~free
+        # Degenerate sides are treated as point masses (contribute 0 to the log density at the point).
+        on_point = torch.where(free, torch.ones_like(inside), x.double() == lo)
+        lp = -torch.log(width[free]).sum() if bool(free.any()) else torch.zeros((), dtype=torch.float64)
+        ok = (inside & on_point).all(dim=1)
+        return torch.where(ok, lp.to(x.device).expand(x.shape[0]), torch.full((x.shape[0],), -math.inf, dtype=torch.float64, device=x.device)).to(x.dtype)
+
+    def mean(self) -> Tensor:
+        return (self.low + self.high) / 2
+
+    def covariance(self) -> Tensor:
+        return torch.diag((self.high - self.low) ** 2 / 12)
+
+    def state(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
+        return {"kind": self.kind}, {"low": self.low, "high": self.high}
+
+    @classmethod
+    def _from_state(cls, meta: dict[str, Any], tensors: dict[str, Tensor]) -> UniformDensity:
+        return cls(tensors["low"], tensors["high"])
+
+    def __repr__(self) -> str:
+        return f"UniformDensity(dim={self.dim})"
+
+
+def as_numpy(x: Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy()

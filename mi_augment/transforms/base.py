@@ -1,0 +1,64 @@
+"""The transform contract shared by every mi_augment transform (see docs/conventions.md).
+
+Subclasses write two methods:
+
+* ``make_params(images, generator=None) -> Params``: draw per-sample parameters (leading dim B) for a float
+  batch ``[B, C, H, W]``, on the images' device.
+* ``transform(images, params) -> Tensor``: apply them with pure kernels from :mod:`mi_augment.functional`.
+
+``forward`` is shared: it accepts a single image ``[C,H,W]`` or a batch ``[B,C,H,W]`` (float in [0, 1] or
+uint8), a PIL image or a numpy ``HWC`` uint8 array, and returns the same type; it applies the per-sample
+``p`` gate without branches; and it replays ``params`` from an earlier call. No state is kept between calls.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .._random import rand
+from .._validation import check_generator, check_probability, restore, to_float_batch
+from ..params import GatedParams, Params
+
+
+class RandomTransform(nn.Module):
+    """Base class for per-sample random transforms."""
+
+    #: channel counts accepted by the transform
+    channels: tuple[int, ...] = (1, 3)
+
+    def __init__(self, p: float = 1.0):
+        super().__init__()
+        self.p = check_probability(p, "p")
+
+    # -- to implement --
+    def make_params(self, images: Tensor, generator: torch.Generator | None = None) -> Params:
+        raise NotImplementedError
+
+    def transform(self, images: Tensor, params: Params) -> Tensor:
+        raise NotImplementedError
+
+    # -- shared --
+    def forward(self, images: Any, params: GatedParams | None = None, generator: torch.Generator | None = None,
+                return_params: bool = False) -> Any:
+        x, spec = to_float_batch(images, "images", self.channels)
+        check_generator(generator)
+        b = x.shape[0]
+        if params is None:
+            inner = self.make_params(x, generator=generator)
+            applied = rand((b,), generator, x.device) < self.p
+            params = GatedParams(inner, applied)
+        else:
+            if not isinstance(params, GatedParams):
+                raise TypeError("params must be the GatedParams returned by an earlier call with return_params=True")
+            params.check_batch(b)
+            params = params.to(x.device)
+        y = self.transform(x, params.params)
+        y = torch.where(params.applied.view(-1, 1, 1, 1), y, x)
+        out = restore(y, spec)
+        return (out, params) if return_params else out
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
