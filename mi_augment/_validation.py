@@ -88,7 +88,7 @@ def to_float_batch(images: Any, name: str = "images", channels: tuple[int, ...] 
                 f"and shape {images.shape}"
             )
         arr = images[:, :, None] if images.ndim == 2 else images
-        t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float().div_(255.0)
+        t = torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1)[None].float().div_(255.0)
         return t, ImageSpec("numpy", images.ndim == 2, torch.uint8)
     if not isinstance(images, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, PIL image or numpy uint8 array, got {type(images).__name__}")

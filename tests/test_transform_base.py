@@ -1,0 +1,68 @@
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from mi_augment._random import rand
+from mi_augment.params import Params
+from mi_augment.transforms.base import RandomTransform
+
+from . import checkers
+
+
+@dataclass(frozen=True)
+class _GainParams(Params):
+    gain: torch.Tensor
+
+
+class _Gain(RandomTransform):
+    """A minimal transform used to test the shared contract itself."""
+
+    def make_params(self, images, generator=None):
+        return _GainParams(0.5 + rand((images.shape[0], 1, 1, 1), generator, images.device))
+
+    def transform(self, images, params):
+        return (images * params.gain).clamp(0, 1)
+
+
+X = checkers.textured_batch()
+
+
+@pytest.mark.parametrize("check", checkers.ALL_CHECKS, ids=lambda c: c.__name__)
+def test_base_contract(check):
+    check(_Gain(), X)
+
+
+def test_identity_at_p0():
+    checkers.check_identity_at_p0(_Gain, X)
+
+
+def test_p_gate_is_per_sample():
+    t = _Gain(p=0.5)
+    x = checkers.textured_batch(b=64)
+    out, params = t(x, generator=torch.Generator().manual_seed(0), return_params=True)
+    applied = params.applied
+    assert 10 < int(applied.sum()) < 54
+    assert torch.equal(out[~applied], x[~applied])
+    assert not torch.equal(out[applied], x[applied])
+
+
+def test_bad_input_errors():
+    t = _Gain()
+    with pytest.raises(ValueError, match="channels"):
+        t(torch.rand(2, 4, 8, 8))
+    with pytest.raises(ValueError, match="empty batch"):
+        t(torch.rand(0, 3, 8, 8))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        t(torch.full((3, 8, 8), float("nan")))
+    with pytest.raises(ValueError, match="shape"):
+        t(torch.rand(8, 8))
+    with pytest.raises(TypeError, match="dtype"):
+        t(torch.zeros(3, 8, 8, dtype=torch.int32))
+    with pytest.raises(ValueError, match="p must be"):
+        _Gain(p=1.5)
+    with pytest.raises(TypeError, match="generator"):
+        t(X, generator=0)
+    with pytest.raises(ValueError, match="batch size"):
+        _, params = t(X, return_params=True)
+        t(X[:2], params=params)
