@@ -1,0 +1,56 @@
+"""Small helpers shared by the benchmark scripts: timing, machine facts, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def git_sha() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine() -> dict[str, Any]:
+    info = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "torch": torch.__version__, "platform": platform.platform()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def timeit(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1, device: str = "cpu") -> float:
+    """Median wall time of ``fn()`` in seconds (CUDA-synchronised on GPU)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def write_json(name: str, payload: dict[str, Any]) -> Path:
+    from mi_augment._artifact import atomic_write_bytes
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"git_sha": git_sha(), "machine": machine(), **payload}
+    return atomic_write_bytes(RESULTS / name, json.dumps(payload, indent=1).encode())
