@@ -1,0 +1,366 @@
+"""``MotionModel``: camera motion between frames and the motion blur it implies, fitted to real video.
+
+What one observation is
+    For a frame pair ``(t, t+g)`` (``g`` in ``gaps``, default 1) of a clip without a hard cut in between:
+
+    * the global motion of the camera as a *similarity* about the image centre: translation of the centre
+      (a fraction of the longer image side, so the parameters are resolution independent), rotation and
+      log scale (zoom). It is estimated from tracked corners with a forward-backward check and RANSAC
+      (:func:`mi_augment.video.motion_estimation.estimate_global_motion`), so independently moving objects
+      end up as outliers;
+    * the motion blur of the target frame: a straight streak ``exposure_fraction`` times the velocity of the
+      image centre at frame ``t+g``, the velocity being the mean of the displacements of the pairs on either
+      side of that frame (one-sided at clip ends and cuts). With a shutter open half the frame interval
+      (``exposure_fraction=0.5``) a camera panning 4 px/frame smears each frame over 2 px.
+
+    Hard cuts (:func:`mi_augment.video.cuts.detect_cuts`) and pairs that cannot be aligned are rejected and
+    never counted as motion; ``fit_info`` says how many and why. The residual local motion (inlier
+    reprojection error, median motion of the outliers relative to the camera) is reported in ``fit_info`` but
+    not sampled: a global warp cannot render it.
+
+The density (a Gaussian mixture, component count by BIC) lives on the unconstrained vector
+``[100 dx, 100 dy, rotation in degrees, 100 log scale, 100 bx, 100 by]``: translation and blur in percent of the
+longer side, the blur as a 2-D vector ``(bx, by) = length * (cos angle, sin angle)``. A vector rather than
+``(log length, angle)`` because the angle is circular and a static camera's zero-length blur would pile up at
+``log(eps)``; a streak and its reverse are the same kernel, so the sign of the vector does not matter.
+
+``apply`` warps each image by its sampled similarity (reflection at the borders, no black corners) and then
+blurs it with its own line kernel.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .._validation import check_positive_int, restore, to_float_batch
+from ..functional.geometry import motion_blur, similarity_matrices, warp_homography
+from ..params import Params
+from ..video.cuts import detect_cuts, frames_to_numpy
+from ..video.io import read_video
+from ..video.motion_estimation import estimate_global_motion, mean_displacement, similarity_from_matrix
+from .base import Estimates, PerturbationModel
+from .densities import Density, GaussianMixtureDensity, UniformDensity
+
+__all__ = ["MotionModel", "MotionParams"]
+
+_PARAM_NAMES = ["translation_x_percent", "translation_y_percent", "rotation_degrees", "scale_percent",
+                "blur_x_percent", "blur_y_percent"]
+
+
+@dataclass(frozen=True)
+class MotionParams(Params):
+    """Per-sample camera motion and blur (leading dimension B).
+
+    Attributes:
+        translation: ``(B, 2)`` displacement ``(dx, dy)`` of the image centre, fraction of the longer side.
+        rotation: ``(B, 1)`` radians, positive from +x towards +y (clockwise on screen).
+        log_scale: ``(B, 1)`` natural log of the zoom factor.
+        blur_length: ``(B, 1)`` motion-blur streak length, fraction of the longer side (>= 0).
+        blur_angle: ``(B, 1)`` streak direction, radians.
+    """
+
+    translation: Tensor
+    rotation: Tensor
+    log_scale: Tensor
+    blur_length: Tensor
+    blur_angle: Tensor
+
+
+def _clip_list(data: Any) -> list[Any]:
+    if isinstance(data, (str, os.PathLike, np.ndarray)):
+        return [data]
+    if isinstance(data, Tensor):
+        if data.ndim == 5:
+            return list(data)
+        return [data]
+    if isinstance(data, Sequence) and not isinstance(data, (bytes, bytearray)):
+        if len(data) == 0:
+            raise ValueError("MotionModel.fit got an empty list of clips")
+        return list(data)
+    raise TypeError("MotionModel.fit expects a video path, a (T, C, H, W) tensor, a (T, H, W, C) uint8 array or a "
+                    f"list of those, got {type(data).__name__}")
+
+
+def _native_size(clip: Any) -> tuple[int, int] | None:
+    """(H, W) of a clip before any downscaling (read from the file's header for paths)."""
+    if isinstance(clip, (str, os.PathLike)):
+        import cv2
+
+        cap = cv2.VideoCapture(str(clip))
+        try:
+            w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        finally:
+            cap.release()
+        return (h, w) if h > 0 and w > 0 else None
+    if isinstance(clip, Tensor) and clip.ndim == 4:
+        return int(clip.shape[2]), int(clip.shape[3])
+    if isinstance(clip, np.ndarray) and clip.ndim == 4:
+        return int(clip.shape[1]), int(clip.shape[2])
+    return None
+
+
+def _percentiles(x: np.ndarray, qs: Sequence[float] = (5, 50, 95)) -> list[float]:
+    return [float(v) for v in np.percentile(x, qs)] if x.size else [float("nan")] * len(qs)
+
+
+class MotionModel(PerturbationModel):
+    """Natural camera motion (similarity warp + motion blur), estimated from real video.
+
+    Args:
+        density: density over the 6-D parameter vector (default: Gaussian mixture, components by BIC).
+        exposure_fraction: shutter-open fraction of the frame interval used to turn velocity into blur.
+        gaps: frame gaps of the pairs used as observations (``(1,)``: consecutive frames; ``(1, 2, 4)`` also
+            learns the larger motions between frames further apart, composed from the consecutive pairs).
+        max_side: clips are analysed on a copy whose longer side is at most this (the parameters are
+            resolution independent; this only bounds time and memory).
+        max_frames, stride: passed to :func:`mi_augment.video.read_video` for paths.
+        reference_size: longer side in pixels at which :meth:`summary` reports pixel quantities.
+        padding_mode: border handling of the warp, ``"reflection"`` (default), ``"border"`` or ``"zeros"``.
+    """
+
+    kind = "motion"
+    params_cls = MotionParams
+    format_version = 1
+
+    def __init__(self, density: Density | None = None, *, exposure_fraction: float = 0.5,
+                 gaps: Sequence[int] = (1,), max_side: int | None = 480, max_frames: int | None = None,
+                 stride: int = 1, reference_size: int = 640, padding_mode: str = "reflection"):
+        if not (0.0 <= float(exposure_fraction) <= 1.0):
+            raise ValueError(f"exposure_fraction must be in [0, 1], got {exposure_fraction!r}")
+        gaps = sorted({check_positive_int(g, "gaps entry") for g in gaps})
+        if not gaps:
+            raise ValueError("gaps must hold at least one positive integer")
+        if max_side is not None:
+            check_positive_int(max_side, "max_side", minimum=16)
+        if max_frames is not None:
+            check_positive_int(max_frames, "max_frames", minimum=2)
+        check_positive_int(stride, "stride")
+        check_positive_int(reference_size, "reference_size")
+        if padding_mode not in ("reflection", "border", "zeros"):
+            raise ValueError(f"padding_mode must be 'reflection', 'border' or 'zeros', got {padding_mode!r}")
+        super().__init__(density=density, exposure_fraction=float(exposure_fraction), gaps=gaps,
+                         max_side=max_side, max_frames=max_frames, stride=int(stride),
+                         reference_size=int(reference_size), padding_mode=padding_mode)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def uniform(cls, max_translation: float = 0.05, max_rotation: float = 5.0,
+                scale: tuple[float, float] = (0.95, 1.05), max_blur: float = 0.01, **config: Any) -> MotionModel:
+        """The hand-tuned prior: independent uniforms, like ``torchvision.transforms.RandomAffine``.
+
+        Args:
+            max_translation: each of ``dx, dy`` uniform in ``[-max_translation, max_translation]`` (fraction of
+                the longer side).
+            max_rotation: rotation uniform in ``[-max_rotation, max_rotation]`` degrees.
+            scale: zoom factor range ``(min, max)``, log-uniform.
+            max_blur: each component of the blur vector uniform in ``[-max_blur, max_blur]`` (fraction of the
+                longer side), so streaks are up to ``sqrt(2) * max_blur`` long, in any direction.
+        """
+        for value, name in ((max_translation, "max_translation"), (max_rotation, "max_rotation"),
+                            (max_blur, "max_blur")):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        lo, hi = (float(s) for s in scale)
+        if not (0 < lo <= hi and math.isfinite(hi)):
+            raise ValueError(f"scale must be a (min, max) pair with 0 < min <= max, got {scale!r}")
+        t, r, b = 100.0 * max_translation, float(max_rotation), 100.0 * max_blur
+        low = [-t, -t, -r, 100.0 * math.log(lo), -b, -b]
+        high = [t, t, r, 100.0 * math.log(hi), b, b]
+        return cls(density=UniformDensity(low, high), **config)
+
+    @classmethod
+    def default(cls) -> MotionModel:
+        """The model shipped with the package, fitted on real footage by ``scripts/fit_default_motion.py``."""
+        from importlib.resources import as_file, files
+
+        resource = files("mi_augment").joinpath("assets", "motion_default.json")
+        with as_file(resource) as path:
+            if not Path(path).is_file():
+                raise FileNotFoundError(
+                    f"the default motion model {path} is missing from this installation; re-create it with "
+                    "`python scripts/fit_default_motion.py`"
+                )
+            return cls.load(path)
+
+    # ------------------------------------------------------------------ parameter vectors
+    @property
+    def param_names(self) -> list[str]:
+        return list(_PARAM_NAMES)
+
+    def params_to_vector(self, params: Params) -> Tensor:
+        if not isinstance(params, MotionParams):
+            raise TypeError(f"expected MotionParams, got {type(params).__name__}")
+        bx = params.blur_length * torch.cos(params.blur_angle)
+        by = params.blur_length * torch.sin(params.blur_angle)
+        return torch.cat([100.0 * params.translation, torch.rad2deg(params.rotation), 100.0 * params.log_scale,
+                          100.0 * bx, 100.0 * by], dim=1)
+
+    def params_from_vector(self, z: Tensor) -> MotionParams:
+        if z.ndim != 2 or z.shape[1] != 6:
+            raise ValueError(f"motion parameter vectors must have shape (N, 6), got {tuple(z.shape)}")
+        z = z.float()
+        blur = z[:, 4:6] / 100.0
+        return MotionParams(translation=z[:, 0:2] / 100.0, rotation=torch.deg2rad(z[:, 2:3]),
+                            log_scale=z[:, 3:4] / 100.0, blur_length=blur.norm(dim=1, keepdim=True),
+                            blur_angle=torch.atan2(blur[:, 1:2], blur[:, 0:1]))
+
+    # ------------------------------------------------------------------ estimation
+    def estimate(self, data: Any, progress: bool = False) -> Estimates:
+        """Per-pair motion observations from video(s): see the module docstring.
+
+        ``data``: a video path, a ``(T, C, H, W)`` tensor (uint8 or float in [0, 1]), a ``(T, H, W, C)`` uint8
+        array, or a list of those (or an ``(N, T, C, H, W)`` tensor).
+
+        Returns :class:`Estimates` whose ``n_used`` counts observations (one per usable pair and gap) and
+        ``n_rejected`` the consecutive frame pairs rejected; ``details`` holds ``rejected_reasons``,
+        ``n_pairs_used`` and per-clip statistics (cuts, median displacement and residual local motion as
+        fractions of the longer side, inlier fraction).
+        """
+        clips = _clip_list(data)
+        iterator = clips
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(clips, desc="motion: clips", unit="clip")
+        rows: list[np.ndarray] = []
+        per_clip: list[dict[str, Any]] = []
+        reasons: dict[str, int] = {}
+        n_rejected = 0
+        for index, clip in enumerate(iterator):
+            label = str(clip) if isinstance(clip, (str, os.PathLike)) else f"clip {index}"
+            native = _native_size(clip)
+            if isinstance(clip, (str, os.PathLike)):
+                clip = read_video(clip, max_frames=self.config["max_frames"], stride=self.config["stride"],
+                                  max_side=self.config["max_side"])
+            vectors, info = self._estimate_clip(clip, label)
+            info["native_size"] = list(native) if native else None
+            rows.append(vectors)
+            per_clip.append(info)
+            n_rejected += info["n_rejected"]
+            for k, v in info["rejected_reasons"].items():
+                reasons[k] = reasons.get(k, 0) + v
+        all_rows = np.concatenate(rows, axis=0)
+        if all_rows.shape[0] == 0:
+            raise ValueError(
+                f"no usable frame pairs: all {n_rejected} pairs were rejected ({reasons}); a clip made only of "
+                "hard cuts (or of frames that cannot be aligned) has no camera motion to learn from"
+            )
+        details = {"rejected_reasons": reasons, "n_pairs_used": sum(c["n_used"] for c in per_clip),
+                   "clips": per_clip, "param_names": self.param_names}
+        return Estimates(vectors=torch.from_numpy(all_rows), n_used=int(all_rows.shape[0]), n_rejected=n_rejected,
+                         details=details)
+
+    def _estimate_clip(self, clip: Any, label: str) -> tuple[np.ndarray, dict[str, Any]]:
+        frames = frames_to_numpy(clip, max_side=self.config["max_side"], name=label)
+        if frames.shape[0] < 2:
+            raise ValueError(f"{label} has {frames.shape[0]} frame; motion needs at least 2 frames")
+        h, w = frames.shape[1:3]
+        side = float(max(h, w))
+        cuts = detect_cuts(frames)
+        motion = estimate_global_motion(frames)
+        n = frames.shape[0] - 1
+        usable = motion.valid & ~cuts.is_cut
+        why = ["hard cut" if cuts.is_cut[t] else motion.reasons[t] for t in range(n)]
+        # Centre displacement of every usable consecutive pair, fraction of the longer side.
+        centre = np.full((n, 2), np.nan)
+        for t in np.flatnonzero(usable):
+            centre[t] = similarity_from_matrix(motion.matrices[t], h, w)[2] / side
+        rows = []
+        ef = self.config["exposure_fraction"]
+        for gap in self.config["gaps"]:
+            for t in range(n - gap + 1):
+                if not usable[t:t + gap].all():
+                    continue
+                m = np.eye(3)
+                for k in range(t, t + gap):
+                    m = motion.matrices[k] @ m
+                log_s, rot, trans_px = similarity_from_matrix(m, h, w)
+                # velocity at the target frame t+gap: mean of the usable pairs on either side of it
+                around = [centre[k] for k in (t + gap - 1, t + gap) if k < n and usable[k]]
+                velocity = np.mean(around, axis=0)
+                blur = ef * velocity
+                rows.append([100 * trans_px[0] / side, 100 * trans_px[1] / side, math.degrees(rot), 100 * log_s,
+                             100 * blur[0], 100 * blur[1]])
+        counts: dict[str, int] = {}
+        for t in range(n):
+            if not usable[t]:
+                counts[why[t]] = counts.get(why[t], 0) + 1
+        disp = np.array([mean_displacement(motion.matrices[t], h, w) for t in np.flatnonzero(usable)]) / side
+        info = {
+            "clip": label,
+            "frames": int(frames.shape[0]),
+            "analysed_size": [int(h), int(w)],
+            "n_pairs": int(n),
+            "n_used": int(usable.sum()),
+            "n_rejected": int(n - usable.sum()),
+            "rejected_reasons": counts,
+            "cuts": list(cuts.cuts),
+            "unaligned_pairs": [int(t) for t in np.flatnonzero(~motion.valid)],
+            "n_observations": len(rows),
+            # per-frame displacement over the frame, fraction of the longer side (multiply by a side in px)
+            "displacement_median": float(np.median(disp)) if disp.size else None,
+            "displacement_p90": float(np.percentile(disp, 90)) if disp.size else None,
+            "inlier_fraction_median": float(np.median(motion.inlier_fraction[usable])) if usable.any() else None,
+            "residual_median": float(np.nanmedian(motion.residual_px[usable])) / side if usable.any() else None,
+            "local_motion_median": (float(np.nanmedian(motion.local_motion_px[usable])) / side
+                                    if usable.any() and np.isfinite(motion.local_motion_px[usable]).any() else None),
+        }
+        return np.asarray(rows, dtype=np.float64).reshape(-1, 6), info
+
+    # ------------------------------------------------------------------ rendering
+    def apply(self, images: Any, params: MotionParams) -> Any:
+        """Warp each image by its similarity, then blur it with its motion kernel.
+
+        ``images``: ``[B, C, H, W]`` or ``[C, H, W]`` (float in [0, 1] or uint8); returned as the same type.
+        Translations and blur lengths scale with the longer side of the images.
+        """
+        if not isinstance(params, MotionParams):
+            raise TypeError(f"params must be MotionParams, got {type(params).__name__}")
+        x, spec = to_float_batch(images, "images", channels=(1, 3))
+        b, _, h, w = x.shape
+        params.check_batch(b)
+        for name, value in params._tensors().items():
+            if not bool(torch.isfinite(value).all()):
+                raise ValueError(f"params.{name} contains NaN or inf values")
+        p = params.to(x.device)
+        matrices = similarity_matrices(p.log_scale.to(torch.float64), p.rotation.to(torch.float64),
+                                       p.translation.to(torch.float64), h, w)
+        y = warp_homography(x, matrices, padding_mode=self.config["padding_mode"])
+        length = p.blur_length.reshape(-1).clamp_min(0) * float(max(h, w))
+        y = motion_blur(y, length, p.blur_angle.reshape(-1))
+        return restore(y, spec)
+
+    # ------------------------------------------------------------------ reporting
+    def summary(self, n: int = 20000, reference_size: int | None = None, seed: int = 0) -> dict[str, Any]:
+        """Fitted ranges from ``n`` samples of the density: 5th / 50th / 95th percentiles of the translation
+        (px per frame at ``reference_size``, the longer side; default the config's), its magnitude, rotation
+        (degrees), zoom (percent) and blur length (px), plus the fit's bookkeeping."""
+        ref = float(reference_size or self.config["reference_size"])
+        params = self.sample(n, generator=torch.Generator().manual_seed(seed))
+        tx = params.translation[:, 0].numpy() * ref
+        ty = params.translation[:, 1].numpy() * ref
+        out: dict[str, Any] = {
+            "reference_size": int(ref),
+            "n_samples": n,
+            "translation_x_px": _percentiles(tx),
+            "translation_y_px": _percentiles(ty),
+            "translation_magnitude_px": _percentiles(np.hypot(tx, ty)),
+            "rotation_deg": _percentiles(np.degrees(params.rotation[:, 0].numpy())),
+            "scale_percent": _percentiles(100 * np.expm1(params.log_scale[:, 0].numpy())),
+            "blur_length_px": _percentiles(params.blur_length[:, 0].numpy() * ref),
+        }
+        if isinstance(self.density, GaussianMixtureDensity):
+            out["components"] = self.density.components
+        for key in ("n_used", "n_pairs_used", "n_rejected", "rejected_reasons"):
+            if key in self.fit_info:
+                out[key] = self.fit_info[key]
+        return out

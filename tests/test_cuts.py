@@ -1,0 +1,67 @@
+"""Hard-cut detection (mi_augment.video.cuts): synthetic shots with known cuts, and the real bikes clip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mi_augment.data.samples import sample_path
+from mi_augment.video.cuts import detect_cuts, frames_to_numpy, histogram_distances
+from mi_augment.video.io import read_video
+
+from .test_motion_support import cut_clip, random_motions, synthetic_clip
+
+BIKES_CUTS = (30, 76, 137, 187, 242)  # DATA.md: first frame of each new shot
+
+
+def _bikes_or_skip():
+    try:
+        return sample_path("bikes")
+    except FileNotFoundError as exc:
+        pytest.skip(f"real clip missing: {exc}")
+
+
+def test_finds_known_cuts_in_synthetic_shots():
+    frames, cuts = cut_clip([12, 9, 15, 10, 7])
+    found = detect_cuts(frames)
+    assert list(found.cuts) == cuts
+    assert found.is_cut.sum() == len(cuts) and found.distances.shape == (frames.shape[0] - 1,)
+
+
+def test_camera_motion_and_moving_objects_are_not_cuts():
+    frames, _ = synthetic_clip(random_motions(25, seed=3, std=(3.0, 3.0, 1.0, 1.0)))
+    assert detect_cuts(frames).cuts == ()
+
+
+def test_gradual_lighting_change_is_not_a_cut():
+    frames, _ = synthetic_clip(np.tile([0.5, 0.0, 0.0, 1.0], (20, 1)), foreground=False)
+    ramp = torch.linspace(1.0, 0.5, 21).view(-1, 1, 1, 1)
+    assert detect_cuts((frames.float() * ramp).round().to(torch.uint8)).cuts == ()
+
+
+def test_accepts_float_grey_and_numpy_frames():
+    frames, cuts = cut_clip([6, 6])
+    assert list(detect_cuts(frames.float() / 255).cuts) == cuts
+    assert list(detect_cuts(frames.permute(0, 2, 3, 1).numpy()).cuts) == cuts
+    grey = frames.float().mean(1, keepdim=True).round().to(torch.uint8)
+    assert histogram_distances(grey).shape == (11,)
+
+
+def test_bad_input_errors():
+    with pytest.raises(ValueError, match="at least 2"):
+        detect_cuts(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="NaN"):
+        detect_cuts(torch.full((3, 3, 8, 8), float("inf")))
+    with pytest.raises(ValueError, match="channels"):
+        frames_to_numpy(torch.zeros(3, 2, 8, 8))
+    with pytest.raises(TypeError, match="path"):
+        frames_to_numpy([1, 2, 3])
+    with pytest.raises(ValueError, match="min_distance"):
+        detect_cuts(torch.zeros(3, 3, 8, 8, dtype=torch.uint8), min_distance=0.9, strong_distance=0.5)
+
+
+def test_bikes_cuts_are_found_exactly():
+    path = _bikes_or_skip()
+    found = detect_cuts(read_video(path, max_side=160))
+    assert found.cuts == BIKES_CUTS
