@@ -1,0 +1,55 @@
+"""Every public transform runs the shared checker battery (tests/checkers.py).
+
+A new ``RandomTransform`` subclass exported from ``mi_augment.transforms`` fails ``test_every_transform_is_registered``
+until it is added to ``REGISTRY`` below with a small factory.
+"""
+
+import inspect
+
+import pytest
+import torch
+
+import mi_augment.transforms as T
+from mi_augment.perturbations.motion import MotionModel
+
+from . import checkers
+
+
+def _motion(p=1.0):
+    return T.NaturalMotion(MotionModel.default(), p=p)
+
+
+REGISTRY = {
+    "NaturalMotion": _motion,
+}
+X = checkers.textured_batch(b=3, h=36, w=44)
+
+
+def test_every_transform_is_registered():
+    exported = {name for name, obj in vars(T).items()
+                if inspect.isclass(obj) and issubclass(obj, T.RandomTransform) and obj is not T.RandomTransform}
+    missing = exported - set(REGISTRY)
+    assert not missing, f"register these transforms in tests/test_registry.py: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("check", checkers.ALL_CHECKS, ids=lambda c: c.__name__)
+def test_transform_contract(name, check):
+    check(REGISTRY[name](), X)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_identity_at_p0(name):
+    checkers.check_identity_at_p0(REGISTRY[name], X)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_grey_images(name):
+    out = REGISTRY[name]()(X[:, :1], generator=torch.Generator().manual_seed(0))
+    assert out.shape == X[:, :1].shape
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_cpu_equals_cuda(name):
+    checkers.check_cpu_equals_cuda(REGISTRY[name](), X)
