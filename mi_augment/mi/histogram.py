@@ -1,0 +1,162 @@
+"""Plug-in joint-histogram MI for bounded scalar samples (pixel intensities), hard or soft-binned."""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._validation import check_finite, check_positive_int
+from ._common import DEFAULT_MAX_ELEMENTS, as_float_tensor, check_chunk_size, problems_per_chunk, run_chunked
+
+
+def _scalar_samples(t: Any, name: str) -> Tensor:
+    t = as_float_tensor(t, name)
+    if t.ndim >= 2 and t.shape[-1] == 1:
+        t = t[..., 0]
+    if t.ndim == 0:
+        raise ValueError(f"{name} must have shape (..., N) or (..., N, 1), got a scalar")
+    return t
+
+
+def _check_range(value: Any) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """``None``, one ``(min, max)`` pair for both variables, or ``((xmin, xmax), (ymin, ymax))``."""
+    if value is None:
+        return None
+    message = f"range must be None, (min, max) or ((xmin, xmax), (ymin, ymax)) with min < max, got {value!r}"
+    try:
+        items = list(value)
+    except TypeError:
+        raise ValueError(message) from None
+    if len(items) != 2:
+        raise ValueError(message)
+    pairs = items if all(not isinstance(v, Real) for v in items) else [items, items]
+    out = []
+    for pair in pairs:
+        try:
+            lo, hi = (float(v) for v in pair)
+        except (TypeError, ValueError):
+            raise ValueError(message) from None
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(message)
+        out.append((lo, hi))
+    return out[0], out[1]
+
+
+def _bounds(t: Tensor, fixed: tuple[float, float] | None) -> tuple[Tensor, Tensor]:
+    """Lower bound and bin span ``(B, 1)`` per problem: the fixed range, or the samples' min and max."""
+    if fixed is not None:
+        lo = t.new_full((t.shape[0], 1), fixed[0])
+        return lo, t.new_full((t.shape[0], 1), fixed[1] - fixed[0])
+    lo = t.amin(dim=-1, keepdim=True).detach()
+    span = t.amax(dim=-1, keepdim=True).detach() - lo
+    return lo, torch.where(span > 0, span, torch.ones_like(span))
+
+
+def _mi_from_joint(joint: Tensor) -> Tensor:
+    """MI of the normalised joint tables ``(B, bins, bins)``: ``H(X) + H(Y) - H(X, Y)`` with ``0 log 0 = 0``."""
+    def entropy(p: Tensor, dims: tuple[int, ...]) -> Tensor:
+        return -torch.special.xlogy(p, p).sum(dim=dims)
+
+    return entropy(joint.sum(-1), (-1,)) + entropy(joint.sum(-2), (-1,)) - entropy(joint, (-2, -1))
+
+
+def histogram_mi(
+    x: Any,
+    y: Any,
+    bins: int = 16,
+    *,
+    range: Any = None,  # the name numpy.histogram uses
+    soft: bool = False,
+    bandwidth: float | None = None,
+    chunk_size: int | None = None,
+) -> Tensor:
+    """Plug-in mutual information (nats) of the joint histogram of paired scalar samples, batched.
+
+    Args:
+        x: scalar samples ``(..., N)`` or ``(..., N, 1)``, e.g. the 1024 luma values of a 32x32 crop.
+            Integer tensors are converted to float unchanged (uint8 pixels stay 0..255: pass
+            ``range=(0, 255)`` or convert to [0, 1] first).
+        y: paired samples of the same shape (leading dimensions and ``N`` must match).
+        bins: bins per variable (``>= 2``); the joint table is ``bins x bins``.
+        range: ``None`` (each problem's own min and max per variable, as ``numpy.histogram2d``), a
+            ``(min, max)`` pair for both variables (``(0, 1)`` for pixel values) or
+            ``((xmin, xmax), (ymin, ymax))``. Samples outside a fixed range go to the edge bins.
+        soft: ``False`` counts samples into bins (fast, exact plug-in). ``True`` spreads every sample over
+            the bins with Gaussian (Parzen) weights centred on the bin centres and normalised per sample, so
+            the estimate is differentiable with respect to ``x`` and ``y``.
+        bandwidth: standard deviation of the soft-binning kernel in data units; default half a bin width.
+            Only used with ``soft=True``.
+        chunk_size: problems processed at once; by default chosen to keep temporaries near 128 MiB.
+
+    Returns:
+        MI of shape ``(...)`` on the inputs' device (float64 for float64 inputs, else float32), between 0
+        and ``log(bins)``.
+
+    Hard binning: bin ``floor((v - min) / (max - min) * bins)``, the maximum in the last bin (as numpy).
+    The plug-in estimate is biased upwards by about ``(bins - 1)**2 / (2 N)`` for independent variables
+    and downwards by the discretisation; see ``docs/mi_estimators.md``. The ranges found from the data are
+    treated as constants for gradients.
+    """
+    bins = check_positive_int(bins, "bins", minimum=2)
+    if not isinstance(soft, bool):
+        raise ValueError(f"soft must be True or False, got {soft!r}")
+    if bandwidth is not None and (
+        isinstance(bandwidth, bool) or not isinstance(bandwidth, Real) or not math.isfinite(bandwidth) or bandwidth <= 0
+    ):
+        raise ValueError(f"bandwidth must be None or a positive number, got {bandwidth!r}")
+    ranges = _check_range(range)
+    chunk_size = check_chunk_size(chunk_size)
+    x = _scalar_samples(x, "x")
+    y = _scalar_samples(y, "y")
+    if x.device != y.device:
+        raise ValueError(f"x and y must be on the same device, got {x.device} and {y.device}")
+    dtype = torch.promote_types(x.dtype, y.dtype)
+    x, y = x.to(dtype), y.to(dtype)
+    if x.shape[:-1] != y.shape[:-1]:
+        raise ValueError(f"x and y must have the same leading (batch) dimensions, got x {tuple(x.shape)} "
+                         f"and y {tuple(y.shape)}")
+    n = x.shape[-1]
+    if y.shape[-1] != n:
+        raise ValueError(f"x and y must have the same number of samples N, got {n} and {y.shape[-1]}")
+    if n < 2:
+        raise ValueError(f"x and y need at least N=2 samples, got N={n}")
+    check_finite(x, "x")
+    check_finite(y, "y")
+    batch_shape = tuple(x.shape[:-1])
+    xf, yf = x.reshape(-1, n), y.reshape(-1, n)
+    if xf.shape[0] == 0:
+        return x.new_empty(batch_shape)
+    x_range, y_range = ranges if ranges is not None else (None, None)
+
+    def hard(xc: Tensor, yc: Tensor) -> Tensor:
+        b = xc.shape[0]
+        index = torch.arange(b, device=xc.device)[:, None] * (bins * bins)
+        for t, fixed, stride in ((xc, x_range, bins), (yc, y_range, 1)):
+            lo, span = _bounds(t, fixed)
+            which = ((t - lo) / span * bins).floor().clamp_(0, bins - 1).long()
+            index = index + which * stride
+        counts = torch.bincount(index.reshape(-1), minlength=b * bins * bins)
+        return _mi_from_joint(counts.reshape(b, bins, bins).to(xc.dtype) / n)
+
+    def parzen(xc: Tensor, yc: Tensor) -> Tensor:
+        weights = []
+        centres = (torch.arange(bins, device=xc.device, dtype=xc.dtype) + 0.5) / bins  # in units of the span
+        for t, fixed in ((xc, x_range), (yc, y_range)):
+            lo, span = _bounds(t, fixed)
+            sigma = (bandwidth / span) if bandwidth is not None else torch.full_like(span, 0.5 / bins)
+            u = ((t - lo) / span).clamp(0, 1)  # (b, N) in [0, 1]
+            logits = -0.5 * ((u[..., None] - centres) / sigma[..., None]) ** 2
+            weights.append(torch.softmax(logits, dim=-1))  # (b, N, bins), each sample's mass sums to 1
+        joint = torch.bmm(weights[0].transpose(1, 2), weights[1]) / n
+        return _mi_from_joint(joint)
+
+    per_problem = n * bins * 3 if soft else n * 3
+    per_chunk = problems_per_chunk(per_problem, chunk_size, DEFAULT_MAX_ELEMENTS)
+    return run_chunked(parzen if soft else hard, (xf, yf), per_chunk).reshape(batch_shape)
+
+
+__all__ = ["histogram_mi"]
