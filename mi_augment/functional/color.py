@@ -1,0 +1,269 @@
+"""Colour and illumination kernels: pure, batched, never sample randomness.
+
+Every kernel takes a float batch ``[B, C, H, W]`` with values in [0, 1] (``C`` = 1 or 3) and per-sample
+parameters with leading dimension ``B``; it returns a new tensor and never modifies its inputs.
+
+Two families live here:
+
+* **Physical illumination** in linear RGB (:func:`apply_illumination`): a per-channel gain (exposure and
+  white balance), a gamma on linear intensity (tone-curve changes) and a smooth multiplicative shading field
+  rendered from a few coefficients (:func:`render_shading_field`, vignetting and light fall-off).
+* **ColorJitter-style adjustments** in sRGB (:func:`adjust_brightness`, :func:`adjust_contrast`,
+  :func:`adjust_saturation`, :func:`adjust_hue`), with per-sample factors; for float input each matches
+  ``torchvision.transforms.v2.functional`` applied image by image.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "srgb_to_linear",
+    "linear_to_srgb",
+    "rgb_to_grayscale",
+    "shading_basis",
+    "shading_degree",
+    "shading_size",
+    "render_shading_field",
+    "apply_illumination",
+    "adjust_brightness",
+    "adjust_contrast",
+    "adjust_saturation",
+    "adjust_hue",
+]
+
+# ITU-R BT.601 luma weights, the ones torchvision's rgb_to_grayscale uses.
+_LUMA = (0.2989, 0.587, 0.114)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# sRGB transfer function
+# ---------------------------------------------------------------------------------------------------------
+def srgb_to_linear(images: Tensor) -> Tensor:
+    """Decode sRGB values in [0, 1] to linear light (IEC 61966-2-1 piecewise curve).
+
+    Values are clamped to [0, 1] first, so the output is in [0, 1] too.
+    """
+    x = images.clamp(0.0, 1.0)
+    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055).pow(2.4))
+
+
+def linear_to_srgb(images: Tensor) -> Tensor:
+    """Encode linear light in [0, 1] to sRGB values (inverse of :func:`srgb_to_linear`); clamps to [0, 1]."""
+    x = images.clamp(0.0, 1.0)
+    return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp_min(0.0031308).pow(1.0 / 2.4) - 0.055)
+
+
+def rgb_to_grayscale(images: Tensor) -> Tensor:
+    """Luma ``[B, 1, H, W]`` of an RGB batch with torchvision's weights; a 1-channel batch is returned as is."""
+    if images.shape[-3] == 1:
+        return images
+    r, g, b = images.unbind(dim=-3)
+    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(-3)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Shading field
+# ---------------------------------------------------------------------------------------------------------
+def shading_size(degree: int) -> int:
+    """Number of shading coefficients ``S`` for a 2-D polynomial of total ``degree`` without its constant
+    term (the constant is the gain): 0 -> 0, 1 -> 2, 2 -> 5, 3 -> 9."""
+    if isinstance(degree, bool) or not isinstance(degree, int) or degree < 0:
+        raise ValueError(f"shading degree must be an integer >= 0, got {degree!r}")
+    return (degree + 1) * (degree + 2) // 2 - 1
+
+
+def shading_degree(size: int) -> int:
+    """Inverse of :func:`shading_size`; raises ``ValueError`` for a count that is not ``shading_size(d)``."""
+    d = 0
+    while shading_size(d) < size:
+        d += 1
+    if shading_size(d) != size:
+        raise ValueError(f"{size} shading coefficients do not form a complete polynomial basis; "
+                         f"expected one of {[shading_size(k) for k in range(5)]}")
+    return d
+
+
+def _legendre(n: int, t: Tensor) -> Tensor:
+    """Legendre polynomial ``P_n(t)`` by the three-term recurrence (orthogonal on [-1, 1])."""
+    p_prev, p = torch.ones_like(t), t
+    if n == 0:
+        return p_prev
+    for k in range(1, n):
+        p_prev, p = p, ((2 * k + 1) * t * p - k * p_prev) / (k + 1)
+    return p
+
+
+def shading_basis(height: int, width: int, degree: int, device=None, dtype=torch.float32) -> Tensor:
+    """The shading basis ``[S, H, W]`` at pixel centres of an ``H x W`` image.
+
+    Coordinates are normalised to [-1, 1] on both axes (``u`` across, ``v`` down), so coefficients mean the
+    same thing at every resolution. Basis function ``(i, j)`` with ``1 <= i + j <= degree`` is
+    ``P_i(u) * P_j(v)`` (Legendre polynomials), ordered by total degree then by ``j``: for degree 2 the
+    order is ``u, v, P2(u), u*v, P2(v)``. Legendre products are nearly orthogonal over the image, so the
+    field's mean log value is close to 0 and the gain keeps its meaning.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"height and width must be >= 1, got {height} x {width}")
+    u = (torch.arange(width, device=device, dtype=torch.float64) + 0.5) * (2.0 / width) - 1.0
+    v = (torch.arange(height, device=device, dtype=torch.float64) + 0.5) * (2.0 / height) - 1.0
+    terms = []
+    for total in range(1, degree + 1):
+        for j in range(total + 1):
+            i = total - j
+            terms.append(_legendre(j, v)[:, None] * _legendre(i, u)[None, :])
+    if not terms:
+        return torch.zeros(0, height, width, device=device, dtype=dtype)
+    return torch.stack(terms).to(dtype)
+
+
+def render_shading_field(coeffs: Tensor, height: int, width: int) -> Tensor:
+    """Render the multiplicative shading field ``exp(sum_k coeffs[:, k] * basis_k)`` as ``[B, 1, H, W]``.
+
+    ``coeffs`` is ``(B, S)`` with ``S`` one of :func:`shading_size`'s values (0 gives a field of ones). The
+    field is smooth (a low-order polynomial in the exponent) and can be rendered at any resolution.
+    """
+    if coeffs.ndim != 2:
+        raise ValueError(f"shading coefficients must have shape (B, S), got {tuple(coeffs.shape)}")
+    degree = shading_degree(coeffs.shape[1])
+    dtype = coeffs.dtype if coeffs.is_floating_point() else torch.float32
+    basis = shading_basis(height, width, degree, device=coeffs.device, dtype=dtype)
+    log_field = torch.einsum("bs,shw->bhw", coeffs.to(dtype), basis)
+    return log_field.exp().unsqueeze(1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Physical illumination in linear RGB
+# ---------------------------------------------------------------------------------------------------------
+def _per_sample(x: Tensor, batch: int, name: str, width: int | None = None) -> Tensor:
+    """Reshape per-sample parameters ``(B,)`` / ``(B, 1)`` / ``(B, width)`` to ``(B, width or 1)``."""
+    if not isinstance(x, Tensor):
+        x = torch.as_tensor(x, dtype=torch.float32)
+    if x.ndim == 0:
+        x = x.expand(batch)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[0] != batch or (width is not None and x.shape[1] != width):
+        want = f"(B={batch}, {width})" if width is not None else f"(B={batch},) or (B={batch}, 1)"
+        raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
+    return x
+
+
+def _check_images(images: Tensor) -> None:
+    if not isinstance(images, Tensor) or images.ndim != 4:
+        raise ValueError(f"images must be a [B, C, H, W] tensor, got {getattr(images, 'shape', type(images))}")
+    if images.shape[1] not in (1, 3):
+        raise ValueError(f"images must have 1 or 3 channels, got {images.shape[1]}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be float in [0, 1], got dtype {images.dtype}")
+
+
+def apply_illumination(images: Tensor, log_gain: Tensor, log_gamma: Tensor, shading: Tensor | None = None) -> Tensor:
+    """Apply a physical illumination change to sRGB images.
+
+    In linear RGB, each channel becomes ``gain_c * field(x, y) * value ** gamma`` (clamped to [0, 1]), i.e.
+    in the log domain ``log out = log_gain_c + shading_field + gamma * log in``; the result is encoded back
+    to sRGB.
+
+    Args:
+        images: ``[B, C, H, W]`` float sRGB in [0, 1], ``C`` = 1 or 3.
+        log_gain: ``(B, 3)`` natural-log gains of the linear R, G, B channels. A 1-channel image uses the
+            mean of the three (the geometric-mean gain).
+        log_gamma: ``(B,)`` or ``(B, 1)`` natural log of the exponent on linear intensity (0 = unchanged).
+        shading: ``(B, S)`` shading coefficients for :func:`render_shading_field`, or None for a flat field.
+    """
+    _check_images(images)
+    b, c, h, w = images.shape
+    log_gain = _per_sample(log_gain, b, "log_gain", 3).to(images)
+    gamma = _per_sample(log_gamma, b, "log_gamma", 1).to(images).exp()
+    if c == 1:
+        log_gain = log_gain.mean(dim=1, keepdim=True)
+    linear = srgb_to_linear(images)
+    out = linear.pow(gamma.view(b, 1, 1, 1)) * log_gain.exp().view(b, c, 1, 1)
+    if shading is not None and shading.shape[-1] > 0:
+        shading = _per_sample(shading, b, "shading", shading.shape[-1])
+        out = out * render_shading_field(shading.to(images), h, w)
+    return linear_to_srgb(out)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ColorJitter-style adjustments in sRGB (per-sample factors)
+# ---------------------------------------------------------------------------------------------------------
+def _factor(factor: Tensor | float, images: Tensor, name: str, nonnegative: bool = True) -> Tensor:
+    f = _per_sample(factor, images.shape[0], name).to(images)
+    if nonnegative and bool((f < 0).any()):
+        raise ValueError(f"{name} factors must be non-negative, got minimum {float(f.min())}")
+    return f.view(-1, 1, 1, 1)
+
+
+def _blend(images: Tensor, other: Tensor, factor: Tensor) -> Tensor:
+    """``factor * images + (1 - factor) * other``, clamped to [0, 1]."""
+    return (factor * images + (1.0 - factor) * other).clamp(0.0, 1.0)
+
+
+def adjust_brightness(images: Tensor, factor: Tensor | float) -> Tensor:
+    """Multiply by ``factor`` (``(B,)`` or ``(B, 1)``, >= 0; 1 = unchanged) and clamp, per sample."""
+    _check_images(images)
+    return (images * _factor(factor, images, "brightness")).clamp(0.0, 1.0)
+
+
+def adjust_contrast(images: Tensor, factor: Tensor | float) -> Tensor:
+    """Blend each image with the mean of its luma: 0 gives a flat grey image, 1 the original."""
+    _check_images(images)
+    mean = rgb_to_grayscale(images).mean(dim=(-3, -2, -1), keepdim=True)
+    return _blend(images, mean, _factor(factor, images, "contrast"))
+
+
+def adjust_saturation(images: Tensor, factor: Tensor | float) -> Tensor:
+    """Blend each RGB image with its luma: 0 gives greyscale, 1 the original. 1-channel images are returned
+    unchanged (as torchvision and PIL do)."""
+    _check_images(images)
+    f = _factor(factor, images, "saturation")
+    if images.shape[1] == 1:
+        return images.clone()
+    return _blend(images, rgb_to_grayscale(images), f)
+
+
+def _rgb_to_hsv(images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Hexcone HSV with hue in [0, 1); grey pixels get hue 0 and saturation 0."""
+    r, g, b = images.unbind(dim=-3)
+    value, argmax = images.max(dim=-3)
+    chroma = value - images.min(dim=-3).values
+    grey = chroma == 0
+    safe_chroma = torch.where(grey, torch.ones_like(chroma), chroma)
+    saturation = torch.where(value > 0, chroma / torch.where(value > 0, value, torch.ones_like(value)),
+                             torch.zeros_like(value))
+    # Position on the hexagon, in sixths of a turn, measured from the sector of the largest channel.
+    sector_r = torch.remainder((g - b) / safe_chroma, 6.0)
+    sector_g = (b - r) / safe_chroma + 2.0
+    sector_b = (r - g) / safe_chroma + 4.0
+    hue6 = torch.where(argmax == 0, sector_r, torch.where(argmax == 1, sector_g, sector_b))
+    hue = torch.where(grey, torch.zeros_like(hue6), hue6 / 6.0)
+    return hue, saturation, value
+
+
+def _hsv_to_rgb(hue: Tensor, saturation: Tensor, value: Tensor) -> Tensor:
+    """Inverse hexcone: channel ``n`` (5, 3, 1 for R, G, B) is ``v - v*s*clamp(min(k, 4-k), 0, 1)`` with
+    ``k = (n + 6 h) mod 6``."""
+    channels = []
+    for n in (5.0, 3.0, 1.0):
+        k = torch.remainder(n + hue * 6.0, 6.0)
+        ramp = torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
+        channels.append(value - value * saturation * ramp)
+    return torch.stack(channels, dim=-3).clamp(0.0, 1.0)
+
+
+def adjust_hue(images: Tensor, shift: Tensor | float) -> Tensor:
+    """Rotate hue by ``shift`` turns (``(B,)`` or ``(B, 1)`` in [-0.5, 0.5]; 0 = unchanged), per sample.
+    1-channel images are returned unchanged."""
+    _check_images(images)
+    s = _factor(shift, images, "hue", nonnegative=False)
+    if bool((s.abs() > 0.5).any()):
+        raise ValueError(f"hue shifts must be in [-0.5, 0.5], got {s.flatten().tolist()}")
+    if images.shape[1] == 1:
+        return images.clone()
+    hue, saturation, value = _rgb_to_hsv(images)
+    hue = torch.remainder(hue + s[:, 0], 1.0)
+    return _hsv_to_rgb(hue, saturation, value)
+

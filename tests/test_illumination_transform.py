@@ -1,0 +1,86 @@
+"""NaturalIllumination: the shared transform contract (tests/checkers.py) plus illumination specifics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mi_augment.perturbations.illumination import IlluminationModel, IlluminationParams
+from mi_augment.transforms.illumination import NaturalIllumination
+
+from . import checkers
+
+X = checkers.textured_batch()
+
+
+@pytest.fixture(scope="module")
+def natural():
+    return NaturalIllumination()
+
+
+@pytest.fixture(scope="module")
+def jitter():
+    return NaturalIllumination(IlluminationModel.uniform(0.4, 0.4, 0.4, 0.1))
+
+
+@pytest.mark.parametrize("check", checkers.ALL_CHECKS, ids=lambda c: c.__name__)
+def test_contract_with_the_default_model(natural, check):
+    check(natural, X)
+
+
+@pytest.mark.parametrize("check", checkers.ALL_CHECKS, ids=lambda c: c.__name__)
+def test_contract_with_the_colorjitter_prior(jitter, check):
+    check(jitter, X)
+
+
+@pytest.mark.parametrize("factory", [lambda p: NaturalIllumination(p=p),
+                                     lambda p: NaturalIllumination(IlluminationModel.uniform(), p=p)])
+def test_identity_at_p0(factory):
+    checkers.check_identity_at_p0(factory, X)
+
+
+def test_greyscale_images(natural, jitter):
+    grey = X[:, :1]
+    for t in (natural, jitter):
+        checkers.check_batch_equals_singles(t, grey)
+        checkers.check_output_range_and_shape(t, grey)
+
+
+def test_params_are_drawn_per_sample_on_the_images_device(natural):
+    out, gated = natural(X, generator=torch.Generator().manual_seed(0), return_params=True)
+    params = gated.params
+    assert isinstance(params, IlluminationParams) and params.batch_size == X.shape[0]
+    assert params.device == X.device
+    assert len({tuple(r.tolist()) for r in params.log_gain}) == X.shape[0]
+    assert not torch.equal(out, X)
+
+
+def test_default_changes_are_mild_and_colorjitter_changes_are_large(natural, jitter):
+    g = torch.Generator().manual_seed(0)
+    batch = X[:1].expand(64, -1, -1, -1)
+    mild = (natural(batch, generator=g) - batch).abs().mean(dim=(1, 2, 3))
+    large = (jitter(batch, generator=g) - batch).abs().mean(dim=(1, 2, 3))
+    assert float(mild.median()) < 0.02 < float(large.median())
+
+
+def test_bad_models_are_refused():
+    with pytest.raises(TypeError, match="IlluminationModel"):
+        NaturalIllumination(model="default")
+    with pytest.raises(ValueError, match="fitted"):
+        NaturalIllumination(IlluminationModel())
+    with pytest.raises(ValueError, match="channels"):
+        NaturalIllumination()(torch.rand(2, 4, 8, 8))
+    with pytest.raises(ValueError, match="empty batch"):
+        NaturalIllumination()(torch.rand(0, 3, 8, 8))
+    with pytest.raises(ValueError, match="NaN"):
+        NaturalIllumination()(torch.full((3, 8, 8), float("nan")))
+
+
+def test_repr_names_the_model(natural):
+    assert "IlluminationModel" in repr(natural) and "p=1.0" in repr(natural)
+
+
+@pytest.mark.cuda
+def test_cpu_equals_cuda(natural, jitter):
+    for t in (natural, jitter):
+        checkers.check_cpu_equals_cuda(t, X)
