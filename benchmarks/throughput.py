@@ -1,0 +1,232 @@
+"""Positive pairs per second: torchvision, Kornia and MIPairTransform side by side, in one run.
+
+Pipelines (every one makes two views per image):
+
+* ``torchvision_v1_pil``: the SimCLR recipe per image on PIL (RandomResizedCrop, flip, ColorJitter(0.4, 0.4,
+  0.4, 0.1) with p=0.8, RandomGrayscale(0.2), ToTensor), as a DataLoader worker runs it. CPU only.
+* ``torchvision_v2_batch``: the same transforms from ``torchvision.transforms.v2`` called on a whole batch
+  tensor (note: v2 draws *one* set of parameters per call, so every image of the batch gets the same crop).
+* ``kornia``: ``AugmentationSequential`` with the same four augmentations, per-sample parameters.
+* ``ours_random``: ``MIPairTransform(policy="random")`` with the shipped natural models (illumination +
+  motion): no scoring, the RandomResizedCrop baseline with natural perturbations.
+* ``ours_k8``: ``MIPairTransform`` with K=8 scored candidates (threshold policy, histogram MI, 32x32 luma
+  proxies) and the shipped natural models: the default configuration.
+* ``ours_k8_jitter``: as ``ours_k8`` but with ColorJitter's prior (``IlluminationModel.uniform()``) and no
+  motion model: like for like with the SimCLR pipelines above.
+
+Images are synthetic smooth RGB uint8 (content does not change the cost), 32x32 for 32 px views, 96x96 for
+96 px and 256x256 for 224 px. Every pipeline is warmed up, then all are measured in ``--rounds`` interleaved
+rounds of ``--seconds / --rounds`` each, and each pipeline's best round is reported (the median is in the
+JSON): on a shared machine, load from other processes then affects all pipelines alike.
+
+Usage::
+
+    python benchmarks/throughput.py                       # CPU, 1 thread, writes benchmarks/results/throughput_cpu.json
+    python benchmarks/throughput.py --device cuda          # GPU batches (512 / 256 / 256), throughput_cuda.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+INPUT_SIDE = {32: 32, 96: 96, 224: 256}
+CPU_BATCH = {32: 256, 96: 128, 224: 32}
+CUDA_BATCH = {32: 512, 96: 256, 224: 256}
+
+
+def synthetic_images(n: int, side: int, seed: int = 0) -> torch.Tensor:
+    """Smooth random RGB uint8 images ``[n, 3, side, side]``."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(n, 3, max(2, side // 8), max(2, side // 8), generator=g)
+    fine = F.interpolate(coarse, size=(side, side), mode="bilinear", align_corners=False)
+    fine = fine + 0.1 * torch.rand(n, 3, side, side, generator=g)
+    return (fine.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def measure(fn, n_pairs: int, seconds: float, device: str) -> float:
+    """Pairs per second of ``fn()`` (which makes ``n_pairs`` pairs) over about ``seconds`` (at least one call)."""
+    calls = 0
+    start = time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        _sync(device)
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return n_pairs * calls / elapsed
+
+
+def torchvision_v1(size: int):
+    from torchvision import transforms as T
+
+    return T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(),
+                      T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), T.RandomGrayscale(0.2),
+                      T.ToTensor()])
+
+
+def torchvision_v2(size: int):
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip(),
+                       v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), v2.RandomGrayscale(0.2)])
+
+
+def kornia_simclr(size: int):
+    import kornia.augmentation as K
+
+    return K.AugmentationSequential(K.RandomResizedCrop((size, size)), K.RandomHorizontalFlip(),
+                                    K.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8), K.RandomGrayscale(p=0.2))
+
+
+def ours(size: int, variant: str):
+    from mi_augment.perturbations.illumination import IlluminationModel
+    from mi_augment.transforms.pair import MIPairTransform
+
+    if variant == "random":
+        return MIPairTransform(size, policy="random")
+    if variant == "k8":
+        return MIPairTransform(size, n_candidates=8)
+    if variant == "k8_jitter":
+        return MIPairTransform(size, n_candidates=8, illumination=IlluminationModel.uniform(), motion=False)
+    raise ValueError(variant)
+
+
+METHODS = ["torchvision_v1_pil", "torchvision_v2_batch", "kornia", "ours_random", "ours_k8", "ours_k8_jitter"]
+
+
+def _pipelines(size: int, device: str, methods: list[str], batch: int) -> list[tuple[str, object, int]]:
+    """``(method, fn, pairs per call)`` for every method that runs on ``device``."""
+    from PIL import Image
+
+    images_u8 = synthetic_images(batch, INPUT_SIDE[size])
+    out = []
+    for method in methods:
+        if method == "torchvision_v1_pil":
+            if device != "cpu":
+                continue
+            t = torchvision_v1(size)
+            n = min(batch, 64)
+            pil = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in images_u8[:n]]
+            out.append((method, lambda t=t, pil=pil: [(t(p), t(p)) for p in pil], n))
+        elif method == "torchvision_v2_batch":
+            t = torchvision_v2(size)
+            x = images_u8.to(device)
+            out.append((method, lambda t=t, x=x: (t(x), t(x)), batch))
+        elif method == "kornia":
+            t = kornia_simclr(size).to(device)
+            x = images_u8.to(device).float() / 255.0
+            out.append((method, lambda t=t, x=x: (t(x), t(x)), batch))
+        else:
+            t = ours(size, method[len("ours_"):])
+            x = images_u8.to(device).float() / 255.0
+            g = torch.Generator(device=device).manual_seed(0)
+            out.append((method, lambda t=t, x=x, g=g: t(x, generator=g), batch))
+    return out
+
+
+def bench_size(size: int, device: str, seconds: float, methods: list[str], batch: int, rounds: int) -> list[dict]:
+    """Warm every pipeline up, then measure them in ``rounds`` interleaved rounds (so that load from other
+    processes hits all of them alike) and keep each one's best round."""
+    pipelines = _pipelines(size, device, methods, batch)
+    for _, fn, _ in pipelines:
+        fn()
+    _sync(device)
+    rates: dict[str, list[float]] = {m: [] for m, _, _ in pipelines}
+    for _ in range(rounds):
+        for method, fn, n in pipelines:
+            rates[method].append(measure(fn, n, seconds / rounds, device))
+    rows = []
+    for method, _, n in pipelines:
+        r = sorted(rates[method])
+        rows.append({"method": method, "size": size, "input_side": INPUT_SIDE[size], "batch": n,
+                     "pairs_per_s": r[-1], "pairs_per_s_median": r[len(r) // 2], "rounds": r})
+        print(f"  {size:>3} px  {method:<22} {r[-1]:>12,.0f} pairs/s (best of {rounds})", flush=True)
+    base = next((r["pairs_per_s"] for r in rows if r["method"] == "torchvision_v1_pil"), None)
+    for r in rows:
+        r["ratio_vs_torchvision_v1_pil"] = None if base is None else r["pairs_per_s"] / base
+    return rows
+
+
+def machine_info(device: str, threads: int) -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "cpu_count": os.cpu_count(), "torch_threads": threads, "device": device}
+    try:
+        import kornia
+        import torchvision
+
+        info["torchvision"] = torchvision.__version__
+        info["kornia"] = kornia.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        model = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
+        info["cpu"] = model[0] if model else platform.processor()
+    except OSError:
+        info["cpu"] = platform.processor()
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name()
+    try:
+        info["git_sha"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                         check=False).stdout.strip() or None
+    except OSError:
+        info["git_sha"] = None
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--sizes", type=int, nargs="+", default=[32, 96, 224], choices=sorted(INPUT_SIDE))
+    p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    p.add_argument("--seconds", type=float, default=3.0, help="measuring time per pipeline and size")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best round is reported")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: pairs/s per core)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default depends on size and device)")
+    p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/throughput_<device>.json)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = args.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        p.error("--device cuda needs a CUDA device")
+    info = machine_info(device, args.threads)
+    print(json.dumps(info, indent=1))
+    rows = []
+    started = time.perf_counter()
+    for size in args.sizes:
+        batch = args.batch or (CUDA_BATCH if device.startswith("cuda") else CPU_BATCH)[size]
+        rows += bench_size(size, device, args.seconds, args.methods, batch, args.rounds)
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"throughput_{device.split(':')[0]}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    report = {"command": command.strip(), "machine": info, "total_seconds": time.perf_counter() - started,
+              "results": rows}
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"\n{'size':>4}  {'method':<22} {'pairs/s':>12} {'vs tv v1':>9}")
+    for r in rows:
+        ratio = r["ratio_vs_torchvision_v1_pil"]
+        print(f"{r['size']:>4}  {r['method']:<22} {r['pairs_per_s']:>12,.0f} "
+              f"{'' if ratio is None else f'{ratio:8.2f}x':>9}")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Vectorised RandomResizedCrop boxes: many candidates per image in one call, no Python retry loop.
+
+The distribution follows torchvision's ``RandomResizedCrop``: the area fraction is uniform in ``scale``, the
+aspect ratio is log-uniform in ``ratio``, a draw is kept when the box fits in the image, and the position is
+uniform over the places where it fits. torchvision tries 10 times in a Python loop; here all tries are drawn as
+one tensor and the first that fits is kept. When none fits (rare unless the bounds barely fit the image), the
+last try is moved to the nearest box that satisfies the bounds, so the bounds hold whenever they can be met.
+Only if no box of the image can meet them (e.g. ``scale=(1, 1)`` with a ratio far from the image's), the
+largest box inside the image with the ratio closest to the allowed range is used, as torchvision does.
+
+Boxes are continuous ``(x1, y1, x2, y2)`` in pixels (sub-pixel sizes, so the bounds hold exactly rather than
+after rounding) and always satisfy ``0 <= x1 < x2 <= W`` and ``0 <= y1 < y2 <= H``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .._random import rand
+from .._validation import check_positive_int, check_range
+
+__all__ = ["BoxSampler", "box_iou_pairs"]
+
+
+@dataclass(frozen=True)
+class BoxSampler:
+    """Draw crop boxes with RandomResizedCrop semantics.
+
+    Args:
+        scale: range of the box area as a fraction of the image area, ``0 < min <= max <= 1``.
+        ratio: range of the aspect ratio ``width / height``, ``0 < min <= max``.
+        tries: draws per box made at once (torchvision makes up to 10, one at a time).
+    """
+
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
+    tries: int = 10
+
+    def __post_init__(self):
+        s = check_range(self.scale, "scale", 0.0, 1.0)
+        if s[0] <= 0.0:
+            raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {self.scale!r}")
+        r = check_range(self.ratio, "ratio", 0.0)
+        if r[0] <= 0.0:
+            raise ValueError(f"ratio must satisfy 0 < min <= max, got {self.ratio!r}")
+        object.__setattr__(self, "scale", s)
+        object.__setattr__(self, "ratio", r)
+        object.__setattr__(self, "tries", check_positive_int(self.tries, "tries"))
+
+    def sample(self, shape: tuple[int, ...], height: int, width: int, generator: torch.Generator | None = None,
+               device: torch.device | str | None = None) -> Tensor:
+        """Boxes of shape ``(*shape, 4)`` for an image of ``height x width`` pixels.
+
+        Uses exactly ``prod(shape) * (2 * tries + 2)`` uniform draws from ``generator`` (a fixed count, so
+        later draws from the same generator do not depend on which tries were accepted).
+        """
+        height = check_positive_int(height, "height")
+        width = check_positive_int(width, "width")
+        n = math.prod(shape)
+        t = self.tries
+        u = rand((n, 2 * t + 2), generator, device).double()  # float64: exact bounds for tiny boxes
+        image_area = float(height * width)
+        lo_area, hi_area = self.scale[0] * image_area, self.scale[1] * image_area
+        lo_log, hi_log = math.log(self.ratio[0]), math.log(self.ratio[1])
+
+        area = lo_area + (hi_area - lo_area) * u[:, :t]
+        log_r = lo_log + (hi_log - lo_log) * u[:, t:2 * t]
+        r = log_r.exp()
+        w = (area * r).sqrt()
+        h = (area / r).sqrt()
+        fits = (w <= width) & (h <= height)
+        first = torch.where(fits.any(1), fits.double().argmax(1), torch.full_like(fits[:, 0], t - 1, dtype=torch.long))
+        area = area.gather(1, first[:, None])[:, 0]
+        log_r = log_r.gather(1, first[:, None])[:, 0]
+        w, h = self._project(area, log_r, height, width, lo_area, hi_area, lo_log, hi_log)
+
+        x1 = (width - w).clamp_min(0) * u[:, 2 * t]
+        y1 = (height - h).clamp_min(0) * u[:, 2 * t + 1]
+        x2 = torch.minimum(x1 + w, torch.full_like(x1, float(width)))
+        y2 = torch.minimum(y1 + h, torch.full_like(y1, float(height)))
+        boxes = torch.stack([x1, y1, x2, y2], dim=-1).float()
+        return boxes.view(*shape, 4)
+
+    @staticmethod
+    def _project(area: Tensor, log_r: Tensor, height: int, width: int, lo_area: float, hi_area: float,
+                 lo_log: float, hi_log: float) -> tuple[Tensor, Tensor]:
+        """Move (area, log ratio) to the nearest point whose box fits the image and meets the bounds.
+
+        A box of area ``a`` and ratio ``r`` fits when ``a <= W^2 / r`` and ``a <= H^2 r``. For the smallest
+        allowed area to fit, ``r`` must lie in ``[lo_area / H^2, W^2 / lo_area]``; intersected with the ratio
+        range that is the feasible ratio interval. Draws that already fit are unchanged by the clamps.
+        """
+        feas_lo = max(lo_log, math.log(lo_area / height**2))
+        feas_hi = min(hi_log, math.log(width**2 / lo_area))
+        if feas_lo <= feas_hi:
+            log_r = log_r.clamp(feas_lo, feas_hi)
+            r = log_r.exp()
+            max_area = torch.minimum(width**2 / r, height**2 * r).clamp_max(hi_area)
+            area = torch.minimum(area.clamp_min(lo_area), max_area)
+        else:  # the bounds cannot be met: largest box inside the image, ratio as close to the range as possible
+            image_log = math.log(width / height)
+            log_r = torch.full_like(log_r, min(max(image_log, lo_log), hi_log))
+            r = log_r.exp()
+            area = torch.minimum(width**2 / r, height**2 * r)
+        w = (area * r).sqrt().clamp(max=float(width))
+        h = (area / r).sqrt().clamp(max=float(height))
+        return w, h
+
+
+def box_iou_pairs(a: Tensor, b: Tensor) -> Tensor:
+    """Intersection over union of matching boxes ``a[..., 4]`` and ``b[..., 4]`` -> ``[...]``."""
+    iw = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp_min(0)
+    ih = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp_min(0)
+    inter = iw * ih
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / (area_a + area_b - inter).clamp_min(1e-12)

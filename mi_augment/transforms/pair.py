@@ -1,0 +1,439 @@
+"""``MIPairTransform``: positive pairs of views chosen among K candidate crop pairs by the information they
+share under natural perturbation (see docs/mi_pairs.md).
+
+One call, for each image of a batch ``[B, C, H, W]`` (or one image, PIL, uint8 tensor, ...):
+
+1. draw a natural perturbation ``g_v`` for every view ``v`` (illumination and motion models) and a horizontal
+   flip flag per view;
+2. draw K candidate crop pairs ``(a_k, b_k)`` with RandomResizedCrop semantics;
+3. score every candidate: crop ``a_k`` of ``g_0(x)`` and crop ``b_k`` of ``g_1(x)``, both resized to a small
+   proxy grid (32x32 luma by default) and scored by a batched estimator (histogram MI in nats by default);
+4. let the policy choose one candidate per image from the K scores;
+5. render the views at full quality: crop, resize to ``size``, flip, then apply the view's own perturbation.
+
+With ``n_views > 2``, view 0 (the first crop of the chosen pair) is the anchor, and every further view
+``v >= 2`` is chosen by the same policy among K fresh candidate crops scored against the anchor (crop ``a`` of
+``g_0(x)`` vs candidate of ``g_v(x)``). With the ``"random"`` policy no candidates are scored: the views are
+plain RandomResizedCrop + flip + perturbation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .._random import rand, sampling_device
+from .._validation import check_generator, check_positive_int, check_probability, restore, to_float_batch
+from ..crops.policies import Policy, make_policy
+from ..crops.sampler import BoxSampler, box_iou_pairs
+from ..crops.scoring import PixelMIScorer, render_proxies, scorer_input_kind
+from ..functional.crops import resized_crop
+from ..params import Params
+
+__all__ = ["MIPairTransform", "PairInfo", "PairParams", "MIPairAlbumentations", "NoParams"]
+
+
+@dataclass(frozen=True)
+class NoParams(Params):
+    """Stand-in for a disabled perturbation model: an empty ``(B, V, 0)`` tensor."""
+
+    empty: Tensor
+
+
+@dataclass(frozen=True)
+class PairParams(Params):
+    """Everything needed to render the views again (``transform(images, params)``); leading dim ``B``.
+
+    Attributes:
+        boxes: ``(B, V, 4)`` crop boxes ``(x1, y1, x2, y2)`` in input pixels, one per view.
+        flip: ``(B, V)`` bool, mirror the view left-right (after cropping).
+        illumination, motion: per-view parameters of the models, every tensor shaped ``(B, V, ...)``;
+            :class:`NoParams` when the model is disabled.
+    """
+
+    boxes: Tensor
+    flip: Tensor
+    illumination: Params
+    motion: Params
+
+    @property
+    def n_views(self) -> int:
+        return int(self.boxes.shape[1])
+
+
+@dataclass(frozen=True)
+class PairInfo:
+    """Parameters and diagnostics of one call (``return_info=True``). ``P = n_views - 1`` partner views.
+
+    Attributes:
+        params: the :class:`PairParams` (replay with ``t(images, params=info.params)``).
+        scores: ``(B, P, K)`` candidate scores (nats for MI scorers); None with the ``"random"`` policy.
+        keep: ``(B, P, K)`` bool, the candidates the policy could choose; None with ``"random"``.
+        chosen: ``(B, P)`` index of the chosen candidate (0 with ``"random"``).
+        chosen_score: ``(B, P)`` its score (NaN with ``"random"``).
+        anchor_boxes: ``(B, K, 4)`` candidate boxes of view 0 (the ``a`` crops).
+        partner_boxes: ``(B, P, K, 4)`` candidate boxes of the partner views.
+        candidate_iou: ``(B, P, K)`` overlap (IoU) of each candidate pair.
+        iou: ``(B, P)`` overlap of the chosen pairs (view 0 with view ``p + 1``).
+    """
+
+    params: PairParams
+    scores: Tensor | None
+    keep: Tensor | None
+    chosen: Tensor
+    chosen_score: Tensor
+    anchor_boxes: Tensor
+    partner_boxes: Tensor
+    candidate_iou: Tensor
+    iou: Tensor
+
+
+def _stack_views(params: Params, batch: int, views: int) -> Params:
+    """Reshape params drawn for ``batch * views`` samples (sample-major) to tensors ``(batch, views, ...)``."""
+    return params._map(lambda t: t.reshape(batch, views, *t.shape[1:]))
+
+
+def _flatten_views(params: Params) -> Params:
+    return params._map(lambda t: t.flatten(0, 1))
+
+
+def _select_view(params: Params, v: int) -> Params:
+    return params._map(lambda t: t[:, v])
+
+
+def _motion_in_view_frame(motion: Params, boxes: Tensor, height: int, width: int) -> Params:
+    """Express camera motion drawn for the whole image in the frame of each view.
+
+    :class:`~mi_augment.perturbations.motion.MotionParams` translations and blur lengths are fractions of the
+    longer side of the image they are applied to. Scoring applies them to the whole image before cropping;
+    the views apply them after cropping, so they are scaled by ``image side / crop side`` to move and smear
+    the same number of scene pixels in the view as in the scored crop. Other params pass unchanged.
+    """
+    try:
+        from ..perturbations.motion import MotionParams
+    except ImportError:  # pragma: no cover - the motion module ships with the package
+        return motion
+    if not isinstance(motion, MotionParams):
+        return motion
+    crop_side = torch.maximum(boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]).clamp_min(1e-6)
+    factor = (max(height, width) / crop_side).unsqueeze(-1).to(motion.translation.dtype)  # (B, V, 1)
+    return dataclasses.replace(motion, translation=motion.translation * factor,
+                               blur_length=motion.blur_length * factor)
+
+
+def _check_size(size: Any) -> tuple[int, int]:
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+        return check_positive_int(size, "size"), check_positive_int(size, "size")
+    try:
+        h, w = size
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be an int or an (height, width) pair, got {size!r}") from None
+    return check_positive_int(h, "size[0]"), check_positive_int(w, "size[1]")
+
+
+def _resolve_model(value: Any, name: str, kind: str) -> Any:
+    """None -> the shipped default model; False -> disabled (None); a model instance -> itself."""
+    if value is False:
+        return None
+    if value is None:
+        if kind == "illumination":
+            from ..perturbations.illumination import IlluminationModel
+
+            return IlluminationModel.default()
+        from ..perturbations.motion import MotionModel
+
+        return MotionModel.default()
+    if value is True:
+        raise ValueError(f"{name}=True is ambiguous: pass None for the shipped default model, False to disable "
+                         "it, or a model instance")
+    if not (callable(getattr(value, "sample", None)) and callable(getattr(value, "apply", None))):
+        raise TypeError(f"{name} must be None (shipped default), False (disabled) or a perturbation model with "
+                        f"sample() and apply(), got {type(value).__name__}")
+    return value
+
+
+class MIPairTransform(nn.Module):
+    """Two (or ``n_views``) views per image, paired by the information they share under natural perturbation.
+
+    A drop-in replacement for "RandomResizedCrop + flip + ColorJitter, twice" in contrastive pipelines
+    (SimCLR, MoCo's ``TwoCropsTransform``, lightly's / solo-learn's multi-view transforms): ``t(x)`` returns a
+    tuple of views. It works on one image (PIL, uint8 or float ``[C, H, W]`` tensor, in DataLoader workers and
+    torchvision ``Compose``), returning the type it was given, and on a whole batch ``[B, C, H, W]`` on the GPU
+    with the same semantics.
+
+    Args:
+        size: output size of every view (int or ``(h, w)``).
+        scale, ratio: RandomResizedCrop bounds on the crop's area fraction and aspect ratio (``w / h``).
+        n_candidates: K candidate pairs scored per image (ignored by the ``"random"`` policy).
+        policy: ``"threshold"`` (default), ``"max"``, ``"min"``, ``"band"``, ``"softmax"``, ``"random"`` or a
+            :class:`~mi_augment.crops.Policy` instance (``ThresholdPolicy(drop=0.3)``, ``BandPolicy(band=(lo,
+            hi))``, ...).
+        illumination, motion: None for the shipped default model (``IlluminationModel.default()`` /
+            ``MotionModel.default()``), False to disable, or a model instance (e.g.
+            ``IlluminationModel.uniform()`` for ColorJitter). Each view gets its own draw.
+        flip: probability of mirroring each view left-right (drawn per view, independently of the scores).
+        proxy_size: side of the square grid the candidate crops are rendered on for scoring.
+        estimator, bins: the MI estimator (a name in ``mi_augment.mi.ESTIMATORS`` or a callable
+            ``(x (..., N), y (..., N)) -> (...)``) and its bin count, for the default pixel scorer.
+        n_views: number of views returned (>= 2); see the module docstring for how views beyond 2 are chosen.
+        scorer: replaces the default :class:`~mi_augment.crops.PixelMIScorer`: any callable
+            ``(proxy_a (B, K, N), proxy_b (B, K, N)) -> (B, K)``, or one with ``input_kind = "image"`` (such
+            as :class:`~mi_augment.crops.FeatureScorer`) that receives ``(B, K, C, h, w)`` crops.
+        sampling_ratio: samples per output bin for the view crops (see
+            :func:`mi_augment.functional.crops.resized_crop`).
+    """
+
+    def __init__(self, size: int | tuple[int, int], scale: tuple[float, float] = (0.08, 1.0),
+                 ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0), n_candidates: int = 8,
+                 policy: str | Policy = "threshold", illumination: Any = None, motion: Any = None,
+                 flip: float = 0.5, proxy_size: int = 32, estimator: Any = "histogram", bins: int = 16,
+                 n_views: int = 2, scorer: Any = None, sampling_ratio: int = -1):
+        super().__init__()
+        self.size = _check_size(size)
+        self.sampler = BoxSampler(scale, ratio)
+        self.n_candidates = check_positive_int(n_candidates, "n_candidates")
+        self.policy = make_policy(policy)
+        self.flip = check_probability(flip, "flip")
+        self.proxy_size = check_positive_int(proxy_size, "proxy_size", minimum=2)
+        self.n_views = check_positive_int(n_views, "n_views", minimum=2)
+        if not (sampling_ratio == -1 or (isinstance(sampling_ratio, int) and sampling_ratio >= 1)):
+            raise ValueError(f"sampling_ratio must be -1 (adaptive) or an integer >= 1, got {sampling_ratio!r}")
+        self.sampling_ratio = int(sampling_ratio)
+        if scorer is None:
+            scorer = PixelMIScorer(estimator, bins) if self.policy.needs_scores else None
+        else:
+            if estimator != "histogram" or bins != 16:
+                raise ValueError("estimator= and bins= configure the default pixel scorer; with scorer= given, "
+                                 "configure the scorer itself")
+            if not callable(scorer):
+                raise TypeError(f"scorer must be callable, got {type(scorer).__name__}")
+            scorer_input_kind(scorer)
+        self.scorer = scorer
+        self.illumination = _resolve_model(illumination, "illumination", "illumination")
+        self.motion = _resolve_model(motion, "motion", "motion")
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        return self.sampler.scale
+
+    @property
+    def ratio(self) -> tuple[float, float]:
+        return self.sampler.ratio
+
+    # ------------------------------------------------------------------------------------------------------
+    def _models(self) -> list[tuple[str, Any]]:
+        return [("illumination", self.illumination), ("motion", self.motion)]
+
+    def _sample_perturbations(self, b: int, generator: torch.Generator | None, device: torch.device) -> dict:
+        out = {}
+        for name, model in self._models():
+            if model is None:
+                out[name] = NoParams(torch.zeros(b, self.n_views, 0, device=device))
+            else:
+                drawn = model.sample(b * self.n_views, generator=generator,
+                                     device=sampling_device(generator, device)).to(device)
+                out[name] = _stack_views(drawn, b, self.n_views)
+        return out
+
+    def _perturb(self, images: Tensor, illumination: Params, motion: Params) -> Tensor:
+        """Apply the models (illumination, then motion: light reaches the sensor, then the exposure integrates
+        the motion) with per-sample params whose leading dim matches ``images``."""
+        out = images
+        if self.illumination is not None:
+            out = self.illumination.apply(out, illumination)
+        if self.motion is not None:
+            out = self.motion.apply(out, motion)
+        return out.clamp(0.0, 1.0)
+
+    def _working_images(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The image at the resolution scoring needs: the smallest allowed crop still covers about
+        ``proxy_size`` pixels per side. Returns the (possibly downscaled) image and the factors ``(4,)`` that
+        map boxes ``(x1, y1, x2, y2)`` onto it."""
+        h, w = x.shape[-2:]
+        factor = min(1.0, self.proxy_size / math.sqrt(self.scale[0] * h * w))
+        hh, ww = max(1, math.ceil(h * factor)), max(1, math.ceil(w * factor))
+        if hh >= h and ww >= w:
+            return x, torch.ones(4, device=x.device)
+        small = F.interpolate(x, size=(hh, ww), mode="bilinear", antialias=True, align_corners=False)
+        fx, fy = ww / w, hh / h  # the actual factors after rounding
+        return small, torch.tensor([fx, fy, fx, fy], device=x.device)
+
+    # ------------------------------------------------------------------------------------------------------
+    def plan(self, images: Tensor, generator: torch.Generator | None = None) -> PairInfo:
+        """Draw candidates, score them, apply the policy: the :class:`PairInfo` for a float batch
+        ``[B, C, H, W]`` (no views rendered)."""
+        x = images
+        b, _, h, w = x.shape
+        dev = x.device
+        v_count = self.n_views
+        partners = v_count - 1
+        scoring = self.policy.needs_scores
+        k = self.n_candidates if scoring else 1
+
+        perturb = self._sample_perturbations(b, generator, dev)
+        flips = rand((b, v_count), generator, dev) < self.flip
+        boxes = self.sampler.sample((b, v_count, k), h, w, generator=generator, device=dev)
+        anchor_boxes, partner_boxes = boxes[:, 0], boxes[:, 1:]  # (B, K, 4), (B, P, K, 4)
+
+        if scoring:
+            kind = scorer_input_kind(self.scorer)
+            small, factor = self._working_images(x.float())  # scores in float32 whatever the image dtype
+            perturbed = self._perturb(  # g_v(x) for every view v, at the working resolution
+                small.repeat_interleave(v_count, 0),
+                _flatten_views(perturb["illumination"]), _flatten_views(perturb["motion"]),
+            ).view(b, v_count, *small.shape[1:])
+            anchor_proxy = render_proxies(perturbed[:, 0], anchor_boxes * factor, self.proxy_size, kind)
+            scores, chosen, keep = [], [], []
+            chosen_anchor = None
+            for p in range(partners):
+                partner_proxy = render_proxies(perturbed[:, p + 1], partner_boxes[:, p] * factor, self.proxy_size,
+                                               kind)
+                a = anchor_proxy if chosen_anchor is None else chosen_anchor.expand_as(anchor_proxy)
+                s = self.scorer(a, partner_proxy)
+                if s.shape != (b, k):
+                    raise ValueError(f"scorer returned shape {tuple(s.shape)}, expected (B, K) = {(b, k)}")
+                s = s.float()
+                idx = self.policy.select(s, generator)
+                if chosen_anchor is None:  # the first round fixes the anchor crop
+                    chosen_anchor = anchor_proxy[torch.arange(b, device=dev), idx].unsqueeze(1)
+                    anchor_choice = idx
+                scores.append(s)
+                chosen.append(idx)
+                keep.append(self.policy.keep_mask(s))
+            scores_t = torch.stack(scores, 1)
+            chosen_t = torch.stack(chosen, 1)
+            keep_t = torch.stack(keep, 1)
+            chosen_score = scores_t.gather(2, chosen_t.unsqueeze(2)).squeeze(2)
+        else:
+            scores_t = keep_t = None
+            chosen_t = torch.zeros(b, partners, dtype=torch.long, device=dev)
+            anchor_choice = chosen_t[:, 0]
+            chosen_score = torch.full((b, partners), math.nan, device=dev)
+
+        rows = torch.arange(b, device=dev)
+        first = anchor_boxes[rows, anchor_choice]  # (B, 4)
+        rest = partner_boxes[rows[:, None], torch.arange(partners, device=dev)[None], chosen_t]  # (B, P, 4)
+        final_boxes = torch.cat([first[:, None], rest], 1)
+        params = PairParams(final_boxes, flips, perturb["illumination"], perturb["motion"])
+        candidate_iou = box_iou_pairs(anchor_boxes.unsqueeze(1), partner_boxes)  # (B, P, K)
+        iou = box_iou_pairs(first.unsqueeze(1), rest)
+        return PairInfo(params, scores_t, keep_t, chosen_t, chosen_score, anchor_boxes, partner_boxes,
+                        candidate_iou, iou)
+
+    def make_params(self, images: Tensor, generator: torch.Generator | None = None) -> PairParams:
+        """Per-sample :class:`PairParams` for a float batch ``[B, C, H, W]`` (the transform contract)."""
+        return self.plan(images, generator).params
+
+    def transform(self, images: Tensor, params: PairParams) -> tuple[Tensor, ...]:
+        """Render the views of a float batch ``[B, C, H, W]``: crop, resize, flip, perturb. Returns a tuple
+        of ``n_views`` batches ``[B, C, *size]``."""
+        params.check_batch(images.shape[0])
+        params = params.to(images.device)
+        b, v = params.boxes.shape[:2]
+        crops = resized_crop(images, params.boxes, self.size, flip=params.flip, sampling_ratio=self.sampling_ratio)
+        flat = crops.flatten(0, 1)  # (B * V, C, h, w), sample-major
+        motion = _motion_in_view_frame(params.motion, params.boxes, *images.shape[-2:])
+        out = self._perturb(flat, _flatten_views(params.illumination), _flatten_views(motion))
+        out = out.view(b, v, *out.shape[1:])
+        return tuple(out[:, i] for i in range(v))
+
+    def forward(self, images: Any, generator: torch.Generator | None = None, params: PairParams | None = None,
+                return_info: bool = False) -> Any:
+        """Views of ``images`` as a tuple (each the type that came in); with ``return_info=True`` also the
+        :class:`PairInfo` (``(views, info)``). ``params`` replays an earlier call's ``info.params``."""
+        x, spec = to_float_batch(images, "images", (1, 3))
+        check_generator(generator)
+        info = None
+        if params is None:
+            info = self.plan(x, generator)
+            params = info.params
+        elif not isinstance(params, PairParams):
+            raise TypeError(f"params must be the PairParams of an earlier call (info.params), got "
+                            f"{type(params).__name__}")
+        elif params.n_views != self.n_views:
+            raise ValueError(f"params hold {params.n_views} views, this transform makes {self.n_views}")
+        views = tuple(restore(v, spec) for v in self.transform(x, params))
+        if return_info:
+            if info is None:
+                info = self._replay_info(params)
+            return views, info
+        return views
+
+    def _replay_info(self, params: PairParams) -> PairInfo:
+        """A :class:`PairInfo` for replayed params (no candidates or scores are known)."""
+        b, v = params.boxes.shape[:2]
+        dev = params.boxes.device
+        first, rest = params.boxes[:, 0], params.boxes[:, 1:]
+        return PairInfo(params, None, None, torch.zeros(b, v - 1, dtype=torch.long, device=dev),
+                        torch.full((b, v - 1), math.nan, device=dev), first[:, None], rest[:, :, None],
+                        box_iou_pairs(first[:, None, None], rest[:, :, None]), box_iou_pairs(first[:, None], rest))
+
+    def extra_repr(self) -> str:
+        parts = [f"size={self.size}", f"scale={self.scale}", f"ratio={tuple(round(r, 4) for r in self.ratio)}",
+                 f"policy={self.policy}", f"flip={self.flip}", f"n_views={self.n_views}"]
+        if self.policy.needs_scores:
+            parts += [f"n_candidates={self.n_candidates}", f"proxy_size={self.proxy_size}", f"scorer={self.scorer!r}"]
+        parts += [f"illumination={'off' if self.illumination is None else type(self.illumination).__name__}",
+                  f"motion={'off' if self.motion is None else type(self.motion).__name__}"]
+        return ", ".join(parts)
+
+
+class MIPairAlbumentations:
+    """An albumentations-style callable for numpy ``HWC`` uint8 pipelines.
+
+    ``aug(image=array)`` returns ``{"image": view_0, "views": (view_0, view_1, ...)}`` with every view a
+    numpy uint8 array of the input's layout (``HxW`` or ``HxWxC``). Put it after an ``albumentations.Compose``
+    (which transforms one image) to make the positive pair. Like albumentations transforms it owns a seeded
+    random generator: ``seed`` makes a run reproducible; without one it draws from torch's global RNG (which
+    DataLoader seeds per worker).
+
+    Args:
+        transform: a ready :class:`MIPairTransform`; or leave it out and pass its arguments as keywords.
+        seed: optional integer seed.
+    """
+
+    def __init__(self, transform: MIPairTransform | None = None, *, seed: int | None = None, **kwargs: Any):
+        if transform is None:
+            transform = MIPairTransform(**kwargs)
+        elif kwargs:
+            raise ValueError("pass either a ready MIPairTransform or its keyword arguments, not both")
+        if not isinstance(transform, MIPairTransform):
+            raise TypeError(f"transform must be an MIPairTransform, got {type(transform).__name__}")
+        self.transform = transform
+        self.seed = seed
+        self._generator = None
+        if seed is not None:
+            self.set_random_seed(seed)
+
+    def set_random_seed(self, seed: int) -> None:
+        """Reseed the generator (albumentations' ``Compose.set_random_seed`` convention)."""
+        self.seed = int(seed)
+        self._generator = torch.Generator().manual_seed(self.seed)
+
+    def __call__(self, *, image: Any, **kwargs: Any) -> dict[str, Any]:
+        views = self.transform(image, generator=self._generator)
+        return {**kwargs, "image": views[0], "views": views}
+
+    def __getstate__(self) -> dict[str, Any]:  # torch.Generator objects do not pickle; keep its state
+        state = dict(self.__dict__)
+        gen = state.pop("_generator")
+        state["_generator_state"] = None if gen is None else gen.get_state()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        gen_state = state.pop("_generator_state")
+        self.__dict__.update(state)
+        self._generator = None
+        if gen_state is not None:
+            self._generator = torch.Generator()
+            self._generator.set_state(gen_state)
+
+    def __repr__(self) -> str:
+        return f"MIPairAlbumentations({self.transform!r}, seed={self.seed})"

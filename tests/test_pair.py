@@ -1,0 +1,280 @@
+"""MIPairTransform: semantics of the policies on images with a known answer, and the transform contract."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mi_augment.crops import BandPolicy, FeatureScorer, PixelMIScorer
+from mi_augment.perturbations.illumination import IlluminationModel
+from mi_augment.perturbations.motion import MotionModel
+from mi_augment.transforms.pair import MIPairAlbumentations, MIPairTransform, PairInfo, PairParams
+
+# Small fast models for most tests; the shipped defaults are exercised in test_defaults_*.
+MODELS = dict(illumination=IlluminationModel.uniform(0.3, 0.3, 0.3, 0.05), motion=MotionModel.uniform())
+CLEAN = dict(illumination=False, motion=False)
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def half_flat_half_textured(b: int, h: int = 64, w: int = 64, seed: int = 0) -> torch.Tensor:
+    """Left half a constant grey, right half uniform noise: crops inside the left half share nothing."""
+    x = torch.full((b, 1, h, w), 0.47)  # not on a bin edge of the 16-bin histogram
+    x[..., w // 2:] = torch.rand(b, 1, h, w - w // 2, generator=_gen(seed))
+    return x
+
+
+def _in_left_half(boxes: torch.Tensor, w: int) -> torch.Tensor:
+    return boxes[..., 2] <= w / 2
+
+
+# ---------------------------------------------------------------------------------------------------------
+# policy semantics on an image with a known answer
+# ---------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def flat_textured():
+    return half_flat_half_textured(128)
+
+
+def test_threshold_keeps_informative_pairs_and_never_two_flat_crops(flat_textured):
+    x = flat_textured
+    t = MIPairTransform(32, scale=(0.05, 0.3), **CLEAN)  # small crops: many lie in the flat half
+    _, info = t(x, generator=_gen(1), return_info=True)
+    scores, keep = info.scores[:, 0], info.keep[:, 0]
+    both_flat = _in_left_half(info.anchor_boxes, 64) & _in_left_half(info.partner_boxes[:, 0], 64)
+    assert int(both_flat.sum()) >= 10, "the test needs candidates with both crops in the flat half"
+    assert not bool((both_flat & keep).any()), "a kept pair lies entirely in the flat half"
+    chosen_boxes = info.params.boxes
+    assert not bool(_in_left_half(chosen_boxes, 64).all(1).any())
+    clear_of_edge = (info.anchor_boxes[..., 2] <= 31) & (info.partner_boxes[:, 0, :, 2] <= 31)  # no bilinear leak
+    assert torch.allclose(scores[clear_of_edge], torch.zeros(()), atol=1e-3)  # nothing shared
+    # kept / chosen pairs score higher on average than the plain RandomResizedCrop baseline
+    _, rinfo = MIPairTransform(32, scale=(0.05, 0.3), policy="random", **CLEAN)(x, generator=_gen(1),
+                                                                              return_info=True)
+    random_scores = PixelMIScorer()(*_proxies(x, rinfo.params.boxes))
+    assert float(info.chosen_score.mean()) > float(random_scores.mean()) + 0.02
+    assert float(scores[keep].mean()) > float(scores.mean())
+
+
+def _proxies(x, boxes):
+    from mi_augment.crops import render_proxies
+
+    return render_proxies(x, boxes[:, :1], 32)[:, 0:1], render_proxies(x, boxes[:, 1:2], 32)[:, 0:1]
+
+
+@pytest.mark.parametrize("policy", ["max", "min"])
+def test_max_and_min_pick_the_extreme_candidate(flat_textured, policy):
+    t = MIPairTransform(32, n_candidates=6, policy=policy, **MODELS)
+    _, info = t(flat_textured[:16], generator=_gen(2), return_info=True)
+    s = info.scores[:, 0]
+    expect = s.argmax(1) if policy == "max" else s.argmin(1)
+    assert torch.equal(info.chosen[:, 0], expect)
+    assert torch.equal(info.chosen_score[:, 0], s.gather(1, expect[:, None])[:, 0])
+
+
+def test_band_respects_its_bounds(flat_textured):
+    t = MIPairTransform(32, policy=BandPolicy(band=(0.1, 0.4)), **CLEAN)
+    _, info = t(flat_textured[:32], generator=_gen(3), return_info=True)
+    s, chosen = info.scores[:, 0], info.chosen_score[:, 0]
+    some_inside = ((s >= 0.1) & (s <= 0.4)).any(1)
+    assert bool(some_inside.any())
+    assert bool(((chosen >= 0.1) & (chosen <= 0.4))[some_inside].all())
+    tq = MIPairTransform(32, policy=BandPolicy(quantiles=(0.25, 0.75)), **CLEAN)
+    _, qinfo = tq(flat_textured[:32], generator=_gen(3), return_info=True)
+    lo, hi = torch.quantile(qinfo.scores[:, 0], torch.tensor([0.25, 0.75]), dim=1)
+    assert bool(((qinfo.chosen_score[:, 0] >= lo - 1e-6) & (qinfo.chosen_score[:, 0] <= hi + 1e-6)).all())
+
+
+def test_random_policy_skips_scoring():
+    def forbidden(a, b):
+        raise AssertionError("the random policy must not score candidates")
+
+    t = MIPairTransform(24, policy="random", scorer=forbidden, **MODELS)
+    views, info = t(torch.rand(3, 3, 40, 40), generator=_gen(0), return_info=True)
+    assert info.scores is None and info.keep is None and bool(info.chosen_score.isnan().all())
+    assert views[0].shape == (3, 3, 24, 24)
+
+
+def test_views_come_from_the_chosen_boxes():
+    """Without perturbations, each view is exactly the resized (and flipped) crop of its box."""
+    from mi_augment.functional.crops import resized_crop
+
+    x = torch.rand(2, 3, 50, 60, generator=_gen(0))
+    t = MIPairTransform((20, 24), **CLEAN)
+    (a, b), info = t(x, generator=_gen(4), return_info=True)
+    expect = resized_crop(x, info.params.boxes, (20, 24), flip=info.params.flip)
+    assert torch.allclose(a, expect[:, 0]) and torch.allclose(b, expect[:, 1])
+    k = info.chosen[:, 0]
+    rows = torch.arange(2)
+    assert torch.equal(info.params.boxes[:, 1], info.partner_boxes[rows, 0, k])
+    assert info.iou.shape == (2, 1) and bool(((info.iou >= 0) & (info.iou <= 1)).all())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the transform contract
+# ---------------------------------------------------------------------------------------------------------
+def test_same_seed_same_output_and_replay():
+    t = MIPairTransform(32, **MODELS)
+    x = torch.rand(4, 3, 48, 48, generator=_gen(0))
+    a = t(x, generator=_gen(5))
+    b = t(x, generator=_gen(5))
+    c = t(x, generator=_gen(6))
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert not torch.equal(a[0], c[0])
+    views, info = t(x, generator=_gen(5), return_info=True)
+    again, replay_info = t(x, params=info.params, return_info=True)
+    assert all(torch.equal(u, v) for u, v in zip(views, again))
+    assert replay_info.scores is None and torch.allclose(replay_info.iou, info.iou)
+    with pytest.raises(ValueError, match="views"):
+        MIPairTransform(32, n_views=3, **MODELS)(x, params=info.params)
+    with pytest.raises(TypeError, match="PairParams"):
+        t(x, params={"boxes": 1})
+
+
+def test_batch_of_one_equals_single_and_batch_equals_singles_under_replay():
+    t = MIPairTransform(28, **MODELS)
+    x = torch.rand(3, 3, 40, 44, generator=_gen(1))
+    single = t(x[1], generator=_gen(7))
+    batch1 = t(x[1:2], generator=_gen(7))
+    assert all(torch.equal(s, b[0]) for s, b in zip(single, batch1))
+    views, info = t(x, generator=_gen(8), return_info=True)
+    for i in range(3):
+        replayed = t(x[i], params=info.params.index(i))
+        assert all(torch.allclose(r, v[i], atol=1e-5) for r, v in zip(replayed, views))
+
+
+def test_input_types_are_returned_and_input_not_mutated():
+    t = MIPairTransform(20, **MODELS)
+    x = torch.rand(3, 30, 36, generator=_gen(2))
+    before = x.clone()
+    out = t(x, generator=_gen(0))
+    assert isinstance(out, tuple) and len(out) == 2 and out[0].shape == (3, 20, 20) and out[0].dtype == x.dtype
+    assert torch.equal(x, before)
+    u8 = (x * 255).round().to(torch.uint8)
+    out8 = t(u8, generator=_gen(0))
+    assert out8[0].dtype == torch.uint8 and out8[0].shape == (3, 20, 20)
+    pil = Image.fromarray(u8.permute(1, 2, 0).numpy())
+    outp = t(pil, generator=_gen(0))
+    assert all(isinstance(v, Image.Image) and v.size == (20, 20) and v.mode == "RGB" for v in outp)
+    gray = t(pil.convert("L"), generator=_gen(0))
+    assert gray[0].mode == "L"
+    arr = np.asarray(pil)
+    outn = t(arr, generator=_gen(0))
+    assert outn[0].shape == (20, 20, 3) and outn[0].dtype == np.uint8
+    # float64 batch stays float64
+    assert t(x[None].double(), generator=_gen(0))[0].dtype == torch.float64
+
+
+def test_one_channel_images_and_range():
+    t = MIPairTransform(16, **MODELS)
+    x = torch.rand(5, 1, 33, 29, generator=_gen(3))
+    views = t(x, generator=_gen(1))
+    assert all(v.shape == (5, 1, 16, 16) for v in views)
+    assert all(bool((v >= 0).all() and (v <= 1).all()) for v in views)
+
+
+def test_more_than_two_views_partner_the_anchor():
+    t = MIPairTransform(16, n_views=4, **MODELS)
+    views, info = t(torch.rand(2, 3, 40, 40, generator=_gen(4)), generator=_gen(0), return_info=True)
+    assert len(views) == 4 and all(v.shape == (2, 3, 16, 16) for v in views)
+    assert info.scores.shape == (2, 3, 8) and info.chosen.shape == (2, 3) and info.iou.shape == (2, 3)
+    assert isinstance(info, PairInfo) and isinstance(info.params, PairParams)
+    assert info.params.boxes.shape == (2, 4, 4)
+
+
+def test_pickle_round_trip_gives_the_same_output():
+    t = MIPairTransform(24, policy="softmax", **MODELS)
+    t2 = pickle.loads(pickle.dumps(t))
+    x = torch.rand(2, 3, 40, 40, generator=_gen(5))
+    assert all(torch.equal(a, b) for a, b in zip(t(x, generator=_gen(1)), t2(x, generator=_gen(1))))
+
+
+def test_feature_scorer_plugs_in():
+    torch.manual_seed(0)
+    encoder = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1))
+    t = MIPairTransform(24, scorer=FeatureScorer(encoder.eval()), policy="max", proxy_size=16, **CLEAN)
+    views, info = t(torch.rand(2, 3, 40, 40), generator=_gen(0), return_info=True)
+    assert info.scores.shape == (2, 1, 8) and bool((info.scores <= 1.0001).all())
+    assert torch.equal(info.chosen[:, 0], info.scores[:, 0].argmax(1))
+
+
+def test_argument_errors():
+    with pytest.raises(ValueError, match="policy must be one of"):
+        MIPairTransform(32, policy="best", **CLEAN)
+    with pytest.raises(ValueError, match="size"):
+        MIPairTransform(0, **CLEAN)
+    with pytest.raises(ValueError, match="n_views"):
+        MIPairTransform(32, n_views=1, **CLEAN)
+    with pytest.raises(ValueError, match="scorer"):
+        MIPairTransform(32, scorer=lambda a, b: a.mean(-1), bins=8, **CLEAN)
+    with pytest.raises(ValueError, match="ambiguous"):
+        MIPairTransform(32, illumination=True, motion=False)
+    with pytest.raises(TypeError, match="perturbation model"):
+        MIPairTransform(32, illumination="natural", motion=False)
+    with pytest.raises(ValueError, match="flip"):
+        MIPairTransform(32, flip=1.5, **CLEAN)
+    with pytest.raises(ValueError, match="estimator"):
+        MIPairTransform(32, estimator="nope", **CLEAN)
+    t = MIPairTransform(32, **CLEAN)
+    with pytest.raises(ValueError, match="channels"):
+        t(torch.rand(2, 4, 40, 40))
+    with pytest.raises(ValueError, match="shape"):
+        t(torch.rand(40, 40))
+
+
+def test_defaults_use_the_shipped_models(flat_textured):
+    t = MIPairTransform(32)
+    assert isinstance(t.illumination, IlluminationModel) and isinstance(t.motion, MotionModel)
+    assert t.policy.name == "threshold" and t.policy.drop == 0.5
+    x = flat_textured[:32].expand(-1, 3, -1, -1)
+    views, info = t(x, generator=_gen(0), return_info=True)
+    assert views[0].shape == (32, 3, 32, 32)
+    # under the natural perturbations too, the kept pairs share more than a random candidate
+    assert float(info.chosen_score.mean()) > float(info.scores.mean()) + 0.02
+    clone = pickle.loads(pickle.dumps(t))
+    assert all(torch.equal(a, b) for a, b in zip(clone(x[:2], generator=_gen(1)), t(x[:2], generator=_gen(1))))
+
+
+def test_inside_torchvision_v2_compose():
+    from torchvision.transforms import v2
+
+    pipe = v2.Compose([MIPairTransform(24, **MODELS), v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+                       v2.Normalize([0.5] * 3, [0.25] * 3)])
+    img = Image.fromarray((np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8))
+    a, b = pipe(img)
+    assert a.shape == (3, 24, 24) and b.shape == (3, 24, 24) and a.dtype == torch.float32
+
+
+def test_albumentations_style_wrapper():
+    aug = MIPairAlbumentations(size=20, seed=3, **MODELS)
+    img = (np.random.default_rng(1).random((40, 48, 3)) * 255).astype(np.uint8)
+    out = aug(image=img, mask=None)
+    assert set(out) == {"image", "views", "mask"} and len(out["views"]) == 2
+    assert out["image"].shape == (20, 20, 3) and out["image"].dtype == np.uint8
+    again = MIPairAlbumentations(size=20, seed=3, **MODELS)(image=img)
+    assert np.array_equal(out["views"][1], again["views"][1])
+    clone = pickle.loads(pickle.dumps(aug))
+    assert np.array_equal(clone(image=img)["image"], aug(image=img)["image"])
+    gray = aug(image=img[:, :, 0])
+    assert gray["image"].shape == (20, 20)
+    with pytest.raises(ValueError, match="not both"):
+        MIPairAlbumentations(MIPairTransform(20, **CLEAN), size=20)
+
+
+@pytest.mark.cuda
+def test_cuda_batch_matches_cpu():
+    t = MIPairTransform(32, **MODELS)
+    x = torch.rand(4, 3, 64, 64, generator=_gen(0))
+    cpu, info = t(x, generator=_gen(1), return_info=True)
+    gpu = t(x.cuda(), params=info.params)
+    assert all(torch.allclose(c, g.cpu(), atol=1e-3) for c, g in zip(cpu, gpu))
+    views, ginfo = t(x.cuda(), generator=_gen(1), return_info=True)  # CPU generator: same draws on CUDA data
+    assert views[0].device.type == "cuda"
+    assert torch.allclose(ginfo.params.boxes.cpu(), info.params.boxes)
+    assert float((ginfo.scores.cpu() - info.scores).abs().max()) < 0.05  # a pixel may change histogram bin
