@@ -39,8 +39,24 @@ def print_summary(model, elapsed: float | None = None) -> None:
         print("  rejected: " + ", ".join(f"{k}: {v}" for k, v in reasons.items()))
     if comps is not None:
         print(f"  density: Gaussian mixture with {comps} component(s) (chosen by BIC)")
-    if hasattr(model, "summary"):
-        print(model.summary())
+    print(summary_table(model))
+
+
+def summary_table(model) -> str:
+    """Fitted ranges (median [5 %, 95 %]) next to the hand-tuned prior's (ColorJitter / RandomAffine-like)."""
+    from ..perturbations.illumination import IlluminationModel, format_summary
+
+    if isinstance(model, IlluminationModel):
+        return format_summary(model)
+    ref_model = type(model).uniform()
+    fitted, ref = model.summary(), ref_model.summary()
+    lines = [f"| quantity (at {fitted.get('reference_size', '?')} px) | fitted: median [5 %, 95 %] | "
+             "hand-tuned uniform prior: median [5 %, 95 %] |", "|---|---|---|"]
+    for key, val in fitted.items():
+        if isinstance(val, list) and len(val) == 3 and key in ref:
+            r = ref[key]
+            lines.append(f"| {key} | {val[1]:.3f} [{val[0]:.3f}, {val[2]:.3f}] | {r[1]:.3f} [{r[0]:.3f}, {r[2]:.3f}] |")
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
