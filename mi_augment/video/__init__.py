@@ -1,5 +1,35 @@
-"""Video input and (later) tracking and twin-patch mining."""
+"""Video input, hard cuts, camera motion, point tracking and twin-patch mining (the paper's video route)."""
 
+from .cuts import CutDetection, detect_cuts
 from .io import VideoReadError, as_clip, read_video
+from .motion_estimation import GlobalMotion, estimate_global_motion
+from .tracking import shot_segments, track_patches, track_points
+from .twins import (
+    MiningOptions,
+    TwinPatchDataset,
+    TwinPatches,
+    mine_shots,
+    mine_twin_patches,
+    plot_twins,
+    twins_from_trajectories,
+)
 
-__all__ = ["VideoReadError", "as_clip", "read_video"]
+__all__ = [
+    "CutDetection",
+    "detect_cuts",
+    "VideoReadError",
+    "as_clip",
+    "read_video",
+    "GlobalMotion",
+    "estimate_global_motion",
+    "shot_segments",
+    "track_patches",
+    "track_points",
+    "MiningOptions",
+    "TwinPatchDataset",
+    "TwinPatches",
+    "mine_shots",
+    "mine_twin_patches",
+    "plot_twins",
+    "twins_from_trajectories",
+]
