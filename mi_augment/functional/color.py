@@ -35,6 +35,9 @@ __all__ = [
 
 # ITU-R BT.601 luma weights, the ones torchvision's rgb_to_grayscale uses.
 _LUMA = (0.2989, 0.587, 0.114)
+# sRGB curve: the knee of the decoding (the encoding's knee 0.0031308 maps to it) and log(1.055).
+_SRGB_KNEE = 0.04045
+_LOG_1055 = 0.05354076692802976
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -172,7 +175,53 @@ def apply_illumination(images: Tensor, log_gain: Tensor, log_gamma: Tensor, shad
             mean of the three (the geometric-mean gain).
         log_gamma: ``(B,)`` or ``(B, 1)`` natural log of the exponent on linear intensity (0 = unchanged).
         shading: ``(B, S)`` shading coefficients for :func:`render_shading_field`, or None for a flat field.
+
+    Implementation: decode, gamma, gain, shading and encode are fused into one exponential. Where both the
+    input and the output lie on the power segments of the sRGB curve (almost every pixel),
+    ``out = 1.055 * exp(gamma * log((x + 0.055) / 1.055) + (log_gain_c + log_field) / 2.4) - 0.055``: the
+    2.4 of the decoding and the 1 / 2.4 of the encoding cancel. The few pixels on a linear segment (input
+    or output sRGB value <= 0.04045) are recomputed with the exact piecewise formula. The result equals
+    :func:`_apply_illumination_reference` (decode, ``pow``, multiply, encode) to float rounding.
     """
+    _check_images(images)
+    b, c, h, w = images.shape
+    log_gain = _per_sample(log_gain, b, "log_gain", 3).to(images)
+    log_gamma = _per_sample(log_gamma, b, "log_gamma", 1).to(images)
+    if c == 1:
+        log_gain = log_gain.mean(dim=1, keepdim=True)
+    gamma = log_gamma.exp().view(b, 1, 1, 1)
+    log_field = None
+    if shading is not None and shading.shape[-1] > 0:
+        shading = _per_sample(shading, b, "shading", shading.shape[-1]).to(images)
+        basis = shading_basis(h, w, shading_degree(shading.shape[1]), device=images.device, dtype=images.dtype)
+        log_field = torch.einsum("bs,shw->bhw", shading, basis).unsqueeze(1)  # (B, 1, H, W)
+    # Main (power-segment) branch, in place on one buffer we own.
+    images = images.contiguous()
+    out = torch.clamp(images, 0.0, 1.0)
+    out.add_(0.055).log_().mul_(gamma)
+    out.add_((log_gain / 2.4 + (1.0 - gamma.view(b, 1)) * _LOG_1055).view(b, c, 1, 1))  # 1.055 * ...
+    if log_field is not None:
+        out.add_(log_field, alpha=1.0 / 2.4)
+    out.exp_().sub_(0.055).clamp_(max=1.0)
+    # Exact piecewise formula where the input or the output is on the linear segment of the curve.
+    low = images.le(_SRGB_KNEE).logical_or_(out.le(_SRGB_KNEE)).view(-1).nonzero().squeeze(1)
+    if low.numel():
+        hw = h * w
+        sample, channel, pixel = low // (c * hw), (low // hw) % c, low % hw
+        xs = images.reshape(-1).index_select(0, low).clamp(0.0, 1.0)
+        lin = torch.where(xs <= _SRGB_KNEE, xs / 12.92, ((xs + 0.055) / 1.055).pow(2.4))
+        log_g = log_gain[sample, channel]
+        if log_field is not None:
+            log_g = log_g + log_field.view(b, hw)[sample, pixel]
+        val = (lin.pow(gamma.view(b)[sample]) * log_g.exp()).clamp(0.0, 1.0)
+        out.view(-1).index_copy_(0, low, linear_to_srgb(val))
+    return out
+
+
+def _apply_illumination_reference(images: Tensor, log_gain: Tensor, log_gamma: Tensor,
+                                  shading: Tensor | None = None) -> Tensor:
+    """Unfused :func:`apply_illumination` (decode, ``pow``, multiply, encode): the definition the fused
+    kernel is tested against."""
     _check_images(images)
     b, c, h, w = images.shape
     log_gain = _per_sample(log_gain, b, "log_gain", 3).to(images)

@@ -9,6 +9,7 @@ shrinking a large box is anti-aliased and enlarging a small one is plain bilinea
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import roi_align
 
@@ -63,14 +64,75 @@ def resized_crop(images: Tensor, boxes: Tensor, size: int | tuple[int, int], fli
     if boxes.shape[0] != b or boxes.shape[-1] != 4:
         raise ValueError(f"boxes must be [{b}, 4] or [{b}, K, 4] for {b} images, got shape {tuple(boxes.shape)}")
     flat = boxes.reshape(-1, 4).to(device=images.device, dtype=images.dtype)
-    index = torch.arange(b, device=images.device, dtype=images.dtype).repeat_interleave(per_image)
-    rois = torch.cat([index[:, None], flat], dim=1)
-    out = roi_align(images, rois, (out_h, out_w), spatial_scale=1.0, sampling_ratio=sampling_ratio, aligned=True)
+    n = flat.shape[0]
+    flips = None
     if flip is not None:
-        f = flip.reshape(-1).to(images.device)
-        if f.shape[0] != out.shape[0]:
-            raise ValueError(f"flip must have one entry per box ({out.shape[0]}), got shape {tuple(flip.shape)}")
-        out = torch.where(f.view(-1, 1, 1, 1), out.flip(-1), out)
+        flips = flip.reshape(-1).to(images.device)
+        if flips.shape[0] != n:
+            raise ValueError(f"flip must have one entry per box ({n}), got shape {tuple(flip.shape)}")
+    # Boxes no larger than the output take one bilinear sample per bin (roi_align's adaptive ratio is
+    # ceil(box side / output side) = 1): plain bilinear interpolation at the bin centres, which one
+    # grid_sample does faster, with the flip folded into the sampling positions.
+    if sampling_ratio == 1:
+        one = torch.ones(n, dtype=torch.bool, device=images.device)
+    elif sampling_ratio == -1:
+        one = ((flat[:, 2] - flat[:, 0]) <= out_w) & ((flat[:, 3] - flat[:, 1]) <= out_h)
+    else:
+        one = torch.zeros(n, dtype=torch.bool, device=images.device)
+    all_one = bool(one.all())
+    if all_one or bool(one.any()):
+        out = _bilinear_crop(images, flat.view(b, per_image, 4), out_h, out_w,
+                             None if flips is None else flips.view(b, per_image))
+        if not all_one:  # redo the larger boxes with roi_align's area-averaging
+            big = (~one).nonzero().squeeze(1)
+            out.index_copy_(0, big, _roi_crop(images, big // per_image, flat[big], out_h, out_w, sampling_ratio,
+                                              None if flips is None else flips[big]))
+    else:
+        index = torch.arange(b, device=images.device).repeat_interleave(per_image)
+        out = _roi_crop(images, index, flat, out_h, out_w, sampling_ratio, flips)
     if boxes.ndim == 3:
         out = out.view(b, per_image, *out.shape[1:])
     return out
+
+
+def _roi_crop(images: Tensor, index: Tensor, boxes: Tensor, out_h: int, out_w: int, sampling_ratio: int,
+              flips: Tensor | None) -> Tensor:
+    """``roi_align`` crops ``(N, C, out_h, out_w)`` of ``boxes (N, 4)`` from ``images[index]``, then flips."""
+    rois = torch.cat([index.to(images.dtype)[:, None], boxes], dim=1)
+    out = roi_align(images, rois, (out_h, out_w), spatial_scale=1.0, sampling_ratio=sampling_ratio, aligned=True)
+    if flips is not None:
+        # Mirror only the flipped crops, in place on roi_align's output (which we own).
+        idx = flips.nonzero().squeeze(1)
+        if idx.numel():
+            out.index_copy_(0, idx, out.index_select(0, idx).flip(-1))
+    return out
+
+
+def _bilinear_crop(images: Tensor, boxes: Tensor, out_h: int, out_w: int, flips: Tensor | None) -> Tensor:
+    """What ``roi_align(aligned=True, sampling_ratio=1)`` computes, by ``grid_sample``: output bin ``j`` of a
+    box ``(x1, x2)`` samples ``x1 + (j + 0.5) (x2 - x1) / out_w - 0.5`` bilinearly, coordinates clamped to
+    the image (roi_align's border rule; boxes reach at most half a pixel past the border). A flipped crop
+    samples its bins in reverse order.
+
+    ``boxes`` ``(B, P, 4)``, ``flips`` ``(B, P)`` or None; returns ``(B * P, C, out_h, out_w)``. The P crops
+    of an image are sampled as one tall grid of that image (the images are never copied P times).
+    """
+    b, c, h, w = images.shape
+    p = boxes.shape[1]
+    b64 = boxes.to(torch.float64)
+    j = torch.arange(out_w, device=images.device, dtype=torch.float64) + 0.5
+    i = torch.arange(out_h, device=images.device, dtype=torch.float64) + 0.5
+    if flips is not None:
+        j = torch.where(flips[..., None], out_w - j, j)  # (B, P, out_w)
+    xs = b64[..., 0:1] + j * ((b64[..., 2:3] - b64[..., 0:1]) / out_w) - 0.5  # (B, P, out_w)
+    ys = b64[..., 1:2] + i * ((b64[..., 3:4] - b64[..., 1:2]) / out_h) - 0.5  # (B, P, out_h)
+    # align_corners=True normalisation; "border" padding clamps to the edge pixel centres as roi_align does.
+    gx = (xs * (2.0 / (w - 1)) - 1.0) if w > 1 else torch.zeros_like(xs)
+    gy = (ys * (2.0 / (h - 1)) - 1.0) if h > 1 else torch.zeros_like(ys)
+    shape = (b, p, out_h, out_w)
+    grid = torch.stack([gx.to(images.dtype)[:, :, None, :].expand(shape),
+                        gy.to(images.dtype)[:, :, :, None].expand(shape)], dim=-1)
+    out = F.grid_sample(images, grid.view(b, p * out_h, out_w, 2), mode="bilinear", padding_mode="border",
+                        align_corners=True)  # (B, C, P * out_h, out_w)
+    out = out.view(b, c, p, out_h, out_w).transpose(1, 2)
+    return out.reshape(b * p, c, out_h, out_w)

@@ -84,6 +84,38 @@ def similarity_matrices(log_scale: Tensor, rotation: Tensor, translation: Tensor
     return m
 
 
+def _is_affine(inverse: Tensor) -> bool:
+    return bool((inverse[:, 2, :2] == 0).all()) and bool((inverse[:, 2, 2] == 1).all())
+
+
+def _affine_grid(inverse: Tensor, h: int, w: int, dtype: torch.dtype, ring: bool = False) -> Tensor:
+    """``grid_sample`` grid ``(B, H, W, 2)`` (``align_corners=True``) of affine output -> input pixel maps
+    ``inverse (B, 3, 3)`` (float64).
+
+    The normalised source coordinates are an affine function of the output pixel, so the grid is one
+    broadcast sum of a column term and a row term (no per-pixel matmul). Pixel coordinates are taken
+    relative to the image centre (exact in float), so the float32 sum does not cancel large terms.
+
+    ``ring=True`` adds a one-pixel ring whose coordinates are those of the pixel mirrored about the border
+    pixel centre (``F.pad(..., mode="reflect")`` of the warped image): ``(B, H + 2, W + 2, 2)``.
+    """
+    device = inverse.device
+    sx, sy = 2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    theta = inverse[:, :2] * torch.tensor([sx, sy], dtype=torch.float64, device=device)[None, :, None]
+    theta[:, :, 2] += theta[:, :, 0] * cx + theta[:, :, 1] * cy - 1.0
+    # theta (B, 2, 3): centred output pixel -> normalised input coordinate. The column and row terms are
+    # small (B, W) / (B, H) tensors computed in float64 and rounded once; only their sum is float32.
+    xs = torch.arange(w, device=device, dtype=torch.float64)
+    ys = torch.arange(h, device=device, dtype=torch.float64)
+    if ring:
+        xs = torch.cat([xs[1:2], xs, xs[-2:-1]])
+        ys = torch.cat([ys[1:2], ys, ys[-2:-1]])
+    col = (theta[:, None, None, :, 0] * (xs - cx)[None, None, :, None]).to(dtype)  # (B, 1, W, 2)
+    row = torch.addcmul(theta[:, None, None, :, 2], theta[:, None, None, :, 1], (ys - cy)[None, :, None, None])
+    return col + row.to(dtype)  # (B, H, W, 2)
+
+
 def warp_homography(images: Tensor, matrices: Tensor, *, padding_mode: str = "reflection",
                     interpolation: str = "bilinear") -> Tensor:
     """Warp each image by its own 3x3 homography (OpenCV convention: ``out(M p) = in(p)``).
@@ -106,6 +138,9 @@ def warp_homography(images: Tensor, matrices: Tensor, *, padding_mode: str = "re
     matrices = _check_per_sample(matrices, b, "matrices", (3, 3))
     # Output pixel -> input pixel: invert in float64 for accuracy, then sample.
     inverse = torch.linalg.inv(matrices.to(device=images.device, dtype=torch.float64))
+    if _is_affine(inverse):
+        grid = _affine_grid(inverse, h, w, images.dtype)
+        return F.grid_sample(images, grid, mode=interpolation, padding_mode=padding_mode, align_corners=True)
     ys, xs = torch.meshgrid(torch.arange(h, device=images.device, dtype=torch.float64),
                             torch.arange(w, device=images.device, dtype=torch.float64), indexing="ij")
     points = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(1, h * w, 3)
@@ -210,7 +245,91 @@ def motion_blur(images: Tensor, length: Tensor, angle: Tensor, *, border: str = 
         return images.clone()
     pad = k // 2
     mode = border if not (border == "reflect" and (pad >= h or pad >= w)) else "replicate"
+    if h < 2 or w < 2:
+        return _blur_conv(images, kernels, mode)
+    # Streaks shorter than 2 px (almost all natural ones) fit the central 3x3 taps: blur the batch by 9
+    # shifted multiply-adds of a 1-pixel padded copy (much cheaper than a dense grouped convolution), then
+    # redo the few longer streaks with the convolution.
+    short = length < 2.0
+    if k == 3 or bool(short.all()):
+        return _blur_taps3(images, kernels[:, pad - 1:pad + 2, pad - 1:pad + 2], mode)
+    if not bool(short.any()):
+        return _blur_conv(images, kernels, mode)
+    out = _blur_taps3(images, torch.where(short[:, None, None], kernels, 0.0)[:, pad - 1:pad + 2, pad - 1:pad + 2],
+                      mode)
+    idx_long = (~short).nonzero().squeeze(1)
+    out.index_copy_(0, idx_long, _blur_conv(images.index_select(0, idx_long), kernels.index_select(0, idx_long), mode))
+    return out
+
+
+def _blur_conv(images: Tensor, kernels: Tensor, mode: str) -> Tensor:
+    """Per-sample ``(B, K, K)`` kernels as one grouped convolution (``mode``: ``F.pad`` border mode)."""
+    b, c, h, w = images.shape
+    pad = kernels.shape[-1] // 2
     padded = F.pad(images.reshape(1, b * c, h, w), (pad, pad, pad, pad), mode=mode)
     weight = kernels.repeat_interleave(c, dim=0).unsqueeze(1)  # (B*C, 1, K, K)
     # conv2d is a correlation; the kernels are point-symmetric, so this equals the convolution.
     return F.conv2d(padded, weight, groups=b * c).reshape(b, c, h, w)
+
+
+def _blur_taps3(images: Tensor, kernels: Tensor, border: str, padded: Tensor | None = None) -> Tensor:
+    """Per-sample ``(B, 3, 3)`` kernels as 9 shifted multiply-adds (taps no sample uses are skipped).
+    ``padded``: ``images`` already padded by one pixel with ``border`` (then ``images`` is not read)."""
+    if padded is None:
+        padded = F.pad(images, (1, 1, 1, 1), mode=border)
+    b, c, h, w = padded.shape
+    h, w = h - 2, w - 2
+    used = (kernels != 0).any(0).tolist()
+    weights = kernels.view(b, 1, 3, 3)
+    out = None
+    for i in range(3):
+        for j in range(3):
+            if not used[i][j]:
+                continue
+            tap, weight = padded[:, :, i:i + h, j:j + w], weights[:, :, i:i + 1, j:j + 1]
+            if out is None:
+                out = torch.mul(tap, weight)
+            else:
+                out.addcmul_(tap, weight)
+    return out
+
+
+def _warp_and_blur(images: Tensor, matrices: Tensor, length: Tensor, angle: Tensor, *,
+                   padding_mode: str = "reflection") -> Tensor:
+    """``motion_blur(warp_homography(images, matrices, padding_mode=...), length, angle)`` (default borders).
+
+    When every warp is affine and every streak is shorter than 2 px (the usual natural motion), the warp
+    writes the warped image together with its one-pixel reflected ring (the border ``motion_blur`` pads
+    with), so the blur's 3x3 taps read it directly: no separate padding pass. Otherwise the two kernels
+    run one after the other.
+    """
+    _check_images(images)
+    b, _, h, w = images.shape
+    matrices = _check_per_sample(matrices, b, "matrices", (3, 3))
+    length = _check_per_sample(length.reshape(-1) if isinstance(length, Tensor) else length, b, "length")
+    angle = _check_per_sample(angle.reshape(-1) if isinstance(angle, Tensor) else angle, b, "angle")
+    if padding_mode not in _PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
+    inverse = torch.linalg.inv(matrices.to(device=images.device, dtype=torch.float64))
+    length = length.to(images.device, images.dtype)
+    angle = angle.to(images.device, images.dtype)
+    short = length < 2.0
+    kernels = motion_blur_kernels(length, angle)
+    k = kernels.shape[-1]
+    pad = k // 2
+    # motion_blur mirrors the border unless its kernel is wider than the image (then it replicates it for
+    # the whole batch): only the mirrored case is fused.
+    if pad >= h or pad >= w or h < 2 or w < 2 or not _is_affine(inverse) or not bool(short.any()):
+        return motion_blur(warp_homography(images, matrices, padding_mode=padding_mode), length, angle)
+    grid = _affine_grid(inverse, h, w, images.dtype, ring=True)
+    padded = F.grid_sample(images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
+    if k == 1:
+        return padded[:, :, 1:-1, 1:-1].contiguous()
+    all_short = bool(short.all())
+    small = kernels if all_short else torch.where(short[:, None, None], kernels, 0.0)
+    out = _blur_taps3(images, small[:, pad - 1:pad + 2, pad - 1:pad + 2], "reflect", padded=padded)
+    if not all_short:  # the few longer streaks: motion_blur on their warped images (same kernels and borders)
+        idx = (~short).nonzero().squeeze(1)
+        warped = padded.index_select(0, idx)[:, :, 1:-1, 1:-1]
+        out.index_copy_(0, idx, motion_blur(warped, length.index_select(0, idx), angle.index_select(0, idx)))
+    return out

@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from .._validation import check_positive_int, restore, to_float_batch
-from ..functional.geometry import motion_blur, similarity_matrices, warp_homography
+from ..functional.geometry import _warp_and_blur, similarity_matrices
 from ..params import Params
 from ..video.cuts import detect_cuts, frames_to_numpy
 from ..video.io import read_video
@@ -326,18 +326,21 @@ class MotionModel(PerturbationModel):
         if not isinstance(params, MotionParams):
             raise TypeError(f"params must be MotionParams, got {type(params).__name__}")
         x, spec = to_float_batch(images, "images", channels=(1, 3))
-        b, _, h, w = x.shape
-        params.check_batch(b)
+        params.check_batch(x.shape[0])
         for name, value in params._tensors().items():
             if not bool(torch.isfinite(value).all()):
                 raise ValueError(f"params.{name} contains NaN or inf values")
+        return restore(self._apply_float(x, params), spec)
+
+    def _apply_float(self, x: Tensor, params: MotionParams) -> Tensor:
+        """:meth:`apply` on a validated float batch ``[B, C, H, W]`` with finite params (no input checks)."""
+        b, _, h, w = x.shape
         p = params.to(x.device)
         matrices = similarity_matrices(p.log_scale.to(torch.float64), p.rotation.to(torch.float64),
                                        p.translation.to(torch.float64), h, w)
-        y = warp_homography(x, matrices, padding_mode=self.config["padding_mode"])
         length = p.blur_length.reshape(-1).clamp_min(0) * float(max(h, w))
-        y = motion_blur(y, length, p.blur_angle.reshape(-1))
-        return restore(y, spec)
+        # warp_homography then motion_blur, fused where possible (see geometry._warp_and_blur).
+        return _warp_and_blur(x, matrices, length, p.blur_angle.reshape(-1), padding_mode=self.config["padding_mode"])
 
     # ------------------------------------------------------------------ reporting
     def summary(self, n: int = 20000, reference_size: int | None = None, seed: int = 0) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from .._validation import check_generator, check_positive_int, check_probability
 from ..crops.policies import Policy, make_policy
 from ..crops.sampler import BoxSampler, box_iou_pairs
 from ..crops.scoring import PixelMIScorer, render_proxies, scorer_input_kind
-from ..functional.crops import resized_crop
+from ..functional.crops import luma, resized_crop
 from ..params import Params
 
 __all__ = ["MIPairTransform", "PairInfo", "PairParams", "MIPairAlbumentations", "NoParams"]
@@ -126,6 +126,21 @@ def _motion_in_view_frame(motion: Params, boxes: Tensor, height: int, width: int
     factor = (max(height, width) / crop_side).unsqueeze(-1).to(motion.translation.dtype)  # (B, V, 1)
     return dataclasses.replace(motion, translation=motion.translation * factor,
                                blur_length=motion.blur_length * factor)
+
+
+def _shipped_motion(model: Any, params: Params) -> bool:
+    """True for a :class:`~mi_augment.perturbations.motion.MotionModel` whose ``apply`` is the library's (a warp
+    and a blur): it may be called through its unchecked ``_apply_float`` and commutes with luma."""
+    from ..perturbations.motion import MotionModel, MotionParams
+
+    return (isinstance(model, MotionModel) and type(model).apply is MotionModel.apply
+            and isinstance(params, MotionParams))
+
+
+def _check_finite_params(params: Params) -> None:
+    for name, value in params._tensors().items():
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(f"params.{name} contains NaN or inf values")
 
 
 def _check_size(size: Any) -> tuple[int, int]:
@@ -242,15 +257,31 @@ class MIPairTransform(nn.Module):
                 out[name] = _stack_views(drawn, b, self.n_views)
         return out
 
-    def _perturb(self, images: Tensor, illumination: Params, motion: Params) -> Tensor:
+    def _perturb(self, images: Tensor, illumination: Params, motion: Params, luma_only: bool = False) -> Tensor:
         """Apply the models (illumination, then motion: light reaches the sensor, then the exposure integrates
-        the motion) with per-sample params whose leading dim matches ``images``."""
+        the motion) with per-sample params whose leading dim matches ``images``.
+
+        ``luma_only=True`` returns the luma ``[B, 1, H, W]`` of the result, for scoring. With the shipped
+        :class:`~mi_augment.perturbations.motion.MotionModel` (a warp and a blur: linear, convex
+        combinations of pixels, so they commute with luma and keep values in [0, 1]) the luma is taken
+        before the motion, which then moves one channel instead of three; the result equals the luma of
+        the three-channel result to float rounding."""
         out = images
         if self.illumination is not None:
             out = self.illumination.apply(out, illumination)
-        if self.motion is not None:
+        fast = self.motion is not None and out.ndim == 4 and _shipped_motion(self.motion, motion)
+        if luma_only and (self.motion is None or fast):
+            out = luma(out)
+        if fast:
+            # The shipped MotionModel skips re-validating the float batch that forward() already checked.
+            motion.check_batch(out.shape[0])
+            _check_finite_params(motion)
+            out = self.motion._apply_float(out, motion)
+        elif self.motion is not None:
             out = self.motion.apply(out, motion)
-        return out.clamp(0.0, 1.0)
+        # The shipped motion kernels return a new tensor: clamp it in place (never anything a caller owns).
+        out = out.clamp_(0.0, 1.0) if fast else out.clamp(0.0, 1.0)
+        return luma(out) if luma_only else out
 
     def _working_images(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The image at the resolution scoring needs: the smallest allowed crop still covers about
@@ -287,8 +318,9 @@ class MIPairTransform(nn.Module):
             small, factor = self._working_images(x.float())  # scores in float32 whatever the image dtype
             perturbed = self._perturb(  # g_v(x) for every view v, at the working resolution
                 small.repeat_interleave(v_count, 0),
-                _flatten_views(perturb["illumination"]), _flatten_views(perturb["motion"]),
-            ).view(b, v_count, *small.shape[1:])
+                _flatten_views(perturb["illumination"]), _flatten_views(perturb["motion"]), luma_only=kind == "luma",
+            )
+            perturbed = perturbed.view(b, v_count, *perturbed.shape[1:])
             anchor_proxy = render_proxies(perturbed[:, 0], anchor_boxes * factor, self.proxy_size, kind)
             scores, chosen, keep = [], [], []
             chosen_anchor = None
