@@ -1,0 +1,413 @@
+"""The training loop shared by every recipe.
+
+A recipe supplies a *method*: an ``nn.Module`` with an ``encoder`` attribute whose ``forward(view_a, view_b)``
+returns the loss, optionally ``after_step(progress)`` (momentum updates), and a function building its
+optimizer. :func:`run` does the rest:
+
+* data resident on the device for small datasets (uint8, augmented there in batches), a DataLoader otherwise;
+* mixed precision on CUDA (bfloat16 where supported, else float16 with a GradScaler);
+* linear warmup + cosine learning-rate schedule, set per step from the step index (nothing to restore);
+* atomic checkpoints (``checkpoint.pt``: written to a temporary file, then renamed) every
+  ``--checkpoint-every`` steps and every epoch; ``--resume`` continues from it, ends after the same number of
+  steps as an uninterrupted run and, since data order and augmentation depend only on (seed, rank, step),
+  sees the same batches; checkpoints load with ``torch.load(weights_only=True)``;
+* DDP under ``torchrun --nproc_per_node N`` (NCCL on GPUs, gloo on CPUs); ``--batch-size`` is global;
+* ``--augment twin``: a second, weighted loss on (patch, twin) pairs mined from video through a projection
+  head of its own (:class:`TwinBranch`);
+* at the end: kNN top-1 and linear-probe top-1 of the frozen encoder, ``results.json`` next to the checkpoint
+  (config, git SHA, device, per-epoch loss, accuracies, timings) and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from .._artifact import atomic_write_bytes
+from . import AUGMENT_MODES, BACKBONES
+from .augment import AugmentOptions, TwinPairs, make_views
+from .backbones import build_encoder
+from .data import DATASETS, EpochSampler, ImageData, load_dataset
+from .evaluate import evaluate_encoder, extract_features, knn_top1
+from .heads import mlp
+from .losses import nt_xent
+from .optim import lr_factor, set_lr
+
+CHECKPOINT = "checkpoint.pt"
+RESULTS = "results.json"
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def make_parser(method: str, *, lr: float, weight_decay: float, batch_size: int = 256, epochs: int = 100,
+                warmup_epochs: int = 10) -> argparse.ArgumentParser:
+    """The arguments every recipe takes, with the method's own defaults for lr / weight decay / batch."""
+    p = argparse.ArgumentParser(prog=f"recipes/{method.lower()}.py",
+                                description=f"Pre-train an encoder with {method} and evaluate it (kNN, linear probe).",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", default="default", choices=DATASETS,
+                   help="'default' is the embedded Fashion-MNIST subset (10k train / 2k test)")
+    p.add_argument("--data-root", default=None, help="dataset folder (ImageFolder root for --dataset folder)")
+    p.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
+    p.add_argument("--image-size", type=int, default=None, help="resize images to this size (default: native)")
+    p.add_argument("--train-subset", type=int, default=None, help="train on a fixed subset of this many images")
+    p.add_argument("--test-subset", type=int, default=None, help="evaluate on a fixed subset of this many images")
+    p.add_argument("--backbone", default="resnet18", choices=BACKBONES)
+    p.add_argument("--patch-size", type=int, default=None, help="ViT patch size (default: suited to the image size)")
+    p.add_argument("--cnn-width", type=int, default=32, help="small_cnn: channels of its first layer")
+    p.add_argument("--augment", default="baseline", choices=AUGMENT_MODES)
+    p.add_argument("--crop-scale-min", type=float, default=None,
+                   help="RandomResizedCrop's smallest area (default 0.2 up to 64 px, else 0.08)")
+    p.add_argument("--mi-policy", default="threshold", help="MIPairTransform policy (--augment mi)")
+    p.add_argument("--mi-candidates", type=int, default=8, help="candidate crop pairs per image (--augment mi)")
+    p.add_argument("--mi-photometric", default="jitter", choices=("jitter", "natural", "both"),
+                   help="--augment mi: baseline colour jitter, the natural models, or both on the MI-chosen pairs")
+    p.add_argument("--mi-scorer", default="pixels", choices=("pixels", "features"),
+                   help="--augment mi: score candidate pairs by pixel-histogram MI or by the encoder's features")
+    p.add_argument("--twin-video", default=None, help="video mined for twin patches (default: the vtest sample)")
+    p.add_argument("--twin-weight", type=float, default=0.5, help="weight of the twin-patch loss (--augment twin)")
+    p.add_argument("--twin-patch-size", type=int, default=32, help="mined patch side in video pixels")
+    p.add_argument("--twin-cache", default=None, help="cache file of mined pairs (default: ~/.cache/mi_augment/twins/)")
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--batch-size", type=int, default=batch_size, help="global batch size (split over processes)")
+    p.add_argument("--lr", type=float, default=lr, help="base learning rate per 256 images (scaled linearly)")
+    p.add_argument("--weight-decay", type=float, default=weight_decay)
+    p.add_argument("--warmup-epochs", type=float, default=warmup_epochs,
+                   help="linear warmup length (capped at a tenth of the run)")
+    p.add_argument("--out", default=f"runs/{method.lower()}", help="folder for checkpoint, results.json, curves.png")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--no-amp", action="store_true", help="train in float32 on CUDA too")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="also checkpoint every this many steps")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="stop abruptly after this many steps, as if killed (tests --resume)")
+    p.add_argument("--knn-every", type=int, default=0, help="kNN monitor every this many epochs (0: at the end only)")
+    p.add_argument("--linear-epochs", type=int, default=100, help="linear-probe epochs (0 skips the probe)")
+    p.add_argument("--workers", type=int, default=4, help="DataLoader workers for large datasets")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+# ------------------------------------------------------------------------------------------ plumbing
+@functools.lru_cache(maxsize=1)
+def git_sha() -> str:
+    """``HEAD`` of the repository holding this package, ``+dirty`` when it has uncommitted changes (looked up
+    once per process)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (sha + ("+dirty" if dirty else "")) if sha else "unknown"
+
+
+def setup_distributed(device_arg: str) -> tuple[torch.device, int, int]:
+    """``(device, rank, world_size)``; joins the process group when started by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_arg == "auto":
+        device_arg = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device_arg)
+    if device.type == "cuda":
+        if world > 1 or device.index is None:
+            device = torch.device("cuda", local_rank if world > 1 else torch.cuda.current_device())
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return device, rank, world
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v) for k, v in config.items()}
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """``torch.save`` to memory, then an atomic write: a crash never leaves a torn checkpoint."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def _step_generator(generator: torch.Generator, seed: int, rank: int, step: int) -> torch.Generator:
+    """Reseed the augmentation generator from (seed, rank, step): resumed runs draw the same views."""
+    generator.manual_seed(((seed * 1_000_003 + rank) * 1_000_033 + step) % (2**63 - 1))
+    return generator
+
+
+class TwinBranch(nn.Module):
+    """``--augment twin``: the method's loss on the usual views plus ``weight`` x NT-Xent on (patch, twin)
+    pairs mined from video, through a projection head of its own on the shared encoder.
+
+    The twin loss is contrastive whatever the method: twin pairs are positives by construction, and the other
+    pairs of the batch are natural negatives."""
+
+    def __init__(self, method: nn.Module, weight: float, temperature: float = 0.2):
+        super().__init__()
+        self.method = method
+        self.encoder = method.encoder
+        self.twin_head = mlp(method.encoder.dim, 512, 128)
+        self.weight = weight
+        self.temperature = temperature
+
+    def forward(self, view_a: Tensor, view_b: Tensor, twin_a: Tensor, twin_b: Tensor) -> Tensor:
+        loss = self.method(view_a, view_b)
+        n = twin_a.shape[0]
+        z = self.twin_head(self.encoder(torch.cat([twin_a, twin_b])))
+        return loss + self.weight * nt_xent(z[:n], z[n:], self.temperature)
+
+    def after_step(self, progress: float) -> None:
+        if hasattr(self.method, "after_step"):
+            self.method.after_step(progress)
+
+
+# ------------------------------------------------------------------------------------------ the loop
+def run(args: argparse.Namespace, *, method_name: str,
+        build_method: Callable[[nn.Module, argparse.Namespace], nn.Module],
+        build_optimizer: Callable[[nn.Module, argparse.Namespace, float], torch.optim.Optimizer],
+        asymmetric_views: bool = False) -> dict[str, Any]:
+    """Train, checkpoint, evaluate and write ``results.json``; return the results (empty dict on ranks > 0
+    and when ``--stop-after`` interrupted the run).
+
+    ``build_method(encoder, args)`` makes the method module; ``build_optimizer(model, args, lr)`` its optimizer
+    for the already batch-scaled learning rate ``lr``.
+    """
+    device, rank, world = setup_distributed(args.device)
+    main_process = rank == 0
+    torch.manual_seed(args.seed + rank)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = _jsonable({"method": method_name, **vars(args)})
+    run_info = {"git_sha": git_sha(), "device": device_name(device), "world_size": world,
+                "torch": torch.__version__, "python": sys.version.split()[0]}
+    if main_process:
+        print(f"[{method_name}] config: " + json.dumps({**config, **run_info}, sort_keys=True), flush=True)
+
+    data: ImageData = load_dataset(args.dataset, args.data_root, image_size=args.image_size,
+                                   train_subset=args.train_subset, test_subset=args.test_subset,
+                                   download=args.download)
+    data = data.to(device)
+    encoder = build_encoder(args.backbone, in_channels=data.channels, image_size=data.image_size, mean=data.mean,
+                            std=data.std, patch_size=args.patch_size, cnn_width=args.cnn_width)
+    model: nn.Module = build_method(encoder, args)
+    options = AugmentOptions(crop_scale_min=args.crop_scale_min, asymmetric=asymmetric_views,
+                             mi_policy=args.mi_policy, mi_candidates=args.mi_candidates,
+                             mi_photometric=args.mi_photometric, mi_scorer=args.mi_scorer, twin_video=args.twin_video,
+                             twin_patch_size=args.twin_patch_size, twin_cache=args.twin_cache)
+    views = make_views(args.augment, size=data.image_size, channels=data.channels, options=options, encoder=encoder)
+    twins = None
+    if args.augment == "twin":
+        model = TwinBranch(model, args.twin_weight)
+        twins = TwinPairs.from_video(data.image_size, data.channels, options, device)
+    model.to(device)
+    train_model = model
+    if world > 1:
+        if device.type == "cuda":
+            train_model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        train_model = nn.parallel.DistributedDataParallel(train_model, device_ids=[device] if device.type == "cuda"
+                                                          else None)
+    if args.batch_size % world:
+        raise ValueError(f"--batch-size {args.batch_size} is not divisible by the {world} processes")
+    per_rank = args.batch_size // world
+    lr = args.lr * args.batch_size / 256
+    optimizer = build_optimizer(unwrap(train_model), args, lr)
+
+    sampler = EpochSampler(len(data.train), per_rank, seed=args.seed, rank=rank, world_size=world)
+    steps_per_epoch = sampler.steps_per_epoch
+    total_steps = args.epochs * steps_per_epoch
+    warmup = min(int(args.warmup_epochs * steps_per_epoch), total_steps // 10)
+
+    use_amp = device.type == "cuda" and not args.no_amp
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else nullcontext
+
+    state: dict[str, Any] = {"step": 0, "epoch_losses": [], "loss_sum": 0.0, "knn": [], "train_seconds": 0.0}
+    ckpt_path = out / CHECKPOINT
+    if args.resume and ckpt_path.is_file():
+        ckpt = load_checkpoint(ckpt_path, device)
+        if ckpt["total_steps"] != total_steps or ckpt["world_size"] != world:
+            raise ValueError(f"{ckpt_path} belongs to a run of {ckpt['total_steps']} steps on {ckpt['world_size']} "
+                             f"process(es); this one has {total_steps} on {world}: use the same settings")
+        unwrap(train_model).load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        state = ckpt["state"]
+        if main_process:
+            print(f"[{method_name}] resumed from {ckpt_path} at step {state['step']}/{total_steps}", flush=True)
+
+    def checkpoint() -> None:
+        if main_process:
+            save_checkpoint(ckpt_path, {"model": unwrap(train_model).state_dict(), "optimizer": optimizer.state_dict(),
+                                        "scaler": scaler.state_dict(), "state": state, "total_steps": total_steps,
+                                        "world_size": world, "config": config})
+        if world > 1:
+            dist.barrier()
+
+    generator = torch.Generator(device=device)
+    stop_at = total_steps if args.stop_after is None else min(total_steps, args.stop_after)
+    progress_bar = _progress(total_steps, state["step"], disabled=args.quiet or not main_process,
+                             desc=f"{method_name} {args.augment}")
+    train_model.train()
+    loss_acc = torch.zeros((), device=device)
+    while state["step"] < stop_at:
+        epoch, start = divmod(state["step"], steps_per_epoch)
+        tic = time.perf_counter()
+        for images, _ in data.train.batches(sampler.epoch(epoch, start), device, num_workers=args.workers):
+            step = state["step"]
+            set_lr(optimizer, lr_factor(step, total_steps, warmup))
+            gen = _step_generator(generator, args.seed, rank, step)
+            with torch.no_grad():
+                view_a, view_b = views(images, gen)
+                inputs = (view_a, view_b, *twins.sample(view_a.shape[0], gen)) if twins is not None else (view_a, view_b)
+            with autocast():
+                loss = train_model(*inputs)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            method = unwrap(train_model)
+            if hasattr(method, "after_step"):
+                method.after_step((step + 1) / total_steps)
+            loss_acc += loss.detach().float()
+            state["step"] = step + 1
+            progress_bar.update(1)
+            if state["step"] % 10 == 0 or state["step"] == stop_at:  # a host sync every 10 steps, not every step
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"loss is {value} at step {step}; lower --lr or use --no-amp")
+                progress_bar.set_postfix(loss=f"{value:.4f}", epoch=epoch)
+            end_of_epoch = state["step"] % steps_per_epoch == 0
+            if end_of_epoch or state["step"] % args.checkpoint_every == 0:
+                state["loss_sum"] += float(_mean_over_ranks(loss_acc, world))  # sum of step losses so far
+                loss_acc.zero_()
+            if end_of_epoch:
+                state["train_seconds"] += time.perf_counter() - tic
+                state["epoch_losses"].append(state["loss_sum"] / steps_per_epoch)
+                state["loss_sum"] = 0.0
+                if args.knn_every and (epoch + 1) % args.knn_every == 0 and main_process:
+                    state["knn"].append([epoch + 1, _knn_monitor(unwrap(train_model).encoder, data, device)])
+                checkpoint()
+                tic = time.perf_counter()
+            elif state["step"] % args.checkpoint_every == 0:
+                state["train_seconds"] += time.perf_counter() - tic
+                checkpoint()
+                tic = time.perf_counter()
+            if state["step"] >= stop_at:
+                break
+    progress_bar.close()
+    if state["step"] < total_steps:
+        if main_process:
+            print(f"[{method_name}] stopped after step {state['step']}/{total_steps} (--stop-after); "
+                  f"rerun with --resume to finish from the last checkpoint", flush=True)
+        _finish_distributed(world)
+        return {}
+
+    results: dict[str, Any] = {}
+    if main_process:
+        encoder = unwrap(train_model).encoder
+        tic = time.perf_counter()
+        scores = evaluate_encoder(encoder, data, device, linear_epochs=args.linear_epochs, seed=args.seed)
+        eval_seconds = time.perf_counter() - tic
+        images_seen = total_steps * args.batch_size
+        results = {
+            "method": method_name, "config": config, **run_info,
+            "dataset": {"name": data.name, "train": len(data.train), "memory": len(data.memory),
+                        "test": len(data.test), "image_size": data.image_size, "channels": data.channels},
+            "steps": total_steps, "steps_per_epoch": steps_per_epoch, "epochs": args.epochs,
+            "epoch_loss": state["epoch_losses"], "knn_curve": state["knn"],
+            **scores, "knn_k": 200, "knn_temperature": 0.1,
+            "train_seconds": state["train_seconds"], "eval_seconds": eval_seconds,
+            "images_per_second": images_seen / max(state["train_seconds"], 1e-9),
+        }
+        atomic_write_bytes(out / RESULTS, json.dumps(results, indent=1, allow_nan=False).encode())
+        save_checkpoint(out / "encoder.pt", encoder.state_dict())
+        plot_curves(results, out / "curves.png")
+        summary = ", ".join(f"{k} {v:.2f}%" for k, v in scores.items())
+        print(f"[{method_name}] {args.augment}: {summary}; results in {out / RESULTS}", flush=True)
+    _finish_distributed(world)
+    return results
+
+
+def _mean_over_ranks(x: Tensor, world: int) -> Tensor:
+    if world > 1:
+        x = x.clone()
+        dist.all_reduce(x)
+        x /= world
+    return x
+
+
+def _finish_distributed(world: int) -> None:
+    if world > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _knn_monitor(encoder: nn.Module, data: ImageData, device: torch.device) -> float:
+    train_f, train_y = extract_features(encoder, data.memory, device)
+    test_f, test_y = extract_features(encoder, data.test, device)
+    return knn_top1(train_f, train_y, test_f, test_y, data.num_classes)
+
+
+def _progress(total: int, initial: int, disabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=disabled, desc=desc, unit="step", dynamic_ncols=True,
+                mininterval=1.0)
+
+
+def plot_curves(results: dict[str, Any], path: Path) -> None:
+    """Per-epoch loss (and the kNN monitor when recorded) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    knn = results.get("knn_curve") or []
+    fig, axes = plt.subplots(1, 2 if knn else 1, figsize=(9 if knn else 5, 3.5), squeeze=False)
+    losses = results["epoch_loss"]
+    axes[0, 0].plot(range(1, len(losses) + 1), losses, marker="o")
+    axes[0, 0].set(xlabel="epoch", ylabel="training loss", title=f"{results['method']} ({results['config']['augment']})")
+    if knn:
+        axes[0, 1].plot([e for e, _ in knn], [a for _, a in knn], marker="o", color="C1")
+        axes[0, 1].set(xlabel="epoch", ylabel="kNN top-1 (%)", title="kNN monitor")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+

@@ -1,0 +1,52 @@
+"""Barlow Twins (Zbontar et al., 2021): make the cross-correlation matrix between the two views' standardised
+embeddings the identity: invariant along the diagonal, decorrelated off it (weight 5e-3). BYOL's asymmetric
+views. LARS, lr 0.3 per 256 images, weight decay 1e-4 (solo-learn's CIFAR setting).
+
+    python recipes/barlow_twins.py --dataset default --backbone resnet18 --augment baseline --epochs 100
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from torch import nn
+
+from mi_augment.ssl import train
+from mi_augment.ssl.heads import mlp
+from mi_augment.ssl.losses import barlow_twins_loss
+from mi_augment.ssl.optim import LARS, adamw_for_vit, param_groups
+
+
+class BarlowTwins(nn.Module):
+    """3-layer projector of width ``dim`` (no final BN: the loss standardises)."""
+
+    def __init__(self, encoder: nn.Module, dim: int = 2048, off_diagonal_weight: float = 5e-3):
+        super().__init__()
+        self.encoder = encoder
+        self.projector = mlp(encoder.dim, dim, dim, num_layers=3)
+        self.off_diagonal_weight = off_diagonal_weight
+
+    def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
+        z_a, z_b = self.projector(self.encoder(torch.cat([view_a, view_b]))).chunk(2)
+        return barlow_twins_loss(z_a, z_b, self.off_diagonal_weight)
+
+
+def build_optimizer(model: nn.Module, args, lr: float) -> torch.optim.Optimizer:
+    if args.backbone == "vit_tiny":
+        return adamw_for_vit(model, args.batch_size)
+    return LARS(param_groups(model, args.weight_decay), lr=lr, momentum=0.9)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = train.make_parser("BarlowTwins", lr=0.3, weight_decay=1e-4)
+    parser.add_argument("--dim", type=int, default=2048, help="projector width")
+    parser.add_argument("--off-diagonal-weight", type=float, default=5e-3)
+    args = parser.parse_args(argv)
+    return train.run(args, method_name="BarlowTwins",
+                     build_method=lambda encoder, a: BarlowTwins(encoder, a.dim, a.off_diagonal_weight),
+                     build_optimizer=build_optimizer, asymmetric_views=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

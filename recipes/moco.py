@@ -1,0 +1,68 @@
+"""MoCo v3 (Chen, Xie & He, 2021): a query encoder with projector and predictor, a momentum key encoder
+(an exponential moving average, momentum 0.99 -> 1), and InfoNCE of queries against the keys of the whole
+batch, symmetrised over the two views. No queue: large batches supply the negatives.
+LARS (lr 0.3 per 256 images) for ResNets, AdamW for ViTs.
+
+    python recipes/moco.py --dataset default --backbone resnet18 --augment baseline --epochs 100
+    python recipes/moco.py --dataset synthetic --backbone vit_tiny --augment natural --epochs 1
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from torch import nn
+
+from mi_augment.ssl import train
+from mi_augment.ssl.heads import ema_update, mlp, momentum_at, momentum_copy
+from mi_augment.ssl.losses import info_nce
+from mi_augment.ssl.optim import LARS, adamw_for_vit, param_groups
+
+
+class MoCoV3(nn.Module):
+    """Query branch ``predictor(projector(encoder))``; key branch the momentum copy of encoder + projector."""
+
+    def __init__(self, encoder: nn.Module, temperature: float = 0.2, base_momentum: float = 0.99,
+                 hidden_dim: int = 2048, out_dim: int = 256):
+        super().__init__()
+        self.encoder = encoder
+        self.projector = mlp(encoder.dim, hidden_dim, out_dim, num_layers=3, last_bn=True, last_bn_affine=False)
+        self.predictor = mlp(out_dim, hidden_dim, out_dim, num_layers=2, last_bn=True, last_bn_affine=False)
+        self.key_encoder = momentum_copy(encoder)
+        self.key_projector = momentum_copy(self.projector)
+        self.temperature = temperature
+        self.base_momentum = base_momentum
+
+    def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
+        both = torch.cat([view_a, view_b])
+        q_a, q_b = self.predictor(self.projector(self.encoder(both))).chunk(2)
+        with torch.no_grad():
+            k_a, k_b = self.key_projector(self.key_encoder(both)).chunk(2)
+        return info_nce(q_a, k_b, self.temperature) + info_nce(q_b, k_a, self.temperature)
+
+    def after_step(self, progress: float) -> None:
+        m = momentum_at(self.base_momentum, progress)
+        ema_update(self.key_encoder, self.encoder, m)
+        ema_update(self.key_projector, self.projector, m)
+
+
+def build_optimizer(model: nn.Module, args, lr: float) -> torch.optim.Optimizer:
+    if args.backbone == "vit_tiny":
+        return adamw_for_vit(model, args.batch_size)
+    return LARS(param_groups(model, args.weight_decay), lr=lr, momentum=0.9)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = train.make_parser("MoCo", lr=0.3, weight_decay=1e-5)
+    parser.add_argument("--temperature", type=float, default=0.2)
+    parser.add_argument("--base-momentum", type=float, default=0.99)
+    parser.add_argument("--hidden-dim", type=int, default=2048, help="projector / predictor hidden width")
+    args = parser.parse_args(argv)
+    return train.run(args, method_name="MoCo",
+                     build_method=lambda encoder, a: MoCoV3(encoder, a.temperature, a.base_momentum, a.hidden_dim),
+                     build_optimizer=build_optimizer)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,56 @@
+"""SimCLR (Chen et al., 2020): two augmented views of each image; a projection MLP; each view must pick out
+its partner among all other views of the batch (NT-Xent). LARS, lr 0.3 per 256 images, weight decay 1e-6.
+
+    python recipes/simclr.py --dataset default --backbone resnet18 --augment baseline --epochs 100
+    python recipes/simclr.py --dataset synthetic --backbone vit_tiny --augment mi --epochs 1
+    torchrun --nproc_per_node 2 recipes/simclr.py --dataset cifar10 --download
+
+Shared pieces (data, backbones, augment modes, the loop, evaluation) are in ``mi_augment.ssl``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from torch import nn
+
+from mi_augment.ssl import train
+from mi_augment.ssl.heads import mlp
+from mi_augment.ssl.losses import nt_xent
+from mi_augment.ssl.optim import LARS, adamw_for_vit, param_groups
+
+
+class SimCLR(nn.Module):
+    """Encoder + 2-layer projector (hidden 2048, out 128); NT-Xent at ``temperature``."""
+
+    def __init__(self, encoder: nn.Module, temperature: float = 0.2, hidden_dim: int = 2048, out_dim: int = 128):
+        super().__init__()
+        self.encoder = encoder
+        self.projector = mlp(encoder.dim, hidden_dim, out_dim, num_layers=2)
+        self.temperature = temperature
+
+    def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
+        # One pass over both views: BatchNorm sees the whole 2N batch, as in the paper.
+        z_a, z_b = self.projector(self.encoder(torch.cat([view_a, view_b]))).chunk(2)
+        return nt_xent(z_a, z_b, self.temperature)
+
+
+def build_optimizer(model: nn.Module, args, lr: float) -> torch.optim.Optimizer:
+    if args.backbone == "vit_tiny":
+        return adamw_for_vit(model, args.batch_size)
+    return LARS(param_groups(model, args.weight_decay), lr=lr, momentum=0.9)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = train.make_parser("SimCLR", lr=0.3, weight_decay=1e-6)
+    parser.add_argument("--temperature", type=float, default=0.2)
+    parser.add_argument("--hidden-dim", type=int, default=2048, help="projector hidden width")
+    args = parser.parse_args(argv)
+    return train.run(args, method_name="SimCLR",
+                     build_method=lambda encoder, a: SimCLR(encoder, a.temperature, a.hidden_dim),
+                     build_optimizer=build_optimizer)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,55 @@
+"""VICReg (Bardes, Ponce & LeCun, 2022): invariance (mean squared distance between the views' embeddings),
+variance (a hinge keeping each dimension's std above 1) and covariance (off-diagonal covariances to 0),
+weighted 25 / 25 / 1. BYOL's asymmetric views. LARS, lr 0.3 per 256 images, weight decay 1e-4.
+
+    python recipes/vicreg.py --dataset default --backbone resnet18 --augment baseline --epochs 100
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from torch import nn
+
+from mi_augment.ssl import train
+from mi_augment.ssl.heads import mlp
+from mi_augment.ssl.losses import vicreg_loss
+from mi_augment.ssl.optim import LARS, adamw_for_vit, param_groups
+
+
+class VICReg(nn.Module):
+    """3-layer expander of width ``dim``."""
+
+    def __init__(self, encoder: nn.Module, dim: int = 2048, invariance: float = 25.0, variance: float = 25.0,
+                 covariance: float = 1.0):
+        super().__init__()
+        self.encoder = encoder
+        self.projector = mlp(encoder.dim, dim, dim, num_layers=3)
+        self.weights = (invariance, variance, covariance)
+
+    def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
+        z_a, z_b = self.projector(self.encoder(torch.cat([view_a, view_b]))).chunk(2)
+        return vicreg_loss(z_a, z_b, *self.weights)
+
+
+def build_optimizer(model: nn.Module, args, lr: float) -> torch.optim.Optimizer:
+    if args.backbone == "vit_tiny":
+        return adamw_for_vit(model, args.batch_size)
+    return LARS(param_groups(model, args.weight_decay), lr=lr, momentum=0.9)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = train.make_parser("VICReg", lr=0.3, weight_decay=1e-4)
+    parser.add_argument("--dim", type=int, default=2048, help="expander width")
+    parser.add_argument("--invariance", type=float, default=25.0)
+    parser.add_argument("--variance", type=float, default=25.0)
+    parser.add_argument("--covariance", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    return train.run(args, method_name="VICReg",
+                     build_method=lambda encoder, a: VICReg(encoder, a.dim, a.invariance, a.variance, a.covariance),
+                     build_optimizer=build_optimizer, asymmetric_views=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
