@@ -16,7 +16,10 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mi-augment", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="mi-augment",
+        description="Augmentations fitted on real footage and positive pairs chosen by mutual information.",
+        epilog="Start with `mi-augment demo`; `mi-augment COMMAND --help` for each command.")
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"mi_augment {__version__}")
