@@ -9,7 +9,7 @@ import sys
 
 COMMANDS = {
     "demo": ("demo", "fit the natural perturbation models on the embedded real clips and show what they do"),
-    "fit": ("fit", "fit an illumination or motion model on video files, image stacks or folders"),
+    "fit": ("fit", "fit an illumination or motion model on your own video files"),
     "preview": ("preview", "show candidate crop pairs with their MI scores and the pairs a policy keeps"),
     "mine": ("mine", "mine twin patches (highest-MI partners) from videos"),
 }
