@@ -25,6 +25,9 @@ REGISTRY = {
     "NaturalIllumination": lambda p=1.0: T.NaturalIllumination(IlluminationModel.default(), p=p),
     "NaturalIllumination[ColorJitter prior]": lambda p=1.0: T.NaturalIllumination(
         IlluminationModel.uniform(0.4, 0.4, 0.4, 0.1), p=p),
+    "NaturalIllumination[strength=4]": lambda p=1.0: T.NaturalIllumination(IlluminationModel.default(), p=p,
+                                                                           strength=4.0),
+    "NaturalMotion[strength=4]": lambda p=1.0: T.NaturalMotion(MotionModel.default(), p=p, strength=4.0),
 }
 # Transforms that return several views have their own contract tests (tests/test_pair.py).
 MULTI_VIEW = {"MIPairTransform"}

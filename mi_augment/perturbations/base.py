@@ -7,6 +7,8 @@ and ``params_from_vector``); a swappable :class:`~mi_augment.perturbations.densi
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,12 +83,29 @@ class PerturbationModel:
         self.estimates_ = est
         return self
 
-    def sample(self, n: int, generator: torch.Generator | None = None, device: Any = None) -> Params:
+    def identity_params(self, n: int, device: Any = None) -> Params:
+        """``n`` parameters that leave every image unchanged (the centre that ``strength`` scales about)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define identity_params, so it has no strength")
+
+    def sample(self, n: int, generator: torch.Generator | None = None, device: Any = None,
+               strength: float = 1.0) -> Params:
+        """``n`` draws from the density.
+
+        ``strength`` scales each draw's distance from the identity in the unconstrained vector space:
+        ``z_id + strength * (z - z_id)`` with ``z_id = params_to_vector(identity_params(1))``. 0 gives the
+        identity, 1 the fitted distribution (exactly, the same draws as without the argument), 2 twice as far
+        from "no change"; the shape of the distribution (correlations between components, mixture weights)
+        is kept. The same generator state gives the same underlying draws at every strength.
+        """
+        strength = check_strength(strength)
         if not self.is_fitted:
             raise RuntimeError(f"{type(self).__name__} has no fitted density; call fit(data) or use .default()")
         z = self.density.sample(n, generator=generator, device=device)
         if device is not None:
             z = z.to(device)
+        if strength != 1.0:
+            z_id = self.params_to_vector(self.identity_params(1, device=z.device)).to(z.dtype)
+            z = z_id + strength * (z - z_id)
         return self.params_from_vector(z)
 
     def log_prob(self, params: Params) -> Tensor:
@@ -110,6 +129,16 @@ class PerturbationModel:
     def __repr__(self) -> str:
         cfg = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
         return f"{type(self).__name__}({cfg}{', ' if cfg else ''}density={self.density!r})"
+
+
+def check_strength(strength: Any, name: str = "strength") -> float:
+    """``strength`` as a float, or a ``ValueError`` / ``TypeError`` naming what is wrong with it."""
+    if isinstance(strength, bool) or not isinstance(strength, numbers.Real):
+        raise TypeError(f"{name} must be a real number >= 0, got {type(strength).__name__} {strength!r}")
+    value = float(strength)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0 (0: identity, 1: as fitted), got {strength!r}")
+    return value
 
 
 def _jsonable(obj: Any) -> Any:

@@ -527,6 +527,10 @@ class IlluminationModel(PerturbationModel):
             names += list(_JITTER)
         return names
 
+    def identity_params(self, n: int, device: Any = None) -> IlluminationParams:
+        """``n`` parameters that leave every image unchanged (the centre that ``sample(strength=)`` scales about)."""
+        return IlluminationParams.identity(n, self.shading_size, device=device)
+
     def params_to_vector(self, params: IlluminationParams) -> Tensor:
         if not isinstance(params, IlluminationParams):
             raise TypeError(f"expected IlluminationParams, got {type(params).__name__}")

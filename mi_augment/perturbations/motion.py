@@ -196,6 +196,12 @@ class MotionModel(PerturbationModel):
     def param_names(self) -> list[str]:
         return list(_PARAM_NAMES)
 
+    def identity_params(self, n: int, device: Any = None) -> MotionParams:
+        """``n`` parameters that leave every image unchanged (the centre that ``sample(strength=)`` scales about)."""
+        zero = torch.zeros(n, 1, device=device)
+        return MotionParams(translation=torch.zeros(n, 2, device=device), rotation=zero, log_scale=zero.clone(),
+                            blur_length=zero.clone(), blur_angle=zero.clone())
+
     def params_to_vector(self, params: Params) -> Tensor:
         if not isinstance(params, MotionParams):
             raise TypeError(f"expected MotionParams, got {type(params).__name__}")

@@ -47,6 +47,8 @@ class AugmentOptions:
     mi_policy: str = "threshold"  #: MIPairTransform policy
     mi_candidates: int = 8  #: candidate crop pairs scored per image
     mi_photometric: str = "jitter"  #: photometric part of mi views: "jitter", "natural" or "both" (see MIViews)
+    natural_strength: float = 1.0  #: --augment natural: strength of both natural models (1: as fitted)
+    natural_motion_strength: float | None = None  #: the motion model's strength (None: natural_strength)
     mi_scorer: str = "pixels"  #: what MI is estimated from: "pixels" (histogram MI) or "features" (the encoder's)
     twin_video: str | None = None  #: video mined for twin patches (default: the vtest sample)
     twin_patch_size: int = 32  #: side of mined patches, in video pixels
@@ -150,23 +152,26 @@ class BaselineViews(ViewPairs):
         return out[0], out[1]
 
 
-def _natural_transforms():
+def _natural_transforms(illumination_strength: float = 1.0, motion_strength: float = 1.0):
     try:
         from ..transforms.illumination import NaturalIllumination
         from ..transforms.motion import NaturalMotion
     except ImportError as exc:  # the natural models are built in parallel; fail with a clear message
         raise RuntimeError(f"--augment natural needs mi_augment.transforms.illumination and .motion ({exc})") from exc
-    return NaturalIllumination(), NaturalMotion()
+    return NaturalIllumination(strength=illumination_strength), NaturalMotion(strength=motion_strength)
 
 
 class NaturalViews(ViewPairs):
     """Crop + flip, then the fitted natural illumination and motion models instead of ColorJitter (their
     default ``p``: the fitted densities already hold "no change"); grayscale with probability 0.2 as in the
-    baseline."""
+    baseline. ``options.natural_strength`` scales both models' draws away from identity (keeping their fitted
+    shape), ``options.natural_motion_strength`` the motion model's alone when set."""
 
     def __init__(self, size, channels, options):
         super().__init__(size, channels, options)
-        self.illumination, self.motion = _natural_transforms()
+        motion_strength = options.natural_motion_strength
+        self.illumination, self.motion = _natural_transforms(
+            options.natural_strength, options.natural_strength if motion_strength is None else motion_strength)
 
     def photometric(self, v: Tensor, generator: torch.Generator | None) -> Tensor:
         v = self.illumination(v, generator=generator)
@@ -208,6 +213,9 @@ class MIViews(ViewPairs):
         if options.mi_photometric not in ("jitter", "natural", "both"):
             raise ValueError(f"mi_photometric must be 'jitter', 'natural' or 'both', got {options.mi_photometric!r}")
         natural = None if options.mi_photometric in ("natural", "both") else False  # None: shipped models
+        if natural is None and (options.natural_strength != 1.0 or options.natural_motion_strength not in (None, 1.0)):
+            raise ValueError("natural_strength applies to --augment natural only; MIPairTransform does not take a "
+                             "strength yet (--mi-photometric natural|both uses the models as fitted)")
         self.jitter = options.mi_photometric in ("jitter", "both")
         scorer = None
         if options.mi_scorer == "features":

@@ -76,6 +76,11 @@ def make_parser(method: str, *, lr: float, weight_decay: float, batch_size: int 
     p.add_argument("--mi-candidates", type=int, default=8, help="candidate crop pairs per image (--augment mi)")
     p.add_argument("--mi-photometric", default="jitter", choices=("jitter", "natural", "both"),
                    help="--augment mi: baseline colour jitter, the natural models, or both on the MI-chosen pairs")
+    p.add_argument("--natural-strength", type=float, default=1.0,
+                   help="--augment natural: scale both natural models' draws away from identity, keeping their "
+                        "fitted shape (0: identity, 1: as fitted)")
+    p.add_argument("--natural-motion-strength", type=float, default=None,
+                   help="--augment natural: the motion model's strength alone (unset: --natural-strength)")
     p.add_argument("--mi-scorer", default="pixels", choices=("pixels", "features"),
                    help="--augment mi: score candidate pairs by pixel-histogram MI or by the encoder's features")
     p.add_argument("--twin-video", default=None, help="video mined for twin patches (default: the vtest sample)")
@@ -227,6 +232,8 @@ def run(args: argparse.Namespace, *, method_name: str,
     options = AugmentOptions(crop_scale_min=args.crop_scale_min, asymmetric=asymmetric_views,
                              mi_policy=args.mi_policy, mi_candidates=args.mi_candidates,
                              mi_photometric=args.mi_photometric, mi_scorer=args.mi_scorer, twin_video=args.twin_video,
+                             natural_strength=args.natural_strength,
+                             natural_motion_strength=args.natural_motion_strength,
                              twin_patch_size=args.twin_patch_size, twin_cache=args.twin_cache)
     views = make_views(args.augment, size=data.image_size, channels=data.channels, options=options, encoder=encoder)
     twins = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..perturbations.base import check_strength
 from ..perturbations.illumination import IlluminationModel, IlluminationParams
 from .base import RandomTransform
 
@@ -25,12 +26,16 @@ class NaturalIllumination(RandomTransform):
         model: a fitted :class:`IlluminationModel`; ``None`` loads :meth:`IlluminationModel.default`.
         p: probability of applying the change to each sample. The fitted density already holds the
             near-identity changes that real footage shows, so the default is 1.0.
+        strength: how far from "no change" each draw goes, keeping the fitted shape (correlations between
+            gains, gamma and shading): 0 = identity, 1 = as fitted, 2 = twice as far in the log-gain / gamma /
+            shading coordinates (see :meth:`PerturbationModel.sample`).
 
     Works on RGB and greyscale images (greyscale uses the mean gain and skips saturation and hue).
     """
 
-    def __init__(self, model: IlluminationModel | None = None, p: float = 1.0):
+    def __init__(self, model: IlluminationModel | None = None, p: float = 1.0, strength: float = 1.0):
         super().__init__(p=p)
+        self.strength = check_strength(strength)
         if model is None:
             model = IlluminationModel.default()
         if not isinstance(model, IlluminationModel):
@@ -40,10 +45,10 @@ class NaturalIllumination(RandomTransform):
         self.model = model
 
     def make_params(self, images: Tensor, generator: torch.Generator | None = None) -> IlluminationParams:
-        return self.model.sample(images.shape[0], generator=generator, device=images.device)
+        return self.model.sample(images.shape[0], generator=generator, device=images.device, strength=self.strength)
 
     def transform(self, images: Tensor, params: IlluminationParams) -> Tensor:
         return self.model.apply(images, params)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, model={type(self.model).__name__}(groups={self.model.config['groups']}, {self.model.density!r})"
+        return f"p={self.p}, strength={self.strength}, model={type(self.model).__name__}(groups={self.model.config['groups']}, {self.model.density!r})"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..perturbations.base import check_strength
 from ..perturbations.motion import MotionModel, MotionParams
 from .base import RandomTransform
 
@@ -26,12 +27,16 @@ class NaturalMotion(RandomTransform):
             already contains "no motion": static cameras contribute near-identity observations in the
             proportion the footage shows them, so an extra gate would double-count stillness. Lower it only
             to mix in untouched images on purpose.
+        strength: how far from "no motion" each draw goes, keeping the fitted shape (correlations between
+            shift, rotation, zoom and blur): 0 = identity, 1 = as fitted, 2 = twice the shift, rotation,
+            log-zoom and blur (see :meth:`PerturbationModel.sample`).
 
     Borders are reflected (no black corners), per the model's ``padding_mode``.
     """
 
-    def __init__(self, model: MotionModel | None = None, p: float = 1.0):
+    def __init__(self, model: MotionModel | None = None, p: float = 1.0, strength: float = 1.0):
         super().__init__(p=p)
+        self.strength = check_strength(strength)
         if model is None:
             model = MotionModel.default()
         if not isinstance(model, MotionModel):
@@ -41,10 +46,10 @@ class NaturalMotion(RandomTransform):
         self.model = model
 
     def make_params(self, images: Tensor, generator: torch.Generator | None = None) -> MotionParams:
-        return self.model.sample(images.shape[0], generator=generator, device=images.device)
+        return self.model.sample(images.shape[0], generator=generator, device=images.device, strength=self.strength)
 
     def transform(self, images: Tensor, params: MotionParams) -> Tensor:
         return self.model.apply(images, params)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, model={type(self.model).__name__}({self.model.density!r})"
+        return f"p={self.p}, strength={self.strength}, model={type(self.model).__name__}({self.model.density!r})"
