@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import numpy as np
@@ -278,3 +279,43 @@ def test_cuda_batch_matches_cpu():
     assert views[0].device.type == "cuda"
     assert torch.allclose(ginfo.params.boxes.cpu(), info.params.boxes)
     assert float((ginfo.scores.cpu() - info.scores).abs().max()) < 0.05  # a pixel may change histogram bin
+
+
+# ---- one sampling pass for crop + camera motion (shipped models) --------------------------------------------
+def _zero_motion(params):
+    m = params.motion
+    zero = {k: torch.zeros_like(getattr(m, k)) for k in ("translation", "rotation", "log_scale", "blur_length")}
+    return dataclasses.replace(params, motion=dataclasses.replace(m, **zero))
+
+
+@pytest.mark.parametrize("size, side", [(32, 32), (96, 96), (24, 40), (224, 256)])
+def test_fused_views_without_motion_equal_step_by_step(size, side):
+    """The shipped models take one sampling pass (crop o warp, then illumination, then the blur); with the
+    camera at rest it renders what crop -> illumination -> warp -> blur renders, to float rounding."""
+    x = torch.rand(4, 3, side, side, generator=_gen(11))
+    t = MIPairTransform(size, policy="random")
+    params = _zero_motion(t.make_params(x, generator=_gen(12)))
+    assert t._render_fused(x, params, params.motion) is not None
+    fused = torch.stack(t.transform(x, params))
+    t._render_fused = lambda *args: None  # the step-by-step path
+    steps = torch.stack(t.transform(x, params))
+    # The outer two pixels may differ where an enlarged crop touches the image edge: the crop clamps there,
+    # the single pass reflects about the edge pixel (both read the edge pixel at the edge itself).
+    assert (fused - steps)[..., 2:-2, 2:-2].abs().max() < 1e-4
+    assert (fused - steps).abs().mean() < 1e-3
+
+
+def test_moving_camera_shows_the_neighbouring_scene():
+    """A view translated by the camera motion reads the image around its crop (not a mirror of the crop)."""
+    ramp = torch.linspace(0.0, 1.0, 64).expand(1, 3, 64, 64).contiguous()
+    t = MIPairTransform(16, policy="random", illumination=False, flip=0.0)
+    params = _zero_motion(t.make_params(ramp, generator=_gen(0)))
+    params = dataclasses.replace(params, boxes=torch.tensor([[[24.0, 24.0, 40.0, 40.0]] * 2]))
+    # move the content 2 view pixels to the right: the leftmost columns now show the scene left of the box
+    shift = torch.tensor([2.0 / 16, 0.0]).expand_as(params.motion.translation)
+    params = dataclasses.replace(params, motion=dataclasses.replace(params.motion, translation=shift * 16 / 64))
+    view = t.transform(ramp, params)[0][0, 0, 8]  # one row
+    step = 1.0 / 63
+    expect = ramp[0, 0, 0, 22:38]  # columns 22..37 of the image: the crop moved two pixels left
+    assert (view - expect).abs().max() < 1e-5
+    assert float(view[0]) < float(view[2]) - step  # a mirrored border would repeat column 24's neighbours

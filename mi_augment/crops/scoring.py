@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .._validation import check_positive_int
-from ..functional.crops import luma, resized_crop
+from ..functional.crops import luma, pyramid_crop, resized_crop
 
 __all__ = ["FeatureScorer", "PixelMIScorer", "Scorer", "render_proxies", "scorer_input_kind"]
 
@@ -38,18 +38,24 @@ def scorer_input_kind(scorer: Any) -> str:
 
 
 def render_proxies(images: Tensor, boxes: Tensor, proxy_size: int, kind: str = "luma",
-                   sampling_ratio: int = -1) -> Tensor:
+                   sampling_ratio: int = -1, pyramid: bool = False) -> Tensor:
     """Crops ``boxes (B, K, 4)`` of ``images (B, C, H, W)`` resized to ``proxy_size`` squares, not flipped
     (area-averaged when shrinking, see :func:`~mi_augment.functional.crops.resized_crop`).
 
     Returns ``(B, K, N)`` luma for ``kind="luma"``, ``(B, K, C, proxy_size, proxy_size)`` for ``"image"``.
-    Luma is taken before cropping (one channel to resample instead of three).
+    Luma is taken before cropping (one channel to resample instead of three). ``pyramid=True`` renders with
+    :func:`~mi_augment.functional.crops.pyramid_crop` (one bilinear sample per bin from a 2x pooled pyramid,
+    ignoring ``sampling_ratio``): what :class:`~mi_augment.transforms.MIPairTransform` scores.
     """
+    def crop(imgs: Tensor) -> Tensor:
+        if pyramid:
+            return pyramid_crop(imgs, boxes, proxy_size)
+        return resized_crop(imgs, boxes, proxy_size, sampling_ratio=sampling_ratio)
+
     if kind == "luma":
-        crops = resized_crop(luma(images), boxes, proxy_size, sampling_ratio=sampling_ratio)
-        return crops.flatten(2)
+        return crop(luma(images)).flatten(2)
     if kind == "image":
-        return resized_crop(images, boxes, proxy_size, sampling_ratio=sampling_ratio)
+        return crop(images)
     raise ValueError(f"kind must be 'luma' or 'image', got {kind!r}")
 
 

@@ -16,6 +16,7 @@ Two families live here:
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
@@ -162,7 +163,8 @@ def _check_images(images: Tensor) -> None:
         raise TypeError(f"images must be float in [0, 1], got dtype {images.dtype}")
 
 
-def apply_illumination(images: Tensor, log_gain: Tensor, log_gamma: Tensor, shading: Tensor | None = None) -> Tensor:
+def apply_illumination(images: Tensor, log_gain: Tensor, log_gamma: Tensor, shading: Tensor | None = None,
+                       *, ring: bool = False) -> Tensor:
     """Apply a physical illumination change to sRGB images.
 
     In linear RGB, each channel becomes ``gain_c * field(x, y) * value ** gamma`` (clamped to [0, 1]), i.e.
@@ -175,6 +177,9 @@ def apply_illumination(images: Tensor, log_gain: Tensor, log_gamma: Tensor, shad
             mean of the three (the geometric-mean gain).
         log_gamma: ``(B,)`` or ``(B, 1)`` natural log of the exponent on linear intensity (0 = unchanged).
         shading: ``(B, S)`` shading coefficients for :func:`render_shading_field`, or None for a flat field.
+        ring: the images carry a one-pixel ring (``[B, C, H + 2, W + 2]``) mirroring the ``H x W`` image inside
+            it: the shading field is that of the inner image, mirrored onto the ring the same way (so the
+            inner pixels get exactly what the ``H x W`` image would).
 
     Implementation: decode, gamma, gain, shading and encode are fused into one exponential. Where both the
     input and the output lie on the power segments of the sRGB curve (almost every pixel),
@@ -193,8 +198,11 @@ def apply_illumination(images: Tensor, log_gain: Tensor, log_gamma: Tensor, shad
     log_field = None
     if shading is not None and shading.shape[-1] > 0:
         shading = _per_sample(shading, b, "shading", shading.shape[-1]).to(images)
-        basis = shading_basis(h, w, shading_degree(shading.shape[1]), device=images.device, dtype=images.dtype)
+        ih, iw = (h - 2, w - 2) if ring else (h, w)
+        basis = shading_basis(ih, iw, shading_degree(shading.shape[1]), device=images.device, dtype=images.dtype)
         log_field = torch.einsum("bs,shw->bhw", shading, basis).unsqueeze(1)  # (B, 1, H, W)
+        if ring:
+            log_field = F.pad(log_field, (1, 1, 1, 1), mode="reflect").contiguous()
     # Main (power-segment) branch, in place on one buffer we own.
     images = images.contiguous()
     out = torch.clamp(images, 0.0, 1.0)

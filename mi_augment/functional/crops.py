@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import roi_align
 
-__all__ = ["resized_crop", "luma"]
+__all__ = ["resized_crop", "pyramid_crop", "luma"]
 
 #: ITU-R BT.601 luma weights (what PIL's ``convert("L")`` and torchvision's ``rgb_to_grayscale`` use)
 _LUMA = (0.299, 0.587, 0.114)
@@ -136,3 +136,64 @@ def _bilinear_crop(images: Tensor, boxes: Tensor, out_h: int, out_w: int, flips:
                         align_corners=True)  # (B, C, P * out_h, out_w)
     out = out.view(b, c, p, out_h, out_w).transpose(1, 2)
     return out.reshape(b * p, c, out_h, out_w)
+
+
+def pyramid_crop(images: Tensor, boxes: Tensor, size: int | tuple[int, int]) -> Tensor:
+    """Fast approximate :func:`resized_crop` (no flips) for boxes ``[B, K, 4]``: one bilinear sample per output
+    bin from a 2x average-pooled pyramid of ``images``.
+
+    Each box is read from the pyramid level ``l`` (the image average-pooled ``2**l`` times; 0 is the image)
+    where it is between 1x and 2x the output size (``l = floor(log2(box side / output side))``, at least 0),
+    so a large box costs one bilinear sample per bin instead of ``roi_align``'s ``ceil(shrink)**2``. The
+    levels are laid side by side on one canvas, so all boxes of an image are one ``grid_sample``. Differs
+    from the exact area average by the pooling's box filter and the mild aliasing of a < 2x bilinear shrink;
+    boxes no larger than the output (level 0) are sampled exactly as :func:`resized_crop` does.
+
+    Returns ``[B, K, C, h, w]``.
+    """
+    if images.ndim != 4 or boxes.ndim != 3 or boxes.shape[0] != images.shape[0] or boxes.shape[-1] != 4:
+        raise ValueError(f"pyramid_crop expects images [B, C, H, W] and boxes [B, K, 4], got "
+                         f"{tuple(images.shape)} and {tuple(boxes.shape)}")
+    out_h, out_w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    b, c, h, w = images.shape
+    k = boxes.shape[1]
+    bx = boxes.to(device=images.device, dtype=torch.float32)
+    shrink = torch.maximum((bx[..., 2] - bx[..., 0]) / out_w, (bx[..., 3] - bx[..., 1]) / out_h)  # (B, K)
+    levels = [images]
+    while min(levels[-1].shape[-2:]) >= 2 and float(shrink.max()) >= 2.0 ** len(levels):
+        levels.append(F.avg_pool2d(levels[-1], 2))
+    if float(shrink.max()) <= 1.0:  # every box is read at one sample per bin anyway
+        return resized_crop(images, boxes, (out_h, out_w))
+    n_levels = len(levels)
+    level = torch.log2(shrink.clamp_min(1.0)).floor_().clamp_(0, n_levels - 1)  # (B, K)
+    widths = [lv.shape[-1] for lv in levels]
+    offsets = [0]
+    for lw in widths[:-1]:
+        offsets.append(offsets[-1] + lw)
+    canvas = images
+    if n_levels > 1:
+        canvas = images.new_zeros(b, c, h, offsets[-1] + widths[-1])
+        for lv, off in zip(levels, offsets):
+            canvas[:, :, :lv.shape[-2], off:off + lv.shape[-1]] = lv
+    li = level.long()
+    scale = torch.exp2(-level)[..., None]  # (B, K, 1): image px -> level px
+    lw_t = torch.tensor(widths, dtype=torch.float32, device=images.device)[li][..., None]
+    lh_t = torch.tensor([lv.shape[-2] for lv in levels], dtype=torch.float32, device=images.device)[li][..., None]
+    off_t = torch.tensor(offsets, dtype=torch.float32, device=images.device)[li][..., None]
+    j = torch.arange(out_w, device=images.device, dtype=torch.float32) + 0.5
+    i = torch.arange(out_h, device=images.device, dtype=torch.float32) + 0.5
+    # Bin centres in level pixels, clamped to the level's edge pixel centres (roi_align's border rule), then
+    # shifted to the level's place on the canvas: bilinear neighbours never cross into another level.
+    xs = ((bx[..., 0:1] + j * ((bx[..., 2:3] - bx[..., 0:1]) / out_w)) * scale - 0.5)
+    xs = torch.minimum(xs.clamp_(min=0.0), lw_t - 1) + off_t
+    ys = ((bx[..., 1:2] + i * ((bx[..., 3:4] - bx[..., 1:2]) / out_h)) * scale - 0.5)
+    ys = torch.minimum(ys.clamp_(min=0.0), lh_t - 1)
+    cw, ch = canvas.shape[-1], canvas.shape[-2]
+    gx = xs * (2.0 / (cw - 1)) - 1.0 if cw > 1 else torch.zeros_like(xs)
+    gy = ys * (2.0 / (ch - 1)) - 1.0 if ch > 1 else torch.zeros_like(ys)
+    shape = (b, k, out_h, out_w)
+    grid = torch.stack([gx.to(images.dtype)[:, :, None, :].expand(shape),
+                        gy.to(images.dtype)[:, :, :, None].expand(shape)], dim=-1)
+    out = F.grid_sample(canvas, grid.view(b, k * out_h, out_w, 2), mode="bilinear", padding_mode="border",
+                        align_corners=True)  # (B, C, K * out_h, out_w)
+    return out.view(b, c, k, out_h, out_w).transpose(1, 2).contiguous()

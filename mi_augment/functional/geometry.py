@@ -333,3 +333,90 @@ def _warp_and_blur(images: Tensor, matrices: Tensor, length: Tensor, angle: Tens
         warped = padded.index_select(0, idx)[:, :, 1:-1, 1:-1]
         out.index_copy_(0, idx, motion_blur(warped, length.index_select(0, idx), angle.index_select(0, idx)))
     return out
+
+
+def _crop_warp_ring(images: Tensor, boxes: Tensor, flips: Tensor | None, inverse: Tensor, out_h: int, out_w: int,
+                    padding_mode: str = "reflection", sampling_ratio: int = -1) -> Tensor:
+    """Resized crops of ``boxes`` then an affine warp of each crop, as ONE sampling pass of ``images``.
+
+    ``images`` ``(B, C, H, W)``; ``boxes`` ``(B, V, 4)`` ``(x1, y1, x2, y2)``; ``flips`` ``(B, V)`` or None;
+    ``inverse`` ``(B * V, 3, 3)`` float64 affine maps from output view pixels to warped-from view pixels (the
+    inverse of the motion in the view frame). Output pixel ``p`` of view ``v`` reads the image at
+    ``crop_v(inverse_v p)``, where ``crop_v`` maps view pixels onto the box as
+    :func:`~mi_augment.functional.crops.resized_crop` does (flip folded in). Samples that the motion moves
+    outside the box read the neighbouring image content (outside the image: ``padding_mode``, about the edge
+    pixel centres). Returns ``(B * V, C, out_h + 2, out_w + 2)`` with the one-pixel ring of
+    :func:`_affine_grid` (``ring=True``: the mirrored pixel's sample, what the blur's reflect border reads).
+
+    Views whose box is larger than the output take ``sy x sx`` samples per pixel (``roi_align``'s adaptive
+    ``ceil(box side / output side)`` per axis, or ``sampling_ratio`` when >= 1; one pass per distinct pair)
+    spread evenly over the pixel and averaged: ``roi_align``'s area averaging, in the warped frame. The
+    others take one bilinear sample (what ``roi_align`` does for them).
+    """
+    b, c, h, w = images.shape
+    v = boxes.shape[1]
+    n = b * v
+    dev = images.device
+    bx = boxes.reshape(n, 4).to(device=dev, dtype=torch.float64)
+    bw, bh = bx[:, 2] - bx[:, 0], bx[:, 3] - bx[:, 1]
+    ax, ay = bw / out_w, bh / out_h
+    cx_ = bx[:, 0] + 0.5 * ax - 0.5
+    cy_ = bx[:, 1] + 0.5 * ay - 0.5
+    if flips is not None:
+        f = flips.reshape(n).to(dev)
+        cx_ = torch.where(f, bx[:, 0] + (out_w - 0.5) * ax - 0.5, cx_)
+        ax = torch.where(f, -ax, ax)
+    # crop (view px -> image px, diagonal) o inverse motion, then align_corners=True normalisation
+    crop = torch.zeros(n, 2, 3, dtype=torch.float64, device=dev)
+    crop[:, 0, 0], crop[:, 0, 2] = ax, cx_
+    crop[:, 1, 1], crop[:, 1, 2] = ay, cy_
+    theta = crop @ inverse.to(device=dev, dtype=torch.float64)  # (N, 2, 3)
+    norm = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], dtype=torch.float64, device=dev)
+    theta = theta * norm[None, :, None]
+    theta[:, :, 2] -= 1.0
+    if w == 1:
+        theta[:, 0] = 0.0
+    if h == 1:
+        theta[:, 1] = 0.0
+    xs = torch.arange(out_w, device=dev, dtype=torch.float64)
+    ys = torch.arange(out_h, device=dev, dtype=torch.float64)
+    xs = torch.cat([xs[1:2], xs, xs[-2:-1]])  # the mirrored ring
+    ys = torch.cat([ys[1:2], ys, ys[-2:-1]])
+    if sampling_ratio >= 1:
+        ry = rx = torch.full((n,), float(sampling_ratio), dtype=torch.float64, device=dev)
+    else:  # roi_align's adaptive rule, per axis
+        ry, rx = (bh / out_h).ceil().clamp_min(1.0), (bw / out_w).ceil().clamp_min(1.0)
+    one = (ry <= 1.0) & (rx <= 1.0)
+
+    def grid_for(idx: Tensor | None, sy: int, sx: int) -> Tensor:
+        """(N', sy * sx * Hg, Wg, 2): one (Hg, Wg) plane per sub-sample offset (a, b), so that the average
+        over the sy x sx sub-samples of a pixel is a mean over contiguous planes."""
+        th = theta if idx is None else theta.index_select(0, idx)
+        px = xs[None, :] + ((torch.arange(sx, device=dev, dtype=torch.float64) + 0.5) / sx - 0.5)[:, None]
+        py = ys[None, :] + ((torch.arange(sy, device=dev, dtype=torch.float64) + 0.5) / sy - 0.5)[:, None]
+        col = (th[:, None, None, None, None, :, 0] * px[None, None, :, None, :, None]).to(images.dtype)
+        row = torch.addcmul(th[:, None, None, None, None, :, 2], th[:, None, None, None, None, :, 1],
+                            py[None, :, None, :, None, None]).to(images.dtype)
+        grid = col + row  # (N', s_a, s_b, Hg, Wg, 2)
+        return grid.view(grid.shape[0], sy * sx * py.shape[1], px.shape[1], 2)
+
+    hg, wg = out_h + 2, out_w + 2
+    all_one = bool(one.all())
+    if all_one or bool(one.any()):
+        grid = grid_for(None, 1, 1).view(b, v * hg, wg, 2)
+        out = F.grid_sample(images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
+        out = out.view(b, c, v, hg, wg).transpose(1, 2).reshape(n, c, hg, wg)
+    else:
+        out = images.new_empty(n, c, hg, wg)
+    if not all_one:
+        ratios = (ry * 4096 + rx).masked_fill(one, 0)  # one group per distinct (ry, rx), as roi_align
+        for key in ratios.unique().tolist():
+            if key == 0:
+                continue
+            sy, sx = divmod(int(key), 4096)
+            big = (ratios == key).nonzero().squeeze(1)
+            src = images.index_select(0, torch.div(big, v, rounding_mode="floor"))
+            fine = F.grid_sample(src, grid_for(big, sy, sx), mode="bilinear", padding_mode=padding_mode,
+                                 align_corners=True)
+            out.index_copy_(0, big, fine.view(big.shape[0], c, sy * sx, hg, wg).mean(2))
+    return out

@@ -321,12 +321,13 @@ class MIPairTransform(nn.Module):
                 _flatten_views(perturb["illumination"]), _flatten_views(perturb["motion"]), luma_only=kind == "luma",
             )
             perturbed = perturbed.view(b, v_count, *perturbed.shape[1:])
-            anchor_proxy = render_proxies(perturbed[:, 0], anchor_boxes * factor, self.proxy_size, kind)
+            anchor_proxy = render_proxies(perturbed[:, 0], anchor_boxes * factor, self.proxy_size, kind,
+                                          pyramid=True)
             scores, chosen, keep = [], [], []
             chosen_anchor = None
             for p in range(partners):
                 partner_proxy = render_proxies(perturbed[:, p + 1], partner_boxes[:, p] * factor, self.proxy_size,
-                                               kind)
+                                               kind, pyramid=True)
                 a = anchor_proxy if chosen_anchor is None else chosen_anchor.expand_as(anchor_proxy)
                 s = self.scorer(a, partner_proxy)
                 if s.shape != (b, k):
@@ -369,12 +370,85 @@ class MIPairTransform(nn.Module):
         params.check_batch(images.shape[0])
         params = params.to(images.device)
         b, v = params.boxes.shape[:2]
-        crops = resized_crop(images, params.boxes, self.size, flip=params.flip, sampling_ratio=self.sampling_ratio)
-        flat = crops.flatten(0, 1)  # (B * V, C, h, w), sample-major
         motion = _motion_in_view_frame(params.motion, params.boxes, *images.shape[-2:])
-        out = self._perturb(flat, _flatten_views(params.illumination), _flatten_views(motion))
+        out = self._render_fused(images, params, motion)
+        if out is None:
+            crops = resized_crop(images, params.boxes, self.size, flip=params.flip,
+                                 sampling_ratio=self.sampling_ratio)
+            flat = crops.flatten(0, 1)  # (B * V, C, h, w), sample-major
+            out = self._perturb(flat, _flatten_views(params.illumination), _flatten_views(motion))
         out = out.view(b, v, *out.shape[1:])
         return tuple(out[:, i] for i in range(v))
+
+    def _render_fused(self, images: Tensor, params: PairParams, motion: Params) -> Tensor | None:
+        """The views ``(B * V, C, h, w)`` with the shipped models in one sampling pass, or None (then
+        :meth:`transform` crops and perturbs step by step).
+
+        The crop and the camera motion's warp are one affine map from view pixels to image pixels, sampled
+        once (:func:`~mi_augment.functional.geometry._crop_warp_ring`), together with the one-pixel mirrored
+        ring the blur reads; the illumination is applied to that buffer (its shading mirrored onto the ring),
+        then the blur's 3x3 taps. So the warp reads the scene around the crop (what a moving camera sees),
+        not a mirror image of the crop, and the view is resampled once instead of twice. Taken when the
+        motion model is the shipped :class:`~mi_augment.perturbations.motion.MotionModel` with every streak
+        in the batch shorter than its 3x3 fast path, and the illumination model is off or the shipped
+        :class:`~mi_augment.perturbations.illumination.IlluminationModel` without ColorJitter factors.
+        """
+        from ..functional import color as fcolor
+        from ..functional.geometry import (
+            _blur_taps3,
+            _crop_warp_ring,
+            motion_blur,
+            motion_blur_kernels,
+            similarity_matrices,
+        )
+        from ..perturbations.illumination import IlluminationModel, IlluminationParams
+
+        h, w = self.size
+        if self.motion is None or images.ndim != 4 or h < 3 or w < 3 or not _shipped_motion(self.motion, motion):
+            return None
+        ill = self.illumination
+        if ill is not None and not (isinstance(ill, IlluminationModel) and type(ill).apply is IlluminationModel.apply
+                                    and isinstance(params.illumination, IlluminationParams)):
+            return None
+        ill_params = None if ill is None else _flatten_views(params.illumination)
+        if ill_params is not None and not ill_params.jitter_is_identity():
+            return None
+        mp = _flatten_views(motion)
+        n = mp.log_scale.shape[0]
+        mp.check_batch(n)
+        _check_finite_params(mp)
+        mp = mp.to(images.device)
+        length = (mp.blur_length.reshape(-1).clamp_min(0) * float(max(h, w))).to(images.dtype)
+        angle = mp.blur_angle.reshape(-1).to(images.dtype)
+        short = length < 2.0
+        if not bool(short.any()):
+            return None
+        kernels = motion_blur_kernels(length, angle)
+        pad = kernels.shape[-1] // 2
+        if pad >= h or pad >= w:
+            return None
+        matrices = similarity_matrices(mp.log_scale.to(torch.float64), mp.rotation.to(torch.float64),
+                                       mp.translation.to(torch.float64), h, w)
+        padded = _crop_warp_ring(images, params.boxes, params.flip, torch.linalg.inv(matrices), h, w,
+                                 padding_mode=self.motion.config["padding_mode"],
+                                 sampling_ratio=self.sampling_ratio)
+        if ill_params is not None:
+            ill_params.check_batch(n)
+            ill_params = ill_params.to(images.device)
+            if not ill_params.photometric_is_identity():
+                padded = fcolor.apply_illumination(padded, ill_params.log_gain, ill_params.log_gamma,
+                                                   ill_params.shading, ring=True)
+        if pad == 0:
+            out = padded[:, :, 1:-1, 1:-1].contiguous()
+        else:
+            all_short = bool(short.all())
+            small = kernels if all_short else torch.where(short[:, None, None], kernels, 0.0)
+            out = _blur_taps3(padded, small[:, pad - 1:pad + 2, pad - 1:pad + 2], "reflect", padded=padded)
+            if not all_short:  # the few longer streaks: the dense blur of their (illuminated) views
+                idx = (~short).nonzero().squeeze(1)
+                inner = padded.index_select(0, idx)[:, :, 1:-1, 1:-1]
+                out.index_copy_(0, idx, motion_blur(inner, length.index_select(0, idx), angle.index_select(0, idx)))
+        return out.clamp_(0.0, 1.0)
 
     def forward(self, images: Any, generator: torch.Generator | None = None, params: PairParams | None = None,
                 return_info: bool = False) -> Any:
