@@ -13,7 +13,7 @@ uint8), a PIL image or a numpy ``HWC`` uint8 array, and returns the same type; i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from .._random import rand
 from .._validation import check_generator, check_probability, restore, to_float_batch
 from ..params import GatedParams, Params
+from ..perturbations.base import PerturbationModel, check_strength
 
 
 class RandomTransform(nn.Module):
@@ -62,3 +63,35 @@ class RandomTransform(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+class ModelTransform(RandomTransform):
+    """A transform that draws its parameters from a fitted :class:`PerturbationModel` and renders them with the
+    model's ``apply``. Subclasses set ``model_class``; ``model=None`` loads ``model_class.default()``.
+
+    ``strength`` scales each draw's distance from "no change" in the model's unconstrained coordinates,
+    keeping the fitted shape: 0 = identity, 1 = as fitted (see :meth:`PerturbationModel.sample`).
+    """
+
+    model_class: ClassVar[type[PerturbationModel]] = PerturbationModel
+
+    def __init__(self, model: PerturbationModel | None = None, p: float = 1.0, strength: float = 1.0):
+        super().__init__(p=p)
+        self.strength = check_strength(strength)
+        cls = self.model_class
+        if model is None:
+            model = cls.default()
+        if not isinstance(model, cls):
+            raise TypeError(f"model must be a {cls.__name__} or None, got {type(model).__name__}")
+        if not model.is_fitted:
+            raise ValueError(f"model has no fitted density; call model.fit(data) or use {cls.__name__}.default()")
+        self.model = model
+
+    def make_params(self, images: Tensor, generator: torch.Generator | None = None) -> Params:
+        return self.model.sample(images.shape[0], generator=generator, device=images.device, strength=self.strength)
+
+    def transform(self, images: Tensor, params: Params) -> Tensor:
+        return self.model.apply(images, params)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, strength={self.strength}, model={self.model!r}"

@@ -3,17 +3,13 @@
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
-
-from ..perturbations.base import check_strength
-from ..perturbations.illumination import IlluminationModel, IlluminationParams
-from .base import RandomTransform
+from ..perturbations.illumination import IlluminationModel
+from .base import ModelTransform
 
 __all__ = ["NaturalIllumination"]
 
 
-class NaturalIllumination(RandomTransform):
+class NaturalIllumination(ModelTransform):
     """Change each image's illumination by a per-sample draw from an :class:`IlluminationModel`.
 
     ::
@@ -33,22 +29,4 @@ class NaturalIllumination(RandomTransform):
     Works on RGB and greyscale images (greyscale uses the mean gain and skips saturation and hue).
     """
 
-    def __init__(self, model: IlluminationModel | None = None, p: float = 1.0, strength: float = 1.0):
-        super().__init__(p=p)
-        self.strength = check_strength(strength)
-        if model is None:
-            model = IlluminationModel.default()
-        if not isinstance(model, IlluminationModel):
-            raise TypeError(f"model must be an IlluminationModel or None, got {type(model).__name__}")
-        if not model.is_fitted:
-            raise ValueError("model has no fitted density; call model.fit(data) or use IlluminationModel.default()")
-        self.model = model
-
-    def make_params(self, images: Tensor, generator: torch.Generator | None = None) -> IlluminationParams:
-        return self.model.sample(images.shape[0], generator=generator, device=images.device, strength=self.strength)
-
-    def transform(self, images: Tensor, params: IlluminationParams) -> Tensor:
-        return self.model.apply(images, params)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}, strength={self.strength}, model={type(self.model).__name__}(groups={self.model.config['groups']}, {self.model.density!r})"
+    model_class = IlluminationModel
