@@ -161,3 +161,25 @@ def test_recipe_views_carry_strength():
 def test_recipe_strength_refused_where_it_would_be_ignored():
     with pytest.raises(ValueError, match="natural_strength"):
         make_views("mi", size=28, channels=1, options=AugmentOptions(mi_photometric="natural", natural_strength=2.0))
+
+
+def test_pair_transform_strength_scales_the_drawn_perturbations():
+    import pickle
+
+    from mi_augment.transforms import MIPairTransform
+
+    x = torch.rand(4, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+    plain = MIPairTransform(24, policy="random")
+    zero = MIPairTransform(24, policy="random", illumination_strength=0.0, motion_strength=0.0)
+    strong = MIPairTransform(24, policy="random", illumination_strength=3.0, motion_strength=2.0)
+    _, info1 = plain(x, generator=torch.Generator().manual_seed(1), return_info=True)
+    _, info0 = zero(x, generator=torch.Generator().manual_seed(1), return_info=True)
+    _, info3 = strong(x, generator=torch.Generator().manual_seed(1), return_info=True)
+    assert torch.equal(info0.params.illumination.log_gain, torch.zeros_like(info0.params.illumination.log_gain))
+    assert torch.allclose(info3.params.illumination.log_gain, 3.0 * info1.params.illumination.log_gain, atol=1e-5)
+    assert torch.allclose(info3.params.motion.translation, 2.0 * info1.params.motion.translation, atol=1e-5)
+    assert "illumination_strength=3.0" in repr(strong)
+    again = pickle.loads(pickle.dumps(strong))
+    assert again.strengths == strong.strengths
+    with pytest.raises(ValueError, match="motion_strength"):
+        MIPairTransform(24, motion_strength=-1.0)

@@ -36,6 +36,7 @@ from ..crops.sampler import BoxSampler, box_iou_pairs
 from ..crops.scoring import PixelMIScorer, render_proxies, scorer_input_kind
 from ..functional.crops import luma, resized_crop
 from ..params import Params
+from ..perturbations.base import check_strength
 
 __all__ = ["MIPairTransform", "PairInfo", "PairParams", "MIPairAlbumentations", "NoParams"]
 
@@ -203,13 +204,18 @@ class MIPairTransform(nn.Module):
             as :class:`~mi_augment.crops.FeatureScorer`) that receives ``(B, K, C, h, w)`` crops.
         sampling_ratio: samples per output bin for the view crops (see
             :func:`mi_augment.functional.crops.resized_crop`).
+        illumination_strength, motion_strength: scale each draw's distance from "no change" while keeping the
+            fitted shape (0 = identity, 1 = as fitted; see :meth:`PerturbationModel.sample`), as
+            ``NaturalIllumination(strength=...)`` / ``NaturalMotion(strength=...)`` do. The same strengthened
+            draws are scored and applied.
     """
 
     def __init__(self, size: int | tuple[int, int], scale: tuple[float, float] = (0.08, 1.0),
                  ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0), n_candidates: int = 8,
                  policy: str | Policy = "threshold", illumination: Any = None, motion: Any = None,
                  flip: float = 0.5, proxy_size: int = 32, estimator: Any = "histogram", bins: int = 16,
-                 n_views: int = 2, scorer: Any = None, sampling_ratio: int = -1):
+                 n_views: int = 2, scorer: Any = None, sampling_ratio: int = -1,
+                 illumination_strength: float = 1.0, motion_strength: float = 1.0):
         super().__init__()
         self.size = _check_size(size)
         self.sampler = BoxSampler(scale, ratio)
@@ -233,6 +239,8 @@ class MIPairTransform(nn.Module):
         self.scorer = scorer
         self.illumination = _resolve_model(illumination, "illumination", "illumination")
         self.motion = _resolve_model(motion, "motion", "motion")
+        self.strengths = {"illumination": check_strength(illumination_strength, "illumination_strength"),
+                          "motion": check_strength(motion_strength, "motion_strength")}
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -253,7 +261,7 @@ class MIPairTransform(nn.Module):
                 out[name] = NoParams(torch.zeros(b, self.n_views, 0, device=device))
             else:
                 drawn = model.sample(b * self.n_views, generator=generator,
-                                     device=sampling_device(generator, device)).to(device)
+                                     device=sampling_device(generator, device), strength=self.strengths[name]).to(device)
                 out[name] = _stack_views(drawn, b, self.n_views)
         return out
 
@@ -488,6 +496,7 @@ class MIPairTransform(nn.Module):
             parts += [f"n_candidates={self.n_candidates}", f"proxy_size={self.proxy_size}", f"scorer={self.scorer!r}"]
         parts += [f"illumination={'off' if self.illumination is None else type(self.illumination).__name__}",
                   f"motion={'off' if self.motion is None else type(self.motion).__name__}"]
+        parts += [f"{k}_strength={v}" for k, v in self.strengths.items() if v != 1.0]
         return ", ".join(parts)
 
 
