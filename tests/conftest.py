@@ -16,3 +16,20 @@ def _few_threads():
     # Tests run on 2-core CI machines; keep torch from oversubscribing.
     torch.set_num_threads(2)
     yield
+
+
+# The all-pairs MI runs hundreds of small kernels: on a shared 2-core machine a second intra-op thread mostly
+# waits (benchmarks/twin_mi.py measured 0.3 s with 1 thread vs 2.5 s with 2 for 256 patches). Test modules
+# that mine twins opt in with ``pytestmark = pytest.mark.usefixtures("one_thread_module", "one_thread")``.
+@pytest.fixture(scope="module")
+def one_thread_module():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread(_few_threads):
+    torch.set_num_threads(1)
+    yield

@@ -15,22 +15,8 @@ from mi_augment.data.samples import sample_path
 from mi_augment.video.io import read_video
 from mi_augment.video.twins import TwinPatchDataset, TwinPatches, mine_twin_patches
 
-
-# The all-pairs MI runs hundreds of small kernels: on a shared 2-core machine a second intra-op thread mostly
-# waits (benchmarks/twin_mi.py measured 0.3 s with 1 thread vs 2.5 s with 2 for 256 patches), so these tests
-# pin one thread, for module-scoped fixtures as well as for each test (conftest sets 2 before every test).
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread_for_fixtures():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(_one_thread_for_fixtures):
-    torch.set_num_threads(1)
-    yield
+# One torch thread for the all-pairs MI kernels (see tests/conftest.py: one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread_module", "one_thread")
 
 
 
