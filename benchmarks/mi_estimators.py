@@ -215,8 +215,9 @@ def plot(rows: list[dict], path: Path) -> None:
                 ax.set_axis_off()
     fig.suptitle("MI estimate minus truth on correlated Gaussians (error bars: 1 sd over repetitions)")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    from mi_augment.figures import save_figure
+
+    save_figure(fig, path, dpi=90)
 
 
 def machine() -> dict:

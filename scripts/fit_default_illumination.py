@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mi_augment.data.samples import load_exposure_stack, sample_path  # noqa: E402
+from mi_augment.figures import save_figure  # noqa: E402
 from mi_augment.perturbations.illumination import (  # noqa: E402
     MID_GREY_LINEAR,
     ExposureStack,
@@ -84,8 +85,7 @@ def draw_figures(model: IlluminationModel, reference: IlluminationModel, validat
     fig.suptitle("Illumination: effect on probe colours, fitted default vs ColorJitter (4000 draws each)")
     fig.tight_layout()
     path = folder / "illumination_ranges.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
     written.append(path)
 
     # 2. samples on real frames
@@ -109,8 +109,7 @@ def draw_figures(model: IlluminationModel, reference: IlluminationModel, validat
     fig.suptitle("Samples: fitted illumination model (odd rows) vs ColorJitter(0.4, 0.4, 0.4, 0.1) (even rows)")
     fig.tight_layout()
     path = folder / "illumination_samples.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save_figure(fig, path, dpi=80)
     written.append(path)
 
     # 3. exposure-stack validation
@@ -124,8 +123,7 @@ def draw_figures(model: IlluminationModel, reference: IlluminationModel, validat
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = folder / "illumination_stack.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
     written.append(path)
     return written
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from mi_augment.data.samples import NATURAL_CLIPS, sample_path
+from mi_augment.figures import save_figure
 from mi_augment.perturbations.motion import MotionModel
 from mi_augment.video.io import read_video
 
@@ -142,8 +143,7 @@ def _figure_fit(model: MotionModel, estimates, names: list[str], path: Path) -> 
     axes[3].legend(fontsize=7)
     fig.suptitle("MotionModel.default(): per-pair estimates on real clips vs samples of the fitted density")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def _figure_examples(model: MotionModel, path: Path) -> None:
@@ -170,8 +170,7 @@ def _figure_examples(model: MotionModel, path: Path) -> None:
     for ax in axes.ravel():
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=72)
-    plt.close(fig)
+    save_figure(fig, path, dpi=72)
 
 
 if __name__ == "__main__":

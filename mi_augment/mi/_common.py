@@ -51,12 +51,7 @@ def prepare_pair(
     and must be on the same device. ``D > N`` is refused unless allowed: it is almost always a batch of
     scalar problems ``(B, N)`` passed without the trailing ``1``.
     """
-    x = as_float_tensor(x, "x")
-    y = as_float_tensor(y, "y")
-    if x.device != y.device:
-        raise ValueError(f"x and y must be on the same device, got {x.device} and {y.device}")
-    dtype = torch.promote_types(x.dtype, y.dtype)
-    x, y = x.to(dtype), y.to(dtype)
+    x, y = same_device_and_dtype(as_float_tensor(x, "x"), as_float_tensor(y, "y"))
     for name, t in (("x", x), ("y", y)):
         if t.ndim == 0:
             raise ValueError(f"{name} must have shape (N,) or (..., N, D), got a scalar")
@@ -152,3 +147,11 @@ def standardize(z: Tensor, noise: float, generator: torch.Generator | None) -> T
 
 def digamma(t: Tensor) -> Tensor:
     return torch.special.digamma(t)
+
+
+def same_device_and_dtype(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Refuse tensors on different devices; promote both to their common floating dtype."""
+    if x.device != y.device:
+        raise ValueError(f"x and y must be on the same device, got {x.device} and {y.device}")
+    dtype = torch.promote_types(x.dtype, y.dtype)
+    return x.to(dtype), y.to(dtype)

@@ -10,7 +10,14 @@ import torch
 from torch import Tensor
 
 from .._validation import check_finite, check_positive_int
-from ._common import DEFAULT_MAX_ELEMENTS, as_float_tensor, check_chunk_size, problems_per_chunk, run_chunked
+from ._common import (
+    DEFAULT_MAX_ELEMENTS,
+    as_float_tensor,
+    check_chunk_size,
+    problems_per_chunk,
+    run_chunked,
+    same_device_and_dtype,
+)
 
 
 def _scalar_samples(t: Any, name: str) -> Tensor:
@@ -110,12 +117,7 @@ def histogram_mi(
         raise ValueError(f"bandwidth must be None or a positive number, got {bandwidth!r}")
     ranges = _check_range(range)
     chunk_size = check_chunk_size(chunk_size)
-    x = _scalar_samples(x, "x")
-    y = _scalar_samples(y, "y")
-    if x.device != y.device:
-        raise ValueError(f"x and y must be on the same device, got {x.device} and {y.device}")
-    dtype = torch.promote_types(x.dtype, y.dtype)
-    x, y = x.to(dtype), y.to(dtype)
+    x, y = same_device_and_dtype(_scalar_samples(x, "x"), _scalar_samples(y, "y"))
     if x.shape[:-1] != y.shape[:-1]:
         raise ValueError(f"x and y must have the same leading (batch) dimensions, got x {tuple(x.shape)} "
                          f"and y {tuple(y.shape)}")

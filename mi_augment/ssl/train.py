@@ -399,11 +399,9 @@ def _progress(total: int, initial: int, disabled: bool, desc: str):
 
 def plot_curves(results: dict[str, Any], path: Path) -> None:
     """Per-epoch loss (and the kNN monitor when recorded) as a PNG."""
-    import matplotlib
+    from ..figures import _plt, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _plt()
     knn = results.get("knn_curve") or []
     fig, axes = plt.subplots(1, 2 if knn else 1, figsize=(9 if knn else 5, 3.5), squeeze=False)
     losses = results["epoch_loss"]
@@ -413,8 +411,5 @@ def plot_curves(results: dict[str, Any], path: Path) -> None:
         axes[0, 1].plot([e for e, _ in knn], [a for _, a in knn], marker="o", color="C1")
         axes[0, 1].set(xlabel="epoch", ylabel="kNN top-1 (%)", title="kNN monitor")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(fig, path, dpi=100)
 
