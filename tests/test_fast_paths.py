@@ -295,6 +295,33 @@ def test_crop_warp_ring_equals_per_pixel_composition(case, padding_mode):
     assert (ours.double() - ref).abs().max() < 1e-4
 
 
+@pytest.mark.parametrize("motion_scale, expect", [(0.0, "border"), (6.0, "border"), (60.0, "reflection")])
+def test_reflection_through_a_mirrored_margin_equals_grid_sample_reflection(motion_scale, expect, monkeypatch):
+    """Reflection padding is done by mirroring the image into a margin and sampling it with border mode
+    (cheaper); that equals grid_sample's own reflection, for one-sample and area-averaged views, and falls
+    back to it when the samples leave the image by more than its size."""
+    h, w, size = 40, 56, 24
+    g = _gen(int(motion_scale) + 1)
+    x = torch.rand(3, 3, h, w, generator=g)
+    boxes = BoxSampler((0.2, 1.0), (3 / 4, 4 / 3)).sample((3, 2), h, w, generator=g)  # many touch the edges
+    flips = torch.rand(3, 2, generator=g) < 0.5
+    inverse = _small_motions(6, size, size, g, scale=motion_scale)
+    modes = []
+    original = G._reflect_by_padding
+
+    def spy(*args):
+        out = original(*args)
+        modes.append(out[2])
+        return out
+
+    monkeypatch.setattr(G, "_reflect_by_padding", spy)
+    fast = G._crop_warp_ring(x, boxes, flips, inverse, size, size)
+    assert modes == [expect]
+    monkeypatch.setattr(G, "_reflect_by_padding", lambda images, theta, oh, ow: (images, theta, "reflection"))
+    plain = G._crop_warp_ring(x, boxes, flips, inverse, size, size)
+    assert (fast - plain).abs().max() < 1e-4  # float32 grid coordinates shifted by the margin
+
+
 @pytest.mark.parametrize("case", [(96, 96, 32), (256, 256, 224), (80, 60, 24)])
 def test_crop_warp_ring_without_motion_is_the_resized_crop(case):
     """Identity motion: the interior is resized_crop (roi_align area averaging for boxes larger than the

@@ -305,6 +305,34 @@ def test_fused_views_without_motion_equal_step_by_step(size, side):
     assert (fused - steps).abs().mean() < 1e-3
 
 
+@pytest.mark.parametrize("n_views, channels, long_streaks", [(2, 3, False), (3, 1, False), (2, 3, True)])
+def test_chunked_cpu_rendering_equals_whole_batch(n_views, channels, long_streaks, monkeypatch):
+    """The CPU renders a few images at a time (buffers that stay in cache); one image per chunk gives the
+    views that one whole-batch pass gives, including area-averaged views and the longer streaks' dense blur."""
+    from mi_augment.transforms import pair as pair_module
+
+    x = torch.rand(5, channels, 48, 40, generator=_gen(21))
+    t = MIPairTransform(24, policy="random", n_views=n_views)
+    params = t.make_params(x, generator=_gen(22))
+    motion = pair_module._motion_in_view_frame(params.motion, params.boxes, 48, 40)
+    if long_streaks:  # two views streak over 3 and 5 view pixels (the dense blur), the others stay short
+        length = motion.blur_length.clone()
+        length[0, 1], length[3, 0] = 5.0 / 24, 3.0 / 24
+        motion = dataclasses.replace(motion, blur_length=length)
+    monkeypatch.setattr(pair_module, "_CPU_CHUNK_ELEMENTS", 1)
+    chunked = t._render_fused(x, params, motion)
+    monkeypatch.setattr(pair_module, "_CPU_CHUNK_ELEMENTS", 1 << 40)
+    whole = t._render_fused(x, params, motion)
+    assert chunked is not None and whole is not None and len(chunked) == n_views
+    for a, b in zip(chunked, whole):
+        assert a.shape == b.shape == (5, channels, 24, 24) and a.is_contiguous()
+        # each chunk mirrors its own margin (float32 grid coordinates shifted by it): rounding-level changes
+        assert (a - b).abs().max() < 1e-5
+    if long_streaks:  # and the long streaks were really blurred densely: they differ from a short blur
+        short = dataclasses.replace(motion, blur_length=motion.blur_length.clamp(max=1.0 / 24))
+        assert (t._render_fused(x, params, short)[1][0] - whole[1][0]).abs().max() > 1e-3
+
+
 def test_moving_camera_shows_the_neighbouring_scene():
     """A view translated by the camera motion reads the image around its crop (not a mirror of the crop)."""
     ramp = torch.linspace(0.0, 1.0, 64).expand(1, 3, 64, 64).contiguous()

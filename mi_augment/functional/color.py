@@ -203,26 +203,46 @@ def apply_illumination(images: Tensor, log_gain: Tensor, log_gamma: Tensor, shad
         log_field = torch.einsum("bs,shw->bhw", shading, basis).unsqueeze(1)  # (B, 1, H, W)
         if ring:
             log_field = F.pad(log_field, (1, 1, 1, 1), mode="reflect").contiguous()
-    # Main (power-segment) branch, in place on one buffer we own.
-    images = images.contiguous()
-    out = torch.clamp(images, 0.0, 1.0)
+    return _illuminate(images, gamma, log_gain.view(b, c, 1, 1), log_field)
+
+
+def _illuminate(images: Tensor, gamma: Tensor, log_gain: Tensor, log_field: Tensor | None,
+                out: Tensor | None = None) -> Tensor:
+    """The kernel of :func:`apply_illumination` on any layout: ``images`` of any shape (float sRGB), and
+    per-element parameters given as tensors that broadcast to it: ``gamma`` (the exponent), ``log_gain``
+    (natural-log linear gain) and ``log_field`` (natural-log shading field) or None. ``out``: an optional
+    contiguous buffer of ``images``' shape (not overlapping it) to write into; by default a new tensor.
+
+    This lets the pair renderer illuminate its views in the layout its sampling writes (views inside each
+    image, ``(B, C, V, H, W)``) without transposing copies, with exactly the arithmetic of
+    :func:`apply_illumination`."""
+    if out is None:
+        out = torch.clamp(images, 0.0, 1.0)
+    else:
+        torch.clamp(images, 0.0, 1.0, out=out)
+    # Main (power-segment) branch, in place on the buffer we own.
     out.add_(0.055).log_().mul_(gamma)
-    out.add_((log_gain / 2.4 + (1.0 - gamma.view(b, 1)) * _LOG_1055).view(b, c, 1, 1))  # 1.055 * ...
+    out.add_(log_gain / 2.4 + (1.0 - gamma) * _LOG_1055)  # 1.055 * ...
     if log_field is not None:
         out.add_(log_field, alpha=1.0 / 2.4)
     out.exp_().sub_(0.055).clamp_(max=1.0)
     # Exact piecewise formula where the input or the output is on the linear segment of the curve.
-    low = images.le(_SRGB_KNEE).logical_or_(out.le(_SRGB_KNEE)).view(-1).nonzero().squeeze(1)
+    # min-then-compare and a flat nonzero: the cheapest mask and index passes on the CPU
+    low = torch.minimum(images, out).le_(_SRGB_KNEE).reshape(-1).nonzero().squeeze(1)
     if low.numel():
-        hw = h * w
-        sample, channel, pixel = low // (c * hw), (low // hw) % c, low % hw
-        xs = images.reshape(-1).index_select(0, low).clamp(0.0, 1.0)
+        shape = images.shape
+        index = torch.unravel_index(low, shape)
+
+        def at(param: Tensor) -> Tensor:  # the parameter of every low element (broadcast dims not copied)
+            return param.expand(shape)[index]
+
+        xs = images[index].clamp(0.0, 1.0)
         lin = torch.where(xs <= _SRGB_KNEE, xs / 12.92, ((xs + 0.055) / 1.055).pow(2.4))
-        log_g = log_gain[sample, channel]
+        log_g = at(log_gain)
         if log_field is not None:
-            log_g = log_g + log_field.view(b, hw)[sample, pixel]
-        val = (lin.pow(gamma.view(b)[sample]) * log_g.exp()).clamp(0.0, 1.0)
-        out.view(-1).index_copy_(0, low, linear_to_srgb(val))
+            log_g = log_g + at(log_field)
+        val = (lin.pow(at(gamma)) * log_g.exp()).clamp(0.0, 1.0)
+        out[index] = linear_to_srgb(val)
     return out
 
 

@@ -88,9 +88,11 @@ def _is_affine(inverse: Tensor) -> bool:
     return bool((inverse[:, 2, :2] == 0).all()) and bool((inverse[:, 2, 2] == 1).all())
 
 
-def _affine_grid(inverse: Tensor, h: int, w: int, dtype: torch.dtype, ring: bool = False) -> Tensor:
+def _affine_grid(inverse: Tensor, h: int, w: int, dtype: torch.dtype, ring: bool = False,
+                 source: tuple[int, int] | None = None) -> Tensor:
     """``grid_sample`` grid ``(B, H, W, 2)`` (``align_corners=True``) of affine output -> input pixel maps
-    ``inverse (B, 3, 3)`` (float64).
+    ``inverse (B, 3, 3)`` (float64). ``source``: the ``(height, width)`` of the sampled image when it is not
+    ``(h, w)`` (the output's size).
 
     The normalised source coordinates are an affine function of the output pixel, so the grid is one
     broadcast sum of a column term and a row term (no per-pixel matmul). Pixel coordinates are taken
@@ -100,7 +102,8 @@ def _affine_grid(inverse: Tensor, h: int, w: int, dtype: torch.dtype, ring: bool
     pixel centre (``F.pad(..., mode="reflect")`` of the warped image): ``(B, H + 2, W + 2, 2)``.
     """
     device = inverse.device
-    sx, sy = 2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)
+    src_h, src_w = (h, w) if source is None else source
+    sx, sy = 2.0 / max(src_w - 1, 1), 2.0 / max(src_h - 1, 1)
     cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
     theta = inverse[:, :2] * torch.tensor([sx, sy], dtype=torch.float64, device=device)[None, :, None]
     theta[:, :, 2] += theta[:, :, 0] * cx + theta[:, :, 1] * cy - 1.0
@@ -272,25 +275,30 @@ def _blur_conv(images: Tensor, kernels: Tensor, mode: str) -> Tensor:
     return F.conv2d(padded, weight, groups=b * c).reshape(b, c, h, w)
 
 
-def _blur_taps3(images: Tensor, kernels: Tensor, border: str, padded: Tensor | None = None) -> Tensor:
+def _blur_taps3(images: Tensor | None, kernels: Tensor, border: str, padded: Tensor | None = None,
+                out: Tensor | None = None) -> Tensor:
     """Per-sample ``(B, 3, 3)`` kernels as 9 shifted multiply-adds (taps no sample uses are skipped).
-    ``padded``: ``images`` already padded by one pixel with ``border`` (then ``images`` is not read)."""
+    ``padded``: ``images`` already padded by one pixel with ``border`` (then ``images`` is not read; any
+    strides). ``out``: an optional ``(B, C, H, W)`` buffer, not overlapping ``padded``, to write into."""
     if padded is None:
         padded = F.pad(images, (1, 1, 1, 1), mode=border)
     b, c, h, w = padded.shape
     h, w = h - 2, w - 2
     used = (kernels != 0).any(0).tolist()
     weights = kernels.view(b, 1, 3, 3)
-    out = None
+    first = True
     for i in range(3):
         for j in range(3):
             if not used[i][j]:
                 continue
             tap, weight = padded[:, :, i:i + h, j:j + w], weights[:, :, i:i + 1, j:j + 1]
-            if out is None:
-                out = torch.mul(tap, weight)
+            if first:
+                out = torch.mul(tap, weight) if out is None else torch.mul(tap, weight, out=out)
+                first = False
             else:
                 out.addcmul_(tap, weight)
+    if first:  # no tap used (all-zero kernels)
+        out = padded.new_zeros(b, c, h, w) if out is None else out.zero_()
     return out
 
 
@@ -321,8 +329,12 @@ def _warp_and_blur(images: Tensor, matrices: Tensor, length: Tensor, angle: Tens
     # the whole batch): only the mirrored case is fused.
     if pad >= h or pad >= w or h < 2 or w < 2 or not _is_affine(inverse) or not bool(short.any()):
         return motion_blur(warp_homography(images, matrices, padding_mode=padding_mode), length, angle)
-    grid = _affine_grid(inverse, h, w, images.dtype, ring=True)
-    padded = F.grid_sample(images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
+    source, mode = images, padding_mode
+    if padding_mode == "reflection":  # mirror into a margin and sample it in the cheaper border mode
+        source, theta, mode = _reflect_by_padding(images, inverse[:, :2], h, w)
+        inverse = torch.cat([theta, inverse[:, 2:]], 1)
+    grid = _affine_grid(inverse, h, w, images.dtype, ring=True, source=tuple(source.shape[-2:]))
+    padded = F.grid_sample(source, grid, mode="bilinear", padding_mode=mode, align_corners=True)
     if k == 1:
         return padded[:, :, 1:-1, 1:-1].contiguous()
     all_short = bool(short.all())
@@ -335,8 +347,38 @@ def _warp_and_blur(images: Tensor, matrices: Tensor, length: Tensor, angle: Tens
     return out
 
 
+def _reflect_by_padding(images: Tensor, theta: Tensor, out_h: int, out_w: int) -> tuple[Tensor, Tensor, str]:
+    """Trade ``grid_sample``'s reflection padding for its cheaper border mode (~1.6x faster on the CPU).
+
+    ``theta`` ``(N, 2, 3)`` maps view pixels (``-0.5 .. out - 0.5``, every sample of the ring and the
+    sub-sample offsets included) to image pixels. Returns ``(images, theta, padding_mode)`` to sample with:
+    if every sample lands inside the image, the same images with ``"border"`` (no sample reads past an edge,
+    so the modes agree); if they leave it by less than its size, the images mirrored into a margin that holds
+    every sample (``F.pad``'s ``"reflect"`` mirrors about the edge pixel centres, as ``grid_sample``'s
+    reflection with ``align_corners=True`` does, and bilinear interpolation of mirrored pixels is the mirrored
+    interpolation), ``theta`` shifted onto it, and ``"border"``; otherwise everything unchanged with
+    ``"reflection"``.
+    """
+    h, w = images.shape[-2:]
+    if h < 2 or w < 2:
+        return images, theta, "reflection"
+    corners = torch.tensor([[-0.5, -0.5, out_w - 0.5, out_w - 0.5], [-0.5, out_h - 0.5, -0.5, out_h - 0.5]],
+                           dtype=theta.dtype, device=theta.device)
+    pts = theta[:, :, :2] @ corners + theta[:, :, 2:]  # (N, 2, 4): the affine map's extremes are at corners
+    lo, hi = pts.amin(dim=(0, 2)), pts.amax(dim=(0, 2))
+    reach = max(float(-lo[0]), float(-lo[1]), float(hi[0]) - (w - 1), float(hi[1]) - (h - 1))
+    if reach <= 0.0:
+        return images, theta, "border"
+    pad = math.ceil(reach) + 1
+    if pad >= min(h, w):
+        return images, theta, "reflection"
+    theta = theta.clone()
+    theta[:, :, 2] += pad
+    return F.pad(images, (pad, pad, pad, pad), mode="reflect"), theta, "border"
+
+
 def _crop_warp_ring(images: Tensor, boxes: Tensor, flips: Tensor | None, inverse: Tensor, out_h: int, out_w: int,
-                    padding_mode: str = "reflection", sampling_ratio: int = -1) -> Tensor:
+                    padding_mode: str = "reflection", sampling_ratio: int = -1, view_major: bool = False) -> Tensor:
     """Resized crops of ``boxes`` then an affine warp of each crop, as ONE sampling pass of ``images``.
 
     ``images`` ``(B, C, H, W)``; ``boxes`` ``(B, V, 4)`` ``(x1, y1, x2, y2)``; ``flips`` ``(B, V)`` or None;
@@ -352,6 +394,9 @@ def _crop_warp_ring(images: Tensor, boxes: Tensor, flips: Tensor | None, inverse
     ``ceil(box side / output side)`` per axis, or ``sampling_ratio`` when >= 1; one pass per distinct pair)
     spread evenly over the pixel and averaged: ``roi_align``'s area averaging, in the warped frame. The
     others take one bilinear sample (what ``roi_align`` does for them).
+
+    ``view_major=True`` returns ``(B, C, V, out_h + 2, out_w + 2)`` instead (view ``(b, v)`` at
+    ``out[b, :, v]``): the layout the sampling writes, without the transposing copy.
     """
     b, c, h, w = images.shape
     v = boxes.shape[1]
@@ -370,7 +415,10 @@ def _crop_warp_ring(images: Tensor, boxes: Tensor, flips: Tensor | None, inverse
     crop = torch.zeros(n, 2, 3, dtype=torch.float64, device=dev)
     crop[:, 0, 0], crop[:, 0, 2] = ax, cx_
     crop[:, 1, 1], crop[:, 1, 2] = ay, cy_
-    theta = crop @ inverse.to(device=dev, dtype=torch.float64)  # (N, 2, 3)
+    theta = crop @ inverse.to(device=dev, dtype=torch.float64)  # (N, 2, 3), view px -> image px
+    if padding_mode == "reflection":
+        images, theta, padding_mode = _reflect_by_padding(images, theta, out_h, out_w)
+        h, w = images.shape[-2:]
     norm = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], dtype=torch.float64, device=dev)
     theta = theta * norm[None, :, None]
     theta[:, :, 2] -= 1.0
@@ -405,9 +453,11 @@ def _crop_warp_ring(images: Tensor, boxes: Tensor, flips: Tensor | None, inverse
     if all_one or bool(one.any()):
         grid = grid_for(None, 1, 1).view(b, v * hg, wg, 2)
         out = F.grid_sample(images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
-        out = out.view(b, c, v, hg, wg).transpose(1, 2).reshape(n, c, hg, wg)
+        out = out.view(b, c, v, hg, wg)
+        if not view_major:
+            out = out.transpose(1, 2).reshape(n, c, hg, wg)
     else:
-        out = images.new_empty(n, c, hg, wg)
+        out = images.new_empty((b, c, v, hg, wg) if view_major else (n, c, hg, wg))
     if not all_one:
         ratios = (ry * 4096 + rx).masked_fill(one, 0)  # one group per distinct (ry, rx), as roi_align
         for key in ratios.unique().tolist():
@@ -418,5 +468,9 @@ def _crop_warp_ring(images: Tensor, boxes: Tensor, flips: Tensor | None, inverse
             src = images.index_select(0, torch.div(big, v, rounding_mode="floor"))
             fine = F.grid_sample(src, grid_for(big, sy, sx), mode="bilinear", padding_mode=padding_mode,
                                  align_corners=True)
-            out.index_copy_(0, big, fine.view(big.shape[0], c, sy * sx, hg, wg).mean(2))
+            mean = fine.view(big.shape[0], c, sy * sx, hg, wg).mean(2)
+            if view_major:
+                out[torch.div(big, v, rounding_mode="floor"), :, big % v] = mean
+            else:
+                out.index_copy_(0, big, mean)
     return out

@@ -138,6 +138,20 @@ def _shipped_motion(model: Any, params: Params) -> bool:
             and isinstance(params, MotionParams))
 
 
+# Elements per chunk of CPU rendering: ~4 MB of float32, small enough to stay in a core's share of the
+# cache and to be recycled by the allocator between chunks (measured on 2-core AMD EPYC: 0.5-2 M elements
+# render 224 px pairs ~1.5x faster than one batch-sized buffer; see docs/mi_pairs.md#throughput).
+_CPU_CHUNK_ELEMENTS = 1 << 20
+
+
+def _chunk_rows(images: Tensor, per_row: int) -> int:
+    """How many images to render at a time: the whole batch on accelerators (one launch per op), a few on
+    the CPU so that each buffer holds about :data:`_CPU_CHUNK_ELEMENTS` elements."""
+    if images.device.type != "cpu":
+        return images.shape[0]
+    return max(1, _CPU_CHUNK_ELEMENTS // max(per_row, 1))
+
+
 def _check_finite_params(params: Params) -> None:
     for name, value in params._tensors().items():
         if not bool(torch.isfinite(value).all()):
@@ -304,6 +318,28 @@ class MIPairTransform(nn.Module):
         fx, fy = ww / w, hh / h  # the actual factors after rounding
         return small, torch.tensor([fx, fy, fx, fy], device=x.device)
 
+    def _render_candidate_proxies(self, small: Tensor, perturb: dict, anchor_boxes: Tensor, partner_boxes: Tensor,
+                                  kind: str) -> list[Tensor]:
+        """The scorer's inputs: for each view ``v``, ``g_v(x)`` at the working resolution (``small``), cropped
+        to its candidate boxes (view 0: ``anchor_boxes (B, K, 4)``, view ``p + 1``: ``partner_boxes[:, p]``)
+        on the proxy grid. Rendered a few images at a time on the CPU (see :meth:`_render_fused`)."""
+        b, c = small.shape[:2]
+        v = self.n_views
+        illumination, motion = perturb["illumination"], perturb["motion"]
+        step = _chunk_rows(small, v * c * small.shape[-2] * small.shape[-1])
+        chunks: list[list[Tensor]] = [[] for _ in range(v)]
+        for r0 in range(0, b, step):
+            rows = slice(r0, min(b, r0 + step))
+            perturbed = self._perturb(  # g_v(x) for every view v of these images
+                small[rows].repeat_interleave(v, 0), _flatten_views(illumination._map(lambda t: t[rows])),
+                _flatten_views(motion._map(lambda t: t[rows])), luma_only=kind == "luma",
+            )
+            perturbed = perturbed.view(rows.stop - r0, v, *perturbed.shape[1:])
+            for i in range(v):
+                boxes = anchor_boxes[rows] if i == 0 else partner_boxes[rows, i - 1]
+                chunks[i].append(render_proxies(perturbed[:, i], boxes, self.proxy_size, kind, pyramid=True))
+        return [parts[0] if len(parts) == 1 else torch.cat(parts) for parts in chunks]
+
     # ------------------------------------------------------------------------------------------------------
     def plan(self, images: Tensor, generator: torch.Generator | None = None) -> PairInfo:
         """Draw candidates, score them, apply the policy: the :class:`PairInfo` for a float batch
@@ -324,18 +360,13 @@ class MIPairTransform(nn.Module):
         if scoring:
             kind = scorer_input_kind(self.scorer)
             small, factor = self._working_images(x.float())  # scores in float32 whatever the image dtype
-            perturbed = self._perturb(  # g_v(x) for every view v, at the working resolution
-                small.repeat_interleave(v_count, 0),
-                _flatten_views(perturb["illumination"]), _flatten_views(perturb["motion"]), luma_only=kind == "luma",
-            )
-            perturbed = perturbed.view(b, v_count, *perturbed.shape[1:])
-            anchor_proxy = render_proxies(perturbed[:, 0], anchor_boxes * factor, self.proxy_size, kind,
-                                          pyramid=True)
+            proxies = self._render_candidate_proxies(small, perturb, anchor_boxes * factor, partner_boxes * factor,
+                                                     kind)
+            anchor_proxy = proxies[0]
             scores, chosen, keep = [], [], []
             chosen_anchor = None
             for p in range(partners):
-                partner_proxy = render_proxies(perturbed[:, p + 1], partner_boxes[:, p] * factor, self.proxy_size,
-                                               kind, pyramid=True)
+                partner_proxy = proxies[p + 1]
                 a = anchor_proxy if chosen_anchor is None else chosen_anchor.expand_as(anchor_proxy)
                 s = self.scorer(a, partner_proxy)
                 if s.shape != (b, k):
@@ -379,18 +410,18 @@ class MIPairTransform(nn.Module):
         params = params.to(images.device)
         b, v = params.boxes.shape[:2]
         motion = _motion_in_view_frame(params.motion, params.boxes, *images.shape[-2:])
-        out = self._render_fused(images, params, motion)
-        if out is None:
-            crops = resized_crop(images, params.boxes, self.size, flip=params.flip,
-                                 sampling_ratio=self.sampling_ratio)
-            flat = crops.flatten(0, 1)  # (B * V, C, h, w), sample-major
-            out = self._perturb(flat, _flatten_views(params.illumination), _flatten_views(motion))
+        fused = self._render_fused(images, params, motion)
+        if fused is not None:
+            return tuple(fused)
+        crops = resized_crop(images, params.boxes, self.size, flip=params.flip, sampling_ratio=self.sampling_ratio)
+        flat = crops.flatten(0, 1)  # (B * V, C, h, w), sample-major
+        out = self._perturb(flat, _flatten_views(params.illumination), _flatten_views(motion))
         out = out.view(b, v, *out.shape[1:])
         return tuple(out[:, i] for i in range(v))
 
-    def _render_fused(self, images: Tensor, params: PairParams, motion: Params) -> Tensor | None:
-        """The views ``(B * V, C, h, w)`` with the shipped models in one sampling pass, or None (then
-        :meth:`transform` crops and perturbs step by step).
+    def _render_fused(self, images: Tensor, params: PairParams, motion: Params) -> list[Tensor] | None:
+        """The ``V`` views (each a contiguous ``(B, C, h, w)``) with the shipped models in one sampling pass,
+        or None (then :meth:`transform` crops and perturbs step by step).
 
         The crop and the camera motion's warp are one affine map from view pixels to image pixels, sampled
         once (:func:`~mi_augment.functional.geometry._crop_warp_ring`), together with the one-pixel mirrored
@@ -400,6 +431,10 @@ class MIPairTransform(nn.Module):
         motion model is the shipped :class:`~mi_augment.perturbations.motion.MotionModel` with every streak
         in the batch shorter than its 3x3 fast path, and the illumination model is off or the shipped
         :class:`~mi_augment.perturbations.illumination.IlluminationModel` without ColorJitter factors.
+
+        On the CPU the batch is rendered a few images at a time (:func:`_chunk_rows`): every pass then runs
+        over a buffer that stays in cache and is recycled by the allocator, instead of streaming (and
+        page-faulting) a fresh batch-sized buffer through memory for each of the ~20 passes.
         """
         from ..functional import color as fcolor
         from ..functional.geometry import (
@@ -435,28 +470,61 @@ class MIPairTransform(nn.Module):
         pad = kernels.shape[-1] // 2
         if pad >= h or pad >= w:
             return None
-        matrices = similarity_matrices(mp.log_scale.to(torch.float64), mp.rotation.to(torch.float64),
-                                       mp.translation.to(torch.float64), h, w)
-        padded = _crop_warp_ring(images, params.boxes, params.flip, torch.linalg.inv(matrices), h, w,
-                                 padding_mode=self.motion.config["padding_mode"],
-                                 sampling_ratio=self.sampling_ratio)
+        b, c = images.shape[:2]
+        v = params.boxes.shape[1]
+        hg, wg = h + 2, w + 2
+        inverse = torch.linalg.inv(similarity_matrices(mp.log_scale.to(torch.float64), mp.rotation.to(torch.float64),
+                                                       mp.translation.to(torch.float64), h, w))
+        # Per-view parameters shaped (B, 1 or C, V, 1, 1) / (B, 1, V, hg, wg): they broadcast over the
+        # view-major buffer (B, C, V, hg, wg) that the sampling writes.
+        light = None
         if ill_params is not None:
             ill_params.check_batch(n)
             ill_params = ill_params.to(images.device)
             if not ill_params.photometric_is_identity():
-                padded = fcolor.apply_illumination(padded, ill_params.log_gain, ill_params.log_gamma,
-                                                   ill_params.shading, ring=True)
-        if pad == 0:
-            out = padded[:, :, 1:-1, 1:-1].contiguous()
-        else:
-            all_short = bool(short.all())
-            small = kernels if all_short else torch.where(short[:, None, None], kernels, 0.0)
-            out = _blur_taps3(padded, small[:, pad - 1:pad + 2, pad - 1:pad + 2], "reflect", padded=padded)
-            if not all_short:  # the few longer streaks: the dense blur of their (illuminated) views
-                idx = (~short).nonzero().squeeze(1)
-                inner = padded.index_select(0, idx)[:, :, 1:-1, 1:-1]
-                out.index_copy_(0, idx, motion_blur(inner, length.index_select(0, idx), angle.index_select(0, idx)))
-        return out.clamp_(0.0, 1.0)
+                log_gain = ill_params.log_gain.to(images.dtype).view(b, v, 3)
+                if c == 1:
+                    log_gain = log_gain.mean(dim=2, keepdim=True)
+                gamma = ill_params.log_gamma.to(images.dtype).reshape(b, v).exp()
+                shading, basis = ill_params.shading, None
+                if shading.shape[-1] > 0:
+                    basis = fcolor.shading_basis(h, w, fcolor.shading_degree(shading.shape[-1]), device=images.device,
+                                                 dtype=images.dtype)
+                    basis = F.pad(basis[None], (1, 1, 1, 1), mode="reflect")[0]  # mirrored onto the ring
+                    shading = shading.to(images.dtype).view(b, v, -1)
+                light = (gamma.view(b, 1, v, 1, 1), log_gain.transpose(1, 2).reshape(b, -1, v, 1, 1), shading, basis)
+        taps = None
+        if pad:
+            taps = torch.where(short[:, None, None], kernels, 0.0)[:, pad - 1:pad + 2, pad - 1:pad + 2].view(b, v, 3, 3)
+        views = [images.new_empty(b, c, h, w) for _ in range(v)]
+        padding_mode = self.motion.config["padding_mode"]
+        step = _chunk_rows(images, v * c * hg * wg)
+        for r0 in range(0, b, step):
+            rows = slice(r0, min(b, r0 + step))
+            sampled = _crop_warp_ring(images[rows], params.boxes[rows], params.flip[rows],
+                                      inverse[r0 * v:rows.stop * v], h, w, padding_mode=padding_mode,
+                                      sampling_ratio=self.sampling_ratio, view_major=True)  # (m, C, V, hg, wg)
+            if light is not None:
+                gamma, log_gain, shading, basis = light
+                log_field = None
+                if basis is not None:
+                    log_field = torch.einsum("bvs,shw->bvhw", shading[rows], basis).unsqueeze(1)
+                sampled = fcolor._illuminate(sampled, gamma[rows], log_gain[rows], log_field)
+            for i in range(v):
+                out = views[i][rows]
+                if pad == 0:
+                    out.copy_(sampled[:, :, i, 1:-1, 1:-1])
+                    continue
+                _blur_taps3(None, taps[rows, i], "reflect", padded=sampled[:, :, i], out=out)
+                idx = (~short.view(b, v)[rows, i]).nonzero().squeeze(1)
+                if idx.numel():  # the few longer streaks: the dense blur of their (illuminated) views
+                    inner = sampled[:, :, i].index_select(0, idx)[:, :, 1:-1, 1:-1]
+                    sel = (idx + r0) * v + i
+                    out.index_copy_(0, idx, motion_blur(inner, length.index_select(0, sel),
+                                                        angle.index_select(0, sel)))
+        for out in views:
+            out.clamp_(0.0, 1.0)
+        return views
 
     def forward(self, images: Any, generator: torch.Generator | None = None, params: PairParams | None = None,
                 return_info: bool = False) -> Any:
