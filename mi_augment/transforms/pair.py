@@ -105,6 +105,10 @@ def _flatten_views(params: Params) -> Params:
     return params._map(lambda t: t.flatten(0, 1))
 
 
+def _select_rows(params: Params, rows: slice) -> Params:
+    return params._map(lambda t: t[rows])
+
+
 def _select_view(params: Params, v: int) -> Params:
     return params._map(lambda t: t[:, v])
 
@@ -331,8 +335,8 @@ class MIPairTransform(nn.Module):
         for r0 in range(0, b, step):
             rows = slice(r0, min(b, r0 + step))
             perturbed = self._perturb(  # g_v(x) for every view v of these images
-                small[rows].repeat_interleave(v, 0), _flatten_views(illumination._map(lambda t: t[rows])),
-                _flatten_views(motion._map(lambda t: t[rows])), luma_only=kind == "luma",
+                small[rows].repeat_interleave(v, 0), _flatten_views(_select_rows(illumination, rows)),
+                _flatten_views(_select_rows(motion, rows)), luma_only=kind == "luma",
             )
             perturbed = perturbed.view(rows.stop - r0, v, *perturbed.shape[1:])
             for i in range(v):
