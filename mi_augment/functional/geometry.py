@@ -357,10 +357,11 @@ def _reflect_by_padding(images: Tensor, theta: Tensor, out_h: int, out_w: int) -
     every sample (``F.pad``'s ``"reflect"`` mirrors about the edge pixel centres, as ``grid_sample``'s
     reflection with ``align_corners=True`` does, and bilinear interpolation of mirrored pixels is the mirrored
     interpolation), ``theta`` shifted onto it, and ``"border"``; otherwise everything unchanged with
-    ``"reflection"``.
+    ``"reflection"``. CPU only: on accelerators the modes cost about the same, and the bounds would need a
+    host synchronisation.
     """
     h, w = images.shape[-2:]
-    if h < 2 or w < 2:
+    if h < 2 or w < 2 or images.device.type != "cpu":
         return images, theta, "reflection"
     corners = torch.tensor([[-0.5, -0.5, out_w - 0.5, out_w - 0.5], [-0.5, out_h - 0.5, -0.5, out_h - 0.5]],
                            dtype=theta.dtype, device=theta.device)

@@ -109,10 +109,6 @@ def _select_rows(params: Params, rows: slice) -> Params:
     return params._map(lambda t: t[rows])
 
 
-def _select_view(params: Params, v: int) -> Params:
-    return params._map(lambda t: t[:, v])
-
-
 def _motion_in_view_frame(motion: Params, boxes: Tensor, height: int, width: int) -> Params:
     """Express camera motion drawn for the whole image in the frame of each view.
 
