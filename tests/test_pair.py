@@ -333,6 +333,23 @@ def test_chunked_cpu_rendering_equals_whole_batch(n_views, channels, long_streak
         assert (t._render_fused(x, params, short)[1][0] - whole[1][0]).abs().max() > 1e-3
 
 
+def test_chunked_step_by_step_rendering_equals_whole_batch(monkeypatch):
+    """The step-by-step path (here ColorJitter's prior, whose factors need whole-view statistics) renders a
+    few images at a time on the CPU too, with the views of one whole-batch pass."""
+    from mi_augment.transforms import pair as pair_module
+
+    x = torch.rand(5, 3, 40, 40, generator=_gen(23))
+    t = MIPairTransform(16, policy="random", illumination=IlluminationModel.uniform(), motion=False)
+    params = t.make_params(x, generator=_gen(24))
+    monkeypatch.setattr(pair_module, "_CPU_CHUNK_ELEMENTS", 1)
+    chunked = t.transform(x, params)
+    monkeypatch.setattr(pair_module, "_CPU_CHUNK_ELEMENTS", 1 << 40)
+    whole = t.transform(x, params)
+    for a, b in zip(chunked, whole):
+        assert a.shape == (5, 3, 16, 16) and a.is_contiguous()
+        assert (a - b).abs().max() < 1e-6
+
+
 def test_moving_camera_shows_the_neighbouring_scene():
     """A view translated by the camera motion reads the image around its crop (not a mirror of the crop)."""
     ramp = torch.linspace(0.0, 1.0, 64).expand(1, 3, 64, 64).contiguous()

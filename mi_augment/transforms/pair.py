@@ -413,11 +413,20 @@ class MIPairTransform(nn.Module):
         fused = self._render_fused(images, params, motion)
         if fused is not None:
             return tuple(fused)
-        crops = resized_crop(images, params.boxes, self.size, flip=params.flip, sampling_ratio=self.sampling_ratio)
-        flat = crops.flatten(0, 1)  # (B * V, C, h, w), sample-major
-        out = self._perturb(flat, _flatten_views(params.illumination), _flatten_views(motion))
-        out = out.view(b, v, *out.shape[1:])
-        return tuple(out[:, i] for i in range(v))
+        # Step by step (crop, then each model's apply), a few images at a time on the CPU (as the fused path).
+        c = images.shape[1]
+        views = [images.new_empty(b, c, *self.size) for _ in range(v)]
+        step = _chunk_rows(images, v * c * self.size[0] * self.size[1])
+        for r0 in range(0, b, step):
+            rows = slice(r0, min(b, r0 + step))
+            crops = resized_crop(images[rows], params.boxes[rows], self.size, flip=params.flip[rows],
+                                 sampling_ratio=self.sampling_ratio)
+            out = self._perturb(crops.flatten(0, 1), _flatten_views(_select_rows(params.illumination, rows)),
+                                _flatten_views(_select_rows(motion, rows)))  # (m * V, C, h, w), sample-major
+            out = out.view(rows.stop - r0, v, *out.shape[1:])
+            for i in range(v):
+                views[i][rows] = out[:, i]
+        return tuple(views)
 
     def _render_fused(self, images: Tensor, params: PairParams, motion: Params) -> list[Tensor] | None:
         """The ``V`` views (each a contiguous ``(B, C, h, w)``) with the shipped models in one sampling pass,
