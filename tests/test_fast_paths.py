@@ -352,6 +352,23 @@ def test_illumination_with_ring_equals_padded_illumination():
     assert (ringed - F.pad(plain, (1, 1, 1, 1), mode="reflect")).abs().max() < 1e-6
 
 
+def test_illumination_kernel_on_the_view_major_layout_equals_per_view_calls():
+    """The pair renderer illuminates views inside each image, (B, C, V, H, W), with broadcast parameters; that
+    equals apply_illumination on each view, dark (linear-segment) pixels included."""
+    g = _gen(6)
+    b, v, h, w = 2, 3, 10, 12
+    x = torch.rand(b, 3, v, h, w, generator=g) ** 3  # many pixels on the linear segment of the sRGB curve
+    log_gain, log_gamma = 0.4 * torch.randn(b, v, 3, generator=g), 0.2 * torch.randn(b, v, generator=g)
+    shading = 0.3 * torch.randn(b, v, 5, generator=g)
+    basis = C.shading_basis(h, w, 2)
+    log_field = torch.einsum("bvs,shw->bvhw", shading, basis).unsqueeze(1)
+    ours = C._illuminate(x, log_gamma.exp().view(b, 1, v, 1, 1), log_gain.transpose(1, 2).reshape(b, 3, v, 1, 1),
+                         log_field)
+    for i in range(v):
+        ref = C.apply_illumination(x[:, :, i], log_gain[:, i], log_gamma[:, i], shading[:, i])
+        assert (ours[:, :, i] - ref).abs().max() < 1e-6
+
+
 # ------------------------------------------------------------------------------------------------ scoring
 @pytest.mark.parametrize("shape", [(16, 8, 1024), (3, 5, 100), (7, 50)])
 @pytest.mark.parametrize("bins", [2, 7, 16])

@@ -206,6 +206,15 @@ def apply_illumination(images: Tensor, log_gain: Tensor, log_gamma: Tensor, shad
     return _illuminate(images, gamma, log_gain.view(b, c, 1, 1), log_field)
 
 
+def _unravel(flat: Tensor, shape: torch.Size) -> tuple[Tensor, ...]:
+    """Row-major multi-index of flat indices (``torch.unravel_index``, which needs torch >= 2.2)."""
+    index = []
+    for size in reversed(shape):
+        index.append(flat % size)
+        flat = torch.div(flat, size, rounding_mode="floor")
+    return tuple(reversed(index))
+
+
 def _illuminate(images: Tensor, gamma: Tensor, log_gain: Tensor, log_field: Tensor | None,
                 out: Tensor | None = None) -> Tensor:
     """The kernel of :func:`apply_illumination` on any layout: ``images`` of any shape (float sRGB), and
@@ -231,7 +240,7 @@ def _illuminate(images: Tensor, gamma: Tensor, log_gain: Tensor, log_field: Tens
     low = torch.minimum(images, out).le_(_SRGB_KNEE).reshape(-1).nonzero().squeeze(1)
     if low.numel():
         shape = images.shape
-        index = torch.unravel_index(low, shape)
+        index = _unravel(low, shape)
 
         def at(param: Tensor) -> Tensor:  # the parameter of every low element (broadcast dims not copied)
             return param.expand(shape)[index]
