@@ -145,10 +145,12 @@ _CPU_CHUNK_ELEMENTS = 1 << 20
 
 
 def _chunk_rows(images: Tensor, per_row: int) -> int:
-    """How many images to render at a time: the whole batch on accelerators (one launch per op), a few on
-    the CPU so that each buffer holds about :data:`_CPU_CHUNK_ELEMENTS` elements."""
-    if images.device.type != "cpu":
-        return images.shape[0]
+    """How many images to render at a time: the whole batch on accelerators (one launch per op) and for
+    small CPU batches (up to twice :data:`_CPU_CHUNK_ELEMENTS` in all: splitting them only adds per-op
+    overhead), otherwise a few, so that each buffer holds about :data:`_CPU_CHUNK_ELEMENTS` elements."""
+    b = images.shape[0]
+    if images.device.type != "cpu" or b * per_row <= 2 * _CPU_CHUNK_ELEMENTS:
+        return b
     return max(1, _CPU_CHUNK_ELEMENTS // max(per_row, 1))
 
 
