@@ -309,6 +309,7 @@ def test_fused_views_without_motion_equal_step_by_step(size, side):
 def test_chunked_cpu_rendering_equals_whole_batch(n_views, channels, long_streaks, monkeypatch):
     """The CPU renders a few images at a time (buffers that stay in cache); one image per chunk gives the
     views that one whole-batch pass gives, including area-averaged views and the longer streaks' dense blur."""
+    from mi_augment import _chunks as chunks_module
     from mi_augment.transforms import pair as pair_module
 
     x = torch.rand(5, channels, 48, 40, generator=_gen(21))
@@ -319,9 +320,9 @@ def test_chunked_cpu_rendering_equals_whole_batch(n_views, channels, long_streak
         length = motion.blur_length.clone()
         length[0, 1], length[3, 0] = 5.0 / 24, 3.0 / 24
         motion = dataclasses.replace(motion, blur_length=length)
-    monkeypatch.setattr(pair_module, "_CPU_CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(chunks_module, "CPU_CHUNK_ELEMENTS", 1)
     chunked = t._render_fused(x, params, motion)
-    monkeypatch.setattr(pair_module, "_CPU_CHUNK_ELEMENTS", 1 << 40)
+    monkeypatch.setattr(chunks_module, "CPU_CHUNK_ELEMENTS", 1 << 40)
     whole = t._render_fused(x, params, motion)
     assert chunked is not None and whole is not None and len(chunked) == n_views
     for a, b in zip(chunked, whole):
@@ -336,14 +337,14 @@ def test_chunked_cpu_rendering_equals_whole_batch(n_views, channels, long_streak
 def test_chunked_step_by_step_rendering_equals_whole_batch(monkeypatch):
     """The step-by-step path (here ColorJitter's prior, whose factors need whole-view statistics) renders a
     few images at a time on the CPU too, with the views of one whole-batch pass."""
-    from mi_augment.transforms import pair as pair_module
+    from mi_augment import _chunks as chunks_module
 
     x = torch.rand(5, 3, 40, 40, generator=_gen(23))
     t = MIPairTransform(16, policy="random", illumination=IlluminationModel.uniform(), motion=False)
     params = t.make_params(x, generator=_gen(24))
-    monkeypatch.setattr(pair_module, "_CPU_CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(chunks_module, "CPU_CHUNK_ELEMENTS", 1)
     chunked = t.transform(x, params)
-    monkeypatch.setattr(pair_module, "_CPU_CHUNK_ELEMENTS", 1 << 40)
+    monkeypatch.setattr(chunks_module, "CPU_CHUNK_ELEMENTS", 1 << 40)
     whole = t.transform(x, params)
     for a, b in zip(chunked, whole):
         assert a.shape == (5, 3, 16, 16) and a.is_contiguous()

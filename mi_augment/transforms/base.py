@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from .._chunks import chunk_rows
 from .._random import rand
 from .._validation import check_generator, check_probability, restore, to_float_batch
 from ..params import GatedParams, Params
@@ -65,6 +66,10 @@ class RandomTransform(nn.Module):
         return f"p={self.p}"
 
 
+def _rows_of(params: Params, rows: slice) -> Params:
+    return params._map(lambda t: t[rows])
+
+
 class ModelTransform(RandomTransform):
     """A transform that draws its parameters from a fitted :class:`PerturbationModel` and renders them with the
     model's ``apply``. Subclasses set ``model_class``; ``model=None`` loads ``model_class.default()``.
@@ -91,7 +96,16 @@ class ModelTransform(RandomTransform):
         return self.model.sample(images.shape[0], generator=generator, device=images.device, strength=self.strength)
 
     def transform(self, images: Tensor, params: Params) -> Tensor:
-        return self.model.apply(images, params)
+        b = images.shape[0]
+        step = chunk_rows(images, images[0].numel())
+        if step >= b:
+            return self.model.apply(images, params)
+        # A large CPU batch a few images at a time: every pass of the model stays in cache (see _chunks).
+        out = torch.empty_like(images)
+        for r0 in range(0, b, step):
+            rows = slice(r0, min(b, r0 + step))
+            out[rows] = self.model.apply(images[rows], _rows_of(params, rows))
+        return out
 
     def extra_repr(self) -> str:
         return f"p={self.p}, strength={self.strength}, model={self.model!r}"

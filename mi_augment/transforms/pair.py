@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._chunks import chunk_rows
 from .._random import rand, sampling_device
 from .._validation import check_generator, check_positive_int, check_probability, restore, to_float_batch
 from ..crops.policies import Policy, make_policy
@@ -136,22 +137,6 @@ def _shipped_motion(model: Any, params: Params) -> bool:
 
     return (isinstance(model, MotionModel) and type(model).apply is MotionModel.apply
             and isinstance(params, MotionParams))
-
-
-# Elements per chunk of CPU rendering: ~4 MB of float32, small enough to stay in a core's share of the
-# cache and to be recycled by the allocator between chunks (measured on 2-core AMD EPYC: 0.5-2 M elements
-# render 224 px pairs ~1.5x faster than one batch-sized buffer; see docs/mi_pairs.md#throughput).
-_CPU_CHUNK_ELEMENTS = 1 << 20
-
-
-def _chunk_rows(images: Tensor, per_row: int) -> int:
-    """How many images to render at a time: the whole batch on accelerators (one launch per op) and for
-    small CPU batches (up to twice :data:`_CPU_CHUNK_ELEMENTS` in all: splitting them only adds per-op
-    overhead), otherwise a few, so that each buffer holds about :data:`_CPU_CHUNK_ELEMENTS` elements."""
-    b = images.shape[0]
-    if images.device.type != "cpu" or b * per_row <= 2 * _CPU_CHUNK_ELEMENTS:
-        return b
-    return max(1, _CPU_CHUNK_ELEMENTS // max(per_row, 1))
 
 
 def _check_finite_params(params: Params) -> None:
@@ -328,7 +313,7 @@ class MIPairTransform(nn.Module):
         b, c = small.shape[:2]
         v = self.n_views
         illumination, motion = perturb["illumination"], perturb["motion"]
-        step = _chunk_rows(small, v * c * small.shape[-2] * small.shape[-1])
+        step = chunk_rows(small, v * c * small.shape[-2] * small.shape[-1])
         chunks: list[list[Tensor]] = [[] for _ in range(v)]
         for r0 in range(0, b, step):
             rows = slice(r0, min(b, r0 + step))
@@ -418,7 +403,7 @@ class MIPairTransform(nn.Module):
         # Step by step (crop, then each model's apply), a few images at a time on the CPU (as the fused path).
         c = images.shape[1]
         views = [images.new_empty(b, c, *self.size) for _ in range(v)]
-        step = _chunk_rows(images, v * c * self.size[0] * self.size[1])
+        step = chunk_rows(images, v * c * self.size[0] * self.size[1])
         for r0 in range(0, b, step):
             rows = slice(r0, min(b, r0 + step))
             crops = resized_crop(images[rows], params.boxes[rows], self.size, flip=params.flip[rows],
@@ -443,9 +428,9 @@ class MIPairTransform(nn.Module):
         in the batch shorter than its 3x3 fast path, and the illumination model is off or the shipped
         :class:`~mi_augment.perturbations.illumination.IlluminationModel` without ColorJitter factors.
 
-        On the CPU the batch is rendered a few images at a time (:func:`_chunk_rows`): every pass then runs
-        over a buffer that stays in cache and is recycled by the allocator, instead of streaming (and
-        page-faulting) a fresh batch-sized buffer through memory for each of the ~20 passes.
+        On the CPU the batch is rendered a few images at a time (:func:`~mi_augment._chunks.chunk_rows`):
+        every pass then runs over a buffer that stays in cache and is recycled by the allocator, instead of
+        streaming (and page-faulting) a fresh batch-sized buffer through memory for each of the ~20 passes.
         """
         from ..functional import color as fcolor
         from ..functional.geometry import (
@@ -509,7 +494,7 @@ class MIPairTransform(nn.Module):
             taps = torch.where(short[:, None, None], kernels, 0.0)[:, pad - 1:pad + 2, pad - 1:pad + 2].view(b, v, 3, 3)
         views = [images.new_empty(b, c, h, w) for _ in range(v)]
         padding_mode = self.motion.config["padding_mode"]
-        step = _chunk_rows(images, v * c * hg * wg)
+        step = chunk_rows(images, v * c * hg * wg)
         for r0 in range(0, b, step):
             rows = slice(r0, min(b, r0 + step))
             sampled = _crop_warp_ring(images[rows], params.boxes[rows], params.flip[rows],
