@@ -351,6 +351,19 @@ def test_chunked_step_by_step_rendering_equals_whole_batch(monkeypatch):
         assert (a - b).abs().max() < 1e-6
 
 
+@pytest.mark.parametrize("n_views, channels", [(2, 3), (3, 1)])
+def test_scoring_shares_each_images_logarithm_with_the_same_scores(n_views, channels):
+    """Scoring illuminates each working image once per view from one shared logarithm (no per-view copies);
+    the scores equal those of perturbing per-view copies with the models' own apply."""
+    x = torch.rand(6, channels, 64, 64, generator=_gen(25)) ** 2  # dark pixels: the sRGB curve's linear toe
+    t = MIPairTransform(32, n_candidates=8, n_views=n_views)
+    fast = t.plan(x, _gen(26))
+    t._scoring_luma = lambda *args: None  # the per-view path
+    plain = t.plan(x, _gen(26))
+    assert (fast.scores - plain.scores).abs().max() < 1e-5
+    assert torch.equal(fast.chosen, plain.chosen)
+
+
 def test_moving_camera_shows_the_neighbouring_scene():
     """A view translated by the camera motion reads the image around its crop (not a mirror of the crop)."""
     ramp = torch.linspace(0.0, 1.0, 64).expand(1, 3, 64, 64).contiguous()

@@ -218,19 +218,23 @@ def _unravel(flat: Tensor, shape: torch.Size) -> tuple[Tensor, ...]:
 def _illuminate(images: Tensor, gamma: Tensor, log_gain: Tensor, log_field: Tensor | None,
                 out: Tensor | None = None) -> Tensor:
     """The kernel of :func:`apply_illumination` on any layout: ``images`` of any shape (float sRGB), and
-    per-element parameters given as tensors that broadcast to it: ``gamma`` (the exponent), ``log_gain``
-    (natural-log linear gain) and ``log_field`` (natural-log shading field) or None. ``out``: an optional
-    contiguous buffer of ``images``' shape (not overlapping it) to write into; by default a new tensor.
+    per-element parameters given as tensors that broadcast with it: ``gamma`` (the exponent), ``log_gain``
+    (natural-log linear gain) and ``log_field`` (natural-log shading field) or None. The result has the
+    broadcast shape: images ``(B, C, 1, H, W)`` with parameters for ``V`` sets ``(B, ., V, ., .)`` give the
+    ``V`` illuminations of each image, sharing its logarithm. ``out``: an optional contiguous buffer of the
+    result's shape (not overlapping ``images``) to write into; by default a new tensor.
 
     This lets the pair renderer illuminate its views in the layout its sampling writes (views inside each
     image, ``(B, C, V, H, W)``) without transposing copies, with exactly the arithmetic of
     :func:`apply_illumination`."""
-    if out is None:
-        out = torch.clamp(images, 0.0, 1.0)
+    shape = torch.broadcast_shapes(images.shape, gamma.shape, log_gain.shape,
+                                   *(() if log_field is None else (log_field.shape,)))
+    if images.shape != shape:  # images shared by several parameter sets: one log per image, not per set
+        out = torch.mul(torch.clamp(images, 0.0, 1.0).add_(0.055).log_(), gamma.expand(shape), out=out)
     else:
-        torch.clamp(images, 0.0, 1.0, out=out)
-    # Main (power-segment) branch, in place on the buffer we own.
-    out.add_(0.055).log_().mul_(gamma)
+        out = torch.clamp(images, 0.0, 1.0, out=out)
+        # Main (power-segment) branch, in place on the buffer we own.
+        out.add_(0.055).log_().mul_(gamma)
     out.add_(log_gain / 2.4 + (1.0 - gamma) * _LOG_1055)  # 1.055 * ...
     if log_field is not None:
         out.add_(log_field, alpha=1.0 / 2.4)
@@ -239,13 +243,12 @@ def _illuminate(images: Tensor, gamma: Tensor, log_gain: Tensor, log_field: Tens
     # min-then-compare and a flat nonzero: the cheapest mask and index passes on the CPU
     low = torch.minimum(images, out).le_(_SRGB_KNEE).reshape(-1).nonzero().squeeze(1)
     if low.numel():
-        shape = images.shape
         index = _unravel(low, shape)
 
         def at(param: Tensor) -> Tensor:  # the parameter of every low element (broadcast dims not copied)
             return param.expand(shape)[index]
 
-        xs = images[index].clamp(0.0, 1.0)
+        xs = at(images).clamp(0.0, 1.0)
         lin = torch.where(xs <= _SRGB_KNEE, xs / 12.92, ((xs + 0.055) / 1.055).pow(2.4))
         log_g = at(log_gain)
         if log_field is not None:

@@ -292,6 +292,48 @@ class MIPairTransform(nn.Module):
         out = out.clamp_(0.0, 1.0) if fast else out.clamp(0.0, 1.0)
         return luma(out) if luma_only else out
 
+    def _scoring_luma(self, images: Tensor, illumination: Params, motion: Params) -> Tensor | None:
+        """``luma(g_v(x))`` for every view ``v`` of each image, ``(B * V, 1, H, W)`` sample-major, like
+        ``_perturb(images.repeat_interleave(V, 0), ..., luma_only=True)`` but without the ``V`` copies: the
+        ``V`` illuminations of an image share its logarithm (:func:`~mi_augment.functional.color._illuminate`
+        broadcasts ``(B, C, 1, H, W)`` against per-view parameters). ``illumination`` is shaped ``(B, V,
+        ...)``, ``motion`` flat ``(B * V, ...)``. None unless the models are the shipped ones (or off) and
+        the illumination has no ColorJitter factors."""
+        from ..functional import color as fcolor
+        from ..perturbations.illumination import IlluminationModel, IlluminationParams
+
+        ill = self.illumination
+        if (ill is None or not isinstance(ill, IlluminationModel) or type(ill).apply is not IlluminationModel.apply
+                or not isinstance(illumination, IlluminationParams) or images.ndim != 4):
+            return None
+        if self.motion is not None and not _shipped_motion(self.motion, motion):
+            return None
+        flat = _flatten_views(illumination)
+        b, c, h, w = images.shape
+        v = self.n_views
+        flat.check_batch(b * v)
+        _check_finite_params(flat)
+        if not flat.jitter_is_identity():
+            return None
+        log_gain = illumination.log_gain.to(images.dtype).reshape(b, v, 3)
+        if c == 1:
+            log_gain = log_gain.mean(dim=2, keepdim=True)
+        gamma = illumination.log_gamma.to(images.dtype).reshape(b, v).exp().view(b, 1, v, 1, 1)
+        log_field = None
+        shading = illumination.shading
+        if shading.shape[-1] > 0:
+            basis = fcolor.shading_basis(h, w, fcolor.shading_degree(shading.shape[-1]), device=images.device,
+                                         dtype=images.dtype)
+            log_field = torch.einsum("bvs,shw->bvhw", shading.to(images.dtype), basis).unsqueeze(1)
+        lit = fcolor._illuminate(images.unsqueeze(2), gamma, log_gain.transpose(1, 2).reshape(b, -1, v, 1, 1),
+                                 log_field)  # (B, C, V, H, W)
+        out = luma(lit.movedim(2, 1)).reshape(b * v, 1, h, w)  # channels next to H, W, then sample-major
+        if self.motion is not None:
+            motion.check_batch(b * v)
+            _check_finite_params(motion)
+            out = self.motion._apply_float(out, motion)
+        return out.clamp_(0.0, 1.0)
+
     def _working_images(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The image at the resolution scoring needs: the smallest allowed crop still covers about
         ``proxy_size`` pixels per side. Returns the (possibly downscaled) image and the factors ``(4,)`` that
@@ -317,10 +359,15 @@ class MIPairTransform(nn.Module):
         chunks: list[list[Tensor]] = [[] for _ in range(v)]
         for r0 in range(0, b, step):
             rows = slice(r0, min(b, r0 + step))
-            perturbed = self._perturb(  # g_v(x) for every view v of these images
-                small[rows].repeat_interleave(v, 0), _flatten_views(_select_rows(illumination, rows)),
-                _flatten_views(_select_rows(motion, rows)), luma_only=kind == "luma",
-            )
+            perturbed = None
+            if kind == "luma":
+                perturbed = self._scoring_luma(small[rows], _select_rows(illumination, rows),
+                                               _flatten_views(_select_rows(motion, rows)))
+            if perturbed is None:
+                perturbed = self._perturb(  # g_v(x) for every view v of these images
+                    small[rows].repeat_interleave(v, 0), _flatten_views(_select_rows(illumination, rows)),
+                    _flatten_views(_select_rows(motion, rows)), luma_only=kind == "luma",
+                )
             perturbed = perturbed.view(rows.stop - r0, v, *perturbed.shape[1:])
             for i in range(v):
                 boxes = anchor_boxes[rows] if i == 0 else partner_boxes[rows, i - 1]
