@@ -539,6 +539,7 @@ class MIPairTransform(nn.Module):
         taps = None
         if pad:
             taps = torch.where(short[:, None, None], kernels, 0.0)[:, pad - 1:pad + 2, pad - 1:pad + 2].view(b, v, 3, 3)
+        any_long = not bool(short.all())
         views = [images.new_empty(b, c, h, w) for _ in range(v)]
         padding_mode = self.motion.config["padding_mode"]
         step = chunk_rows(images, v * c * hg * wg)
@@ -557,16 +558,16 @@ class MIPairTransform(nn.Module):
                 out = views[i][rows]
                 if pad == 0:
                     out.copy_(sampled[:, :, i, 1:-1, 1:-1])
-                    continue
-                _blur_taps3(None, taps[rows, i], "reflect", padded=sampled[:, :, i], out=out)
-                idx = (~short.view(b, v)[rows, i]).nonzero().squeeze(1)
-                if idx.numel():  # the few longer streaks: the dense blur of their (illuminated) views
-                    inner = sampled[:, :, i].index_select(0, idx)[:, :, 1:-1, 1:-1]
-                    sel = (idx + r0) * v + i
-                    out.index_copy_(0, idx, motion_blur(inner, length.index_select(0, sel),
-                                                        angle.index_select(0, sel)))
-        for out in views:
-            out.clamp_(0.0, 1.0)
+                else:
+                    _blur_taps3(None, taps[rows, i], "reflect", padded=sampled[:, :, i], out=out)
+                if any_long:
+                    idx = (~short.view(b, v)[rows, i]).nonzero().squeeze(1)
+                    if idx.numel():  # the few longer streaks: the dense blur of their (illuminated) views
+                        inner = sampled[:, :, i].index_select(0, idx)[:, :, 1:-1, 1:-1]
+                        sel = (idx + r0) * v + i
+                        out.index_copy_(0, idx, motion_blur(inner, length.index_select(0, sel),
+                                                            angle.index_select(0, sel)))
+                out.clamp_(0.0, 1.0)  # while the chunk is in cache
         return views
 
     def forward(self, images: Any, generator: torch.Generator | None = None, params: PairParams | None = None,
