@@ -23,6 +23,8 @@ Usage::
 
     python benchmarks/throughput.py                       # CPU, 1 thread, writes benchmarks/results/throughput_cpu.json
     python benchmarks/throughput.py --device cuda          # GPU batches (512 / 256 / 256), throughput_cuda.json
+    python benchmarks/throughput.py --from-json benchmarks/results/throughput_cpu.json \
+        --figure docs/figures/throughput_cpu.png             # redraw the bar chart of a run
 """
 
 from __future__ import annotations
@@ -191,6 +193,44 @@ def machine_info(device: str, threads: int) -> dict:
     return info
 
 
+LABELS = {"torchvision_v1_pil": "torchvision v1, PIL per image", "torchvision_v2_batch": "torchvision v2, batch",
+          "kornia": "Kornia AugmentationSequential", "ours_random": "ours, random policy",
+          "ours_k8": "ours, K=8 scored (default)", "ours_k8_jitter": "ours, K=8, ColorJitter prior"}
+
+
+def plot(report: dict, path: Path) -> Path:
+    """Grouped bars: pairs/s of every pipeline relative to torchvision v1 per image, one group per size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mi_augment.figures import save_figure
+
+    rows = report["results"]
+    sizes = sorted({r["size"] for r in rows})
+    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    fig, ax = plt.subplots(figsize=(8.5, 3.6))
+    width = 0.8 / max(len(methods), 1)
+    for i, m in enumerate(methods):
+        vals = []
+        for size in sizes:
+            r = next((r for r in rows if r["method"] == m and r["size"] == size), None)
+            vals.append(float("nan") if r is None or r["ratio_vs_torchvision_v1_pil"] is None
+                        else r["ratio_vs_torchvision_v1_pil"])
+        xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(sizes))]
+        bars = ax.bar(xs, vals, width, label=LABELS.get(m, m))
+        ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
+    ax.axhline(1.0, color="black", lw=0.8, ls="--")
+    ax.set_xticks(range(len(sizes)), [f"{s} px" for s in sizes])
+    ax.set_ylabel("pairs/s relative to\ntorchvision v1 per image")
+    info = report["machine"]
+    ax.set_title(f"Two-view pairs per second on {info.get('device', 'cpu')}, {info.get('torch_threads')} thread(s) "
+                 f"(git {str(info.get('git_sha') or '?')[:7]})", fontsize=9)
+    ax.legend(fontsize=7, ncol=2, frameon=False)
+    return save_figure(fig, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -201,7 +241,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: pairs/s per core)")
     p.add_argument("--batch", type=int, default=None, help="batch size (default depends on size and device)")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/throughput_<device>.json)")
+    p.add_argument("--figure", default=None, help="also draw the ratios as a bar chart (PNG) at this path")
+    p.add_argument("--from-json", default=None, help="only draw --figure from an earlier run's JSON")
     args = p.parse_args(argv)
+    if args.from_json:
+        if not args.figure:
+            p.error("--from-json needs --figure")
+        print(f"wrote {plot(json.loads(Path(args.from_json).read_text()), Path(args.figure))}")
+        return 0
     torch.set_num_threads(args.threads)
     device = args.device
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -225,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['size']:>4}  {r['method']:<22} {r['pairs_per_s']:>12,.0f} "
               f"{'' if ratio is None else f'{ratio:8.2f}x':>9}")
     print(f"wrote {out}")
+    if args.figure:
+        print(f"wrote {plot(report, Path(args.figure))}")
     return 0
 
 
