@@ -13,6 +13,8 @@ Pipelines (every one makes two views per image):
   proxies) and the shipped natural models: the default configuration.
 * ``ours_k8_jitter``: as ``ours_k8`` but with ColorJitter's prior (``IlluminationModel.uniform()``) and no
   motion model: like for like with the SimCLR pipelines above.
+* ``ours_random_per_image`` / ``ours_k8_per_image``: ``ours_random`` / ``ours_k8`` called on one PIL image at
+  a time (PIL views out), as a DataLoader worker runs them. CPU only.
 
 Images are synthetic smooth RGB uint8 (content does not change the cost), 32x32 for 32 px views, 96x96 for
 96 px and 256x256 for 224 px. Every pipeline is warmed up, then all are measured in ``--rounds`` interleaved
@@ -111,7 +113,8 @@ def ours(size: int, variant: str):
     raise ValueError(variant)
 
 
-METHODS = ["torchvision_v1_pil", "torchvision_v2_batch", "kornia", "ours_random", "ours_k8", "ours_k8_jitter"]
+METHODS = ["torchvision_v1_pil", "torchvision_v2_batch", "kornia", "ours_random", "ours_k8", "ours_k8_jitter",
+           "ours_random_per_image", "ours_k8_per_image"]
 
 
 def _pipelines(size: int, device: str, methods: list[str], batch: int) -> list[tuple[str, object, int]]:
@@ -136,6 +139,13 @@ def _pipelines(size: int, device: str, methods: list[str], batch: int) -> list[t
             t = kornia_simclr(size).to(device)
             x = images_u8.to(device).float() / 255.0
             out.append((method, lambda t=t, x=x: (t(x), t(x)), batch))
+        elif method.endswith("_per_image"):  # the DataLoader-worker way: one PIL image per call, PIL views out
+            if device != "cpu":
+                continue
+            t = ours(size, method[len("ours_"):-len("_per_image")])
+            n = min(batch, 64)
+            pil = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in images_u8[:n]]
+            out.append((method, lambda t=t, pil=pil: [t(p) for p in pil], n))
         else:
             t = ours(size, method[len("ours_"):])
             x = images_u8.to(device).float() / 255.0
@@ -195,7 +205,8 @@ def machine_info(device: str, threads: int) -> dict:
 
 LABELS = {"torchvision_v1_pil": "torchvision v1, PIL per image", "torchvision_v2_batch": "torchvision v2, batch",
           "kornia": "Kornia AugmentationSequential", "ours_random": "ours, random policy",
-          "ours_k8": "ours, K=8 scored (default)", "ours_k8_jitter": "ours, K=8, ColorJitter prior"}
+          "ours_k8": "ours, K=8 scored (default)", "ours_k8_jitter": "ours, K=8, ColorJitter prior",
+          "ours_random_per_image": "ours, random, PIL per image", "ours_k8_per_image": "ours, K=8, PIL per image"}
 
 
 def plot(report: dict, path: Path) -> Path:

@@ -378,3 +378,50 @@ def test_moving_camera_shows_the_neighbouring_scene():
     expect = ramp[0, 0, 0, 22:38]  # columns 22..37 of the image: the crop moved two pixels left
     assert (view - expect).abs().max() < 1e-5
     assert float(view[0]) < float(view[2]) - step  # a mirrored border would repeat column 24's neighbours
+
+
+# ---- MIPairCollate: views of a whole batch in the DataLoader worker ---------------------------------------------
+def _pil(seed: int, side: int = 24) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray((rng.random((side, side, 3)) * 255).astype(np.uint8))
+
+
+def test_collate_equals_the_transform_on_the_stacked_batch():
+    from mi_augment.transforms import MIPairCollate
+
+    t = MIPairTransform(16)
+    samples = [(_pil(i), i) for i in range(6)]
+    torch.manual_seed(3)
+    (a, b), labels = MIPairCollate(t)(samples)
+    stacked = torch.stack([torch.from_numpy(np.array(img)).permute(2, 0, 1) for img, _ in samples]).float() / 255
+    torch.manual_seed(3)
+    ref_a, ref_b = t(stacked)
+    assert torch.equal(a, ref_a) and torch.equal(b, ref_b)
+    assert labels.tolist() == list(range(6))
+
+
+def test_collate_accepts_bare_images_and_keeps_uint8_on_request():
+    from mi_augment.transforms import MIPairCollate
+
+    x = [torch.randint(0, 256, (3, 20, 20), dtype=torch.uint8) for _ in range(4)]
+    views = MIPairCollate(MIPairTransform(8, n_views=3), to_float=False)(x)
+    assert len(views) == 3 and all(v.shape == (4, 3, 8, 8) and v.dtype == torch.uint8 for v in views)
+    arrays = [np.asarray(_pil(i)) for i in range(3)]  # numpy HWC uint8
+    a, b = MIPairCollate(size=8)(arrays)
+    assert a.shape == (3, 3, 8, 8) and a.dtype == torch.float32
+
+
+def test_collate_errors_name_the_sample_and_what_was_expected():
+    from mi_augment.transforms import MIPairCollate
+
+    c = MIPairCollate(MIPairTransform(8))
+    with pytest.raises(ValueError, match=r"batch\[1\] is \(3, 30, 30\)"):
+        c([(_pil(0), 0), (_pil(1, side=30), 1)])
+    with pytest.raises(TypeError, match=r"batch\[0\] must be a PIL image"):
+        c(["not an image"])
+    with pytest.raises(ValueError, match="non-empty"):
+        c([])
+    with pytest.raises(TypeError, match="MIPairTransform"):
+        MIPairCollate(object())
+    with pytest.raises(ValueError, match="either"):
+        MIPairCollate(MIPairTransform(8), size=8)

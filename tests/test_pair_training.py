@@ -80,3 +80,24 @@ def test_simclr_steps_with_the_batch_form():
 
     losses = _train(batches(), steps=4)
     assert len(losses) == 4 and all(np.isfinite(losses))
+
+
+def test_simclr_steps_with_views_made_per_batch_in_the_workers():
+    """MIPairCollate: the workers collate and transform whole batches (the batched path's speed)."""
+    from mi_augment.transforms import MIPairCollate
+
+    data = PILImages(transform=lambda img: img)
+    loader = torch.utils.data.DataLoader(data, batch_size=8, num_workers=2, shuffle=True,
+                                         collate_fn=MIPairCollate(MIPairTransform(24, **MODELS)))
+    seen = []
+
+    def batches():
+        for (a, b), labels in loader:
+            assert a.shape == b.shape == (8, 3, 24, 24) and a.dtype == torch.float32
+            assert 0.0 <= float(a.min()) and float(a.max()) <= 1.0 and labels.shape == (8,)
+            seen.append(labels)
+            yield a, b
+
+    losses = _train(batches(), steps=4)
+    assert len(losses) == 4 and all(np.isfinite(losses))
+    assert sorted(torch.cat(seen).tolist()) == sorted(i % 10 for i in range(32))

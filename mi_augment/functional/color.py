@@ -215,6 +215,21 @@ def _unravel(flat: Tensor, shape: torch.Size) -> tuple[Tensor, ...]:
     return tuple(reversed(index))
 
 
+def _broadcast_shape(*tensors: Tensor | None) -> torch.Size:
+    """The broadcast shape of the given tensors (None skipped); cheaper than ``torch.broadcast_shapes`` for
+    the few small calls a per-image transform makes."""
+    shapes = [t.shape for t in tensors if t is not None]
+    ndim = max(len(s) for s in shapes)
+    out = [1] * ndim
+    for s in shapes:
+        for i, d in enumerate(s, ndim - len(s)):
+            if d != 1:
+                if out[i] not in (1, d):
+                    raise ValueError(f"shapes {[tuple(x) for x in shapes]} do not broadcast")
+                out[i] = d
+    return torch.Size(out)
+
+
 def _illuminate(images: Tensor, gamma: Tensor, log_gain: Tensor, log_field: Tensor | None,
                 out: Tensor | None = None) -> Tensor:
     """The kernel of :func:`apply_illumination` on any layout: ``images`` of any shape (float sRGB), and
@@ -227,8 +242,7 @@ def _illuminate(images: Tensor, gamma: Tensor, log_gain: Tensor, log_field: Tens
     This lets the pair renderer illuminate its views in the layout its sampling writes (views inside each
     image, ``(B, C, V, H, W)``) without transposing copies, with exactly the arithmetic of
     :func:`apply_illumination`."""
-    shape = torch.broadcast_shapes(images.shape, gamma.shape, log_gain.shape,
-                                   *(() if log_field is None else (log_field.shape,)))
+    shape = _broadcast_shape(images, gamma, log_gain, log_field)
     if images.shape != shape:  # images shared by several parameter sets: one log per image, not per set
         out = torch.mul(torch.clamp(images, 0.0, 1.0).add_(0.055).log_(), gamma.expand(shape), out=out)
     else:

@@ -547,7 +547,9 @@ class IlluminationModel(PerturbationModel):
     def params_from_vector(self, z: Tensor) -> IlluminationParams:
         if z.ndim != 2 or z.shape[1] != self.vector_size:
             raise ValueError(f"expected vectors of shape (N, {self.vector_size}), got {tuple(z.shape)}")
-        out = dataclasses.asdict(IlluminationParams.identity(z.shape[0], self.shading_size, z.device, z.dtype))
+        identity = IlluminationParams.identity(z.shape[0], self.shading_size, z.device, z.dtype)
+        # (not dataclasses.asdict: it deep-copies every tensor)
+        out = {f.name: getattr(identity, f.name) for f in dataclasses.fields(identity)}
         col = 0
         if "photometric" in self.config["groups"]:
             s = self.shading_size

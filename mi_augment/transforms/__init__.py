@@ -3,7 +3,7 @@
 from .base import RandomTransform
 from .illumination import NaturalIllumination
 from .motion import NaturalMotion
-from .pair import MIPairAlbumentations, MIPairTransform, PairInfo, PairParams
+from .pair import MIPairAlbumentations, MIPairCollate, MIPairTransform, PairInfo, PairParams
 
 __all__ = [
     "RandomTransform",
@@ -11,6 +11,7 @@ __all__ = [
     "NaturalMotion",
     "MIPairTransform",
     "MIPairAlbumentations",
+    "MIPairCollate",
     "PairInfo",
     "PairParams",
 ]

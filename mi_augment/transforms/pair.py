@@ -39,7 +39,7 @@ from ..functional.crops import luma, resized_crop
 from ..params import Params
 from ..perturbations.base import check_strength
 
-__all__ = ["MIPairTransform", "PairInfo", "PairParams", "MIPairAlbumentations", "NoParams"]
+__all__ = ["MIPairTransform", "PairInfo", "PairParams", "MIPairAlbumentations", "MIPairCollate", "NoParams"]
 
 
 @dataclass(frozen=True)
@@ -664,3 +664,90 @@ class MIPairAlbumentations:
 
     def __repr__(self) -> str:
         return f"MIPairAlbumentations({self.transform!r}, seed={self.seed})"
+
+
+class MIPairCollate:
+    """A DataLoader ``collate_fn`` that makes the views of a whole batch in the worker, with the batched path.
+
+    Calling :class:`MIPairTransform` per image in DataLoader workers pays its per-call overhead on every
+    image (a few hundred small tensor operations); collating first and transforming the batch in the worker
+    keeps the workers' parallelism and gets the batched speed (see docs/mi_pairs.md#throughput)::
+
+        loader = DataLoader(dataset, batch_size=256, num_workers=8, collate_fn=MIPairCollate(MIPairTransform(32)))
+        for (view_a, view_b), labels in loader: ...
+
+    Samples are images (PIL, ``HxWxC`` uint8 numpy arrays, or ``[C, H, W]`` uint8 / float tensors) or tuples
+    whose first element is the image (the rest is collated by ``default_collate``). Every image of a batch
+    must have the same size and channel count (a fixed-size dataset such as CIFAR or STL, or a ``Resize`` /
+    ``CenterCrop`` before); otherwise use the transform per image. Views come out as float ``[B, C, h, w]`` in
+    [0, 1] (``to_float=False`` keeps uint8 input as uint8 views). Randomness comes from torch's global RNG,
+    which DataLoader seeds per worker.
+
+    Args:
+        transform: the :class:`MIPairTransform` (or its keyword arguments).
+        to_float: convert uint8 batches to float in [0, 1] before transforming.
+    """
+
+    def __init__(self, transform: MIPairTransform | None = None, *, to_float: bool = True, **kwargs: Any):
+        if transform is None:
+            transform = MIPairTransform(**kwargs)
+        elif kwargs:
+            raise ValueError("pass either a ready MIPairTransform or its keyword arguments, not both")
+        if not isinstance(transform, MIPairTransform):
+            raise TypeError(f"transform must be an MIPairTransform, got {type(transform).__name__}")
+        self.transform = transform
+        self.to_float = bool(to_float)
+
+    @staticmethod
+    def _as_tensor(image: Any, i: int) -> Tensor:
+        """One sample's image as a ``[C, H, W]`` tensor (PIL and numpy as uint8, without a float copy)."""
+        import numpy as np
+
+        if isinstance(image, Tensor):
+            if image.ndim != 3:
+                raise ValueError(f"batch[{i}] must be one image [C, H, W], got shape {tuple(image.shape)}")
+            return image
+        if isinstance(image, np.ndarray):
+            arr = image
+        else:
+            try:
+                from PIL import Image
+            except ImportError:  # pragma: no cover - PIL ships with torchvision
+                Image = None
+            if Image is None or not isinstance(image, Image.Image):
+                raise TypeError(f"batch[{i}] must be a PIL image, a numpy HxWxC uint8 array or a [C, H, W] "
+                                f"tensor, got {type(image).__name__}")
+            arr = np.asarray(image if image.mode in ("RGB", "L") else image.convert("RGB"))
+        if arr.dtype != np.uint8 or arr.ndim not in (2, 3):
+            raise TypeError(f"batch[{i}]: numpy images must be HxW or HxWxC uint8, got dtype {arr.dtype} and "
+                            f"shape {arr.shape}")
+        arr = arr[:, :, None] if arr.ndim == 2 else arr
+        if not arr.flags.writeable:  # PIL's arrays are read-only; torch wants memory it may write
+            arr = arr.copy()
+        return torch.from_numpy(arr).permute(2, 0, 1)
+
+    def __call__(self, batch: list[Any]) -> Any:
+        from torch.utils.data import default_collate
+
+        if not isinstance(batch, (list, tuple)) or len(batch) == 0:
+            raise ValueError("MIPairCollate needs a non-empty list of samples")
+        paired = isinstance(batch[0], (tuple, list))
+        images = [s[0] if paired else s for s in batch]
+        tensors = [self._as_tensor(img, i) for i, img in enumerate(images)]
+        first = tensors[0]
+        for i, t in enumerate(tensors):
+            if t.shape != first.shape or t.dtype != first.dtype:
+                raise ValueError(f"MIPairCollate needs images of one size and type; batch[0] is {tuple(first.shape)} "
+                                 f"{first.dtype}, batch[{i}] is {tuple(t.shape)} {t.dtype}. Resize / crop them to "
+                                 f"one size first, or call the transform per image")
+        x = torch.stack(tensors)
+        if self.to_float and x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        views = self.transform(x)
+        if not paired:
+            return views
+        rest = default_collate([tuple(s[1:]) for s in batch])
+        return (views, *rest)
+
+    def __repr__(self) -> str:
+        return f"MIPairCollate({self.transform!r}, to_float={self.to_float})"
