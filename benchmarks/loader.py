@@ -11,8 +11,8 @@ PIL images (synthetic, CIFAR-like), ``--workers`` worker processes (each with on
 * ``ours_{random,k8}_collate``: ``MIPairCollate(MIPairTransform(...))``: each worker collates its batch and
   makes the views of the whole batch at once (the batched path).
 
-Each pipeline iterates the loader for ``--batches`` batches after one warm-up batch per worker; the time
-includes worker start-up amortised over the run (``persistent_workers`` is off, as in most recipes).
+Each pipeline iterates the loader for ``--batches`` batches after one warm-up batch per worker (so worker
+start-up is not timed).
 
 Usage::
 
