@@ -147,3 +147,11 @@ def test_kernel_errors_are_clear():
         C.adjust_brightness(torch.rand(2, 4, 5, 5), torch.ones(2))
     with pytest.raises(TypeError, match="float"):
         C.adjust_brightness(torch.zeros(2, 3, 5, 5, dtype=torch.uint8), torch.ones(2))
+
+
+def test_shading_basis_is_memoised_but_callers_get_their_own_copy():
+    a = C.shading_basis(6, 8, 2)
+    a.zero_()  # a caller modifying its basis must not change anyone else's
+    b = C.shading_basis(6, 8, 2)
+    assert b.shape == (5, 6, 8) and float(b.abs().sum()) > 0
+    assert torch.equal(b, C._shading_basis(6, 8, 2, torch.device("cpu"), torch.float32))

@@ -15,6 +15,8 @@ Two families live here:
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -110,6 +112,13 @@ def shading_basis(height: int, width: int, degree: int, device=None, dtype=torch
     """
     if height < 1 or width < 1:
         raise ValueError(f"height and width must be >= 1, got {height} x {width}")
+    return _shading_basis(int(height), int(width), int(degree), torch.device(device or "cpu"), dtype).clone()
+
+
+@functools.lru_cache(maxsize=32)
+def _shading_basis(height: int, width: int, degree: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """:func:`shading_basis`, memoised (a pure function of its arguments, rebuilt on every call of a
+    per-image transform otherwise). Callers must not modify the returned tensor."""
     u = (torch.arange(width, device=device, dtype=torch.float64) + 0.5) * (2.0 / width) - 1.0
     v = (torch.arange(height, device=device, dtype=torch.float64) + 0.5) * (2.0 / height) - 1.0
     terms = []
@@ -132,7 +141,7 @@ def render_shading_field(coeffs: Tensor, height: int, width: int) -> Tensor:
         raise ValueError(f"shading coefficients must have shape (B, S), got {tuple(coeffs.shape)}")
     degree = shading_degree(coeffs.shape[1])
     dtype = coeffs.dtype if coeffs.is_floating_point() else torch.float32
-    basis = shading_basis(height, width, degree, device=coeffs.device, dtype=dtype)
+    basis = _shading_basis(height, width, degree, coeffs.device, dtype)
     log_field = torch.einsum("bs,shw->bhw", coeffs.to(dtype), basis)
     return log_field.exp().unsqueeze(1)
 
@@ -199,7 +208,7 @@ def apply_illumination(images: Tensor, log_gain: Tensor, log_gamma: Tensor, shad
     if shading is not None and shading.shape[-1] > 0:
         shading = _per_sample(shading, b, "shading", shading.shape[-1]).to(images)
         ih, iw = (h - 2, w - 2) if ring else (h, w)
-        basis = shading_basis(ih, iw, shading_degree(shading.shape[1]), device=images.device, dtype=images.dtype)
+        basis = _shading_basis(ih, iw, shading_degree(shading.shape[1]), images.device, images.dtype)
         log_field = torch.einsum("bs,shw->bhw", shading, basis).unsqueeze(1)  # (B, 1, H, W)
         if ring:
             log_field = F.pad(log_field, (1, 1, 1, 1), mode="reflect").contiguous()

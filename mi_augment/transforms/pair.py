@@ -322,8 +322,8 @@ class MIPairTransform(nn.Module):
         log_field = None
         shading = illumination.shading
         if shading.shape[-1] > 0:
-            basis = fcolor.shading_basis(h, w, fcolor.shading_degree(shading.shape[-1]), device=images.device,
-                                         dtype=images.dtype)
+            basis = fcolor._shading_basis(h, w, fcolor.shading_degree(shading.shape[-1]), images.device,
+                                          images.dtype)
             log_field = torch.einsum("bvs,shw->bvhw", shading.to(images.dtype), basis).unsqueeze(1)
         lit = fcolor._illuminate(images.unsqueeze(2), gamma, log_gain.transpose(1, 2).reshape(b, -1, v, 1, 1),
                                  log_field)  # (B, C, V, H, W)
@@ -531,8 +531,8 @@ class MIPairTransform(nn.Module):
                 gamma = ill_params.log_gamma.to(images.dtype).reshape(b, v).exp()
                 shading, basis = ill_params.shading, None
                 if shading.shape[-1] > 0:
-                    basis = fcolor.shading_basis(h, w, fcolor.shading_degree(shading.shape[-1]), device=images.device,
-                                                 dtype=images.dtype)
+                    basis = fcolor._shading_basis(h, w, fcolor.shading_degree(shading.shape[-1]), images.device,
+                                                  images.dtype)
                     basis = F.pad(basis[None], (1, 1, 1, 1), mode="reflect")[0]  # mirrored onto the ring
                     shading = shading.to(images.dtype).view(b, v, -1)
                 light = (gamma.view(b, 1, v, 1, 1), log_gain.transpose(1, 2).reshape(b, -1, v, 1, 1), shading, basis)
