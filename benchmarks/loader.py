@@ -27,26 +27,22 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import write_json  # noqa: E402
+from benchmarks.throughput import synthetic_images  # noqa: E402
 
 
 class SyntheticPIL(torch.utils.data.Dataset):
-    """Smooth random RGB PIL images with labels, like torchvision's CIFAR datasets return them."""
+    """:func:`benchmarks.throughput.synthetic_images` as PIL images with labels, like torchvision's CIFAR
+    datasets return them."""
 
     def __init__(self, n: int, side: int, transform=None):
         from PIL import Image
 
-        rng = np.random.default_rng(0)
-        coarse = rng.random((n, max(2, side // 8), max(2, side // 8), 3))
-        self.images = []
-        for c in coarse:
-            img = Image.fromarray((c * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR)
-            self.images.append(img)
+        self.images = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in synthetic_images(n, side)]
         self.transform = transform
 
     def __len__(self) -> int:

@@ -75,29 +75,37 @@ class ImageSpec:
     pil_mode: str | None = None
 
 
+def image_to_uint8(image: Any, name: str = "images") -> tuple[Tensor, ImageSpec] | None:
+    """A PIL image or a numpy ``HxW`` / ``HxWxC`` uint8 array as a uint8 ``[C, H, W]`` tensor (PIL modes other
+    than RGB and L are converted to RGB) and its :class:`ImageSpec`; None for anything else."""
+    if _PILImage is not None and isinstance(image, _PILImage.Image):
+        mode = image.mode
+        arr = np.asarray(image.convert("RGB") if mode not in ("RGB", "L") else image, dtype=np.uint8)
+        spec = ImageSpec("pil", False, torch.uint8, mode)
+    elif isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise TypeError(
+                f"{name}: numpy input must be an HxW or HxWxC uint8 array, got dtype {image.dtype} "
+                f"and shape {image.shape}"
+            )
+        arr = image
+        spec = ImageSpec("numpy", image.ndim == 2, torch.uint8)  # batched flag re-used for "was 2-D"
+    else:
+        return None
+    arr = arr[:, :, None] if arr.ndim == 2 else arr
+    return torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1), spec
+
+
 def to_float_batch(images: Any, name: str = "images", channels: tuple[int, ...] = (1, 3)) -> tuple[Tensor, ImageSpec]:
     """Convert tensors ``[C,H,W]`` / ``[B,C,H,W]`` (float in [0,1] or uint8), PIL images or numpy
     ``HWC`` uint8 arrays to a float batch ``[B,C,H,W]`` in [0, 1].
 
     Returns the batch and an :class:`ImageSpec` for :func:`restore`.
     """
-    if _PILImage is not None and isinstance(images, _PILImage.Image):
-        mode = images.mode
-        img = images.convert("RGB") if mode not in ("RGB", "L") else images
-        arr = np.asarray(img, dtype=np.uint8)
-        if arr.ndim == 2:
-            arr = arr[:, :, None]
-        t = torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].float().div_(255.0)
-        return t, ImageSpec("pil", False, torch.uint8, mode)
-    if isinstance(images, np.ndarray):
-        if images.dtype != np.uint8 or images.ndim not in (2, 3):
-            raise TypeError(
-                f"{name}: numpy input must be an HxW or HxWxC uint8 array, got dtype {images.dtype} "
-                f"and shape {images.shape}"
-            )
-        arr = images[:, :, None] if images.ndim == 2 else images
-        t = torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1)[None].float().div_(255.0)
-        return t, ImageSpec("numpy", images.ndim == 2, torch.uint8)
+    converted = image_to_uint8(images, name)
+    if converted is not None:
+        t, spec = converted
+        return t[None].float().div_(255.0), spec
     if not isinstance(images, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, PIL image or numpy uint8 array, got {type(images).__name__}")
     if images.ndim not in (3, 4):

@@ -15,7 +15,7 @@ from torch import nn
 from mi_augment.ssl import train
 from mi_augment.ssl.heads import mlp
 from mi_augment.ssl.losses import barlow_twins_loss
-from mi_augment.ssl.optim import LARS, adamw_for_vit, param_groups
+from mi_augment.ssl.optim import lars_or_adamw
 
 
 class BarlowTwins(nn.Module):
@@ -32,12 +32,6 @@ class BarlowTwins(nn.Module):
         return barlow_twins_loss(z_a, z_b, self.off_diagonal_weight)
 
 
-def build_optimizer(model: nn.Module, args, lr: float) -> torch.optim.Optimizer:
-    if args.backbone == "vit_tiny":
-        return adamw_for_vit(model, args.batch_size)
-    return LARS(param_groups(model, args.weight_decay), lr=lr, momentum=0.9)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = train.make_parser("BarlowTwins", lr=0.3, weight_decay=1e-4)
     parser.add_argument("--dim", type=int, default=2048, help="projector width")
@@ -45,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     return train.run(args, method_name="BarlowTwins",
                      build_method=lambda encoder, a: BarlowTwins(encoder, a.dim, a.off_diagonal_weight),
-                     build_optimizer=build_optimizer, asymmetric_views=True)
+                     build_optimizer=lars_or_adamw, asymmetric_views=True)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from torch import nn
 from mi_augment.ssl import train
 from mi_augment.ssl.heads import ema_update, mlp, momentum_at, momentum_copy
 from mi_augment.ssl.losses import byol_loss
-from mi_augment.ssl.optim import LARS, adamw_for_vit, param_groups
+from mi_augment.ssl.optim import lars_or_adamw
 
 
 class BYOL(nn.Module):
@@ -44,12 +44,6 @@ class BYOL(nn.Module):
         ema_update(self.target_projector, self.projector, m)
 
 
-def build_optimizer(model: nn.Module, args, lr: float) -> torch.optim.Optimizer:
-    if args.backbone == "vit_tiny":
-        return adamw_for_vit(model, args.batch_size)
-    return LARS(param_groups(model, args.weight_decay), lr=lr, momentum=0.9)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = train.make_parser("BYOL", lr=1.0, weight_decay=1e-5)
     parser.add_argument("--base-momentum", type=float, default=0.99)
@@ -57,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     return train.run(args, method_name="BYOL",
                      build_method=lambda encoder, a: BYOL(encoder, a.base_momentum, a.hidden_dim),
-                     build_optimizer=build_optimizer, asymmetric_views=True)
+                     build_optimizer=lars_or_adamw, asymmetric_views=True)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from torch import nn
 from mi_augment.ssl import train
 from mi_augment.ssl.heads import ema_update, mlp, momentum_at, momentum_copy
 from mi_augment.ssl.losses import info_nce
-from mi_augment.ssl.optim import LARS, adamw_for_vit, param_groups
+from mi_augment.ssl.optim import lars_or_adamw
 
 
 class MoCoV3(nn.Module):
@@ -47,12 +47,6 @@ class MoCoV3(nn.Module):
         ema_update(self.key_projector, self.projector, m)
 
 
-def build_optimizer(model: nn.Module, args, lr: float) -> torch.optim.Optimizer:
-    if args.backbone == "vit_tiny":
-        return adamw_for_vit(model, args.batch_size)
-    return LARS(param_groups(model, args.weight_decay), lr=lr, momentum=0.9)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = train.make_parser("MoCo", lr=0.3, weight_decay=1e-5)
     parser.add_argument("--temperature", type=float, default=0.2)
@@ -61,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     return train.run(args, method_name="MoCo",
                      build_method=lambda encoder, a: MoCoV3(encoder, a.temperature, a.base_momentum, a.hidden_dim),
-                     build_optimizer=build_optimizer)
+                     build_optimizer=lars_or_adamw)
 
 
 if __name__ == "__main__":

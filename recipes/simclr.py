@@ -18,7 +18,7 @@ from torch import nn
 from mi_augment.ssl import train
 from mi_augment.ssl.heads import mlp
 from mi_augment.ssl.losses import nt_xent
-from mi_augment.ssl.optim import LARS, adamw_for_vit, param_groups
+from mi_augment.ssl.optim import lars_or_adamw
 
 
 class SimCLR(nn.Module):
@@ -36,12 +36,6 @@ class SimCLR(nn.Module):
         return nt_xent(z_a, z_b, self.temperature)
 
 
-def build_optimizer(model: nn.Module, args, lr: float) -> torch.optim.Optimizer:
-    if args.backbone == "vit_tiny":
-        return adamw_for_vit(model, args.batch_size)
-    return LARS(param_groups(model, args.weight_decay), lr=lr, momentum=0.9)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = train.make_parser("SimCLR", lr=0.3, weight_decay=1e-6)
     parser.add_argument("--temperature", type=float, default=0.2)
@@ -49,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     return train.run(args, method_name="SimCLR",
                      build_method=lambda encoder, a: SimCLR(encoder, a.temperature, a.hidden_dim),
-                     build_optimizer=build_optimizer)
+                     build_optimizer=lars_or_adamw)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from torch import nn
 from mi_augment.ssl import train
 from mi_augment.ssl.heads import mlp
 from mi_augment.ssl.losses import vicreg_loss
-from mi_augment.ssl.optim import LARS, adamw_for_vit, param_groups
+from mi_augment.ssl.optim import lars_or_adamw
 
 
 class VICReg(nn.Module):
@@ -33,12 +33,6 @@ class VICReg(nn.Module):
         return vicreg_loss(z_a, z_b, *self.weights)
 
 
-def build_optimizer(model: nn.Module, args, lr: float) -> torch.optim.Optimizer:
-    if args.backbone == "vit_tiny":
-        return adamw_for_vit(model, args.batch_size)
-    return LARS(param_groups(model, args.weight_decay), lr=lr, momentum=0.9)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = train.make_parser("VICReg", lr=0.3, weight_decay=1e-4)
     parser.add_argument("--dim", type=int, default=2048, help="expander width")
@@ -48,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     return train.run(args, method_name="VICReg",
                      build_method=lambda encoder, a: VICReg(encoder, a.dim, a.invariance, a.variance, a.covariance),
-                     build_optimizer=build_optimizer, asymmetric_views=True)
+                     build_optimizer=lars_or_adamw, asymmetric_views=True)
 
 
 if __name__ == "__main__":

@@ -83,3 +83,12 @@ def set_lr(optimizer: Optimizer, factor: float) -> None:
 def adamw_for_vit(model: nn.Module, batch_size: int, lr: float = 5e-4, weight_decay: float = 0.05) -> Optimizer:
     """AdamW as MoCo v3 and DINO train ViTs (LARS / SGD suit ResNets, not ViTs): ``lr`` per 256 images."""
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr * batch_size / 256, betas=(0.9, 0.95))
+
+
+def lars_or_adamw(model: nn.Module, args, lr: float) -> Optimizer:
+    """The recipes' default optimizer (``build_optimizer`` of :func:`mi_augment.ssl.train.run`): AdamW for
+    ``--backbone vit_tiny`` (:func:`adamw_for_vit`), otherwise LARS with momentum 0.9 at ``lr`` and
+    ``args.weight_decay`` (biases and norms excluded from decay and adaptation)."""
+    if args.backbone == "vit_tiny":
+        return adamw_for_vit(model, args.batch_size)
+    return LARS(param_groups(model, args.weight_decay), lr=lr, momentum=0.9)

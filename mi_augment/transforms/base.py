@@ -66,10 +66,6 @@ class RandomTransform(nn.Module):
         return f"p={self.p}"
 
 
-def _rows_of(params: Params, rows: slice) -> Params:
-    return params._map(lambda t: t[rows])
-
-
 class ModelTransform(RandomTransform):
     """A transform that draws its parameters from a fitted :class:`PerturbationModel` and renders them with the
     model's ``apply``. Subclasses set ``model_class``; ``model=None`` loads ``model_class.default()``.
@@ -104,7 +100,7 @@ class ModelTransform(RandomTransform):
         out = torch.empty_like(images)
         for r0 in range(0, b, step):
             rows = slice(r0, min(b, r0 + step))
-            out[rows] = self.model.apply(images[rows], _rows_of(params, rows))
+            out[rows] = self.model.apply(images[rows], params.index(rows))
         return out
 
     def extra_repr(self) -> str:

@@ -31,7 +31,14 @@ from torch import Tensor, nn
 
 from .._chunks import chunk_rows
 from .._random import rand, sampling_device
-from .._validation import check_generator, check_positive_int, check_probability, restore, to_float_batch
+from .._validation import (
+    check_generator,
+    check_positive_int,
+    check_probability,
+    image_to_uint8,
+    restore,
+    to_float_batch,
+)
 from ..crops.policies import Policy, make_policy
 from ..crops.sampler import BoxSampler, box_iou_pairs
 from ..crops.scoring import PixelMIScorer, render_proxies, scorer_input_kind
@@ -106,10 +113,6 @@ def _flatten_views(params: Params) -> Params:
     return params._map(lambda t: t.flatten(0, 1))
 
 
-def _select_rows(params: Params, rows: slice) -> Params:
-    return params._map(lambda t: t[rows])
-
-
 def _motion_in_view_frame(motion: Params, boxes: Tensor, height: int, width: int) -> Params:
     """Express camera motion drawn for the whole image in the frame of each view.
 
@@ -137,6 +140,45 @@ def _shipped_motion(model: Any, params: Params) -> bool:
 
     return (isinstance(model, MotionModel) and type(model).apply is MotionModel.apply
             and isinstance(params, MotionParams))
+
+
+def _shipped_illumination(model: Any, params: Params) -> bool:
+    """True for the library's :class:`~mi_augment.perturbations.illumination.IlluminationModel` (``apply``
+    not overridden) with params without ColorJitter factors: the illumination the fused kernels render."""
+    from ..perturbations.illumination import IlluminationModel, IlluminationParams
+
+    return (isinstance(model, IlluminationModel) and type(model).apply is IlluminationModel.apply
+            and isinstance(params, IlluminationParams) and params.jitter_is_identity())
+
+
+def _view_light(params: Params, channels: int, h: int, w: int, like: Tensor,
+                ring: bool = False) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """Per-view illumination parameters ``(B, V, ...)`` laid out for
+    :func:`~mi_augment.functional.color._illuminate` on views inside each image, ``(B, C, V, H, W)``:
+    ``gamma (B, 1, V, 1, 1)``, ``log_gain (B, C, V, 1, 1)`` (the mean gain for one channel), and the shading
+    coefficients ``(B, V, S)`` with the ``(S, H, W)`` basis (mirrored onto a one-pixel ring when ``ring``),
+    or None twice without shading; :func:`_light_field` renders the field of some rows."""
+    from ..functional import color as fcolor
+
+    b, v = params.log_gain.shape[:2]
+    log_gain = params.log_gain.to(like.dtype).reshape(b, v, 3)
+    if channels == 1:
+        log_gain = log_gain.mean(dim=2, keepdim=True)
+    gamma = params.log_gamma.to(like.dtype).reshape(b, v).exp().view(b, 1, v, 1, 1)
+    shading, basis = params.shading, None
+    if shading.shape[-1] > 0:
+        basis = fcolor._shading_basis(h, w, fcolor.shading_degree(shading.shape[-1]), like.device, like.dtype)
+        if ring:
+            basis = F.pad(basis[None], (1, 1, 1, 1), mode="reflect")[0]
+        shading = shading.to(like.dtype).reshape(b, v, -1)
+    else:
+        shading = None
+    return gamma, log_gain.transpose(1, 2).reshape(b, -1, v, 1, 1), shading, basis
+
+
+def _light_field(shading: Tensor | None, basis: Tensor | None) -> Tensor | None:
+    """The log shading field ``(B, 1, V, H, W)`` of :func:`_view_light`'s coefficients, or None."""
+    return None if basis is None else torch.einsum("bvs,shw->bvhw", shading, basis).unsqueeze(1)
 
 
 def _check_finite_params(params: Params) -> None:
@@ -300,33 +342,18 @@ class MIPairTransform(nn.Module):
         ...)``, ``motion`` flat ``(B * V, ...)``. None unless the models are the shipped ones (or off) and
         the illumination has no ColorJitter factors."""
         from ..functional import color as fcolor
-        from ..perturbations.illumination import IlluminationModel, IlluminationParams
 
-        ill = self.illumination
-        if (ill is None or not isinstance(ill, IlluminationModel) or type(ill).apply is not IlluminationModel.apply
-                or not isinstance(illumination, IlluminationParams) or images.ndim != 4):
+        if self.illumination is None or images.ndim != 4 or not _shipped_illumination(self.illumination, illumination):
             return None
         if self.motion is not None and not _shipped_motion(self.motion, motion):
             return None
-        flat = _flatten_views(illumination)
         b, c, h, w = images.shape
         v = self.n_views
+        flat = _flatten_views(illumination)
         flat.check_batch(b * v)
         _check_finite_params(flat)
-        if not flat.jitter_is_identity():
-            return None
-        log_gain = illumination.log_gain.to(images.dtype).reshape(b, v, 3)
-        if c == 1:
-            log_gain = log_gain.mean(dim=2, keepdim=True)
-        gamma = illumination.log_gamma.to(images.dtype).reshape(b, v).exp().view(b, 1, v, 1, 1)
-        log_field = None
-        shading = illumination.shading
-        if shading.shape[-1] > 0:
-            basis = fcolor._shading_basis(h, w, fcolor.shading_degree(shading.shape[-1]), images.device,
-                                          images.dtype)
-            log_field = torch.einsum("bvs,shw->bvhw", shading.to(images.dtype), basis).unsqueeze(1)
-        lit = fcolor._illuminate(images.unsqueeze(2), gamma, log_gain.transpose(1, 2).reshape(b, -1, v, 1, 1),
-                                 log_field)  # (B, C, V, H, W)
+        gamma, log_gain, shading, basis = _view_light(illumination, c, h, w, images)
+        lit = fcolor._illuminate(images.unsqueeze(2), gamma, log_gain, _light_field(shading, basis))  # (B, C, V, H, W)
         out = luma(lit.movedim(2, 1)).reshape(b * v, 1, h, w)  # channels next to H, W, then sample-major
         if self.motion is not None:
             motion.check_batch(b * v)
@@ -361,12 +388,12 @@ class MIPairTransform(nn.Module):
             rows = slice(r0, min(b, r0 + step))
             perturbed = None
             if kind == "luma":
-                perturbed = self._scoring_luma(small[rows], _select_rows(illumination, rows),
-                                               _flatten_views(_select_rows(motion, rows)))
+                perturbed = self._scoring_luma(small[rows], illumination.index(rows),
+                                               _flatten_views(motion.index(rows)))
             if perturbed is None:
                 perturbed = self._perturb(  # g_v(x) for every view v of these images
-                    small[rows].repeat_interleave(v, 0), _flatten_views(_select_rows(illumination, rows)),
-                    _flatten_views(_select_rows(motion, rows)), luma_only=kind == "luma",
+                    small[rows].repeat_interleave(v, 0), _flatten_views(illumination.index(rows)),
+                    _flatten_views(motion.index(rows)), luma_only=kind == "luma",
                 )
             perturbed = perturbed.view(rows.stop - r0, v, *perturbed.shape[1:])
             for i in range(v):
@@ -455,8 +482,8 @@ class MIPairTransform(nn.Module):
             rows = slice(r0, min(b, r0 + step))
             crops = resized_crop(images[rows], params.boxes[rows], self.size, flip=params.flip[rows],
                                  sampling_ratio=self.sampling_ratio)
-            out = self._perturb(crops.flatten(0, 1), _flatten_views(_select_rows(params.illumination, rows)),
-                                _flatten_views(_select_rows(motion, rows)))  # (m * V, C, h, w), sample-major
+            out = self._perturb(crops.flatten(0, 1), _flatten_views(params.illumination.index(rows)),
+                                _flatten_views(motion.index(rows)))  # (m * V, C, h, w), sample-major
             out = out.view(rows.stop - r0, v, *out.shape[1:])
             for i in range(v):
                 views[i][rows] = out[:, i]
@@ -487,17 +514,12 @@ class MIPairTransform(nn.Module):
             motion_blur_kernels,
             similarity_matrices,
         )
-        from ..perturbations.illumination import IlluminationModel, IlluminationParams
 
         h, w = self.size
         if self.motion is None or images.ndim != 4 or h < 3 or w < 3 or not _shipped_motion(self.motion, motion):
             return None
         ill = self.illumination
-        if ill is not None and not (isinstance(ill, IlluminationModel) and type(ill).apply is IlluminationModel.apply
-                                    and isinstance(params.illumination, IlluminationParams)):
-            return None
-        ill_params = None if ill is None else _flatten_views(params.illumination)
-        if ill_params is not None and not ill_params.jitter_is_identity():
+        if ill is not None and not _shipped_illumination(ill, params.illumination):
             return None
         mp = _flatten_views(motion)
         n = mp.log_scale.shape[0]
@@ -521,21 +543,11 @@ class MIPairTransform(nn.Module):
         # Per-view parameters shaped (B, 1 or C, V, 1, 1) / (B, 1, V, hg, wg): they broadcast over the
         # view-major buffer (B, C, V, hg, wg) that the sampling writes.
         light = None
-        if ill_params is not None:
-            ill_params.check_batch(n)
-            ill_params = ill_params.to(images.device)
+        if ill is not None:
+            _flatten_views(params.illumination).check_batch(n)
+            ill_params = params.illumination.to(images.device)
             if not ill_params.photometric_is_identity():
-                log_gain = ill_params.log_gain.to(images.dtype).view(b, v, 3)
-                if c == 1:
-                    log_gain = log_gain.mean(dim=2, keepdim=True)
-                gamma = ill_params.log_gamma.to(images.dtype).reshape(b, v).exp()
-                shading, basis = ill_params.shading, None
-                if shading.shape[-1] > 0:
-                    basis = fcolor._shading_basis(h, w, fcolor.shading_degree(shading.shape[-1]), images.device,
-                                                  images.dtype)
-                    basis = F.pad(basis[None], (1, 1, 1, 1), mode="reflect")[0]  # mirrored onto the ring
-                    shading = shading.to(images.dtype).view(b, v, -1)
-                light = (gamma.view(b, 1, v, 1, 1), log_gain.transpose(1, 2).reshape(b, -1, v, 1, 1), shading, basis)
+                light = _view_light(ill_params, c, h, w, images, ring=True)
         taps = None
         if pad:
             taps = torch.where(short[:, None, None], kernels, 0.0)[:, pad - 1:pad + 2, pad - 1:pad + 2].view(b, v, 3, 3)
@@ -550,10 +562,8 @@ class MIPairTransform(nn.Module):
                                       sampling_ratio=self.sampling_ratio, view_major=True)  # (m, C, V, hg, wg)
             if light is not None:
                 gamma, log_gain, shading, basis = light
-                log_field = None
-                if basis is not None:
-                    log_field = torch.einsum("bvs,shw->bvhw", shading[rows], basis).unsqueeze(1)
-                sampled = fcolor._illuminate(sampled, gamma[rows], log_gain[rows], log_field)
+                field = _light_field(None if shading is None else shading[rows], basis)
+                sampled = fcolor._illuminate(sampled, gamma[rows], log_gain[rows], field)
             for i in range(v):
                 out = views[i][rows]
                 if pad == 0:
@@ -612,6 +622,17 @@ class MIPairTransform(nn.Module):
         return ", ".join(parts)
 
 
+def _transform_or_kwargs(transform: MIPairTransform | None, kwargs: dict[str, Any]) -> MIPairTransform:
+    """The wrappers' ``transform`` argument: a ready :class:`MIPairTransform`, or None and its keyword arguments."""
+    if transform is None:
+        transform = MIPairTransform(**kwargs)
+    elif kwargs:
+        raise ValueError("pass either a ready MIPairTransform or its keyword arguments, not both")
+    if not isinstance(transform, MIPairTransform):
+        raise TypeError(f"transform must be an MIPairTransform, got {type(transform).__name__}")
+    return transform
+
+
 class MIPairAlbumentations:
     """An albumentations-style callable for numpy ``HWC`` uint8 pipelines.
 
@@ -627,13 +648,7 @@ class MIPairAlbumentations:
     """
 
     def __init__(self, transform: MIPairTransform | None = None, *, seed: int | None = None, **kwargs: Any):
-        if transform is None:
-            transform = MIPairTransform(**kwargs)
-        elif kwargs:
-            raise ValueError("pass either a ready MIPairTransform or its keyword arguments, not both")
-        if not isinstance(transform, MIPairTransform):
-            raise TypeError(f"transform must be an MIPairTransform, got {type(transform).__name__}")
-        self.transform = transform
+        self.transform = _transform_or_kwargs(transform, kwargs)
         self.seed = seed
         self._generator = None
         if seed is not None:
@@ -689,42 +704,21 @@ class MIPairCollate:
     """
 
     def __init__(self, transform: MIPairTransform | None = None, *, to_float: bool = True, **kwargs: Any):
-        if transform is None:
-            transform = MIPairTransform(**kwargs)
-        elif kwargs:
-            raise ValueError("pass either a ready MIPairTransform or its keyword arguments, not both")
-        if not isinstance(transform, MIPairTransform):
-            raise TypeError(f"transform must be an MIPairTransform, got {type(transform).__name__}")
-        self.transform = transform
+        self.transform = _transform_or_kwargs(transform, kwargs)
         self.to_float = bool(to_float)
 
     @staticmethod
     def _as_tensor(image: Any, i: int) -> Tensor:
         """One sample's image as a ``[C, H, W]`` tensor (PIL and numpy as uint8, without a float copy)."""
-        import numpy as np
-
         if isinstance(image, Tensor):
             if image.ndim != 3:
                 raise ValueError(f"batch[{i}] must be one image [C, H, W], got shape {tuple(image.shape)}")
             return image
-        if isinstance(image, np.ndarray):
-            arr = image
-        else:
-            try:
-                from PIL import Image
-            except ImportError:  # pragma: no cover - PIL ships with torchvision
-                Image = None
-            if Image is None or not isinstance(image, Image.Image):
-                raise TypeError(f"batch[{i}] must be a PIL image, a numpy HxWxC uint8 array or a [C, H, W] "
-                                f"tensor, got {type(image).__name__}")
-            arr = np.asarray(image if image.mode in ("RGB", "L") else image.convert("RGB"))
-        if arr.dtype != np.uint8 or arr.ndim not in (2, 3):
-            raise TypeError(f"batch[{i}]: numpy images must be HxW or HxWxC uint8, got dtype {arr.dtype} and "
-                            f"shape {arr.shape}")
-        arr = arr[:, :, None] if arr.ndim == 2 else arr
-        if not arr.flags.writeable:  # PIL's arrays are read-only; torch wants memory it may write
-            arr = arr.copy()
-        return torch.from_numpy(arr).permute(2, 0, 1)
+        converted = image_to_uint8(image, f"batch[{i}]")
+        if converted is None:
+            raise TypeError(f"batch[{i}] must be a PIL image, a numpy HxWxC uint8 array or a [C, H, W] "
+                            f"tensor, got {type(image).__name__}")
+        return converted[0]
 
     def __call__(self, batch: list[Any]) -> Any:
         from torch.utils.data import default_collate
