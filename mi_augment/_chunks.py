@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-#: Elements per chunk of CPU rendering: ~4 MB of float32. Measured on a 2-core AMD EPYC VM, 0.5-2 M elements
-#: render 224 px pairs ~1.5x faster than one batch-sized buffer; 1 M was the best at 96 and 224 px.
+#: Elements per chunk of CPU rendering: ~4 MB of float32. On the 2-vCPU AMD EPYC development VM, 0.25-4 M
+#: elements render 224 px pairs ~1.4x faster than batch-sized buffers (``benchmarks/cpu_breakdown.py``).
 CPU_CHUNK_ELEMENTS = 1 << 20
 
 
