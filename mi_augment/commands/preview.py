@@ -133,7 +133,8 @@ def _draw(rows: list, transform: Any, out: Path) -> Path:
     aspect = max(float(img.shape[2]) / float(img.shape[1]) for _, img, _, _ in rows)
     fig, axes = plt.subplots(n, 4, figsize=(4.2 * max(1.0, aspect) + 7.5, 4.0 * n), squeeze=False,
                              gridspec_kw={"width_ratios": [1.6 * max(1.0, aspect), 1.3, 1, 1]})
-    cmap = plt.get_cmap("tab10")
+    tab10 = plt.get_cmap("tab10")
+    palette = [tab10(i) for i in range(10) if i != 7]  # no grey: grey bars mean "dropped"
     policy = transform.policy
     for r, (name, img, views, info) in enumerate(rows):
         ax_img, ax_bar, ax_a, ax_b = axes[r]
@@ -143,7 +144,7 @@ def _draw(rows: list, transform: Any, out: Path) -> Path:
         keep = info.keep[0, 0] if info.keep is not None else None
         chosen = int(info.chosen[0, 0])
         for k in range(info.anchor_boxes.shape[1]):
-            colour = cmap(k % 10)
+            colour = palette[k % len(palette)]
             kept = True if keep is None else bool(keep[k])
             is_chosen = k == chosen
             style = dict(fill=False, edgecolor=colour, linewidth=3.0 if is_chosen else 1.2,
@@ -157,7 +158,7 @@ def _draw(rows: list, transform: Any, out: Path) -> Path:
                         bbox=dict(facecolor=colour, alpha=0.8, pad=1, edgecolor="none"))
         ax_img.axis("off")
         if scores is not None:
-            colours = [cmap(k % 10) if bool(keep[k]) else (0.8, 0.8, 0.8, 1.0) for k in range(len(scores))]
+            colours = [palette[k % len(palette)] if bool(keep[k]) else (0.8, 0.8, 0.8, 1.0) for k in range(len(scores))]
             ax_bar.bar(range(len(scores)), scores.tolist(), color=colours,
                        edgecolor=["black" if k == chosen else "none" for k in range(len(scores))], linewidth=1.5)
             ax_bar.set_xlabel("candidate pair (grey: dropped, outlined: chosen)", fontsize=8)
