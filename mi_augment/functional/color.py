@@ -239,23 +239,21 @@ def _broadcast_shape(*tensors: Tensor | None) -> torch.Size:
     return torch.Size(out)
 
 
-def _illuminate(images: Tensor, gamma: Tensor, log_gain: Tensor, log_field: Tensor | None,
-                out: Tensor | None = None) -> Tensor:
+def _illuminate(images: Tensor, gamma: Tensor, log_gain: Tensor, log_field: Tensor | None) -> Tensor:
     """The kernel of :func:`apply_illumination` on any layout: ``images`` of any shape (float sRGB), and
     per-element parameters given as tensors that broadcast with it: ``gamma`` (the exponent), ``log_gain``
     (natural-log linear gain) and ``log_field`` (natural-log shading field) or None. The result has the
     broadcast shape: images ``(B, C, 1, H, W)`` with parameters for ``V`` sets ``(B, ., V, ., .)`` give the
-    ``V`` illuminations of each image, sharing its logarithm. ``out``: an optional contiguous buffer of the
-    result's shape (not overlapping ``images``) to write into; by default a new tensor.
+    ``V`` illuminations of each image, sharing its logarithm. Returns a new tensor.
 
     This lets the pair renderer illuminate its views in the layout its sampling writes (views inside each
     image, ``(B, C, V, H, W)``) without transposing copies, with exactly the arithmetic of
     :func:`apply_illumination`."""
     shape = _broadcast_shape(images, gamma, log_gain, log_field)
     if images.shape != shape:  # images shared by several parameter sets: one log per image, not per set
-        out = torch.mul(torch.clamp(images, 0.0, 1.0).add_(0.055).log_(), gamma.expand(shape), out=out)
+        out = images.clamp(0.0, 1.0).add_(0.055).log_() * gamma.expand(shape)
     else:
-        out = torch.clamp(images, 0.0, 1.0, out=out)
+        out = images.clamp(0.0, 1.0)
         # Main (power-segment) branch, in place on the buffer we own.
         out.add_(0.055).log_().mul_(gamma)
     out.add_(log_gain / 2.4 + (1.0 - gamma) * _LOG_1055)  # 1.055 * ...

@@ -350,7 +350,8 @@ def _warp_and_blur(images: Tensor, matrices: Tensor, length: Tensor, angle: Tens
 
 
 def _reflect_by_padding(images: Tensor, theta: Tensor, out_h: int, out_w: int) -> tuple[Tensor, Tensor, str]:
-    """Trade ``grid_sample``'s reflection padding for its cheaper border mode (~1.6x faster on the CPU).
+    """Trade ``grid_sample``'s reflection padding for its cheaper border mode (~1.2x faster on this project's
+    CPU VM for a 224 px view grid: ``benchmarks/cpu_breakdown.py``).
 
     ``theta`` ``(N, 2, 3)`` maps view pixels (``-0.5 .. out - 0.5``, every sample of the ring and the
     sub-sample offsets included) to image pixels. Returns ``(images, theta, padding_mode)`` to sample with:
@@ -359,8 +360,8 @@ def _reflect_by_padding(images: Tensor, theta: Tensor, out_h: int, out_w: int) -
     every sample (``F.pad``'s ``"reflect"`` mirrors about the edge pixel centres, as ``grid_sample``'s
     reflection with ``align_corners=True`` does, and bilinear interpolation of mirrored pixels is the mirrored
     interpolation), ``theta`` shifted onto it, and ``"border"``; otherwise everything unchanged with
-    ``"reflection"``. CPU only: on accelerators the modes cost about the same, and the bounds would need a
-    host synchronisation.
+    ``"reflection"``. CPU only: measured there, and on an accelerator the bounds would need a host
+    synchronisation.
     """
     h, w = images.shape[-2:]
     if h < 2 or w < 2 or images.device.type != "cpu":
