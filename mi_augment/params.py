@@ -1,4 +1,8 @@
-"""Per-sample parameter containers: small frozen dataclasses of tensors with leading dimension B."""
+"""Per-sample parameter containers: small frozen dataclasses of tensors with leading dimension B.
+
+A field holds a tensor, a nested :class:`Params`, or a tuple of those (e.g. one entry per model of a chain or
+per view of a pair); every operation below maps over all of them.
+"""
 
 from __future__ import annotations
 
@@ -11,28 +15,68 @@ from torch import Tensor
 P = TypeVar("P", bound="Params")
 
 
+def _first_leaf(value: Any) -> Any:
+    if isinstance(value, tuple):
+        for item in value:
+            leaf = _first_leaf(item)
+            if leaf is not None:
+                return leaf
+        return None
+    return value
+
+
+def _map_value(value: Any, fn) -> Any:
+    if isinstance(value, tuple):
+        return tuple(_map_value(v, fn) for v in value)
+    return value._map(fn) if isinstance(value, Params) else fn(value)
+
+
+def _where_value(a: Any, b: Any, mask: Tensor) -> Any:
+    if isinstance(a, tuple):
+        if not isinstance(b, tuple) or len(a) != len(b):
+            raise TypeError("cannot combine params whose tuple fields differ in length")
+        return tuple(_where_value(x, y, mask) for x, y in zip(a, b))
+    if isinstance(a, Params):
+        return a.where(mask, b)
+    return torch.where(mask.reshape(-1, *([1] * (a.ndim - 1))), a, b)
+
+
+def _cat_values(values: list[Any]) -> Any:
+    first = values[0]
+    if isinstance(first, tuple):
+        if any(not isinstance(v, tuple) or len(v) != len(first) for v in values):
+            raise ValueError("cannot concatenate params whose tuple fields differ in length")
+        return tuple(_cat_values([v[i] for v in values]) for i in range(len(first)))
+    if isinstance(first, Params):
+        return type(first).cat(values)
+    return torch.cat(values, 0)
+
+
 @dataclasses.dataclass(frozen=True)
 class Params:
     """Base class. Subclasses declare tensor fields whose first dimension is the batch size."""
 
-    def _tensors(self) -> dict[str, Tensor]:
+    def _tensors(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def _first(self) -> Any:
+        for value in self._tensors().values():
+            leaf = _first_leaf(value)
+            if leaf is not None:
+                return leaf
+        raise ValueError(f"{type(self).__name__} holds no tensors")
 
     @property
     def batch_size(self) -> int:
-        first = next(iter(self._tensors().values()))
+        first = self._first()
         return int(first.shape[0]) if isinstance(first, Tensor) else first.batch_size
 
     @property
     def device(self) -> torch.device:
-        first = next(iter(self._tensors().values()))
-        return first.device
+        return self._first().device
 
     def _map(self: P, fn) -> P:
-        out = {}
-        for k, v in self._tensors().items():
-            out[k] = v._map(fn) if isinstance(v, Params) else fn(v)
-        return type(self)(**out)
+        return type(self)(**{k: _map_value(v, fn) for k, v in self._tensors().items()})
 
     def to(self: P, device: Any) -> P:
         return self._map(lambda t: t.to(device))
@@ -47,30 +91,30 @@ class Params:
         """Per-sample choice: ``self`` where ``mask`` (B,) is true, else ``other``."""
         if type(other) is not type(self):
             raise TypeError(f"cannot combine {type(self).__name__} with {type(other).__name__}")
-        out = {}
-        for (k, a), b in zip(self._tensors().items(), other._tensors().values()):
-            if isinstance(a, Params):
-                out[k] = a.where(mask, b)
-            else:
-                m = mask.reshape(-1, *([1] * (a.ndim - 1)))
-                out[k] = torch.where(m, a, b)
-        return type(self)(**out)
+        return type(self)(**{k: _where_value(a, b, mask)
+                             for (k, a), b in zip(self._tensors().items(), other._tensors().values())})
 
     @classmethod
     def cat(cls: type[P], items: list[P]) -> P:
         if not items:
             raise ValueError("cannot concatenate an empty list of params")
-        out = {}
-        for f in dataclasses.fields(cls):
-            vals = [getattr(it, f.name) for it in items]
-            out[f.name] = type(vals[0]).cat(vals) if isinstance(vals[0], Params) else torch.cat(vals, 0)
-        return cls(**out)
+        return cls(**{f.name: _cat_values([getattr(it, f.name) for it in items]) for f in dataclasses.fields(cls)})
 
     def check_batch(self, batch_size: int, name: str = "params") -> None:
         for k, v in self._tensors().items():
-            n = v.batch_size if isinstance(v, Params) else (v.shape[0] if v.ndim else None)
-            if n != batch_size:
-                raise ValueError(f"{name}.{k} has leading size {n}, expected the batch size {batch_size}")
+            _check_value(v, batch_size, f"{name}.{k}")
+
+
+def _check_value(value: Any, batch_size: int, label: str) -> None:
+    if isinstance(value, tuple):
+        for i, item in enumerate(value):
+            _check_value(item, batch_size, f"{label}[{i}]")
+    elif isinstance(value, Params):
+        value.check_batch(batch_size, label)
+    else:
+        n = value.shape[0] if value.ndim else None
+        if n != batch_size:
+            raise ValueError(f"{label} has leading size {n}, expected the batch size {batch_size}")
 
 
 @dataclasses.dataclass(frozen=True)

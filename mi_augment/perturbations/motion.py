@@ -30,6 +30,7 @@ blurs it with its own line kernel.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -347,6 +348,19 @@ class MotionModel(PerturbationModel):
         length = p.blur_length.reshape(-1).clamp_min(0) * float(max(h, w))
         # warp_homography then motion_blur, fused where possible (see geometry._warp_and_blur).
         return _warp_and_blur(x, matrices, length, p.blur_angle.reshape(-1), padding_mode=self.config["padding_mode"])
+
+    # ------------------------------------------------------------------ pair rendering hooks
+    def to_view_frame(self, params: MotionParams, zoom: Tensor) -> MotionParams:
+        """``params`` drawn for a whole image, for a view that enlarges a crop ``zoom`` times (``(B, V)``
+        image side / crop side): translations and blur lengths are fractions of the image they are applied
+        to, so they scale by ``zoom`` to move and smear the same number of scene pixels in the view."""
+        factor = zoom.unsqueeze(-1).to(params.translation.dtype)
+        return dataclasses.replace(params, translation=params.translation * factor,
+                                   blur_length=params.blur_length * factor)
+
+    def _fused_kind(self, params: Params) -> str | None:
+        """Opt into MIPairTransform's fused renderer while ``apply`` is this class's warp and blur."""
+        return "motion" if type(self).apply is MotionModel.apply and isinstance(params, MotionParams) else None
 
     # ------------------------------------------------------------------ reporting
     def summary(self, n: int = 20000, reference_size: int | None = None, seed: int = 0) -> dict[str, Any]:
