@@ -26,7 +26,10 @@ __all__ = [
     "motion_blur_kernels",
     "similarity_matrices",
     "warp_affine",
+    "warp_boxes",
     "warp_homography",
+    "warp_masks",
+    "warp_points",
 ]
 
 _PADDING_MODES = ("reflection", "border", "zeros")
@@ -478,3 +481,96 @@ def _crop_warp_ring(images: Tensor, boxes: Tensor, flips: Tensor | None, inverse
             else:
                 out.index_copy_(0, big, mean)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Moving annotations with a warp: points, boxes and masks follow the image through the same matrices.
+
+
+def _check_matrices_for(matrices: Tensor, batch: int, name: str = "matrices") -> Tensor:
+    if not isinstance(matrices, Tensor) or matrices.ndim != 3 or matrices.shape[1:] != (3, 3):
+        raise ValueError(f"{name} must be a (B, 3, 3) tensor, got {getattr(matrices, 'shape', type(matrices))}")
+    if matrices.shape[0] != batch:
+        raise ValueError(f"{name} has {matrices.shape[0]} matrices for a batch of {batch}; expected one per sample")
+    return matrices
+
+
+def warp_points(points: Tensor, matrices: Tensor) -> Tensor:
+    """Move points by each sample's 3x3 homography, in this module's pixel-centre coordinates.
+
+    Args:
+        points: ``(B, N, 2)`` ``(x, y)`` points (pixel centres at integer coordinates, as torchvision's
+            ``KeyPoints`` and kornia's ``Keypoints`` are).
+        matrices: ``(B, 3, 3)`` input-to-output matrices, the ones :func:`warp_homography` takes.
+
+    Returns:
+        ``(B, N, 2)`` points where the warped image shows what was at ``points`` (same dtype).
+    """
+    if not isinstance(points, Tensor) or points.ndim != 3 or points.shape[-1] != 2:
+        raise ValueError(f"points must be a (B, N, 2) tensor, got {getattr(points, 'shape', type(points))}")
+    m = _check_matrices_for(matrices, points.shape[0]).to(device=points.device, dtype=torch.float64)
+    p = points.to(torch.float64)
+    out = p @ m[:, :2, :2].transpose(1, 2) + m[:, None, :2, 2]
+    denom = p @ m[:, 2:3, :2].transpose(1, 2) + m[:, None, 2:3, 2]
+    denom = torch.where(denom.abs() < 1e-12, torch.full_like(denom, 1e-12), denom)
+    out = out / denom
+    return out.to(points.dtype) if points.is_floating_point() else out.to(torch.float32)
+
+
+def warp_boxes(boxes: Tensor, matrices: Tensor, canvas_size: tuple[int, int] | None = None) -> Tensor:
+    """Axis-aligned boxes that enclose each warped box: the box of the four warped corners.
+
+    Boxes are ``(x1, y1, x2, y2)`` in pixel-edge coordinates (the box of pixel column 0 alone is ``x1 = 0,
+    x2 = 1``: torchvision's ``XYXY`` and the crop sampler's convention), so a corner ``e`` moves as the pixel
+    centre ``e - 0.5`` does. Under a rotation the enclosing box is larger than the object, as in torchvision
+    and kornia.
+
+    Args:
+        boxes: ``(B, N, 4)``.
+        matrices: ``(B, 3, 3)`` input-to-output matrices (:func:`warp_homography`'s).
+        canvas_size: ``(height, width)`` to clamp the result to ``[0, width] x [0, height]``; None: no clamp.
+
+    Returns:
+        ``(B, N, 4)`` boxes, same dtype.
+    """
+    if not isinstance(boxes, Tensor) or boxes.ndim != 3 or boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must be a (B, N, 4) tensor of (x1, y1, x2, y2), got "
+                         f"{getattr(boxes, 'shape', type(boxes))}")
+    b, n = boxes.shape[:2]
+    x1, y1, x2, y2 = boxes.to(torch.float64).unbind(-1)
+    corners = torch.stack([torch.stack([x1, y1], -1), torch.stack([x2, y1], -1),
+                           torch.stack([x1, y2], -1), torch.stack([x2, y2], -1)], 2)  # (B, N, 4, 2)
+    moved = warp_points(corners.reshape(b, n * 4, 2) - 0.5, matrices).reshape(b, n, 4, 2) + 0.5
+    out = torch.cat([moved.amin(2), moved.amax(2)], -1)  # (B, N, 4)
+    if canvas_size is not None:
+        h, w = (float(s) for s in canvas_size)
+        out = torch.stack([out[..., 0].clamp(0, w), out[..., 1].clamp(0, h),
+                           out[..., 2].clamp(0, w), out[..., 3].clamp(0, h)], -1)
+    return out.to(boxes.dtype) if boxes.is_floating_point() else out.round().to(boxes.dtype)
+
+
+def warp_masks(masks: Tensor, matrices: Tensor, *, padding_mode: str = "zeros") -> Tensor:
+    """Warp label or binary masks by each sample's homography with nearest-neighbour sampling, so every output
+    value is one of the input's (no blended labels).
+
+    Args:
+        masks: ``[B, K, H, W]`` of any dtype (bool, integer labels up to 2**24, or float).
+        matrices: ``(B, 3, 3)`` input-to-output matrices (:func:`warp_homography`'s).
+        padding_mode: ``"zeros"`` (default: outside is background), ``"border"`` or ``"reflection"`` (pass
+            the image's mode to keep the mask aligned with reflected image content too).
+
+    Returns:
+        ``[B, K, H, W]`` masks of the input's dtype.
+    """
+    if not isinstance(masks, Tensor) or masks.ndim != 4:
+        raise ValueError(f"masks must be a [B, K, H, W] tensor, got {getattr(masks, 'shape', type(masks))}")
+    if masks.shape[0] == 0 or masks.shape[1] == 0:
+        return masks.clone()
+    _check_matrices_for(matrices, masks.shape[0])
+    x = masks if masks.dtype in (torch.float32, torch.float64) else masks.to(torch.float32)
+    out = warp_homography(x, matrices, padding_mode=padding_mode, interpolation="nearest")
+    if masks.dtype == torch.bool:
+        return out > 0.5
+    if not masks.is_floating_point():
+        return out.round().to(masks.dtype)
+    return out.to(masks.dtype)
