@@ -6,6 +6,7 @@ Errors name the argument and say what was expected, as torchvision's ``_check_in
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any
@@ -65,80 +66,209 @@ def check_generator(generator: Any, device: torch.device | None = None) -> torch
     return generator
 
 
+#: values this far outside [0, 1] are float noise and clamped; further out is an error (bfloat16: one rounding
+#: step at 1.0, 2**-7, is allowed instead)
+UNIT_RANGE_TOLERANCE = 1e-3
+
+#: PIL modes taken as they are; each is returned in the same mode, except P (returned as RGB)
+_PIL_MODES = ("L", "RGB", "P", "I;16", "I;16B", "I", "F")
+_PIL_ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
+#: numpy dtypes taken: uint8 (/255), uint16 (/65535), floats in [0, 1]
+_NUMPY_KINDS = ("uint8", "uint16", "float16", "float32", "float64")
+
+
 @dataclass(frozen=True)
 class ImageSpec:
-    """How an image arrived, so that the output can be returned as the same type."""
+    """How an image arrived, so that :func:`restore` returns the output as the same type."""
 
     kind: str  # "tensor", "pil" or "numpy"
-    batched: bool
-    dtype: torch.dtype
-    pil_mode: str | None = None
+    batched: bool  # tensor: came as [B, C, H, W] (False for PIL and numpy)
+    dtype: torch.dtype  # tensor: the input's dtype; PIL / numpy: the working dtype
+    pil_mode: str | None = None  # PIL: the mode to return
+    numpy_dtype: np.dtype | None = None  # numpy: the dtype to return
+    two_d: bool = False  # numpy: came as H x W (returned without a channel axis)
+    tensor_type: type | None = None  # a torchvision tv_tensors class to re-wrap the output in
 
 
-def image_to_uint8(image: Any, name: str = "images") -> tuple[Tensor, ImageSpec] | None:
-    """A PIL image or a numpy ``HxW`` / ``HxWxC`` uint8 array as a uint8 ``[C, H, W]`` tensor (PIL modes other
-    than RGB and L are converted to RGB) and its :class:`ImageSpec`; None for anything else."""
-    if _PILImage is not None and isinstance(image, _PILImage.Image):
-        mode = image.mode
-        arr = np.asarray(image.convert("RGB") if mode not in ("RGB", "L") else image, dtype=np.uint8)
-        spec = ImageSpec("pil", False, torch.uint8, mode)
-    elif isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim not in (2, 3):
-            raise TypeError(
-                f"{name}: numpy input must be an HxW or HxWxC uint8 array, got dtype {image.dtype} "
-                f"and shape {image.shape}"
-            )
-        arr = image
-        spec = ImageSpec("numpy", image.ndim == 2, torch.uint8)  # batched flag re-used for "was 2-D"
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Half precision is computed in float32 (float16 grids and sums overflow or read out of bounds)."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _check_unit_range(x: Tensor, name: str, tolerance: float, inplace: bool = False) -> Tensor:
+    """``x`` (float) if it lies in [0, 1]; clamped if it lies within ``tolerance`` of it; else ``ValueError``.
+    One read pass (``aminmax``) also finds NaN and inf, which propagate into the min or max."""
+    lo, hi = (float(v) for v in torch.stack(torch.aminmax(x)).tolist())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name} contains NaN or inf values; expected finite numbers")
+    if lo >= 0.0 and hi <= 1.0:
+        return x
+    if lo >= -tolerance and hi <= 1.0 + tolerance:
+        return x.clamp_(0.0, 1.0) if inplace else x.clamp(0.0, 1.0)
+    if lo < 0.0:
+        hint = "; normalised? apply this transform before Normalize, or undo it (x * std + mean)"
+    elif hi <= 2.0:
+        hint = "; clamp it first (x.clamp(0, 1)) if the excess is overshoot from an earlier step"
+    elif hi <= 255.0 + tolerance:
+        hint = "; divide by 255?"
     else:
-        return None
-    arr = arr[:, :, None] if arr.ndim == 2 else arr
-    return torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1), spec
+        hint = "; divide by 65535 (16-bit) or by the data's maximum?"
+    raise ValueError(f"{name}: expected floats in [0, 1]; got range [{lo:.6g}, {hi:.6g}]{hint}")
 
 
-def to_float_batch(images: Any, name: str = "images", channels: tuple[int, ...] = (1, 3)) -> tuple[Tensor, ImageSpec]:
-    """Convert tensors ``[C,H,W]`` / ``[B,C,H,W]`` (float in [0,1] or uint8), PIL images or numpy
-    ``HWC`` uint8 arrays to a float batch ``[B,C,H,W]`` in [0, 1].
-
-    Returns the batch and an :class:`ImageSpec` for :func:`restore`.
-    """
-    converted = image_to_uint8(images, name)
-    if converted is not None:
-        t, spec = converted
-        return t[None].float().div_(255.0), spec
-    if not isinstance(images, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, PIL image or numpy uint8 array, got {type(images).__name__}")
-    if images.ndim not in (3, 4):
-        raise ValueError(f"{name} must have shape [C, H, W] or [B, C, H, W], got shape {tuple(images.shape)}")
-    batched = images.ndim == 4
-    x = images if batched else images.unsqueeze(0)
+def _check_image_shape(x: Tensor, name: str, channels: tuple[int, ...], shown: tuple[int, ...], layout: str) -> None:
+    """``x`` is a batch ``[B, C, H, W]``; ``shown`` the shape as the caller gave it, ``layout`` its axis names."""
     if x.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (B=0); expected at least one image")
     if x.shape[1] not in channels:
         raise ValueError(f"{name} must have {' or '.join(map(str, channels))} channels, got {x.shape[1]} "
-                         f"(shape {tuple(images.shape)}; channels come before height and width)")
+                         f"(shape {shown}; {layout})")
     if x.shape[-1] == 0 or x.shape[-2] == 0:
-        raise ValueError(f"{name} has zero height or width: shape {tuple(images.shape)}")
-    if x.dtype == torch.uint8:
-        xf = x.float().div(255.0)
-    elif x.is_floating_point():
-        check_finite(x, name)
-        xf = x
+        raise ValueError(f"{name} has zero height or width: shape {shown} ({layout})")
+
+
+def _pil_array(image: Any, name: str) -> tuple[np.ndarray, str]:
+    """The pixels of a PIL image as a numpy array and the mode to return it in, or a ``ValueError`` naming the
+    mode when it cannot be taken without losing data."""
+    mode = image.mode
+    if mode in _PIL_ALPHA_MODES or (mode == "P" and image.has_transparency_data):
+        raise ValueError(
+            f"{name}: PIL mode {mode!r} has an alpha channel, which geometric transforms and crops would lose or "
+            f"misalign; composite it onto a background, or drop it with image.convert('RGB') (or 'L')")
+    if mode not in _PIL_MODES:
+        raise ValueError(f"{name}: PIL mode {mode!r} is not supported (accepted: {', '.join(_PIL_MODES)}); "
+                         f"convert it first, e.g. image.convert('RGB')")
+    if mode == "P":  # the palette would re-quantise the output: return RGB instead
+        return np.asarray(image.convert("RGB")), "RGB"
+    arr = np.asarray(image)
+    if mode == "I" and arr.size and (int(arr.min()) < 0 or int(arr.max()) > 65535):
+        raise ValueError(f"{name}: PIL mode 'I' is read as 16-bit data (0..65535); got values in "
+                         f"[{int(arr.min())}, {int(arr.max())}]; rescale to 0..65535 or pass a float image "
+                         f"(mode 'F') in [0, 1]")
+    return arr, mode
+
+
+def image_to_uint8(image: Any, name: str = "images", channels: tuple[int, ...] = (1, 3)
+                   ) -> tuple[Tensor, ImageSpec] | None:
+    """A PIL image or a numpy ``H x W`` / ``H x W x C`` array as a ``[C, H, W]`` tensor and its
+    :class:`ImageSpec`; None for anything else.
+
+    8-bit input (PIL L / RGB / P, numpy uint8) comes back as uint8, without a float copy; 16-bit input (PIL
+    I;16 / I;16B / I, numpy uint16) as float32 divided by 65535; float input (PIL F, numpy floats) as float
+    (its range is checked by :func:`to_float_batch`). Shape, channel count and dtype are checked here.
+    """
+    if _PILImage is not None and isinstance(image, _PILImage.Image):
+        arr, mode = _pil_array(image, name)
+        source = f"PIL {image.mode} image of size {image.size}"
+    elif isinstance(image, np.ndarray):
+        arr, mode = image, None
+        source = f"numpy array of shape {image.shape}"
+        if image.dtype.name not in _NUMPY_KINDS:
+            raise TypeError(f"{name}: numpy input must have dtype {', '.join(_NUMPY_KINDS)} (floats in [0, 1]), "
+                            f"got {image.dtype}")
+        if image.ndim not in (2, 3):
+            raise ValueError(f"{name}: numpy input must be an H x W or H x W x C array, got shape {image.shape}")
     else:
+        return None
+    hwc = arr[:, :, None] if arr.ndim == 2 else arr
+    if arr.dtype == np.uint8:
+        t = torch.from_numpy(np.array(hwc, copy=True))
+        work = torch.uint8
+    elif arr.dtype.kind in "ui":  # uint16, or PIL mode I checked to 0..65535
+        t = torch.from_numpy(hwc.astype(np.float32)).div_(65535.0)
+        work = torch.float32
+    else:
+        t = torch.from_numpy(hwc.astype(np.float32 if arr.dtype.itemsize <= 4 else np.float64))
+        work = t.dtype
+    t = t.permute(2, 0, 1)
+    layout = "numpy arrays are H x W x C, channels last" if mode is None else source
+    _check_image_shape(t[None], name, channels, tuple(arr.shape), layout)
+    if mode is not None:
+        spec = ImageSpec("pil", False, work, pil_mode=mode)
+    else:
+        spec = ImageSpec("numpy", False, work, numpy_dtype=arr.dtype, two_d=arr.ndim == 2)
+    return t, spec
+
+
+def _tv_tensor_type(images: Tensor, name: str) -> type | None:
+    """The torchvision ``tv_tensors`` class of ``images`` to re-wrap the output in (None for other tensors).
+    Looked up without importing torchvision: a tv_tensor can only exist once it is imported."""
+    tv = sys.modules.get("torchvision.tv_tensors")
+    if tv is None or type(images) is Tensor or not isinstance(images, tv.TVTensor):
+        return None
+    if isinstance(images, tv.Image):
+        return type(images)
+    if isinstance(images, tv.Video):
+        raise TypeError(f"{name} is a tv_tensors.Video; its frames would get independent draws. Pass the frames "
+                        f"as a plain [B, C, H, W] tensor if that is meant, or one draw per clip with params=")
+    raise TypeError(f"{name} is a tv_tensors.{type(images).__name__}, not an image; mi_augment transforms take "
+                    f"images (tensors, tv_tensors.Image, PIL images or numpy arrays)")
+
+
+def to_float_batch(images: Any, name: str = "images", channels: tuple[int, ...] = (1, 3)) -> tuple[Tensor, ImageSpec]:
+    """Check ``images`` and convert it to a float batch ``[B, C, H, W]`` in [0, 1].
+
+    Takes tensors ``[C, H, W]`` / ``[B, C, H, W]`` (float in [0, 1] or uint8; float16 / bfloat16 are computed
+    in float32), ``tv_tensors.Image``, PIL images and numpy arrays (see :func:`image_to_uint8` and the table
+    in docs/conventions.md). Floats further than :data:`UNIT_RANGE_TOLERANCE` outside [0, 1] raise
+    ``ValueError``; nearer ones are clamped. Returns the batch (the input itself when it needs no conversion)
+    and an :class:`ImageSpec` for :func:`restore`.
+    """
+    converted = image_to_uint8(images, name, channels)
+    if converted is not None:
+        t, spec = converted
+        if t.dtype == torch.uint8:
+            return t[None].float().div_(255.0), spec
+        if spec.pil_mode == "F" or (spec.kind == "numpy" and spec.numpy_dtype.kind == "f"):
+            t = _check_unit_range(t, name, UNIT_RANGE_TOLERANCE, inplace=True)
+        return t[None], spec
+    if not isinstance(images, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, PIL image or numpy array, got {type(images).__name__}")
+    tensor_type = _tv_tensor_type(images, name)
+    if type(images) is not Tensor:
+        images = images.as_subclass(Tensor)
+    if images.ndim not in (3, 4):
+        raise ValueError(f"{name} must have shape [C, H, W] or [B, C, H, W], got shape {tuple(images.shape)}")
+    batched = images.ndim == 4
+    x = images if batched else images.unsqueeze(0)
+    _check_image_shape(x, name, channels, tuple(images.shape), "channels come before height and width")
+    spec = ImageSpec("tensor", batched, images.dtype, tensor_type=tensor_type)
+    if x.dtype == torch.uint8:
+        return x.float().div(255.0), spec
+    if not x.is_floating_point():
         raise TypeError(f"{name} must be float (values in [0, 1]) or uint8, got dtype {x.dtype}")
-    return xf, ImageSpec("tensor", batched, images.dtype)
+    work = _work_dtype(x.dtype)
+    tolerance = max(UNIT_RANGE_TOLERANCE, torch.finfo(x.dtype).eps)
+    if work != x.dtype:
+        return _check_unit_range(x.to(work), name, tolerance, inplace=True), spec
+    return _check_unit_range(x, name, tolerance), spec
+
+
+def _quantise(x: Tensor, levels: float, dtype: torch.dtype) -> Tensor:
+    return x.clamp(0, 1).mul(levels).round_().to(dtype)
 
 
 def restore(x: Tensor, spec: ImageSpec) -> Any:
-    """Inverse of :func:`to_float_batch`: return ``x`` (float ``[B,C,H,W]``) as the type that came in."""
+    """Inverse of :func:`to_float_batch`: return ``x`` (float ``[B, C, H, W]`` in [0, 1]) as the type that came
+    in (same tensor dtype and tv_tensors class, PIL mode, or numpy dtype and layout; PIL P comes back as RGB)."""
+    if spec.kind == "tensor":
+        out = x if spec.batched else x[0]
+        out = _quantise(out, 255.0, torch.uint8) if spec.dtype == torch.uint8 else out.to(spec.dtype)
+        return out.as_subclass(spec.tensor_type) if spec.tensor_type is not None else out
+    hwc = x[0].detach().permute(1, 2, 0)
     if spec.kind == "pil":
-        arr = x[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-        img = _PILImage.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
-        return img.convert(spec.pil_mode) if spec.pil_mode not in ("RGB", "L") else img
-    if spec.kind == "numpy":
-        arr = x[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-        return arr[:, :, 0] if spec.batched else arr  # batched flag re-used for "was 2-D"
-    out = x if spec.batched else x[0]
-    if spec.dtype == torch.uint8:
-        return out.clamp(0, 1).mul(255).round().to(torch.uint8)
-    return out.to(spec.dtype)
+        mode = spec.pil_mode
+        if mode in ("L", "RGB"):
+            arr = _quantise(hwc, 255.0, torch.uint8).cpu().numpy()
+        elif mode == "F":
+            arr = hwc.to(torch.float32).cpu().numpy()
+        else:  # I;16, I;16B, I: 16-bit levels
+            arr = _quantise(hwc, 65535.0, torch.int32).cpu().numpy()
+            arr = arr.astype({"I;16": np.uint16, "I;16B": ">u2", "I": np.int32}[mode])
+        return _PILImage.fromarray(np.ascontiguousarray(arr[:, :, 0] if arr.shape[2] == 1 else arr))
+    dtype = spec.numpy_dtype
+    if dtype.kind == "f":
+        arr = hwc.cpu().numpy().astype(dtype)
+    else:
+        arr = _quantise(hwc, 255.0 if dtype == np.uint8 else 65535.0, torch.int32).cpu().numpy().astype(dtype)
+    return arr[:, :, 0] if spec.two_d else arr
