@@ -8,6 +8,7 @@ memory stays bounded, and reshapes the result back to ``(...)``.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -122,13 +123,58 @@ def resolve_noise(noise: Any, dtype: torch.dtype) -> float:
     return float(noise)
 
 
-def standardize(z: Tensor, noise: float, generator: torch.Generator | None) -> Tensor:
-    """Centre every dimension of ``z (B, N, D)`` and scale it to unit standard deviation per problem, then
-    add ``noise``-scaled standard normal jitter to break ties between duplicate samples.
+# Fixed seeds of the tie-breaking jitter without a generator, one per role, so that the jitter of x and y is
+# independent (the same seed for both once made two independent 3-level variables look 3 nats dependent).
+JITTER_SEEDS = {"x": 0x6A09E667, "y": 0x3C6EF372, "trajectories": 0x510E527F}
 
-    Constant dimensions are only centred (their standard deviation is replaced by 1). The jitter is drawn on
-    the generator's device (so one seed gives the same numbers on every device) or, without a generator,
-    from a generator seeded with 0 on ``z``'s device, so that results are deterministic by default.
+
+def constant_problems(z: Tensor) -> Tensor:
+    """``(B,)`` bool: the problems of ``z (B, N, D)`` whose samples are all equal (a constant variable)."""
+    if z.shape[1] == 0:
+        return torch.ones(z.shape[0], dtype=torch.bool, device=z.device)
+    return (z.amax(dim=-2) == z.amin(dim=-2)).all(dim=-1)
+
+
+def grid_step(z: Tensor) -> tuple[Tensor, Tensor]:
+    """Ties in the samples ``z (B, N, D)``, from one sort per dimension.
+
+    Returns ``step (B, 1, D)``: for every dimension that holds exact duplicates the smallest positive gap
+    between its distinct values (the grid step of rounded or discrete data), 0 for dimensions without
+    duplicates; and ``mixed (B,)``: problems with a dimension where over 10 % of the samples are tied but the
+    step is too fine for the values to lie on a grid (more than ``N`` steps across the range), i.e. atoms
+    mixed with continuous values, such as clipped data.
+    """
+    n = z.shape[1]
+    s = z.sort(dim=-2).values
+    gaps = s[:, 1:] - s[:, :-1]
+    equal = gaps == 0
+    positive = torch.where(gaps > 0, gaps, torch.full_like(gaps, math.inf)).amin(dim=-2, keepdim=True)
+    grid = equal.any(dim=-2, keepdim=True) & torch.isfinite(positive)
+    step = torch.where(grid, positive, torch.zeros_like(positive))
+    pad = torch.zeros_like(equal[:, :1])
+    tied = torch.cat([pad, equal], dim=1) | torch.cat([equal, pad], dim=1)
+    many = tied.to(z.dtype).mean(dim=-2, keepdim=True) > 0.1
+    fine = (s[:, -1:] - s[:, :1]) > n * step
+    mixed = (grid & many & fine).flatten(1).any(dim=-1)
+    return step, mixed
+
+
+def standardize(
+    z: Tensor, noise: float, generator: torch.Generator | None, role: str = "x", warn_as: str | None = None
+) -> Tensor:
+    """Centre every dimension of ``z (B, N, D)`` and scale it to unit standard deviation per problem, then
+    break ties between duplicate samples with jitter.
+
+    Constant dimensions are only centred (their standard deviation is replaced by 1). The jitter is
+    ``noise``-scaled standard normal noise plus, in every dimension that holds exact duplicates, uniform noise
+    one grid step wide (the smallest gap between its distinct values): rounded or discrete data is spread
+    over its own grid cells ("dequantised"), which leaves the MI of discrete variables unchanged, instead of
+    being piled into clusters far smaller than the gaps between values, which makes kNN estimates mix two
+    length scales (several nats of bias). It is drawn on the generator's device (so one seed gives the same
+    numbers on every device) or, without a generator, from a generator seeded with a fixed seed for ``role``
+    (``"x"``, ``"y"`` or ``"trajectories"``), so the result is deterministic and x and y get independent jitter.
+    With ``warn_as`` (an estimator's name) a ``UserWarning`` says when ties cannot be dequantised (atoms
+    mixed with continuous values), where that estimator is biased.
     """
     if z.numel() == 0:
         return z
@@ -139,10 +185,24 @@ def standardize(z: Tensor, noise: float, generator: torch.Generator | None) -> T
         generator = check_generator(generator)
         if generator is None:
             generator = torch.Generator(device=z.device)
-            generator.manual_seed(0)
+            generator.manual_seed(JITTER_SEEDS[role])
+        step, mixed = grid_step(z)
+        if warn_as is not None and bool(mixed.any()):
+            warnings.warn(
+                f"{role} has many tied samples (over 10 % share a value) mixed with continuous values, e.g. "
+                f"clipped data; {warn_as} is biased on such discrete-continuous mixtures (entropies of atoms "
+                "are not finite): use ksg_mi, or remove the atoms", UserWarning, stacklevel=4,
+            )
         jitter = torch.randn(z.shape, generator=generator, device=generator.device, dtype=z.dtype)
-        z = z + noise * jitter.to(z.device)
+        spread = torch.rand(z.shape, generator=generator, device=generator.device, dtype=z.dtype) - 0.5
+        z = z + noise * jitter.to(z.device) + step * spread.to(z.device)
     return z
+
+
+def radius_floor(dtype: torch.dtype) -> float:
+    """Smallest neighbour radius used in a logarithm: distances below the dtype's resolution near 1 (the
+    scale of standardised samples) are not resolved, and a zero radius would make the estimate -inf or NaN."""
+    return torch.finfo(dtype).eps
 
 
 def digamma(t: Tensor) -> Tensor:

@@ -14,7 +14,9 @@ from ._common import (
     as_float_tensor,
     check_chunk_size,
     check_k,
+    constant_problems,
     digamma,
+    radius_floor,
     resolve_noise,
     standardize,
 )
@@ -53,13 +55,16 @@ def _knn_pairwise(
     """All-pairs KSG / KL estimates from per-trajectory distance matrices (see :func:`pairwise_mi`).
     ``flat`` picks the block layout of :func:`_pair_blocks` (default: flat lists of pairs off the CPU)."""
     p, t, d = z.shape
-    z = standardize(z, resolve_noise(noise, z.dtype), generator)
+    z = z.detach()
+    constant = constant_problems(z)  # a constant trajectory shares no information: its row and column are 0
+    warn_as = "pairwise_mi(estimator='kl3')" if estimator == "kl3" else None
+    z = standardize(z, resolve_noise(noise, z.dtype), generator, role="trajectories", warn_as=warn_as)
     marg = maxnorm_distances(z, z)  # (P, T, T), the max-norm distances within every trajectory
     marg.diagonal(dim1=-2, dim2=-1).fill_(float("inf"))  # a sample is not its own neighbour
     psi_t, psi_k = digamma(z.new_tensor(float(t))), digamma(z.new_tensor(float(k)))
     psi = digamma(torch.arange(t + 2, dtype=z.dtype, device=z.device))  # psi of every possible count
     if estimator == "kl3":
-        log_r = smallest_k(marg, k)[-1].log().mean(-1)  # (P,): mean log k-th neighbour distance per trajectory
+        log_r = smallest_k(marg, k)[-1].clamp_min(radius_floor(z.dtype)).log().mean(-1)  # (P,): mean log k-th neighbour distance per trajectory
     else:
         sorted_marg = marg.sort(dim=-1).values  # neighbour counts by binary search in sorted rows
     out = z.new_empty(p, p)
@@ -68,7 +73,8 @@ def _knn_pairwise(
         joint = torch.maximum(marg[a], marg[b])  # (c, T, T): max-norm distances in the joint space
         eps = smallest_k(joint, k)[-1]  # (c, T): k-th neighbour distance in the joint space
         if estimator == "kl3":
-            value = psi_t - psi_k + d * (log_r[a] + log_r[b]) - 2 * d * eps.log().mean(-1)
+            log_eps = eps.clamp_min(radius_floor(z.dtype)).log()
+            value = psi_t - psi_k + d * (log_r[a] + log_r[b]) - 2 * d * log_eps.mean(-1)
         elif variant == 1:
             nx = _count_below(sorted_marg[a], eps, right=False)
             ny = _count_below(sorted_marg[b], eps, right=False)
@@ -83,7 +89,7 @@ def _knn_pairwise(
             value = psi_k - 1.0 / k + psi_t - (psi[nx] + psi[ny]).mean(-1)
         out[a, b] = value
         out[b, a] = value
-    return out
+    return out.masked_fill(constant[:, None] | constant[None, :], 0.0)
 
 
 def _generic_pairwise(trajectories: Tensor, fn: Callable[..., Tensor], chunk_size: int | None, **kwargs: Any) -> Tensor:
@@ -117,7 +123,8 @@ def pairwise_mi(
 
     Entry ``[a, b]`` estimates ``I(traj_a; traj_b)`` from the ``T`` paired samples (frames) of the two
     trajectories; the matrix is symmetric and its diagonal holds each estimator's value for a trajectory
-    with itself (for the kNN estimators the ceiling ``psi(T) - psi(k)``). Used by twin-patch mining.
+    with itself (for the kNN estimators the ceiling ``psi(T) - psi(k)``). For the kNN estimators a constant
+    trajectory (a grey patch) has a row and column of exact zeros. Used by twin-patch mining.
 
     Args:
         trajectories: ``(P, T, D)`` (or ``(P, T)`` for scalar samples).
