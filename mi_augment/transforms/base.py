@@ -15,14 +15,90 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils._pytree import tree_flatten, tree_unflatten  # the pytree utilities torchvision v2 uses
+from torchvision import tv_tensors as _tv
+from torchvision.transforms.v2 import functional as _tvf
 
 from .._chunks import chunk_rows
 from .._random import rand
 from .._validation import check_generator, check_probability, restore, to_float_batch
+from ..functional.geometry import warp_boxes, warp_masks, warp_points
 from ..params import GatedParams, Params
 from ..perturbations.base import PerturbationModel, check_strength
+
+try:
+    from PIL.Image import Image as _PIL
+except ImportError:  # pragma: no cover - PIL comes with torchvision
+    _PIL = None
+
+
+def _is_pure_tensor(x: Any) -> bool:
+    return isinstance(x, Tensor) and not isinstance(x, _tv.TVTensor)
+
+
+def _image_leaves(flat: list[Any]) -> list[int]:
+    """Indices of the images in a flattened pytree: ``tv_tensors.Image`` and PIL leaves, else the first plain
+    tensor (torchvision v2's rule), else the first numpy array."""
+    found = [i for i, v in enumerate(flat) if isinstance(v, _tv.Image) or (_PIL is not None and isinstance(v, _PIL))]
+    if found:
+        return found
+    for kind in (_is_pure_tensor, lambda v: isinstance(v, np.ndarray)):
+        first = next((i for i, v in enumerate(flat) if kind(v)), None)
+        if first is not None:
+            return [first]
+    return []
+
+
+def _restore_like(y: Tensor, spec: Any, original: Any) -> Any:
+    out = restore(y, spec)
+    if isinstance(original, _tv.Image) and not isinstance(out, _tv.Image):
+        out = _tv.wrap(out, like=original)
+    return out
+
+
+def _check_canvas(target: Any, size: tuple[int, int]) -> None:
+    canvas = tuple(target.canvas_size) if hasattr(target, "canvas_size") else tuple(target.shape[-2:])
+    if canvas != tuple(size):
+        raise ValueError(f"{type(target).__name__} canvas {canvas} (height, width) does not match the image's {size}")
+
+
+def _one_sample(target: Any, matrices: Tensor) -> Tensor:
+    if matrices.shape[0] != 1:
+        raise ValueError(f"{type(target).__name__} with a batch of {matrices.shape[0]} images is ambiguous (one "
+                         "set of boxes or points per call); transform one image at a time, or use "
+                         "mi_augment.adapters.kornia for batches with per-sample boxes")
+    return matrices
+
+
+def _move_target(target: Any, matrices: Tensor, size: tuple[int, int], padding_mode: str) -> Any:
+    """A ``BoundingBoxes`` / ``Mask`` / ``KeyPoints`` moved by the image's ``(B, 3, 3)`` warp."""
+    plain = target.as_subclass(Tensor)
+    if isinstance(target, _tv.Mask):
+        _check_canvas(target, size)
+        b, (h, w) = matrices.shape[0], size
+        if b > 1 and (plain.ndim < 3 or plain.shape[0] != b):
+            raise ValueError(f"Mask of shape {tuple(plain.shape)} with a batch of {b} images: expected "
+                             f"[{b}, ..., H, W], one mask per image")
+        moved = warp_masks(plain.reshape(b, -1, h, w), matrices, padding_mode=padding_mode)
+        return _tv.wrap(moved.reshape(plain.shape), like=target)
+    _check_canvas(target, size)
+    m = _one_sample(target, matrices)
+    if isinstance(target, _tv.KeyPoints):
+        return _tv.wrap(warp_points(plain.reshape(1, -1, 2), m).reshape(plain.shape), like=target)
+    fmt, clamp = target.format, target.clamping_mode is not None
+    if _tv.is_rotated_bounding_format(fmt):  # a similarity keeps rectangles: move the four corners exactly
+        corners = _tvf.convert_bounding_box_format(plain, old_format=fmt, new_format=_tv.BoundingBoxFormat.XYXYXYXY)
+        moved = warp_points(corners.reshape(1, -1, 2) - 0.5, m).reshape(corners.shape) + 0.5
+        out = _tv.wrap(_tvf.convert_bounding_box_format(moved, old_format=_tv.BoundingBoxFormat.XYXYXYXY,
+                                                        new_format=fmt), like=target)
+        return _tvf.clamp_bounding_boxes(out) if clamp else out
+    xyxy = _tvf.convert_bounding_box_format(plain, old_format=fmt, new_format=_tv.BoundingBoxFormat.XYXY)
+    moved = warp_boxes(xyxy.reshape(1, -1, 4), m, canvas_size=size if clamp else None).reshape(xyxy.shape)
+    return _tv.wrap(_tvf.convert_bounding_box_format(moved, old_format=_tv.BoundingBoxFormat.XYXY, new_format=fmt),
+                    like=target)
 
 
 class RandomTransform(nn.Module):
@@ -42,25 +118,91 @@ class RandomTransform(nn.Module):
     def transform(self, images: Tensor, params: Params) -> Tensor:
         raise NotImplementedError
 
+    def warp_matrices(self, params: Params, height: int, width: int) -> Tensor | None:
+        """The ``(B, 3, 3)`` input-to-output pixel matrices by which ``transform`` moves image content
+        (:mod:`mi_augment.functional.geometry`'s convention), used to move boxes, masks and keypoints with the
+        image; None for a transform that moves no pixel (targets then pass through unchanged)."""
+        return None
+
+    #: border handling when masks are warped by :meth:`warp_matrices` (match the image's, so they stay aligned)
+    mask_padding_mode: str = "zeros"
+
     # -- shared --
-    def forward(self, images: Any, params: GatedParams | None = None, generator: torch.Generator | None = None,
+    def forward(self, *inputs: Any, params: GatedParams | None = None, generator: torch.Generator | None = None,
                 return_params: bool = False) -> Any:
-        x, spec = to_float_batch(images, "images", self.channels)
+        """Transform ``inputs``: one image (tensor ``[C, H, W]`` / ``[B, C, H, W]``, PIL, numpy, or
+        ``tv_tensors.Image``), or any pytree of them with targets, as ``torchvision.transforms.v2`` passes them
+        (``t(image, target)``, ``t({"image": ..., "boxes": ...})``).
+
+        In a pytree the images are the ``tv_tensors.Image`` / PIL leaves, or else the first plain tensor (the
+        torchvision rule); all get the same draw. ``BoundingBoxes``, ``Mask`` and ``KeyPoints`` move with a
+        geometric transform (:meth:`warp_matrices`) and pass unchanged through a photometric one; every other
+        leaf (labels, strings, numbers) passes through. Targets need one image per call (or a batch of one),
+        except masks ``[B, ..., H, W]`` that match a batch of ``B`` images.
+
+        Returns the same structure and types, and also the :class:`GatedParams` if ``return_params``.
+        """
+        if not inputs:
+            raise TypeError("forward() needs an image or a pytree holding one, got no input")
         check_generator(generator)
+        if params is not None and not isinstance(params, GatedParams):
+            raise TypeError("params must be the GatedParams returned by an earlier call with return_params=True, "
+                            f"got {type(params).__name__}")
+        single = inputs[0] if len(inputs) == 1 else None
+        if single is not None and not isinstance(single, (tuple, list, dict)) and (
+                not isinstance(single, _tv.TVTensor) or isinstance(single, _tv.Image)):
+            x, spec = to_float_batch(single, "images", self.channels)
+            y, params = self._gated(x, params, generator)
+            out = _restore_like(y, spec, single)
+            return (out, params) if return_params else out
+        out, params = self._forward_pytree(single if single is not None else inputs, params, generator)
+        return (out, params) if return_params else out
+
+    def _gated(self, x: Tensor, params: GatedParams | None, generator: torch.Generator | None
+               ) -> tuple[Tensor, GatedParams]:
+        """Draw (or check) the gated params for the float batch ``x`` and apply them."""
         b = x.shape[0]
         if params is None:
             inner = self.make_params(x, generator=generator)
             applied = rand((b,), generator, x.device) < self.p
             params = GatedParams(inner, applied)
         else:
-            if not isinstance(params, GatedParams):
-                raise TypeError("params must be the GatedParams returned by an earlier call with return_params=True")
             params.check_batch(b)
             params = params.to(x.device)
         y = self.transform(x, params.params)
-        y = torch.where(params.applied.view(-1, 1, 1, 1), y, x)
-        out = restore(y, spec)
-        return (out, params) if return_params else out
+        return torch.where(params.applied.view(-1, 1, 1, 1), y, x), params
+
+    def _forward_pytree(self, tree: Any, params: GatedParams | None, generator: torch.Generator | None
+                        ) -> tuple[Any, GatedParams]:
+        flat, structure = tree_flatten(tree)
+        for leaf in flat:
+            if isinstance(leaf, _tv.Video):
+                raise TypeError(f"{type(self).__name__} does not take tv_tensors.Video; pass its frames "
+                                "[T, C, H, W] as a plain tensor batch (one draw per frame)")
+        images = _image_leaves(flat)
+        if not images:
+            raise TypeError(f"{type(self).__name__} found no image among its inputs ({', '.join(sorted({type(v).__name__ for v in flat}))}); "
+                            "expected a tv_tensors.Image, a PIL image or a plain tensor [C, H, W] / [B, C, H, W]")
+        out = list(flat)
+        x, spec = to_float_batch(flat[images[0]], "images", self.channels)
+        y, params = self._gated(x, params, generator)
+        out[images[0]] = _restore_like(y, spec, flat[images[0]])
+        for i in images[1:]:
+            xi, spec_i = to_float_batch(flat[i], "images", self.channels)
+            if xi.shape[0] != x.shape[0] or xi.shape[-2:] != x.shape[-2:]:
+                raise ValueError(f"all images in one call must share batch size and height x width; got "
+                                 f"{tuple(xi.shape)} after {tuple(x.shape)}")
+            out[i] = _restore_like(self._gated(xi, params, None)[0], spec_i, flat[i])
+        targets = [i for i, leaf in enumerate(flat) if isinstance(leaf, (_tv.BoundingBoxes, _tv.Mask, _tv.KeyPoints))]
+        if targets:
+            h, w = x.shape[-2:]
+            matrices = self.warp_matrices(params.params, h, w)
+            if matrices is not None:
+                eye = torch.eye(3, dtype=matrices.dtype, device=matrices.device).expand_as(matrices)
+                matrices = torch.where(params.applied.to(matrices.device).view(-1, 1, 1), matrices, eye)
+                for i in targets:
+                    out[i] = _move_target(flat[i], matrices, (h, w), self.mask_padding_mode)
+        return tree_unflatten(out, structure), params
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

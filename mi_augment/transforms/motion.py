@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from ..perturbations.motion import MotionModel
+import torch
+from torch import Tensor
+
+from ..functional.geometry import similarity_matrices
+from ..perturbations.motion import MotionModel, MotionParams
 from .base import ModelTransform
 
 __all__ = ["NaturalMotion"]
@@ -28,6 +32,21 @@ class NaturalMotion(ModelTransform):
             log-zoom and blur (see :meth:`PerturbationModel.sample`).
 
     Borders are reflected (no black corners), per the model's ``padding_mode``.
+
+    Targets in a ``torchvision.transforms.v2`` pytree move with the image: ``BoundingBoxes`` become the box
+    of their warped corners (clamped to the canvas unless their ``clamping_mode`` is None; rotated formats are
+    moved exactly), ``KeyPoints`` are moved (not clamped), and a ``Mask`` is warped by nearest neighbour with
+    the image's border mode, so it stays aligned with reflected content too. The blur does not touch them.
     """
 
     model_class = MotionModel
+
+    def warp_matrices(self, params: MotionParams, height: int, width: int) -> Tensor:
+        """The similarity of each draw as ``(B, 3, 3)`` float64 pixel matrices, input to output (the warp
+        :meth:`MotionModel.apply` renders before its blur)."""
+        return similarity_matrices(params.log_scale.to(torch.float64), params.rotation.to(torch.float64),
+                                   params.translation.to(torch.float64), height, width)
+
+    @property
+    def mask_padding_mode(self) -> str:
+        return self.model.config["padding_mode"]
