@@ -259,15 +259,18 @@ def test_render_proxies_shapes_are_aligned_grids():
     assert torch.allclose(lum.view(2, 4, 16, 16), luma(img.flatten(0, 1)).view(2, 4, 16, 16), atol=1e-5)
 
 
-def test_feature_scorer_is_cosine_similarity_of_encoder_features():
+def test_feature_scorer_is_pointwise_mi_of_the_cosine_critic():
     torch.manual_seed(0)
     encoder = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(2)).eval()
-    scorer = FeatureScorer(encoder, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    scorer = FeatureScorer(encoder, temperature=0.5, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     a = torch.rand(2, 3, 3, 8, 8)
     b = torch.rand(2, 3, 3, 8, 8)
     s = scorer(a, b)
-    assert s.shape == (2, 3)
-    assert torch.allclose(scorer(a, a), torch.ones(2, 3), atol=1e-5)
-    assert bool((s <= 1 + 1e-6).all() and (s >= -1 - 1e-6).all())
-    assert math.isclose(float(FeatureScorer(encoder, channels=3)(a[:, :, :1], a[:, :, :1]).mean()), 1.0,
-                        rel_tol=1e-5)
+    feats = encoder((torch.cat([a.flatten(0, 1), b.flatten(0, 1)]) - 0.5) / 0.25).mean((2, 3))
+    fa, fb = torch.nn.functional.normalize(feats, dim=1).split(6)
+    critic = fa @ fb.T / 0.5
+    expected = critic.diagonal() - (critic.logsumexp(1) - math.log(6))
+    assert torch.allclose(s, expected.view(2, 3), atol=1e-5)
+    assert bool((s <= math.log(6) + 1e-5).all())
+    grey = FeatureScorer(encoder, channels=3)(a[:, :, :1], b[:, :, :1])
+    assert torch.allclose(grey, FeatureScorer(encoder)(a[:, :, :1].expand_as(a), b[:, :, :1].expand_as(b)))

@@ -9,9 +9,14 @@ preview``).
 * ``"max"``: the highest-scoring candidate (ties: the first).
 * ``"min"``: the lowest-scoring candidate.
 * ``"band"``: uniform among candidates whose score lies in ``band=(lo, hi)`` nats, or between the per-image
-  ``quantiles=(qlo, qhi)`` of the K scores; if none does, the candidate closest to the band.
-* ``"threshold"``: drop the lowest-scoring fraction ``drop`` (``floor(drop * K)`` candidates and any tied with
-  them, never all), uniform among the rest.
+  ``quantiles=(qlo, qhi)`` of the K scores (InfoMin's quantile band); if none does, the candidate closest to
+  the band.
+
+Policies that rank the candidates (all but ``random``, ``softmax`` and an absolute ``band``) raise a
+``ValueError`` for K = 1: there is nothing to rank.
+* ``"threshold"``: reject the lowest: drop the lowest-scoring fraction ``drop`` (``floor(drop * K)`` candidates
+  and any tied with them, never all), uniform among the rest.
+* ``"topk"``: uniform among the ``k`` highest-scoring candidates (a count: for large sets such as a queue).
 * ``"softmax"``: probability proportional to ``exp(score / temperature)``.
 * ``"random"``: uniform; needs no scores, so :class:`~mi_augment.transforms.pair.MIPairTransform` skips
   scoring altogether (plain RandomResizedCrop pairs).
@@ -32,32 +37,64 @@ from .._validation import check_range
 
 __all__ = [
     "BandPolicy", "MaxPolicy", "MinPolicy", "POLICIES", "Policy", "RandomPolicy", "SoftmaxPolicy",
-    "ThresholdPolicy", "make_policy",
+    "ThresholdPolicy", "TopKPolicy", "make_policy",
 ]
 
 
 @dataclass(frozen=True)
 class Policy:
-    """Base class: subclasses implement :meth:`probabilities`."""
+    """Base class: subclasses implement :meth:`_probabilities`.
+
+    Every method takes an optional ``mask (B, K)`` bool: the candidates that may be chosen (default all). A
+    masked-out candidate gets probability 0 and does not count in ranks, quantiles or fractions (used by
+    :func:`mi_augment.positives.choose_partners` to exclude a sample's own queue entry).
+    """
 
     #: registry name
     name = "policy"
     #: False only for policies that ignore the scores (then scoring is skipped)
     needs_scores = True
 
-    def probabilities(self, scores: Tensor) -> Tensor:
-        """Selection probabilities ``(B, K)`` (rows sum to 1) for candidate scores ``(B, K)``."""
-        raise NotImplementedError
+    @property
+    def rank_based(self) -> bool:
+        """True when the choice depends on the candidates' ranks: such a policy needs K >= 2 candidates."""
+        return True
 
-    def keep_mask(self, scores: Tensor) -> Tensor:
-        """Candidates the policy may choose: bool ``(B, K)``."""
-        return self.probabilities(scores) > 0
+    def probabilities(self, scores: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Selection probabilities ``(B, K)`` (rows sum to 1) for candidate scores ``(B, K)``.
 
-    def select(self, scores: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """One candidate index per image, ``(B,)`` long, drawn from :meth:`probabilities`."""
+        Raises ``ValueError`` for scores that are not ``(B, K)``, NaN / inf among the allowed candidates,
+        K = 1 with a rank-based policy, or a row whose mask allows no candidate.
+        """
+        if not isinstance(scores, Tensor):
+            raise TypeError(f"scores must be a Tensor (B, K), got {type(scores).__name__}")
         if scores.ndim != 2 or scores.shape[1] < 1:
             raise ValueError(f"scores must have shape (B, K) with K >= 1, got {tuple(scores.shape)}")
-        probs = self.probabilities(scores)
+        if self.rank_based and scores.shape[1] < 2:
+            raise ValueError(f"policy {self.name!r} ranks the candidates and needs K >= 2 candidates per image, "
+                             f"got K={scores.shape[1]}; use more candidates or policy='random'")
+        if mask is None:
+            mask = torch.ones(scores.shape, dtype=torch.bool, device=scores.device)
+        else:
+            if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != scores.shape:
+                raise ValueError(f"mask must be a bool Tensor of the scores' shape {tuple(scores.shape)}, got "
+                                 f"{getattr(mask, 'dtype', type(mask).__name__)} {tuple(getattr(mask, 'shape', ()))}")
+            if not bool(mask.any(1).all()):
+                raise ValueError("mask allows no candidate in some row: every row needs at least one")
+        if self.needs_scores and not bool(torch.isfinite(scores).logical_or(~mask).all()):
+            raise ValueError("scores contain NaN or inf: the scorer must return finite values")
+        return self._probabilities(scores.float(), mask)
+
+    def _probabilities(self, scores: Tensor, mask: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def keep_mask(self, scores: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Candidates the policy may choose: bool ``(B, K)``."""
+        return self.probabilities(scores, mask) > 0
+
+    def select(self, scores: Tensor, generator: torch.Generator | None = None, mask: Tensor | None = None) -> Tensor:
+        """One candidate index per image, ``(B,)`` long, drawn from :meth:`probabilities`."""
+        probs = self.probabilities(scores, mask)
         u = rand((scores.shape[0], 1), generator, scores.device).to(probs.dtype)
         cdf = probs.cumsum(1)
         cdf = cdf / cdf[:, -1:]
@@ -73,14 +110,20 @@ def _one_hot(index: Tensor, k: int) -> Tensor:
     return torch.nn.functional.one_hot(index, k).to(torch.float32)
 
 
+def _ascending(scores: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Allowed scores sorted ascending per row (masked ones pushed to the end as +inf), and their count (B, 1)."""
+    return scores.masked_fill(~mask, math.inf).sort(1).values, mask.sum(1, keepdim=True)
+
+
 @dataclass(frozen=True)
 class MaxPolicy(Policy):
-    """The highest-scoring candidate: the 'easiest' positive. InfoMin predicts too-easy pairs hurt."""
+    """The highest-scoring candidate: the 'easiest' positive (NNCLR's nearest neighbour). InfoMin predicts
+    too-easy pairs hurt."""
 
     name = "max"
 
-    def probabilities(self, scores: Tensor) -> Tensor:
-        return _one_hot(scores.argmax(1), scores.shape[1])
+    def _probabilities(self, scores: Tensor, mask: Tensor) -> Tensor:
+        return _one_hot(scores.masked_fill(~mask, -math.inf).argmax(1), scores.shape[1])
 
 
 @dataclass(frozen=True)
@@ -89,8 +132,8 @@ class MinPolicy(Policy):
 
     name = "min"
 
-    def probabilities(self, scores: Tensor) -> Tensor:
-        return _one_hot(scores.argmin(1), scores.shape[1])
+    def _probabilities(self, scores: Tensor, mask: Tensor) -> Tensor:
+        return _one_hot(scores.masked_fill(~mask, math.inf).argmin(1), scores.shape[1])
 
 
 @dataclass(frozen=True)
@@ -100,13 +143,18 @@ class RandomPolicy(Policy):
     name = "random"
     needs_scores = False
 
-    def probabilities(self, scores: Tensor) -> Tensor:
-        return torch.full(scores.shape, 1.0 / scores.shape[1], device=scores.device)
+    @property
+    def rank_based(self) -> bool:
+        return False
+
+    def _probabilities(self, scores: Tensor, mask: Tensor) -> Tensor:
+        return _uniform_over(mask)
 
 
 @dataclass(frozen=True)
 class ThresholdPolicy(Policy):
-    """Drop the lowest-scoring ``drop`` fraction of the candidates, then choose uniformly among the rest.
+    """Reject the lowest: drop the lowest-scoring ``drop`` fraction of the candidates, then choose uniformly
+    among the rest (drops the likely false positives, e.g. a crop that misses the object).
 
     ``floor(drop * K)`` candidates are dropped (at most ``K - 1``). Candidates tied with the highest dropped
     score are dropped too (no tie is broken by candidate order), unless that would drop them all, in which
@@ -121,15 +169,32 @@ class ThresholdPolicy(Policy):
             raise ValueError(f"drop must be a fraction in [0, 1), got {self.drop!r}")
         object.__setattr__(self, "drop", float(self.drop))
 
-    def probabilities(self, scores: Tensor) -> Tensor:
-        k = scores.shape[1]
-        n_drop = min(int(math.floor(self.drop * k + 1e-9)), k - 1)
-        if n_drop == 0:
-            return _uniform_over(torch.ones_like(scores, dtype=torch.bool))
-        cut = scores.sort(dim=1).values[:, n_drop - 1 : n_drop]  # the highest dropped score
-        keep = scores > cut
-        keep = torch.where(keep.any(1, keepdim=True), keep, scores >= scores.amax(1, keepdim=True))
-        return _uniform_over(keep)
+    def _probabilities(self, scores: Tensor, mask: Tensor) -> Tensor:
+        ordered, count = _ascending(scores, mask)
+        n_drop = torch.minimum((self.drop * count.double() + 1e-9).floor().long(), count - 1)  # (B, 1)
+        cut = ordered.gather(1, (n_drop - 1).clamp_min(0))  # the highest dropped score
+        keep = mask & ((scores > cut) | (n_drop == 0))
+        best = mask & (scores >= scores.masked_fill(~mask, -math.inf).amax(1, keepdim=True))
+        return _uniform_over(torch.where(keep.any(1, keepdim=True), keep, best))
+
+
+@dataclass(frozen=True)
+class TopKPolicy(Policy):
+    """Uniform among the ``k`` highest-scoring candidates (and any tied with the k-th); all when there are
+    fewer. A count, not a fraction: for large candidate sets such as a support queue of positives."""
+
+    k: int = 5
+    name = "topk"
+
+    def __post_init__(self):
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {self.k!r}")
+
+    def _probabilities(self, scores: Tensor, mask: Tensor) -> Tensor:
+        descending = scores.masked_fill(~mask, -math.inf).sort(1, descending=True).values
+        count = mask.sum(1, keepdim=True)
+        cut = descending.gather(1, torch.clamp(count, max=self.k) - 1)
+        return _uniform_over(mask & (scores >= cut))
 
 
 @dataclass(frozen=True)
@@ -137,8 +202,9 @@ class BandPolicy(Policy):
     """Uniform among candidates scoring inside a band; the closest candidate when none does.
 
     Give exactly one of ``band=(lo, hi)`` (absolute, in the scorer's units: nats for MI) or
-    ``quantiles=(qlo, qhi)`` (per image, over its K candidate scores, ``0 <= qlo <= qhi <= 1``).
-    With neither, ``quantiles=(0.25, 0.75)``: the middle half.
+    ``quantiles=(qlo, qhi)`` (per image, over its K candidate scores, ``0 <= qlo <= qhi <= 1``, linear
+    interpolation as ``torch.quantile``): InfoMin's sweet spot, a rank range that does not depend on the
+    scale of the scores. With neither, ``quantiles=(0.25, 0.75)``: the middle half.
     """
 
     band: tuple[float, float] | None = None
@@ -154,15 +220,24 @@ class BandPolicy(Policy):
             q = (0.25, 0.75) if self.quantiles is None else self.quantiles
             object.__setattr__(self, "quantiles", check_range(q, "quantiles", 0.0, 1.0))
 
-    def probabilities(self, scores: Tensor) -> Tensor:
+    @property
+    def rank_based(self) -> bool:
+        return self.band is None
+
+    def _probabilities(self, scores: Tensor, mask: Tensor) -> Tensor:
         if self.band is not None:
             lo = torch.full_like(scores[:, :1], self.band[0])
             hi = torch.full_like(scores[:, :1], self.band[1])
         else:
-            q = torch.tensor(self.quantiles, dtype=scores.dtype, device=scores.device)
-            lo, hi = torch.quantile(scores, q, dim=1, keepdim=True)  # each (B, 1)
-        inside = (scores >= lo) & (scores <= hi)
-        distance = torch.maximum(lo - scores, scores - hi).clamp_min(0)
+            ordered, count = _ascending(scores, mask)
+            position = torch.tensor(self.quantiles, dtype=torch.float64, device=scores.device) * (count - 1)
+            below = position.floor().long()
+            above = position.ceil().long()
+            low_value, high_value = ordered.gather(1, below), ordered.gather(1, above)
+            bounds = low_value + (position - below).to(scores.dtype) * (high_value - low_value)
+            lo, hi = bounds[:, :1], bounds[:, 1:]
+        inside = mask & (scores >= lo) & (scores <= hi)
+        distance = torch.maximum(lo - scores, scores - hi).clamp_min(0).masked_fill(~mask, math.inf)
         nearest = _one_hot(distance.argmin(1), scores.shape[1]).bool()
         keep = torch.where(inside.any(1, keepdim=True), inside, nearest)
         return _uniform_over(keep)
@@ -182,12 +257,17 @@ class SoftmaxPolicy(Policy):
             raise ValueError(f"temperature must be a finite number > 0, got {t!r}")
         object.__setattr__(self, "temperature", float(t))
 
-    def probabilities(self, scores: Tensor) -> Tensor:
-        return torch.softmax(scores.float() / self.temperature, dim=1)
+    @property
+    def rank_based(self) -> bool:
+        return False
+
+    def _probabilities(self, scores: Tensor, mask: Tensor) -> Tensor:
+        return torch.softmax(scores.masked_fill(~mask, -math.inf) / self.temperature, dim=1)
 
 
 POLICIES: dict[str, type[Policy]] = {
-    cls.name: cls for cls in (MaxPolicy, MinPolicy, BandPolicy, ThresholdPolicy, SoftmaxPolicy, RandomPolicy)
+    cls.name: cls
+    for cls in (MaxPolicy, MinPolicy, BandPolicy, ThresholdPolicy, TopKPolicy, SoftmaxPolicy, RandomPolicy)
 }
 
 
