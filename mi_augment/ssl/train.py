@@ -10,7 +10,11 @@ optimizer. :func:`run` does the rest:
 * atomic checkpoints (``checkpoint.pt``: written to a temporary file, then renamed) every
   ``--checkpoint-every`` steps and every epoch; ``--resume`` continues from it, ends after the same number of
   steps as an uninterrupted run and, since data order and augmentation depend only on (seed, rank, step),
-  sees the same batches; checkpoints load with ``torch.load(weights_only=True)``;
+  sees the same batches; checkpoints load with ``torch.load(weights_only=True)`` and are validated (an unreadable
+  or malformed file raises :class:`CheckpointError` naming it); a resume whose settings differ from the
+  checkpoint's (method, augment options, batch, lr, epochs, seed, data, model, ...) raises
+  :class:`ResumeConfigError` listing them, unless ``--allow-config-change FIELD...`` accepts them (results.json
+  then holds ``initial_config`` and ``config_changes`` too);
 * DDP under ``torchrun --nproc_per_node N`` (NCCL on GPUs, gloo on CPUs); ``--batch-size`` is global;
 * ``--augment twin``: a second, weighted loss on (patch, twin) pairs mined from video through a projection
   head of its own (:class:`TwinBranch`);
@@ -95,7 +99,13 @@ def make_parser(method: str, *, lr: float, weight_decay: float, batch_size: int 
                    help="linear warmup length (capped at a tenth of the run)")
     p.add_argument("--out", default=f"runs/{method.lower()}", help="folder for checkpoint, results.json, curves.png")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoint.pt if it exists; refused when a setting that changes the run "
+                        "differs from the checkpoint's (see --allow-config-change)")
+    p.add_argument("--allow-config-change", nargs="+", default=[], metavar="FIELD",
+                   help="with --resume: continue although these config fields (e.g. lr batch_size, or 'all') differ "
+                        "from the checkpoint's; results.json then records both configs under 'config' and "
+                        "'config_changes'")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no-amp", action="store_true", help="train in float32 on CUDA too")
     p.add_argument("--checkpoint-every", type=int, default=500, help="also checkpoint every this many steps")
@@ -164,8 +174,108 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be resumed from: unreadable, truncated, or missing / mistyped fields.
+    The message names the file and what is wrong."""
+
+
+class ResumeConfigError(ValueError):
+    """``--resume`` with settings that change the run (``fields``: ``{name: (saved, now)}``)."""
+
+    def __init__(self, message: str, fields: dict[str, tuple[Any, Any]]):
+        super().__init__(message)
+        self.fields = fields
+
+
+#: config fields that do not change what is trained (where results go, progress, checkpoint cadence, ...)
+RESUME_IGNORED_FIELDS = frozenset({"out", "resume", "allow_config_change", "quiet", "device", "workers",
+                                   "checkpoint_every", "stop_after", "download", "knn_every"})
+
+
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
-    return torch.load(path, map_location=device, weights_only=True)
+    """``torch.load(path, weights_only=True)``; any failure (empty, truncated, random bytes, pickled code)
+    raises :class:`CheckpointError` naming the file."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # EOFError, UnpicklingError, RuntimeError (zip), ...: one error type for all
+        size = Path(path).stat().st_size if Path(path).is_file() else 0
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or ["the file ends early (empty or truncated)"]
+        detail = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+        raise CheckpointError(f"{path} is not a readable checkpoint ({size} bytes; torch.load with weights_only=True): "
+                              f"{type(exc).__name__}: {detail}") from exc
+
+
+def _expect(ok: bool, path: Path, what: str) -> None:
+    if not ok:
+        raise CheckpointError(f"{path} is not a valid training checkpoint: {what}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validate_checkpoint(ckpt: Any, path: Path) -> dict[str, Any]:
+    """Check a loaded training checkpoint's schema before anything is restored from it: the keys
+    :func:`run` writes, their types, ``1 <= total_steps``, ``0 <= state.step <= total_steps``. Raises
+    :class:`CheckpointError` naming the file and the field."""
+    _expect(isinstance(ckpt, dict), path, f"expected a dict, got {type(ckpt).__name__}")
+    for key in ("model", "optimizer", "scaler", "state", "config"):
+        _expect(key in ckpt, path, f"missing key {key!r}")
+        _expect(isinstance(ckpt[key], dict), path, f"{key!r} must be a dict, got {type(ckpt[key]).__name__}")
+    _expect(all(isinstance(k, str) and isinstance(v, Tensor) for k, v in ckpt["model"].items()), path,
+            "'model' must map parameter names to tensors")
+    for key in ("total_steps", "world_size"):
+        _expect(key in ckpt, path, f"missing key {key!r}")
+        _expect(_is_int(ckpt[key]) and ckpt[key] >= 1, path, f"{key!r} must be an int >= 1, got {ckpt[key]!r}")
+    state = ckpt["state"]
+    for key in ("step", "epoch_losses", "loss_sum", "knn", "train_seconds"):
+        _expect(key in state, path, f"missing key 'state.{key}'")
+    step, total = state["step"], ckpt["total_steps"]
+    _expect(_is_int(step) and 0 <= step <= total, path,
+            f"'state.step' must be an int in [0, total_steps={total}], got {step!r}")
+    _expect(isinstance(state["epoch_losses"], list) and all(_is_number(v) for v in state["epoch_losses"]), path,
+            "'state.epoch_losses' must be a list of finite numbers")
+    _expect(isinstance(state["knn"], list), path, f"'state.knn' must be a list, got {type(state['knn']).__name__}")
+    for key in ("loss_sum", "train_seconds"):
+        _expect(_is_number(state[key]), path, f"'state.{key}' must be a finite number, got {state[key]!r}")
+    _expect(isinstance(ckpt.get("initial_config", {}), dict), path, "'initial_config' must be a dict")
+    changes = ckpt.get("config_changes", [])
+    _expect(isinstance(changes, list) and all(isinstance(c, dict) for c in changes), path,
+            "'config_changes' must be a list of dicts")
+    return ckpt
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{field: (saved, current)}`` for every config field that changes the run and differs (fields in
+    :data:`RESUME_IGNORED_FIELDS` are skipped; a field only one side has counts as a difference)."""
+    missing = object()
+    diffs = {}
+    for key in sorted(set(saved) | set(current)):
+        if key in RESUME_IGNORED_FIELDS:
+            continue
+        old, new = saved.get(key, missing), current.get(key, missing)
+        if old != new:
+            diffs[key] = (None if old is missing else old, None if new is missing else new)
+    return diffs
+
+
+def check_resume_config(saved: dict[str, Any], current: dict[str, Any], allowed: list[str], path: Path
+                        ) -> dict[str, tuple[Any, Any]]:
+    """The differences between a checkpoint's config and this run's; :class:`ResumeConfigError` listing them
+    (saved -> now) unless each is named in ``allowed`` (``--allow-config-change``; ``"all"`` allows any)."""
+    diffs = config_differences(saved, current)
+    refused = {k: v for k, v in diffs.items() if "all" not in allowed and k not in allowed}
+    if refused:
+        listing = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
+        raise ResumeConfigError(
+            f"{path} was written by a different run; these settings differ (saved -> now): {listing}. Resume with "
+            f"the same settings, or pass --allow-config-change {' '.join(refused)} to continue with the new ones",
+            refused)
+    return diffs
 
 
 def _step_generator(generator: torch.Generator, seed: int, rank: int, step: int) -> torch.Generator:
@@ -265,15 +375,37 @@ def run(args: argparse.Namespace, *, method_name: str,
 
     state: dict[str, Any] = {"step": 0, "epoch_losses": [], "loss_sum": 0.0, "knn": [], "train_seconds": 0.0}
     ckpt_path = out / CHECKPOINT
+    config_changes: list[dict[str, Any]] = []
+    initial_config = config
     if args.resume and ckpt_path.is_file():
-        ckpt = load_checkpoint(ckpt_path, device)
-        if ckpt["total_steps"] != total_steps or ckpt["world_size"] != world:
-            raise ValueError(f"{ckpt_path} belongs to a run of {ckpt['total_steps']} steps on {ckpt['world_size']} "
-                             f"process(es); this one has {total_steps} on {world}: use the same settings")
-        unwrap(train_model).load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
+        ckpt = validate_checkpoint(load_checkpoint(ckpt_path, device), ckpt_path)
+        allowed = list(getattr(args, "allow_config_change", None) or [])
+        diffs = check_resume_config(ckpt["config"], config, allowed, ckpt_path)
+        if ckpt["world_size"] != world:
+            raise ValueError(f"{ckpt_path} belongs to a run on {ckpt['world_size']} process(es); this one has "
+                             f"{world}: use the same settings")
+        if ckpt["total_steps"] != total_steps and not diffs:
+            raise ValueError(f"{ckpt_path} belongs to a run of {ckpt['total_steps']} steps; this one has "
+                             f"{total_steps}: use the same settings")
+        if ckpt["state"]["step"] > total_steps:
+            raise CheckpointError(f"{ckpt_path} is at step {ckpt['state']['step']}, past this run's {total_steps} "
+                                  f"steps")
+        try:
+            unwrap(train_model).load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scaler.load_state_dict(ckpt["scaler"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{ckpt_path} does not fit this run's model / optimizer: "
+                                  f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
         state = ckpt["state"]
+        config_changes = list(ckpt.get("config_changes", []))
+        initial_config = ckpt.get("initial_config", ckpt["config"])
+        if diffs:
+            config_changes.append({"at_step": state["step"], "previous": ckpt["config"],
+                                   "changed": {k: [old, new] for k, (old, new) in diffs.items()}})
+            if main_process:
+                print(f"[{method_name}] resuming with changed settings (--allow-config-change): "
+                      + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in diffs.items()), flush=True)
         if main_process:
             print(f"[{method_name}] resumed from {ckpt_path} at step {state['step']}/{total_steps}", flush=True)
 
@@ -281,7 +413,8 @@ def run(args: argparse.Namespace, *, method_name: str,
         if main_process:
             save_checkpoint(ckpt_path, {"model": unwrap(train_model).state_dict(), "optimizer": optimizer.state_dict(),
                                         "scaler": scaler.state_dict(), "state": state, "total_steps": total_steps,
-                                        "world_size": world, "config": config})
+                                        "world_size": world, "config": config, "initial_config": initial_config,
+                                        "config_changes": config_changes})
         if world > 1:
             dist.barrier()
 
@@ -353,6 +486,7 @@ def run(args: argparse.Namespace, *, method_name: str,
         images_seen = total_steps * args.batch_size
         results = {
             "method": method_name, "config": config, **run_info,
+            **({"initial_config": initial_config, "config_changes": config_changes} if config_changes else {}),
             "dataset": {"name": data.name, "train": len(data.train), "memory": len(data.memory),
                         "test": len(data.test), "image_size": data.image_size, "channels": data.channels},
             "steps": total_steps, "steps_per_epoch": steps_per_epoch, "epochs": args.epochs,
