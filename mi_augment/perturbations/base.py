@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from .._artifact import load_artifact, save_artifact
+from .._artifact import ArtifactError, expect_dict, expect_list, load_artifact, save_artifact
 from ..params import Params
 from .densities import Density, GaussianMixtureDensity
 
@@ -38,6 +38,9 @@ class PerturbationModel:
     kind: ClassVar[str] = "perturbation"
     params_cls: ClassVar[type[Params]] = Params
     format_version: ClassVar[int] = 1
+    # Inclusive (low, high) bounds that loading enforces on integer config values before building the model,
+    # for settings whose size drives allocation (e.g. a polynomial degree that sets the parameter count).
+    config_limits: ClassVar[dict[str, tuple[int, int]]] = {}
 
     def __init__(self, density: Density | None = None, **config: Any):
         self.density = density if density is not None else GaussianMixtureDensity()
@@ -119,16 +122,76 @@ class PerturbationModel:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PerturbationModel:
-        meta, tensors, _ = load_artifact(path, cls.kind, cls.format_version)
-        dens = Density.from_state(meta.get("density", {}),
-                                  {k[len("density."):]: v for k, v in tensors.items() if k.startswith("density.")})
-        model = cls(density=dens, **meta.get("config", {}))
-        model.fit_info = meta.get("fit_info", {})
+        """Read a model written by :meth:`save`. The file is validated before anything is built: its size
+        and nesting, the config (known keys, JSON scalars or short lists, ``config_limits``), the density
+        (see :meth:`Density.from_state`) and that the density's dimension matches the model's parameter
+        vector; any problem raises :class:`~mi_augment._artifact.ArtifactError` naming the file and field."""
+        meta, tensors, _ = load_artifact(path, cls.kind, cls.format_version, max_bytes=MAX_MODEL_BYTES,
+                                         max_elements=MAX_MODEL_ELEMENTS)
+        meta = expect_dict(meta, path, "meta", keys=("config", "density", "fit_info"), required=("density",))
+        config = _check_config(expect_dict(meta.get("config", {}), path, "meta.config"), cls.config_limits, path)
+        unknown = sorted(k for k in tensors if not k.startswith("density."))
+        if unknown:
+            raise ArtifactError(f"{path}: unknown tensor(s) {unknown}; a model file holds only density.* tensors")
+        dens = Density.from_state(meta["density"], {k[len("density."):]: v for k, v in tensors.items()}, path=path)
+        try:
+            model = cls(density=dens, **config)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ArtifactError(f"{path}: meta.config is not valid for {cls.__name__}: {exc}") from None
+        try:
+            expected = len(model.param_names)
+        except NotImplementedError:
+            expected = None
+        if expected is not None and dens.dim != expected:
+            raise ArtifactError(f"{path}: meta.density has {dens.dim} dimensions, but this {cls.__name__} "
+                                f"configuration has {expected} parameters")
+        model.fit_info = expect_dict(meta.get("fit_info", {}), path, "meta.fit_info")
         return model
 
     def __repr__(self) -> str:
         cfg = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
         return f"{type(self).__name__}({cfg}{', ' if cfg else ''}density={self.density!r})"
+
+
+# Caps for model files: a model is a few KB of JSON and a few small tensors.
+MAX_MODEL_BYTES = 16 * 2**20
+MAX_MODEL_ELEMENTS = 2**16
+_MAX_CONFIG_INT = 2**31 - 1
+
+
+def _check_config(config: dict[str, Any], limits: dict[str, tuple[int, int]], path: Any) -> dict[str, Any]:
+    """Config values must be JSON scalars (finite numbers, strings, null) or short lists of them; integers
+    named in ``limits`` must lie in their bounds, other integers in ``[-2**31 + 1, 2**31 - 1]``."""
+    def scalar(value: Any, field: str) -> None:
+        if value is None or isinstance(value, bool):
+            return
+        if isinstance(value, int):
+            low, high = limits.get(field.split(".")[2].split("[")[0], (-_MAX_CONFIG_INT, _MAX_CONFIG_INT))
+            if not low <= value <= high:
+                raise ArtifactError(f"{path}: {field} must be an integer in [{low}, {high}], got {value}")
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise ArtifactError(f"{path}: {field} must be finite, got {value}")
+        elif isinstance(value, str):
+            if len(value) > 256:
+                raise ArtifactError(f"{path}: {field} is a string of {len(value)} characters (at most 256)")
+        else:
+            raise ArtifactError(f"{path}: {field} must be a number, string, boolean or null, "
+                                f"got {type(value).__name__}")
+
+    for key, value in config.items():
+        field = f"meta.config.{key}"
+        if isinstance(value, list):
+            for i, item in enumerate(expect_list(value, path, field, 64)):
+                scalar(item, f"{field}[{i}]")
+        else:
+            scalar(value, field)
+    for key in limits:
+        if key in config and (isinstance(config[key], bool) or not isinstance(config[key], int)):
+            low, high = limits[key]
+            raise ArtifactError(f"{path}: meta.config.{key} must be an integer in [{low}, {high}], "
+                                f"got {str(config[key])[:60]!r}")
+    return config
 
 
 def check_strength(strength: Any, name: str = "strength") -> float:

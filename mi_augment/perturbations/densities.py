@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._artifact import ArtifactError, expect_dict, expect_int, expect_number, expect_tensor
 from .._random import sampling_device
 from .._validation import check_finite, check_positive_int
 
@@ -44,14 +45,33 @@ class Density:
         raise NotImplementedError  # pragma: no cover
 
     @staticmethod
-    def from_state(meta: dict[str, Any], tensors: dict[str, Tensor]) -> Density:
-        kind = meta.get("kind")
+    def from_state(meta: dict[str, Any], tensors: dict[str, Tensor], *, path: Any = "<state>",
+                   field: str = "meta.density") -> Density:
+        """Rebuild a density from :meth:`state` output, validated: unknown or missing fields, wrong types or
+        shapes, non-finite or huge values, weights that are negative or do not sum to 1 and covariances that
+        are not positive definite raise :class:`~mi_augment._artifact.ArtifactError` naming ``path`` and the
+        field. ``tensors`` are the density's own (without the ``density.`` prefix of a model file)."""
+        meta = expect_dict(meta, path, field, required=("kind",))
+        kind = meta["kind"]
         if kind == GaussianMixtureDensity.kind:
-            return GaussianMixtureDensity._from_state(meta, tensors)
+            return GaussianMixtureDensity._from_state(meta, tensors, path, field)
         if kind == UniformDensity.kind:
-            return UniformDensity._from_state(meta, tensors)
-        raise ValueError(f"unknown density kind {kind!r}; expected one of "
-                         f"{[GaussianMixtureDensity.kind, UniformDensity.kind]}")
+            return UniformDensity._from_state(meta, tensors, path, field)
+        raise ArtifactError(f"{path}: {field}.kind is {str(kind)[:60]!r}; expected one of "
+                            f"{[GaussianMixtureDensity.kind, UniformDensity.kind]}")
+
+
+# Caps on loaded densities: parameter vectors are low-dimensional, and values beyond this magnitude (in the
+# unconstrained units of the models: log-gains, degrees, percent of the image side) only produce NaN images.
+MAX_DIM = 64
+MAX_COMPONENTS = 64
+MAX_ABS_VALUE = 1e6
+
+
+def _check_tensor_names(tensors: dict[str, Tensor], allowed: tuple[str, ...], path: Any, field: str) -> None:
+    unknown = sorted(set(tensors) - set(allowed))
+    if unknown:
+        raise ArtifactError(f"{path}: {field} has unknown tensor(s) {unknown}; expected {list(allowed)}")
 
 
 def _check_samples(x: Tensor, dim: int | None, name: str = "x") -> Tensor:
@@ -182,17 +202,41 @@ class GaussianMixtureDensity(Density):
         return meta, {"weights": self.weights, "means": self.means, "scale_tril": self.scale_tril}
 
     @classmethod
-    def _from_state(cls, meta: dict[str, Any], tensors: dict[str, Tensor]) -> GaussianMixtureDensity:
-        d = cls(n_components=meta.get("n_components", "bic"), max_components=meta.get("max_components", 6),
-                reg_covar=meta.get("reg_covar", 1e-6), random_state=meta.get("random_state", 0))
-        try:
-            d.weights, d.means, d.scale_tril = tensors["weights"], tensors["means"], tensors["scale_tril"]
-        except KeyError as exc:
-            raise ValueError(f"gaussian mixture state is missing tensor {exc}") from None
-        k, dim = d.means.shape
-        if d.weights.shape != (k,) or d.scale_tril.shape != (k, dim, dim):
-            raise ValueError("gaussian mixture state has inconsistent shapes")
-        d.bic_scores = {int(a): float(b) for a, b in meta.get("bic_scores", {}).items()}
+    def _from_state(cls, meta: dict[str, Any], tensors: dict[str, Tensor], path: Any = "<state>",
+                    field: str = "meta.density") -> GaussianMixtureDensity:
+        meta = expect_dict(meta, path, field, keys=("kind", "n_components", "max_components", "reg_covar",
+                                                   "random_state", "bic_scores"))
+        n_components = meta.get("n_components", "bic")
+        if n_components != "bic":
+            expect_int(n_components, path, f"{field}.n_components", 1, MAX_COMPONENTS)
+        d = cls(n_components=n_components,
+                max_components=expect_int(meta.get("max_components", 6), path, f"{field}.max_components", 1,
+                                          MAX_COMPONENTS),
+                reg_covar=expect_number(meta.get("reg_covar", 1e-6), path, f"{field}.reg_covar", 0.0, 1e3),
+                random_state=expect_int(meta.get("random_state", 0), path, f"{field}.random_state", 0, 2**32 - 1))
+        _check_tensor_names(tensors, ("weights", "means", "scale_tril"), path, field)
+        tfield = field.replace("meta.", "tensors.", 1)
+        means = expect_tensor(tensors, path, "means", (None, None), field=f"{tfield}.means",
+                              low=-MAX_ABS_VALUE, high=MAX_ABS_VALUE)
+        k, dim = means.shape
+        if not (1 <= k <= MAX_COMPONENTS and 1 <= dim <= MAX_DIM):
+            raise ArtifactError(f"{path}: {tfield}.means must be (K, D) with 1 <= K <= {MAX_COMPONENTS} and "
+                                f"1 <= D <= {MAX_DIM}, got {tuple(means.shape)}")
+        weights = expect_tensor(tensors, path, "weights", (k,), field=f"{tfield}.weights", low=0.0, high=1.0)
+        if abs(float(weights.double().sum()) - 1.0) > 1e-6:
+            raise ArtifactError(f"{path}: {tfield}.weights must sum to 1, got {float(weights.double().sum())}")
+        tril = expect_tensor(tensors, path, "scale_tril", (k, dim, dim), field=f"{tfield}.scale_tril",
+                             low=-MAX_ABS_VALUE, high=MAX_ABS_VALUE)
+        diagonal = torch.diagonal(tril, dim1=-2, dim2=-1)
+        if bool((tril.triu(1) != 0).any()) or not bool((diagonal > 1e-150).all()):
+            raise ArtifactError(f"{path}: {tfield}.scale_tril must be lower-triangular Cholesky factors with a "
+                                "positive diagonal (positive-definite covariances)")
+        d.weights, d.means, d.scale_tril = weights.double(), means.double(), tril.double()
+        scores = expect_dict(meta.get("bic_scores", {}), path, f"{field}.bic_scores")
+        if len(scores) > MAX_COMPONENTS or not all(str(a).isdigit() and len(str(a)) <= 3 for a in scores):
+            raise ArtifactError(f"{path}: {field}.bic_scores must map at most {MAX_COMPONENTS} component counts "
+                                "to scores")
+        d.bic_scores = {int(a): expect_number(b, path, f"{field}.bic_scores.{a}") for a, b in scores.items()}
         return d
 
     def __repr__(self) -> str:
@@ -252,8 +296,20 @@ class UniformDensity(Density):
         return {"kind": self.kind}, {"low": self.low, "high": self.high}
 
     @classmethod
-    def _from_state(cls, meta: dict[str, Any], tensors: dict[str, Tensor]) -> UniformDensity:
-        return cls(tensors["low"], tensors["high"])
+    def _from_state(cls, meta: dict[str, Any], tensors: dict[str, Tensor], path: Any = "<state>",
+                    field: str = "meta.density") -> UniformDensity:
+        expect_dict(meta, path, field, keys=("kind",))
+        _check_tensor_names(tensors, ("low", "high"), path, field)
+        tfield = field.replace("meta.", "tensors.", 1)
+        low = expect_tensor(tensors, path, "low", (None,), field=f"{tfield}.low", low=-MAX_ABS_VALUE,
+                            high=MAX_ABS_VALUE)
+        high = expect_tensor(tensors, path, "high", (low.shape[0],), field=f"{tfield}.high",
+                             low=-MAX_ABS_VALUE, high=MAX_ABS_VALUE)
+        if not 1 <= low.shape[0] <= MAX_DIM:
+            raise ArtifactError(f"{path}: {tfield}.low must have 1 to {MAX_DIM} entries, got {low.shape[0]}")
+        if bool((high < low).any()):
+            raise ArtifactError(f"{path}: {tfield}.high must be >= low elementwise")
+        return cls(low, high)
 
     def __repr__(self) -> str:
         return f"UniformDensity(dim={self.dim})"
