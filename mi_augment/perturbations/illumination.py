@@ -447,6 +447,7 @@ class IlluminationModel(PerturbationModel):
     kind = "illumination"
     params_cls = IlluminationParams
     format_version = 1
+    config_limits = {"shading_degree": (0, 8)}  # checked on load: the degree sets the parameter count
 
     def __init__(self, density: Density | None = None, *, groups: Sequence[str] = ("photometric",),
                  shading_degree: int = 2, max_side: int = 128, gaps: Sequence[int] = (1, 4, 16, 64),
