@@ -4,7 +4,7 @@ Measures, on the synthetic batches of ``benchmarks/throughput.py`` (32 pairs of 
 images, 128 of 96 px from 96 px images):
 
 * ``chunks``: milliseconds per call for ``"random"`` and K=8 against the CPU chunk size
-  (``mi_augment._chunks.CPU_CHUNK_ELEMENTS``; ``whole`` = one batch-sized buffer per pass);
+  (``mi_augment.kernel_options(cpu_chunk_elements=...)``; ``whole`` = one batch-sized buffer per pass);
 * ``area_averaging``: a 224 px ``"random"`` call with roi_align's adaptive sub-sampling (the default) and with
   one sample per pixel (``sampling_ratio=1``);
 * ``reflection``: one ``grid_sample`` of a 224 px-view-sized grid in reflection vs border padding;
@@ -46,16 +46,14 @@ def best_ms(fn, repeats: int) -> float:
 
 
 def chunk_sweep(repeats: int) -> list[dict]:
-    from mi_augment import _chunks
+    from mi_augment import kernel_options
     from mi_augment.transforms import MIPairTransform
 
     rows = []
-    default = _chunks.CPU_CHUNK_ELEMENTS
-    try:
-        for size, side, batch in ((96, 96, 128), (224, 256, 32)):
-            x = synthetic_images(batch, side).float() / 255
-            for elements in (1 << 18, 1 << 19, 1 << 20, 1 << 21, 1 << 22, None):
-                _chunks.CPU_CHUNK_ELEMENTS = elements or (1 << 62)
+    for size, side, batch in ((96, 96, 128), (224, 256, 32)):
+        x = synthetic_images(batch, side).float() / 255
+        for elements in (1 << 18, 1 << 19, 1 << 20, 1 << 21, 1 << 22, None):
+            with kernel_options(cpu_chunk_elements=elements or (1 << 62)):
                 for policy in ("random", "threshold"):
                     t = MIPairTransform(size, policy=policy)
                     g = torch.Generator().manual_seed(0)
@@ -63,8 +61,6 @@ def chunk_sweep(repeats: int) -> list[dict]:
                     rows.append({"size": size, "batch": batch, "chunk_elements": elements or "whole",
                                  "policy": policy, "ms_per_call": ms})
                     print(f"  chunks  {size:>3} px  {str(elements or 'whole'):>8}  {policy:<9} {ms:7.1f} ms", flush=True)
-    finally:
-        _chunks.CPU_CHUNK_ELEMENTS = default
     return rows
 
 
@@ -92,13 +88,15 @@ def reflection(repeats: int) -> dict:
 
 
 def shared_log(repeats: int) -> dict:
+    from mi_augment import kernel_options
     from mi_augment.transforms import MIPairTransform
 
     x = synthetic_images(128, 96).float() / 255
     t = MIPairTransform(96)
-    out = {"shared": best_ms(lambda: t.plan(x, torch.Generator().manual_seed(0)), repeats)}
-    t._scoring_luma = lambda *args: None  # the per-view path: V copies, each perturbed by the models' apply
-    out["per_view"] = best_ms(lambda: t.plan(x, torch.Generator().manual_seed(0)), repeats)
+    candidates = t.plan(x, torch.Generator().manual_seed(0))
+    out = {"shared": best_ms(lambda: t.score(x, candidates), repeats)}
+    with kernel_options(fast_paths=False):  # the per-view path: V copies, each perturbed by the models' apply
+        out["per_view"] = best_ms(lambda: t.score(x, candidates), repeats)
     print(f"  K=8 plan at 96 px (128 images): {out}", flush=True)
     return out
 

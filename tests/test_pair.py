@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from mi_augment import kernel_options
 from mi_augment.crops import BandPolicy, FeatureScorer, PixelMIScorer
 from mi_augment.perturbations.illumination import IlluminationModel
 from mi_augment.perturbations.motion import MotionModel
@@ -47,13 +48,14 @@ def test_threshold_keeps_informative_pairs_and_never_two_flat_crops(flat_texture
     x = flat_textured
     t = MIPairTransform(32, scale=(0.05, 0.3), **CLEAN)  # small crops: many lie in the flat half
     _, info = t(x, generator=_gen(1), return_info=True)
-    scores, keep = info.scores[:, 0], info.keep[:, 0]
-    both_flat = _in_left_half(info.anchor_boxes, 64) & _in_left_half(info.partner_boxes[:, 0], 64)
+    scores, keep = info.scores[:, 0], info.keep
+    boxes = info.candidates.boxes  # (B, V, K, 4)
+    both_flat = _in_left_half(boxes[:, 0], 64) & _in_left_half(boxes[:, 1], 64)
     assert int(both_flat.sum()) >= 10, "the test needs candidates with both crops in the flat half"
     assert not bool((both_flat & keep).any()), "a kept pair lies entirely in the flat half"
     chosen_boxes = info.params.boxes
     assert not bool(_in_left_half(chosen_boxes, 64).all(1).any())
-    clear_of_edge = (info.anchor_boxes[..., 2] <= 31) & (info.partner_boxes[:, 0, :, 2] <= 31)  # no bilinear leak
+    clear_of_edge = (boxes[:, 0, :, 2] <= 31) & (boxes[:, 1, :, 2] <= 31)  # no bilinear leak
     assert torch.allclose(scores[clear_of_edge], torch.zeros(()), atol=1e-3)  # nothing shared
     # kept / chosen pairs score higher on average than the plain RandomResizedCrop baseline
     _, rinfo = MIPairTransform(32, scale=(0.05, 0.3), policy="random", **CLEAN)(x, generator=_gen(1),
@@ -75,21 +77,21 @@ def test_max_and_min_pick_the_extreme_candidate(flat_textured, policy):
     _, info = t(flat_textured[:16], generator=_gen(2), return_info=True)
     s = info.scores[:, 0]
     expect = s.argmax(1) if policy == "max" else s.argmin(1)
-    assert torch.equal(info.chosen[:, 0], expect)
-    assert torch.equal(info.chosen_score[:, 0], s.gather(1, expect[:, None])[:, 0])
+    assert torch.equal(info.chosen, expect)
+    assert torch.equal(info.chosen_score, s.gather(1, expect[:, None])[:, 0])
 
 
 def test_band_respects_its_bounds(flat_textured):
     t = MIPairTransform(32, policy=BandPolicy(band=(0.1, 0.4)), **CLEAN)
     _, info = t(flat_textured[:32], generator=_gen(3), return_info=True)
-    s, chosen = info.scores[:, 0], info.chosen_score[:, 0]
+    s, chosen = info.scores[:, 0], info.chosen_score
     some_inside = ((s >= 0.1) & (s <= 0.4)).any(1)
     assert bool(some_inside.any())
     assert bool(((chosen >= 0.1) & (chosen <= 0.4))[some_inside].all())
     tq = MIPairTransform(32, policy=BandPolicy(quantiles=(0.25, 0.75)), **CLEAN)
     _, qinfo = tq(flat_textured[:32], generator=_gen(3), return_info=True)
     lo, hi = torch.quantile(qinfo.scores[:, 0], torch.tensor([0.25, 0.75]), dim=1)
-    assert bool(((qinfo.chosen_score[:, 0] >= lo - 1e-6) & (qinfo.chosen_score[:, 0] <= hi + 1e-6)).all())
+    assert bool(((qinfo.chosen_score >= lo - 1e-6) & (qinfo.chosen_score <= hi + 1e-6)).all())
 
 
 def test_random_policy_skips_scoring():
@@ -111,9 +113,8 @@ def test_views_come_from_the_chosen_boxes():
     (a, b), info = t(x, generator=_gen(4), return_info=True)
     expect = resized_crop(x, info.params.boxes, (20, 24), flip=info.params.flip)
     assert torch.allclose(a, expect[:, 0]) and torch.allclose(b, expect[:, 1])
-    k = info.chosen[:, 0]
     rows = torch.arange(2)
-    assert torch.equal(info.params.boxes[:, 1], info.partner_boxes[rows, 0, k])
+    assert torch.equal(info.params.boxes, info.candidates.boxes[rows, :, info.chosen])
     assert info.iou.shape == (2, 1) and bool(((info.iou >= 0) & (info.iou <= 1)).all())
 
 
@@ -180,13 +181,14 @@ def test_one_channel_images_and_range():
     assert all(bool((v >= 0).all() and (v <= 1).all()) for v in views)
 
 
-def test_more_than_two_views_partner_the_anchor():
-    t = MIPairTransform(16, n_views=4, **MODELS)
+def test_more_than_two_views_choose_by_the_mean_score_over_partners():
+    t = MIPairTransform(16, n_views=4, policy="max", **MODELS)
     views, info = t(torch.rand(2, 3, 40, 40, generator=_gen(4)), generator=_gen(0), return_info=True)
     assert len(views) == 4 and all(v.shape == (2, 3, 16, 16) for v in views)
-    assert info.scores.shape == (2, 3, 8) and info.chosen.shape == (2, 3) and info.iou.shape == (2, 3)
+    assert info.scores.shape == (2, 3, 8) and info.chosen.shape == (2,) and info.iou.shape == (2, 3)
     assert isinstance(info, PairInfo) and isinstance(info.params, PairParams)
     assert info.params.boxes.shape == (2, 4, 4)
+    assert torch.equal(info.chosen, info.scores.mean(1).argmax(1))
 
 
 def test_pickle_round_trip_gives_the_same_output():
@@ -201,8 +203,8 @@ def test_feature_scorer_plugs_in():
     encoder = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1))
     t = MIPairTransform(24, scorer=FeatureScorer(encoder.eval()), policy="max", proxy_size=16, **CLEAN)
     views, info = t(torch.rand(2, 3, 40, 40), generator=_gen(0), return_info=True)
-    assert info.scores.shape == (2, 1, 8) and bool((info.scores <= 1.0001).all())
-    assert torch.equal(info.chosen[:, 0], info.scores[:, 0].argmax(1))
+    assert info.scores.shape == (2, 1, 8)
+    assert torch.equal(info.chosen, info.scores[:, 0].argmax(1))
 
 
 def test_argument_errors():
@@ -231,7 +233,8 @@ def test_argument_errors():
 
 def test_defaults_use_the_shipped_models(flat_textured):
     t = MIPairTransform(32)
-    assert isinstance(t.illumination, IlluminationModel) and isinstance(t.motion, MotionModel)
+    assert t.perturbation_names == ("illumination", "motion")
+    assert isinstance(t.perturbations[0], IlluminationModel) and isinstance(t.perturbations[1], MotionModel)
     assert t.policy.name == "threshold" and t.policy.drop == 0.5
     x = flat_textured[:32].expand(-1, 3, -1, -1)
     views, info = t(x, generator=_gen(0), return_info=True)
@@ -281,11 +284,13 @@ def test_cuda_batch_matches_cpu():
     assert float((ginfo.scores.cpu() - info.scores).abs().max()) < 0.05  # a pixel may change histogram bin
 
 
-# ---- one sampling pass for crop + camera motion (shipped models) --------------------------------------------
-def _zero_motion(params):
-    m = params.motion
+# ---- speed paths against the public implementation (each model's apply, step by step) ------------------------
+def _zero_motion(params, index=1):
+    m = params.perturbations[index]
     zero = {k: torch.zeros_like(getattr(m, k)) for k in ("translation", "rotation", "log_scale", "blur_length")}
-    return dataclasses.replace(params, motion=dataclasses.replace(m, **zero))
+    chain = list(params.perturbations)
+    chain[index] = dataclasses.replace(m, **zero)
+    return dataclasses.replace(params, perturbations=tuple(chain))
 
 
 @pytest.mark.parametrize("size, side", [(32, 32), (96, 96), (24, 40), (224, 256)])
@@ -295,85 +300,101 @@ def test_fused_views_without_motion_equal_step_by_step(size, side):
     x = torch.rand(4, 3, side, side, generator=_gen(11))
     t = MIPairTransform(size, policy="random")
     params = _zero_motion(t.make_params(x, generator=_gen(12)))
-    assert t._render_fused(x, params, params.motion) is not None
-    fused = torch.stack(t.transform(x, params))
-    t._render_fused = lambda *args: None  # the step-by-step path
-    steps = torch.stack(t.transform(x, params))
+    fused = torch.stack(t.render(x, params))
+    with kernel_options(fast_paths=False):
+        steps = torch.stack(t.render(x, params))
     # The outer two pixels may differ where an enlarged crop touches the image edge: the crop clamps there,
     # the single pass reflects about the edge pixel (both read the edge pixel at the edge itself).
     assert (fused - steps)[..., 2:-2, 2:-2].abs().max() < 1e-4
     assert (fused - steps).abs().mean() < 1e-3
 
 
+def _with_view_blur(t, x, params, lengths):
+    """``params`` with the blur of some views set to ``lengths`` view pixels ({(image, view): pixels})."""
+    motion = params.perturbations[1]
+    side = torch.maximum(params.boxes[..., 2] - params.boxes[..., 0], params.boxes[..., 3] - params.boxes[..., 1])
+    zoom = max(x.shape[-2:]) / side  # MotionModel.to_view_frame scales blur lengths by this
+    length = motion.blur_length.clone()
+    for (i, v), pixels in lengths.items():
+        length[i, v] = pixels / t.size[0] / zoom[i, v]
+    return dataclasses.replace(params, perturbations=(params.perturbations[0],
+                                                      dataclasses.replace(motion, blur_length=length)))
+
+
 @pytest.mark.parametrize("n_views, channels, long_streaks", [(2, 3, False), (3, 1, False), (2, 3, True)])
-def test_chunked_cpu_rendering_equals_whole_batch(n_views, channels, long_streaks, monkeypatch):
+def test_chunked_cpu_rendering_equals_whole_batch(n_views, channels, long_streaks):
     """The CPU renders a few images at a time (buffers that stay in cache); one image per chunk gives the
     views that one whole-batch pass gives, including area-averaged views and the longer streaks' dense blur."""
-    from mi_augment import _chunks as chunks_module
-    from mi_augment.transforms import pair as pair_module
-
     x = torch.rand(5, channels, 48, 40, generator=_gen(21))
     t = MIPairTransform(24, policy="random", n_views=n_views)
     params = t.make_params(x, generator=_gen(22))
-    motion = pair_module._motion_in_view_frame(params.motion, params.boxes, 48, 40)
     if long_streaks:  # two views streak over 3 and 5 view pixels (the dense blur), the others stay short
-        length = motion.blur_length.clone()
-        length[0, 1], length[3, 0] = 5.0 / 24, 3.0 / 24
-        motion = dataclasses.replace(motion, blur_length=length)
-    monkeypatch.setattr(chunks_module, "CPU_CHUNK_ELEMENTS", 1)
-    chunked = t._render_fused(x, params, motion)
-    monkeypatch.setattr(chunks_module, "CPU_CHUNK_ELEMENTS", 1 << 40)
-    whole = t._render_fused(x, params, motion)
-    assert chunked is not None and whole is not None and len(chunked) == n_views
+        params = _with_view_blur(t, x, params, {(0, 1): 5.0, (3, 0): 3.0})
+    with kernel_options(cpu_chunk_elements=1):
+        chunked = t.render(x, params)
+    with kernel_options(cpu_chunk_elements=1 << 40):
+        whole = t.render(x, params)
+    assert len(chunked) == n_views
     for a, b in zip(chunked, whole):
         assert a.shape == b.shape == (5, channels, 24, 24) and a.is_contiguous()
         # each chunk mirrors its own margin (float32 grid coordinates shifted by it): rounding-level changes
         assert (a - b).abs().max() < 1e-5
     if long_streaks:  # and the long streaks were really blurred densely: they differ from a short blur
-        short = dataclasses.replace(motion, blur_length=motion.blur_length.clamp(max=1.0 / 24))
-        assert (t._render_fused(x, params, short)[1][0] - whole[1][0]).abs().max() > 1e-3
+        short = _with_view_blur(t, x, params, {(0, 1): 1.0, (3, 0): 1.0})
+        assert (t.render(x, short)[1][0] - whole[1][0]).abs().max() > 1e-3
 
 
-def test_chunked_step_by_step_rendering_equals_whole_batch(monkeypatch):
+def test_chunked_step_by_step_rendering_equals_whole_batch():
     """The step-by-step path (here ColorJitter's prior, whose factors need whole-view statistics) renders a
     few images at a time on the CPU too, with the views of one whole-batch pass."""
-    from mi_augment import _chunks as chunks_module
-
     x = torch.rand(5, 3, 40, 40, generator=_gen(23))
     t = MIPairTransform(16, policy="random", illumination=IlluminationModel.uniform(), motion=False)
     params = t.make_params(x, generator=_gen(24))
-    monkeypatch.setattr(chunks_module, "CPU_CHUNK_ELEMENTS", 1)
-    chunked = t.transform(x, params)
-    monkeypatch.setattr(chunks_module, "CPU_CHUNK_ELEMENTS", 1 << 40)
-    whole = t.transform(x, params)
+    with kernel_options(cpu_chunk_elements=1):
+        chunked = t.render(x, params)
+    with kernel_options(cpu_chunk_elements=1 << 40):
+        whole = t.render(x, params)
     for a, b in zip(chunked, whole):
         assert a.shape == (5, 3, 16, 16) and a.is_contiguous()
         assert (a - b).abs().max() < 1e-6
 
 
 @pytest.mark.parametrize("n_views, channels", [(2, 3), (3, 1)])
-def test_scoring_shares_each_images_logarithm_with_the_same_scores(n_views, channels):
-    """Scoring illuminates each working image once per view from one shared logarithm (no per-view copies);
-    the scores equal those of perturbing per-view copies with the models' own apply."""
+def test_fast_scoring_gives_the_scores_of_the_models_own_apply(n_views, channels):
+    """Scoring illuminates each working image once per view from one shared logarithm and moves luma
+    instead of colour; the scores equal those of perturbing per-view copies with the models' own apply."""
     x = torch.rand(6, channels, 64, 64, generator=_gen(25)) ** 2  # dark pixels: the sRGB curve's linear toe
     t = MIPairTransform(32, n_candidates=8, n_views=n_views)
-    fast = t.plan(x, _gen(26))
-    t._scoring_luma = lambda *args: None  # the per-view path
-    plain = t.plan(x, _gen(26))
-    assert (fast.scores - plain.scores).abs().max() < 1e-5
-    assert torch.equal(fast.chosen, plain.chosen)
+    candidates = t.plan(x, _gen(26))
+    fast = t.score(x, candidates)
+    with kernel_options(fast_paths=False):
+        plain = t.score(x, candidates)
+    assert fast.shape == (6, n_views - 1, 8)
+    assert (fast - plain).abs().max() < 1e-5
+
+
+def test_scores_of_a_huge_batch_of_tiny_images_are_computed_in_bounded_chunks():
+    """Scoring runs a few images at a time when the batch exceeds the working set: same scores."""
+    x = torch.rand(300, 3, 6, 6, generator=_gen(27))
+    t = MIPairTransform(4, n_candidates=4, proxy_size=4, **CLEAN)
+    candidates = t.plan(x, _gen(28))
+    with kernel_options(cpu_chunk_elements=256):
+        chunked = t.score(x, candidates)
+    whole = t.score(x, candidates)
+    assert torch.allclose(chunked, whole, atol=1e-6)
 
 
 def test_moving_camera_shows_the_neighbouring_scene():
     """A view translated by the camera motion reads the image around its crop (not a mirror of the crop)."""
     ramp = torch.linspace(0.0, 1.0, 64).expand(1, 3, 64, 64).contiguous()
     t = MIPairTransform(16, policy="random", illumination=False, flip=0.0)
-    params = _zero_motion(t.make_params(ramp, generator=_gen(0)))
+    params = _zero_motion(t.make_params(ramp, generator=_gen(0)), index=0)
     params = dataclasses.replace(params, boxes=torch.tensor([[[24.0, 24.0, 40.0, 40.0]] * 2]))
     # move the content 2 view pixels to the right: the leftmost columns now show the scene left of the box
-    shift = torch.tensor([2.0 / 16, 0.0]).expand_as(params.motion.translation)
-    params = dataclasses.replace(params, motion=dataclasses.replace(params.motion, translation=shift * 16 / 64))
-    view = t.transform(ramp, params)[0][0, 0, 8]  # one row
+    motion = params.perturbations[0]
+    shift = torch.tensor([2.0 / 16, 0.0]).expand_as(motion.translation)
+    params = dataclasses.replace(params, perturbations=(dataclasses.replace(motion, translation=shift * 16 / 64),))
+    view = t.render(ramp, params)[0][0, 0, 8]  # one row
     step = 1.0 / 63
     expect = ramp[0, 0, 0, 22:38]  # columns 22..37 of the image: the crop moved two pixels left
     assert (view - expect).abs().max() < 1e-5

@@ -175,10 +175,11 @@ def test_pair_transform_strength_scales_the_drawn_perturbations():
     _, info1 = plain(x, generator=torch.Generator().manual_seed(1), return_info=True)
     _, info0 = zero(x, generator=torch.Generator().manual_seed(1), return_info=True)
     _, info3 = strong(x, generator=torch.Generator().manual_seed(1), return_info=True)
-    assert torch.equal(info0.params.illumination.log_gain, torch.zeros_like(info0.params.illumination.log_gain))
-    assert torch.allclose(info3.params.illumination.log_gain, 3.0 * info1.params.illumination.log_gain, atol=1e-5)
-    assert torch.allclose(info3.params.motion.translation, 2.0 * info1.params.motion.translation, atol=1e-5)
-    assert "illumination_strength=3.0" in repr(strong)
+    (light0, _), (light1, motion1), (light3, motion3) = (i.params.perturbations for i in (info0, info1, info3))
+    assert torch.equal(light0.log_gain, torch.zeros_like(light0.log_gain))
+    assert torch.allclose(light3.log_gain, 3.0 * light1.log_gain, atol=1e-5)
+    assert torch.allclose(motion3.translation, 2.0 * motion1.translation, atol=1e-5)
+    assert "strength=3.0" in repr(strong)
     again = pickle.loads(pickle.dumps(strong))
     assert again.strengths == strong.strengths
     with pytest.raises(ValueError, match="motion_strength"):

@@ -69,17 +69,17 @@ def test_bad_input_errors():
 
 
 @pytest.mark.parametrize("name", ["illumination", "motion"])
-def test_model_transforms_render_large_cpu_batches_in_chunks_with_the_same_result(name, monkeypatch):
+def test_model_transforms_render_large_cpu_batches_in_chunks_with_the_same_result(name):
     """Large CPU batches go through the model a few images at a time (cache-sized buffers); with the same
     params that equals one whole-batch call."""
-    from mi_augment import _chunks
+    from mi_augment import kernel_options
     from mi_augment.transforms.illumination import NaturalIllumination
     from mi_augment.transforms.motion import NaturalMotion
 
     t = NaturalIllumination() if name == "illumination" else NaturalMotion(strength=4.0)
     x = torch.rand(7, 3, 24, 20, generator=torch.Generator().manual_seed(0))
     whole, params = t(x, generator=torch.Generator().manual_seed(1), return_params=True)
-    monkeypatch.setattr(_chunks, "CPU_CHUNK_ELEMENTS", 1)
-    chunked = t(x, params=params)
+    with kernel_options(cpu_chunk_elements=1):
+        chunked = t(x, params=params)
     assert (chunked - whole).abs().max() < 1e-5
     assert (chunked - x).abs().max() > 1e-3  # the perturbation was really applied

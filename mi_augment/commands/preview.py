@@ -139,20 +139,21 @@ def _draw(rows: list, transform: Any, out: Path) -> Path:
     for r, (name, img, views, info) in enumerate(rows):
         ax_img, ax_bar, ax_a, ax_b = axes[r]
         ax_img.imshow(_to_numpy(img), cmap="gray" if img.shape[0] == 1 else None)
-        ax_img.set_title(f"{name}\n{info.anchor_boxes.shape[1]} candidate pair(s), policy {policy}", fontsize=9)
+        cand = info.candidates.boxes[0]  # (V, K, 4)
+        ax_img.set_title(f"{name}\n{cand.shape[1]} candidate pair(s), policy {policy}", fontsize=9)
         scores = info.scores[0, 0] if info.scores is not None else None
-        keep = info.keep[0, 0] if info.keep is not None else None
-        chosen = int(info.chosen[0, 0])
-        for k in range(info.anchor_boxes.shape[1]):
+        keep = info.keep[0] if info.keep is not None else None
+        chosen = int(info.chosen[0])
+        for k in range(cand.shape[1]):
             colour = palette[k % len(palette)]
             kept = True if keep is None else bool(keep[k])
             is_chosen = k == chosen
             style = dict(fill=False, edgecolor=colour, linewidth=3.0 if is_chosen else 1.2,
                          linestyle="-" if kept else "--", alpha=1.0 if kept else 0.6)
-            for box in (info.anchor_boxes[0, k], info.partner_boxes[0, 0, k]):
+            for box in (cand[0, k], cand[1, k]):
                 x1, y1, x2, y2 = (float(v) for v in box)
                 ax_img.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, **style))
-            x1, y1 = float(info.anchor_boxes[0, k, 0]), float(info.anchor_boxes[0, k, 1])
+            x1, y1 = float(cand[0, k, 0]), float(cand[0, k, 1])
             label = f"{k}" + (f": {float(scores[k]):.2f}" if scores is not None else "") + (" *" if is_chosen else "")
             ax_img.text(x1 + 2, y1 + 2, label, color="white", fontsize=7, va="top",
                         bbox=dict(facecolor=colour, alpha=0.8, pad=1, edgecolor="none"))
@@ -170,7 +171,7 @@ def _draw(rows: list, transform: Any, out: Path) -> Path:
             ax_bar.text(0.5, 0.5, "policy 'random':\nno scores", ha="center", va="center")
             ax_bar.axis("off")
         iou = float(info.iou[0, 0])
-        score = float(info.chosen_score[0, 0])
+        score = float(info.chosen_score[0])
         pair_text = f"IoU {iou:.2f}" + ("" if score != score else f", score {score:.2f}")
         for ax, view, title in ((ax_a, views[0], "view a"), (ax_b, views[1], f"view b ({pair_text})")):
             ax.imshow(_to_numpy(view[0]), cmap="gray" if view.shape[1] == 1 else None, vmin=0, vmax=1)

@@ -1,9 +1,10 @@
 """User-facing transforms."""
 
 from .base import RandomTransform
+from .collate import MIPairCollate
 from .illumination import NaturalIllumination
 from .motion import NaturalMotion
-from .pair import MIPairAlbumentations, MIPairCollate, MIPairTransform, PairInfo, PairParams
+from .pair import MIPairAlbumentations, MIPairTransform, PairCandidates, PairInfo, PairParams
 
 __all__ = [
     "RandomTransform",
@@ -12,6 +13,7 @@ __all__ = [
     "MIPairTransform",
     "MIPairAlbumentations",
     "MIPairCollate",
+    "PairCandidates",
     "PairInfo",
     "PairParams",
 ]

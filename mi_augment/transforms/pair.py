@@ -1,28 +1,30 @@
 """``MIPairTransform``: positive pairs of views chosen among K candidate crop pairs by the information they
 share under natural perturbation (see docs/mi_pairs.md).
 
-One call, for each image of a batch ``[B, C, H, W]`` (or one image, PIL, uint8 tensor, ...):
+A composition of four public steps, each replayable, so a training step can run them on a GPU batch with its
+own encoder as the scorer:
 
-1. draw a natural perturbation ``g_v`` for every view ``v`` (illumination and motion models) and a horizontal
-   flip flag per view;
-2. draw K candidate crop pairs ``(a_k, b_k)`` with RandomResizedCrop semantics;
-3. score every candidate: crop ``a_k`` of ``g_0(x)`` and crop ``b_k`` of ``g_1(x)``, both resized to a small
-   proxy grid (32x32 luma by default) and scored by a batched estimator (histogram MI in nats by default);
-4. let the policy choose one candidate per image from the K scores;
-5. render the views at full quality: crop, resize to ``size``, flip, then apply the view's own perturbation.
+1. :meth:`MIPairTransform.plan` draws K candidate crop tuples per image (one box per view, RandomResizedCrop
+   semantics), one flip flag per view and each view's draw of every perturbation model: a
+   :class:`PairCandidates`;
+2. :meth:`MIPairTransform.score` scores candidate ``k``: the information view 0's box ``k`` shares with each
+   partner view's box ``k`` (``(B, V - 1, K)``; by default histogram MI of their luma on a 32x32 proxy grid
+   after each view's perturbation; any scorer, e.g. an encoder's pointwise MI);
+3. :meth:`MIPairTransform.choose` lets the policy pick one candidate per image from the mean score over the
+   partner views: a :class:`PairInfo` whose ``params`` (:class:`PairParams`) say how to render;
+4. :meth:`MIPairTransform.render` renders the views: crop, resize, flip, the perturbation chain, then each
+   view's own pipeline (``view_transforms``) with independent draws.
 
-With ``n_views > 2``, view 0 (the first crop of the chosen pair) is the anchor, and every further view
-``v >= 2`` is chosen by the same policy among K fresh candidate crops scored against the anchor (crop ``a`` of
-``g_0(x)`` vs candidate of ``g_v(x)``). With the ``"random"`` policy no candidates are scored: the views are
-plain RandomResizedCrop + flip + perturbation.
+``t(images)`` runs the four steps. With the ``"random"`` policy nothing is scored (K = 1): the views are
+plain RandomResizedCrop + flip + perturbation + the view pipelines.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -31,46 +33,58 @@ from torch import Tensor, nn
 
 from .._chunks import chunk_rows
 from .._random import rand, sampling_device
-from .._validation import (
-    check_generator,
-    check_positive_int,
-    check_probability,
-    image_to_uint8,
-    restore,
-    to_float_batch,
-)
+from .._validation import check_generator, check_positive_int, check_probability, restore, to_float_batch
 from ..crops.policies import Policy, make_policy
 from ..crops.sampler import BoxSampler, box_iou_pairs
 from ..crops.scoring import PixelMIScorer, render_proxies, scorer_input_kind
-from ..functional.crops import luma, resized_crop
 from ..params import Params
 from ..perturbations.base import check_strength
+from . import _pair_render as R
 
-__all__ = ["MIPairTransform", "PairInfo", "PairParams", "MIPairAlbumentations", "MIPairCollate", "NoParams"]
-
-
-@dataclass(frozen=True)
-class NoParams(Params):
-    """Stand-in for a disabled perturbation model: an empty ``(B, V, 0)`` tensor."""
-
-    empty: Tensor
+__all__ = ["MIPairAlbumentations", "MIPairTransform", "PairCandidates", "PairInfo", "PairParams"]
 
 
 @dataclass(frozen=True)
-class PairParams(Params):
-    """Everything needed to render the views again (``transform(images, params)``); leading dim ``B``.
+class PairCandidates(Params):
+    """What :meth:`MIPairTransform.plan` draws for a batch; leading dim ``B``.
 
     Attributes:
-        boxes: ``(B, V, 4)`` crop boxes ``(x1, y1, x2, y2)`` in input pixels, one per view.
-        flip: ``(B, V)`` bool, mirror the view left-right (after cropping).
-        illumination, motion: per-view parameters of the models, every tensor shaped ``(B, V, ...)``;
-            :class:`NoParams` when the model is disabled.
+        boxes: ``(B, V, K, 4)`` candidate boxes ``(x1, y1, x2, y2)`` in input pixels: candidate ``k`` is the
+            tuple of view boxes ``boxes[:, :, k]``; view 0 is the anchor.
+        flip: ``(B, V)`` bool, mirror each view left-right (after cropping).
+        perturbations: one entry per model of the transform's chain (``t.perturbations``), each the params
+            of that model for every view, tensors shaped ``(B, V, ...)``.
     """
 
     boxes: Tensor
     flip: Tensor
-    illumination: Params
-    motion: Params
+    perturbations: tuple[Params, ...]
+
+    @property
+    def n_views(self) -> int:
+        return int(self.boxes.shape[1])
+
+    @property
+    def n_candidates(self) -> int:
+        return int(self.boxes.shape[2])
+
+
+@dataclass(frozen=True)
+class PairParams(Params):
+    """Everything needed to render the views again (``t(images, params=info.params)``); leading dim ``B``.
+
+    Attributes:
+        boxes: ``(B, V, 4)`` crop boxes ``(x1, y1, x2, y2)`` in input pixels, one per view.
+        flip: ``(B, V)`` bool, mirror the view left-right (after cropping).
+        perturbations: per model of the chain, its per-view params ``(B, V, ...)``.
+        views: per view, the params of its pipeline's transforms (one :class:`~mi_augment.params.GatedParams`
+            per :class:`~mi_augment.transforms.RandomTransform`); empty until the views are rendered.
+    """
+
+    boxes: Tensor
+    flip: Tensor
+    perturbations: tuple[Params, ...]
+    views: tuple[tuple[Params, ...], ...] = ()
 
     @property
     def n_views(self) -> int:
@@ -79,112 +93,27 @@ class PairParams(Params):
 
 @dataclass(frozen=True)
 class PairInfo:
-    """Parameters and diagnostics of one call (``return_info=True``). ``P = n_views - 1`` partner views.
+    """The steps' results for one call (``return_info=True``). ``P = n_views - 1`` partner views.
 
     Attributes:
         params: the :class:`PairParams` (replay with ``t(images, params=info.params)``).
-        scores: ``(B, P, K)`` candidate scores (nats for MI scorers); None with the ``"random"`` policy.
-        keep: ``(B, P, K)`` bool, the candidates the policy could choose; None with ``"random"``.
-        chosen: ``(B, P)`` index of the chosen candidate (0 with ``"random"``).
-        chosen_score: ``(B, P)`` its score (NaN with ``"random"``).
-        anchor_boxes: ``(B, K, 4)`` candidate boxes of view 0 (the ``a`` crops).
-        partner_boxes: ``(B, P, K, 4)`` candidate boxes of the partner views.
-        candidate_iou: ``(B, P, K)`` overlap (IoU) of each candidate pair.
+        candidates: the :class:`PairCandidates` the choice was made among (None for replayed params).
+        scores: ``(B, P, K)`` candidate scores (nats for MI scorers); None when nothing was scored.
+        keep: ``(B, K)`` bool, the candidates the policy could choose; None when nothing was scored.
+        chosen: ``(B,)`` index of the chosen candidate.
+        chosen_score: ``(B,)`` its mean score over the partner views (NaN when nothing was scored).
+        candidate_iou: ``(B, P, K)`` overlap (IoU) of view 0's box with each partner's, per candidate.
         iou: ``(B, P)`` overlap of the chosen pairs (view 0 with view ``p + 1``).
     """
 
     params: PairParams
+    candidates: PairCandidates | None
     scores: Tensor | None
     keep: Tensor | None
     chosen: Tensor
     chosen_score: Tensor
-    anchor_boxes: Tensor
-    partner_boxes: Tensor
     candidate_iou: Tensor
     iou: Tensor
-
-
-def _stack_views(params: Params, batch: int, views: int) -> Params:
-    """Reshape params drawn for ``batch * views`` samples (sample-major) to tensors ``(batch, views, ...)``."""
-    return params._map(lambda t: t.reshape(batch, views, *t.shape[1:]))
-
-
-def _flatten_views(params: Params) -> Params:
-    return params._map(lambda t: t.flatten(0, 1))
-
-
-def _motion_in_view_frame(motion: Params, boxes: Tensor, height: int, width: int) -> Params:
-    """Express camera motion drawn for the whole image in the frame of each view.
-
-    :class:`~mi_augment.perturbations.motion.MotionParams` translations and blur lengths are fractions of the
-    longer side of the image they are applied to. Scoring applies them to the whole image before cropping;
-    the views apply them after cropping, so they are scaled by ``image side / crop side`` to move and smear
-    the same number of scene pixels in the view as in the scored crop. Other params pass unchanged.
-    """
-    try:
-        from ..perturbations.motion import MotionParams
-    except ImportError:  # pragma: no cover - the motion module ships with the package
-        return motion
-    if not isinstance(motion, MotionParams):
-        return motion
-    crop_side = torch.maximum(boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]).clamp_min(1e-6)
-    factor = (max(height, width) / crop_side).unsqueeze(-1).to(motion.translation.dtype)  # (B, V, 1)
-    return dataclasses.replace(motion, translation=motion.translation * factor,
-                               blur_length=motion.blur_length * factor)
-
-
-def _shipped_motion(model: Any, params: Params) -> bool:
-    """True for a :class:`~mi_augment.perturbations.motion.MotionModel` whose ``apply`` is the library's (a warp
-    and a blur): it may be called through its unchecked ``_apply_float`` and commutes with luma."""
-    from ..perturbations.motion import MotionModel, MotionParams
-
-    return (isinstance(model, MotionModel) and type(model).apply is MotionModel.apply
-            and isinstance(params, MotionParams))
-
-
-def _shipped_illumination(model: Any, params: Params) -> bool:
-    """True for the library's :class:`~mi_augment.perturbations.illumination.IlluminationModel` (``apply``
-    not overridden) with params without ColorJitter factors: the illumination the fused kernels render."""
-    from ..perturbations.illumination import IlluminationModel, IlluminationParams
-
-    return (isinstance(model, IlluminationModel) and type(model).apply is IlluminationModel.apply
-            and isinstance(params, IlluminationParams) and params.jitter_is_identity())
-
-
-def _view_light(params: Params, channels: int, h: int, w: int, like: Tensor,
-                ring: bool = False) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-    """Per-view illumination parameters ``(B, V, ...)`` laid out for
-    :func:`~mi_augment.functional.color._illuminate` on views inside each image, ``(B, C, V, H, W)``:
-    ``gamma (B, 1, V, 1, 1)``, ``log_gain (B, C, V, 1, 1)`` (the mean gain for one channel), and the shading
-    coefficients ``(B, V, S)`` with the ``(S, H, W)`` basis (mirrored onto a one-pixel ring when ``ring``),
-    or None twice without shading; :func:`_light_field` renders the field of some rows."""
-    from ..functional import color as fcolor
-
-    b, v = params.log_gain.shape[:2]
-    log_gain = params.log_gain.to(like.dtype).reshape(b, v, 3)
-    if channels == 1:
-        log_gain = log_gain.mean(dim=2, keepdim=True)
-    gamma = params.log_gamma.to(like.dtype).reshape(b, v).exp().view(b, 1, v, 1, 1)
-    shading, basis = params.shading, None
-    if shading.shape[-1] > 0:
-        basis = fcolor._shading_basis(h, w, fcolor.shading_degree(shading.shape[-1]), like.device, like.dtype)
-        if ring:
-            basis = F.pad(basis[None], (1, 1, 1, 1), mode="reflect")[0]
-        shading = shading.to(like.dtype).reshape(b, v, -1)
-    else:
-        shading = None
-    return gamma, log_gain.transpose(1, 2).reshape(b, -1, v, 1, 1), shading, basis
-
-
-def _light_field(shading: Tensor | None, basis: Tensor | None) -> Tensor | None:
-    """The log shading field ``(B, 1, V, H, W)`` of :func:`_view_light`'s coefficients, or None."""
-    return None if basis is None else torch.einsum("bvs,shw->bvhw", shading, basis).unsqueeze(1)
-
-
-def _check_finite_params(params: Params) -> None:
-    for name, value in params._tensors().items():
-        if not bool(torch.isfinite(value).all()):
-            raise ValueError(f"params.{name} contains NaN or inf values")
 
 
 def _check_size(size: Any) -> tuple[int, int]:
@@ -197,12 +126,16 @@ def _check_size(size: Any) -> tuple[int, int]:
     return check_positive_int(h, "size[0]"), check_positive_int(w, "size[1]")
 
 
-def _resolve_model(value: Any, name: str, kind: str) -> Any:
+def _is_model(value: Any) -> bool:
+    return callable(getattr(value, "sample", None)) and callable(getattr(value, "apply", None))
+
+
+def _resolve_model(value: Any, name: str) -> Any:
     """None -> the shipped default model; False -> disabled (None); a model instance -> itself."""
     if value is False:
         return None
     if value is None:
-        if kind == "illumination":
+        if name == "illumination":
             from ..perturbations.illumination import IlluminationModel
 
             return IlluminationModel.default()
@@ -212,45 +145,81 @@ def _resolve_model(value: Any, name: str, kind: str) -> Any:
     if value is True:
         raise ValueError(f"{name}=True is ambiguous: pass None for the shipped default model, False to disable "
                          "it, or a model instance")
-    if not (callable(getattr(value, "sample", None)) and callable(getattr(value, "apply", None))):
+    if not _is_model(value):
         raise TypeError(f"{name} must be None (shipped default), False (disabled) or a perturbation model with "
                         f"sample() and apply(), got {type(value).__name__}")
     return value
 
 
+def _view_pipelines(value: Any, n_views: int) -> tuple[tuple[Callable, ...], ...]:
+    """``view_transforms``: None, one list for every view, or one list per view."""
+    if value is None:
+        return tuple(() for _ in range(n_views))
+    if not isinstance(value, (list, tuple)):
+        raise TypeError("view_transforms must be a list of transforms (applied to every view) or a list of "
+                        f"{n_views} such lists (one per view), got {type(value).__name__}")
+    per_view = len(value) > 0 and all(isinstance(v, (list, tuple)) for v in value)
+    pipelines = [list(v) for v in value] if per_view else [list(value)] * n_views
+    if len(pipelines) != n_views:
+        raise ValueError(f"view_transforms has {len(pipelines)} per-view lists, this transform makes {n_views} views")
+    for v, pipeline in enumerate(pipelines):
+        for i, t in enumerate(pipeline):
+            if not callable(t):
+                raise TypeError(f"view_transforms[{v}][{i}] must be callable, got {type(t).__name__}")
+    return tuple(tuple(p) for p in pipelines)
+
+
+def _replayable(t: Any) -> bool:
+    return callable(getattr(t, "make_params", None)) and callable(getattr(t, "transform", None))
+
+
+def _check_scores(scores: Any, b: int, k: int) -> Tensor:
+    if not isinstance(scores, Tensor):
+        raise TypeError(f"the scorer must return a Tensor (B, K) = {(b, k)}, got {type(scores).__name__}")
+    if scores.shape != (b, k):
+        raise ValueError(f"the scorer returned shape {tuple(scores.shape)}, expected (B, K) = {(b, k)}")
+    scores = scores.float()
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError("the scorer returned NaN or inf scores; scores must be finite")
+    return scores
+
+
 class MIPairTransform(nn.Module):
-    """Two (or ``n_views``) views per image, paired by the information they share under natural perturbation.
+    """Two (or ``n_views``) views per image, paired by the information they share.
 
     A drop-in replacement for "RandomResizedCrop + flip + ColorJitter, twice" in contrastive pipelines
-    (SimCLR, MoCo's ``TwoCropsTransform``, lightly's / solo-learn's multi-view transforms): ``t(x)`` returns a
-    tuple of views. It works on one image (PIL, uint8 or float ``[C, H, W]`` tensor, in DataLoader workers and
+    (SimCLR, MoCo's ``TwoCropsTransform``, lightly's multi-view transforms): ``t(x)`` returns a tuple of
+    views. It works on one image (PIL, uint8 or float ``[C, H, W]`` tensor, in DataLoader workers and
     torchvision ``Compose``), returning the type it was given, and on a whole batch ``[B, C, H, W]`` on the GPU
-    with the same semantics.
+    with the same semantics. The presets :meth:`simclr`, :meth:`byol` and :meth:`moco_v3` reproduce those
+    recipes' views with MI-chosen crops.
 
     Args:
         size: output size of every view (int or ``(h, w)``).
         scale, ratio: RandomResizedCrop bounds on the crop's area fraction and aspect ratio (``w / h``).
-        n_candidates: K candidate pairs scored per image (ignored by the ``"random"`` policy).
+        n_candidates: K candidate crop tuples scored per image (ignored by the ``"random"`` policy).
         policy: ``"threshold"`` (default), ``"max"``, ``"min"``, ``"band"``, ``"softmax"``, ``"random"`` or a
-            :class:`~mi_augment.crops.Policy` instance (``ThresholdPolicy(drop=0.3)``, ``BandPolicy(band=(lo,
-            hi))``, ...).
-        illumination, motion: None for the shipped default model (``IlluminationModel.default()`` /
-            ``MotionModel.default()``), False to disable, or a model instance (e.g.
-            ``IlluminationModel.uniform()`` for ColorJitter). Each view gets its own draw.
+            :class:`~mi_augment.crops.Policy` instance.
+        illumination, motion: None for the shipped default model, False to disable, or a model instance (e.g.
+            ``IlluminationModel.uniform()`` for ColorJitter's prior). Each view gets its own draw; the draws
+            are scored and applied.
+        perturbations: further models (anything with ``sample(n, generator=, device=, strength=)`` and
+            ``apply(images, params)``), applied after illumination and motion, each view with its own draw.
         flip: probability of mirroring each view left-right (drawn per view, independently of the scores).
-        proxy_size: side of the square grid the candidate crops are rendered on for scoring.
-        estimator, bins: the MI estimator (a name in ``mi_augment.mi.ESTIMATORS`` or a callable
-            ``(x (..., N), y (..., N)) -> (...)``) and its bin count, for the default pixel scorer.
-        n_views: number of views returned (>= 2); see the module docstring for how views beyond 2 are chosen.
-        scorer: replaces the default :class:`~mi_augment.crops.PixelMIScorer`: any callable
-            ``(proxy_a (B, K, N), proxy_b (B, K, N)) -> (B, K)``, or one with ``input_kind = "image"`` (such
-            as :class:`~mi_augment.crops.FeatureScorer`) that receives ``(B, K, C, h, w)`` crops.
+        view_transforms: each view's own pipeline, applied after the perturbations with independent draws:
+            one list of transforms for every view, or one list per view (e.g. BYOL's asymmetric blur and
+            solarize). :class:`~mi_augment.transforms.RandomTransform` entries replay exactly; other batched
+            callables are called as they are (and draw again on replay).
+        proxy_size: side of the square grid the candidate crops are rendered on for the pixel scorers.
+        estimator, bins: the MI estimator of the default :class:`~mi_augment.crops.PixelMIScorer`.
+        n_views: number of views returned (>= 2).
+        scorer: replaces the default scorer: a callable ``(proxy_a (B, K, N), proxy_b (B, K, N)) -> (B, K)``, or
+            one whose ``input_kind`` is ``"image"`` (``(B, K, C, h, w)`` crops) or ``"boxes"`` (``(images,
+            boxes_a, boxes_b)``: the unperturbed images and the boxes, for one encoder pass per image).
         sampling_ratio: samples per output bin for the view crops (see
             :func:`mi_augment.functional.crops.resized_crop`).
         illumination_strength, motion_strength: scale each draw's distance from "no change" while keeping the
-            fitted shape (0 = identity, 1 = as fitted; see :meth:`PerturbationModel.sample`), as
-            ``NaturalIllumination(strength=...)`` / ``NaturalMotion(strength=...)`` do. The same strengthened
-            draws are scored and applied.
+            fitted shape (0 = identity, 1 = as fitted).
     """
 
     def __init__(self, size: int | tuple[int, int], scale: tuple[float, float] = (0.08, 1.0),
@@ -258,7 +227,8 @@ class MIPairTransform(nn.Module):
                  policy: str | Policy = "threshold", illumination: Any = None, motion: Any = None,
                  flip: float = 0.5, proxy_size: int = 32, estimator: Any = "histogram", bins: int = 16,
                  n_views: int = 2, scorer: Any = None, sampling_ratio: int = -1,
-                 illumination_strength: float = 1.0, motion_strength: float = 1.0):
+                 illumination_strength: float = 1.0, motion_strength: float = 1.0,
+                 perturbations: Sequence[Any] = (), view_transforms: Any = None):
         super().__init__()
         self.size = _check_size(size)
         self.sampler = BoxSampler(scale, ratio)
@@ -280,11 +250,63 @@ class MIPairTransform(nn.Module):
                 raise TypeError(f"scorer must be callable, got {type(scorer).__name__}")
             scorer_input_kind(scorer)
         self.scorer = scorer
-        self.illumination = _resolve_model(illumination, "illumination", "illumination")
-        self.motion = _resolve_model(motion, "motion", "motion")
-        self.strengths = {"illumination": check_strength(illumination_strength, "illumination_strength"),
-                          "motion": check_strength(motion_strength, "motion_strength")}
+        if isinstance(perturbations, (str, bytes)) or not isinstance(perturbations, (list, tuple)):
+            raise TypeError(f"perturbations must be a list of perturbation models, got {type(perturbations).__name__}")
+        models, strengths = [], []
+        for name, value, strength in (("illumination", illumination, illumination_strength),
+                                      ("motion", motion, motion_strength)):
+            model = _resolve_model(value, name)
+            strength = check_strength(strength, f"{name}_strength")
+            if model is not None:
+                models.append((name, model))
+                strengths.append(strength)
+        for i, model in enumerate(perturbations):
+            if not _is_model(model):
+                raise TypeError(f"perturbations[{i}] must be a perturbation model with sample() and apply(), got "
+                                f"{type(model).__name__}")
+            models.append((f"{type(model).__name__}_{i}", model))
+            strengths.append(1.0)
+        self.perturbation_names = tuple(name for name, _ in models)
+        self.perturbations = tuple(model for _, model in models)
+        self.strengths = tuple(strengths)
+        self.view_transforms = _view_pipelines(view_transforms, self.n_views)
+        # registered so .to(device) / .eval() reach transforms and encoders that are modules
+        self._view_modules = nn.ModuleList([t for p in self.view_transforms for t in p if isinstance(t, nn.Module)])
 
+    # ---- presets ---------------------------------------------------------------------------------------------
+    @classmethod
+    def simclr(cls, size: int | tuple[int, int], *, jitter: float = 0.4, blur: float | None = None,
+               **kwargs: Any) -> MIPairTransform:
+        """SimCLR's views (Chen et al. 2020) with MI-chosen crops: scale (0.08, 1), flip, colour jitter
+        (``jitter`` brightness/contrast/saturation, ``jitter / 4`` hue) with p 0.8, grayscale p 0.2, Gaussian
+        blur p 0.5 (``blur``: None = on above 64 px, as the paper does for ImageNet but not CIFAR). Crops
+        are scored on the unperturbed image (the natural models off); any argument can be overridden."""
+        from .presets import simclr_views
+
+        return cls._preset(size, simclr_views(size, jitter=jitter, blur=blur), kwargs)
+
+    @classmethod
+    def byol(cls, size: int | tuple[int, int], **kwargs: Any) -> MIPairTransform:
+        """BYOL's asymmetric views (Grill et al. 2020) with MI-chosen crops: jitter (0.4, 0.4, 0.2, 0.1) p 0.8,
+        grayscale p 0.2; view 0 always blurred, view 1 blurred p 0.1 and solarized p 0.2."""
+        from .presets import byol_views
+
+        return cls._preset(size, byol_views(size), kwargs)
+
+    @classmethod
+    def moco_v3(cls, size: int | tuple[int, int], **kwargs: Any) -> MIPairTransform:
+        """MoCo v3's views (Chen et al. 2021; BYOL's asymmetric recipe) with MI-chosen crops."""
+        from .presets import byol_views
+
+        return cls._preset(size, byol_views(size), kwargs)
+
+    @classmethod
+    def _preset(cls, size: Any, views: list, kwargs: dict[str, Any]) -> MIPairTransform:
+        options = {"illumination": False, "motion": False, "view_transforms": views}
+        options.update(kwargs)
+        return cls(size, **options)
+
+    # ---- properties ------------------------------------------------------------------------------------------
     @property
     def scale(self) -> tuple[float, float]:
         return self.sampler.scale
@@ -293,73 +315,53 @@ class MIPairTransform(nn.Module):
     def ratio(self) -> tuple[float, float]:
         return self.sampler.ratio
 
-    # ------------------------------------------------------------------------------------------------------
-    def _models(self) -> list[tuple[str, Any]]:
-        return [("illumination", self.illumination), ("motion", self.motion)]
-
-    def _sample_perturbations(self, b: int, generator: torch.Generator | None, device: torch.device) -> dict:
-        out = {}
-        for name, model in self._models():
-            if model is None:
-                out[name] = NoParams(torch.zeros(b, self.n_views, 0, device=device))
-            else:
-                drawn = model.sample(b * self.n_views, generator=generator,
-                                     device=sampling_device(generator, device), strength=self.strengths[name]).to(device)
-                out[name] = _stack_views(drawn, b, self.n_views)
-        return out
-
-    def _perturb(self, images: Tensor, illumination: Params, motion: Params, luma_only: bool = False) -> Tensor:
-        """Apply the models (illumination, then motion: light reaches the sensor, then the exposure integrates
-        the motion) with per-sample params whose leading dim matches ``images``.
-
-        ``luma_only=True`` returns the luma ``[B, 1, H, W]`` of the result, for scoring. With the shipped
-        :class:`~mi_augment.perturbations.motion.MotionModel` (a warp and a blur: linear, convex
-        combinations of pixels, so they commute with luma and keep values in [0, 1]) the luma is taken
-        before the motion, which then moves one channel instead of three; the result equals the luma of
-        the three-channel result to float rounding."""
-        out = images
-        if self.illumination is not None:
-            out = self.illumination.apply(out, illumination)
-        fast = self.motion is not None and out.ndim == 4 and _shipped_motion(self.motion, motion)
-        if luma_only and (self.motion is None or fast):
-            out = luma(out)
-        if fast:
-            # The shipped MotionModel skips re-validating the float batch that forward() already checked.
-            motion.check_batch(out.shape[0])
-            _check_finite_params(motion)
-            out = self.motion._apply_float(out, motion)
-        elif self.motion is not None:
-            out = self.motion.apply(out, motion)
-        # The shipped motion kernels return a new tensor: clamp it in place (never anything a caller owns).
-        out = out.clamp_(0.0, 1.0) if fast else out.clamp(0.0, 1.0)
-        return luma(out) if luma_only else out
-
-    def _scoring_luma(self, images: Tensor, illumination: Params, motion: Params) -> Tensor | None:
-        """``luma(g_v(x))`` for every view ``v`` of each image, ``(B * V, 1, H, W)`` sample-major, like
-        ``_perturb(images.repeat_interleave(V, 0), ..., luma_only=True)`` but without the ``V`` copies: the
-        ``V`` illuminations of an image share its logarithm (:func:`~mi_augment.functional.color._illuminate`
-        broadcasts ``(B, C, 1, H, W)`` against per-view parameters). ``illumination`` is shaped ``(B, V,
-        ...)``, ``motion`` flat ``(B * V, ...)``. None unless the models are the shipped ones (or off) and
-        the illumination has no ColorJitter factors."""
-        from ..functional import color as fcolor
-
-        if self.illumination is None or images.ndim != 4 or not _shipped_illumination(self.illumination, illumination):
-            return None
-        if self.motion is not None and not _shipped_motion(self.motion, motion):
-            return None
-        b, c, h, w = images.shape
+    # ---- 1. plan ---------------------------------------------------------------------------------------------
+    def plan(self, images: Tensor, generator: torch.Generator | None = None) -> PairCandidates:
+        """Draw K candidate crop tuples, the flips and every view's perturbations for a float batch
+        ``[B, C, H, W]`` (K = 1 when the policy needs no scores). Uses only the images' shape and device."""
+        b, _, h, w = images.shape
+        dev = images.device
         v = self.n_views
-        flat = _flatten_views(illumination)
-        flat.check_batch(b * v)
-        _check_finite_params(flat)
-        gamma, log_gain, shading, basis = _view_light(illumination, c, h, w, images)
-        lit = fcolor._illuminate(images.unsqueeze(2), gamma, log_gain, _light_field(shading, basis))  # (B, C, V, H, W)
-        out = luma(lit.movedim(2, 1)).reshape(b * v, 1, h, w)  # channels next to H, W, then sample-major
-        if self.motion is not None:
-            motion.check_batch(b * v)
-            _check_finite_params(motion)
-            out = self.motion._apply_float(out, motion)
-        return out.clamp_(0.0, 1.0)
+        k = self.n_candidates if self.policy.needs_scores else 1
+        drawn = []
+        for model, strength in zip(self.perturbations, self.strengths):
+            params = model.sample(b * v, generator=generator, device=sampling_device(generator, dev),
+                                  strength=strength).to(dev)
+            drawn.append(R.stack_views(params, b, v))
+        flip = rand((b, v), generator, dev) < self.flip
+        boxes = self.sampler.sample((b, v, k), h, w, generator=generator, device=dev)
+        return PairCandidates(boxes, flip, tuple(drawn))
+
+    # ---- 2. score --------------------------------------------------------------------------------------------
+    def score(self, images: Tensor, candidates: PairCandidates) -> Tensor:
+        """Scores ``(B, V - 1, K)``: what view 0's box ``k`` shares with partner view ``p``'s box ``k``.
+
+        ``"luma"`` / ``"image"`` scorers get both crops of each view's perturbed image on the proxy grid;
+        ``"boxes"`` scorers get the unperturbed float images with the boxes. Large batches are scored a few
+        images at a time (peak memory bounded by :func:`mi_augment.kernel_options`' working set)."""
+        if self.scorer is None:
+            raise ValueError(f"policy {self.policy.name!r} needs no scores and this transform has no scorer")
+        x = images.float()  # scores in float32 whatever the image dtype
+        b = x.shape[0]
+        candidates.check_batch(b, "candidates")
+        v, k = candidates.n_views, candidates.n_candidates
+        kind = scorer_input_kind(self.scorer)
+        if kind == "boxes":
+            return torch.stack([_check_scores(self.scorer(x, candidates.boxes[:, 0], candidates.boxes[:, p]), b, k)
+                                for p in range(1, v)], 1)
+        small, factor = self._working_images(x)
+        c, hh, ww = small.shape[1:]
+        proxy_elems = self.proxy_size ** 2 * (c if kind == "image" else 1)
+        step = chunk_rows(small, v * (c * hh * ww + 4 * k * proxy_elems))
+        out = []
+        for r0 in range(0, b, step):
+            rows = slice(r0, min(b, r0 + step))
+            part = candidates.index(rows)
+            proxies = self._proxies(small[rows], part.boxes * factor, part.perturbations, kind)
+            m = rows.stop - r0
+            out.append(torch.stack([_check_scores(self.scorer(proxies[0], proxies[p]), m, k)
+                                    for p in range(1, v)], 1))
+        return out[0] if len(out) == 1 else torch.cat(out)
 
     def _working_images(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The image at the resolution scoring needs: the smallest allowed crop still covers about
@@ -374,211 +376,112 @@ class MIPairTransform(nn.Module):
         fx, fy = ww / w, hh / h  # the actual factors after rounding
         return small, torch.tensor([fx, fy, fx, fy], device=x.device)
 
-    def _render_candidate_proxies(self, small: Tensor, perturb: dict, anchor_boxes: Tensor, partner_boxes: Tensor,
-                                  kind: str) -> list[Tensor]:
-        """The scorer's inputs: for each view ``v``, ``g_v(x)`` at the working resolution (``small``), cropped
-        to its candidate boxes (view 0: ``anchor_boxes (B, K, 4)``, view ``p + 1``: ``partner_boxes[:, p]``)
-        on the proxy grid. Rendered a few images at a time on the CPU (see :meth:`_render_fused`)."""
-        b, c = small.shape[:2]
-        v = self.n_views
-        illumination, motion = perturb["illumination"], perturb["motion"]
-        step = chunk_rows(small, v * c * small.shape[-2] * small.shape[-1])
-        chunks: list[list[Tensor]] = [[] for _ in range(v)]
-        for r0 in range(0, b, step):
-            rows = slice(r0, min(b, r0 + step))
-            perturbed = None
-            if kind == "luma":
-                perturbed = self._scoring_luma(small[rows], illumination.index(rows),
-                                               _flatten_views(motion.index(rows)))
-            if perturbed is None:
-                perturbed = self._perturb(  # g_v(x) for every view v of these images
-                    small[rows].repeat_interleave(v, 0), _flatten_views(illumination.index(rows)),
-                    _flatten_views(motion.index(rows)), luma_only=kind == "luma",
-                )
-            perturbed = perturbed.view(rows.stop - r0, v, *perturbed.shape[1:])
-            for i in range(v):
-                boxes = anchor_boxes[rows] if i == 0 else partner_boxes[rows, i - 1]
-                chunks[i].append(render_proxies(perturbed[:, i], boxes, self.proxy_size, kind, pyramid=True))
-        return [parts[0] if len(parts) == 1 else torch.cat(parts) for parts in chunks]
+    def _proxies(self, small: Tensor, boxes: Tensor, perturbations: tuple[Params, ...], kind: str) -> list[Tensor]:
+        """For each view ``v``: ``g_v(x)`` at the working resolution, cropped to the view's candidate boxes
+        ``boxes[:, v]`` on the proxy grid."""
+        b = small.shape[0]
+        v = boxes.shape[1]
+        perturbed = R.scoring_luma(self.perturbations, small, perturbations) if kind == "luma" else None
+        if perturbed is None:  # g_v(x) for every view v of every image, by the models' own apply
+            perturbed = R.apply_chain(self.perturbations, small.repeat_interleave(v, 0),
+                                      [R.flatten_views(p) for p in perturbations], luma_only=kind == "luma")
+        perturbed = perturbed.view(b, v, *perturbed.shape[1:])
+        return [render_proxies(perturbed[:, i], boxes[:, i], self.proxy_size, kind, pyramid=True) for i in range(v)]
 
-    # ------------------------------------------------------------------------------------------------------
-    def plan(self, images: Tensor, generator: torch.Generator | None = None) -> PairInfo:
-        """Draw candidates, score them, apply the policy: the :class:`PairInfo` for a float batch
-        ``[B, C, H, W]`` (no views rendered)."""
-        x = images
-        b, _, h, w = x.shape
-        dev = x.device
-        v_count = self.n_views
-        partners = v_count - 1
-        scoring = self.policy.needs_scores
-        k = self.n_candidates if scoring else 1
-
-        perturb = self._sample_perturbations(b, generator, dev)
-        flips = rand((b, v_count), generator, dev) < self.flip
-        boxes = self.sampler.sample((b, v_count, k), h, w, generator=generator, device=dev)
-        anchor_boxes, partner_boxes = boxes[:, 0], boxes[:, 1:]  # (B, K, 4), (B, P, K, 4)
-
-        if scoring:
-            kind = scorer_input_kind(self.scorer)
-            small, factor = self._working_images(x.float())  # scores in float32 whatever the image dtype
-            proxies = self._render_candidate_proxies(small, perturb, anchor_boxes * factor, partner_boxes * factor,
-                                                     kind)
-            anchor_proxy = proxies[0]
-            scores, chosen, keep = [], [], []
-            chosen_anchor = None
-            for p in range(partners):
-                partner_proxy = proxies[p + 1]
-                a = anchor_proxy if chosen_anchor is None else chosen_anchor.expand_as(anchor_proxy)
-                s = self.scorer(a, partner_proxy)
-                if s.shape != (b, k):
-                    raise ValueError(f"scorer returned shape {tuple(s.shape)}, expected (B, K) = {(b, k)}")
-                s = s.float()
-                idx = self.policy.select(s, generator)
-                if chosen_anchor is None:  # the first round fixes the anchor crop
-                    chosen_anchor = anchor_proxy[torch.arange(b, device=dev), idx].unsqueeze(1)
-                    anchor_choice = idx
-                scores.append(s)
-                chosen.append(idx)
-                keep.append(self.policy.keep_mask(s))
-            scores_t = torch.stack(scores, 1)
-            chosen_t = torch.stack(chosen, 1)
-            keep_t = torch.stack(keep, 1)
-            chosen_score = scores_t.gather(2, chosen_t.unsqueeze(2)).squeeze(2)
+    # ---- 3. choose -------------------------------------------------------------------------------------------
+    def choose(self, candidates: PairCandidates, scores: Tensor | None = None,
+               generator: torch.Generator | None = None) -> PairInfo:
+        """Pick one candidate per image by the policy, from the mean of ``scores (B, V - 1, K)`` over the
+        partner views (None: the first candidate, for policies that need no scores)."""
+        b, v, k = candidates.boxes.shape[:3]
+        dev = candidates.boxes.device
+        if scores is None:
+            if self.policy.needs_scores and k > 1:
+                raise ValueError(f"policy {self.policy.name!r} needs the scores of the {k} candidates")
+            chosen = torch.zeros(b, dtype=torch.long, device=dev)
+            keep, chosen_score = None, torch.full((b,), math.nan, device=dev)
         else:
-            scores_t = keep_t = None
-            chosen_t = torch.zeros(b, partners, dtype=torch.long, device=dev)
-            anchor_choice = chosen_t[:, 0]
-            chosen_score = torch.full((b, partners), math.nan, device=dev)
-
+            if not isinstance(scores, Tensor) or scores.shape != (b, v - 1, k):
+                raise ValueError(f"scores must have shape (B, V - 1, K) = {(b, v - 1, k)}, got "
+                                 f"{tuple(getattr(scores, 'shape', ()))}")
+            total = scores.float().mean(1)
+            chosen = self.policy.select(total, generator)
+            keep = self.policy.keep_mask(total)
+            chosen_score = total.gather(1, chosen[:, None])[:, 0]
         rows = torch.arange(b, device=dev)
-        first = anchor_boxes[rows, anchor_choice]  # (B, 4)
-        rest = partner_boxes[rows[:, None], torch.arange(partners, device=dev)[None], chosen_t]  # (B, P, 4)
-        final_boxes = torch.cat([first[:, None], rest], 1)
-        params = PairParams(final_boxes, flips, perturb["illumination"], perturb["motion"])
-        candidate_iou = box_iou_pairs(anchor_boxes.unsqueeze(1), partner_boxes)  # (B, P, K)
-        iou = box_iou_pairs(first.unsqueeze(1), rest)
-        return PairInfo(params, scores_t, keep_t, chosen_t, chosen_score, anchor_boxes, partner_boxes,
-                        candidate_iou, iou)
+        boxes = candidates.boxes[rows, :, chosen]  # (B, V, 4)
+        params = PairParams(boxes, candidates.flip, candidates.perturbations)
+        candidate_iou = box_iou_pairs(candidates.boxes[:, :1], candidates.boxes[:, 1:])  # (B, P, K)
+        iou = box_iou_pairs(boxes[:, :1], boxes[:, 1:])
+        return PairInfo(params, candidates, scores, keep, chosen, chosen_score, candidate_iou, iou)
 
-    def make_params(self, images: Tensor, generator: torch.Generator | None = None) -> PairParams:
-        """Per-sample :class:`PairParams` for a float batch ``[B, C, H, W]`` (the transform contract)."""
-        return self.plan(images, generator).params
-
-    def transform(self, images: Tensor, params: PairParams) -> tuple[Tensor, ...]:
-        """Render the views of a float batch ``[B, C, H, W]``: crop, resize, flip, perturb. Returns a tuple
-        of ``n_views`` batches ``[B, C, *size]``."""
+    # ---- 4. render -------------------------------------------------------------------------------------------
+    def render(self, images: Tensor, params: PairParams, generator: torch.Generator | None = None,
+               return_params: bool = False) -> Any:
+        """The ``V`` views ``[B, C, *size]`` of a float batch: crop, resize, flip, the perturbation chain, then
+        each view's pipeline (its draws from ``generator``; replayed when ``params.views`` holds them).
+        ``return_params=True`` also returns ``params`` with the pipelines' draws filled in."""
+        if not isinstance(params, PairParams):
+            raise TypeError(f"params must be the PairParams of an earlier call (info.params), got "
+                            f"{type(params).__name__}")
+        if params.n_views != self.n_views:
+            raise ValueError(f"params hold {params.n_views} views, this transform makes {self.n_views}")
+        if len(params.perturbations) != len(self.perturbations):
+            raise ValueError(f"params hold draws of {len(params.perturbations)} perturbation models, this "
+                             f"transform has {len(self.perturbations)} ({', '.join(self.perturbation_names)})")
         params.check_batch(images.shape[0])
         params = params.to(images.device)
-        b, v = params.boxes.shape[:2]
-        motion = _motion_in_view_frame(params.motion, params.boxes, *images.shape[-2:])
-        fused = self._render_fused(images, params, motion)
-        if fused is not None:
-            return tuple(fused)
-        # Step by step (crop, then each model's apply), a few images at a time on the CPU (as the fused path).
-        c = images.shape[1]
-        views = [images.new_empty(b, c, *self.size) for _ in range(v)]
-        step = chunk_rows(images, v * c * self.size[0] * self.size[1])
-        for r0 in range(0, b, step):
-            rows = slice(r0, min(b, r0 + step))
-            crops = resized_crop(images[rows], params.boxes[rows], self.size, flip=params.flip[rows],
-                                 sampling_ratio=self.sampling_ratio)
-            out = self._perturb(crops.flatten(0, 1), _flatten_views(params.illumination.index(rows)),
-                                _flatten_views(motion.index(rows)))  # (m * V, C, h, w), sample-major
-            out = out.view(rows.stop - r0, v, *out.shape[1:])
-            for i in range(v):
-                views[i][rows] = out[:, i]
+        views = self.transform(images, params)
+        if any(self.view_transforms):
+            views, drawn = self._run_pipelines(views, params.views, generator)
+            params = replace(params, views=drawn)
+        return (views, params) if return_params else views
+
+    def transform(self, images: Tensor, params: PairParams) -> tuple[Tensor, ...]:
+        """Crop, resize, flip and perturb each view of a float batch ``[B, C, H, W]`` (the views before their
+        pipelines). Returns ``n_views`` contiguous batches ``[B, C, *size]``."""
+        models = self.perturbations
+        per_view = R.in_view_frame(models, params.perturbations, params.boxes, *images.shape[-2:])
+        views = R.render_fused(models, images, params.boxes, params.flip, per_view, self.size, self.sampling_ratio)
+        if views is None:
+            views = R.render_steps(models, images, params.boxes, params.flip, per_view, self.size,
+                                   self.sampling_ratio)
         return tuple(views)
 
-    def _render_fused(self, images: Tensor, params: PairParams, motion: Params) -> list[Tensor] | None:
-        """The ``V`` views (each a contiguous ``(B, C, h, w)``) with the shipped models in one sampling pass,
-        or None (then :meth:`transform` crops and perturbs step by step).
-
-        The crop and the camera motion's warp are one affine map from view pixels to image pixels, sampled
-        once (:func:`~mi_augment.functional.geometry._crop_warp_ring`), together with the one-pixel mirrored
-        ring the blur reads; the illumination is applied to that buffer (its shading mirrored onto the ring),
-        then the blur's 3x3 taps. So the warp reads the scene around the crop (what a moving camera sees),
-        not a mirror image of the crop, and the view is resampled once instead of twice. Taken when the
-        motion model is the shipped :class:`~mi_augment.perturbations.motion.MotionModel` with every streak
-        in the batch shorter than its 3x3 fast path, and the illumination model is off or the shipped
-        :class:`~mi_augment.perturbations.illumination.IlluminationModel` without ColorJitter factors.
-
-        On the CPU the batch is rendered a few images at a time (:func:`~mi_augment._chunks.chunk_rows`):
-        every pass then runs over a buffer that stays in cache and is recycled by the allocator, instead of
-        streaming (and page-faulting) a fresh batch-sized buffer through memory for each of the ~20 passes.
-        """
-        from ..functional import color as fcolor
-        from ..functional.geometry import (
-            _blur_taps3,
-            _crop_warp_ring,
-            motion_blur,
-            motion_blur_kernels,
-            similarity_matrices,
-        )
-
-        h, w = self.size
-        if self.motion is None or images.ndim != 4 or h < 3 or w < 3 or not _shipped_motion(self.motion, motion):
-            return None
-        ill = self.illumination
-        if ill is not None and not _shipped_illumination(ill, params.illumination):
-            return None
-        mp = _flatten_views(motion)
-        n = mp.log_scale.shape[0]
-        mp.check_batch(n)
-        _check_finite_params(mp)
-        mp = mp.to(images.device)
-        length = (mp.blur_length.reshape(-1).clamp_min(0) * float(max(h, w))).to(images.dtype)
-        angle = mp.blur_angle.reshape(-1).to(images.dtype)
-        short = length < 2.0
-        if not bool(short.any()):
-            return None
-        kernels = motion_blur_kernels(length, angle)
-        pad = kernels.shape[-1] // 2
-        if pad >= h or pad >= w:
-            return None
-        b, c = images.shape[:2]
-        v = params.boxes.shape[1]
-        hg, wg = h + 2, w + 2
-        inverse = torch.linalg.inv(similarity_matrices(mp.log_scale.to(torch.float64), mp.rotation.to(torch.float64),
-                                                       mp.translation.to(torch.float64), h, w))
-        # Per-view parameters shaped (B, 1 or C, V, 1, 1) / (B, 1, V, hg, wg): they broadcast over the
-        # view-major buffer (B, C, V, hg, wg) that the sampling writes.
-        light = None
-        if ill is not None:
-            _flatten_views(params.illumination).check_batch(n)
-            ill_params = params.illumination.to(images.device)
-            if not ill_params.photometric_is_identity():
-                light = _view_light(ill_params, c, h, w, images, ring=True)
-        taps = None
-        if pad:
-            taps = torch.where(short[:, None, None], kernels, 0.0)[:, pad - 1:pad + 2, pad - 1:pad + 2].view(b, v, 3, 3)
-        any_long = not bool(short.all())
-        views = [images.new_empty(b, c, h, w) for _ in range(v)]
-        padding_mode = self.motion.config["padding_mode"]
-        step = chunk_rows(images, v * c * hg * wg)
-        for r0 in range(0, b, step):
-            rows = slice(r0, min(b, r0 + step))
-            sampled = _crop_warp_ring(images[rows], params.boxes[rows], params.flip[rows],
-                                      inverse[r0 * v:rows.stop * v], h, w, padding_mode=padding_mode,
-                                      sampling_ratio=self.sampling_ratio, view_major=True)  # (m, C, V, hg, wg)
-            if light is not None:
-                gamma, log_gain, shading, basis = light
-                field = _light_field(None if shading is None else shading[rows], basis)
-                sampled = fcolor._illuminate(sampled, gamma[rows], log_gain[rows], field)
-            for i in range(v):
-                out = views[i][rows]
-                if pad == 0:
-                    out.copy_(sampled[:, :, i, 1:-1, 1:-1])
+    def _run_pipelines(self, views: tuple[Tensor, ...], replay: tuple, generator: torch.Generator | None
+                       ) -> tuple[tuple[Tensor, ...], tuple[tuple[Params, ...], ...]]:
+        if replay and len(replay) != len(views):
+            raise ValueError(f"params.views holds {len(replay)} pipelines, this transform makes {len(views)} views")
+        out, drawn = [], []
+        for v, (view, pipeline) in enumerate(zip(views, self.view_transforms)):
+            saved = iter(replay[v]) if replay else None
+            mine: list[Params] = []
+            for i, t in enumerate(pipeline):
+                if not _replayable(t):
+                    view = t(view)
+                    continue
+                if saved is None:
+                    view, gated = t(view, generator=generator, return_params=True)
                 else:
-                    _blur_taps3(None, taps[rows, i], "reflect", padded=sampled[:, :, i], out=out)
-                if any_long:
-                    idx = (~short.view(b, v)[rows, i]).nonzero().squeeze(1)
-                    if idx.numel():  # the few longer streaks: the dense blur of their (illuminated) views
-                        inner = sampled[:, :, i].index_select(0, idx)[:, :, 1:-1, 1:-1]
-                        sel = (idx + r0) * v + i
-                        out.index_copy_(0, idx, motion_blur(inner, length.index_select(0, sel),
-                                                            angle.index_select(0, sel)))
-                out.clamp_(0.0, 1.0)  # while the chunk is in cache
-        return views
+                    gated = next(saved, None)
+                    if gated is None:
+                        raise ValueError(f"params.views[{v}] holds fewer draws than view {v}'s pipeline has "
+                                         f"random transforms (at view_transforms[{v}][{i}])")
+                    view = t(view, params=gated)
+                mine.append(gated)
+            out.append(view)
+            drawn.append(tuple(mine))
+        return tuple(out), tuple(drawn)
+
+    # ---- the one-call form -----------------------------------------------------------------------------------
+    def make_params(self, images: Tensor, generator: torch.Generator | None = None) -> PairParams:
+        """Plan, score and choose for a float batch ``[B, C, H, W]``: the :class:`PairParams` to render."""
+        return self._choose_for(images, generator).params
+
+    def _choose_for(self, x: Tensor, generator: torch.Generator | None) -> PairInfo:
+        candidates = self.plan(x, generator)
+        scores = self.score(x, candidates) if self.policy.needs_scores else None
+        return self.choose(candidates, scores, generator)
 
     def forward(self, images: Any, generator: torch.Generator | None = None, params: PairParams | None = None,
                 return_info: bool = False) -> Any:
@@ -588,49 +491,34 @@ class MIPairTransform(nn.Module):
         check_generator(generator)
         info = None
         if params is None:
-            info = self.plan(x, generator)
+            info = self._choose_for(x, generator)
             params = info.params
-        elif not isinstance(params, PairParams):
-            raise TypeError(f"params must be the PairParams of an earlier call (info.params), got "
-                            f"{type(params).__name__}")
-        elif params.n_views != self.n_views:
-            raise ValueError(f"params hold {params.n_views} views, this transform makes {self.n_views}")
-        views = tuple(restore(v, spec) for v in self.transform(x, params))
-        if return_info:
-            if info is None:
-                info = self._replay_info(params)
-            return views, info
-        return views
+        views, params = self.render(x, params, generator, return_params=True)
+        views = tuple(restore(v, spec) for v in views)
+        if not return_info:
+            return views
+        info = replace(info, params=params) if info is not None else self._replay_info(params)
+        return views, info
 
     def _replay_info(self, params: PairParams) -> PairInfo:
         """A :class:`PairInfo` for replayed params (no candidates or scores are known)."""
-        b, v = params.boxes.shape[:2]
+        b = params.boxes.shape[0]
         dev = params.boxes.device
-        first, rest = params.boxes[:, 0], params.boxes[:, 1:]
-        return PairInfo(params, None, None, torch.zeros(b, v - 1, dtype=torch.long, device=dev),
-                        torch.full((b, v - 1), math.nan, device=dev), first[:, None], rest[:, :, None],
-                        box_iou_pairs(first[:, None, None], rest[:, :, None]), box_iou_pairs(first[:, None], rest))
+        iou = box_iou_pairs(params.boxes[:, :1], params.boxes[:, 1:])
+        return PairInfo(params, None, None, None, torch.zeros(b, dtype=torch.long, device=dev),
+                        torch.full((b,), math.nan, device=dev), iou[..., None], iou)
 
     def extra_repr(self) -> str:
         parts = [f"size={self.size}", f"scale={self.scale}", f"ratio={tuple(round(r, 4) for r in self.ratio)}",
                  f"policy={self.policy}", f"flip={self.flip}", f"n_views={self.n_views}"]
         if self.policy.needs_scores:
             parts += [f"n_candidates={self.n_candidates}", f"proxy_size={self.proxy_size}", f"scorer={self.scorer!r}"]
-        parts += [f"illumination={'off' if self.illumination is None else type(self.illumination).__name__}",
-                  f"motion={'off' if self.motion is None else type(self.motion).__name__}"]
-        parts += [f"{k}_strength={v}" for k, v in self.strengths.items() if v != 1.0]
+        chain = [f"{n}={type(m).__name__}" + (f"(strength={s})" if s != 1.0 else "")
+                 for n, m, s in zip(self.perturbation_names, self.perturbations, self.strengths)]
+        parts.append("perturbations=[" + ", ".join(chain) + "]")
+        if any(self.view_transforms):
+            parts.append(f"view_transforms={[list(map(repr, p)) for p in self.view_transforms]}")
         return ", ".join(parts)
-
-
-def _transform_or_kwargs(transform: MIPairTransform | None, kwargs: dict[str, Any]) -> MIPairTransform:
-    """The wrappers' ``transform`` argument: a ready :class:`MIPairTransform`, or None and its keyword arguments."""
-    if transform is None:
-        transform = MIPairTransform(**kwargs)
-    elif kwargs:
-        raise ValueError("pass either a ready MIPairTransform or its keyword arguments, not both")
-    if not isinstance(transform, MIPairTransform):
-        raise TypeError(f"transform must be an MIPairTransform, got {type(transform).__name__}")
-    return transform
 
 
 class MIPairAlbumentations:
@@ -648,7 +536,7 @@ class MIPairAlbumentations:
     """
 
     def __init__(self, transform: MIPairTransform | None = None, *, seed: int | None = None, **kwargs: Any):
-        self.transform = _transform_or_kwargs(transform, kwargs)
+        self.transform = _wrapped(transform, kwargs)
         self.seed = seed
         self._generator = None
         if seed is not None:
@@ -681,67 +569,9 @@ class MIPairAlbumentations:
         return f"MIPairAlbumentations({self.transform!r}, seed={self.seed})"
 
 
-class MIPairCollate:
-    """A DataLoader ``collate_fn`` that makes the views of a whole batch in the worker, with the batched path.
 
-    Calling :class:`MIPairTransform` per image in DataLoader workers pays its per-call overhead on every
-    image (a few hundred small tensor operations); collating first and transforming the batch in the worker
-    keeps the workers' parallelism and gets the batched speed (see docs/mi_pairs.md#throughput)::
 
-        loader = DataLoader(dataset, batch_size=256, num_workers=8, collate_fn=MIPairCollate(MIPairTransform(32)))
-        for (view_a, view_b), labels in loader: ...
+def _wrapped(transform: MIPairTransform | None, kwargs: dict[str, Any]) -> MIPairTransform:
+    from .collate import transform_or_kwargs
 
-    Samples are images (PIL, ``HxWxC`` uint8 numpy arrays, or ``[C, H, W]`` uint8 / float tensors) or tuples
-    whose first element is the image (the rest is collated by ``default_collate``). Every image of a batch
-    must have the same size and channel count (a fixed-size dataset such as CIFAR or STL, or a ``Resize`` /
-    ``CenterCrop`` before); otherwise use the transform per image. Views come out as float ``[B, C, h, w]`` in
-    [0, 1] (``to_float=False`` keeps uint8 input as uint8 views). Randomness comes from torch's global RNG,
-    which DataLoader seeds per worker.
-
-    Args:
-        transform: the :class:`MIPairTransform` (or its keyword arguments).
-        to_float: convert uint8 batches to float in [0, 1] before transforming.
-    """
-
-    def __init__(self, transform: MIPairTransform | None = None, *, to_float: bool = True, **kwargs: Any):
-        self.transform = _transform_or_kwargs(transform, kwargs)
-        self.to_float = bool(to_float)
-
-    @staticmethod
-    def _as_tensor(image: Any, i: int) -> Tensor:
-        """One sample's image as a ``[C, H, W]`` tensor (PIL and numpy as uint8, without a float copy)."""
-        if isinstance(image, Tensor):
-            if image.ndim != 3:
-                raise ValueError(f"batch[{i}] must be one image [C, H, W], got shape {tuple(image.shape)}")
-            return image
-        converted = image_to_uint8(image, f"batch[{i}]")
-        if converted is None:
-            raise TypeError(f"batch[{i}] must be a PIL image, a numpy HxWxC uint8 array or a [C, H, W] "
-                            f"tensor, got {type(image).__name__}")
-        return converted[0]
-
-    def __call__(self, batch: list[Any]) -> Any:
-        from torch.utils.data import default_collate
-
-        if not isinstance(batch, (list, tuple)) or len(batch) == 0:
-            raise ValueError("MIPairCollate needs a non-empty list of samples")
-        paired = isinstance(batch[0], (tuple, list))
-        images = [s[0] if paired else s for s in batch]
-        tensors = [self._as_tensor(img, i) for i, img in enumerate(images)]
-        first = tensors[0]
-        for i, t in enumerate(tensors):
-            if t.shape != first.shape or t.dtype != first.dtype:
-                raise ValueError(f"MIPairCollate needs images of one size and type; batch[0] is {tuple(first.shape)} "
-                                 f"{first.dtype}, batch[{i}] is {tuple(t.shape)} {t.dtype}. Resize / crop them to "
-                                 f"one size first, or call the transform per image")
-        x = torch.stack(tensors)
-        if self.to_float and x.dtype == torch.uint8:
-            x = x.float().div_(255.0)
-        views = self.transform(x)
-        if not paired:
-            return views
-        rest = default_collate([tuple(s[1:]) for s in batch])
-        return (views, *rest)
-
-    def __repr__(self) -> str:
-        return f"MIPairCollate({self.transform!r}, to_float={self.to_float})"
+    return transform_or_kwargs(transform, kwargs)
