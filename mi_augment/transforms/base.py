@@ -194,7 +194,7 @@ class RandomTransform(nn.Module):
                                  f"{tuple(xi.shape)} after {tuple(x.shape)}")
             out[i] = _restore_like(self._gated(xi, params, None)[0], spec_i, flat[i])
         targets = [i for i, leaf in enumerate(flat) if isinstance(leaf, (_tv.BoundingBoxes, _tv.Mask, _tv.KeyPoints))]
-        if targets:
+        if targets and bool(params.applied.any()):  # untouched when no sample is transformed (p gate)
             h, w = x.shape[-2:]
             matrices = self.warp_matrices(params.params, h, w)
             if matrices is not None:
