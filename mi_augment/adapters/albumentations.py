@@ -1,0 +1,434 @@
+"""albumentations-native transforms: real ``BasicTransform`` subclasses for ``A.Compose`` pipelines.
+
+* :class:`NaturalIllumination` (``ImageOnlyTransform``): a draw from an ``IlluminationModel``.
+* :class:`NaturalMotion` (``DualTransform``): a draw from a ``MotionModel``; the image is warped and blurred,
+  masks are warped by the same similarity (nearest neighbour, the model's border mode), bboxes and keypoints
+  are moved by it (bboxes: the box around the four moved corners; keypoints: angle and scale updated too).
+* :class:`MIPair` (``DualTransform``): the views of an :class:`~mi_augment.transforms.MIPairTransform`, with
+  masks, bboxes and keypoints cropped, resized and flipped as each view's box.
+
+Images are numpy ``HxW`` or ``HxWxC`` arrays, uint8 or float32 in [0, 1] (albumentations' conventions),
+returned with the same shape rules and dtype.
+
+**Return convention of** :class:`MIPair` (put it last in the ``Compose``: transforms after it see view 0 only)::
+
+    out = pipeline(image=img, mask=mask, bboxes=boxes, labels=labels)
+    out["image"], out["mask"], out["bboxes"], out["labels"]   # view 0, converted back by Compose as usual
+    out["views"]                  # tuple of all n_views images (views[0] is out["image"])
+    out["view_targets"]           # list, one dict per view: {"mask": ..., "bboxes": ..., "labels": ...}
+
+``view_targets`` is present when a mask, masks, bboxes or keypoints were given; inside an ``A.Compose`` with
+``bbox_params`` / ``keypoint_params`` its boxes and keypoints are in your format, filtered and clipped like
+``out["bboxes"]``, with their label fields beside them.
+
+**Randomness.** Each transform draws from a ``torch.Generator`` driven by albumentations' own seeding:
+``A.Compose([...], seed=s)`` (or ``set_random_seed(s)``). The generator is derived lazily, at the first call
+in each process: from ``s`` alone in the main process, and from ``s`` and ``torch.initial_seed()`` inside a
+DataLoader worker (which is the loader's base seed + the worker id). So workers draw differently under fork
+and spawn, every epoch differs, and a run is reproducible for a fixed ``s`` and loader seed
+(``torch.manual_seed`` or ``DataLoader(generator=...)``). Without a seed the draws come from torch's global
+RNG, which DataLoader seeds per worker. The transforms pickle (spawn workers) without their generator.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from albumentations.core.transforms_interface import DualTransform, ImageOnlyTransform
+from albumentations.core.type_definitions import Targets
+from torch import Tensor
+
+from ..functional.geometry import similarity_matrices, warp_homography
+from ..transforms.illumination import NaturalIllumination as _IlluminationModule
+from ..transforms.motion import NaturalMotion as _MotionModule
+from ..transforms.pair import MIPairTransform
+
+__all__ = ["NaturalIllumination", "NaturalMotion", "MIPair"]
+
+_GEOMETRIC = ("mask", "masks", "bboxes", "keypoints")
+
+
+# ------------------------------------------------------------------------------------------ image <-> tensor
+def _to_tensor(image: Any, name: str = "image") -> Tensor:
+    """A numpy ``HxW`` / ``HxWxC`` image (uint8, or float in [0, 1]) as float ``[C, H, W]`` in [0, 1]."""
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array (HxW or HxWxC), got {type(image).__name__}")
+    if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"{name} must be a non-empty HxW or HxWxC array, got shape {image.shape}")
+    arr = image[:, :, None] if image.ndim == 2 else image
+    if arr.dtype == np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float().div_(255.0)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise TypeError(f"{name} must be uint8 or float (values in [0, 1]), got dtype {arr.dtype}")
+    if not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0:
+        raise ValueError(f"{name} is a float image with values outside [0, 1] (min {np.nanmin(arr):.4g}, max "
+                         f"{np.nanmax(arr):.4g}); albumentations float images are in [0, 1]")
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1)
+
+
+def _to_numpy(x: Tensor, like: np.ndarray) -> np.ndarray:
+    """Float ``[C, h, w]`` in [0, 1] back to ``like``'s layout (``HxW`` stays 2-D) and dtype."""
+    arr = x.clamp(0.0, 1.0).permute(1, 2, 0)
+    if like.dtype == np.uint8:
+        arr = arr.mul(255.0).round_().to(torch.uint8)
+    out = arr.numpy().astype(like.dtype, copy=False)
+    return np.ascontiguousarray(out[:, :, 0] if like.ndim == 2 else out)
+
+
+def _finish_bboxes(boxes: np.ndarray, dtype: np.dtype, clip: bool) -> np.ndarray:
+    """Drop the boxes (normalised ``x1, y1, x2, y2, ...`` rows) that left the image entirely; clip the rest to it
+    when ``clip`` (used alone). Inside a Compose they stay unclipped so its ``bbox_params`` filter sees how much
+    is visible (``min_visibility``), and then clips them."""
+    inside = np.clip(boxes[:, :4], 0.0, 1.0)
+    boxes = boxes[(inside[:, 2] > inside[:, 0]) & (inside[:, 3] > inside[:, 1])]
+    if clip:
+        boxes[:, :4] = boxes[:, :4].clip(0.0, 1.0)
+    return boxes.astype(dtype, copy=False)
+
+
+def _warps_views(pair: MIPairTransform) -> bool:
+    """Whether the pair's perturbation chain or view pipelines move pixels (camera motion)."""
+    from ..perturbations.motion import MotionModel
+
+    models = list(getattr(pair, "perturbations", ())) + [getattr(pair, "motion", None)]
+    pipelines = [t for p in getattr(pair, "view_transforms", ()) for t in p]
+    return (any(isinstance(m, MotionModel) for m in models)
+            or any(isinstance(t, _MotionModule) for t in pipelines))
+
+
+# ------------------------------------------------------------------------------------------ seeding
+class _TorchSeeded:
+    """albumentations' seeding (``set_random_seed``, ``set_random_state``) driving a lazily built, per-process
+    ``torch.Generator``; see the module docstring."""
+
+    def set_random_seed(self, seed: int | None) -> None:
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise TypeError(f"seed must be an int or None, got {type(seed).__name__} {seed!r}")
+        super().set_random_seed(None if seed is None else int(seed))
+        self._seed_source: Any = None if seed is None else int(seed)
+        self._generator: torch.Generator | None = None
+        self._generator_owner: tuple[int, int | None] | None = None
+
+    def set_random_state(self, random_generator: np.random.Generator, py_random: Any) -> None:
+        super().set_random_state(random_generator, py_random)
+        self._seed_source = random_generator  # a seed is drawn from it when the generator is built
+        self._generator = None
+        self._generator_owner = None
+
+    @property
+    def generator(self) -> torch.Generator | None:
+        """This process's generator (None: no seed was set, draws come from torch's global RNG)."""
+        from torch.utils.data import get_worker_info
+
+        worker = get_worker_info()
+        owner = (os.getpid(), None if worker is None else worker.id)
+        if self._generator_owner != owner:
+            self._generator_owner = owner
+            self._generator = None
+            source = self._seed_source
+            if source is not None:
+                base = int(source.integers(2**63)) if isinstance(source, np.random.Generator) else source
+                material = [base % 2**64] + ([torch.initial_seed() % 2**64] if worker is not None else [])
+                state = np.random.SeedSequence(material).generate_state(1, np.uint64)[0]
+                self._generator = torch.Generator().manual_seed(int(state) % (2**63 - 1))
+        return self._generator
+
+    def should_apply(self, force_apply: bool = False) -> bool:
+        if self.p <= 0.0:
+            return False
+        if self.p >= 1.0 or force_apply:
+            return True
+        return bool(torch.rand((), generator=self.generator) < self.p)  # not python's RNG: shared by workers
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        gen = state.pop("_generator", None)
+        # The generator's state as bytes (never a tensor: DataLoader's pickler moves tensors to shared memory).
+        state["_generator_bytes"] = None if gen is None else bytes(gen.get_state().numpy().tobytes())
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        raw = state.pop("_generator_bytes", None)
+        self.__dict__.update(state)
+        self._generator = None
+        if raw is not None:
+            self._generator = torch.Generator()
+            self._generator.set_state(torch.frombuffer(bytearray(raw), dtype=torch.uint8))
+
+
+# ------------------------------------------------------------------------------------------ transforms
+class NaturalIllumination(_TorchSeeded, ImageOnlyTransform):
+    """albumentations form of :class:`mi_augment.transforms.NaturalIllumination`: a per-image illumination
+    change drawn from an :class:`~mi_augment.perturbations.IlluminationModel`.
+
+    Args:
+        model: a fitted ``IlluminationModel``; None loads the shipped default.
+        strength: distance of each draw from "no change" (0 identity, 1 as fitted).
+        p: probability of applying it.
+        seed: optional seed (an enclosing ``A.Compose`` re-seeds its transforms with its own ``seed``).
+
+    Targets: image (RGB or greyscale, uint8 or float32 in [0, 1]).
+    """
+
+    def __init__(self, model: Any = None, strength: float = 1.0, p: float = 1.0, seed: int | None = None):
+        super().__init__(p=p)
+        self.module = _IlluminationModule(model, p=1.0, strength=strength)
+        self.set_random_seed(seed)
+
+    @property
+    def model(self) -> Any:
+        return self.module.model
+
+    @property
+    def strength(self) -> float:
+        return self.module.strength
+
+    def get_params(self) -> dict[str, Any]:
+        return {"illumination": self.model.sample(1, generator=self.generator, strength=self.strength)}
+
+    def apply(self, img: np.ndarray, illumination: Any = None, **params: Any) -> np.ndarray:
+        x = _to_tensor(img)
+        return _to_numpy(self.module.transform(x[None], illumination)[0], img)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("model", "strength")
+
+
+class NaturalMotion(_TorchSeeded, DualTransform):
+    """albumentations form of :class:`mi_augment.transforms.NaturalMotion`: a natural camera motion (similarity
+    warp about the image centre + motion blur) drawn from a :class:`~mi_augment.perturbations.MotionModel`.
+
+    The image is warped and blurred by the model's ``apply``. Masks are warped by the same similarity with
+    nearest-neighbour sampling and the model's border mode (reflection by default, like the image, so each mask
+    pixel keeps labelling the image pixel it lies on); no blur. Bboxes become the axis-aligned box around
+    their four moved corners (clipped and filtered by ``Compose``'s ``bbox_params``, or clipped to the image
+    when used alone); keypoints move with the similarity, their angle turns with it and their scale zooms.
+
+    Args:
+        model: a fitted ``MotionModel``; None loads the shipped default.
+        strength: distance of each draw from "no motion" (0 identity, 1 as fitted).
+        p: probability of applying it.
+        seed: optional seed (an enclosing ``A.Compose`` re-seeds its transforms with its own ``seed``).
+
+    Targets: image, mask, masks, bboxes, keypoints.
+    """
+
+    _targets = (Targets.IMAGE, Targets.MASK, Targets.BBOXES, Targets.KEYPOINTS)
+
+    def __init__(self, model: Any = None, strength: float = 1.0, p: float = 1.0, seed: int | None = None):
+        super().__init__(p=p)
+        self.module = _MotionModule(model, p=1.0, strength=strength)
+        self.set_random_seed(seed)
+
+    @property
+    def model(self) -> Any:
+        return self.module.model
+
+    @property
+    def strength(self) -> float:
+        return self.module.strength
+
+    @property
+    def targets(self) -> dict[str, Any]:
+        return {"image": self.apply, "mask": self.apply_to_mask, "masks": self.apply_to_masks,
+                "bboxes": self.apply_to_bboxes, "keypoints": self.apply_to_keypoints}
+
+    def get_params(self) -> dict[str, Any]:
+        return {"motion": self.model.sample(1, generator=self.generator, strength=self.strength)}
+
+    def _matrix(self, motion: Any, shape: tuple[int, ...]) -> Tensor:
+        """``(3, 3)`` float64 pixel matrix (pixel centres at integers) of this draw for an image of ``shape``."""
+        h, w = int(shape[0]), int(shape[1])
+        return similarity_matrices(motion.log_scale.double(), motion.rotation.double(), motion.translation.double(),
+                                   h, w)[0]
+
+    def apply(self, img: np.ndarray, motion: Any = None, **params: Any) -> np.ndarray:
+        return _to_numpy(self.module.transform(_to_tensor(img)[None], motion)[0], img)
+
+    def apply_to_mask(self, mask: np.ndarray, motion: Any = None, **params: Any) -> np.ndarray:
+        arr = mask[:, :, None] if mask.ndim == 2 else mask
+        x = torch.from_numpy(np.ascontiguousarray(arr).astype(np.float64)).permute(2, 0, 1)[None]
+        warped = warp_homography(x, self._matrix(motion, mask.shape)[None], interpolation="nearest",
+                                 padding_mode=self.model.config.get("padding_mode", "reflection"))
+        out = warped[0].permute(1, 2, 0).numpy()
+        out = (out > 0.5) if mask.dtype == bool else out.astype(mask.dtype)
+        return np.ascontiguousarray(out[:, :, 0] if mask.ndim == 2 else out)
+
+    def apply_to_bboxes(self, bboxes: np.ndarray, motion: Any = None, shape: Any = None, **params: Any) -> np.ndarray:
+        if len(bboxes) == 0:
+            return bboxes
+        h, w = int(shape[0]), int(shape[1])
+        m = self._matrix(motion, shape).numpy()
+        out = np.array(bboxes, dtype=np.float64, copy=True)
+        x1, y1, x2, y2 = (out[:, 0] * w - 0.5, out[:, 1] * h - 0.5, out[:, 2] * w - 0.5, out[:, 3] * h - 0.5)
+        xs = np.stack([x1, x2, x2, x1], 1)
+        ys = np.stack([y1, y1, y2, y2], 1)
+        mx = m[0, 0] * xs + m[0, 1] * ys + m[0, 2]
+        my = m[1, 0] * xs + m[1, 1] * ys + m[1, 2]
+        out[:, 0], out[:, 2] = (mx.min(1) + 0.5) / w, (mx.max(1) + 0.5) / w
+        out[:, 1], out[:, 3] = (my.min(1) + 0.5) / h, (my.max(1) + 0.5) / h
+        return _finish_bboxes(out, bboxes.dtype, clip=self.get_processor("bboxes") is None)
+
+    def apply_to_keypoints(self, keypoints: np.ndarray, motion: Any = None, shape: Any = None,
+                           **params: Any) -> np.ndarray:
+        if len(keypoints) == 0:
+            return keypoints
+        m = self._matrix(motion, shape).numpy()
+        out = np.array(keypoints, dtype=np.float64, copy=True)
+        x, y = out[:, 0].copy(), out[:, 1].copy()
+        out[:, 0] = m[0, 0] * x + m[0, 1] * y + m[0, 2]
+        out[:, 1] = m[1, 0] * x + m[1, 1] * y + m[1, 2]
+        if out.shape[1] >= 5:  # albumentations' internal columns: x, y, z, angle, scale
+            out[:, 3] = np.mod(out[:, 3] + float(motion.rotation.reshape(-1)[0]), 2 * math.pi)
+            out[:, 4] = out[:, 4] * math.exp(float(motion.log_scale.reshape(-1)[0]))
+        return out.astype(keypoints.dtype, copy=False)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("model", "strength")
+
+
+class MIPair(_TorchSeeded, DualTransform):
+    """The views of an :class:`~mi_augment.transforms.MIPairTransform` as an albumentations transform, with
+    masks, bboxes and keypoints cropped, resized and flipped as each view's box.
+
+    Returns the usual keys for view 0 plus ``"views"`` (all view images) and, when geometric targets were
+    given, ``"view_targets"`` (one dict per view): see the module docstring. Always applied (no ``p``); put it
+    last in the ``Compose``. Targets follow each view's crop, resize and flip only, so with geometric targets the
+    pair transform must not warp its views: build it with ``motion=False`` (a clear error says so otherwise)
+    and keep its perturbations and ``view_transforms`` photometric; put :class:`NaturalMotion` before ``MIPair``
+    to move image and targets together.
+
+    Args:
+        transform: a ready ``MIPairTransform``; or leave it out and pass its arguments as keywords.
+        seed: optional seed (an enclosing ``A.Compose`` re-seeds its transforms with its own ``seed``).
+
+    Targets: image (uint8 or float32 in [0, 1], RGB or greyscale), mask, masks, bboxes, keypoints.
+    """
+
+    _targets = (Targets.IMAGE, Targets.MASK, Targets.BBOXES, Targets.KEYPOINTS)
+
+    def __init__(self, transform: MIPairTransform | None = None, *, seed: int | None = None, **kwargs: Any):
+        super().__init__(p=1.0)
+        if transform is None:
+            transform = MIPairTransform(**kwargs)
+        elif kwargs:
+            raise ValueError("pass either a ready MIPairTransform or its keyword arguments, not both")
+        if not isinstance(transform, MIPairTransform):
+            raise TypeError(f"transform must be an MIPairTransform, got {type(transform).__name__}")
+        self.transform = transform
+        self.set_random_seed(seed)
+
+    @property
+    def targets(self) -> dict[str, Any]:
+        return {"image": self.apply, "mask": self.apply_to_mask, "masks": self.apply_to_masks,
+                "bboxes": self.apply_to_bboxes, "keypoints": self.apply_to_keypoints}
+
+    def should_apply(self, force_apply: bool = False) -> bool:
+        return True
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        if "image" not in data:
+            raise ValueError("MIPair needs an image= argument")
+        image = data["image"]
+        views, info = self.transform(_to_tensor(image), generator=self.generator, return_info=True)
+        return {"views": tuple(_to_numpy(v, image) for v in views), "pair_params": info.params,
+                "boxes": info.params.boxes[0].double().numpy(), "flip": info.params.flip[0].numpy()}
+
+    # -- one view's geometry: the crop box (x1, y1, x2, y2) in input pixels, resized to (h, w), then flipped --
+    def _view(self, params: dict[str, Any], view: int) -> tuple[np.ndarray, bool, int, int]:
+        h, w = self.transform.size
+        return params["boxes"][view], bool(params["flip"][view]), h, w
+
+    def apply(self, img: np.ndarray, view: int = 0, **params: Any) -> np.ndarray:
+        return params["views"][view]
+
+    def apply_to_mask(self, mask: np.ndarray, view: int = 0, **params: Any) -> np.ndarray:
+        (x1, y1, x2, y2), flip, h, w = self._view(params, view)
+        j = np.arange(w) + 0.5
+        if flip:
+            j = j[::-1]
+        xs = np.clip(np.floor(x1 + j * (x2 - x1) / w), 0, mask.shape[1] - 1).astype(np.intp)
+        ys = np.clip(np.floor(y1 + (np.arange(h) + 0.5) * (y2 - y1) / h), 0, mask.shape[0] - 1).astype(np.intp)
+        return np.ascontiguousarray(mask[ys[:, None], xs[None, :]])
+
+    def apply_to_masks(self, masks: np.ndarray, view: int = 0, **params: Any) -> np.ndarray:
+        return np.stack([self.apply_to_mask(m, view=view, **params) for m in masks])
+
+    def apply_to_bboxes(self, bboxes: np.ndarray, view: int = 0, shape: Any = None, **params: Any) -> np.ndarray:
+        if len(bboxes) == 0:
+            return bboxes
+        (x1, y1, x2, y2), flip, _, _ = self._view(params, view)
+        height, width = int(shape[0]), int(shape[1])
+        out = np.array(bboxes, dtype=np.float64, copy=True)
+        out[:, [0, 2]] = (out[:, [0, 2]] * width - x1) / (x2 - x1)
+        out[:, [1, 3]] = (out[:, [1, 3]] * height - y1) / (y2 - y1)
+        if flip:
+            out[:, [0, 2]] = 1.0 - out[:, [2, 0]]
+        return _finish_bboxes(out, bboxes.dtype, clip=self.get_processor("bboxes") is None)
+
+    def apply_to_keypoints(self, keypoints: np.ndarray, view: int = 0, **params: Any) -> np.ndarray:
+        if len(keypoints) == 0:
+            return keypoints
+        (x1, y1, x2, y2), flip, h, w = self._view(params, view)
+        sx, sy = w / (x2 - x1), h / (y2 - y1)
+        out = np.array(keypoints, dtype=np.float64, copy=True)
+        out[:, 0] = (out[:, 0] + 0.5 - x1) * sx - 0.5  # pixel centres at integers, as albumentations
+        out[:, 1] = (out[:, 1] + 0.5 - y1) * sy - 0.5
+        if flip:
+            out[:, 0] = (w - 1) - out[:, 0]
+        if out.shape[1] >= 5:  # albumentations' internal columns: x, y, z, angle, scale
+            if flip:
+                out[:, 3] = np.mod(math.pi - out[:, 3], 2 * math.pi)
+            out[:, 4] = out[:, 4] * max(sx, sy)
+        return out.astype(keypoints.dtype, copy=False)
+
+    def apply_with_params(self, params: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        kinds = {key: self._additional_targets.get(key, key) for key, value in kwargs.items()
+                 if value is not None and key in self._key2func}
+        unsupported = [k for k in ("images", "volume", "volumes", "mask3d", "masks3d") if kwargs.get(k) is not None]
+        if unsupported:
+            raise ValueError(f"MIPair transforms one image= (and its mask, masks, bboxes, keypoints); got "
+                             f"{', '.join(unsupported)}")
+        geometric = [key for key, kind in kinds.items() if kind in _GEOMETRIC]
+        if geometric and _warps_views(self.transform):
+            raise ValueError(f"MIPair moves {', '.join(geometric)} with each view's crop and flip, but its "
+                             "MIPairTransform also warps each view by a camera motion that they cannot follow: build "
+                             "it with motion=False (put NaturalMotion before MIPair to move image and targets "
+                             "together)")
+        extra_images = [key for key, kind in kinds.items() if kind == "image" and key != "image"]
+        replayed = {key: self._replay(kwargs[key], params) for key in extra_images}
+        out = dict(kwargs)
+        for key in kinds:
+            if key in replayed:
+                out[key] = replayed[key][0]
+            else:
+                out[key] = self._key2func[key](np.ascontiguousarray(kwargs[key]), view=0, **params)
+        out["views"] = params["views"]
+        if geometric:
+            out["view_targets"] = [self._view_targets(kwargs, geometric, params, v) for v in range(len(params["views"]))]
+        return out
+
+    def _replay(self, image: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, ...]:
+        """Another image target rendered with the same views' params (same boxes, flips and draws)."""
+        views = self.transform(_to_tensor(image), params=params["pair_params"])
+        return tuple(_to_numpy(v, image) for v in views)
+
+    def _view_targets(self, kwargs: dict[str, Any], keys: list[str], params: dict[str, Any], view: int
+                      ) -> dict[str, Any]:
+        data = {"image": params["views"][view]}
+        for key in keys:
+            data[key] = self._key2func[key](np.ascontiguousarray(kwargs[key]), view=view, **params)
+        # Inside a Compose with bbox_params / keypoint_params: back to the user's format, filtered, labels apart.
+        for processor in self.processors.values():
+            if any(key in data for key in processor.data_fields):
+                processor.postprocess(data)
+        data.pop("image")
+        return data
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("transform",)
+
