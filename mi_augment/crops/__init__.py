@@ -1,10 +1,12 @@
 """Candidate crop-pair sampling and MI-guided selection (see docs/mi_pairs.md).
 
 * :class:`BoxSampler`: vectorised RandomResizedCrop boxes, many candidates per image in one call.
-* scorers: :class:`PixelMIScorer` (MI of aligned proxy pixels, the default) and :class:`FeatureScorer`
-  (encoder features); :func:`render_proxies` renders candidate crops on the common proxy grid.
+* scorers: :class:`PixelMIScorer` (MI of aligned proxy pixels, the default), :class:`FeatureScorer`
+  (pointwise MI of encoder features) and :class:`CropImageScorer` (pointwise MI of each crop with its
+  whole image); :func:`pointwise_mi`, :func:`check_scores`; :func:`render_proxies` renders candidate crops
+  on the common proxy grid.
 * policies: which candidate becomes the positive pair (``"max"``, ``"min"``, ``"band"``, ``"threshold"``,
-  ``"softmax"``, ``"random"``).
+  ``"topk"``, ``"softmax"``, ``"random"``).
 """
 
 from .policies import (
@@ -16,13 +18,25 @@ from .policies import (
     RandomPolicy,
     SoftmaxPolicy,
     ThresholdPolicy,
+    TopKPolicy,
     make_policy,
 )
 from .sampler import BoxSampler, box_iou_pairs
-from .scoring import FeatureScorer, PixelMIScorer, Scorer, render_proxies, scorer_input_kind
+from .scoring import (
+    INPUT_KINDS,
+    CropImageScorer,
+    FeatureScorer,
+    PixelMIScorer,
+    Scorer,
+    check_scores,
+    pointwise_mi,
+    render_proxies,
+    scorer_input_kind,
+)
 
 __all__ = [
-    "POLICIES", "BandPolicy", "BoxSampler", "FeatureScorer", "MaxPolicy", "MinPolicy", "PixelMIScorer", "Policy",
-    "RandomPolicy", "Scorer", "SoftmaxPolicy", "ThresholdPolicy", "box_iou_pairs", "make_policy", "render_proxies",
+    "INPUT_KINDS", "POLICIES", "BandPolicy", "BoxSampler", "CropImageScorer", "FeatureScorer", "MaxPolicy",
+    "MinPolicy", "PixelMIScorer", "Policy", "RandomPolicy", "Scorer", "SoftmaxPolicy", "ThresholdPolicy",
+    "TopKPolicy", "box_iou_pairs", "check_scores", "make_policy", "pointwise_mi", "render_proxies",
     "scorer_input_kind",
 ]
