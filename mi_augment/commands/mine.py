@@ -222,6 +222,31 @@ def _run_mining(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- merging
 
 
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """A shard's ``manifest-<i>-of-<n>.json``, validated: a JSON object (at most 64 MiB, 16 levels deep)
+    whose ``shard`` is ``[index, count]``, ``patch_size`` an integer, ``options`` an object and ``videos`` a
+    list of objects (an ``error`` a string). Problems raise :class:`~mi_augment._artifact.ArtifactError`
+    naming the file and the field."""
+    from .._artifact import ArtifactError, expect_dict, expect_int, expect_list, expect_str, read_json
+
+    doc = expect_dict(read_json(path, max_bytes=64 * 2**20, what="mining manifest"), path, "manifest")
+    shard = expect_list(doc.get("shard", [0, 1]), path, "shard", 2)
+    if len(shard) != 2:
+        raise ArtifactError(f"{path}: shard must be [index, count], got {len(shard)} values")
+    count = expect_int(shard[1], path, "shard[1]", 1, 2**31 - 1)
+    expect_int(shard[0], path, "shard[0]", 0, count - 1)
+    if doc.get("patch_size") is not None:
+        expect_int(doc["patch_size"], path, "patch_size", 1, 2**16)
+    expect_dict(doc.get("options", {}), path, "options")
+    videos = expect_list(doc.get("videos", []), path, "videos", 2**24)
+    for i, entry in enumerate(videos):
+        expect_dict(entry, path, f"videos[{i}]")
+        if "error" in entry:
+            expect_str(entry["error"], path, f"videos[{i}].error", max_length=2**16)
+    doc["videos"] = videos
+    return doc
+
+
 def merge_outputs(folders: list[str | os.PathLike], out: str | os.PathLike) -> dict[str, Any]:
     """Join the per-video datasets and the manifests of mining runs (shards) into ``out``:
     ``twin_dataset.json`` (one :class:`TwinPatchDataset`) and ``manifest.json``. A video mined by several
@@ -236,10 +261,10 @@ def merge_outputs(folders: list[str | os.PathLike], out: str | os.PathLike) -> d
         if not folder.is_dir():
             raise FileNotFoundError(f"not a folder: {folder}")
         for manifest in sorted(folder.glob("manifest-*-of-*.json")):
-            doc = json.loads(manifest.read_text(encoding="utf-8"))
+            doc = read_manifest(manifest)
             manifests.append({"folder": str(folder), "file": manifest.name, "shard": doc.get("shard"),
                               "patch_size": doc.get("patch_size"), "options": doc.get("options")})
-            videos.extend(e for e in doc.get("videos", []) if "error" in e)
+            videos.extend(e for e in doc["videos"] if "error" in e)
         for file in sorted(folder.glob("*.dataset.json")):
             key = file.name[: -len(".dataset.json")]
             if key in seen:

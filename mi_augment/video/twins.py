@@ -47,7 +47,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._artifact import ArtifactError, load_artifact, save_artifact
+from .._artifact import (
+    ArtifactError,
+    expect_dict,
+    expect_int,
+    expect_list,
+    expect_str,
+    expect_tensor,
+    load_artifact,
+    save_artifact,
+)
 from .._validation import check_positive_int, check_probability
 from .io import as_clip, read_video
 from .tracking import DepthFn, PatchTracks, sample_map, shot_segments, track_patches
@@ -413,14 +422,42 @@ class TwinPatches:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TwinPatches:
-        meta, t, _ = load_artifact(path, cls.KIND, cls.VERSION)
-        try:
-            return cls(boxes=t["boxes"], mi=t["mi"], twins=t["twins"], significance=t["significance"],
-                       active=t["active"], tracked=t["tracked"], centres=t["centres"],
-                       frame_range=tuple(int(v) for v in meta["frame_range"]),  # type: ignore[arg-type]
-                       settings=dict(meta.get("settings", {})))
-        except KeyError as exc:
-            raise ArtifactError(f"{path}: twin-patch result lacks {exc}") from None
+        """Read a result written by :meth:`save`, validated (fields, shapes, dtypes, finite values, twin
+        indices in range, one centre per frame of ``frame_range``); problems raise
+        :class:`~mi_augment._artifact.ArtifactError` naming the file and the field."""
+        meta, t, _ = load_artifact(path, cls.KIND, cls.VERSION, max_elements=MAX_TWIN_ELEMENTS)
+        meta = expect_dict(meta, path, "meta", keys=("frame_range", "settings"), required=("frame_range",))
+        frame_range = expect_list(meta["frame_range"], path, "meta.frame_range", 2)
+        if len(frame_range) != 2:
+            raise ArtifactError(f"{path}: meta.frame_range must be [start, stop], got {len(frame_range)} values")
+        start = expect_int(frame_range[0], path, "meta.frame_range[0]", 0, 2**31 - 1)
+        stop = expect_int(frame_range[1], path, "meta.frame_range[1]", start + 2, 2**31 - 1)
+        settings = expect_dict(meta.get("settings", {}), path, "meta.settings")
+        names = ("boxes", "mi", "twins", "significance", "active", "tracked", "centres")
+        unknown = sorted(set(t) - set(names))
+        if unknown:
+            raise ArtifactError(f"{path}: unknown tensor(s) {unknown}; expected {list(names)}")
+        boxes = expect_tensor(t, path, "boxes", (None, 4))
+        p = boxes.shape[0]
+        if bool((boxes[:, 2:] < boxes[:, :2]).any()):
+            raise ArtifactError(f"{path}: tensors.boxes must be (x1, y1, x2, y2) with x2 >= x1 and y2 >= y1")
+        mi = expect_tensor(t, path, "mi", (p, p))
+        twins = expect_tensor(t, path, "twins", (p,), "int", low=-1, high=p - 1)
+        if bool((twins == torch.arange(p)).any()):
+            raise ArtifactError(f"{path}: tensors.twins pairs a patch with itself")
+        significance = expect_tensor(t, path, "significance", (p,), low=0.0, high=1.0)
+        active = expect_tensor(t, path, "active", (p,), "bool")
+        tracked = expect_tensor(t, path, "tracked", (p,), "bool")
+        centres = expect_tensor(t, path, "centres", (stop - start, p, 2), finite=False)
+        if bool(torch.isinf(centres).any()):
+            raise ArtifactError(f"{path}: tensors.centres holds infinite values (NaN marks a lost patch)")
+        return cls(boxes=boxes.float(), mi=mi.float(), twins=twins.long(), significance=significance.float(),
+                   active=active, tracked=tracked, centres=centres.float(), frame_range=(start, stop),
+                   settings=dict(settings))
+
+
+#: element cap per tensor in twin files (a 16k-patch MI matrix is 2**28 values)
+MAX_TWIN_ELEMENTS = 2**28
 
 
 # ---------------------------------------------------------------------------------------------- mining
@@ -481,6 +518,12 @@ class MiningOptions:
         return out
 
 
+def _spread(x: Tensor) -> Tensor:
+    """Standard deviation over frame steps ``x (S, P, D) -> (P, D)``; 0 with fewer than two steps (a grey or
+    untrackable clip), where ``std`` would warn about degrees of freedom and return NaN."""
+    return x.std(dim=0) if x.shape[0] >= 2 else x.new_zeros(x.shape[1:])
+
+
 def _mine_clip(clip: Tensor, frame_range: tuple[int, int], opts: MiningOptions) -> TwinPatches:
     """Mine one shot (no cuts inside) given as a float ``(T, C, H, W)`` clip."""
     boxes = patch_grid(clip.shape[2], clip.shape[3], opts.patch_size, opts.stride)
@@ -492,11 +535,11 @@ def _mine_clip(clip: Tensor, frame_range: tuple[int, int], opts: MiningOptions) 
     # which throws kNN entropy estimates far off. A fixed seed keeps results reproducible.
     dither = torch.Generator().manual_seed(0)
     if "position" in opts.features:
-        moving |= traj.position.std(dim=0).norm(dim=1) >= opts.min_motion
+        moving |= _spread(traj.position).norm(dim=1) >= opts.min_motion
         noise = torch.randn(traj.position.shape, generator=dither) * (opts.min_motion / 4)
         parts.append(traj.position + noise)
     if "colour" in opts.features:
-        moving |= traj.colour.std(dim=0).norm(dim=1) >= opts.min_colour
+        moving |= _spread(traj.colour).norm(dim=1) >= opts.min_colour
         noise = torch.randn(traj.colour.shape, generator=dither) * (opts.min_colour / 4)
         parts.append(traj.colour + noise)
     active = traj.tracked & moving
@@ -730,11 +773,35 @@ class TwinPatchDataset(torch.utils.data.Dataset):
 
     @classmethod
     def load(cls, path: str | os.PathLike, transform=None) -> TwinPatchDataset:
-        """Read a dataset written by :meth:`save`; never executes anything from the file."""
-        meta, tensors, _ = load_artifact(path, cls.KIND, cls.VERSION)
+        """Read a dataset written by :meth:`save`; never executes anything from the file. Fields, shapes,
+        dtypes, ranges and source indices are validated; problems raise
+        :class:`~mi_augment._artifact.ArtifactError` naming the file and the field."""
+        meta, tensors, _ = load_artifact(path, cls.KIND, cls.VERSION, max_elements=MAX_TWIN_ELEMENTS)
+        meta = expect_dict(meta, path, "meta", keys=("sources",), required=("sources",))
+        sources = expect_list(meta["sources"], path, "meta.sources", 2**20)
+        for i, name in enumerate(sources):
+            expect_str(name, path, f"meta.sources[{i}]")
+        names = ("crops", *(f"info.{k}" for k in cls._INFO))
+        unknown = sorted(set(tensors) - set(names))
+        if unknown:
+            raise ArtifactError(f"{path}: unknown tensor(s) {unknown}; expected {list(names)}")
+        crops = expect_tensor(tensors, path, "crops", (None, 2, None, None, None), "int")
+        if crops.dtype != torch.uint8 or crops.shape[3] != crops.shape[4] or not 1 <= crops.shape[2] <= 4:
+            raise ArtifactError(f"{path}: tensors.crops must be (N, 2, C, S, S) uint8 with 1 <= C <= 4, got "
+                                f"{str(crops.dtype)[6:]} {tuple(crops.shape)}")
+        n = crops.shape[0]
+        info = {}
+        for key in cls._INFO:
+            if key in ("mi", "p_value"):
+                high = 1.0 if key == "p_value" else None
+                info[key] = expect_tensor(tensors, path, f"info.{key}", (n,), low=0.0 if high else None, high=high)
+            else:
+                info[key] = expect_tensor(tensors, path, f"info.{key}", (n,), "int", low=0).long()
+        if n and int(info["source"].max()) >= len(sources):
+            raise ArtifactError(f"{path}: tensors.info.source refers to source {int(info['source'].max())}, but "
+                                f"meta.sources lists {len(sources)}")
         try:
-            info = {k: tensors[f"info.{k}"] for k in cls._INFO}
-            return cls(tensors["crops"], info, meta["sources"], transform=transform)
+            return cls(crops, info, sources, transform=transform)
         except (KeyError, ValueError) as exc:
             raise ArtifactError(f"{path}: not a valid twin-patch dataset ({exc})") from None
 
