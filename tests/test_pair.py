@@ -14,7 +14,7 @@ from mi_augment import kernel_options
 from mi_augment.crops import BandPolicy, FeatureScorer, PixelMIScorer
 from mi_augment.perturbations.illumination import IlluminationModel
 from mi_augment.perturbations.motion import MotionModel
-from mi_augment.transforms.pair import MIPairAlbumentations, MIPairTransform, PairInfo, PairParams
+from mi_augment.transforms.pair import MIPairTransform, PairInfo, PairParams
 
 # Small fast models for most tests; the shipped defaults are exercised in test_defaults_*.
 MODELS = dict(illumination=IlluminationModel.uniform(0.3, 0.3, 0.3, 0.05), motion=MotionModel.uniform())
@@ -253,22 +253,6 @@ def test_inside_torchvision_v2_compose():
     img = Image.fromarray((np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8))
     a, b = pipe(img)
     assert a.shape == (3, 24, 24) and b.shape == (3, 24, 24) and a.dtype == torch.float32
-
-
-def test_albumentations_style_wrapper():
-    aug = MIPairAlbumentations(size=20, seed=3, **MODELS)
-    img = (np.random.default_rng(1).random((40, 48, 3)) * 255).astype(np.uint8)
-    out = aug(image=img, mask=None)
-    assert set(out) == {"image", "views", "mask"} and len(out["views"]) == 2
-    assert out["image"].shape == (20, 20, 3) and out["image"].dtype == np.uint8
-    again = MIPairAlbumentations(size=20, seed=3, **MODELS)(image=img)
-    assert np.array_equal(out["views"][1], again["views"][1])
-    clone = pickle.loads(pickle.dumps(aug))
-    assert np.array_equal(clone(image=img)["image"], aug(image=img)["image"])
-    gray = aug(image=img[:, :, 0])
-    assert gray["image"].shape == (20, 20)
-    with pytest.raises(ValueError, match="not both"):
-        MIPairAlbumentations(MIPairTransform(20, **CLEAN), size=20)
 
 
 @pytest.mark.cuda

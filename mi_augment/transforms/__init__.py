@@ -4,14 +4,13 @@ from .base import RandomTransform
 from .collate import MIPairCollate
 from .illumination import NaturalIllumination
 from .motion import NaturalMotion
-from .pair import MIPairAlbumentations, MIPairTransform, PairCandidates, PairInfo, PairParams
+from .pair import MIPairTransform, PairCandidates, PairInfo, PairParams
 
 __all__ = [
     "RandomTransform",
     "NaturalIllumination",
     "NaturalMotion",
     "MIPairTransform",
-    "MIPairAlbumentations",
     "MIPairCollate",
     "PairCandidates",
     "PairInfo",

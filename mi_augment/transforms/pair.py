@@ -41,7 +41,7 @@ from ..params import Params
 from ..perturbations.base import check_strength
 from . import _pair_render as R
 
-__all__ = ["MIPairAlbumentations", "MIPairTransform", "PairCandidates", "PairInfo", "PairParams"]
+__all__ = ["MIPairTransform", "PairCandidates", "PairInfo", "PairParams"]
 
 
 @dataclass(frozen=True)
@@ -520,58 +520,3 @@ class MIPairTransform(nn.Module):
             parts.append(f"view_transforms={[list(map(repr, p)) for p in self.view_transforms]}")
         return ", ".join(parts)
 
-
-class MIPairAlbumentations:
-    """An albumentations-style callable for numpy ``HWC`` uint8 pipelines.
-
-    ``aug(image=array)`` returns ``{"image": view_0, "views": (view_0, view_1, ...)}`` with every view a
-    numpy uint8 array of the input's layout (``HxW`` or ``HxWxC``). Put it after an ``albumentations.Compose``
-    (which transforms one image) to make the positive pair. Like albumentations transforms it owns a seeded
-    random generator: ``seed`` makes a run reproducible; without one it draws from torch's global RNG (which
-    DataLoader seeds per worker).
-
-    Args:
-        transform: a ready :class:`MIPairTransform`; or leave it out and pass its arguments as keywords.
-        seed: optional integer seed.
-    """
-
-    def __init__(self, transform: MIPairTransform | None = None, *, seed: int | None = None, **kwargs: Any):
-        self.transform = _wrapped(transform, kwargs)
-        self.seed = seed
-        self._generator = None
-        if seed is not None:
-            self.set_random_seed(seed)
-
-    def set_random_seed(self, seed: int) -> None:
-        """Reseed the generator (albumentations' ``Compose.set_random_seed`` convention)."""
-        self.seed = int(seed)
-        self._generator = torch.Generator().manual_seed(self.seed)
-
-    def __call__(self, *, image: Any, **kwargs: Any) -> dict[str, Any]:
-        views = self.transform(image, generator=self._generator)
-        return {**kwargs, "image": views[0], "views": views}
-
-    def __getstate__(self) -> dict[str, Any]:  # torch.Generator objects do not pickle; keep its state
-        state = dict(self.__dict__)
-        gen = state.pop("_generator")
-        state["_generator_state"] = None if gen is None else gen.get_state()
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        gen_state = state.pop("_generator_state")
-        self.__dict__.update(state)
-        self._generator = None
-        if gen_state is not None:
-            self._generator = torch.Generator()
-            self._generator.set_state(gen_state)
-
-    def __repr__(self) -> str:
-        return f"MIPairAlbumentations({self.transform!r}, seed={self.seed})"
-
-
-
-
-def _wrapped(transform: MIPairTransform | None, kwargs: dict[str, Any]) -> MIPairTransform:
-    from .collate import transform_or_kwargs
-
-    return transform_or_kwargs(transform, kwargs)
