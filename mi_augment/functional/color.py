@@ -10,13 +10,20 @@ Two families live here:
   rendered from a few coefficients (:func:`render_shading_field`, vignetting and light fall-off).
 * **ColorJitter-style adjustments** in sRGB (:func:`adjust_brightness`, :func:`adjust_contrast`,
   :func:`adjust_saturation`, :func:`adjust_hue`), with per-sample factors; for float input each matches
-  ``torchvision.transforms.v2.functional`` applied image by image.
+  ``torchvision.transforms.v2.functional`` applied image by image (to 1e-4: the luma weights, see
+  :func:`rgb_to_grayscale`).
+
+Colour-space maths (sRGB curve, luma, the adjustments, HSV) is Kornia's (``kornia.color``, ``kornia.enhance``);
+this module checks arguments, gives Kornia's kernels the shapes they take, and adds the physical illumination
+kernel, which Kornia does not have.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
+import kornia
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -36,37 +43,53 @@ __all__ = [
     "adjust_hue",
 ]
 
-# ITU-R BT.601 luma weights, the ones torchvision's rgb_to_grayscale uses.
-_LUMA = (0.2989, 0.587, 0.114)
 # sRGB curve: the knee of the decoding (the encoding's knee 0.0031308 maps to it) and log(1.055).
 _SRGB_KNEE = 0.04045
 _LOG_1055 = 0.05354076692802976
 
 
 # ---------------------------------------------------------------------------------------------------------
-# sRGB transfer function
+# sRGB transfer function and luma (Kornia's kernels)
 # ---------------------------------------------------------------------------------------------------------
+def _elementwise(kernel, x: Tensor) -> Tensor:
+    """Run a Kornia colour kernel that acts element by element but takes only ``(*, 3, H, W)`` on a tensor of
+    any shape (grey images, per-pixel vectors, scalars), as a ``(N, 3, 1, 1)`` view of its elements."""
+    flat = x.reshape(-1)
+    n = flat.numel()
+    if n % 3:
+        flat = torch.cat([flat, flat.new_zeros(3 - n % 3)])
+    return kernel(flat.view(-1, 3, 1, 1)).reshape(-1)[:n].view(x.shape)
+
+
 def srgb_to_linear(images: Tensor) -> Tensor:
-    """Decode sRGB values in [0, 1] to linear light (IEC 61966-2-1 piecewise curve).
+    """Decode sRGB values in [0, 1] to linear light (IEC 61966-2-1 piecewise curve,
+    ``kornia.color.rgb_to_linear_rgb``), element by element on any shape.
 
     Values are clamped to [0, 1] first, so the output is in [0, 1] too.
     """
-    x = images.clamp(0.0, 1.0)
-    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055).pow(2.4))
+    return _elementwise(kornia.color.rgb_to_linear_rgb, images.clamp(0.0, 1.0))
 
 
 def linear_to_srgb(images: Tensor) -> Tensor:
-    """Encode linear light in [0, 1] to sRGB values (inverse of :func:`srgb_to_linear`); clamps to [0, 1]."""
-    x = images.clamp(0.0, 1.0)
-    return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp_min(0.0031308).pow(1.0 / 2.4) - 0.055)
+    """Encode linear light in [0, 1] to sRGB values (inverse of :func:`srgb_to_linear`,
+    ``kornia.color.linear_rgb_to_rgb``); clamps to [0, 1]."""
+    return _elementwise(kornia.color.linear_rgb_to_rgb, images.clamp(0.0, 1.0))
 
 
 def rgb_to_grayscale(images: Tensor) -> Tensor:
-    """Luma ``[B, 1, H, W]`` of an RGB batch with torchvision's weights; a 1-channel batch is returned as is."""
+    """Luma ``[..., 1, H, W]`` of images ``[..., C, H, W]`` with ``C`` = 1 or 3 (a 1-channel input is returned
+    as is): ITU-R BT.601 weights 0.299, 0.587, 0.114, by ``kornia.color.rgb_to_grayscale``.
+
+    The package's only luma (``mi_augment.functional.crops.luma`` is this function). torchvision's
+    ``rgb_to_grayscale`` weighs red 0.2989 (its weights sum to 0.9999), so it differs from this by up to 1e-4.
+    """
+    if not isinstance(images, Tensor) or images.ndim < 3:
+        raise ValueError(f"images must be a [..., C, H, W] tensor, got {getattr(images, 'shape', type(images))}")
     if images.shape[-3] == 1:
         return images
-    r, g, b = images.unbind(dim=-3)
-    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(-3)
+    if images.shape[-3] != 3:
+        raise ValueError(f"images must have 1 or 3 channels, got {images.shape[-3]} (shape {tuple(images.shape)})")
+    return kornia.color.rgb_to_grayscale(images)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -269,8 +292,7 @@ def _illuminate(images: Tensor, gamma: Tensor, log_gain: Tensor, log_field: Tens
         def at(param: Tensor) -> Tensor:  # the parameter of every low element (broadcast dims not copied)
             return param.expand(shape)[index]
 
-        xs = at(images).clamp(0.0, 1.0)
-        lin = torch.where(xs <= _SRGB_KNEE, xs / 12.92, ((xs + 0.055) / 1.055).pow(2.4))
+        lin = srgb_to_linear(at(images))
         log_g = at(log_gain)
         if log_field is not None:
             log_g = log_g + at(log_field)
@@ -307,73 +329,45 @@ def _factor(factor: Tensor | float, images: Tensor, name: str, nonnegative: bool
     return f.view(-1, 1, 1, 1)
 
 
-def _blend(images: Tensor, other: Tensor, factor: Tensor) -> Tensor:
-    """``factor * images + (1 - factor) * other``, clamped to [0, 1]."""
-    return (factor * images + (1.0 - factor) * other).clamp(0.0, 1.0)
-
-
 def adjust_brightness(images: Tensor, factor: Tensor | float) -> Tensor:
-    """Multiply by ``factor`` (``(B,)`` or ``(B, 1)``, >= 0; 1 = unchanged) and clamp, per sample."""
+    """Multiply by ``factor`` (``(B,)`` or ``(B, 1)``, >= 0; 1 = unchanged) and clamp, per sample
+    (``kornia.enhance.adjust_brightness_accumulative``; Kornia's ``adjust_brightness`` adds instead)."""
     _check_images(images)
-    return (images * _factor(factor, images, "brightness")).clamp(0.0, 1.0)
+    return kornia.enhance.adjust_brightness_accumulative(images, _factor(factor, images, "brightness"))
 
 
 def adjust_contrast(images: Tensor, factor: Tensor | float) -> Tensor:
-    """Blend each image with the mean of its luma: 0 gives a flat grey image, 1 the original."""
+    """Blend each image with the mean of its luma: 0 gives a flat grey image, 1 the original
+    (``kornia.enhance.adjust_contrast_with_mean_subtraction``)."""
     _check_images(images)
-    mean = rgb_to_grayscale(images).mean(dim=(-3, -2, -1), keepdim=True)
-    return _blend(images, mean, _factor(factor, images, "contrast"))
+    return kornia.enhance.adjust_contrast_with_mean_subtraction(images, _factor(factor, images, "contrast"))
 
 
 def adjust_saturation(images: Tensor, factor: Tensor | float) -> Tensor:
-    """Blend each RGB image with its luma: 0 gives greyscale, 1 the original. 1-channel images are returned
-    unchanged (as torchvision and PIL do)."""
+    """Blend each RGB image with its luma: 0 gives greyscale, 1 the original
+    (``kornia.enhance.adjust_saturation_with_gray_subtraction``). 1-channel images are returned unchanged (as
+    torchvision and PIL do), as a new tensor."""
     _check_images(images)
     f = _factor(factor, images, "saturation")
     if images.shape[1] == 1:
         return images.clone()
-    return _blend(images, rgb_to_grayscale(images), f)
+    return kornia.enhance.adjust_saturation_with_gray_subtraction(images, f)
 
 
 def _rgb_to_hsv(images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Hexcone HSV with hue in [0, 1); grey pixels get hue 0 and saturation 0."""
-    r, g, b = images.unbind(dim=-3)
-    value, argmax = images.max(dim=-3)
-    chroma = value - images.min(dim=-3).values
-    grey = chroma == 0
-    safe_chroma = torch.where(grey, torch.ones_like(chroma), chroma)
-    saturation = torch.where(value > 0, chroma / torch.where(value > 0, value, torch.ones_like(value)),
-                             torch.zeros_like(value))
-    # Position on the hexagon, in sixths of a turn, measured from the sector of the largest channel.
-    sector_r = torch.remainder((g - b) / safe_chroma, 6.0)
-    sector_g = (b - r) / safe_chroma + 2.0
-    sector_b = (r - g) / safe_chroma + 4.0
-    hue6 = torch.where(argmax == 0, sector_r, torch.where(argmax == 1, sector_g, sector_b))
-    hue = torch.where(grey, torch.zeros_like(hue6), hue6 / 6.0)
-    return hue, saturation, value
-
-
-def _hsv_to_rgb(hue: Tensor, saturation: Tensor, value: Tensor) -> Tensor:
-    """Inverse hexcone: channel ``n`` (5, 3, 1 for R, G, B) is ``v - v*s*clamp(min(k, 4-k), 0, 1)`` with
-    ``k = (n + 6 h) mod 6``."""
-    channels = []
-    for n in (5.0, 3.0, 1.0):
-        k = torch.remainder(n + hue * 6.0, 6.0)
-        ramp = torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
-        channels.append(value - value * saturation * ramp)
-    return torch.stack(channels, dim=-3).clamp(0.0, 1.0)
+    """Hexcone HSV ``[B, H, W]`` each, with hue in turns [0, 1) (``kornia.color.rgb_to_hsv``, whose hue is in
+    radians); grey pixels get hue 0 and saturation 0."""
+    hue, saturation, value = kornia.color.rgb_to_hsv(images).unbind(dim=-3)
+    return hue / (2 * math.pi), saturation, value
 
 
 def adjust_hue(images: Tensor, shift: Tensor | float) -> Tensor:
-    """Rotate hue by ``shift`` turns (``(B,)`` or ``(B, 1)`` in [-0.5, 0.5]; 0 = unchanged), per sample.
-    1-channel images are returned unchanged."""
+    """Rotate hue by ``shift`` turns (``(B,)`` or ``(B, 1)`` in [-0.5, 0.5]; 0 = unchanged), per sample
+    (``kornia.enhance.adjust_hue``, which takes radians). 1-channel images are returned unchanged."""
     _check_images(images)
     s = _factor(shift, images, "hue", nonnegative=False)
     if bool((s.abs() > 0.5).any()):
         raise ValueError(f"hue shifts must be in [-0.5, 0.5], got {s.flatten().tolist()}")
     if images.shape[1] == 1:
         return images.clone()
-    hue, saturation, value = _rgb_to_hsv(images)
-    hue = torch.remainder(hue + s[:, 0], 1.0)
-    return _hsv_to_rgb(hue, saturation, value)
-
+    return kornia.enhance.adjust_hue(images, s * (2 * math.pi))

@@ -13,20 +13,13 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import roi_align
 
+from .color import rgb_to_grayscale
+
 __all__ = ["resized_crop", "pyramid_crop", "luma"]
 
-#: ITU-R BT.601 luma weights (what PIL's ``convert("L")`` and torchvision's ``rgb_to_grayscale`` use)
-_LUMA = (0.299, 0.587, 0.114)
-
-
-def luma(images: Tensor) -> Tensor:
-    """Luma ``[..., 1, H, W]`` of images ``[..., C, H, W]`` with 1 or 3 channels (1 channel is returned as is)."""
-    if images.shape[-3] == 1:
-        return images
-    if images.shape[-3] != 3:
-        raise ValueError(f"luma expects 1 or 3 channels, got {images.shape[-3]}")
-    w = torch.tensor(_LUMA, dtype=images.dtype, device=images.device).view(3, 1, 1)
-    return (images * w).sum(dim=-3, keepdim=True)
+#: The package's one luma (ITU-R BT.601 weights 0.299, 0.587, 0.114, Kornia's kernel), under the name the
+#: crop scorers use; torchvision's ``rgb_to_grayscale`` weighs red 0.2989, see :func:`.color.rgb_to_grayscale`.
+luma = rgb_to_grayscale
 
 
 def resized_crop(images: Tensor, boxes: Tensor, size: int | tuple[int, int], flip: Tensor | None = None,
