@@ -442,6 +442,10 @@ class IlluminationModel(PerturbationModel):
             moving, a person covering most of the frame) and the photometric model does not explain it.
         max_log_gain: video pairs with a brightness-equivalent change beyond this (nats) are rejected as
             implausible for a static scene (a light switched on or a failed fit), not for exposure stacks.
+        draws: what one draw of the fitted density is. ``"views"`` (default): the state of one view, fitted so
+            that two independent draws differ like two real frames (use it when every view is perturbed, as
+            :class:`~mi_augment.transforms.MIPairTransform` does). ``"changes"``: one observed change between
+            two frames, for perturbing one image against its unperturbed original. See :meth:`fit_estimates`.
     """
 
     kind = "illumination"
@@ -453,7 +457,7 @@ class IlluminationModel(PerturbationModel):
                  shading_degree: int = 2, max_side: int = 128, gaps: Sequence[int] = (1, 4, 16, 64),
                  pairs_per_gap: int = 40, symmetric: bool = True, dark: float = 0.1, saturated: float = 0.92,
                  min_correlation: float = 0.6, min_inliers: float = 0.5, max_residual: float = 0.06,
-                 max_log_gain: float = math.log(4.0)):
+                 max_log_gain: float = math.log(4.0), draws: str = "views"):
         groups = list(groups)
         if not groups or any(g not in _GROUPS for g in groups) or len(set(groups)) != len(groups):
             raise ValueError(f"groups must be a non-empty subset of {list(_GROUPS)}, got {groups!r}")
@@ -463,13 +467,15 @@ class IlluminationModel(PerturbationModel):
         if not gaps:
             raise ValueError("gaps must list at least one temporal gap")
         check_positive_int(pairs_per_gap, "pairs_per_gap")
+        if draws not in ("views", "changes"):
+            raise ValueError(f"draws must be 'views' or 'changes', got {draws!r}")
         if not 0.0 <= dark < saturated <= 1.0:
             raise ValueError(f"need 0 <= dark < saturated <= 1, got dark={dark}, saturated={saturated}")
         super().__init__(density, groups=[g for g in _GROUPS if g in groups], shading_degree=int(shading_degree),
                          max_side=int(max_side), gaps=gaps, pairs_per_gap=int(pairs_per_gap),
                          symmetric=bool(symmetric), dark=float(dark), saturated=float(saturated),
                          min_correlation=float(min_correlation), min_inliers=float(min_inliers),
-                         max_residual=float(max_residual), max_log_gain=float(max_log_gain))
+                         max_residual=float(max_residual), max_log_gain=float(max_log_gain), draws=draws)
 
     # ---- constructors ----
     @classmethod
@@ -615,8 +621,32 @@ class IlluminationModel(PerturbationModel):
                              f"(this model has groups={self.config['groups']})")
         if kind == "stack" and not isinstance(data, ExposureStack):
             data = ExposureStack(data)
-        super().fit(data, progress=progress)
-        self.fit_info.pop("observations", None)  # per-row provenance stays in self.estimates_.details
+        return self.fit_estimates(self.estimate(data, progress=progress))
+
+    def fit_estimates(self, estimates: Estimates) -> IlluminationModel:
+        """Fit the density to observed changes between two frames (the output of :meth:`estimate`).
+
+        With ``draws="views"`` each draw is one view: the changes, made time-symmetric (each with its inverse,
+        whatever ``symmetric`` is: two independent views have no order), are scaled by ``1 / sqrt(2)`` about
+        the identity, so the difference of two independent draws has the second moments of the observed
+        changes (two views differ like two frames). With ``draws="changes"`` the density is fitted to the
+        changes as estimated. Returns ``self``.
+        """
+        vectors = estimates.vectors
+        if estimates.n_used < 2:
+            raise ValueError(f"only {estimates.n_used} usable observations were found in the data "
+                             f"({estimates.n_rejected} rejected: {estimates.details.get('rejected_reasons', {})}); "
+                             "need at least 2 to fit IlluminationModel")
+        if self.config["draws"] == "views":
+            if not estimates.details.get("symmetric", False):
+                vectors = torch.cat([vectors, invert_vector(vectors)])
+            # log-domain changes compose by addition to first order, so two iid draws differ by ~z2 - z1, of
+            # twice a draw's covariance; the symmetric changes have mean ~0, so 1/sqrt(2) about 0 undoes it
+            vectors = vectors / math.sqrt(2.0)
+        self.density.fit(vectors)
+        self.fit_info = {"n_used": estimates.n_used, "n_rejected": estimates.n_rejected,
+                         **{k: v for k, v in estimates.details.items() if k != "observations"}}
+        self.estimates_ = estimates  # per-row provenance stays in self.estimates_.details["observations"]
         return self
 
     def _sources(self, data: Any) -> list[tuple[str, Any]]:
