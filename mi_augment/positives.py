@@ -148,7 +148,8 @@ def choose_partners(query: Tensor, queue: SupportQueue | Tensor, policy: str | P
     and ``policy`` (a name or :class:`~mi_augment.crops.policies.Policy`, options as keywords) picks one
     allowed entry per query from these scores: ``"max"`` (NNCLR's nearest neighbour), ``"band"`` with
     ``quantiles=(qlo, qhi)`` (a rank range: e.g. ``(0.9, 0.99)`` skips the top 1 %), ``"topk"`` with ``k``
-    (uniform among the k best), ``"softmax"``, ``"threshold"``... Entries whose id equals the query's id
+    (uniform among the k best), ``SoftmaxPolicy(t)`` (sampling in pMI units; an instance, since
+    ``temperature`` here is the critic's), ``"threshold"``... Entries whose id equals the query's id
     (``query_ids (B,)``, matched against the ids given to :meth:`SupportQueue.push`) are excluded: the
     sample itself never becomes its own partner. Without ids nothing is excluded, so push after choosing.
     The same ``generator`` state gives the same partners.
