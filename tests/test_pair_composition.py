@@ -184,3 +184,19 @@ def test_replayed_params_render_on_a_new_device_or_dtype_of_the_same_batch():
                for a, v in zip(again, views))
     with pytest.raises(ValueError, match="leading size"):
         t(x[:2], params=info.params)
+
+
+def test_the_steps_check_their_images_like_the_one_call():
+    t = MIPairTransform(16, **CLEAN)
+    x = torch.rand(2, 3, 32, 32)
+    candidates = t.plan(x, _gen(0))
+    info = t.choose(candidates, t.score(x, candidates), _gen(0))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        t.score(x * 255, candidates)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        t.render(x * 255, info.params)
+    with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
+        t.plan(x[0], _gen(0))
+    half = t.render(x.half(), info.params)  # half precision is rendered in float32
+    assert all(v.dtype == torch.float32 for v in half)
+    assert all((a - b).abs().max() < 1e-2 for a, b in zip(half, t.render(x, info.params)))

@@ -59,7 +59,8 @@ def _read_image(path: Path, max_side: int | None) -> Tensor:
         img.load()
     except OSError as exc:
         raise ValueError(f"cannot read image {path}: {exc}") from None
-    img = img.convert("L" if img.mode in ("L", "I", "I;16", "F", "1") else "RGB")
+    if img.mode not in ("L", "RGB", "I", "I;16", "I;16B", "F"):  # high bit depth passes through unclipped
+        img = img.convert("L" if img.mode == "1" else "RGB")
     if max_side is not None and max(img.size) > max_side:
         s = max_side / max(img.size)
         img = img.resize((max(1, round(img.size[0] * s)), max(1, round(img.size[1] * s))), Image.Resampling.BOX)

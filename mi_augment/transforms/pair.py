@@ -169,6 +169,14 @@ def _view_pipelines(value: Any, n_views: int) -> tuple[tuple[Callable, ...], ...
     return tuple(tuple(p) for p in pipelines)
 
 
+def _float_batch(images: Any) -> Tensor:
+    """The steps' input: a ``[B, C, H, W]`` tensor, checked and converted as ``forward`` does (uint8 and half
+    precision to float32; floats outside [0, 1], NaN and wrong shapes refused)."""
+    if not isinstance(images, Tensor) or images.ndim != 4:
+        raise ValueError(f"images must be a [B, C, H, W] tensor, got {getattr(images, 'shape', type(images))}")
+    return to_float_batch(images, "images", (1, 3))[0]
+
+
 def _replayable(t: Any) -> bool:
     return callable(getattr(t, "make_params", None)) and callable(getattr(t, "transform", None))
 
@@ -319,6 +327,8 @@ class MIPairTransform(nn.Module):
     def plan(self, images: Tensor, generator: torch.Generator | None = None) -> PairCandidates:
         """Draw K candidate crop tuples, the flips and every view's perturbations for a float batch
         ``[B, C, H, W]`` (K = 1 when the policy needs no scores). Uses only the images' shape and device."""
+        if not isinstance(images, torch.Tensor) or images.ndim != 4:
+            raise ValueError(f"images must be a [B, C, H, W] tensor, got {getattr(images, 'shape', type(images))}")
         b, _, h, w = images.shape
         dev = images.device
         v = self.n_views
@@ -339,9 +349,12 @@ class MIPairTransform(nn.Module):
         ``"luma"`` / ``"image"`` scorers get both crops of each view's perturbed image on the proxy grid;
         ``"boxes"`` scorers get the unperturbed float images with the boxes. Large batches are scored a few
         images at a time (peak memory bounded by :func:`mi_augment.kernel_options`' working set)."""
+        return self._score(_float_batch(images), candidates)
+
+    def _score(self, x: Tensor, candidates: PairCandidates) -> Tensor:
         if self.scorer is None:
             raise ValueError(f"policy {self.policy.name!r} needs no scores and this transform has no scorer")
-        x = images.float()  # scores in float32 whatever the image dtype
+        x = x.float()  # scores in float32 whatever the image dtype
         b = x.shape[0]
         candidates.check_batch(b, "candidates")
         v, k = candidates.n_views, candidates.n_candidates
@@ -421,6 +434,10 @@ class MIPairTransform(nn.Module):
         """The ``V`` views ``[B, C, *size]`` of a float batch: crop, resize, flip, the perturbation chain, then
         each view's pipeline (its draws from ``generator``; replayed when ``params.views`` holds them).
         ``return_params=True`` also returns ``params`` with the pipelines' draws filled in."""
+        return self._render(_float_batch(images), params, generator, return_params)
+
+    def _render(self, images: Tensor, params: PairParams, generator: torch.Generator | None,
+                return_params: bool) -> Any:
         if not isinstance(params, PairParams):
             raise TypeError(f"params must be the PairParams of an earlier call (info.params), got "
                             f"{type(params).__name__}")
@@ -480,7 +497,7 @@ class MIPairTransform(nn.Module):
 
     def _choose_for(self, x: Tensor, generator: torch.Generator | None) -> PairInfo:
         candidates = self.plan(x, generator)
-        scores = self.score(x, candidates) if self.policy.needs_scores else None
+        scores = self._score(x, candidates) if self.policy.needs_scores else None
         return self.choose(candidates, scores, generator)
 
     def forward(self, images: Any, generator: torch.Generator | None = None, params: PairParams | None = None,
@@ -493,7 +510,7 @@ class MIPairTransform(nn.Module):
         if params is None:
             info = self._choose_for(x, generator)
             params = info.params
-        views, params = self.render(x, params, generator, return_params=True)
+        views, params = self._render(x, params, generator, return_params=True)
         views = tuple(restore(v, spec) for v in views)
         if not return_info:
             return views
