@@ -167,6 +167,12 @@ def test_target_errors_name_the_problem():
         t({"boxes": boxes, "labels": [1]})
     with pytest.raises(TypeError, match="params must be the GatedParams"):
         t(torch.rand(3, H, W), params={"boxes": boxes})
+    x = torch.rand(3, H, W)
+    _, params = t(x, return_params=True)
+    with pytest.raises(TypeError, match="params as a keyword"):
+        t(x, params)
+    with pytest.raises(TypeError, match="generator as a keyword"):
+        t(x, None, torch.Generator())
 
 
 def test_example_script_runs():

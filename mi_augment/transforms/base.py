@@ -7,8 +7,11 @@ Subclasses write two methods:
 * ``transform(images, params) -> Tensor``: apply them with pure kernels from :mod:`mi_augment.functional`.
 
 ``forward`` is shared: it accepts a single image ``[C,H,W]`` or a batch ``[B,C,H,W]`` (float in [0, 1] or
-uint8), a PIL image or a numpy ``HWC`` uint8 array, and returns the same type; it applies the per-sample
-``p`` gate without branches; and it replays ``params`` from an earlier call. No state is kept between calls.
+uint8), a PIL image, a numpy ``HWC`` array or a ``tv_tensors.Image``, and returns the same type; or, as
+``torchvision.transforms.v2`` passes them, a pytree of images and targets (``BoundingBoxes``, ``Mask``,
+``KeyPoints`` move with a geometric transform through :meth:`RandomTransform.warp_matrices`; other leaves pass
+through). It applies the per-sample ``p`` gate without branches, and replays ``params=`` from an earlier call.
+No state is kept between calls.
 """
 
 from __future__ import annotations
@@ -144,6 +147,10 @@ class RandomTransform(nn.Module):
         """
         if not inputs:
             raise TypeError("forward() needs an image or a pytree holding one, got no input")
+        for extra in inputs[1:]:  # the pre-pytree signature took these positionally: refuse, never ignore
+            if isinstance(extra, (GatedParams, torch.Generator)):
+                name = "params" if isinstance(extra, GatedParams) else "generator"
+                raise TypeError(f"pass {name} as a keyword ({name}=...); extra positional inputs are targets")
         check_generator(generator)
         if params is not None and not isinstance(params, GatedParams):
             raise TypeError("params must be the GatedParams returned by an earlier call with return_params=True, "
