@@ -132,3 +132,13 @@ def test_inputs_requiring_grad_are_accepted(fn):
     torch.testing.assert_close(fn(x, y).detach(), expected)
     torch.testing.assert_close(pairwise_mi(torch.stack([x, y])[..., None]).detach(),
                                pairwise_mi(torch.stack([x.detach(), y])[..., None]))
+
+
+def test_grey_video_mines_without_warnings():
+    # A constant clip cannot be tracked: no frame steps, so no spread to measure (torch's std() warned).
+    from mi_augment.video.twins import mine_twin_patches
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = mine_twin_patches(torch.full((12, 3, 64, 64), 0.5), 16)
+    assert result.num_twins == 0 and not result.active.any()
