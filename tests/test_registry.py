@@ -28,6 +28,12 @@ REGISTRY = {
     "NaturalIllumination[strength=4]": lambda p=1.0: T.NaturalIllumination(IlluminationModel.default(), p=p,
                                                                            strength=4.0),
     "NaturalMotion[strength=4]": lambda p=1.0: T.NaturalMotion(MotionModel.default(), p=p, strength=4.0),
+    "ColorJitter": lambda p=1.0: T.ColorJitter(0.4, 0.4, 0.4, 0.1, p=p),
+    "ColorJitter[ranges]": lambda p=1.0: T.ColorJitter((0.5, 1.5), (0.2, 1.8), 0.9, (-0.5, 0.5), p=p),
+    "RandomGrayscale": lambda p=0.5: T.RandomGrayscale(p=p),
+    "GaussianBlur": lambda p=1.0: T.GaussianBlur(p=p),
+    "GaussianBlur[kernel 9]": lambda p=1.0: T.GaussianBlur(9, sigma=(0.5, 3.0), p=p),
+    "RandomSolarize": lambda p=0.5: T.RandomSolarize(0.5, p=p),
 }
 # Transforms that return several views have their own contract tests (tests/test_pair.py).
 MULTI_VIEW = {"MIPairTransform"}
