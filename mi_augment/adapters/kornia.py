@@ -80,7 +80,10 @@ class _ModelAugmentation:
     def _init_model(self, transform: ModelTransform) -> None:
         self.mi_transform = transform
         # "resample" is Kornia's flag for the interpolation; containers set it to nearest for masks.
-        self.flags = {"strength": transform.strength, "resample": Resample.BILINEAR}
+        self.flags = {"resample": Resample.BILINEAR}
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]}, strength={self.mi_transform.strength})"
 
     def generate_parameters(self, batch_shape: tuple[int, ...]) -> dict[str, Tensor]:
         b = int(batch_shape[0])
