@@ -17,6 +17,7 @@ resumed run continues the same random stream. The transforms of the other modes 
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,16 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._random import rand, sampling_device, uniform
+from .._random import rand, sampling_device
 from ..crops.sampler import BoxSampler
-from ..functional.color import (
-    adjust_brightness,
-    adjust_contrast,
-    adjust_hue,
-    adjust_saturation,
-    rgb_to_grayscale,
-)
+from ..functional.color import rgb_to_grayscale
 from ..functional.crops import resized_crop
+from ..transforms.base import RandomTransform
+from ..transforms.photometric import ColorJitter, GaussianBlur, RandomGrayscale, RandomSolarize
 from . import AUGMENT_MODES
 
 
@@ -89,49 +86,44 @@ class ViewPairs:
         raise NotImplementedError
 
 
+@functools.lru_cache(maxsize=16)
+def _photometric(kind: str, p: float, strength: float = 1.0) -> RandomTransform:
+    """The recipes' shared photometric transforms (stateless modules, so one of each setting serves all)."""
+    if kind == "jitter":
+        s = 0.4 * strength
+        return ColorJitter(s, s, s, 0.1 * strength, p=p)
+    if kind == "grayscale":
+        return RandomGrayscale(p=p)
+    if kind == "blur":
+        return GaussianBlur(None, sigma=(0.1, 2.0), p=p)
+    return RandomSolarize(0.5, p=p)
+
+
 def color_jitter(x: Tensor, generator: torch.Generator | None, p: float = 0.8, strength: float = 1.0,
                  grayscale_p: float = 0.2) -> Tensor:
-    """SimCLR's colour distortion with per-sample factors: brightness, contrast, saturation 0.4 and hue 0.1
-    (times ``strength``), applied with probability ``p``, then grayscale with probability ``grayscale_p``.
-    The order is fixed (torchvision shuffles it); 1-channel images get brightness and contrast only."""
-    b = x.shape[0]
-    d = x.device
-    s = 0.4 * strength
-    out = adjust_brightness(x, uniform((b,), 1 - s, 1 + s, generator, d))
-    out = adjust_contrast(out, uniform((b,), 1 - s, 1 + s, generator, d))
-    if x.shape[1] == 3:
-        out = adjust_saturation(out, uniform((b,), 1 - s, 1 + s, generator, d))
-        out = adjust_hue(out, uniform((b,), -0.1 * strength, 0.1 * strength, generator, d))
-    out = _where(rand((b,), generator, d) < p, out, x)
-    if x.shape[1] == 3 and grayscale_p > 0:
-        gray = rgb_to_grayscale(out).expand_as(out)
-        out = _where(rand((b,), generator, d) < grayscale_p, gray, out)
+    """SimCLR's colour distortion, per sample: :class:`~mi_augment.transforms.ColorJitter` with brightness,
+    contrast, saturation 0.4 and hue 0.1 (times ``strength``) with probability ``p``, in torchvision's random
+    order, then :class:`~mi_augment.transforms.RandomGrayscale` with probability ``grayscale_p``. 1-channel
+    images get brightness and contrast only."""
+    out = _photometric("jitter", p, strength)(x, generator=generator)
+    if grayscale_p > 0:
+        out = _photometric("grayscale", grayscale_p)(out, generator=generator)
     return out
 
 
 def gaussian_blur(x: Tensor, generator: torch.Generator | None, p: float) -> Tensor:
-    """Blur with probability ``p``, sigma uniform in [0.1, 2] px scaled to the image (0.1 of its side as the
-    kernel, as SimCLR does for 224 px)."""
+    """:class:`~mi_augment.transforms.GaussianBlur` with probability ``p``: sigma uniform in [0.1, 2] px, kernel
+    0.1 of the image's side (as SimCLR does for 224 px)."""
     if p <= 0:
         return x
-    b, c, h, w = x.shape
-    k = max(3, int(0.1 * min(h, w)) // 2 * 2 + 1)
-    sigma = uniform((b,), 0.1, 2.0, generator, x.device)
-    r = torch.arange(k, device=x.device, dtype=x.dtype) - k // 2
-    kern = torch.exp(-(r.view(1, -1) ** 2) / (2 * sigma.view(-1, 1) ** 2))
-    kern = kern / kern.sum(1, keepdim=True)  # [B, k]
-    # separable blur, per-sample kernels as grouped convolutions
-    xp = F.pad(x, (k // 2, k // 2, k // 2, k // 2), mode="reflect").reshape(1, b * c, h + k - 1, w + k - 1)
-    kh = kern.repeat_interleave(c, 0).view(b * c, 1, 1, k)
-    kv = kern.repeat_interleave(c, 0).view(b * c, 1, k, 1)
-    out = F.conv2d(F.conv2d(xp, kh, groups=b * c), kv, groups=b * c).view(b, c, h, w)
-    return _where(rand((b,), generator, x.device) < p, out, x)
+    return _photometric("blur", p)(x, generator=generator)
 
 
 def solarize(x: Tensor, generator: torch.Generator | None, p: float) -> Tensor:
+    """:class:`~mi_augment.transforms.RandomSolarize` (values >= 0.5 inverted) with probability ``p``."""
     if p <= 0:
         return x
-    return _where(rand((x.shape[0],), generator, x.device) < p, torch.where(x < 0.5, x, 1 - x), x)
+    return _photometric("solarize", p)(x, generator=generator)
 
 
 class BaselineViews(ViewPairs):
@@ -176,10 +168,7 @@ class NaturalViews(ViewPairs):
     def photometric(self, v: Tensor, generator: torch.Generator | None) -> Tensor:
         v = self.illumination(v, generator=generator)
         v = self.motion(v, generator=generator)
-        if v.shape[1] == 3:
-            gray = rgb_to_grayscale(v).expand_as(v)
-            v = _where(rand((v.shape[0],), generator, v.device) < 0.2, gray, v)
-        return v
+        return _photometric("grayscale", 0.2)(v, generator=generator)
 
     def views(self, images, generator=None):
         x = _to_float(images)
