@@ -1,0 +1,636 @@
+"""Matched-control ablation (issue 11): which positives and perturbations train better encoders?
+
+Each cell pre-trains one SimCLR encoder (``recipes/simclr.py``, in this process) with one *arm* and seed,
+then scores it frozen with :func:`mi_augment.ssl.evaluate.evaluate_frozen`: kNN top-1 at k = 20 and 200
+(InstDisc's temperature-weighted vote, T = 0.1) against the whole labelled memory, and a full-batch L-BFGS
+linear probe on the cached features, on the full test set. The untrained encoder of every seed (the very
+weights each run starts from) is scored too. Arms:
+
+``B``                the recipe's SimCLR augmentation (``--augment baseline``)
+``S``                ``B`` with RandomResizedCrop's scale matched to ``P``'s chosen pairs: mean pair IoU and
+                     mean crop area measured on ``P``'s own draws, matched within 0.02 (searched, never typed in)
+``P``                pixel-MI crop pairs (``--augment mi``: 8 candidates, threshold policy, the baseline jitter)
+``natural``          the fitted natural illumination / motion models at fitted strength (``--augment natural``)
+``natural_matched``  the same with the illumination strength matched to ColorJitter's brightness spread
+``F C N T R H``      not built yet: they stop with an error naming the issue that adds them
+
+Same seed = same initial weights, data order and per-step generator in every arm. Each cell records the
+encoder images forwarded per step, wall time and device; ``--compute-matched`` adds a ``B`` cell trained
+for the extra images an arm forwards. Cells are appended to ``benchmarks/results/ablation_<budget>.jsonl``
+and skipped when already there, so a grid can span sessions. The summary (paired differences per seed,
+95 % t CIs, Holm-adjusted p-values, the verdict by the rule written in docs/results.md) is printed, written
+as JSON and drawn as a bar chart.
+
+    python benchmarks/ablation.py --budget tiny                      # CI-sized dry run, well under a minute
+    python benchmarks/ablation.py --budget cpu                       # both datasets, 5 seeds, small CNN
+    python benchmarks/ablation.py --budget cpu --arms B,S,P --datasets fmnist_scenes --seeds 0
+    python benchmarks/ablation.py --budget cpu --summary-only        # tables + figure from the JSONL
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from mi_augment._artifact import atomic_write_bytes  # noqa: E402
+
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+FIGURES_DIR = ROOT / "docs" / "figures"
+ISSUE = "issue 11 (and the issue 'MI that measures information, not overlap')"
+METRICS = ("knn_top1_k20", "knn_top1_k200", "linear_top1")
+PRIMARY = "knn_top1_k20"  #: the metric the verdict is taken on (docs/results.md, "Decision rule")
+ALPHA = 0.05
+MATCH_TOLERANCE = 0.02
+
+#: budgets: recipe arguments of every cell, the evaluation, the default grid
+BUDGETS: dict[str, dict[str, Any]] = {
+    "tiny": {  # CI-sized: a few seconds per cell, the whole grid well under a minute
+        "recipe": ["--backbone", "small_cnn", "--cnn-width", "8", "--batch-size", "32", "--hidden-dim", "64",
+                   "--warmup-epochs", "0"],
+        "epochs": 1, "datasets": ["synthetic"], "train_subset": None, "memory_subset": None, "test_subset": None,
+        "arms": ["B", "S", "P", "natural_matched"], "seeds": [0, 1], "linear_steps": 20,
+        "calibration_images": 64,
+    },
+    "cpu": {  # 2 CPU cores: small CNN, 4,000 training images, 8 epochs (125 steps of 256)
+        "recipe": ["--backbone", "small_cnn", "--batch-size", "256", "--hidden-dim", "512", "--warmup-epochs", "1"],
+        "epochs": 8, "datasets": ["fashion_mnist", "fmnist_scenes"], "train_subset": 4000,
+        "memory_subset": 10_000, "test_subset": None, "arms": ["B", "S", "P", "natural", "natural_matched"],
+        "seeds": [0, 1, 2, 3, 4], "linear_steps": 100, "calibration_images": 1024,
+    },
+    "gpu": {  # one GPU: ResNet-18, every training image, full memory and test set
+        "recipe": ["--backbone", "resnet18", "--batch-size", "512", "--hidden-dim", "2048", "--warmup-epochs", "1"],
+        "epochs": 10, "datasets": ["fmnist_scenes", "fashion_mnist"], "train_subset": None, "memory_subset": None,
+        "test_subset": None, "arms": ["P", "B", "S", "natural_matched", "natural"], "seeds": [0, 1, 2],
+        "linear_steps": 300, "calibration_images": 2048,
+    },
+}
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm: the recipe flags it adds, its matched control, and the encoder images it forwards per step
+    (as a multiple of the batch size)."""
+
+    name: str
+    flags: tuple[str, ...] = ()
+    controls: tuple[str, ...] = ("B",)
+    images_per_sample: float = 2.0  #: two views per image through the encoder
+    built: bool = True
+    what: str = ""
+
+
+ARMS: dict[str, Arm] = {a.name: a for a in [
+    Arm("B", ("--augment", "baseline"), controls=(), what="SimCLR augmentation of the recipe"),
+    Arm("S", ("--augment", "baseline"), what="RandomResizedCrop scale matched to P's pair IoU and area"),
+    Arm("P", ("--augment", "mi"), controls=("B", "S"), what="pixel-MI crop pairs"),
+    Arm("natural", ("--augment", "natural"), what="fitted natural models at fitted strength"),
+    Arm("natural_matched", ("--augment", "natural"), what="natural models, strength matched to ColorJitter"),
+    Arm("F", controls=("B", "S"), built=False, what="feature pointwise-MI pairs"),
+    Arm("C", controls=("B", "S"), built=False, what="crop-vs-image rejection"),
+    Arm("N", controls=("B", "B_compute"), built=False, what="cross-image MI positives"),
+    Arm("T", controls=("B", "R", "H"), built=False, what="video twins"),
+    Arm("R", built=False, what="twins with random partners"),
+    Arm("H", built=False, what="twin head fed a second view pair"),
+]}
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def load_recipe(name: str = "simclr"):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _key(payload: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Records of a JSONL file (a torn last line, from a killed process, is skipped)."""
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """One ``write`` of one line in append mode, so parallel processes do not interleave records."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record, allow_nan=False) + "\n")
+
+
+def recipe_parser():
+    from mi_augment.ssl import train
+
+    return train.make_parser("SimCLR", lr=0.3, weight_decay=1e-6)
+
+
+def has_flag(flag: str) -> bool:
+    """Whether the recipe takes ``flag`` (with one value)."""
+    _, unknown = recipe_parser().parse_known_args([flag, "0.5"])
+    return not unknown
+
+
+def data_args(budget: dict[str, Any], dataset: str) -> list[str]:
+    args = ["--dataset", dataset]
+    if budget["train_subset"]:
+        args += ["--train-subset", str(budget["train_subset"])]
+    return args
+
+
+def load_training_data(budget: dict[str, Any], dataset: str):
+    from mi_augment.ssl.data import load_dataset
+
+    return load_dataset(dataset, train_subset=budget["train_subset"])
+
+
+def load_eval_data(budget: dict[str, Any], dataset: str):
+    """The labelled memory (all training images, or ``memory_subset`` of them) and the full test set."""
+    from mi_augment.ssl.data import load_dataset
+
+    return load_dataset(dataset, train_subset=budget["memory_subset"], test_subset=budget["test_subset"])
+
+
+# --------------------------------------------------------------------------------------- calibration
+def pair_geometry(boxes: torch.Tensor, height: int, width: int) -> tuple[float, float]:
+    """Mean IoU of view 0 with view 1 and mean crop area (fraction of the image) of boxes ``(N, 2, 4)``."""
+    from mi_augment.crops.sampler import box_iou_pairs
+
+    iou = box_iou_pairs(boxes[:, 0], boxes[:, 1])
+    area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1]) / (height * width)
+    return float(iou.mean()), float(area.mean())
+
+
+def measure_p(budget: dict[str, Any], dataset: str, n_images: int, seed: int = 0) -> dict[str, float]:
+    """``P``'s chosen pairs on the training images, through the very transform the ``mi`` arm trains with
+    (``MIPairTransform(...)(x, return_info=True)``): mean pair IoU and mean crop area."""
+    from mi_augment.ssl.augment import AugmentOptions, make_views
+
+    args, _ = recipe_parser().parse_known_args([*budget["recipe"], *data_args(budget, dataset), *ARMS["P"].flags])
+    data = load_training_data(budget, dataset)
+    options = AugmentOptions(crop_scale_min=args.crop_scale_min, mi_policy=args.mi_policy,
+                             mi_candidates=args.mi_candidates, mi_photometric=args.mi_photometric)
+    views = make_views("mi", size=data.image_size, channels=data.channels, options=options)
+    images = data.train.images[:n_images].float() / 255.0
+    g = torch.Generator().manual_seed(seed)
+    boxes = []
+    for chunk in images.split(256):
+        _, info = views.pair(chunk, generator=g, return_info=True)
+        boxes.append(info.params.boxes[:, :2])
+    h, w = images.shape[-2:]
+    iou, area = pair_geometry(torch.cat(boxes), h, w)
+    return {"iou": iou, "area": area, "n_pairs": int(images.shape[0]), "image_size": [int(h), int(w)],
+            "candidate_scale": list(views.scale)}
+
+
+def random_crop_geometry(scale: tuple[float, float], height: int, width: int, n: int = 4096,
+                         seed: int = 0) -> tuple[float, float]:
+    """Mean pair IoU and crop area of two independent RandomResizedCrop boxes (the ``B`` / ``S`` views)."""
+    from mi_augment.crops.sampler import BoxSampler
+
+    g = torch.Generator().manual_seed(seed)
+    return pair_geometry(BoxSampler(scale=scale).sample((n, 2), height, width, generator=g), height, width)
+
+
+def match_scale(target_iou: float, target_area: float, height: int, width: int, search_max: bool,
+                step: float = 0.02) -> dict[str, Any]:
+    """The RandomResizedCrop ``(scale_min, scale_max)`` whose independent pairs come closest to the target
+    IoU and area (largest absolute error of the two minimised; a coarse grid then a finer one around the
+    best). ``search_max=False`` keeps ``scale_max = 1``."""
+    def err(lo: float, hi: float) -> tuple[float, float, float]:
+        iou, area = random_crop_geometry((lo, hi), height, width)
+        return max(abs(iou - target_iou), abs(area - target_area)), iou, area
+
+    def grid(los, his):
+        best = None
+        for lo in los:
+            for hi in his:
+                if lo <= hi:
+                    e = err(lo, hi)
+                    if best is None or e[0] < best[0][0]:
+                        best = (e, lo, hi)
+        return best
+
+    def frange(a, b, s):
+        n = int(round((b - a) / s))
+        return [round(min(max(a + i * s, 0.01), 1.0), 4) for i in range(n + 1)]
+
+    his = frange(0.3, 1.0, step * 2.5) if search_max else [1.0]
+    best = grid(frange(0.02, 1.0, step * 2.5), his)
+    (_, _, _), lo, hi = best
+    fine_his = frange(max(lo, hi - 0.05), min(1.0, hi + 0.05), 0.01) if search_max else [1.0]
+    best = grid(frange(max(0.01, lo - 0.05), min(1.0, lo + 0.05), 0.01), fine_his)
+    (e, iou, area), lo, hi = best
+    return {"scale_min": lo, "scale_max": hi, "iou": iou, "area": area, "max_error": e,
+            "matched": e <= MATCH_TOLERANCE, "searched_scale_max": search_max}
+
+
+def brightness_spread(out: torch.Tensor, images: torch.Tensor) -> float:
+    """5-95 % range of the per-image log ratio of mean intensity, output over input."""
+    ratio = (out.flatten(1).mean(1).clamp_min(1e-4) / images.flatten(1).mean(1).clamp_min(1e-4)).log()
+    q = torch.quantile(ratio, torch.tensor([0.05, 0.95]))
+    return float(q[1] - q[0])
+
+
+def match_natural_strength(images: torch.Tensor, seed: int = 0, iterations: int = 10) -> dict[str, Any]:
+    """The ``NaturalIllumination`` strength whose brightness spread equals ColorJitter's (the baseline's
+    ``color_jitter``, p 0.8 included), by bisection on log2(strength) in [0, 7]."""
+    from mi_augment.ssl.augment import color_jitter
+    from mi_augment.transforms.illumination import NaturalIllumination
+
+    target = brightness_spread(color_jitter(images, torch.Generator().manual_seed(seed)), images)
+
+    def spread(strength: float) -> float:
+        out = NaturalIllumination(strength=strength)(images, generator=torch.Generator().manual_seed(seed))
+        return brightness_spread(out, images)
+
+    lo, hi = 0.0, 7.0
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if spread(2**mid) < target else (lo, mid)
+    strength = round(2 ** ((lo + hi) / 2), 2)
+    return {"strength": strength, "target_spread": target, "spread": spread(strength),
+            "fitted_spread": spread(1.0)}
+
+
+def calibrate(arm: str, budget_name: str, budget: dict[str, Any], dataset: str, jsonl: Path) -> dict[str, Any]:
+    """The calibration an arm needs (``S``: the matched scale; ``natural_matched``: the strength), computed
+    once and stored in the JSONL."""
+    n = budget["calibration_images"]
+    key = _key({"calibration": arm, "dataset": dataset, "recipe": budget["recipe"], "train": budget["train_subset"],
+                "n": n, "scale_max": has_flag("--crop-scale-max") if arm == "S" else None})
+    for r in read_jsonl(jsonl):
+        if r.get("kind") == "calibration" and r.get("key") == key:
+            return r
+    tic = time.perf_counter()
+    if arm == "S":
+        p = measure_p(budget, dataset, n)
+        h, w = p["image_size"]
+        result = {"P": p, **match_scale(p["iou"], p["area"], h, w, search_max=has_flag("--crop-scale-max"))}
+    else:
+        data = load_training_data(budget, dataset)
+        result = match_natural_strength(data.train.images[:n].float() / 255.0)
+    record = {"kind": "calibration", "key": key, "arm": arm, "dataset": dataset, "budget": budget_name, **result,
+              "seconds": time.perf_counter() - tic}
+    append_jsonl(jsonl, record)
+    return record
+
+
+def arm_flags(arm: str, budget_name: str, budget: dict[str, Any], dataset: str, jsonl: Path,
+              motion_strength: float) -> tuple[list[str], dict[str, Any] | None]:
+    spec = ARMS[arm]
+    if not spec.built:
+        raise NotImplementedError(f"arm {arm!r} ({spec.what}) is not built yet: see {ISSUE}")
+    flags, cal = list(spec.flags), None
+    if arm == "S":
+        cal = calibrate("S", budget_name, budget, dataset, jsonl)
+        flags += ["--crop-scale-min", str(cal["scale_min"])]
+        if cal["searched_scale_max"]:
+            flags += ["--crop-scale-max", str(cal["scale_max"])]
+    elif arm == "natural_matched":
+        cal = calibrate("natural_matched", budget_name, budget, dataset, jsonl)
+        flags += ["--natural-strength", str(cal["strength"]), "--natural-motion-strength", str(motion_strength)]
+    return flags, cal
+
+
+# ------------------------------------------------------------------------------------------------ cells
+@dataclass
+class Cell:
+    dataset: str
+    arm: str  #: an arm name, "untrained", or "B_compute:<arm>"
+    seed: int
+    flags: list[str] = field(default_factory=list)
+    epochs: int = 0
+    calibration: dict[str, Any] | None = None
+
+    def key(self, budget_name: str, budget: dict[str, Any]) -> str:
+        return _key({"budget": budget_name, "recipe": budget["recipe"], "train": budget["train_subset"],
+                     "memory": budget["memory_subset"], "test": budget["test_subset"],
+                     "linear_steps": budget["linear_steps"], "dataset": self.dataset, "arm": self.arm,
+                     "seed": self.seed, "flags": self.flags, "epochs": self.epochs})
+
+
+def evaluate(encoder, budget: dict[str, Any], dataset: str, device: torch.device) -> dict[str, float]:
+    from mi_augment.ssl.evaluate import evaluate_frozen
+
+    data = load_eval_data(budget, dataset).to(device)
+    return evaluate_frozen(encoder, data.memory, data.test, data.num_classes, device,
+                           linear_steps=budget["linear_steps"])
+
+
+def build_initial_encoder(budget: dict[str, Any], dataset: str, seed: int):
+    """The encoder a run of ``seed`` starts from: the recipe seeds the global RNG with ``seed``, loads the
+    data (no global draws) and builds the encoder first."""
+    from mi_augment.ssl.backbones import build_encoder
+
+    args, _ = recipe_parser().parse_known_args([*budget["recipe"], *data_args(budget, dataset)])
+    data = load_training_data(budget, dataset)
+    torch.manual_seed(seed)
+    return build_encoder(args.backbone, in_channels=data.channels, image_size=data.image_size, mean=data.mean,
+                         std=data.std, patch_size=args.patch_size, cnn_width=args.cnn_width)
+
+
+def run_cell(cell: Cell, budget_name: str, budget: dict[str, Any], runs: Path, device: torch.device) -> dict:
+    from mi_augment.ssl.train import device_name, git_sha
+
+    tic = time.perf_counter()
+    record: dict[str, Any] = {"kind": "cell", "budget": budget_name, "dataset": cell.dataset, "arm": cell.arm,
+                              "seed": cell.seed, "epochs": cell.epochs, "flags": cell.flags,
+                              "git_sha": git_sha(), "device": device_name(device),
+                              "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if cell.arm == "untrained":
+        encoder = build_initial_encoder(budget, cell.dataset, cell.seed).to(device)
+        record.update(train_seconds=0.0, steps=0, images_per_step=0, images_forwarded=0)
+    else:
+        out = runs / budget_name / f"{cell.dataset}-{cell.arm.replace(':', '_')}-s{cell.seed}-{cell.key(budget_name, budget)}"
+        argv = [*budget["recipe"], *data_args(budget, cell.dataset), *cell.flags, "--seed", str(cell.seed),
+                "--epochs", str(cell.epochs), "--out", str(out), "--resume", "--quiet", "--linear-epochs", "0",
+                "--test-subset", "500", "--device", str(device)]
+        result = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() \
+            else load_recipe("simclr").main(argv)
+        if not result:
+            raise RuntimeError(f"cell {cell.dataset}/{cell.arm}/seed {cell.seed} stopped before its last step")
+        encoder = build_initial_encoder(budget, cell.dataset, cell.seed).to(device)
+        encoder.load_state_dict(torch.load(out / "encoder.pt", map_location=device, weights_only=True))
+        batch = result["config"]["batch_size"]
+        per_step = int(round(ARMS[cell.arm.split(":")[-1]].images_per_sample * batch)) \
+            if cell.arm.split(":")[-1] in ARMS else 2 * batch
+        if cell.arm.startswith("B_compute"):
+            per_step = 2 * batch
+        record.update(train_seconds=result["train_seconds"], steps=result["steps"], images_per_step=per_step,
+                      images_forwarded=per_step * result["steps"], final_loss=result["epoch_loss"][-1],
+                      recipe_argv=argv, device=result["device"], git_sha=result["git_sha"])
+    t_eval = time.perf_counter()
+    record.update(evaluate(encoder, budget, cell.dataset, device))
+    record["eval_seconds"] = time.perf_counter() - t_eval
+    record["wall_seconds"] = time.perf_counter() - tic
+    if cell.calibration is not None:
+        record["calibration_key"] = cell.calibration["key"]
+    record["key"] = cell.key(budget_name, budget)
+    return record
+
+
+def plan_cells(budget_name: str, budget: dict[str, Any], datasets: list[str], arms: list[str], seeds: list[int],
+               epochs: int, jsonl: Path, compute_matched: bool, motion_strength: float) -> list[Cell]:
+    """Every cell of the grid, most informative first: arm by arm (in the order given), seeds inner; the
+    untrained rows last (cheap, and only needed for the summary)."""
+    for arm in arms:
+        if arm not in ARMS:
+            raise ValueError(f"unknown arm {arm!r}; expected some of {sorted(ARMS)}")
+        if not ARMS[arm].built:
+            raise NotImplementedError(f"arm {arm!r} ({ARMS[arm].what}) is not built yet: see {ISSUE}")
+    cells = []
+    for dataset in datasets:
+        for arm in arms:
+            flags, cal = arm_flags(arm, budget_name, budget, dataset, jsonl, motion_strength)
+            for seed in seeds:
+                cells.append(Cell(dataset, arm, seed, flags, epochs, cal))
+            ratio = ARMS[arm].images_per_sample / ARMS["B"].images_per_sample
+            if compute_matched and ratio > 1:
+                for seed in seeds:
+                    cells.append(Cell(dataset, f"B_compute:{arm}", seed, list(ARMS["B"].flags),
+                                      int(math.ceil(epochs * ratio))))
+        cells += [Cell(dataset, "untrained", seed) for seed in seeds]
+    return cells
+
+
+# ---------------------------------------------------------------------------------------------- summary
+def t_interval(diffs: list[float]) -> tuple[float, float, float, float]:
+    """Mean, 95 % t CI (low, high) and the two-sided p-value of a paired-difference sample."""
+    from scipy import stats
+
+    n = len(diffs)
+    mean = sum(diffs) / n
+    if n < 2:
+        return mean, float("nan"), float("nan"), float("nan")
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    se = sd / math.sqrt(n)
+    half = float(stats.t.ppf(0.975, n - 1)) * se
+    p = 1.0 if se == 0 and mean == 0 else (0.0 if se == 0 else float(2 * stats.t.sf(abs(mean / se), n - 1)))
+    return mean, mean - half, mean + half, p
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (same order as given; NaN stays NaN)."""
+    idx = sorted((i for i, p in enumerate(pvalues) if not math.isnan(p)), key=lambda i: pvalues[i])
+    m, out, running = len(idx), list(pvalues), 0.0
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per dataset: mean / sd per arm, paired differences vs ``B`` and vs each matched control (95 % t CI,
+    Holm across every comparison of the dataset on each metric), the sanity gate and the verdicts."""
+    cells = {}
+    for r in records:
+        if r.get("kind") == "cell":
+            cells[(r["dataset"], r["arm"], r["seed"])] = r  # the latest record of a cell wins
+    out: dict[str, Any] = {}
+    for dataset in dict.fromkeys(d for d, _, _ in cells):
+        arms = list(dict.fromkeys(a for d, a, _ in cells if d == dataset))
+        rows = []
+        for arm in arms:
+            rs = [cells[k] for k in cells if k[0] == dataset and k[1] == arm]
+            row = {"arm": arm, "seeds": sorted(r["seed"] for r in rs), "images_per_step": rs[0]["images_per_step"],
+                   "train_seconds": sum(r["train_seconds"] for r in rs) / len(rs),
+                   "eval_seconds": sum(r["eval_seconds"] for r in rs) / len(rs)}
+            for m in METRICS:
+                vals = [r[m] for r in rs if m in r]
+                if vals:
+                    mean = sum(vals) / len(vals)
+                    row[m] = mean
+                    row[m + "_sd"] = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) \
+                        if len(vals) > 1 else 0.0
+            rows.append(row)
+        comparisons = []
+        for arm in arms:
+            base = arm.split(":")[0] if arm.startswith("B_compute") else arm
+            if arm == "untrained":
+                continue
+            against = ["untrained"] if arm == "B" else (["B"] + [c for c in ARMS.get(base, Arm(base)).controls
+                                                          if c != "B"])
+            for ctrl in against:
+                ctrl_arm = f"B_compute:{arm}" if ctrl == "B_compute" else ctrl
+                for m in METRICS:
+                    diffs = [cells[(dataset, arm, s)][m] - cells[(dataset, ctrl_arm, s)][m]
+                             for (d, a, s) in cells if d == dataset and a == arm
+                             and (dataset, ctrl_arm, s) in cells and m in cells[(dataset, arm, s)]]
+                    if diffs:
+                        mean, lo, hi, p = t_interval(diffs)
+                        comparisons.append({"arm": arm, "vs": ctrl_arm, "metric": m, "n": len(diffs), "mean": mean,
+                                            "ci_low": lo, "ci_high": hi, "p": p, "diffs": diffs})
+        for m in METRICS:  # Holm over the arm comparisons (not the sanity gate) of each metric
+            family = [c for c in comparisons if c["metric"] == m and c["vs"] != "untrained"]
+            for c, adj in zip(family, holm([c["p"] for c in family])):
+                c["p_holm"] = adj
+        gate = {c["metric"]: c for c in comparisons if c["vs"] == "untrained"}
+        gate_ok = bool(gate) and all(c["ci_low"] > 0 for c in gate.values()) if gate else False
+        verdicts = {}
+        for arm in arms:
+            if arm in ("B", "untrained") or arm.startswith("B_compute"):
+                continue
+            mine = [c for c in comparisons if c["arm"] == arm and c["metric"] == PRIMARY and c["vs"] != "untrained"]
+            verdicts[arm] = verdict(mine, gate_ok)
+        out[dataset] = {"rows": rows, "comparisons": comparisons, "sanity_gate_passed": gate_ok, "verdicts": verdicts}
+    return out
+
+
+def verdict(comparisons: list[dict[str, Any]], gate_ok: bool) -> str:
+    """The pre-registered rule (docs/results.md): ``helps`` when every comparison (vs B and the matched
+    controls) on the primary metric is positive with Holm-adjusted p < 0.05; ``hurts`` when the one vs B is
+    negative with Holm-adjusted p < 0.05; else ``no detectable difference``. Nothing counts before the
+    sanity gate (B beats the untrained encoder on every metric, CIs excluding zero)."""
+    if not gate_ok:
+        return "inconclusive (B does not clearly beat the untrained encoder)"
+    if not comparisons or any(math.isnan(c.get("p_holm", float("nan"))) for c in comparisons):
+        return "inconclusive (too few seeds or missing controls)"
+    if all(c["mean"] > 0 and c["p_holm"] < ALPHA for c in comparisons):
+        return "helps"
+    vs_b = [c for c in comparisons if c["vs"] == "B"]
+    if vs_b and vs_b[0]["mean"] < 0 and vs_b[0]["p_holm"] < ALPHA:
+        return "hurts"
+    return "no detectable difference"
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    lines = []
+    for dataset, s in summary.items():
+        comp = {(c["arm"], c["vs"], c["metric"]): c for c in s["comparisons"]}
+        lines += [f"**{dataset}** (sanity gate {'passed' if s['sanity_gate_passed'] else 'NOT passed'}; "
+                  "the B row's differences are against the untrained encoder)", "",
+                  "| arm | seeds | kNN@20 | kNN@200 | linear | Δ kNN@20 vs B [95 % CI] (Holm p) | "
+                  "Δ kNN@20 vs control | Δ linear vs B | images/step | train s | verdict |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+
+        def fmt(c):
+            if c is None:
+                return ""
+            p = c.get("p_holm", c["p"])
+            return f"{c['mean']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] ({p:.3f})"
+
+        for row in s["rows"]:
+            arm = row["arm"]
+            vals = " | ".join(f"{row[m]:.2f} ± {row[m + '_sd']:.2f}" if m in row else "-" for m in METRICS)
+            ref = "untrained" if arm == "B" else "B"
+            controls = [c for (a, v, m), c in comp.items() if a == arm and m == PRIMARY and v not in ("B", "untrained")]
+            ctrl = "; ".join(f"vs {c['vs']} {fmt(c)}" for c in controls)
+            lines.append(f"| {arm} | {len(row['seeds'])} | {vals} | {fmt(comp.get((arm, ref, PRIMARY)))} | {ctrl} | "
+                         f"{fmt(comp.get((arm, ref, 'linear_top1')))} | {row['images_per_step']} | "
+                         f"{row['train_seconds']:.0f} | {s['verdicts'].get(arm, '')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def figure(summary: dict[str, Any], path: Path) -> Path | None:
+    """Bars: each arm's paired difference to ``B`` on the primary metric, with its 95 % t CI, per dataset."""
+    from mi_augment.figures import _plt, save_figure
+
+    panels = [(d, [c for c in s["comparisons"] if c["vs"] == "B" and c["metric"] == PRIMARY])
+              for d, s in summary.items()]
+    panels = [(d, cs) for d, cs in panels if cs]
+    if not panels:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), squeeze=False)
+    for ax, (dataset, cs) in zip(axes[0], panels):
+        x = range(len(cs))
+        means = [c["mean"] for c in cs]
+        err = [[c["mean"] - c["ci_low"] if not math.isnan(c["ci_low"]) else 0 for c in cs],
+               [c["ci_high"] - c["mean"] if not math.isnan(c["ci_high"]) else 0 for c in cs]]
+        ax.bar(x, means, yerr=err, capsize=4, color=["C2" if m > 0 else "C3" for m in means])
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xticks(list(x), [c["arm"] for c in cs], rotation=30)
+        ax.set(title=dataset, ylabel="Δ kNN@20 vs B (points, 95 % CI)")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+# ------------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budget", choices=sorted(BUDGETS), default="tiny")
+    p.add_argument("--arms", default=None, help=f"comma-separated arms (default: the budget's); known: {sorted(ARMS)}")
+    p.add_argument("--datasets", default=None, help="comma-separated datasets (default: the budget's)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the budget's)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per cell (default: the budget's)")
+    p.add_argument("--compute-matched", action="store_true",
+                   help="also train B for the extra encoder images an arm forwards per step")
+    p.add_argument("--matched-motion-strength", type=float, default=1.0,
+                   help="natural_matched: the motion model's strength (the illumination strength is calibrated)")
+    p.add_argument("--jsonl", default=None, help="results file (default: benchmarks/results/ablation_<budget>.jsonl)")
+    p.add_argument("--runs", default=str(ROOT / "runs" / "ablation"), help="folder for the training runs")
+    p.add_argument("--cell-json-dir", default=None, help="also write each finished cell as its own JSON here")
+    p.add_argument("--calibrate-only", action="store_true", help="compute the S / natural_matched calibrations, train nothing")
+    p.add_argument("--summary-only", action="store_true", help="summarise the JSONL, train nothing")
+    p.add_argument("--figure", default=None, help="bar chart path (default: docs/figures/ablation_<budget>.png)")
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+    budget = BUDGETS[args.budget]
+    arms = args.arms.split(",") if args.arms else budget["arms"]
+    datasets = args.datasets.split(",") if args.datasets else budget["datasets"]
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else budget["seeds"]
+    epochs = args.epochs or budget["epochs"]
+    jsonl = Path(args.jsonl) if args.jsonl else RESULTS_DIR / f"ablation_{args.budget}.jsonl"
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    command = " ".join(["python", "benchmarks/ablation.py", *(argv if argv is not None else sys.argv[1:])])
+    print(f"ablation: {command}\n  budget {args.budget}: datasets {datasets}, arms {arms}, seeds {seeds}, "
+          f"{epochs} epochs; recipe {budget['recipe']}", flush=True)
+
+    if not args.summary_only:
+        cells = plan_cells(args.budget, budget, datasets, arms, seeds, epochs, jsonl, args.compute_matched,
+                           args.matched_motion_strength)
+        for r in read_jsonl(jsonl):
+            if r.get("kind") == "calibration":
+                print(f"  calibration {r['dataset']} {r['arm']}: " + json.dumps(
+                    {k: v for k, v in r.items() if k not in ("kind", "key", "P")}), flush=True)
+        if not args.calibrate_only:
+            done = {r["key"] for r in read_jsonl(jsonl) if r.get("kind") == "cell"}
+            for cell in cells:
+                if cell.key(args.budget, budget) in done:
+                    continue
+                record = run_cell(cell, args.budget, budget, Path(args.runs), device)
+                append_jsonl(jsonl, record)
+                if args.cell_json_dir:
+                    atomic_write_bytes(Path(args.cell_json_dir) / f"{cell.dataset}-{cell.arm.replace(':', '_')}"
+                                       f"-s{cell.seed}.json", json.dumps(record, indent=1).encode())
+                print(f"  {cell.dataset:14s} {cell.arm:16s} seed {cell.seed}: "
+                      + "  ".join(f"{m} {record[m]:.2f}" for m in METRICS if m in record)
+                      + f"  ({record['train_seconds']:.0f} s train, {record['eval_seconds']:.0f} s eval)", flush=True)
+    records = [r for r in read_jsonl(jsonl) if r.get("kind") != "cell" or r.get("budget") == args.budget]
+    summary = summarise(records)
+    table = markdown(summary)
+    report = {"command": command, "budget": args.budget, "jsonl": str(jsonl), "summary": summary,
+              "calibrations": [r for r in records if r.get("kind") == "calibration"], "markdown": table}
+    atomic_write_bytes(jsonl.with_name(jsonl.stem + "_summary.json"), json.dumps(report, indent=1).encode())
+    fig = figure(summary, Path(args.figure) if args.figure else FIGURES_DIR / f"ablation_{args.budget}.png")
+    print("\n" + table + (f"\nfigure: {fig}" if fig else ""), flush=True)
+    return report
+
+
+if __name__ == "__main__":
+    main()
