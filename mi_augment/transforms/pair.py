@@ -178,7 +178,10 @@ def _float_batch(images: Any) -> Tensor:
 
 
 def _replayable(t: Any) -> bool:
-    return callable(getattr(t, "make_params", None)) and callable(getattr(t, "transform", None))
+    """Our transform contract (generator + replay); other callables (torchvision, kornia) are called as is."""
+    from .base import RandomTransform
+
+    return isinstance(t, RandomTransform)
 
 
 def _check_scores(scores: Any, b: int, k: int) -> Tensor:
@@ -283,12 +286,13 @@ class MIPairTransform(nn.Module):
 
     # ---- presets ---------------------------------------------------------------------------------------------
     @classmethod
-    def simclr(cls, size: int | tuple[int, int], *, jitter: float = 0.4, blur: float | None = None,
+    def simclr(cls, size: int | tuple[int, int], *, jitter: float = 0.4, blur: bool | None = None,
                **kwargs: Any) -> MIPairTransform:
         """SimCLR's views (Chen et al. 2020) with MI-chosen crops: scale (0.08, 1), flip, colour jitter
         (``jitter`` brightness/contrast/saturation, ``jitter / 4`` hue) with p 0.8, grayscale p 0.2, Gaussian
         blur p 0.5 (``blur``: None = on above 64 px, as the paper does for ImageNet but not CIFAR). Crops
-        are scored on the unperturbed image (the natural models off); any argument can be overridden."""
+        are scored on the unperturbed image (the natural models off); any argument can be overridden
+        (``MIPairTransform.simclr(32, scale=(0.2, 1), policy="max")``)."""
         from .presets import simclr_views
 
         return cls._preset(size, simclr_views(size, jitter=jitter, blur=blur), kwargs)
