@@ -100,7 +100,8 @@ def render_proxies(images: Tensor, boxes: Tensor, proxy_size: int, kind: str = "
     """Crops ``boxes (B, K, 4)`` of ``images (B, C, H, W)`` resized to ``proxy_size`` squares, not flipped
     (area-averaged when shrinking, see :func:`~mi_augment.functional.crops.resized_crop`).
 
-    Returns ``(B, K, N)`` luma for ``kind="luma"``, ``(B, K, C, proxy_size, proxy_size)`` for ``"image"``.
+    Returns ``(B, K, N)`` luma for ``kind="luma"``, ``(B, K, C, proxy_size, proxy_size)`` for ``"image"``
+    (a ``"boxes"`` scorer takes the images and boxes themselves: nothing to render).
     Luma is taken before cropping (one channel to resample instead of three). ``pyramid=True`` renders with
     :func:`~mi_augment.functional.crops.pyramid_crop` (one bilinear sample per bin from a 2x pooled pyramid,
     ignoring ``sampling_ratio``): what :class:`~mi_augment.transforms.MIPairTransform` scores.
@@ -319,7 +320,8 @@ class FeatureScorer(_EncoderScorer):
         s(a_nk, b_nk) - log mean_{m, l} exp s(a_nk, b_ml)      # all B*K partner crops of the batch
 
     so the other candidates of the same image and all candidates of the other images are the negatives
-    (the positive itself is in the mean). Each score is at most ``log(B * K)``.
+    (the positive itself is in the mean). Each score is at most ``log(B * K)``. The batch is what this call
+    receives (one process's share under DDP: no gathering).
 
     Args:
         encoder: the encoder whose critic to use: the EMA / target encoder when the method has one (BYOL,
