@@ -216,6 +216,7 @@ class _Views(torch.utils.data.Dataset):
         self.image = _image(size=24)
         self.pipe = A.Compose([NaturalIllumination(JITTER),
                                MIPair(MIPairTransform(16, illumination=False, motion=False, policy="random"))], seed=7)
+        self.pipe(image=self.image)  # the generators exist before the loader pickles or forks the dataset
 
     def __len__(self) -> int:
         return self.n
