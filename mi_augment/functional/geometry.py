@@ -549,7 +549,8 @@ def warp_boxes(boxes: Tensor, matrices: Tensor, canvas_size: tuple[int, int] | N
     return out.to(boxes.dtype) if boxes.is_floating_point() else out.round().to(boxes.dtype)
 
 
-def warp_masks(masks: Tensor, matrices: Tensor, *, padding_mode: str = "zeros") -> Tensor:
+def warp_masks(masks: Tensor, matrices: Tensor, *, padding_mode: str = "zeros",
+               size: tuple[int, int] | None = None) -> Tensor:
     """Warp label or binary masks by each sample's homography with nearest-neighbour sampling, so every output
     value is one of the input's (no blended labels).
 
@@ -558,9 +559,11 @@ def warp_masks(masks: Tensor, matrices: Tensor, *, padding_mode: str = "zeros") 
         matrices: ``(B, 3, 3)`` input-to-output matrices (:func:`warp_homography`'s).
         padding_mode: ``"zeros"`` (default: outside is background), ``"border"`` or ``"reflection"`` (pass
             the image's mode to keep the mask aligned with reflected image content too).
+        size: ``(height, width)`` of the output canvas when it is not the input's (e.g. a resized crop, whose
+            matrix maps image pixels to view pixels); affine matrices only.
 
     Returns:
-        ``[B, K, H, W]`` masks of the input's dtype.
+        ``[B, K, H, W]`` masks of the input's dtype (``[B, K, *size]`` with ``size``).
     """
     if not isinstance(masks, Tensor) or masks.ndim != 4:
         raise ValueError(f"masks must be a [B, K, H, W] tensor, got {getattr(masks, 'shape', type(masks))}")
@@ -568,7 +571,16 @@ def warp_masks(masks: Tensor, matrices: Tensor, *, padding_mode: str = "zeros") 
         return masks.clone()
     _check_matrices_for(matrices, masks.shape[0])
     x = masks if masks.dtype in (torch.float32, torch.float64) else masks.to(torch.float32)
-    out = warp_homography(x, matrices, padding_mode=padding_mode, interpolation="nearest")
+    if size is None or tuple(size) == tuple(masks.shape[-2:]):
+        out = warp_homography(x, matrices, padding_mode=padding_mode, interpolation="nearest")
+    else:
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
+        inverse = torch.linalg.inv(matrices.to(device=masks.device, dtype=torch.float64))
+        if not _is_affine(inverse):
+            raise ValueError("warp_masks with size= needs affine matrices (last row 0, 0, 1)")
+        grid = _affine_grid(inverse, int(size[0]), int(size[1]), x.dtype, source=tuple(masks.shape[-2:]))
+        out = F.grid_sample(x, grid, mode="nearest", padding_mode=padding_mode, align_corners=True)
     if masks.dtype == torch.bool:
         return out > 0.5
     if not masks.is_floating_point():

@@ -398,11 +398,16 @@ class MotionModel(PerturbationModel):
         """:meth:`apply` on a validated float batch ``[B, C, H, W]`` with finite params (no input checks)."""
         b, _, h, w = x.shape
         p = params.to(x.device)
-        matrices = similarity_matrices(p.log_scale.to(torch.float64), p.rotation.to(torch.float64),
-                                       p.translation.to(torch.float64), h, w)
+        matrices = self.warp_matrices(p, h, w)
         length = p.blur_length.reshape(-1).clamp_min(0) * float(max(h, w))
         # warp_homography then motion_blur, fused where possible (see geometry._warp_and_blur).
         return _warp_and_blur(x, matrices, length, p.blur_angle.reshape(-1), padding_mode=self.config["padding_mode"])
+
+    def warp_matrices(self, params: MotionParams, height: int, width: int) -> Tensor:
+        """Each draw's similarity as ``(B, 3, 3)`` float64 pixel matrices, input to output, for images of
+        ``height x width`` (the warp :meth:`apply` renders before its blur; boxes and points move by it)."""
+        return similarity_matrices(params.log_scale.to(torch.float64), params.rotation.to(torch.float64),
+                                   params.translation.to(torch.float64), height, width)
 
     # ------------------------------------------------------------------ pair rendering hooks
     def to_view_frame(self, params: MotionParams, zoom: Tensor) -> MotionParams:

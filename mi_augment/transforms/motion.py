@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from ..functional.geometry import similarity_matrices
 from ..perturbations.motion import MotionModel, MotionParams
 from .base import ModelTransform
 
@@ -44,8 +42,7 @@ class NaturalMotion(ModelTransform):
     def warp_matrices(self, params: MotionParams, height: int, width: int) -> Tensor:
         """The similarity of each draw as ``(B, 3, 3)`` float64 pixel matrices, input to output (the warp
         :meth:`MotionModel.apply` renders before its blur)."""
-        return similarity_matrices(params.log_scale.to(torch.float64), params.rotation.to(torch.float64),
-                                   params.translation.to(torch.float64), height, width)
+        return self.model.warp_matrices(params, height, width)
 
     @property
     def mask_padding_mode(self) -> str:
