@@ -30,6 +30,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils._pytree import tree_flatten, tree_unflatten  # the pytree utilities torchvision v2 uses
+from torchvision import tv_tensors as _tv
 
 from .._chunks import chunk_rows
 from .._random import rand, sampling_device
@@ -40,6 +42,7 @@ from ..crops.scoring import PixelMIScorer, render_proxies, scorer_input_kind
 from ..params import Params
 from ..perturbations.base import check_strength
 from . import _pair_render as R
+from .base import _image_leaves
 
 __all__ = ["MIPairTransform", "PairCandidates", "PairInfo", "PairParams"]
 
@@ -175,6 +178,35 @@ def _float_batch(images: Any) -> Tensor:
     if not isinstance(images, Tensor) or images.ndim != 4:
         raise ValueError(f"images must be a [B, C, H, W] tensor, got {getattr(images, 'shape', type(images))}")
     return to_float_batch(images, "images", (1, 3))[0]
+
+
+def _target_in_view(target: Any, matrix: Tensor, image_size: tuple[int, int], view_size: tuple[int, int],
+                    padding_mode: str) -> Any:
+    """A ``BoundingBoxes`` / ``Mask`` / ``KeyPoints`` of the image, moved onto one view's canvas by its
+    ``(1, 3, 3)`` input-to-view matrix."""
+    from torchvision.transforms.v2 import functional as tvf
+
+    from ..functional.geometry import warp_boxes, warp_masks, warp_points
+
+    plain = target.as_subclass(Tensor)
+    canvas = tuple(target.canvas_size) if hasattr(target, "canvas_size") else tuple(target.shape[-2:])
+    if canvas != tuple(image_size):
+        raise ValueError(f"{type(target).__name__} canvas {canvas} (height, width) does not match the image's "
+                         f"{tuple(image_size)}")
+    if isinstance(target, _tv.Mask):
+        h, w = image_size
+        moved = warp_masks(plain.reshape(1, -1, h, w), matrix, padding_mode=padding_mode, size=view_size)
+        return _tv.wrap(moved.reshape(*plain.shape[:-2], *view_size), like=target)
+    if isinstance(target, _tv.KeyPoints):
+        moved = warp_points(plain.reshape(1, -1, 2), matrix).reshape(plain.shape)
+        return _tv.wrap(moved, like=target, canvas_size=view_size)
+    if _tv.is_rotated_bounding_format(target.format):
+        raise ValueError(f"MIPairTransform moves axis-aligned BoundingBoxes; got format {target.format}")
+    xyxy = tvf.convert_bounding_box_format(plain, old_format=target.format, new_format=_tv.BoundingBoxFormat.XYXY)
+    clamp = view_size if target.clamping_mode is not None else None
+    moved = warp_boxes(xyxy.reshape(1, -1, 4), matrix, canvas_size=clamp).reshape(xyxy.shape)
+    moved = tvf.convert_bounding_box_format(moved, old_format=_tv.BoundingBoxFormat.XYXY, new_format=target.format)
+    return _tv.wrap(moved, like=target, canvas_size=view_size)
 
 
 def _replayable(t: Any) -> bool:
@@ -504,22 +536,101 @@ class MIPairTransform(nn.Module):
         scores = self._score(x, candidates) if self.policy.needs_scores else None
         return self.choose(candidates, scores, generator)
 
-    def forward(self, images: Any, generator: torch.Generator | None = None, params: PairParams | None = None,
+    def forward(self, *inputs: Any, generator: torch.Generator | None = None, params: PairParams | None = None,
                 return_info: bool = False) -> Any:
-        """Views of ``images`` as a tuple (each the type that came in); with ``return_info=True`` also the
-        :class:`PairInfo` (``(views, info)``). ``params`` replays an earlier call's ``info.params``."""
-        x, spec = to_float_batch(images, "images", (1, 3))
+        """Views of one image or a batch, as a tuple (each the type that came in); with ``return_info=True``
+        also the :class:`PairInfo` (``(views, info)``). ``params`` replays an earlier call's ``info.params``.
+
+        As ``torchvision.transforms.v2`` passes them, the input may be a pytree of one image and its targets
+        (``t(image, target)``, ``t({"image": ..., "boxes": ...})``): then the result is one pytree per view,
+        the image replaced by the view and ``BoundingBoxes``, ``Mask`` and ``KeyPoints`` cropped, resized,
+        flipped and moved with it (:meth:`view_matrices`) onto the view's canvas; other leaves pass through.
+        """
+        if not inputs:
+            raise TypeError("forward() needs an image or a pytree holding one, got no input")
+        for extra in inputs[1:]:  # params / generator given positionally would be read as targets
+            if isinstance(extra, (PairParams, torch.Generator)):
+                name = "params" if isinstance(extra, PairParams) else "generator"
+                raise TypeError(f"pass {name} as a keyword ({name}=...); extra positional inputs are targets")
         check_generator(generator)
+        single = inputs[0] if len(inputs) == 1 else None
+        if single is not None and not isinstance(single, (tuple, list, dict)) and (
+                not isinstance(single, _tv.TVTensor) or isinstance(single, _tv.Image)):
+            x, spec = to_float_batch(single, "images", (1, 3))
+            views, info = self._views(x, generator, params, return_info)
+            views = tuple(restore(v, spec) for v in views)
+            return (views, info) if return_info else views
+        return self._forward_pytree(single if single is not None else inputs, generator, params, return_info)
+
+    def _views(self, x: Tensor, generator: torch.Generator | None, params: PairParams | None,
+               return_info: bool) -> tuple[tuple[Tensor, ...], PairInfo | None]:
         info = None
         if params is None:
             info = self._choose_for(x, generator)
             params = info.params
         views, params = self._render(x, params, generator, return_params=True)
-        views = tuple(restore(v, spec) for v in views)
-        if not return_info:
-            return views
-        info = replace(info, params=params) if info is not None else self._replay_info(params)
+        if info is not None:
+            info = replace(info, params=params)
+        elif return_info:
+            info = self._replay_info(params)
         return views, info
+
+    def _forward_pytree(self, tree: Any, generator: torch.Generator | None, params: PairParams | None,
+                        return_info: bool) -> Any:
+        flat, structure = tree_flatten(tree)
+        images = _image_leaves(flat)
+        if len(images) != 1:
+            found = ", ".join(sorted({type(v).__name__ for v in flat}))
+            raise TypeError(f"MIPairTransform takes one image per call with its targets, found {len(images)} images "
+                            f"among the inputs ({found})")
+        image = flat[images[0]]
+        x, spec = to_float_batch(image, "images", (1, 3))
+        views, info = self._views(x, generator, params, True)
+        targets = [i for i, leaf in enumerate(flat) if isinstance(leaf, (_tv.BoundingBoxes, _tv.Mask, _tv.KeyPoints))]
+        matrices = None
+        if targets:
+            if x.shape[0] != 1:
+                raise ValueError(f"targets with a batch of {x.shape[0]} images are ambiguous; transform one image "
+                                 "per call (its targets follow each view)")
+            matrices = self.view_matrices(info.params, *x.shape[-2:])[0]  # (V, 3, 3)
+        padding = next((m.config.get("padding_mode") for m in reversed(self.perturbations)
+                        if hasattr(m, "warp_matrices") and isinstance(getattr(m, "config", None), dict)), "zeros")
+        out = []
+        for v, view in enumerate(views):
+            leaves = list(flat)
+            restored = restore(view, spec)
+            leaves[images[0]] = restored if not isinstance(image, _tv.Image) or isinstance(restored, _tv.Image) \
+                else _tv.wrap(restored, like=image)
+            for i in targets:
+                leaves[i] = _target_in_view(flat[i], matrices[v:v + 1], tuple(x.shape[-2:]), self.size, padding)
+            out.append(tree_unflatten(leaves, structure))
+        return (tuple(out), info) if return_info else tuple(out)
+
+    def view_matrices(self, params: PairParams, height: int, width: int) -> Tensor:
+        """Where each view's pixels come from: ``(B, V, 3, 3)`` float64 matrices from input pixels to view
+        pixels (pixel centres at integer coordinates, :mod:`mi_augment.functional.geometry`'s convention) for
+        images of ``height x width``: the crop resized to ``size``, the flip, then the warp of every model of
+        the chain that defines ``warp_matrices(params, h, w)`` (camera motion), in the view's frame. Models
+        without it are photometric (they move no pixel). Boxes and points of a view move by these."""
+        boxes = params.boxes.to(torch.float64)
+        b, v = boxes.shape[:2]
+        h, w = self.size
+        sx = w / (boxes[..., 2] - boxes[..., 0]).clamp_min(1e-12)
+        sy = h / (boxes[..., 3] - boxes[..., 1]).clamp_min(1e-12)
+        m = torch.zeros(b, v, 3, 3, dtype=torch.float64, device=boxes.device)
+        m[..., 0, 0], m[..., 1, 1], m[..., 2, 2] = sx, sy, 1.0
+        m[..., 0, 2] = sx * (0.5 - boxes[..., 0]) - 0.5  # box edges map to view edges; centres sit at +0.5
+        m[..., 1, 2] = sy * (0.5 - boxes[..., 1]) - 0.5
+        flip = torch.tensor([[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64,
+                            device=boxes.device)
+        m = torch.where(params.flip.to(boxes.device)[..., None, None], flip @ m, m)
+        per_view = R.in_view_frame(self.perturbations, params.perturbations, params.boxes, height, width)
+        for model, drawn in zip(self.perturbations, per_view):
+            hook = getattr(model, "warp_matrices", None)
+            if hook is not None:
+                warp = hook(R.flatten_views(drawn.to(boxes.device)), h, w).to(torch.float64).view(b, v, 3, 3)
+                m = warp @ m
+        return m
 
     def _replay_info(self, params: PairParams) -> PairInfo:
         """A :class:`PairInfo` for replayed params (no candidates or scores are known)."""
