@@ -9,7 +9,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from mi_augment.transforms import NaturalIllumination, NaturalMotion
+from mi_augment.transforms import MIPairTransform, NaturalIllumination, NaturalMotion
 
 
 def main() -> None:
@@ -37,6 +37,14 @@ def main() -> None:
     print(f"box {box} ({out_target['boxes'].format.name})")
     print(f"keypoint {[round(v, 2) for v in out_target['keypoints'][0].tolist()]}, "
           f"mask area {int(out_target['masks'].sum())} px, labels {out_target['labels'].tolist()}")
+
+    # MI-chosen positive views with their own targets: one (image, target) per view, each cropped, resized,
+    # flipped and moved with its view; SimCLR's colour pipeline per view (independent draws).
+    pair = MIPairTransform.simclr(64, scale=(0.3, 1.0))
+    (view_a, target_a), (view_b, target_b) = v2.Compose([v2.ToDtype(torch.float32, scale=True), pair])(image, target)
+    for name, view, t in (("view a", view_a, target_a), ("view b", view_b, target_b)):
+        print(f"{name}: {type(view).__name__} {tuple(view.shape)}, box {[round(v, 1) for v in t['boxes'][0].tolist()]} "
+              f"on a {tuple(t['boxes'].canvas_size)} canvas, mask area {int(t['masks'].sum())} px")
 
 
 if __name__ == "__main__":
