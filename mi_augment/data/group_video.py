@@ -199,7 +199,7 @@ def _tint(rng: np.random.Generator) -> np.ndarray:
 
 
 def make_group_video(*, frames: int = 64, size: int | tuple[int, int] = 192, groups: int = 3,
-                     objects_per_group: int = 3, object_size: float | tuple[float, float] = (32, 44),
+                     objects_per_group: int = 3, object_size: float | tuple[float, float] = (36, 48),
                      spread: float = 1.3, speed: float = 1.5, smoothness: float = 0.8,
                      pan: tuple[float, float] = (0.0, 0.0), background: Any = None, objects: Any = None,
                      seed: int = 0) -> GroupVideo:
@@ -258,10 +258,9 @@ def make_group_video(*, frames: int = 64, size: int | tuple[int, int] = 192, gro
 
     # background: a crop of a real frame that drifts by ``pan`` per frame
     travel = np.abs(pan_xy) * (frames - 1)
-    bg = _background_image(background, rng, height + int(np.ceil(travel[1])) + 1,
-                           width + int(np.ceil(travel[0])) + 1)
-    room_y, room_x = bg.shape[0] - height - travel[1], bg.shape[1] - width - travel[0]
-    origin = np.array([rng.uniform(0, max(room_x, 0)), rng.uniform(0, max(room_y, 0))])
+    bg = _background_image(background, rng, height + int(np.ceil(travel[1])), width + int(np.ceil(travel[0])))
+    room_y, room_x = bg.shape[0] - height - np.ceil(travel[1]), bg.shape[1] - width - np.ceil(travel[0])
+    origin = np.array([rng.integers(0, room_x + 1), rng.integers(0, room_y + 1)], dtype=np.float64)
     origin += np.where(pan_xy < 0, travel, 0)
     offsets = origin + pan_xy * np.arange(frames)[:, None]  # (T, 2) crop's top-left in the background
 
