@@ -138,7 +138,7 @@ class ColorJitter(RandomTransform):
             for op in range(4):
                 rows = ((params.order[:, step] == op) & changes[op]).nonzero().squeeze(1)
                 if rows.numel():
-                    out[rows] = kernels[op](out[rows], factors[op][rows])
+                    out.index_copy_(0, rows, kernels[op](out.index_select(0, rows), factors[op][rows]))
         return out
 
     def extra_repr(self) -> str:
