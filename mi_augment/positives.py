@@ -6,9 +6,11 @@ ranks); :func:`choose_partners` scores every query against the queue with the In
 MI and picks one entry per query with a selection policy from :mod:`mi_augment.crops.policies`::
 
     queue = SupportQueue(capacity=8192, dim=128)
-    partners = choose_partners(target_embeddings, queue, policy="max", temperature=0.2, query_ids=ids)
-    loss = nt_xent(online_prediction, partners.embeddings)    # the partner replaces the second view
-    queue.push(target_embeddings, ids=ids)                      # after choosing, as NNCLR does
+    partners = choose_partners(z_a.detach(), queue, policy="max", temperature=0.2, query_ids=ids)
+    loss = nt_xent(partners.embeddings, z_b)     # the partner stands in for view a's embedding (NNCLR)
+    queue.push(z_a.detach(), ids=ids)            # ids: dataset indices, so a sample never partners itself
+
+``z_a`` comes from the target (EMA) encoder when the method has one, else the online one.
 """
 
 from __future__ import annotations
