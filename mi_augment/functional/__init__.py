@@ -1,4 +1,9 @@
-"""Pure, batched kernels. They never draw random numbers: parameters come in as tensors."""
+"""Pure, batched kernels. They never draw random numbers: parameters come in as tensors.
+
+Colour-space maths (sRGB curve, luma, ``adjust_*``) is Kornia's kernels with argument checks; ``luma`` is
+``rgb_to_grayscale`` (one luma, BT.601). Blur and solarisation for the recipes' views are Kornia's
+``kornia.filters.gaussian_blur2d`` and ``kornia.enhance.solarize``, called by :mod:`mi_augment.transforms.photometric`.
+"""
 
 from .color import (
     adjust_brightness,
