@@ -198,7 +198,7 @@ def _tint(rng: np.random.Generator) -> np.ndarray:
 # --------------------------------------------------------------------------------------------- render
 
 
-def make_group_video(*, frames: int = 64, size: int | tuple[int, int] = 192, groups: int = 3,
+def make_group_video(*, frames: int = 64, size: int | tuple[int, int] = 224, groups: int = 3,
                      objects_per_group: int = 3, object_size: float | tuple[float, float] = (36, 48),
                      spread: float = 1.3, speed: float = 1.5, smoothness: float = 0.8,
                      pan: tuple[float, float] = (0.0, 0.0), background: Any = None, objects: Any = None,
