@@ -176,8 +176,19 @@ class RandomTransform(nn.Module):
         else:
             params.check_batch(b)
             params = params.to(x.device)
+        applied = params.applied
+        if x.device.type == "cpu" and b > 0:
+            # On the CPU transform only the samples the gate lets through (p < 1 skips work); accelerators
+            # keep the branchless form (no host sync).
+            rows = applied.nonzero().squeeze(1)
+            if rows.numel() == b:
+                return self.transform(x, params.params), params
+            out = x.clone()
+            if rows.numel():
+                out.index_copy_(0, rows, self.transform(x.index_select(0, rows), params.params.index(rows)))
+            return out, params
         y = self.transform(x, params.params)
-        return torch.where(params.applied.view(-1, 1, 1, 1), y, x), params
+        return torch.where(applied.view(-1, 1, 1, 1), y, x), params
 
     def _forward_pytree(self, tree: Any, params: GatedParams | None, generator: torch.Generator | None
                         ) -> tuple[Any, GatedParams]:

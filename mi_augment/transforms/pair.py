@@ -38,7 +38,7 @@ from .._random import rand, sampling_device
 from .._validation import check_generator, check_positive_int, check_probability, restore, to_float_batch
 from ..crops.policies import Policy, make_policy
 from ..crops.sampler import BoxSampler, box_iou_pairs
-from ..crops.scoring import PixelMIScorer, render_proxies, scorer_input_kind
+from ..crops.scoring import PixelMIScorer, check_scores, render_proxies, scorer_input_kind
 from ..params import Params
 from ..perturbations.base import check_strength
 from . import _pair_render as R
@@ -217,14 +217,7 @@ def _replayable(t: Any) -> bool:
 
 
 def _check_scores(scores: Any, b: int, k: int) -> Tensor:
-    if not isinstance(scores, Tensor):
-        raise TypeError(f"the scorer must return a Tensor (B, K) = {(b, k)}, got {type(scores).__name__}")
-    if scores.shape != (b, k):
-        raise ValueError(f"the scorer returned shape {tuple(scores.shape)}, expected (B, K) = {(b, k)}")
-    scores = scores.float()
-    if not bool(torch.isfinite(scores).all()):
-        raise ValueError("the scorer returned NaN or inf scores; scores must be finite")
-    return scores
+    return check_scores(scores, b, k, "the scorer").float()
 
 
 class MIPairTransform(nn.Module):
@@ -513,14 +506,14 @@ class MIPairTransform(nn.Module):
                 if not _replayable(t):
                     view = t(view)
                     continue
-                if saved is None:
-                    view, gated = t(view, generator=generator, return_params=True)
-                else:
+                gated = None
+                if saved is not None:
                     gated = next(saved, None)
                     if gated is None:
                         raise ValueError(f"params.views[{v}] holds fewer draws than view {v}'s pipeline has "
                                          f"random transforms (at view_transforms[{v}][{i}])")
-                    view = t(view, params=gated)
+                # the views are checked float batches already: the transform's gate and kernel, no re-checking
+                view, gated = t._gated(view, gated, generator)
                 mine.append(gated)
             out.append(view)
             drawn.append(tuple(mine))
