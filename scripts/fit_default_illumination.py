@@ -7,7 +7,8 @@ What it does (see docs/perturbation_models.md, "Illumination"):
 
 1. Frame pairs at gaps of 1, 4, 16 and 64 frames (up to about 2.5 s) from the static-camera clips of DATA.md (carphone, vtest,
    tree), motion-compensated and fitted robustly; the inverse of every change is added (time symmetry);
-   a Gaussian mixture (count by BIC) is fitted on the 9-D vectors. bikes (pans, hard cuts) is left out.
+   a Gaussian mixture (count by BIC) is fitted on the 9-D vectors scaled by 1/sqrt(2) (``draws="views"``:
+   two independently drawn views then differ like two real frames). bikes (pans, hard cuts) is left out.
 2. The memorial exposure stack (15 one-stop steps) is used to *validate* the estimator, not to fit the
    default: a 15-stop range is not a perturbation two views of one photo should differ by. The per-step
    estimates are stored in the artifact's ``fit_info["validation"]``.

@@ -56,9 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     estimates = model.estimate(clips)
     t_estimate = time.perf_counter() - t1
     t2 = time.perf_counter()
-    model.density.fit(estimates.vectors)
+    model.fit_estimates(estimates)  # draws="views": two independent draws differ like two real frames
     t_density = time.perf_counter() - t2
-    model.fit_info = {"n_used": estimates.n_used, "n_rejected": estimates.n_rejected, **estimates.details}
     for name, info in zip(args.clips, model.fit_info["clips"]):
         info["clip"] = name
         info["native_size"] = list(native[name])
@@ -115,11 +114,15 @@ def _figure_fit(model: MotionModel, estimates, names: list[str], path: Path) -> 
     obs = estimates.vectors.numpy()
     counts = [c["n_observations"] for c in estimates.details["clips"]]
     labels = np.repeat(np.arange(len(names)), counts)
-    sampled = model.params_to_vector(model.sample(4000, generator=torch.Generator().manual_seed(0))).numpy()
+    gen = torch.Generator().manual_seed(0)
+    one, two = (model.params_to_vector(model.sample(4000, generator=gen)).numpy() for _ in range(2))
+    # Observed: changes between two real frames. Sampled: the same relation between two independently drawn
+    # views (the difference of two draws) for the camera; the blur belongs to each view, so one draw's.
+    sampled = np.concatenate([two[:, :4] - one[:, :4], one[:, 4:]], axis=1)
     to_px = ref / 100.0
     fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
     ax = axes[0]
-    ax.scatter(sampled[:, 0] * to_px, sampled[:, 1] * to_px, s=2, c="0.75", label="sampled (fitted GMM)")
+    ax.scatter(sampled[:, 0] * to_px, sampled[:, 1] * to_px, s=2, c="0.75", label="between two sampled views")
     for i, name in enumerate(names):
         sel = labels == i
         ax.scatter(obs[sel, 0] * to_px, obs[sel, 1] * to_px, s=6, label=f"observed: {name}")
@@ -131,17 +134,17 @@ def _figure_fit(model: MotionModel, estimates, names: list[str], path: Path) -> 
         lim = np.percentile(np.abs(obs[:, col]), 99) * 1.3 + 1e-3
         bins = np.linspace(-lim, lim, 60)
         ax.hist(obs[:, col] * scale, bins=bins, density=True, alpha=0.6, label="observed")
-        ax.hist(sampled[:, col] * scale, bins=bins, density=True, histtype="step", color="k", label="sampled")
+        ax.hist(sampled[:, col] * scale, bins=bins, density=True, histtype="step", color="k", label="between two views")
         ax.set(title=title)
         ax.legend(fontsize=7)
     blur_obs = np.hypot(obs[:, 4], obs[:, 5]) * to_px
     blur_s = np.hypot(sampled[:, 4], sampled[:, 5]) * to_px
     bins = np.linspace(0, np.percentile(blur_obs, 99) * 1.3 + 0.1, 60)
     axes[3].hist(blur_obs, bins=bins, density=True, alpha=0.6, label="observed")
-    axes[3].hist(blur_s, bins=bins, density=True, histtype="step", color="k", label="sampled")
+    axes[3].hist(blur_s, bins=bins, density=True, histtype="step", color="k", label="one sampled view")
     axes[3].set(title=f"blur length (px, exposure {model.config['exposure_fraction']})")
     axes[3].legend(fontsize=7)
-    fig.suptitle("MotionModel.default(): per-pair estimates on real clips vs samples of the fitted density")
+    fig.suptitle("MotionModel.default(): changes between real frames (observed) vs between two sampled views")
     fig.tight_layout()
     save_figure(fig, path, dpi=90)
 
