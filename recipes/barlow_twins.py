@@ -19,17 +19,28 @@ from mi_augment.ssl.optim import lars_or_adamw
 
 
 class BarlowTwins(nn.Module):
-    """3-layer projector of width ``dim`` (no final BN: the loss standardises)."""
+    """3-layer projector of width ``dim`` (no final BN: the loss standardises).
+
+    With ``neighbours`` (``--positives mi-neighbour``) each view is paired with the (gradient-free) partner,
+    from the support queue of projections, of the other view: the mean of loss(partner_a, z_b) and
+    loss(z_a, partner_b)."""
 
     def __init__(self, encoder: nn.Module, dim: int = 2048, off_diagonal_weight: float = 5e-3):
         super().__init__()
         self.encoder = encoder
         self.projector = mlp(encoder.dim, dim, dim, num_layers=3)
         self.off_diagonal_weight = off_diagonal_weight
+        self.embedding_dim = dim
+        self.neighbours: nn.Module | None = None
 
-    def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
+    def forward(self, view_a: torch.Tensor, view_b: torch.Tensor, ids: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
         z_a, z_b = self.projector(self.encoder(torch.cat([view_a, view_b]))).chunk(2)
-        return barlow_twins_loss(z_a, z_b, self.off_diagonal_weight)
+        if self.neighbours is None:
+            return barlow_twins_loss(z_a, z_b, self.off_diagonal_weight)
+        n_a, n_b = self.neighbours(z_a.detach(), z_b.detach(), ids, generator)
+        return (barlow_twins_loss(n_a, z_b, self.off_diagonal_weight)
+                + barlow_twins_loss(z_a, n_b, self.off_diagonal_weight)) / 2
 
 
 def main(argv: list[str] | None = None) -> dict:

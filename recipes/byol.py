@@ -20,7 +20,10 @@ from mi_augment.ssl.optim import lars_or_adamw
 
 
 class BYOL(nn.Module):
-    """Online ``predictor(projector(encoder))`` regresses the target ``projector(encoder)`` of the other view."""
+    """Online ``predictor(projector(encoder))`` regresses the target ``projector(encoder)`` of the other view.
+
+    With ``neighbours`` (``--positives mi-neighbour``) the prediction regresses the other view's target
+    projection's partner from the support queue of target projections."""
 
     def __init__(self, encoder: nn.Module, base_momentum: float = 0.99, hidden_dim: int = 2048, out_dim: int = 256):
         super().__init__()
@@ -30,12 +33,17 @@ class BYOL(nn.Module):
         self.target_encoder = momentum_copy(encoder)
         self.target_projector = momentum_copy(self.projector)
         self.base_momentum = base_momentum
+        self.embedding_dim = out_dim
+        self.neighbours: nn.Module | None = None
 
-    def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
+    def forward(self, view_a: torch.Tensor, view_b: torch.Tensor, ids: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
         both = torch.cat([view_a, view_b])
         p_a, p_b = self.predictor(self.projector(self.encoder(both))).chunk(2)
         with torch.no_grad():
             t_a, t_b = self.target_projector(self.target_encoder(both)).chunk(2)
+        if self.neighbours is not None:
+            t_a, t_b = self.neighbours(t_a, t_b, ids, generator)
         return byol_loss(p_a, t_b) + byol_loss(p_b, t_a)
 
     def after_step(self, progress: float) -> None:

@@ -21,7 +21,10 @@ from mi_augment.ssl.optim import lars_or_adamw
 
 
 class MoCoV3(nn.Module):
-    """Query branch ``predictor(projector(encoder))``; key branch the momentum copy of encoder + projector."""
+    """Query branch ``predictor(projector(encoder))``; key branch the momentum copy of encoder + projector.
+
+    With ``neighbours`` (``--positives mi-neighbour``) each query's positive logit is its key's partner from
+    the support queue of keys; the other keys of the batch stay the negatives."""
 
     def __init__(self, encoder: nn.Module, temperature: float = 0.2, base_momentum: float = 0.99,
                  hidden_dim: int = 2048, out_dim: int = 256):
@@ -33,13 +36,28 @@ class MoCoV3(nn.Module):
         self.key_projector = momentum_copy(self.projector)
         self.temperature = temperature
         self.base_momentum = base_momentum
+        self.embedding_dim = out_dim
+        self.neighbours: nn.Module | None = None
 
-    def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
+    @property
+    def target_encoder(self) -> nn.Module:
+        """The momentum (key) encoder: what in-step scoring uses."""
+        return self.key_encoder
+
+    @property
+    def target_projector(self) -> nn.Module:
+        return self.key_projector
+
+    def forward(self, view_a: torch.Tensor, view_b: torch.Tensor, ids: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
         both = torch.cat([view_a, view_b])
         q_a, q_b = self.predictor(self.projector(self.encoder(both))).chunk(2)
         with torch.no_grad():
             k_a, k_b = self.key_projector(self.key_encoder(both)).chunk(2)
-        return info_nce(q_a, k_b, self.temperature) + info_nce(q_b, k_a, self.temperature)
+        if self.neighbours is None:
+            return info_nce(q_a, k_b, self.temperature) + info_nce(q_b, k_a, self.temperature)
+        n_a, n_b = self.neighbours(k_a, k_b, ids, generator)
+        return info_nce(q_a, k_b, self.temperature, positive=n_b) + info_nce(q_b, k_a, self.temperature, positive=n_a)
 
     def after_step(self, progress: float) -> None:
         m = momentum_at(self.base_momentum, progress)

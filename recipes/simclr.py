@@ -17,23 +17,32 @@ from torch import nn
 
 from mi_augment.ssl import train
 from mi_augment.ssl.heads import mlp
-from mi_augment.ssl.losses import nt_xent
+from mi_augment.ssl.losses import nnclr_loss, nt_xent
 from mi_augment.ssl.optim import lars_or_adamw
 
 
 class SimCLR(nn.Module):
-    """Encoder + 2-layer projector (hidden 2048, out 128); NT-Xent at ``temperature``."""
+    """Encoder + 2-layer projector (hidden 2048, out 128); NT-Xent at ``temperature``.
+
+    With ``neighbours`` (``--positives mi-neighbour``, set by the training loop) it is NNCLR: each view's
+    partner from the support queue of (detached) projections must pick out the other view among the batch."""
 
     def __init__(self, encoder: nn.Module, temperature: float = 0.2, hidden_dim: int = 2048, out_dim: int = 128):
         super().__init__()
         self.encoder = encoder
         self.projector = mlp(encoder.dim, hidden_dim, out_dim, num_layers=2)
         self.temperature = temperature
+        self.embedding_dim = out_dim
+        self.neighbours: nn.Module | None = None
 
-    def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
+    def forward(self, view_a: torch.Tensor, view_b: torch.Tensor, ids: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
         # One pass over both views: BatchNorm sees the whole 2N batch, as in the paper.
         z_a, z_b = self.projector(self.encoder(torch.cat([view_a, view_b]))).chunk(2)
-        return nt_xent(z_a, z_b, self.temperature)
+        if self.neighbours is None:
+            return nt_xent(z_a, z_b, self.temperature)
+        n_a, n_b = self.neighbours(z_a.detach(), z_b.detach(), ids, generator)
+        return (nnclr_loss(n_a, z_b, self.temperature) + nnclr_loss(n_b, z_a, self.temperature)) / 2
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -20,18 +20,26 @@ from mi_augment.ssl.optim import adamw_for_vit, param_groups
 
 
 class SimSiam(nn.Module):
-    """3-layer projector (last BN) of width ``dim``; 2-layer bottleneck predictor (``dim -> dim/4 -> dim``)."""
+    """3-layer projector (last BN) of width ``dim``; 2-layer bottleneck predictor (``dim -> dim/4 -> dim``).
+
+    With ``neighbours`` (``--positives mi-neighbour``) the prediction regresses the partner of the other
+    view's (stop-gradient) projection from the support queue of projections."""
 
     def __init__(self, encoder: nn.Module, dim: int = 2048):
         super().__init__()
         self.encoder = encoder
         self.projector = mlp(encoder.dim, dim, dim, num_layers=3, last_bn=True)
         self.predictor = mlp(dim, dim // 4, dim, num_layers=2)
+        self.embedding_dim = dim
+        self.neighbours: nn.Module | None = None
 
-    def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
+    def forward(self, view_a: torch.Tensor, view_b: torch.Tensor, ids: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
         z = self.projector(self.encoder(torch.cat([view_a, view_b])))
         p_a, p_b = self.predictor(z).chunk(2)
         z_a, z_b = z.chunk(2)
+        if self.neighbours is not None:
+            z_a, z_b = self.neighbours(z_a.detach(), z_b.detach(), ids, generator)
         return (negative_cosine(p_a, z_b) + negative_cosine(p_b, z_a)) / 2
 
 

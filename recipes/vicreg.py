@@ -19,7 +19,11 @@ from mi_augment.ssl.optim import lars_or_adamw
 
 
 class VICReg(nn.Module):
-    """3-layer expander of width ``dim``."""
+    """3-layer expander of width ``dim``.
+
+    With ``neighbours`` (``--positives mi-neighbour``) the invariance term pairs each view with the
+    (gradient-free) partner, from the support queue of embeddings, of the other view: the mean of
+    loss(partner_a, z_b) and loss(z_a, partner_b) (variance and covariance act on the live embeddings)."""
 
     def __init__(self, encoder: nn.Module, dim: int = 2048, invariance: float = 25.0, variance: float = 25.0,
                  covariance: float = 1.0):
@@ -27,10 +31,16 @@ class VICReg(nn.Module):
         self.encoder = encoder
         self.projector = mlp(encoder.dim, dim, dim, num_layers=3)
         self.weights = (invariance, variance, covariance)
+        self.embedding_dim = dim
+        self.neighbours: nn.Module | None = None
 
-    def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:
+    def forward(self, view_a: torch.Tensor, view_b: torch.Tensor, ids: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
         z_a, z_b = self.projector(self.encoder(torch.cat([view_a, view_b]))).chunk(2)
-        return vicreg_loss(z_a, z_b, *self.weights)
+        if self.neighbours is None:
+            return vicreg_loss(z_a, z_b, *self.weights)
+        n_a, n_b = self.neighbours(z_a.detach(), z_b.detach(), ids, generator)
+        return (vicreg_loss(n_a, z_b, *self.weights) + vicreg_loss(z_a, n_b, *self.weights)) / 2
 
 
 def main(argv: list[str] | None = None) -> dict:

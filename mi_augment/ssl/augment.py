@@ -46,10 +46,18 @@ class AugmentOptions:
     mi_photometric: str = "jitter"  #: photometric part of mi views: "jitter", "natural" or "both" (see MIViews)
     natural_strength: float = 1.0  #: --augment natural: strength of both natural models (1: as fitted)
     natural_motion_strength: float | None = None  #: the motion model's strength (None: natural_strength)
-    mi_scorer: str = "pixels"  #: what MI is estimated from: "pixels" (histogram MI) or "features" (the encoder's)
-    twin_video: str | None = None  #: video mined for twin patches (default: the vtest sample)
+    #: what MI is estimated from: "pixels" (histogram MI), "features" (pointwise MI of the target encoder's
+    #: features, one forward per image) or "crop-image" (each crop's pointwise MI with its whole image)
+    mi_scorer: str = "pixels"
+    #: videos mined for twin patches besides the shipped clips (a path or several)
+    twin_video: str | tuple[str, ...] | None = None
     twin_patch_size: int = 32  #: side of mined patches, in video pixels
-    twin_cache: str | None = None  #: cache file of the mined pairs (default: default_twin_cache)
+    #: folder of the per-video caches (default: ``default_twin_cache``'s), or a prepared TwinPatchDataset file
+    twin_cache: str | None = None
+    twin_shipped: bool = True  #: mine the shipped sample clips (bikes, carphone, vtest, tree) too
+    #: "none", "random" (each twin replaced by a random active, non-neighbouring patch at the same frames) or
+    #: "views" (no video: the branch gets a second view pair of the image batch)
+    twin_control: str = "none"
 
 
 def _to_float(images: Tensor) -> Tensor:
@@ -188,12 +196,17 @@ class MIViews(ViewPairs):
       carry them), no jitter: the full "learned perturbations + MI pairs" pipeline;
     * ``"both"``: natural models inside the transform, then the baseline jitter on top.
 
-    ``mi_scorer="features"`` scores candidates by the cosine similarity of the encoder being trained
-    (:class:`~mi_augment.crops.scoring.FeatureScorer`; run in eval mode so BatchNorm statistics are untouched)
-    instead of pixel-histogram MI.
+    ``mi_scorer="features"`` scores candidates in the training step by the pointwise MI of ``encoder``'s
+    features (:class:`~mi_augment.crops.scoring.FeatureScorer`, ``input_kind="boxes"``: one forward of each
+    whole image through :class:`FeatureMaps`, every candidate box pooled from the map, ``head`` applied, the
+    critic at ``temperature``); ``"crop-image"`` by each crop's pointwise MI with its whole image
+    (:class:`~mi_augment.crops.scoring.CropImageScorer`, the smaller of the pair's two). The encoder and head
+    run in eval mode without gradients (BatchNorm statistics untouched); pass the target / EMA network when
+    the method has one.
     """
 
-    def __init__(self, size, channels, options, encoder: torch.nn.Module | None = None):
+    def __init__(self, size, channels, options, encoder: torch.nn.Module | None = None,
+                 head: torch.nn.Module | None = None, temperature: float = 0.2):
         super().__init__(size, channels, options)
         try:
             from ..transforms.pair import MIPairTransform
@@ -207,14 +220,22 @@ class MIViews(ViewPairs):
                              "strength yet (--mi-photometric natural|both uses the models as fitted)")
         self.jitter = options.mi_photometric in ("jitter", "both")
         scorer = None
-        if options.mi_scorer == "features":
+        if options.mi_scorer in ("features", "crop-image"):
             if encoder is None:
-                raise ValueError("mi_scorer='features' needs the encoder")
-            from ..crops.scoring import FeatureScorer
+                raise ValueError(f"mi_scorer={options.mi_scorer!r} needs the encoder")
+            from ..crops.scoring import CropImageScorer, FeatureScorer
 
-            scorer = FeatureScorer(_EvalMode(encoder))
+            maps, proj = FeatureMaps(encoder), None if head is None else _EvalMode(head)
+            scorer = FeatureScorer(maps, temperature, head=proj, input_kind="boxes") \
+                if options.mi_scorer == "features" else CropImageScorer(maps, temperature, head=proj)
         elif options.mi_scorer != "pixels":
-            raise ValueError(f"mi_scorer must be 'pixels' or 'features', got {options.mi_scorer!r}")
+            raise ValueError(f"mi_scorer must be 'pixels', 'features' or 'crop-image', got {options.mi_scorer!r}")
+        from ..crops.policies import make_policy
+
+        policy = make_policy(options.mi_policy)
+        if policy.needs_scores and policy.rank_based and options.mi_candidates < 2:
+            raise ValueError(f"mi_candidates={options.mi_candidates} leaves policy {options.mi_policy!r} nothing to "
+                             "rank: use --mi-candidates >= 2 or --mi-policy random")
         self.pair = MIPairTransform(size, scale=self.scale, n_candidates=options.mi_candidates,
                                     policy=options.mi_policy, illumination=natural, motion=natural, scorer=scorer,
                                     proxy_size=size if scorer is not None else 32)
@@ -224,6 +245,58 @@ class MIViews(ViewPairs):
         if self.jitter:
             a, b = color_jitter(a, generator), color_jitter(b, generator)
         return a, b
+
+
+class FeatureMaps(torch.nn.Module):
+    """An :class:`~mi_augment.ssl.backbones.Encoder`'s backbone up to its pooling, in eval mode:
+    ``(B, C, H, W)`` in [0, 1] -> feature maps ``(B, D, h, w)``, for ``input_kind="boxes"`` scorers.
+
+    ResNet: the layers up to ``layer4``; the small CNN: all layers but the pooling; ViT: the patch tokens
+    after the transformer (class token dropped), reshaped to the patch grid. Shares the encoder's weights
+    (held unregistered, so nothing is saved twice)."""
+
+    def __init__(self, encoder: torch.nn.Module):
+        super().__init__()
+        net = getattr(encoder, "backbone", None)
+        if net is None or not hasattr(encoder, "mean"):
+            raise TypeError(f"FeatureMaps needs an ssl Encoder (backbone, mean, std), got {type(encoder).__name__}")
+        from torchvision.models import ResNet
+        from torchvision.models.vision_transformer import VisionTransformer
+
+        if isinstance(net, ResNet):
+            self.kind = "resnet"
+        elif isinstance(net, VisionTransformer):
+            self.kind = "vit"
+        elif isinstance(net, torch.nn.Sequential) and isinstance(net[-2], torch.nn.AdaptiveAvgPool2d):
+            self.kind = "cnn"
+        else:
+            raise TypeError(f"no feature map for backbone {type(net).__name__}: expected a torchvision ResNet, "
+                            "VisionTransformer or a Sequential ending in AdaptiveAvgPool2d, Flatten")
+        self._encoder = [encoder]
+
+    def _maps(self, x: Tensor) -> Tensor:
+        encoder = self._encoder[0]
+        net = encoder.backbone
+        x = (x - encoder.mean) / encoder.std
+        if self.kind == "cnn":
+            return net[:-2](x)
+        if self.kind == "resnet":
+            x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+            return net.layer4(net.layer3(net.layer2(net.layer1(x))))
+        tokens = net.conv_proj(x)  # (B, D, h, w)
+        b, d, h, w = tokens.shape
+        seq = torch.cat([net.class_token.expand(b, -1, -1), tokens.flatten(2).transpose(1, 2)], dim=1)
+        return net.encoder(seq)[:, 1:].transpose(1, 2).reshape(b, d, h, w)
+
+    @torch.no_grad()
+    def forward(self, x: Tensor) -> Tensor:
+        encoder = self._encoder[0]
+        was_training = encoder.training
+        encoder.eval()
+        try:
+            return self._maps(x)
+        finally:
+            encoder.train(was_training)
 
 
 class _EvalMode(torch.nn.Module):
@@ -245,66 +318,191 @@ class _EvalMode(torch.nn.Module):
 
 
 # ------------------------------------------------------------------------------------------ twin patches
+#: bumped whenever the mining recipe or the cache layout changes (it is part of every cache file's name)
+TWIN_CACHE_VERSION = 2
+#: the sample clips mined by default, each skipped with a note when its package is not installed
+SHIPPED_CLIPS = ("bikes", "carphone", "vtest", "tree")
+#: how each clip is mined: frames read at most ``max_side`` px, ``window``-frame windows of every shot,
+#: crops cut at ``frames_per_pair`` frames spread over each window
+TWIN_MINING = {"max_side": 512, "window": 64, "frames_per_pair": 16}
+
+
+def matched_random_control(result, generator: torch.Generator | None = None):
+    """``(twins, control)``: two :class:`~mi_augment.video.twins.TwinPatches` with the same patches having a
+    partner; in ``control`` each patch's twin is replaced by a random *active* patch of the same window that
+    is neither the patch, its twin, nor a neighbour (boxes touching or overlapping). Patches for which no such
+    patch exists lose their twin in both, so the two hold the same pair count, and (cut with
+    ``TwinPatchDataset.from_result``) crops at the same frames."""
+    from dataclasses import replace
+
+    from ..video.twins import neighbor_mask
+
+    p = result.num_patches
+    twins = result.twins.clone()
+    control = torch.full_like(twins, -1)
+    allowed = result.active[None, :] & ~neighbor_mask(result.boxes) & ~torch.eye(p, dtype=torch.bool)
+    for i in torch.nonzero(twins >= 0).flatten().tolist():
+        ok = allowed[i].clone()
+        ok[twins[i]] = False
+        choices = torch.nonzero(ok).flatten()
+        if choices.numel() == 0:
+            twins[i] = -1
+            continue
+        control[i] = choices[torch.randint(choices.numel(), (1,), generator=generator)]
+    return replace(result, twins=twins), replace(result, twins=control)
+
+
+def _pair_ids(dataset) -> Tensor:
+    """``(N,)`` unique-pair index of each crop: the same two patches of one mined window, in either order."""
+    info = dataset.info
+    if len(dataset) == 0:
+        return torch.zeros(0, dtype=torch.long)
+    lo, hi = torch.minimum(info["patch"], info["twin"]), torch.maximum(info["patch"], info["twin"])
+    return torch.unique(torch.stack([info["source"], lo, hi], 1), dim=0, return_inverse=True)[1]
+
+
+def _clip_name(source: str) -> str:
+    return source.split("[", 1)[0]
+
+
+def describe_twins(dataset) -> dict:
+    """Counts of a twin-patch dataset: ``crops``, ``unique_pairs``, ``clips`` (distinct videos),
+    ``windows``, ``frames`` (frames of the mined windows, from the ``name[start:stop]`` source names; crops'
+    distinct frames when the sources do not say) and ``crop_frames`` (distinct frames the crops come from)."""
+    import re
+
+    names = [_clip_name(s) for s in dataset.sources]
+    spans = [re.fullmatch(r".*\[(\d+):(\d+)\]", s) for s in dataset.sources]
+    frames_of = {(names[int(s)], int(f)) for s, f in zip(dataset.info["source"], dataset.info["frame"])}
+    frames = sum(int(m.group(2)) - int(m.group(1)) for m in spans) if spans and all(spans) else len(frames_of)
+    return {"crops": len(dataset), "unique_pairs": int(_pair_ids(dataset).max()) + 1 if len(dataset) else 0,
+            "clips": len(set(names)), "clip_names": sorted(set(names)), "windows": len(dataset.sources),
+            "frames": frames, "crop_frames": len(frames_of)}
+
+
 class TwinPairs:
-    """(patch, twin) pairs mined from a video, resident on the device, served as augmented float views.
+    """(patch, twin) pairs mined from video, resident on the device, served as augmented float views.
 
-    The pairs are mined once with :func:`mi_augment.video.twins.mine_twin_patches` and cached with
-    :class:`~mi_augment.video.twins.TwinPatchDataset` ``save`` / ``load`` (a safe JSON artifact)."""
+    ``pair_ids (N,)`` groups the crops of one *unique pair* (the same two patches of one mined window, at
+    different frames, in either order): :meth:`draw` takes at most one crop per unique pair per batch, and
+    under DDP the ranks take disjoint sets of unique pairs, so no unique pair is ever its own negative.
+    ``control (N, C, S, S)`` optional: the random-partner crops, row-aligned with ``twins`` (same patch, same
+    frame), which :meth:`with_random_control` serves instead of the twins.
 
-    def __init__(self, patches: Tensor, twins: Tensor, size: int, channels: int):
+    Build with :meth:`from_video` (mines and caches every clip) or :meth:`from_dataset`."""
+
+    def __init__(self, patches: Tensor, twins: Tensor, size: int, channels: int, pair_ids: Tensor | None = None,
+                 control: Tensor | None = None, summary: dict | None = None):
         if patches.shape != twins.shape or patches.ndim != 4:
             raise ValueError(f"patches and twins must be matching [M, C, P, P], got {tuple(patches.shape)} "
                              f"and {tuple(twins.shape)}")
-        self.patches, self.twins = patches, twins
+        if control is not None and control.shape != twins.shape:
+            raise ValueError(f"control must match twins' shape {tuple(twins.shape)}, got {tuple(control.shape)}")
+        n = patches.shape[0]
+        pair_ids = torch.arange(n) if pair_ids is None else torch.as_tensor(pair_ids).long()
+        if pair_ids.shape != (n,) or (n and int(pair_ids.min()) < 0):
+            raise ValueError(f"pair_ids must be ({n},) non-negative integers, got {tuple(pair_ids.shape)}")
+        self.patches, self.twins, self.control = patches, twins, control
         self.size, self.channels = size, channels
+        self.pair_ids = torch.unique(pair_ids, return_inverse=True)[1].to(patches.device) if n else pair_ids
+        counts = torch.bincount(self.pair_ids) if n else torch.zeros(0, dtype=torch.long)
+        self._order = torch.argsort(self.pair_ids, stable=True)
+        self._counts = counts.to(patches.device)
+        self._starts = (torch.cumsum(counts, 0) - counts).to(patches.device)
+        self.summary = dict(summary or {"crops": n, "unique_pairs": int(counts.numel())})
 
     def __len__(self) -> int:
         return self.patches.shape[0]
 
+    @property
+    def num_pairs(self) -> int:
+        """Unique pairs (at most this many crops per batch over all ranks)."""
+        return int(self._counts.numel())
+
+    def with_random_control(self) -> TwinPairs:
+        """The same pairs with each twin replaced by its random-partner crop (``--twin-control random``)."""
+        if self.control is None:
+            raise ValueError("these twin pairs hold no random-control crops (a prepared dataset without its "
+                             "'-random' file, or a cache of another version): mine again to get them")
+        return TwinPairs(self.patches, self.control, self.size, self.channels, self.pair_ids,
+                         summary={**self.summary, "control": "random"})
+
     @classmethod
-    def from_video(cls, size: int, channels: int, options: AugmentOptions, device: torch.device | str) -> TwinPairs:
-        """Mine ``options.twin_video`` (default: the ``vtest`` sample) once; later calls load the cache
-        (``options.twin_cache``, default :func:`default_twin_cache`)."""
-        try:
-            from ..video.twins import TwinPatchDataset, mine_shots
-        except ImportError as exc:
-            raise RuntimeError(f"--augment twin needs mi_augment.video.twins ({exc})") from exc
-        from ..data.samples import sample_path
-
-        video_path = Path(options.twin_video) if options.twin_video else sample_path("vtest")
-        cache = Path(options.twin_cache) if options.twin_cache else default_twin_cache(video_path,
-                                                                                    options.twin_patch_size)
-        if cache.is_file():
-            dataset = TwinPatchDataset.load(cache)
-        else:
-            from ..video.io import read_video
-
-            # every 64-frame window of the first 384 frames, 16 frames per mined pair: a few hundred pairs
-            clip = read_video(video_path, max_frames=384, max_side=512)
-            shots = mine_shots(clip, patch_size=options.twin_patch_size, max_frames=64)
-            parts = [TwinPatchDataset.from_result(r, clip, frames_per_pair=16,
-                                                  source=f"{video_path.name}[{r.frame_range[0]}:{r.frame_range[1]}]")
-                     for r in shots]
-            parts = [p for p in parts if len(p)]
-            if not parts:
-                raise RuntimeError(f"twin-patch mining found no pairs in {video_path}; try another --twin-video "
-                                   "(moving objects, textured) or pass a prepared TwinPatchDataset as --twin-cache")
-            dataset = TwinPatchDataset.concat(parts)
-            dataset.save(cache)
+    def from_dataset(cls, dataset, size: int, channels: int, device: torch.device | str,
+                     control=None) -> TwinPairs:
+        """From a :class:`~mi_augment.video.twins.TwinPatchDataset` (and its row-aligned random control)."""
         if len(dataset) == 0:
-            raise RuntimeError(f"twin-patch mining found no pairs in {video_path}")
+            raise RuntimeError("the twin-patch dataset holds no pairs")
         crops = dataset.crops  # (N, 2, C, S, S) uint8
-        return cls(crops[:, 0].contiguous().to(device), crops[:, 1].contiguous().to(device), size, channels)
+        ctrl = None
+        if control is not None:
+            same = len(control) == len(dataset) and torch.equal(control.info["frame"], dataset.info["frame"]) \
+                and torch.equal(control.info["patch"], dataset.info["patch"])
+            if not same:
+                raise ValueError(f"the random control ({len(control)} crops) is not row-aligned with the twins "
+                                 f"({len(dataset)} crops: same patch and frame per row expected); they come from "
+                                 "different minings: delete both cache files to mine again")
+            ctrl = control.crops[:, 1].contiguous().to(device)
+        return cls(crops[:, 0].contiguous().to(device), crops[:, 1].contiguous().to(device), size, channels,
+                   _pair_ids(dataset), ctrl, describe_twins(dataset))
 
-    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """``min(batch_size, len(self))`` distinct random pairs as float ``[B, C, size, size]``, flipped
-        together, with independent colour jitter on each side; 1 channel when the encoder expects it."""
+    @classmethod
+    def from_video(cls, size: int, channels: int, options: AugmentOptions, device: torch.device | str,
+                   log=None) -> TwinPairs:
+        """Mine every frame of the shipped clips (``options.twin_shipped``; a missing one is skipped with a note
+        to ``log``) and of ``options.twin_video``, each cached once per (video, mining options) in the folder
+        ``options.twin_cache`` (default :func:`default_twin_cache`'s); or load ``options.twin_cache`` when it
+        is a prepared TwinPatchDataset file (its random control, if any, in ``<stem>-random.json`` beside it).
+        ``options.twin_control == "random"`` serves the random-partner crops instead of the twins."""
+        try:
+            from ..video.twins import TwinPatchDataset
+        except ImportError as exc:
+            raise RuntimeError(f"--positives twin needs mi_augment.video.twins ({exc})") from exc
+        log = log or (lambda message: None)
+        given = Path(options.twin_cache) if options.twin_cache else None
+        if given is not None and given.is_file():
+            dataset = TwinPatchDataset.load(given)
+            sibling = given.with_name(given.stem + "-random.json")
+            control = TwinPatchDataset.load(sibling) if sibling.is_file() else None
+        else:
+            parts, controls = [], []
+            for video in twin_videos(options, log):
+                twins, control = _mined(video, options, given, log)
+                if len(twins):
+                    parts.append(twins)
+                    controls.append(control)
+            if not parts:
+                raise RuntimeError("twin-patch mining found no pairs in any clip; pass another --twin-video (moving "
+                                   "objects, textured) or a prepared TwinPatchDataset as --twin-cache")
+            dataset, control = TwinPatchDataset.concat(parts), TwinPatchDataset.concat(controls)
+        pairs = cls.from_dataset(dataset, size, channels, device, control)
+        return pairs.with_random_control() if options.twin_control == "random" else pairs
+
+    def draw(self, batch_size: int, generator: torch.Generator | None = None, rank: int = 0,
+             world_size: int = 1) -> Tensor:
+        """Crop indices ``(n,)`` of one rank's twin batch, ``n = min(batch_size, num_pairs // world_size)``:
+        a random set of unique pairs (disjoint between ranks when every rank passes a generator in the same
+        state), one random crop (frame, order) of each."""
         d = self.patches.device
-        # without replacement, so a batch never holds the same pair twice (it would be its own negative)
-        n = min(batch_size, len(self))
-        idx = torch.randperm(len(self), generator=generator, device=sampling_device(generator, d))[:n].to(d)
+        n = min(batch_size, self.num_pairs // world_size)
+        if n < 1:
+            raise ValueError(f"{self.num_pairs} unique twin pairs cannot fill a batch on each of {world_size} "
+                             "process(es)")
+        pick = torch.randperm(self.num_pairs, generator=generator, device=sampling_device(generator, d))
+        pick = pick[rank * n:(rank + 1) * n].to(d)
+        offset = (rand((n,), generator, d) * self._counts[pick]).long().clamp_max(self._counts[pick] - 1)
+        return self._order[self._starts[pick] + offset]
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None,
+               selection: torch.Generator | None = None, rank: int = 0, world_size: int = 1
+               ) -> tuple[Tensor, Tensor]:
+        """A twin batch (:meth:`draw` with ``selection``, default ``generator``) as float ``[n, C, size,
+        size]`` views, flipped together, with independent colour jitter on each side (``generator``); 1
+        channel when the encoder expects it."""
+        idx = self.draw(batch_size, selection if selection is not None else generator, rank, world_size)
+        d = self.patches.device
         out = []
-        flip = rand((batch_size,), generator, d) < 0.5
+        flip = rand((idx.shape[0],), generator, d) < 0.5
         for src in (self.patches, self.twins):
             v = _to_float(src[idx])
             if self.channels == 1 and v.shape[1] == 3:
@@ -318,18 +516,83 @@ class TwinPairs:
         return out[0], out[1]
 
 
-def default_twin_cache(video: Path, patch_size: int) -> Path:
-    """``$XDG_CACHE_HOME/mi_augment/twins/<video>-p<patch>-<size>.json``: mined once per video and patch
-    size, shared by every run."""
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mi_augment" / "twins"
+def twin_videos(options: AugmentOptions, log=None) -> list[Path]:
+    """The clips ``--positives twin`` mines: the shipped samples present (when ``options.twin_shipped``; a
+    note to ``log`` for each missing one) and every ``options.twin_video``."""
+    from ..data.samples import sample_path
+
+    out = []
+    if options.twin_shipped:
+        for name in SHIPPED_CLIPS:
+            try:
+                out.append(sample_path(name))
+            except FileNotFoundError as exc:
+                if log is not None:
+                    log(f"twin clip {name!r} skipped: {str(exc).splitlines()[0]}")
+    given = options.twin_video
+    for video in ([given] if isinstance(given, (str, os.PathLike)) else list(given or [])):
+        path = Path(video)
+        if not path.is_file():
+            raise FileNotFoundError(f"--twin-video {path} does not exist")
+        out.append(path)
+    if not out:
+        raise ValueError("no clip to mine twin patches from: install the sample clips or pass --twin-video")
+    return out
+
+
+def _mining_key(options: AugmentOptions) -> str:
+    import hashlib
+    import json
+
+    settings = {"version": TWIN_CACHE_VERSION, "patch_size": options.twin_patch_size, **TWIN_MINING}
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def default_twin_cache(video: Path, patch_size: int, options: AugmentOptions | None = None,
+                       folder: Path | None = None) -> Path:
+    """``$XDG_CACHE_HOME/mi_augment/twins/<video>-<bytes>-<key>.json`` (or in ``folder``): one cache per
+    video (name and size) and mining options (patch size, :data:`TWIN_MINING`, :data:`TWIN_CACHE_VERSION`,
+    hashed into ``key``), shared by every run; its random control is ``...-<key>-random.json``."""
+    root = folder or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mi_augment" / "twins"
     size = video.stat().st_size if video.is_file() else 0
-    return root / f"{video.stem}-p{patch_size}-{size}.json"
+    key = _mining_key(options or AugmentOptions(twin_patch_size=patch_size))
+    return root / f"{video.stem}-{size}-{key}.json"
+
+
+def _mined(video: Path, options: AugmentOptions, folder: Path | None, log):
+    """``(twins, control)`` TwinPatchDatasets of every window of every shot of ``video``, from the cache when
+    present, else mined and cached."""
+    from ..video.io import read_video
+    from ..video.twins import TwinPatchDataset, mine_shots
+
+    cache = default_twin_cache(video, options.twin_patch_size, options, folder)
+    control_path = cache.with_name(cache.stem + "-random.json")
+    if cache.is_file() and control_path.is_file():
+        return TwinPatchDataset.load(cache), TwinPatchDataset.load(control_path)
+    log(f"mining twin patches from every frame of {video} (once; cached as {cache})")
+    clip = read_video(video, max_side=TWIN_MINING["max_side"])
+    g = torch.Generator().manual_seed(0)
+    twins, controls = [], []
+    for result in mine_shots(clip, patch_size=options.twin_patch_size, max_frames=TWIN_MINING["window"]):
+        result, control = matched_random_control(result, g)
+        source = f"{video.name}[{result.frame_range[0]}:{result.frame_range[1]}]"
+        for kept, out in ((result, twins), (control, controls)):
+            out.append(TwinPatchDataset.from_result(kept, clip, frames_per_pair=TWIN_MINING["frames_per_pair"],
+                                                    source=source))
+    c = clip.shape[1]
+    twin_set = TwinPatchDataset.concat(twins) if twins else TwinPatchDataset.empty(c, options.twin_patch_size)
+    control_set = TwinPatchDataset.concat(controls) if controls else TwinPatchDataset.empty(c, options.twin_patch_size)
+    twin_set.save(cache)
+    control_set.save(control_path)
+    return twin_set, control_set
 
 
 def make_views(mode: str, *, size: int, channels: int, options: AugmentOptions | None = None,
-               encoder: torch.nn.Module | None = None) -> ViewPairs:
+               encoder: torch.nn.Module | None = None, head: torch.nn.Module | None = None,
+               temperature: float = 0.2) -> ViewPairs:
     """The view-pair function for ``--augment mode`` (``twin`` uses the baseline views; its twin stream is
-    :class:`TwinPairs`). ``encoder`` is needed by ``mi`` with ``mi_scorer="features"`` only."""
+    :class:`TwinPairs`). ``encoder`` (the target / EMA one when the method has one), ``head`` and
+    ``temperature`` are used by ``mi`` with ``mi_scorer="features"`` or ``"crop-image"`` only."""
     options = options or AugmentOptions()
     if mode not in AUGMENT_MODES:
         raise ValueError(f"unknown augment mode {mode!r}; expected one of {AUGMENT_MODES}")
@@ -337,4 +600,4 @@ def make_views(mode: str, *, size: int, channels: int, options: AugmentOptions |
         return BaselineViews(size, channels, options)
     if mode == "natural":
         return NaturalViews(size, channels, options)
-    return MIViews(size, channels, options, encoder=encoder)
+    return MIViews(size, channels, options, encoder=encoder, head=head, temperature=temperature)

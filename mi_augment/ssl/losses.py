@@ -54,15 +54,35 @@ def nt_xent(z_a: Tensor, z_b: Tensor, temperature: float = 0.2) -> Tensor:
     return F.cross_entropy(logits, targets)
 
 
-def info_nce(query: Tensor, key: Tensor, temperature: float = 0.2) -> Tensor:
+def info_nce(query: Tensor, key: Tensor, temperature: float = 0.2, positive: Tensor | None = None) -> Tensor:
     """MoCo v3's InfoNCE: queries against the (gradient-free) keys of the whole global batch, positives on
-    the diagonal; scaled by ``2 * temperature`` as in the paper so the loss scale does not depend on it."""
+    the diagonal; scaled by ``2 * temperature`` as in the paper so the loss scale does not depend on it.
+
+    ``positive (N, D)`` (cross-image positives, NNCLR-style) replaces each query's own key as its positive
+    logit; the negatives stay the other keys of the batch (so a partner chosen twice is never a negative)."""
     n = query.shape[0]
     q = F.normalize(query.float(), dim=1)
     k = F.normalize(key.float(), dim=1).detach()
     logits = q @ gather(k, with_grad=False).T / temperature
     targets = _offset(n) + torch.arange(n, device=q.device)
+    if positive is not None:
+        if positive.shape != key.shape:
+            raise ValueError(f"positive must have the keys' shape {tuple(key.shape)}, got {tuple(positive.shape)}")
+        pos = (q * F.normalize(positive.float(), dim=1).detach()).sum(1) / temperature
+        logits = logits.scatter(1, targets[:, None], pos[:, None])
     return F.cross_entropy(logits, targets) * (2 * temperature)
+
+
+def nnclr_loss(neighbour: Tensor, z: Tensor, temperature: float = 0.2) -> Tensor:
+    """NNCLR's contrastive loss: each sample's (gradient-free) support-set neighbour must pick out the
+    sample's other view ``z`` among the ``z`` of the whole global batch. ``neighbour (N, D)``, ``z (N, D)``;
+    gradients reach ``z`` only. Symmetrise over the two views in the method."""
+    n = z.shape[0]
+    a = F.normalize(neighbour.float(), dim=1).detach()
+    b = F.normalize(z.float(), dim=1)
+    logits = a @ gather(b).T / temperature
+    targets = _offset(n) + torch.arange(n, device=a.device)
+    return F.cross_entropy(logits, targets)
 
 
 def negative_cosine(prediction: Tensor, target: Tensor) -> Tensor:

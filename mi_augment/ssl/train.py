@@ -16,8 +16,13 @@ optimizer. :func:`run` does the rest:
   :class:`ResumeConfigError` listing them, unless ``--allow-config-change FIELD...`` accepts them (results.json
   then holds ``initial_config`` and ``config_changes`` too);
 * DDP under ``torchrun --nproc_per_node N`` (NCCL on GPUs, gloo on CPUs); ``--batch-size`` is global;
-* ``--augment twin``: a second, weighted loss on (patch, twin) pairs mined from video through a projection
-  head of its own (:class:`TwinBranch`);
+* ``--positives views|mi-neighbour|twin`` (what the method's loss pulls together): the two views of each
+  image; or each view's partner from a support queue of other images' target embeddings chosen by pointwise
+  MI (:class:`~mi_augment.ssl.heads.NeighbourPositives`, NNCLR with ``--neighbour-policy max``); or, besides
+  the views, (patch, twin) pairs mined from video through the method's own loss, weighted
+  (:class:`TwinBranch`; ``--augment twin`` is ``--augment baseline --positives twin``), with the controls
+  ``--twin-control random|views``;
+* ``results.json`` records the encoder images forwarded per step (``images_per_step``, with its parts);
 * at the end: kNN top-1 and linear-probe top-1 of the frozen encoder, ``results.json`` next to the checkpoint
   (config, git SHA, device, per-epoch loss, accuracies, timings) and ``curves.png``.
 """
@@ -43,13 +48,12 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .._artifact import atomic_write_bytes
-from . import AUGMENT_MODES, BACKBONES
+from . import AUGMENT_MODES, BACKBONES, POSITIVES
 from .augment import AugmentOptions, TwinPairs, make_views
 from .backbones import build_encoder
 from .data import DATASETS, EpochSampler, ImageData, load_dataset
 from .evaluate import evaluate_encoder, extract_features, knn_top1
-from .heads import mlp
-from .losses import nt_xent
+from .heads import NeighbourPositives
 from .optim import lr_factor, set_lr
 
 CHECKPOINT = "checkpoint.pt"
@@ -85,12 +89,34 @@ def make_parser(method: str, *, lr: float, weight_decay: float, batch_size: int 
                         "fitted shape (0: identity, 1: as fitted)")
     p.add_argument("--natural-motion-strength", type=float, default=None,
                    help="--augment natural: the motion model's strength alone (unset: --natural-strength)")
-    p.add_argument("--mi-scorer", default="pixels", choices=("pixels", "features"),
-                   help="--augment mi: score candidate pairs by pixel-histogram MI or by the encoder's features")
-    p.add_argument("--twin-video", default=None, help="video mined for twin patches (default: the vtest sample)")
-    p.add_argument("--twin-weight", type=float, default=0.5, help="weight of the twin-patch loss (--augment twin)")
+    p.add_argument("--mi-scorer", default="pixels", choices=("pixels", "features", "crop-image"),
+                   help="--augment mi: score candidate pairs by pixel-histogram MI, by the pointwise MI of the "
+                        "(target) encoder's features (one forward per image, boxes pooled from its feature map), "
+                        "or by each crop's pointwise MI with its whole image")
+    p.add_argument("--positives", default="views", choices=POSITIVES,
+                   help="views: the two views of each image; mi-neighbour: each view's partner chosen by pointwise "
+                        "MI from a support queue of other images' target embeddings (NNCLR with policy max); "
+                        "twin: the views plus (patch, twin) pairs mined from video through the method's own loss")
+    p.add_argument("--neighbour-policy", default="max", choices=("max", "band", "topk"),
+                   help="--positives mi-neighbour: the nearest (max, NNCLR), uniform in a pMI rank band, or among "
+                        "the k best")
+    p.add_argument("--neighbour-quantiles", type=float, nargs=2, default=(0.9, 1.0), metavar=("LO", "HI"),
+                   help="--neighbour-policy band: the pMI rank range (quantiles over the queue)")
+    p.add_argument("--neighbour-k", type=int, default=5, help="--neighbour-policy topk: how many best entries")
+    p.add_argument("--queue-size", type=int, default=8192, help="--positives mi-neighbour: support queue capacity")
+    p.add_argument("--twin-video", action="append", default=None,
+                   help="a video mined for twin patches besides the shipped clips (repeatable)")
+    p.add_argument("--no-twin-shipped", dest="twin_shipped", action="store_false",
+                   help="mine only --twin-video, not the shipped clips (bikes, carphone, vtest, tree)")
+    p.add_argument("--twin-weight", type=float, default=0.5, help="weight of the twin-pair loss (--positives twin)")
+    p.add_argument("--twin-control", default="none", choices=("none", "random", "views"),
+                   help="--positives twin controls: random (each twin replaced by a random active, non-neighbouring "
+                        "patch of the same window and frames) or views (the branch gets a second view pair of the "
+                        "image batch: same extra compute, no video)")
     p.add_argument("--twin-patch-size", type=int, default=32, help="mined patch side in video pixels")
-    p.add_argument("--twin-cache", default=None, help="cache file of mined pairs (default: ~/.cache/mi_augment/twins/)")
+    p.add_argument("--twin-cache", default=None,
+                   help="folder of the per-video twin caches (default: ~/.cache/mi_augment/twins/), or a prepared "
+                        "TwinPatchDataset file")
     p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--batch-size", type=int, default=batch_size, help="global batch size (split over processes)")
     p.add_argument("--lr", type=float, default=lr, help="base learning rate per 256 images (scaled linearly)")
@@ -226,8 +252,9 @@ def validate_checkpoint(ckpt: Any, path: Path) -> dict[str, Any]:
     for key in ("model", "optimizer", "scaler", "state", "config"):
         _expect(key in ckpt, path, f"missing key {key!r}")
         _expect(isinstance(ckpt[key], dict), path, f"{key!r} must be a dict, got {type(ckpt[key]).__name__}")
-    _expect(all(isinstance(k, str) and isinstance(v, Tensor) for k, v in ckpt["model"].items()), path,
-            "'model' must map parameter names to tensors")
+    _expect(all(isinstance(k, str) and (isinstance(v, Tensor) or k.endswith("._extra_state") and isinstance(v, dict))
+                for k, v in ckpt["model"].items()), path,
+            "'model' must map parameter names to tensors (a module's '._extra_state' to a dict)")
     for key in ("total_steps", "world_size"):
         _expect(key in ckpt, path, f"missing key {key!r}")
         _expect(_is_int(ckpt[key]) and ckpt[key] >= 1, path, f"{key!r} must be an int >= 1, got {ckpt[key]!r}")
@@ -285,29 +312,86 @@ def _step_generator(generator: torch.Generator, seed: int, rank: int, step: int)
 
 
 class TwinBranch(nn.Module):
-    """``--augment twin``: the method's loss on the usual views plus ``weight`` x NT-Xent on (patch, twin)
-    pairs mined from video, through a projection head of its own on the shared encoder.
+    """``--positives twin``: the method's loss on the image views plus ``weight`` x the method's own loss on
+    a second pair batch (``twin_a``, ``twin_b``): (patch, twin) pairs mined from video, their random-partner
+    control, or (``--twin-control views``) a second view pair of the image batch. The pair batch goes through
+    the method's own heads and loss (NT-Xent for SimCLR, BYOL's regression onto the target network for BYOL,
+    ...); its negatives, where the loss has them, are the batch's other pairs, at most one crop per unique
+    pair (:meth:`~mi_augment.ssl.augment.TwinPairs.draw`)."""
 
-    The twin loss is contrastive whatever the method: twin pairs are positives by construction, and the other
-    pairs of the batch are natural negatives."""
-
-    def __init__(self, method: nn.Module, weight: float, temperature: float = 0.2):
+    def __init__(self, method: nn.Module, weight: float):
         super().__init__()
         self.method = method
         self.encoder = method.encoder
-        self.twin_head = mlp(method.encoder.dim, 512, 128)
         self.weight = weight
-        self.temperature = temperature
 
-    def forward(self, view_a: Tensor, view_b: Tensor, twin_a: Tensor, twin_b: Tensor) -> Tensor:
-        loss = self.method(view_a, view_b)
-        n = twin_a.shape[0]
-        z = self.twin_head(self.encoder(torch.cat([twin_a, twin_b])))
-        return loss + self.weight * nt_xent(z[:n], z[n:], self.temperature)
+    def forward(self, view_a: Tensor, view_b: Tensor, twin_a: Tensor, twin_b: Tensor, **kwargs: Any) -> Tensor:
+        return self.method(view_a, view_b, **kwargs) + self.weight * self.method(twin_a, twin_b)
 
     def after_step(self, progress: float) -> None:
         if hasattr(self.method, "after_step"):
             self.method.after_step(progress)
+
+
+def resolve_positives(args: argparse.Namespace) -> str:
+    """``--positives``, with ``--augment twin`` meaning ``--positives twin`` on baseline views; conflicting or
+    stray settings raise ``ValueError`` naming the flags."""
+    positives = getattr(args, "positives", "views")
+    if positives not in POSITIVES:
+        raise ValueError(f"--positives must be one of {POSITIVES}, got {positives!r}")
+    if args.augment == "twin":
+        if positives == "mi-neighbour":
+            raise ValueError("--augment twin already adds twin positives; it cannot be combined with "
+                             "--positives mi-neighbour")
+        positives = "twin"
+    if getattr(args, "twin_control", "none") != "none" and positives != "twin":
+        raise ValueError(f"--twin-control {args.twin_control} is a control of --positives twin, got --positives "
+                         f"{positives}")
+    return positives
+
+
+def scoring_parts(method: nn.Module) -> tuple[nn.Module, nn.Module | None, float]:
+    """What in-step scoring (``--mi-scorer features|crop-image``) uses: the target / EMA encoder and
+    projector when the method has them (``target_encoder``, ``target_projector``), else the online ones;
+    and the loss's temperature (0.2 for losses without one)."""
+    encoder = getattr(method, "target_encoder", None)
+    head = getattr(method, "target_projector", None) if encoder is not None else None
+    if encoder is None:
+        encoder, head = method.encoder, getattr(method, "projector", None)
+    return encoder, head, float(getattr(method, "temperature", 0.2))
+
+
+def attach_neighbours(method: nn.Module, args: argparse.Namespace) -> NeighbourPositives:
+    """Give ``method`` its :class:`~mi_augment.ssl.heads.NeighbourPositives` (``--positives mi-neighbour``)."""
+    if not hasattr(method, "neighbours") or not isinstance(getattr(method, "embedding_dim", None), int):
+        raise ValueError(f"{type(method).__name__} does not support --positives mi-neighbour: it needs an int "
+                         "`embedding_dim` and a `neighbours` attribute used in its forward")
+    options: dict[str, Any] = {}
+    if args.neighbour_policy == "band":
+        options["quantiles"] = tuple(args.neighbour_quantiles)
+    elif args.neighbour_policy == "topk":
+        options["k"] = args.neighbour_k
+    method.neighbours = NeighbourPositives(method.embedding_dim, args.queue_size, args.neighbour_policy,
+                                           float(getattr(method, "temperature", 0.2)), **options)
+    return method.neighbours
+
+
+def images_per_step(method: nn.Module, args: argparse.Namespace, per_rank: int, world: int,
+                    twins: TwinPairs | None, positives: str, twin_control: str) -> dict[str, int]:
+    """Encoder image forwards per step over all processes, by part: ``views`` (2 per image, with gradients),
+    ``target`` (the momentum encoder's forwards of those, no gradients), ``scoring`` (in-step scoring: one per
+    image), ``twins`` (the branch's pair batch, 2 per pair) and ``twin_target``."""
+    inner = method.method if isinstance(method, TwinBranch) else method
+    has_target = getattr(inner, "target_encoder", None) is not None
+    batch = per_rank * world
+    parts = {"views": 2 * batch, "target": 2 * batch if has_target else 0,
+             "scoring": batch if args.augment == "mi" and args.mi_scorer != "pixels" else 0, "twins": 0,
+             "twin_target": 0}
+    if positives == "twin":
+        pairs = per_rank if twins is None else min(per_rank, twins.num_pairs // world)
+        parts["twins"] = 2 * pairs * world
+        parts["twin_target"] = parts["twins"] if has_target else 0
+    return parts
 
 
 # ------------------------------------------------------------------------------------------ the loop
@@ -339,17 +423,33 @@ def run(args: argparse.Namespace, *, method_name: str,
     encoder = build_encoder(args.backbone, in_channels=data.channels, image_size=data.image_size, mean=data.mean,
                             std=data.std, patch_size=args.patch_size, cnn_width=args.cnn_width)
     model: nn.Module = build_method(encoder, args)
+    positives = resolve_positives(args)
+    twin_control = getattr(args, "twin_control", "none")
     options = AugmentOptions(crop_scale_min=args.crop_scale_min, asymmetric=asymmetric_views,
                              mi_policy=args.mi_policy, mi_candidates=args.mi_candidates,
                              mi_photometric=args.mi_photometric, mi_scorer=args.mi_scorer, twin_video=args.twin_video,
                              natural_strength=args.natural_strength,
                              natural_motion_strength=args.natural_motion_strength,
-                             twin_patch_size=args.twin_patch_size, twin_cache=args.twin_cache)
-    views = make_views(args.augment, size=data.image_size, channels=data.channels, options=options, encoder=encoder)
+                             twin_patch_size=args.twin_patch_size, twin_cache=args.twin_cache,
+                             twin_shipped=getattr(args, "twin_shipped", True), twin_control=twin_control)
+    score_encoder, score_head, temperature = scoring_parts(model)
+    view_mode = "baseline" if args.augment == "twin" else args.augment
+    views = make_views(view_mode, size=data.image_size, channels=data.channels, options=options,
+                       encoder=score_encoder, head=score_head, temperature=temperature)
+    if positives == "mi-neighbour":
+        attach_neighbours(model, args)
     twins = None
-    if args.augment == "twin":
+    if positives == "twin":
         model = TwinBranch(model, args.twin_weight)
-        twins = TwinPairs.from_video(data.image_size, data.channels, options, device)
+        if twin_control != "views":
+            log = (lambda m: print(f"[{method_name}] {m}", flush=True)) if main_process else None
+            twins = TwinPairs.from_video(data.image_size, data.channels, options, device, log=log)
+            if main_process:
+                t = twins.summary
+                print(f"[{method_name}] twin pairs{' (random-partner control)' if twin_control == 'random' else ''}: "
+                      f"{t.get('unique_pairs')} unique pairs ({t.get('crops')} crops) from {t.get('clips')} clip(s) "
+                      f"{t.get('clip_names', [])}, {t.get('frames')} frames mined ({t.get('windows')} windows), crops "
+                      f"cut at {t.get('crop_frames')} distinct frames", flush=True)
     model.to(device)
     train_model = model
     if world > 1:
@@ -360,6 +460,7 @@ def run(args: argparse.Namespace, *, method_name: str,
     if args.batch_size % world:
         raise ValueError(f"--batch-size {args.batch_size} is not divisible by the {world} processes")
     per_rank = args.batch_size // world
+    per_step = images_per_step(unwrap(train_model), args, per_rank, world, twins, positives, twin_control)
     lr = args.lr * args.batch_size / 256
     optimizer = build_optimizer(unwrap(train_model), args, lr)
 
@@ -419,6 +520,7 @@ def run(args: argparse.Namespace, *, method_name: str,
             dist.barrier()
 
     generator = torch.Generator(device=device)
+    selection = torch.Generator(device=device)  # the same state on every rank: disjoint twin pairs per rank
     stop_at = total_steps if args.stop_after is None else min(total_steps, args.stop_after)
     progress_bar = _progress(total_steps, state["step"], disabled=args.quiet or not main_process,
                              desc=f"{method_name} {args.augment}")
@@ -427,15 +529,22 @@ def run(args: argparse.Namespace, *, method_name: str,
     while state["step"] < stop_at:
         epoch, start = divmod(state["step"], steps_per_epoch)
         tic = time.perf_counter()
-        for images, _ in data.train.batches(sampler.epoch(epoch, start), device, num_workers=args.workers):
+        index_batches = sampler.epoch(epoch, start)
+        for ids, (images, _) in zip(index_batches, data.train.batches(index_batches, device,
+                                                                       num_workers=args.workers)):
             step = state["step"]
             set_lr(optimizer, lr_factor(step, total_steps, warmup))
             gen = _step_generator(generator, args.seed, rank, step)
             with torch.no_grad():
                 view_a, view_b = views(images, gen)
-                inputs = (view_a, view_b, *twins.sample(view_a.shape[0], gen)) if twins is not None else (view_a, view_b)
+                inputs: tuple[Tensor, ...] = (view_a, view_b)
+                if twins is not None:
+                    inputs += twins.sample(per_rank, gen, _step_generator(selection, args.seed, -1, step), rank, world)
+                elif positives == "twin":  # --twin-control views: a second view pair of the same images
+                    inputs += tuple(views(images, gen))
+            kwargs = {"ids": ids.to(device), "generator": gen} if positives == "mi-neighbour" else {}
             with autocast():
-                loss = train_model(*inputs)
+                loss = train_model(*inputs, **kwargs)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -494,6 +603,8 @@ def run(args: argparse.Namespace, *, method_name: str,
             **scores, "knn_k": 200, "knn_temperature": 0.1,
             "train_seconds": state["train_seconds"], "eval_seconds": eval_seconds,
             "images_per_second": images_seen / max(state["train_seconds"], 1e-9),
+            "images_per_step": sum(per_step.values()), "images_per_step_parts": per_step,
+            **({"twins": twins.summary} if twins is not None else {}),
         }
         atomic_write_bytes(out / RESULTS, json.dumps(results, indent=1, allow_nan=False).encode())
         save_checkpoint(out / "encoder.pt", encoder.state_dict())
