@@ -119,7 +119,7 @@ def test_fit_recovers_observations_and_density_moments():
     for i, v in enumerate(truth):
         ref = texture(48, 64, seed=i % 7)
         clips.append(torch.stack(corrupt(ref, render(ref, v), seed=i)))
-    model = IlluminationModel(gaps=[1], symmetric=False, max_side=64).fit(clips)
+    model = IlluminationModel(gaps=[1], symmetric=False, max_side=64, draws="changes").fit(clips)
     assert model.fit_info["n_used"] == 120 and model.fit_info["n_rejected"] == 0
     est = model.estimates_.vectors
     err = (est - truth).abs()

@@ -38,7 +38,7 @@ def _true_vectors(motions: np.ndarray, exposure: float = 0.5) -> np.ndarray:
 def synthetic_fit():
     motions = random_motions(48, seed=7)
     frames, _ = synthetic_clip(motions)
-    model = MotionModel(density=GaussianMixtureDensity(n_components=1), max_side=None).fit(frames)
+    model = MotionModel(density=GaussianMixtureDensity(n_components=1), max_side=None, draws="changes").fit(frames)
     return model, motions
 
 

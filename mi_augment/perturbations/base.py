@@ -7,6 +7,7 @@ and ``params_from_vector``); a swappable :class:`~mi_augment.perturbations.densi
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import os
@@ -134,6 +135,8 @@ class PerturbationModel:
         if unknown:
             raise ArtifactError(f"{path}: unknown tensor(s) {unknown}; a model file holds only density.* tensors")
         dens = Density.from_state(meta["density"], {k[len("density."):]: v for k, v in tensors.items()}, path=path)
+        if "draws" not in config and "draws" in inspect.signature(cls.__init__).parameters:
+            config["draws"] = "changes"  # files from before the option were fitted on frame-to-frame changes
         try:
             model = cls(density=dens, **config)
         except (TypeError, ValueError, OverflowError) as exc:
