@@ -179,3 +179,20 @@ def test_partly_noisy_clip_fits_unless_the_share_asked_for_is_higher():
     assert model.fit_info["clips"][0]["n_used"] >= 11
     with pytest.raises(ValueError, match=r"clip 0: only \d+ of \d+ frame pairs .*min_consistent_share=0.9"):
         MotionModel(max_side=None, min_consistent_share=0.9).estimate(clip)
+
+
+@pytest.mark.parametrize("name", ["illumination", "motion"])
+def test_model_files_from_before_the_draws_option_load_as_changes(name, tmp_path):
+    """A file without ``draws`` was fitted on frame-to-frame changes: it must not load as per-view states."""
+    import json
+
+    from mi_augment.perturbations.illumination import IlluminationModel
+    from mi_augment.perturbations.motion import MotionModel
+
+    cls = IlluminationModel if name == "illumination" else MotionModel
+    path = cls.default().save(tmp_path / "model.json")
+    data = json.loads(path.read_text())
+    del data["meta"]["config"]["draws"]
+    path.write_text(json.dumps(data))
+    assert cls.load(path).config["draws"] == "changes"
+    assert cls.default().config["draws"] == "views"
