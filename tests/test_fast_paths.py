@@ -1,13 +1,15 @@
-"""The fast CPU/GPU paths of the kernels agree with their plain reference formulations.
+"""The speed paths agree with the public implementations they sit beside.
 
-Each optimised kernel is compared with the straightforward implementation it replaced (kept here or in the
-module as the definition): fused sRGB/illumination, the affine warp grid, 3x3 blur taps, the fused
-warp + blur, grid_sample crops, the unit-range histogram scorer, and luma-first scoring perturbations.
-Tolerances are float32 rounding bounds, stated per test.
+Each test runs a public function as shipped (speed paths on) and inside ``kernel_options(fast_paths=False)``
+(the public implementation alone), or against an independent reference written here (torchvision's
+``roi_align``, a float64 per-pixel map): fused sRGB/illumination, the affine warp grid, 3x3 blur taps, the
+fused warp + blur, grid_sample crops, the one-pass crop + camera motion of ``MIPairTransform``, pyramid
+proxies and the unit-range histogram scorer. Tolerances are float32 rounding bounds, stated per test.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -15,16 +17,27 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
+from mi_augment import kernel_options
 from mi_augment.crops import BoxSampler
-from mi_augment.crops.scoring import PixelMIScorer, _unit_range_histogram_mi
+from mi_augment.crops.scoring import PixelMIScorer
 from mi_augment.functional import color as C
 from mi_augment.functional import geometry as G
 from mi_augment.functional.crops import pyramid_crop, resized_crop
 from mi_augment.mi import histogram_mi
+from mi_augment.perturbations import IlluminationParams, MotionModel, MotionParams
+from mi_augment.transforms.pair import MIPairTransform
 
 
 def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def _fast_and_plain(fn, *args, **kwargs):
+    """``fn`` with the speed paths (the default) and inside ``kernel_options(fast_paths=False)``."""
+    fast = fn(*args, **kwargs)
+    with kernel_options(fast_paths=False):
+        plain = fn(*args, **kwargs)
+    return fast, plain
 
 
 # ------------------------------------------------------------------------------------------------- colour
@@ -42,8 +55,7 @@ def test_fused_illumination_equals_reference(channels, shading, spread):
     log_gain = torch.randn(8, 3, generator=g) * spread
     log_gamma = torch.randn(8, generator=g) * spread * 0.3
     coeffs = torch.randn(8, shading, generator=g) * spread * 0.3 if shading else None
-    fast = C.apply_illumination(x, log_gain, log_gamma, coeffs)
-    ref = C._apply_illumination_reference(x, log_gain, log_gamma, coeffs)
+    fast, ref = _fast_and_plain(C.apply_illumination, x, log_gain, log_gamma, coeffs)
     # float32: one exp/log instead of three pow; measured max 5e-7
     assert (fast - ref).abs().max() <= 2e-6
     assert fast.min() >= 0 and fast.max() <= 1
@@ -54,29 +66,30 @@ def test_fused_illumination_non_contiguous_and_float64():
     x = torch.rand(4, 16, 12, 3, generator=g).permute(0, 3, 1, 2)  # channels-last view
     log_gain, log_gamma, coeffs = torch.randn(4, 3, generator=g) * 0.3, torch.randn(4, generator=g) * 0.1, \
         torch.randn(4, 5, generator=g) * 0.1
-    fast = C.apply_illumination(x, log_gain, log_gamma, coeffs)
-    assert torch.allclose(fast, C._apply_illumination_reference(x, log_gain, log_gamma, coeffs), atol=2e-6)
-    x64 = x.double()
-    fast64 = C.apply_illumination(x64, log_gain, log_gamma, coeffs)
-    assert fast64.dtype == torch.float64
-    assert torch.allclose(fast64, C._apply_illumination_reference(x64, log_gain, log_gamma, coeffs), atol=1e-12)
+    fast, ref = _fast_and_plain(C.apply_illumination, x, log_gain, log_gamma, coeffs)
+    assert torch.allclose(fast, ref, atol=2e-6)
+    fast64, ref64 = _fast_and_plain(C.apply_illumination, x.double(), log_gain, log_gamma, coeffs)
+    assert fast64.dtype == ref64.dtype == torch.float64
+    assert torch.allclose(fast64, ref64, atol=1e-12)
+
+
+def test_illumination_with_ring_equals_padded_illumination():
+    g = _gen(5)
+    x = torch.rand(4, 3, 20, 30, generator=g)
+    log_gain, log_gamma = 0.3 * torch.randn(4, 3, generator=g), 0.2 * torch.randn(4, generator=g)
+    shading = 0.3 * torch.randn(4, 5, generator=g)
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    for fast_paths in (True, False):
+        with kernel_options(fast_paths=fast_paths):
+            plain = C.apply_illumination(x, log_gain, log_gamma, shading)
+            ringed = C.apply_illumination(padded, log_gain, log_gamma, shading, ring=True)
+        # same formula on the same values; only SIMD-vs-tail rounding of log / exp differs (~1e-8)
+        assert (ringed - F.pad(plain, (1, 1, 1, 1), mode="reflect")).abs().max() < 1e-6
+    fast, ref = _fast_and_plain(C.apply_illumination, padded, log_gain, log_gamma, shading, ring=True)
+    assert (fast - ref).abs().max() <= 2e-6
 
 
 # ----------------------------------------------------------------------------------------------- geometry
-def _warp_reference(images: torch.Tensor, matrices: torch.Tensor, padding_mode: str) -> torch.Tensor:
-    """The float64 per-pixel grid of the original warp_homography."""
-    b, _, h, w = images.shape
-    inverse = torch.linalg.inv(matrices.double())
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
-                            indexing="ij")
-    points = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(1, h * w, 3)
-    src = points @ inverse.transpose(1, 2)
-    src = src[..., :2] / src[..., 2:3]
-    scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], dtype=torch.float64)
-    grid = (src * scale - 1.0).reshape(b, h, w, 2).to(images.dtype)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
-
-
 def _matrices(b, h, w, g, spread=1.0):
     return G.similarity_matrices(torch.randn(b, generator=g).double() * 0.05 * spread,
                                  torch.randn(b, generator=g).double() * 0.1 * spread,
@@ -90,9 +103,10 @@ def test_affine_grid_warp_equals_float64_grid(size, padding_mode):
     g = _gen(h * w)
     x = torch.rand(6, 3, h, w, generator=g)
     m = _matrices(6, h, w, g)
-    # both grids are float32 roundings of the same coordinates: differences are ~1e-7 of the normalised
-    # range, i.e. < 1e-5 in value even on per-pixel noise (gradients up to 1 per pixel)
-    assert (G.warp_homography(x, m, padding_mode=padding_mode) - _warp_reference(x, m, padding_mode)).abs().max() < 2e-5
+    fast, plain = _fast_and_plain(G.warp_homography, x, m, padding_mode=padding_mode)
+    # both grids are float32 roundings of the same coordinates (the plain one a float64 per-pixel product):
+    # differences are ~1e-7 of the normalised range, i.e. < 1e-5 in value even on per-pixel noise
+    assert (fast - plain).abs().max() < 2e-5
 
 
 @pytest.mark.parametrize("longest", [0.3, 1.9, 3.5, 7.0])
@@ -103,28 +117,49 @@ def test_blur_taps_equal_dense_convolution(longest, border):
     length = torch.rand(7, generator=g) * longest
     length[0] = 0.0
     angle = torch.rand(7, generator=g) * 2 * math.pi
-    kernels = G.motion_blur_kernels(length, angle)
-    ref = G._blur_conv(x, kernels, border)
-    assert torch.allclose(G.motion_blur(x, length, angle, border=border), ref, atol=1e-6)
+    fast, dense = _fast_and_plain(G.motion_blur, x, length, angle, border=border)
+    assert torch.allclose(fast, dense, atol=1e-6)
+
+
+def _motion_params(log_scale, rotation, translation, blur_length, blur_angle) -> MotionParams:
+    return MotionParams(translation, rotation.reshape(-1, 1), log_scale.reshape(-1, 1), blur_length.reshape(-1, 1),
+                        blur_angle.reshape(-1, 1))
 
 
 @pytest.mark.parametrize("size", [(2, 2), (3, 5), (17, 23), (40, 32)])
 @pytest.mark.parametrize("longest", [0.0, 0.4, 1.99, 3.5])
 @pytest.mark.parametrize("padding_mode", ["reflection", "border", "zeros"])
 def test_fused_warp_and_blur_equals_composition(size, longest, padding_mode):
+    """MotionModel.apply (a warp, then a blur) fuses the two where it can; the plain route runs
+    warp_homography then motion_blur."""
     h, w = size
     g = _gen(h + w)
     x = torch.rand(6, 3, h, w, generator=g)
-    m = _matrices(6, h, w, g)
+    ls, rot, tr = (torch.randn(6, generator=g) * 0.05, torch.randn(6, generator=g) * 0.1,
+                   torch.randn(6, 2, generator=g) * 0.05)
     length, angle = torch.rand(6, generator=g) * longest, torch.rand(6, generator=g) * 6.3
-    fused = G._warp_and_blur(x, m, length, angle, padding_mode=padding_mode)
-    ref = G.motion_blur(_warp_reference(x, m, padding_mode), length, angle)
-    assert (fused - ref).abs().max() < 2e-5  # the warp grids' float32 rounding (above); the blur is exact
+    params = _motion_params(ls, rot, tr, length / max(h, w), angle)  # blur length: fraction of the longer side
+    fused, plain = _fast_and_plain(MotionModel.uniform(padding_mode=padding_mode).apply, x, params)
+    assert (fused - plain).abs().max() < 2e-5  # the warp grids' float32 rounding (above); the blur is exact
+
+
+@pytest.mark.parametrize("scale", [0.5, 6.0, 60.0])
+def test_reflection_through_a_mirrored_margin_equals_grid_sample_reflection(scale):
+    """Reflection padding is done by mirroring the image into a margin and sampling it with border mode
+    (cheaper); that equals grid_sample's own reflection whether the samples stay inside the image, leave it
+    by less than its size, or by more (then grid_sample's reflection is used)."""
+    g = _gen(int(scale))
+    x = torch.rand(4, 3, 30, 36, generator=g)
+    ls, rot, tr = (torch.randn(4, generator=g) * 0.02 * scale, torch.randn(4, generator=g) * 0.05 * scale,
+                   torch.randn(4, 2, generator=g) * 0.05 * scale)
+    params = _motion_params(ls, rot, tr, torch.full((4,), 1.5 / 36), torch.rand(4, generator=g) * 6.3)
+    fused, plain = _fast_and_plain(MotionModel.uniform().apply, x, params)
+    assert (fused - plain).abs().max() < 1e-4  # float32 grid coordinates shifted by the margin
 
 
 # -------------------------------------------------------------------------------------------------- crops
 def _crop_reference(images, boxes, size, flip=None, sampling_ratio=-1):
-    """The original resized_crop: roi_align for every box, then torch.where for the flips."""
+    """torchvision's roi_align for every box, then torch.where for the flips."""
     b = images.shape[0]
     per_image = 1 if boxes.ndim == 2 else boxes.shape[1]
     flat = boxes.reshape(-1, 4).to(images.dtype)
@@ -147,8 +182,9 @@ def test_grid_sample_crops_equal_roi_align(case, per_image, sampling_ratio):
     boxes = BoxSampler((0.08, 1.0), (3 / 4, 4 / 3)).sample(shape, h, w, generator=g)
     flip = torch.rand(shape, generator=g) < 0.5
     for f in (None, flip):
-        ours = resized_crop(x, boxes, size, flip=f, sampling_ratio=sampling_ratio)
+        ours, plain = _fast_and_plain(resized_crop, x, boxes, size, flip=f, sampling_ratio=sampling_ratio)
         ref = _crop_reference(x, boxes, size if isinstance(size, tuple) else (size, size), f, sampling_ratio)
+        assert torch.equal(plain, ref)  # the public implementation is roi_align
         # both are float32 evaluations of the same bilinear samples; coordinates differ by ~1e-5 px at
         # 256 px, so values by < 1e-4 on per-pixel noise
         assert ours.shape == ref.shape and (ours - ref).abs().max() < 1e-4
@@ -160,8 +196,9 @@ def test_grid_sample_crops_are_as_accurate_as_roi_align():
         x = torch.rand(8, 3, side, side, generator=g)
         boxes = BoxSampler((0.08, 1.0), (3 / 4, 4 / 3)).sample((8, 4), side, side, generator=g)
         exact = _crop_reference(x.double(), boxes.double(), (size, size))
-        err_ours = (resized_crop(x, boxes, size).double() - exact).abs().max()
-        err_roi = (_crop_reference(x, boxes, (size, size)).double() - exact).abs().max()
+        ours, plain = _fast_and_plain(resized_crop, x, boxes, size)
+        err_ours = (ours.double() - exact).abs().max()
+        err_roi = (plain.double() - exact).abs().max()
         assert err_ours <= 1.5 * err_roi + 1e-6
 
 
@@ -211,7 +248,6 @@ def test_pyramid_proxies_keep_the_score_ranking_on_real_frames():
     average within an image's K = 8 candidates."""
     from mi_augment.crops import render_proxies
     from mi_augment.data.samples import sample_path
-    from mi_augment.transforms.pair import MIPairTransform
 
     try:
         from mi_augment.video.io import read_video
@@ -229,9 +265,11 @@ def test_pyramid_proxies_keep_the_score_ranking_on_real_frames():
     scorer = PixelMIScorer()
     for side in (96, 256):
         x = F.interpolate(frames, size=(side, side), mode="bilinear", antialias=True)
-        small, factor = MIPairTransform(side, illumination=False, motion=False)._working_images(x)
+        # the working resolution MIPairTransform scores at: the smallest crop (scale 0.08) spans ~32 px
+        small_side = min(side, math.ceil(side * 32 / math.sqrt(0.08 * side * side)))
+        small = F.interpolate(x, size=(small_side, small_side), mode="bilinear", antialias=True)
         boxes = BoxSampler((0.08, 1.0), (3 / 4, 4 / 3)).sample((x.shape[0], 2, 8), side, side,
-                                                              generator=_gen(side)) * factor
+                                                              generator=_gen(side)) * (small_side / side)
         old = scorer(render_proxies(small, boxes[:, 0], 32), render_proxies(small, boxes[:, 1], 32))
         new = scorer(render_proxies(small, boxes[:, 0], 32, pyramid=True),
                      render_proxies(small, boxes[:, 1], 32, pyramid=True))
@@ -239,47 +277,73 @@ def test_pyramid_proxies_keep_the_score_ranking_on_real_frames():
         assert float(rank_corr(old, new).mean()) >= 0.9
 
 
+# ------------------------------------------------------------------ one-pass crop + camera motion (pair views)
 def _crop_warp_reference(x, boxes, flips, inverse, out_h, out_w, padding_mode="reflection"):
-    """_crop_warp_ring for boxes no larger than the output, written plainly in float64: every output pixel
-    (ring pixels take the mirrored pixel's coordinates) mapped by a per-pixel matrix product through the
-    inverse motion and the crop, then one grid_sample of its image."""
+    """The views of crop o camera motion written plainly in float64: every output pixel (and roi_align's
+    ``ceil(box side / output side)`` sub-samples per axis for boxes larger than the output, averaged) mapped
+    by a per-pixel matrix product through the inverse motion and the crop, then one grid_sample of its
+    image. Returns ``(B * V, C, out_h, out_w)``."""
     b, v = boxes.shape[:2]
-    c, h, w = x.shape[1:]
-    xs = torch.arange(-1, out_w + 1, dtype=torch.float64).abs()
-    xs = torch.where(xs > out_w - 1, 2 * (out_w - 1) - xs, xs)
-    xs[0] = 1.0
-    ys = torch.arange(-1, out_h + 1, dtype=torch.float64).abs()
-    ys = torch.where(ys > out_h - 1, 2 * (out_h - 1) - ys, ys)
-    ys[0] = 1.0
-    pts = torch.stack([xs[None, :].expand(out_h + 2, -1), ys[:, None].expand(-1, out_w + 2),
-                       torch.ones(out_h + 2, out_w + 2, dtype=torch.float64)], -1)  # (Hg, Wg, 3)
+    h, w = x.shape[-2:]
     out = []
     for n in range(b * v):
         i, j = divmod(n, v)
         x1, y1, x2, y2 = boxes[i, j].double().tolist()
-        q = pts @ inverse[n].T  # view pixel moved by the inverse motion
-        u = q[..., 0]
-        if flips is not None and bool(flips[i, j]):
-            u = out_w - 1 - u
-        ix = x1 + (u + 0.5) * (x2 - x1) / out_w - 0.5
-        iy = y1 + (q[..., 1] + 0.5) * (y2 - y1) / out_h - 0.5
-        grid = torch.stack([ix * 2 / (w - 1) - 1, iy * 2 / (h - 1) - 1], -1)[None]
-        out.append(F.grid_sample(x[i:i + 1].double(), grid, mode="bilinear", padding_mode=padding_mode,
-                                 align_corners=True)[0])
+        sy, sx = max(1, math.ceil((y2 - y1) / out_h)), max(1, math.ceil((x2 - x1) / out_w))
+        acc = 0.0
+        for a in range(sy):
+            for c in range(sx):
+                px = torch.arange(out_w, dtype=torch.float64) + (c + 0.5) / sx - 0.5
+                py = torch.arange(out_h, dtype=torch.float64) + (a + 0.5) / sy - 0.5
+                pts = torch.stack([px[None, :].expand(out_h, -1), py[:, None].expand(-1, out_w),
+                                   torch.ones(out_h, out_w, dtype=torch.float64)], -1)
+                q = pts @ inverse[n].T  # view pixel moved by the inverse motion
+                u = q[..., 0]
+                if flips is not None and bool(flips[i, j]):
+                    u = out_w - 1 - u
+                ix = x1 + (u + 0.5) * (x2 - x1) / out_w - 0.5
+                iy = y1 + (q[..., 1] + 0.5) * (y2 - y1) / out_h - 0.5
+                grid = torch.stack([ix * 2 / (w - 1) - 1, iy * 2 / (h - 1) - 1], -1)[None]
+                acc = acc + F.grid_sample(x[i:i + 1].double(), grid, mode="bilinear", padding_mode=padding_mode,
+                                          align_corners=True)[0]
+        out.append(acc / (sy * sx))
     return torch.stack(out)
 
 
-def _small_motions(n, h, w, g, scale=1.0):
-    ls = 0.02 * scale * torch.randn(n, generator=g, dtype=torch.float64)
-    rot = 0.05 * scale * torch.randn(n, generator=g, dtype=torch.float64)
-    tr = 0.05 * scale * torch.randn(n, 2, generator=g, dtype=torch.float64)
-    return torch.linalg.inv(G.similarity_matrices(ls, rot, tr, h, w))
+def _pair_views(x, boxes, flips, motion, size, padding_mode="reflection", illumination=False, light=None):
+    """``MIPairTransform`` views (stacked ``(B * V, C, h, w)``, sample-major) of the given boxes, flips and
+    camera motion (image-frame :class:`MotionParams` ``(B, V, ...)``), with the speed paths."""
+    t = MIPairTransform(size, illumination=illumination, motion=MotionModel.uniform(padding_mode=padding_mode),
+                        policy="random", n_views=boxes.shape[1])
+    params = t.make_params(x, generator=_gen(0))
+    chain = (motion,) if light is None else (light, motion)
+    params = dataclasses.replace(params, boxes=boxes, flip=flips, perturbations=chain)
+    return torch.stack(t.render(x, params), 1).flatten(0, 1), t, params
+
+
+def _view_motion(boxes, motion, height, width, out_h, out_w):
+    """Inverse view-frame motion matrices ``(B * V, 3, 3)`` and blur lengths in view pixels ``(B * V,)``: a
+    view enlarges its crop ``zoom = image side / crop side`` times, so translations and blur lengths (fractions
+    of the image) scale by ``zoom`` (``MotionModel.to_view_frame``)."""
+    side = torch.maximum(boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]).double()
+    zoom = (max(height, width) / side).flatten()
+    translation = motion.translation.flatten(0, 1).double() * zoom[:, None]
+    inverse = torch.linalg.inv(G.similarity_matrices(motion.log_scale.flatten().double(),
+                                                     motion.rotation.flatten().double(), translation, out_h, out_w))
+    length = motion.blur_length.flatten().double() * zoom * max(out_h, out_w)
+    return inverse, length.float(), motion.blur_angle.flatten()
+
+
+def _draw_motion(b, v, g, scale=1.0, blur=0.0):
+    return MotionParams(0.05 * scale * torch.randn(b, v, 2, generator=g), 0.05 * scale * torch.randn(b, v, 1, generator=g),
+                        0.02 * scale * torch.randn(b, v, 1, generator=g), blur * torch.rand(b, v, 1, generator=g),
+                        6.3 * torch.rand(b, v, 1, generator=g))
 
 
 @pytest.mark.parametrize("case", [(64, 64, 20, 20), (50, 70, 16, 24), (96, 96, 96, 96)])
 @pytest.mark.parametrize("padding_mode", ["reflection", "border", "zeros"])
-def test_crop_warp_ring_equals_per_pixel_composition(case, padding_mode):
-    """One sampling pass of crop o motion (with its mirrored ring) equals the float64 per-pixel map."""
+def test_one_pass_crop_and_motion_equals_per_pixel_composition(case, padding_mode):
+    """MIPairTransform samples crop o camera motion in one pass; that equals the float64 per-pixel map."""
     h, w, oh, ow = case
     g = _gen(h + ow)
     x = torch.rand(3, 3, h, w, generator=g)
@@ -287,45 +351,38 @@ def test_crop_warp_ring_equals_per_pixel_composition(case, padding_mode):
     side = torch.minimum(boxes[..., 2:] - boxes[..., :2], torch.tensor([ow - 0.01, oh - 0.01]))
     boxes = torch.cat([boxes[..., :2], boxes[..., :2] + side], -1)  # one bilinear sample per pixel
     flips = torch.rand(3, 2, generator=g) < 0.5
-    inverse = _small_motions(6, oh, ow, g)
-    ours = G._crop_warp_ring(x, boxes, flips, inverse, oh, ow, padding_mode=padding_mode)
+    motion = _draw_motion(3, 2, g)
+    views, _, _ = _pair_views(x, boxes, flips, motion, (oh, ow), padding_mode)
+    inverse, _, _ = _view_motion(boxes, motion, h, w, oh, ow)
     ref = _crop_warp_reference(x, boxes, flips, inverse, oh, ow, padding_mode)
-    assert ours.shape == (6, 3, oh + 2, ow + 2)
+    assert views.shape == (6, 3, oh, ow)
     # float32 grid coordinates (< 1e-5 px off): < 1e-4 in value on per-pixel noise
-    assert (ours.double() - ref).abs().max() < 1e-4
+    assert (views.double() - ref).abs().max() < 1e-4
 
 
-@pytest.mark.parametrize("motion_scale, expect", [(0.0, "border"), (6.0, "border"), (60.0, "reflection")])
-def test_reflection_through_a_mirrored_margin_equals_grid_sample_reflection(motion_scale, expect, monkeypatch):
-    """Reflection padding is done by mirroring the image into a margin and sampling it with border mode
-    (cheaper); that equals grid_sample's own reflection, for one-sample and area-averaged views, and falls
-    back to it when the samples leave the image by more than its size."""
+@pytest.mark.parametrize("motion_scale", [0.0, 6.0, 60.0])
+def test_one_pass_reflection_and_area_averaging_equal_per_pixel_composition(motion_scale):
+    """Views whose samples stay inside the image, leave it by less than its size (mirrored into a margin) or
+    by more (grid_sample's reflection), one-sample and area-averaged (boxes larger than the output) alike,
+    with each view's blur read through the mirrored one-pixel ring: the per-pixel composition, then
+    motion_blur (whose reflect border is that ring)."""
     h, w, size = 40, 56, 24
     g = _gen(int(motion_scale) + 1)
     x = torch.rand(3, 3, h, w, generator=g)
     boxes = BoxSampler((0.2, 1.0), (3 / 4, 4 / 3)).sample((3, 2), h, w, generator=g)  # many touch the edges
     flips = torch.rand(3, 2, generator=g) < 0.5
-    inverse = _small_motions(6, size, size, g, scale=motion_scale)
-    modes = []
-    original = G._reflect_by_padding
-
-    def spy(*args):
-        out = original(*args)
-        modes.append(out[2])
-        return out
-
-    monkeypatch.setattr(G, "_reflect_by_padding", spy)
-    fast = G._crop_warp_ring(x, boxes, flips, inverse, size, size)
-    assert modes == [expect]
-    monkeypatch.setattr(G, "_reflect_by_padding", lambda images, theta, oh, ow: (images, theta, "reflection"))
-    plain = G._crop_warp_ring(x, boxes, flips, inverse, size, size)
-    assert (fast - plain).abs().max() < 1e-4  # float32 grid coordinates shifted by the margin
+    motion = _draw_motion(3, 2, g, scale=motion_scale, blur=0.02)
+    views, _, _ = _pair_views(x, boxes, flips, motion, size)
+    inverse, length, angle = _view_motion(boxes, motion, h, w, size, size)
+    assert bool((length > 0.3).any()) and bool((length < 2.0).all())  # the 3x3 taps, not all identity
+    ref = G.motion_blur(_crop_warp_reference(x, boxes, flips, inverse, size, size).float(), length, angle)
+    assert (views - ref).abs().max() < 1e-4  # float32 grid coordinates shifted by the margin
 
 
 @pytest.mark.parametrize("case", [(96, 96, 32), (256, 256, 224), (80, 60, 24)])
-def test_crop_warp_ring_without_motion_is_the_resized_crop(case):
-    """Identity motion: the interior is resized_crop (roi_align area averaging for boxes larger than the
-    output, one bilinear sample for the others), the ring its reflect padding."""
+def test_one_pass_views_without_motion_are_the_resized_crops(case):
+    """Camera at rest: the views are resized_crop (roi_align area averaging for boxes larger than the output,
+    one bilinear sample for the others), blurred by motion_blur (its reflect border is the mirrored ring)."""
     h, w, size = case
     g = _gen(size)
     x = torch.rand(4, 3, h, w, generator=g)
@@ -333,40 +390,41 @@ def test_crop_warp_ring_without_motion_is_the_resized_crop(case):
     boxes = torch.cat([boxes[..., :2].clamp(min=0.5), boxes[..., 2:].clamp(max=torch.tensor([w - 0.5, h - 0.5]))],
                       -1)  # away from the edge: roi_align clamps there, the warp reflects
     flips = torch.rand(4, 2, generator=g) < 0.5
-    eye = torch.eye(3, dtype=torch.float64).expand(8, 3, 3)
-    ours = G._crop_warp_ring(x, boxes, flips, eye, size, size)
-    ref = resized_crop(x, boxes, size, flip=flips).flatten(0, 1)
-    assert (ours[:, :, 1:-1, 1:-1] - ref).abs().max() < 1e-4
-    # the ring repeats the mirrored pixels' samples (vectorised kernels may round the last bit differently)
-    assert (ours - F.pad(ours[:, :, 1:-1, 1:-1], (1, 1, 1, 1), mode="reflect")).abs().max() < 1e-6
+    rest = _draw_motion(4, 2, g, scale=0.0)
+    views, _, _ = _pair_views(x, boxes, flips, rest, size)
+    crops = resized_crop(x, boxes, size, flip=flips).flatten(0, 1)
+    assert (views - crops).abs().max() < 1e-4
+    # 1.3 px streaks in every view (not a multiple of the kernel's 0.25 px point spacing, where float rounding
+    # of the view-frame length would change the number of points)
+    side = torch.maximum(boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1])
+    streaks = dataclasses.replace(rest, blur_length=(1.3 / size * side / max(h, w))[..., None])
+    blurred, _, _ = _pair_views(x, boxes, flips, streaks, size)
+    ref = G.motion_blur(crops, torch.full((8,), 1.3), streaks.blur_angle.flatten())
+    assert (blurred - ref).abs().max() < 1e-4
 
 
-def test_illumination_with_ring_equals_padded_illumination():
-    g = _gen(5)
-    x = torch.rand(4, 3, 20, 30, generator=g)
-    log_gain, log_gamma = 0.3 * torch.randn(4, 3, generator=g), 0.2 * torch.randn(4, generator=g)
-    shading = 0.3 * torch.randn(4, 5, generator=g)
-    plain = C.apply_illumination(x, log_gain, log_gamma, shading)
-    ringed = C.apply_illumination(F.pad(x, (1, 1, 1, 1), mode="reflect"), log_gain, log_gamma, shading, ring=True)
-    # same formula on the same values; only SIMD-vs-tail rounding of log / exp differs (~1e-8)
-    assert (ringed - F.pad(plain, (1, 1, 1, 1), mode="reflect")).abs().max() < 1e-6
-
-
-def test_illumination_kernel_on_the_view_major_layout_equals_per_view_calls():
-    """The pair renderer illuminates views inside each image, (B, C, V, H, W), with broadcast parameters; that
-    equals apply_illumination on each view, dark (linear-segment) pixels included."""
+def test_illuminated_views_equal_the_illumination_kernel_per_view():
+    """The pair renderer illuminates all views of an image in one pass over the layout its sampling writes,
+    dark (linear-segment) pixels included; that equals apply_illumination on each view, with or without the
+    speed paths."""
     g = _gen(6)
     b, v, h, w = 2, 3, 10, 12
-    x = torch.rand(b, 3, v, h, w, generator=g) ** 3  # many pixels on the linear segment of the sRGB curve
-    log_gain, log_gamma = 0.4 * torch.randn(b, v, 3, generator=g), 0.2 * torch.randn(b, v, generator=g)
-    shading = 0.3 * torch.randn(b, v, 5, generator=g)
-    basis = C.shading_basis(h, w, 2)
-    log_field = torch.einsum("bvs,shw->bvhw", shading, basis).unsqueeze(1)
-    ours = C._illuminate(x, log_gamma.exp().view(b, 1, v, 1, 1), log_gain.transpose(1, 2).reshape(b, 3, v, 1, 1),
-                         log_field)
+    x = torch.rand(b, 3, h + 4, w + 4, generator=g) ** 3  # many pixels on the linear segment of the sRGB curve
+    boxes = torch.tensor([2.0, 2.0, 2.0 + w, 2.0 + h]).expand(b, v, 4)  # pixel-aligned crops, at rest
+    flips = torch.zeros(b, v, dtype=torch.bool)
+    ones = torch.ones(b, v, 1)
+    light = IlluminationParams(0.4 * torch.randn(b, v, 3, generator=g), 0.2 * torch.randn(b, v, 1, generator=g),
+                               0.3 * torch.randn(b, v, 5, generator=g), ones, ones, ones, torch.zeros(b, v, 1))
+    views, t, params = _pair_views(x, boxes, flips, _draw_motion(b, v, g, scale=0.0), (h, w), illumination=None,
+                                   light=light)
+    crops = x[:, :, 2:2 + h, 2:2 + w]
     for i in range(v):
-        ref = C.apply_illumination(x[:, :, i], log_gain[:, i], log_gamma[:, i], shading[:, i])
-        assert (ours[:, :, i] - ref).abs().max() < 1e-6
+        for fast_paths in (True, False):
+            with kernel_options(fast_paths=fast_paths):
+                ref = C.apply_illumination(crops, light.log_gain[:, i], light.log_gamma[:, i], light.shading[:, i])
+            assert (views.view(b, v, 3, h, w)[:, i] - ref).abs().max() < 1e-5
+    plain = _fast_and_plain(t.render, x, params)[1]
+    assert (torch.stack(plain, 1).flatten(0, 1) - views).abs().max() < 1e-5
 
 
 # ------------------------------------------------------------------------------------------------ scoring
@@ -378,15 +436,17 @@ def test_unit_range_histogram_is_exactly_histogram_mi(shape, bins):
     b = (a + 0.1 * torch.randn(shape, generator=g)).clamp(0, 1)
     a[0, ..., :5] = 1.0  # the maximum goes to the last bin
     b[0, ..., :3] = 0.0
-    assert torch.equal(_unit_range_histogram_mi(a, b, bins), histogram_mi(a, b, bins=bins, range=(0.0, 1.0)))
-    assert torch.equal(PixelMIScorer(bins=bins)(a, b), histogram_mi(a, b, bins=bins, range=(0.0, 1.0)))
+    fast, plain = _fast_and_plain(PixelMIScorer(bins=bins), a, b)
+    assert torch.equal(fast, plain)
+    assert torch.equal(fast, histogram_mi(a, b, bins=bins, range=(0.0, 1.0)))
 
 
 def test_unit_range_histogram_defers_bad_input_to_the_estimator():
     a = torch.rand(2, 4, 64)
     b = a.clone()
     b[0, 0, 0] = float("nan")
-    assert _unit_range_histogram_mi(a, b, 16) is None
-    with pytest.raises(ValueError):
-        PixelMIScorer()(a, b)
-    assert _unit_range_histogram_mi(a, b.double(), 16) is None
+    for fast_paths in (True, False):
+        with kernel_options(fast_paths=fast_paths), pytest.raises(ValueError):
+            PixelMIScorer()(a, b)
+    fast, plain = _fast_and_plain(PixelMIScorer(), a, a.double())  # mixed dtypes: the estimator's answer
+    assert torch.equal(fast, plain)

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from .._validation import check_positive_int
 from ..functional.crops import luma, pyramid_crop, resized_crop
+from ..options import current
 
 __all__ = [
     "INPUT_KINDS", "CropImageScorer", "FeatureScorer", "PixelMIScorer", "Scorer", "check_scores", "pointwise_mi",
@@ -182,7 +183,7 @@ class PixelMIScorer:
 
         fn = mi.ESTIMATORS[self.estimator]
         if self.estimator == "histogram":
-            if self.options == {"range": (0.0, 1.0)}:
+            if self.options == {"range": (0.0, 1.0)} and current().fast_paths:
                 fast = _unit_range_histogram_mi(proxy_a, proxy_b, self.bins)
                 if fast is not None:
                     return fast

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..options import current
+
 __all__ = [
     "srgb_to_linear",
     "linear_to_srgb",
@@ -217,8 +219,9 @@ def apply_illumination(images: Tensor, log_gain: Tensor, log_gamma: Tensor, shad
     input and the output lie on the power segments of the sRGB curve (almost every pixel),
     ``out = 1.055 * exp(gamma * log((x + 0.055) / 1.055) + (log_gain_c + log_field) / 2.4) - 0.055``: the
     2.4 of the decoding and the 1 / 2.4 of the encoding cancel. The few pixels on a linear segment (input
-    or output sRGB value <= 0.04045) are recomputed with the exact piecewise formula. The result equals
-    :func:`_apply_illumination_reference` (decode, ``pow``, multiply, encode) to float rounding.
+    or output sRGB value <= 0.04045) are recomputed with the exact piecewise formula. Inside
+    ``mi_augment.kernel_options(fast_paths=False)`` the definition runs instead (decode, ``pow``, multiply,
+    encode); the two agree to float rounding.
     """
     _check_images(images)
     b, c, h, w = images.shape
@@ -235,6 +238,9 @@ def apply_illumination(images: Tensor, log_gain: Tensor, log_gamma: Tensor, shad
         log_field = torch.einsum("bs,shw->bhw", shading, basis).unsqueeze(1)  # (B, 1, H, W)
         if ring:
             log_field = F.pad(log_field, (1, 1, 1, 1), mode="reflect").contiguous()
+    if not current().fast_paths:  # the definition, unfused
+        out = srgb_to_linear(images).pow(gamma) * log_gain.exp().view(b, c, 1, 1)
+        return linear_to_srgb(out if log_field is None else out * log_field.exp())
     return _illuminate(images, gamma, log_gain.view(b, c, 1, 1), log_field)
 
 
@@ -301,24 +307,6 @@ def _illuminate(images: Tensor, gamma: Tensor, log_gain: Tensor, log_field: Tens
     return out
 
 
-def _apply_illumination_reference(images: Tensor, log_gain: Tensor, log_gamma: Tensor,
-                                  shading: Tensor | None = None) -> Tensor:
-    """Unfused :func:`apply_illumination` (decode, ``pow``, multiply, encode): the definition the fused
-    kernel is tested against."""
-    _check_images(images)
-    b, c, h, w = images.shape
-    log_gain = _per_sample(log_gain, b, "log_gain", 3).to(images)
-    gamma = _per_sample(log_gamma, b, "log_gamma", 1).to(images).exp()
-    if c == 1:
-        log_gain = log_gain.mean(dim=1, keepdim=True)
-    linear = srgb_to_linear(images)
-    out = linear.pow(gamma.view(b, 1, 1, 1)) * log_gain.exp().view(b, c, 1, 1)
-    if shading is not None and shading.shape[-1] > 0:
-        shading = _per_sample(shading, b, "shading", shading.shape[-1])
-        out = out * render_shading_field(shading.to(images), h, w)
-    return linear_to_srgb(out)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # ColorJitter-style adjustments in sRGB (per-sample factors)
 # ---------------------------------------------------------------------------------------------------------
@@ -352,13 +340,6 @@ def adjust_saturation(images: Tensor, factor: Tensor | float) -> Tensor:
     if images.shape[1] == 1:
         return images.clone()
     return kornia.enhance.adjust_saturation_with_gray_subtraction(images, f)
-
-
-def _rgb_to_hsv(images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Hexcone HSV ``[B, H, W]`` each, with hue in turns [0, 1) (``kornia.color.rgb_to_hsv``, whose hue is in
-    radians); grey pixels get hue 0 and saturation 0."""
-    hue, saturation, value = kornia.color.rgb_to_hsv(images).unbind(dim=-3)
-    return hue / (2 * math.pi), saturation, value
 
 
 def adjust_hue(images: Tensor, shift: Tensor | float) -> Tensor:

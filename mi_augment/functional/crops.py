@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import roi_align
 
+from ..options import current
 from .color import rgb_to_grayscale
 
 __all__ = ["resized_crop", "pyramid_crop", "luma"]
@@ -63,10 +64,13 @@ def resized_crop(images: Tensor, boxes: Tensor, size: int | tuple[int, int], fli
         flips = flip.reshape(-1).to(images.device)
         if flips.shape[0] != n:
             raise ValueError(f"flip must have one entry per box ({n}), got shape {tuple(flip.shape)}")
-    # Boxes no larger than the output take one bilinear sample per bin (roi_align's adaptive ratio is
-    # ceil(box side / output side) = 1): plain bilinear interpolation at the bin centres, which one
-    # grid_sample does faster, with the flip folded into the sampling positions.
-    if sampling_ratio == 1:
+    # Speed path: boxes no larger than the output take one bilinear sample per bin (roi_align's adaptive
+    # ratio is ceil(box side / output side) = 1): plain bilinear interpolation at the bin centres, which one
+    # grid_sample does faster, with the flip folded into the sampling positions. roi_align for every box
+    # inside kernel_options(fast_paths=False).
+    if not current().fast_paths:
+        one = torch.zeros(n, dtype=torch.bool, device=images.device)
+    elif sampling_ratio == 1:
         one = torch.ones(n, dtype=torch.bool, device=images.device)
     elif sampling_ratio == -1:
         one = ((flat[:, 2] - flat[:, 0]) <= out_w) & ((flat[:, 3] - flat[:, 1]) <= out_h)

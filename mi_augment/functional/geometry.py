@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..options import current
+
 __all__ = [
     "motion_blur",
     "motion_blur_kernels",
@@ -144,7 +146,7 @@ def warp_homography(images: Tensor, matrices: Tensor, *, padding_mode: str = "re
     matrices = _check_per_sample(matrices, b, "matrices", (3, 3))
     # Output pixel -> input pixel: invert in float64 for accuracy, then sample.
     inverse = torch.linalg.inv(matrices.to(device=images.device, dtype=torch.float64))
-    if _is_affine(inverse):
+    if current().fast_paths and _is_affine(inverse):  # speed path: the grid as one broadcast sum
         grid = _affine_grid(inverse, h, w, images.dtype)
         return F.grid_sample(images, grid, mode=interpolation, padding_mode=padding_mode, align_corners=True)
     ys, xs = torch.meshgrid(torch.arange(h, device=images.device, dtype=torch.float64),
@@ -253,9 +255,9 @@ def motion_blur(images: Tensor, length: Tensor, angle: Tensor, *, border: str = 
         return images.clone()
     pad = k // 2
     mode = border if not (border == "reflect" and (pad >= h or pad >= w)) else "replicate"
-    if h < 2 or w < 2:
+    if h < 2 or w < 2 or not current().fast_paths:
         return _blur_conv(images, kernels, mode)
-    # Streaks shorter than 2 px (almost all natural ones) fit the central 3x3 taps: blur the batch by 9
+    # Speed path: streaks shorter than 2 px (almost all natural ones) fit the central 3x3 taps: blur the batch by 9
     # shifted multiply-adds of a 1-pixel padded copy (much cheaper than a dense grouped convolution), then
     # redo the few longer streaks with the convolution.
     short = length < 2.0
@@ -309,7 +311,8 @@ def _blur_taps3(images: Tensor | None, kernels: Tensor, border: str, padded: Ten
 
 def _warp_and_blur(images: Tensor, matrices: Tensor, length: Tensor, angle: Tensor, *,
                    padding_mode: str = "reflection") -> Tensor:
-    """``motion_blur(warp_homography(images, matrices, padding_mode=...), length, angle)`` (default borders).
+    """``motion_blur(warp_homography(images, matrices, padding_mode=...), length, angle)`` (default borders);
+    the composition itself inside ``kernel_options(fast_paths=False)``.
 
     When every warp is affine and every streak is shorter than 2 px (the usual natural motion), the warp
     writes the warped image together with its one-pixel reflected ring (the border ``motion_blur`` pads
@@ -332,7 +335,8 @@ def _warp_and_blur(images: Tensor, matrices: Tensor, length: Tensor, angle: Tens
     pad = k // 2
     # motion_blur mirrors the border unless its kernel is wider than the image (then it replicates it for
     # the whole batch): only the mirrored case is fused.
-    if pad >= h or pad >= w or h < 2 or w < 2 or not _is_affine(inverse) or not bool(short.any()):
+    if (not current().fast_paths or pad >= h or pad >= w or h < 2 or w < 2 or not _is_affine(inverse)
+            or not bool(short.any())):
         return motion_blur(warp_homography(images, matrices, padding_mode=padding_mode), length, angle)
     source, mode = images, padding_mode
     if padding_mode == "reflection":  # mirror into a margin and sample it in the cheaper border mode
@@ -364,10 +368,10 @@ def _reflect_by_padding(images: Tensor, theta: Tensor, out_h: int, out_w: int) -
     reflection with ``align_corners=True`` does, and bilinear interpolation of mirrored pixels is the mirrored
     interpolation), ``theta`` shifted onto it, and ``"border"``; otherwise everything unchanged with
     ``"reflection"``. CPU only: measured there, and on an accelerator the bounds would need a host
-    synchronisation.
+    synchronisation. Not taken inside ``kernel_options(fast_paths=False)``.
     """
     h, w = images.shape[-2:]
-    if h < 2 or w < 2 or images.device.type != "cpu":
+    if h < 2 or w < 2 or images.device.type != "cpu" or not current().fast_paths:
         return images, theta, "reflection"
     corners = torch.tensor([[-0.5, -0.5, out_w - 0.5, out_w - 0.5], [-0.5, out_h - 0.5, -0.5, out_h - 0.5]],
                            dtype=theta.dtype, device=theta.device)

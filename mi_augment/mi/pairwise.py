@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from .._validation import check_finite, check_generator
+from ..options import current
 from ._common import (
     DEFAULT_MAX_ELEMENTS,
     as_float_tensor,
@@ -141,7 +142,7 @@ def pairwise_mi(
     joint distance matrix of a pair is the elementwise maximum of two of them, so each of the
     ``P (P + 1) / 2`` pairs costs a few elementwise passes over ``T x T`` values (k-th smallest by a min/max
     tournament, neighbour counts by binary search in pre-sorted rows). Cost ``O(P^2 T^2)``, memory
-    ``O(P T^2)``.
+    ``O(P T^2)``. Inside ``mi_augment.kernel_options(fast_paths=False)`` every pair goes through the estimator.
     """
     from . import ESTIMATORS  # late import: the registry lives in the package
 
@@ -164,9 +165,10 @@ def pairwise_mi(
             raise ValueError(f"trajectories need more samples than k: T={t}, k={k} (N <= k)")
         if variant not in (1, 2) or isinstance(variant, bool):
             raise ValueError(f"variant must be 1 or 2, got {variant!r}")
-        if p * t * t <= DEFAULT_MAX_ELEMENTS:
+        if current().fast_paths and p * t * t <= DEFAULT_MAX_ELEMENTS:  # speed path: shared distance matrices
             return _knn_pairwise(z, estimator, k, variant, chunk_size, noise, generator)
-        # Too many distance matrices to hold at once: score pairs through the estimator itself.
+        # The public implementation (and the route when too many distance matrices to hold at once): score
+        # pairs through the estimator itself.
         extra = {"k": k, "noise": noise, "generator": generator, **kwargs}
         if estimator == "ksg":
             extra["variant"] = variant

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import kornia
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -789,8 +790,8 @@ class IlluminationModel(PerturbationModel):
         col_in = cell[:, 1, 1]
         chroma = col.max(1).values - col.min(1).values
         values["saturation"] = chroma / (col_in.max() - col_in.min())
-        hue_in, _, _ = color._rgb_to_hsv(col_in.view(1, 3, 1, 1))
-        hue_out, _, _ = color._rgb_to_hsv(col.view(n, 3, 1, 1))
+        hue_in = kornia.color.rgb_to_hsv(col_in.view(1, 3, 1, 1))[:, 0] / (2 * math.pi)  # turns
+        hue_out = kornia.color.rgb_to_hsv(col.view(n, 3, 1, 1))[:, 0] / (2 * math.pi)
         values["hue_deg"] = (torch.remainder(hue_out.flatten() - hue_in.flatten() + 0.5, 1.0) - 0.5) * 360.0
         if p.shading.shape[1]:
             field = color.render_shading_field(p.shading, 33, 33).flatten(1)
