@@ -13,8 +13,11 @@ Pipelines (every one makes two views per image):
   proxies) and the shipped natural models: the default configuration.
 * ``ours_k8_jitter``: as ``ours_k8`` but with ColorJitter's prior (``IlluminationModel.uniform()``) and no
   motion model: like for like with the SimCLR pipelines above.
-* ``ours_random_per_image`` / ``ours_k8_per_image``: ``ours_random`` / ``ours_k8`` called on one PIL image at
-  a time (PIL views out), as a DataLoader worker runs them. CPU only.
+* ``ours_simclr_random`` / ``ours_simclr_k8``: ``MIPairTransform.simclr(size, blur=False)`` (unscored / K=8):
+  the same per-view colour operations as the torchvision pipeline (jitter p 0.8 in random order, grayscale
+  p 0.2), the crop pair plain or MI-chosen: the like-for-like rows.
+* ``*_per_image``: the pipeline called on one PIL image at a time (PIL views out), as a DataLoader worker runs
+  it. CPU only.
 
 Images are synthetic smooth RGB uint8 (content does not change the cost), 32x32 for 32 px views, 96x96 for
 96 px and 256x256 for 224 px. Every pipeline is warmed up, then all are measured in ``--rounds`` interleaved
@@ -110,11 +113,16 @@ def ours(size: int, variant: str):
         return MIPairTransform(size, n_candidates=8)
     if variant == "k8_jitter":
         return MIPairTransform(size, n_candidates=8, illumination=IlluminationModel.uniform(), motion=False)
+    if variant == "simclr_random":  # like for like with torchvision's SimCLR pipeline: same per-view colour ops
+        return MIPairTransform.simclr(size, policy="random", blur=False)
+    if variant == "simclr_k8":
+        return MIPairTransform.simclr(size, n_candidates=8, blur=False)
     raise ValueError(variant)
 
 
 METHODS = ["torchvision_v1_pil", "torchvision_v2_batch", "kornia", "ours_random", "ours_k8", "ours_k8_jitter",
-           "ours_random_per_image", "ours_k8_per_image"]
+           "ours_simclr_random", "ours_simclr_k8", "ours_random_per_image", "ours_k8_per_image",
+           "ours_simclr_random_per_image", "ours_simclr_k8_per_image"]
 
 
 def _pipelines(size: int, device: str, methods: list[str], batch: int) -> list[tuple[str, object, int]]:
