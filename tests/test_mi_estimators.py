@@ -14,6 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mi_augment import kernel_options
 from mi_augment.mi import ESTIMATORS, gaussian_mi, histogram_mi, kl3_mi, ksg_mi, pairwise_mi
 from mi_augment.mi.gaussian import ledoit_wolf_shrinkage
 
@@ -287,13 +288,16 @@ def test_pairwise_matches_estimator_per_pair(name, variant):
 
 
 @pytest.mark.parametrize("name,variant", [("kl3", 1), ("ksg", 1), ("ksg", 2)])
-def test_pairwise_flat_blocks_used_on_accelerators(name, variant):
-    from mi_augment.mi.pairwise import _knn_pairwise
-
+@pytest.mark.parametrize("chunk_size", [None, 7])
+def test_pairwise_shared_distances_equal_the_estimator_route(name, variant, chunk_size):
+    """The speed path (every trajectory's distance matrix computed once, in blocks of pairs) equals scoring
+    each pair through the estimator, which is what runs inside kernel_options(fast_paths=False). The flat
+    blocks used on accelerators are checked against the CPU in test_pairwise_cpu_equals_cuda."""
     traj = torch.randn(9, 30, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    per_row = _knn_pairwise(traj, name, 3, variant, None, 0, None, flat=False)
-    flat = _knn_pairwise(traj, name, 3, variant, 7, 0, None, flat=True)
-    torch.testing.assert_close(flat, per_row, rtol=0, atol=1e-12)
+    fast = pairwise_mi(traj, name, variant=variant, noise=0, chunk_size=chunk_size)
+    with kernel_options(fast_paths=False):
+        plain = pairwise_mi(traj, name, variant=variant, noise=0, chunk_size=chunk_size)
+    torch.testing.assert_close(fast, plain, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["gaussian", "histogram"])
@@ -424,22 +428,19 @@ def test_shapes_and_finiteness_property(batch, n, dx, dy, seed):
 @given(n=st.integers(130, 400), d=st.integers(1, 4), k=st.integers(1, 6), seed=st.integers(0, 2**16),
        levels=st.sampled_from([0, 3, 50]))
 def test_band_search_is_exact_property(n, d, k, seed, levels):
-    from mi_augment.mi._neighbours import count_within, knn_band, knn_brute
-
+    """The band search (neighbours and counts from sorted coordinates) gives exactly the brute-force
+    estimates, on quantised data with exact ties too (no jitter: the ties stay ties; KSG's variant 2 reads
+    which samples are the k nearest, which ties leave open, so it is compared on untied data only)."""
     g = torch.Generator().manual_seed(seed)
-    z = torch.randn(2, n, d, generator=g, dtype=torch.float64)
+    z = torch.randn(2, n, d + 1, generator=g, dtype=torch.float64)
     if levels:  # quantised data with exact ties
         z = (z * levels).round() / levels
-    r_brute, _ = knn_brute(z, k, need_index=False)
-    r_band, _ = knn_band(z, k, need_index=False)
-    assert torch.equal(r_brute, r_band)
-    strict = bool(seed % 2)
-    for dims in (1, d):  # 1-D: binary search; several dimensions: sorted-offset scan
-        counts = count_within(z[..., :dims], r_band, strict=strict, method="band")
-        dist = (z[:, :, None, :dims] - z[:, None, :, :dims]).abs().amax(-1)
-        dist.diagonal(dim1=1, dim2=2).fill_(float("inf"))
-        expected = (dist < r_band[..., None]) if strict else (dist <= r_band[..., None])
-        assert torch.equal(counts, expected.sum(-1).to(counts.dtype))
+    x, y = z[..., :d], z[..., d:]  # y 1-D: counts by binary search; x of d dims: the sorted-offset scan
+    cases = [(ksg_mi, {"variant": 1}), (kl3_mi, {})] + ([] if levels else [(ksg_mi, {"variant": 2})])
+    for fn, kwargs in cases:
+        band = fn(x, y, k=k, noise=0, method="band", **kwargs)
+        brute = fn(x, y, k=k, noise=0, method="brute", **kwargs)
+        assert torch.equal(band, brute)
 
 
 # --------------------------------------------------------------------------------------------------------------

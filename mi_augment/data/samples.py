@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,18 +45,29 @@ def _package_root(pkg: str) -> Path | None:
     return _OPENCV_DOC
 
 
-def sample_path(name: str) -> Path:
-    """Path of a named sample file; raises ``FileNotFoundError`` saying exactly how to get it."""
+def sample_path(name: str, search: Sequence[str | os.PathLike] | None = None) -> Path:
+    """Path of a named sample file; raises ``FileNotFoundError`` saying exactly how to get it.
+
+    Args:
+        name: one of the samples listed in this module's docstring.
+        search: folders holding the file under its own name (e.g. ``bikes.mp4``), searched instead of the
+            default places (the ``MI_AUGMENT_DATA`` folder, then the installed package or Debian files).
+    """
     if name not in _SAMPLES:
         raise ValueError(f"unknown sample {name!r}; expected one of {sorted(_SAMPLES)}")
     pkg, rel = _SAMPLES[name]
-    candidates = []
-    extra = os.environ.get("MI_AUGMENT_DATA")
-    if extra:
-        candidates.append(Path(extra) / Path(rel).name)
-    root = _package_root(pkg)
-    if root is not None:
-        candidates.append(root / rel)
+    if search is not None:
+        if isinstance(search, (str, os.PathLike)):
+            raise TypeError(f"search must be a sequence of folders, got the single path {search!r}")
+        candidates = [Path(folder) / Path(rel).name for folder in search]
+    else:
+        candidates = []
+        extra = os.environ.get("MI_AUGMENT_DATA")
+        if extra:
+            candidates.append(Path(extra) / Path(rel).name)
+        root = _package_root(pkg)
+        if root is not None:
+            candidates.append(root / rel)
     for c in candidates:
         if c.is_file():
             return c
