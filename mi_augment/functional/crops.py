@@ -114,7 +114,7 @@ def _bilinear_crop(images: Tensor, boxes: Tensor, out_h: int, out_w: int, flips:
     ``boxes`` ``(B, P, 4)``, ``flips`` ``(B, P)`` or None; returns ``(B * P, C, out_h, out_w)``. The P crops
     of an image are sampled as one tall grid of that image (the images are never copied P times).
     """
-    b, c, h, w = images.shape
+    b, c = images.shape[:2]
     p = boxes.shape[1]
     b64 = boxes.to(torch.float64)
     j = torch.arange(out_w, device=images.device, dtype=torch.float64) + 0.5
@@ -123,7 +123,17 @@ def _bilinear_crop(images: Tensor, boxes: Tensor, out_h: int, out_w: int, flips:
         j = torch.where(flips[..., None], out_w - j, j)  # (B, P, out_w)
     xs = b64[..., 0:1] + j * ((b64[..., 2:3] - b64[..., 0:1]) / out_w) - 0.5  # (B, P, out_w)
     ys = b64[..., 1:2] + i * ((b64[..., 3:4] - b64[..., 1:2]) / out_h) - 0.5  # (B, P, out_h)
-    # align_corners=True normalisation; "border" padding clamps to the edge pixel centres as roi_align does.
+    # "border" padding clamps to the edge pixel centres as roi_align does
+    return _sample_separable(images, xs, ys).transpose(1, 2).reshape(b * p, c, out_h, out_w)
+
+
+def _sample_separable(images: Tensor, xs: Tensor, ys: Tensor) -> Tensor:
+    """Bilinear samples ``(B, C, P, h, w)`` of ``images (B, C, H, W)`` on the ``P`` separable grids per image
+    whose columns sit at pixel coordinates ``xs (B, P, w)`` and rows at ``ys (B, P, h)`` (``"border"``
+    padding), as one ``grid_sample`` per image of a tall grid: the images are never copied ``P`` times."""
+    b, c, h, w = images.shape
+    p, out_h, out_w = xs.shape[1], ys.shape[-1], xs.shape[-1]
+    # align_corners=True normalisation: -1 and +1 are the centres of the first and last pixels
     gx = (xs * (2.0 / (w - 1)) - 1.0) if w > 1 else torch.zeros_like(xs)
     gy = (ys * (2.0 / (h - 1)) - 1.0) if h > 1 else torch.zeros_like(ys)
     shape = (b, p, out_h, out_w)
@@ -131,8 +141,7 @@ def _bilinear_crop(images: Tensor, boxes: Tensor, out_h: int, out_w: int, flips:
                         gy.to(images.dtype)[:, :, :, None].expand(shape)], dim=-1)
     out = F.grid_sample(images, grid.view(b, p * out_h, out_w, 2), mode="bilinear", padding_mode="border",
                         align_corners=True)  # (B, C, P * out_h, out_w)
-    out = out.view(b, c, p, out_h, out_w).transpose(1, 2)
-    return out.reshape(b * p, c, out_h, out_w)
+    return out.view(b, c, p, out_h, out_w)
 
 
 def pyramid_crop(images: Tensor, boxes: Tensor, size: int | tuple[int, int]) -> Tensor:
@@ -153,7 +162,6 @@ def pyramid_crop(images: Tensor, boxes: Tensor, size: int | tuple[int, int]) -> 
                          f"{tuple(images.shape)} and {tuple(boxes.shape)}")
     out_h, out_w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     b, c, h, w = images.shape
-    k = boxes.shape[1]
     bx = boxes.to(device=images.device, dtype=torch.float32)
     shrink = torch.maximum((bx[..., 2] - bx[..., 0]) / out_w, (bx[..., 3] - bx[..., 1]) / out_h)  # (B, K)
     levels = [images]
@@ -185,12 +193,4 @@ def pyramid_crop(images: Tensor, boxes: Tensor, size: int | tuple[int, int]) -> 
     xs = torch.minimum(xs.clamp_(min=0.0), lw_t - 1) + off_t
     ys = ((bx[..., 1:2] + i * ((bx[..., 3:4] - bx[..., 1:2]) / out_h)) * scale - 0.5)
     ys = torch.minimum(ys.clamp_(min=0.0), lh_t - 1)
-    cw, ch = canvas.shape[-1], canvas.shape[-2]
-    gx = xs * (2.0 / (cw - 1)) - 1.0 if cw > 1 else torch.zeros_like(xs)
-    gy = ys * (2.0 / (ch - 1)) - 1.0 if ch > 1 else torch.zeros_like(ys)
-    shape = (b, k, out_h, out_w)
-    grid = torch.stack([gx.to(images.dtype)[:, :, None, :].expand(shape),
-                        gy.to(images.dtype)[:, :, :, None].expand(shape)], dim=-1)
-    out = F.grid_sample(canvas, grid.view(b, k * out_h, out_w, 2), mode="bilinear", padding_mode="border",
-                        align_corners=True)  # (B, C, K * out_h, out_w)
-    return out.view(b, c, k, out_h, out_w).transpose(1, 2).contiguous()
+    return _sample_separable(canvas, xs, ys).transpose(1, 2).contiguous()
