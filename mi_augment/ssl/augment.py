@@ -8,8 +8,9 @@
 ``mi``        crop pairs chosen by mutual information (:class:`~mi_augment.transforms.pair.MIPairTransform`),
               with the baseline's colour jitter (``--mi-photometric jitter``, default), the natural models
               (``natural``) or both (``both``); see :class:`MIViews`
-``twin``      the baseline views plus a second stream of (patch, twin) pairs mined from video; see
-              :class:`TwinPairs` (the recipe adds a projection head and a weighted loss for them)
+``twin``      the baseline views plus a second stream of (patch, twin) pairs mined from every frame of the
+              shipped clips and ``--twin-video``; see :class:`TwinPairs` (the recipe adds the method's own loss
+              on them, weighted: ``--positives twin``)
 
 Every view is drawn with one ``torch.Generator`` on the training device, so a run is reproducible and a
 resumed run continues the same random stream. The transforms of the other modes are imported on first use.
@@ -573,7 +574,13 @@ def _mined(video: Path, options: AugmentOptions, folder: Path | None, log):
     clip = read_video(video, max_side=TWIN_MINING["max_side"])
     g = torch.Generator().manual_seed(0)
     twins, controls = [], []
-    for result in mine_shots(clip, patch_size=options.twin_patch_size, max_frames=TWIN_MINING["window"]):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the all-pairs MI is many small kernels: 1 thread 0.3 s vs 2 threads 2.5 s
+    try:                      # (docs/twin_patches.md, Performance)
+        results = mine_shots(clip, patch_size=options.twin_patch_size, max_frames=TWIN_MINING["window"])
+    finally:
+        torch.set_num_threads(threads)
+    for result in results:
         result, control = matched_random_control(result, g)
         source = f"{video.name}[{result.frame_range[0]}:{result.frame_range[1]}]"
         for kept, out in ((result, twins), (control, controls)):
