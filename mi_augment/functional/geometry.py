@@ -11,6 +11,9 @@ points down).
 Borders: ``padding_mode="reflection"`` (default) mirrors the image about its outermost pixel centres, so a warp
 never introduces black corners that a network could use as a cue; ``"border"`` repeats the edge pixel and
 ``"zeros"`` fills with 0, like ``cv2.BORDER_CONSTANT``.
+
+Speed paths (the affine warp grid, the 3x3 blur taps, the fused warp + blur, reflection through a mirrored
+margin) sit beside the public kernels and are skipped inside ``mi_augment.kernel_options(fast_paths=False)``.
 """
 
 from __future__ import annotations
