@@ -469,7 +469,9 @@ class TwinPairs:
             parts, controls = [], []
             for video in twin_videos(options, log):
                 twins, control = _mined(video, options, given, log)
-                if len(twins):
+                if not len(twins):
+                    log(f"twin clip {video.name}: no significant pairs at these settings")
+                else:
                     parts.append(twins)
                     controls.append(control)
             if not parts:

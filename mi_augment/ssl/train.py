@@ -610,7 +610,9 @@ def run(args: argparse.Namespace, *, method_name: str,
         save_checkpoint(out / "encoder.pt", encoder.state_dict())
         plot_curves(results, out / "curves.png")
         summary = ", ".join(f"{k} {v:.2f}%" for k, v in scores.items())
-        print(f"[{method_name}] {args.augment}: {summary}; results in {out / RESULTS}", flush=True)
+        print(f"[{method_name}] {args.augment}, positives {positives}"
+              f"{'' if twin_control == 'none' else f' (control {twin_control})'}: {summary}; results in "
+              f"{out / RESULTS}", flush=True)
     _finish_distributed(world)
     return results
 
