@@ -68,8 +68,11 @@ def test_twin_controls_forward_as_many_images_as_twins(control, tmp_path, twin_c
     if control == "random":
         assert other["images_per_step_parts"] == twins["images_per_step_parts"]
         assert other["twins"]["unique_pairs"] == twins["twins"]["unique_pairs"]
-    else:  # a second view pair of the whole image batch, no video
+    else:  # a second view pair of the image batch, no video: as many pairs as --twin-batch says
         assert other["images_per_step_parts"]["twins"] == 2 * 8 and "twins" not in other
+        matched = run("simclr", tmp_path / "matched", "--positives", "twin", "--twin-control", "views",
+                      "--twin-batch", str(twins["images_per_step_parts"]["twins"] // 2))
+        assert matched["images_per_step_parts"] == twins["images_per_step_parts"]
 
 
 def test_augment_twin_is_baseline_views_with_twin_positives(tmp_path, twin_cache, capsys):

@@ -113,6 +113,9 @@ def make_parser(method: str, *, lr: float, weight_decay: float, batch_size: int 
                    help="--positives twin controls: random (each twin replaced by a random active, non-neighbouring "
                         "patch of the same window and frames) or views (the branch gets a second view pair of the "
                         "image batch: same extra compute, no video)")
+    p.add_argument("--twin-batch", type=int, default=None,
+                   help="--positives twin: pairs per step over all processes (default: the batch size; capped at "
+                        "the unique pairs); give the twin arm's count to the views control to match its compute")
     p.add_argument("--twin-patch-size", type=int, default=32, help="mined patch side in video pixels")
     p.add_argument("--twin-cache", default=None,
                    help="folder of the per-video twin caches (default: ~/.cache/mi_augment/twins/), or a prepared "
@@ -376,19 +379,20 @@ def attach_neighbours(method: nn.Module, args: argparse.Namespace) -> NeighbourP
     return method.neighbours
 
 
-def images_per_step(method: nn.Module, args: argparse.Namespace, per_rank: int, world: int,
-                    twins: TwinPairs | None, positives: str, twin_control: str) -> dict[str, int]:
+def images_per_step(method: nn.Module, args: argparse.Namespace, twin_per_rank: int, world: int,
+                    twins: TwinPairs | None, positives: str) -> dict[str, int]:
     """Encoder image forwards per step over all processes, by part: ``views`` (2 per image, with gradients),
     ``target`` (the momentum encoder's forwards of those, no gradients), ``scoring`` (in-step scoring: one per
-    image), ``twins`` (the branch's pair batch, 2 per pair) and ``twin_target``."""
+    image), ``twins`` (the branch's pair batch, 2 per pair: twins, their random control, or the views
+    control's second pairs) and ``twin_target``."""
     inner = method.method if isinstance(method, TwinBranch) else method
     has_target = getattr(inner, "target_encoder", None) is not None
-    batch = per_rank * world
+    batch = args.batch_size
     parts = {"views": 2 * batch, "target": 2 * batch if has_target else 0,
              "scoring": batch if args.augment == "mi" and args.mi_scorer != "pixels" else 0, "twins": 0,
              "twin_target": 0}
     if positives == "twin":
-        pairs = per_rank if twins is None else min(per_rank, twins.num_pairs // world)
+        pairs = twin_per_rank if twins is None else min(twin_per_rank, twins.num_pairs // world)
         parts["twins"] = 2 * pairs * world
         parts["twin_target"] = parts["twins"] if has_target else 0
     return parts
@@ -460,7 +464,11 @@ def run(args: argparse.Namespace, *, method_name: str,
     if args.batch_size % world:
         raise ValueError(f"--batch-size {args.batch_size} is not divisible by the {world} processes")
     per_rank = args.batch_size // world
-    per_step = images_per_step(unwrap(train_model), args, per_rank, world, twins, positives, twin_control)
+    twin_batch = getattr(args, "twin_batch", None) or args.batch_size
+    if twin_batch < world or twin_batch % world:
+        raise ValueError(f"--twin-batch {twin_batch} must be a positive multiple of the {world} process(es)")
+    twin_per_rank = min(per_rank, twin_batch // world)
+    per_step = images_per_step(unwrap(train_model), args, twin_per_rank, world, twins, positives)
     lr = args.lr * args.batch_size / 256
     optimizer = build_optimizer(unwrap(train_model), args, lr)
 
@@ -539,9 +547,10 @@ def run(args: argparse.Namespace, *, method_name: str,
                 view_a, view_b = views(images, gen)
                 inputs: tuple[Tensor, ...] = (view_a, view_b)
                 if twins is not None:
-                    inputs += twins.sample(per_rank, gen, _step_generator(selection, args.seed, -1, step), rank, world)
-                elif positives == "twin":  # --twin-control views: a second view pair of the same images
-                    inputs += tuple(views(images, gen))
+                    inputs += twins.sample(twin_per_rank, gen, _step_generator(selection, args.seed, -1, step), rank,
+                                           world)
+                elif positives == "twin":  # --twin-control views: a second view pair of the images, no video
+                    inputs += tuple(views(images[:twin_per_rank], gen))
             kwargs = {"ids": ids.to(device), "generator": gen} if positives == "mi-neighbour" else {}
             with autocast():
                 loss = train_model(*inputs, **kwargs)
