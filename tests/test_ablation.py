@@ -1,0 +1,213 @@
+"""The ablation protocol (issue 11): frozen evaluation, matched controls, statistics, the driver, the GPU script."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from mi_augment.ssl.data import ImageSet
+from mi_augment.ssl.evaluate import evaluate_frozen, knn_accuracies, knn_top1, linear_probe_lbfgs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ablation():
+    spec = importlib.util.spec_from_file_location("ablation", ROOT / "benchmarks" / "ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ablation"] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+def _clusters(n: int, seed: int, dim: int = 8, classes: int = 3):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % classes
+    centres = torch.eye(dim)[:classes] * 3
+    return centres[labels] + torch.randn(n, dim, generator=g), labels
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+def test_knn_accuracies_equal_knn_top1_for_each_k():
+    xtr, ytr = _clusters(120, 0)
+    xte, yte = _clusters(60, 1)
+    accs = knn_accuracies(xtr, ytr, xte, yte, 3, ks=(5, 20, 200))
+    for k in (5, 20, 200):
+        assert accs[k] == pytest.approx(knn_top1(xtr, ytr, xte, yte, 3, k=k))
+
+
+def test_knn_accuracies_rejects_bad_ks():
+    x, y = _clusters(10, 0)
+    with pytest.raises(ValueError, match="ks"):
+        knn_accuracies(x, y, x, y, 3, ks=(0,))
+
+
+def test_lbfgs_probe_is_deterministic_and_learns_separable_classes():
+    xtr, ytr = _clusters(300, 0)
+    xte, yte = _clusters(150, 1)
+    a = linear_probe_lbfgs(xtr, ytr, xte, yte, 3, steps=30)
+    assert a == linear_probe_lbfgs(xtr, ytr, xte, yte, 3, steps=30)
+    assert a > 95
+    shuffled = linear_probe_lbfgs(xtr, ytr[torch.randperm(300, generator=torch.Generator().manual_seed(0))], xte, yte,
+                                  3, steps=30)
+    assert shuffled < 70
+    with pytest.raises(ValueError, match="steps"):
+        linear_probe_lbfgs(xtr, ytr, xte, yte, 3, steps=0)
+
+
+def test_evaluate_frozen_reports_every_k_and_the_probe():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(64) % 2
+    images = (labels.view(-1, 1, 1, 1) * 200 + torch.randint(0, 40, (64, 1, 8, 8), generator=g)).to(torch.uint8)
+    memory, test = ImageSet(images[:48], labels[:48]), ImageSet(images[48:], labels[48:])
+    encoder = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
+    out = evaluate_frozen(encoder, memory, test, 2, "cpu", ks=(3, 20), linear_steps=20)
+    assert set(out) == {"knn_top1_k3", "knn_top1_k20", "linear_top1"}
+    assert out["linear_top1"] == 100.0
+    assert "linear_top1" not in evaluate_frozen(encoder, memory, test, 2, "cpu", linear_steps=0)
+
+
+# ------------------------------------------------------------------------------------------ statistics
+def test_t_interval_agrees_with_scipy(ablation):
+    from scipy import stats
+
+    diffs = [0.4, 1.1, -0.2, 0.9, 0.6]
+    mean, lo, hi, p = ablation.t_interval(diffs)
+    ref = stats.ttest_1samp(diffs, 0.0)
+    assert p == pytest.approx(ref.pvalue)
+    assert mean == pytest.approx(sum(diffs) / 5) and lo < mean < hi
+    assert mean - lo == pytest.approx(hi - mean)
+
+
+def test_holm_adjustment(ablation):
+    assert ablation.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert ablation.holm([0.5, 0.001]) == pytest.approx([0.5, 0.002])
+
+
+def _records(deltas: dict[str, list[float]], base: float = 70.0, untrained: float = 60.0):
+    out = []
+    for seed in range(5):
+        noise = [0.0, 0.3, -0.2, 0.1, -0.1][seed]
+        out.append({"kind": "cell", "dataset": "d", "arm": "untrained", "seed": seed, "images_per_step": 0,
+                    "train_seconds": 0.0, "eval_seconds": 1.0,
+                    **{m: untrained + noise for m in ("knn_top1_k20", "knn_top1_k200", "linear_top1")}})
+        out.append({"kind": "cell", "dataset": "d", "arm": "B", "seed": seed, "images_per_step": 512,
+                    "train_seconds": 1.0, "eval_seconds": 1.0,
+                    **{m: base + 2 * noise for m in ("knn_top1_k20", "knn_top1_k200", "linear_top1")}})
+        for arm, d in deltas.items():
+            out.append({"kind": "cell", "dataset": "d", "arm": arm, "seed": seed, "images_per_step": 512,
+                        "train_seconds": 1.0, "eval_seconds": 1.0,
+                        **{m: base + 2 * noise + d[seed] for m in ("knn_top1_k20", "knn_top1_k200", "linear_top1")}})
+    return out
+
+
+def test_verdicts_follow_the_rule(ablation):
+    up = [1.0, 1.2, 0.9, 1.1, 1.05]
+    s = ablation.summarise(_records({"S": [0.0, 0.1, -0.1, 0.05, 0.0], "P": up,
+                                     "natural": [-2.0, -2.2, -1.9, -2.1, -2.0]}))["d"]
+    assert s["sanity_gate_passed"]
+    assert s["verdicts"]["P"] == "helps"
+    assert s["verdicts"]["natural"] == "hurts"
+    assert s["verdicts"]["S"] == "no detectable difference"
+    # P beats B but not its matched control S: not "helps"
+    s = ablation.summarise(_records({"S": up, "P": [u + e for u, e in zip(up, [0.3, -0.3, 0.2, -0.2, 0.0])]}))["d"]
+    assert s["verdicts"]["P"] != "helps"
+    # B no better than the untrained encoder: nothing counts
+    s = ablation.summarise(_records({"P": up}, base=60.0))["d"]
+    assert not s["sanity_gate_passed"] and s["verdicts"]["P"].startswith("inconclusive")
+
+
+def test_summary_markdown_and_figure(ablation, tmp_path):
+    summary = ablation.summarise(_records({"S": [0.0, 0.1, -0.1, 0.05, 0.0], "P": [1.0, 1.2, 0.9, 1.1, 1.05]}))
+    table = ablation.markdown(summary)
+    assert "| P | 5 |" in table and "helps" in table
+    path = ablation.figure(summary, tmp_path / "fig.png")
+    assert path.is_file() and path.stat().st_size > 1000
+
+
+# --------------------------------------------------------------------------------------- matched controls
+def test_match_scale_recovers_a_known_random_crop(ablation):
+    iou, area = ablation.random_crop_geometry((0.45, 1.0), 32, 32, seed=5)
+    m = ablation.match_scale(iou, area, 32, 32, search_max=False)
+    assert m["matched"] and m["max_error"] <= 0.02
+    assert abs(m["scale_min"] - 0.45) <= 0.05 and m["scale_max"] == 1.0
+
+
+def test_s_arm_reproduces_p_pair_iou_and_area(ablation, tmp_path):
+    """The must-show check: S's calibrated RandomResizedCrop matches P's measured pairs within 0.02."""
+    budget = ablation.BUDGETS["tiny"]
+    cal = ablation.calibrate("S", "tiny", budget, "synthetic", tmp_path / "r.jsonl")
+    assert cal["matched"], cal
+    h, w = cal["P"]["image_size"]
+    iou, area = ablation.random_crop_geometry((cal["scale_min"], cal["scale_max"]), h, w, seed=11)
+    assert abs(iou - cal["P"]["iou"]) <= 0.02 and abs(area - cal["P"]["area"]) <= 0.02
+    again = ablation.calibrate("S", "tiny", budget, "synthetic", tmp_path / "r.jsonl")
+    assert again["key"] == cal["key"]
+    assert len(ablation.read_jsonl(tmp_path / "r.jsonl")) == 1  # stored once, then reused
+
+
+def test_natural_matched_strength_matches_colorjitter_spread(ablation):
+    x = torch.rand(128, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.6 + 0.2
+    cal = ablation.match_natural_strength(x, iterations=8)
+    assert cal["strength"] > 1 and cal["fitted_spread"] < cal["target_spread"]
+    assert cal["spread"] == pytest.approx(cal["target_spread"], rel=0.15)
+
+
+# ------------------------------------------------------------------------------------------------ driver
+@pytest.mark.parametrize("arm", ["F", "C", "N", "T", "R", "H"])
+def test_unbuilt_arms_fail_naming_the_issue(ablation, arm, tmp_path):
+    with pytest.raises(NotImplementedError, match="issue 11"):
+        ablation.main(["--budget", "tiny", "--arms", f"B,{arm}", "--jsonl", str(tmp_path / "r.jsonl")])
+
+
+def test_unknown_arm_is_named(ablation, tmp_path):
+    with pytest.raises(ValueError, match="'Q'"):
+        ablation.main(["--budget", "tiny", "--arms", "Q", "--jsonl", str(tmp_path / "r.jsonl")])
+
+
+def test_driver_appends_cells_and_skips_finished_ones(ablation, tmp_path):
+    argv = ["--budget", "tiny", "--arms", "B", "--seeds", "0", "--jsonl", str(tmp_path / "r.jsonl"),
+            "--runs", str(tmp_path / "runs"), "--figure", str(tmp_path / "f.png"),
+            "--cell-json-dir", str(tmp_path / "cells")]
+    ablation.main(argv)
+    records = ablation.read_jsonl(tmp_path / "r.jsonl")
+    assert sorted(r["arm"] for r in records) == ["B", "untrained"]
+    b = next(r for r in records if r["arm"] == "B")
+    assert b["images_per_step"] == 64 and b["images_forwarded"] == 64 * b["steps"] and b["device"]
+    assert {"knn_top1_k20", "knn_top1_k200", "linear_top1", "wall_seconds"} <= set(b)
+    assert sorted(p.name for p in (tmp_path / "cells").iterdir()) == ["synthetic-B-s0.json",
+                                                                       "synthetic-untrained-s0.json"]
+    ablation.main(argv)  # finished: nothing retrained or appended
+    assert len(ablation.read_jsonl(tmp_path / "r.jsonl")) == 2
+    summary = json.loads((tmp_path / "r_summary.json").read_text())
+    assert "synthetic" in summary["summary"]
+
+
+@pytest.mark.slow
+def test_tiny_budget_end_to_end(ablation, tmp_path):
+    report = ablation.main(["--budget", "tiny", "--jsonl", str(tmp_path / "r.jsonl"), "--runs", str(tmp_path / "runs"),
+                            "--figure", str(tmp_path / "f.png")])
+    rows = report["summary"]["synthetic"]["rows"]
+    assert {r["arm"] for r in rows} == {"B", "S", "P", "natural_matched", "untrained"}
+    assert all(len(r["seeds"]) == 2 for r in rows)
+    assert (tmp_path / "f.png").is_file()
+
+
+@pytest.mark.slow
+def test_gpu_script_dry_run(tmp_path):
+    """benchmarks/run_gpu_ablation.sh --dry-run: the device script's plan, on the CPU, CI-sized."""
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "RUNS": str(tmp_path / "runs")}
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "run_gpu_ablation.sh"), "--dry-run"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    cells = sorted(p.name for p in (tmp_path / "out").glob("cells/*.json"))
+    assert cells and all(c.startswith("synthetic-") for c in cells)
+    assert (tmp_path / "out" / "ablation_summary.json").is_file()
