@@ -173,6 +173,7 @@ def test_unknown_arm_is_named(ablation, tmp_path):
         ablation.main(["--budget", "tiny", "--arms", "Q", "--jsonl", str(tmp_path / "r.jsonl")])
 
 
+@pytest.mark.slow
 def test_driver_appends_cells_and_skips_finished_ones(ablation, tmp_path):
     argv = ["--budget", "tiny", "--arms", "B", "--seeds", "0", "--jsonl", str(tmp_path / "r.jsonl"),
             "--runs", str(tmp_path / "runs"), "--figure", str(tmp_path / "f.png"),
