@@ -167,3 +167,23 @@ def test_scoring_uses_the_target_network_when_the_method_has_one():
     assert train.scoring_parts(moco) == (moco.key_encoder, moco.key_projector, 0.1)
     simclr = load_recipe("simclr").SimCLR(encoder, temperature=0.3, hidden_dim=16)
     assert train.scoring_parts(simclr) == (encoder, simclr.projector, 0.3)
+
+
+@pytest.mark.slow
+def test_neighbour_queue_under_two_gloo_processes_holds_both_ranks_entries(tmp_path):
+    """torchrun with 2 CPU processes: the support queue (saved by rank 0) holds every image both ranks saw."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_recipes import ROOT
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(ROOT / "recipes" / "simclr.py"), *TINY, *HEAD["simclr"], *SMALL, "--train-subset", "32",
+           "--positives", "mi-neighbour", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ids = torch.load(out / "checkpoint.pt", weights_only=True)["model"]["neighbours.queue._ids"]
+    assert sorted(ids[ids >= 0].tolist()) == list(range(32))  # 4 steps x 2 ranks x 4 images
