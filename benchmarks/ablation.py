@@ -498,6 +498,9 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
             family = [c for c in comparisons if c["metric"] == m and c["vs"] != "untrained"]
             for c, adj in zip(family, holm([c["p"] for c in family])):
                 c["p_holm"] = adj
+        s_cal = [r for r in records if r.get("kind") == "calibration" and r.get("arm") == "S"
+                 and r.get("dataset") == dataset]
+        s_matched = bool(s_cal[-1]["matched"]) if s_cal else None
         gate = {c["metric"]: c for c in comparisons if c["vs"] == "untrained"}
         gate_ok = bool(gate) and all(c["ci_low"] > 0 for c in gate.values()) if gate else False
         verdicts = {}
@@ -506,7 +509,10 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
                 continue
             mine = [c for c in comparisons if c["arm"] == arm and c["metric"] == PRIMARY and c["vs"] != "untrained"]
             verdicts[arm] = verdict(mine, gate_ok)
-        out[dataset] = {"rows": rows, "comparisons": comparisons, "sanity_gate_passed": gate_ok, "verdicts": verdicts}
+            if s_matched is False and any(c["vs"] == "S" for c in mine):
+                verdicts[arm] = "inconclusive (S not matched to P within 0.02)"
+        out[dataset] = {"rows": rows, "comparisons": comparisons, "sanity_gate_passed": gate_ok, "verdicts": verdicts,
+                        "S_matched": s_matched}
     return out
 
 
