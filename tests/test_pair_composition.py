@@ -200,3 +200,11 @@ def test_the_steps_check_their_images_like_the_one_call():
     half = t.render(x.half(), info.params)  # half precision is rendered in float32
     assert all(v.dtype == torch.float32 for v in half)
     assert all((a - b).abs().max() < 1e-2 for a, b in zip(half, t.render(x, info.params)))
+
+
+def test_inputs_that_require_grad_give_views_without_a_graph():
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    for t in (MIPairTransform(16), MIPairTransform.simclr(16)):
+        views = t(x, generator=_gen(0))
+        assert not any(v.requires_grad for v in views)
+        assert all(torch.equal(a, b) for a, b in zip(views, t(x.detach(), generator=_gen(0))))

@@ -383,7 +383,7 @@ class MIPairTransform(nn.Module):
     def _score(self, x: Tensor, candidates: PairCandidates) -> Tensor:
         if self.scorer is None:
             raise ValueError(f"policy {self.policy.name!r} needs no scores and this transform has no scorer")
-        x = x.float()  # scores in float32 whatever the image dtype
+        x = x.detach().float()  # scores in float32 whatever the image dtype; a score is a statistic, no graph
         b = x.shape[0]
         candidates.check_batch(b, "candidates")
         v, k = candidates.n_views, candidates.n_candidates
@@ -488,6 +488,7 @@ class MIPairTransform(nn.Module):
         pipelines). Returns ``n_views`` contiguous batches ``[B, C, *size]``."""
         models = self.perturbations
         per_view = R.in_view_frame(models, params.perturbations, params.boxes, *images.shape[-2:])
+        images = images.detach()  # a data transform: views carry no gradient (its kernels write into buffers)
         views = R.render_fused(models, images, params.boxes, params.flip, per_view, self.size, self.sampling_ratio)
         if views is None:
             views = R.render_steps(models, images, params.boxes, params.flip, per_view, self.size,
@@ -533,6 +534,7 @@ class MIPairTransform(nn.Module):
                 return_info: bool = False) -> Any:
         """Views of one image or a batch, as a tuple (each the type that came in); with ``return_info=True``
         also the :class:`PairInfo` (``(views, info)``). ``params`` replays an earlier call's ``info.params``.
+        A data transform: the views carry no gradient, even for an input that requires grad.
 
         As ``torchvision.transforms.v2`` passes them, the input may be a pytree of one image and its targets
         (``t(image, target)``, ``t({"image": ..., "boxes": ...})``): then the result is one pytree per view,
