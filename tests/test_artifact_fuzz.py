@@ -142,6 +142,13 @@ def test_malformed_model_fields_raise_artifact_error_naming_the_field(valid, tmp
     assert str(path) in str(info.value)
 
 
+def _negate_first(w: torch.Tensor) -> torch.Tensor:
+    """Mixture weights with the first one negative, still summing to 1 (any number of components)."""
+    sign = torch.ones_like(w)
+    sign[0] = -1.0
+    return w * sign / (w * sign).sum()
+
+
 def _set_tensor(doc: dict, name: str, value: torch.Tensor) -> None:
     arr = value.numpy().astype("<f8")
     doc["tensors"][name] = {"dtype": "float64", "shape": list(arr.shape),
@@ -151,8 +158,7 @@ def _set_tensor(doc: dict, name: str, value: torch.Tensor) -> None:
 @pytest.mark.parametrize("change, field", [
     (lambda w, m, s: (w, m.fill_(float("nan")), s), "means.*NaN"),
     (lambda w, m, s: (w, m.fill_(1e300), s), "means.*above"),
-    (lambda w, m, s: (w * torch.tensor([-1.0, 1.0, 1.0]) / (w * torch.tensor([-1.0, 1.0, 1.0])).sum(), m, s),
-     "weights.*below"),
+    (lambda w, m, s: (_negate_first(w), m, s), "weights.*below"),
     (lambda w, m, s: (w * 2, m, s), "weights must sum to 1"),
     (lambda w, m, s: (w, m, s * -1), "positive diagonal"),
     (lambda w, m, s: (w, m, s.transpose(-1, -2)), "lower-triangular"),

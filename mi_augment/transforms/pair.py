@@ -573,6 +573,9 @@ class MIPairTransform(nn.Module):
     def _forward_pytree(self, tree: Any, generator: torch.Generator | None, params: PairParams | None,
                         return_info: bool) -> Any:
         flat, structure = tree_flatten(tree)
+        if any(isinstance(leaf, _tv.Video) for leaf in flat):
+            raise TypeError("MIPairTransform does not take tv_tensors.Video; pass its frames [T, C, H, W] as a plain "
+                            "tensor batch (one pair per frame)")
         images = _image_leaves(flat)
         if len(images) != 1:
             found = ", ".join(sorted({type(v).__name__ for v in flat}))
