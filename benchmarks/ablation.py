@@ -12,7 +12,10 @@ weights each run starts from) is scored too. Arms:
 ``P``                pixel-MI crop pairs (``--augment mi``: 8 candidates, threshold policy, the baseline jitter)
 ``natural``          the fitted natural illumination / motion models at fitted strength (``--augment natural``)
 ``natural_matched``  the same with the illumination strength matched to ColorJitter's brightness spread
-``F C N T R H``      not built yet: they stop with an error naming the issue that adds them
+``F``                feature pointwise-MI pairs, scored in the step by the encoder (``--mi-scorer features``)
+``C``                crop-vs-image rejection (``--mi-scorer crop-image``)
+``N``                cross-image MI positives from a support queue (``--positives mi-neighbour``)
+``T`` / ``R`` / ``H``  video twins / their random-partner control / the branch fed a second view pair
 
 Same seed = same initial weights, data order and per-step generator in every arm. Each cell records the
 encoder images forwarded per step, wall time and device; ``--compute-matched`` adds a ``B`` cell trained
@@ -100,12 +103,18 @@ ARMS: dict[str, Arm] = {a.name: a for a in [
     Arm("P", ("--augment", "mi"), controls=("B", "S"), what="pixel-MI crop pairs"),
     Arm("natural", ("--augment", "natural"), what="fitted natural models at fitted strength"),
     Arm("natural_matched", ("--augment", "natural"), what="natural models, strength matched to ColorJitter"),
-    Arm("F", controls=("B", "S"), built=False, what="feature pointwise-MI pairs"),
-    Arm("C", controls=("B", "S"), built=False, what="crop-vs-image rejection"),
-    Arm("N", controls=("B", "B_compute"), built=False, what="cross-image MI positives"),
-    Arm("T", controls=("B", "R", "H"), built=False, what="video twins"),
-    Arm("R", built=False, what="twins with random partners"),
-    Arm("H", built=False, what="twin head fed a second view pair"),
+    Arm("F", ("--augment", "mi", "--mi-scorer", "features", "--mi-policy", "band"), controls=("B", "S"),
+        images_per_sample=3.0, what="feature pointwise-MI pairs (InfoMin band), scored by the training encoder"),
+    Arm("C", ("--augment", "mi", "--mi-scorer", "crop-image", "--mi-policy", "threshold"), controls=("B", "S"),
+        images_per_sample=3.0, what="crop-vs-image rejection (drop the lower half)"),
+    Arm("N", ("--positives", "mi-neighbour", "--neighbour-policy", "max"), controls=("B", "B_compute"),
+        what="cross-image MI positives (max: NNCLR)"),
+    Arm("T", ("--positives", "twin", "--twin-weight", "0.5"), controls=("B", "R", "H"), images_per_sample=4.0,
+        what="video twins through the method's own loss"),
+    Arm("R", ("--positives", "twin", "--twin-weight", "0.5", "--twin-control", "random"), images_per_sample=4.0,
+        what="twins with random partners (same pairs count and frames)"),
+    Arm("H", ("--positives", "twin", "--twin-weight", "0.5", "--twin-control", "views"), images_per_sample=4.0,
+        what="the twin branch fed a second view pair (same extra compute, no video)"),
 ]}
 
 
@@ -379,8 +388,9 @@ def run_cell(cell: Cell, budget_name: str, budget: dict[str, Any], runs: Path, d
         encoder = build_initial_encoder(budget, cell.dataset, cell.seed).to(device)
         encoder.load_state_dict(torch.load(out / "encoder.pt", map_location=device, weights_only=True))
         batch = result["config"]["batch_size"]
-        per_step = int(round(ARMS[cell.arm.split(":")[-1]].images_per_sample * batch)) \
-            if cell.arm.split(":")[-1] in ARMS else 2 * batch
+        # the recipe's own count (views, target and scoring passes, twins) when it records one
+        per_step = result.get("images_per_step") or (int(round(ARMS[cell.arm.split(":")[-1]].images_per_sample * batch))
+                                                     if cell.arm.split(":")[-1] in ARMS else 2 * batch)
         if cell.arm.startswith("B_compute"):
             per_step = 2 * batch
         record.update(train_seconds=result["train_seconds"], steps=result["steps"], images_per_step=per_step,
