@@ -42,7 +42,8 @@ from albumentations.core.transforms_interface import DualTransform, ImageOnlyTra
 from albumentations.core.type_definitions import Targets
 from torch import Tensor
 
-from ..functional.geometry import similarity_matrices, warp_homography
+from ..functional.geometry import warp_homography
+from ..transforms.collate import transform_or_kwargs
 from ..transforms.illumination import NaturalIllumination as _IlluminationModule
 from ..transforms.motion import NaturalMotion as _MotionModule
 from ..transforms.pair import MIPairTransform
@@ -242,9 +243,7 @@ class NaturalMotion(_TorchSeeded, DualTransform):
 
     def _matrix(self, motion: Any, shape: tuple[int, ...]) -> Tensor:
         """``(3, 3)`` float64 pixel matrix (pixel centres at integers) of this draw for an image of ``shape``."""
-        h, w = int(shape[0]), int(shape[1])
-        return similarity_matrices(motion.log_scale.double(), motion.rotation.double(), motion.translation.double(),
-                                   h, w)[0]
+        return self.model.warp_matrices(motion, int(shape[0]), int(shape[1]))[0]
 
     def apply(self, img: np.ndarray, motion: Any = None, **params: Any) -> np.ndarray:
         return _to_numpy(self.module.transform(_to_tensor(img)[None], motion)[0], img)
@@ -313,13 +312,7 @@ class MIPair(_TorchSeeded, DualTransform):
 
     def __init__(self, transform: MIPairTransform | None = None, *, seed: int | None = None, **kwargs: Any):
         super().__init__(p=1.0)
-        if transform is None:
-            transform = MIPairTransform(**kwargs)
-        elif kwargs:
-            raise ValueError("pass either a ready MIPairTransform or its keyword arguments, not both")
-        if not isinstance(transform, MIPairTransform):
-            raise TypeError(f"transform must be an MIPairTransform, got {type(transform).__name__}")
-        self.transform = transform
+        self.transform = transform_or_kwargs(transform, kwargs)
         self.set_random_seed(seed)
 
     @property

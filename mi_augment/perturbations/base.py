@@ -87,6 +87,13 @@ class PerturbationModel:
         self.estimates_ = est
         return self
 
+    def _require_observations(self, estimates: Estimates) -> None:
+        """Refuse to fit a density to fewer than 2 usable observations, saying why the others were dropped."""
+        if estimates.n_used < 2:
+            raise ValueError(f"only {estimates.n_used} usable observations were found in the data "
+                             f"({estimates.n_rejected} rejected: {estimates.details.get('rejected_reasons', {})}); "
+                             f"need at least 2 to fit {type(self).__name__}")
+
     def identity_params(self, n: int, device: Any = None) -> Params:
         """``n`` parameters that leave every image unchanged (the centre that ``strength`` scales about)."""
         raise NotImplementedError(f"{type(self).__name__} does not define identity_params, so it has no strength")

@@ -634,10 +634,7 @@ class IlluminationModel(PerturbationModel):
         changes as estimated. Returns ``self``.
         """
         vectors = estimates.vectors
-        if estimates.n_used < 2:
-            raise ValueError(f"only {estimates.n_used} usable observations were found in the data "
-                             f"({estimates.n_rejected} rejected: {estimates.details.get('rejected_reasons', {})}); "
-                             "need at least 2 to fit IlluminationModel")
+        self._require_observations(estimates)
         if self.config["draws"] == "views":
             if not estimates.details.get("symmetric", False):
                 vectors = torch.cat([vectors, invert_vector(vectors)])

@@ -251,10 +251,7 @@ class MotionModel(PerturbationModel):
         ``draws="changes"`` the density is fitted to the changes as observed.
         """
         vectors = estimates.vectors
-        if estimates.n_used < 2:
-            raise ValueError(f"only {estimates.n_used} usable observations were found in the data "
-                             f"({estimates.n_rejected} rejected: {estimates.details.get('rejected_reasons', {})}); "
-                             "need at least 2 to fit MotionModel")
+        self._require_observations(estimates)
         if self.config["draws"] == "views":
             # two iid draws differ by ~z2 - z1 (first order), of twice a draw's covariance: 1/sqrt(2) undoes it
             vectors = torch.cat([vectors, -vectors])
