@@ -161,8 +161,28 @@ class _TorchSeeded:
             self._generator.set_state(torch.frombuffer(bytearray(raw), dtype=torch.uint8))
 
 
+class _ModelBacked(_TorchSeeded):
+    """A single-view adapter around one of our model transforms (``_module_class``), applied with p = 1 inside
+    (albumentations' own ``p`` gates it)."""
+
+    _module_class: Any = None
+
+    def __init__(self, model: Any = None, strength: float = 1.0, p: float = 1.0, seed: int | None = None):
+        super().__init__(p=p)
+        self.module = self._module_class(model, p=1.0, strength=strength)
+        self.set_random_seed(seed)
+
+    @property
+    def model(self) -> Any:
+        return self.module.model
+
+    @property
+    def strength(self) -> float:
+        return self.module.strength
+
+
 # ------------------------------------------------------------------------------------------ transforms
-class NaturalIllumination(_TorchSeeded, ImageOnlyTransform):
+class NaturalIllumination(_ModelBacked, ImageOnlyTransform):
     """albumentations form of :class:`mi_augment.transforms.NaturalIllumination`: a per-image illumination
     change drawn from an :class:`~mi_augment.perturbations.IlluminationModel`.
 
@@ -175,18 +195,7 @@ class NaturalIllumination(_TorchSeeded, ImageOnlyTransform):
     Targets: image (RGB or greyscale, uint8 or float32 in [0, 1]).
     """
 
-    def __init__(self, model: Any = None, strength: float = 1.0, p: float = 1.0, seed: int | None = None):
-        super().__init__(p=p)
-        self.module = _IlluminationModule(model, p=1.0, strength=strength)
-        self.set_random_seed(seed)
-
-    @property
-    def model(self) -> Any:
-        return self.module.model
-
-    @property
-    def strength(self) -> float:
-        return self.module.strength
+    _module_class = _IlluminationModule
 
     def get_params(self) -> dict[str, Any]:
         return {"illumination": self.model.sample(1, generator=self.generator, strength=self.strength)}
@@ -199,7 +208,7 @@ class NaturalIllumination(_TorchSeeded, ImageOnlyTransform):
         return ("model", "strength")
 
 
-class NaturalMotion(_TorchSeeded, DualTransform):
+class NaturalMotion(_ModelBacked, DualTransform):
     """albumentations form of :class:`mi_augment.transforms.NaturalMotion`: a natural camera motion (similarity
     warp about the image centre + motion blur) drawn from a :class:`~mi_augment.perturbations.MotionModel`.
 
@@ -220,18 +229,7 @@ class NaturalMotion(_TorchSeeded, DualTransform):
 
     _targets = (Targets.IMAGE, Targets.MASK, Targets.BBOXES, Targets.KEYPOINTS)
 
-    def __init__(self, model: Any = None, strength: float = 1.0, p: float = 1.0, seed: int | None = None):
-        super().__init__(p=p)
-        self.module = _MotionModule(model, p=1.0, strength=strength)
-        self.set_random_seed(seed)
-
-    @property
-    def model(self) -> Any:
-        return self.module.model
-
-    @property
-    def strength(self) -> float:
-        return self.module.strength
+    _module_class = _MotionModule
 
     @property
     def targets(self) -> dict[str, Any]:
