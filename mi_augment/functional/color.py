@@ -351,4 +351,25 @@ def adjust_hue(images: Tensor, shift: Tensor | float) -> Tensor:
         raise ValueError(f"hue shifts must be in [-0.5, 0.5], got {s.flatten().tolist()}")
     if images.shape[1] == 1:
         return images.clone()
+    if current().fast_paths:
+        return _adjust_hue_hexcone(images, s)
     return kornia.enhance.adjust_hue(images, s * (2 * math.pi))
+
+
+_HUE_OFFSETS = torch.tensor([5.0, 3.0, 1.0]).view(1, 3, 1, 1)
+
+
+def _adjust_hue_hexcone(images: Tensor, shift: Tensor) -> Tensor:
+    """Speed path of :func:`adjust_hue` (``shift (B, 1, 1, 1)`` turns): Kornia's maths (hexcone hue of the first
+    maximal channel, rotated, back to RGB with value and chroma kept) without building the HSV and sextant
+    planes: ~25 pointwise ops instead of ~75, 3x faster per image at 32-224 px on one CPU thread."""
+    maxc = images.amax(1, keepdim=True)
+    chroma = maxc - images.amin(1, keepdim=True)
+    r, g, b = images.split(1, dim=1)
+    # hue in sixths of a turn
+    hue = torch.where((r >= g) & (r >= b), g - b,
+                      torch.where(g >= b, (b - r).add_(chroma, alpha=2.0), (r - g).add_(chroma, alpha=4.0)))
+    hue = hue.div_(torch.where(chroma == 0, 1.0, chroma)).add_(shift.to(images.dtype) * 6.0)
+    # channel n of an HSV colour: value - chroma * clamp(min(k, 4 - k), 0, 1), k = (n + hue) mod 6, n = 5, 3, 1
+    k = hue.add(_HUE_OFFSETS.to(images)).remainder_(6.0)
+    return maxc - chroma * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
