@@ -16,6 +16,9 @@ weights each run starts from) is scored too. Arms:
 ``C``                crop-vs-image rejection (``--mi-scorer crop-image``)
 ``N``                cross-image MI positives from a support queue (``--positives mi-neighbour``)
 ``T`` / ``R`` / ``H``  video twins / their random-partner control / the branch fed a second view pair
+``TG`` / ``RG``      the video route's positive control: twins mined from group videos (same-class garments
+                     moving together, ``mi_augment.data.group_video``) / random partners of the same videos;
+                     ``TG`` must beat ``RG``, else the twin training integration is broken
 
 Same seed = same initial weights, data order and per-step generator in every arm. Each cell records the
 encoder images forwarded per step, wall time and device; ``--compute-matched`` adds a ``B`` cell trained
@@ -36,6 +39,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -66,6 +70,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "epochs": 1, "datasets": ["synthetic"], "train_subset": None, "memory_subset": None, "test_subset": None,
         "arms": ["B", "S", "P", "natural_matched"], "seeds": [0, 1], "linear_steps": 20,
         "calibration_images": 64,
+        "group_twins": {"videos": 1, "frames": 24, "size": 128, "object_size": (28, 36), "crop_size": 32},
     },
     # 2 CPU cores: small CNN, 4,000 training images, 8 epochs (120 steps of 256); kNN memory: 10,000 labelled
     # training images (all of fmnist_scenes'); the natural arms as a second grid: --arms B,natural,natural_matched
@@ -115,7 +120,19 @@ ARMS: dict[str, Arm] = {a.name: a for a in [
         what="twins with random partners (same pairs count and frames)"),
     Arm("H", ("--positives", "twin", "--twin-weight", "0.5", "--twin-control", "views"), images_per_sample=4.0,
         what="the twin branch fed a second view pair (same extra compute, no video)"),
+    Arm("TG", ("--positives", "twin", "--twin-weight", "0.5", "--no-twin-shipped"), controls=("B", "RG"),
+        images_per_sample=4.0, what="positive control: twins mined from group videos (same-class garments that "
+                                    "move together)"),
+    Arm("RG", ("--positives", "twin", "--twin-weight", "0.5", "--no-twin-shipped", "--twin-control", "random"),
+        images_per_sample=4.0, what="TG's random-partner control (the same group videos, patches and frames)"),
 ]}
+
+#: the positive control's twin source (arms TG / RG): ``videos`` group videos (seeds ``first_seed`` ..), each
+#: mined whole with patches of ``patch_size``; every pair cut as ``crop_size`` crops around the two patches
+#: (a garment of 36-48 px mostly inside, like an fmnist_scenes image) at ``frames_per_pair`` frames. A budget
+#: may override fields under ``"group_twins"``.
+GROUP_TWINS: dict[str, Any] = {"videos": 24, "frames": 64, "size": 224, "object_size": (36, 48), "patch_size": 16,
+                               "crop_size": 40, "frames_per_pair": 16, "first_seed": 1000}
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -325,7 +342,66 @@ def arm_flags(arm: str, budget_name: str, budget: dict[str, Any], dataset: str, 
     elif arm == "natural_matched":
         cal = calibrate("natural_matched", budget_name, budget, dataset, jsonl)
         flags += ["--natural-strength", str(cal["strength"]), "--natural-motion-strength", str(motion_strength)]
+    elif arm in ("TG", "RG"):
+        cal = group_twins(budget_name, budget, jsonl)
+        flags += ["--twin-cache", str(ROOT / cal["path"])]
     return flags, cal
+
+
+def group_twins(budget_name: str, budget: dict[str, Any], jsonl: Path,
+                folder: Path = ROOT / "runs" / "ablation" / "group_twins") -> dict[str, Any]:
+    """Mine the positive control's twins (:data:`GROUP_TWINS`, a budget's ``"group_twins"`` on top) once:
+    a ``TwinPatchDataset`` file and its row-aligned random-partner control (``<stem>-random.json``), given to
+    the recipe as ``--twin-cache``. The record (pairs, the share of twins on the patch's own group and a
+    random partner's, per video) is stored in the JSONL as a calibration."""
+    settings = {**GROUP_TWINS, **budget.get("group_twins", {})}
+    key = _key({"group_twins": settings, "version": 1})
+    path = folder / f"group_twins-{key}.json"
+    control_path = path.with_name(path.stem + "-random.json")
+    for r in read_jsonl(jsonl):
+        if r.get("kind") == "calibration" and r.get("key") == key and path.is_file() and control_path.is_file():
+            return r
+    from mi_augment.data.group_video import make_group_video, twin_agreement
+    from mi_augment.ssl.augment import matched_random_control
+    from mi_augment.video.twins import TwinPatchDataset, mine_twin_patches
+
+    tic = time.perf_counter()
+    g = torch.Generator().manual_seed(0)
+    twins, controls, videos = [], [], []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the all-pairs MI is many small kernels (docs/twin_patches.md, Performance)
+    try:
+        for i in range(settings["videos"]):
+            seed = settings["first_seed"] + i
+            video = make_group_video(frames=settings["frames"], size=settings["size"],
+                                     object_size=tuple(settings["object_size"]), seed=seed)
+            result = mine_twin_patches(video.frames, settings["patch_size"], cuts=None, max_frames=None)
+            agreement = twin_agreement(video, result)
+            kept, control = matched_random_control(result, g)
+            for r, out in ((kept, twins), (control, controls)):
+                out.append(TwinPatchDataset.from_result(r, video.frames, frames_per_pair=settings["frames_per_pair"],
+                                                        crop_size=settings["crop_size"], source=f"group_video[{seed}]"))
+            videos.append({"seed": seed, "pairs": int(kept.pairs().shape[0]), "same_group": agreement.same_group,
+                           "chance_same_group": agreement.chance_same_group})
+            print(f"  group video {i + 1}/{settings['videos']} (seed {seed}): {videos[-1]['pairs']} twin pairs, "
+                  f"{agreement.same_group:.2f} on the patch's own group (random partner "
+                  f"{agreement.chance_same_group:.2f})", flush=True)
+    finally:
+        torch.set_num_threads(threads)
+    twin_set, control_set = TwinPatchDataset.concat(twins), TwinPatchDataset.concat(controls)
+    if not len(twin_set):
+        raise RuntimeError(f"no twin pairs in {settings['videos']} group video(s) ({settings}); the positive "
+                           "control cannot run")
+    control_set.save(control_path)  # the control first: the twins file existing means both are complete
+    twin_set.save(path)
+    n = len(videos)
+    record = {"kind": "calibration", "key": key, "arm": "TG", "dataset": "group_video", "budget": budget_name,
+              "settings": settings, "path": os.path.relpath(path, ROOT), "pairs": sum(v["pairs"] for v in videos),
+              "crops": len(twin_set), "same_group": sum(v["same_group"] for v in videos) / n,
+              "chance_same_group": sum(v["chance_same_group"] for v in videos) / n, "videos": videos,
+              "seconds": time.perf_counter() - tic}
+    append_jsonl(jsonl, record)
+    return record
 
 
 # ------------------------------------------------------------------------------------------------ cells
@@ -339,10 +415,12 @@ class Cell:
     calibration: dict[str, Any] | None = None
 
     def key(self, budget_name: str, budget: dict[str, Any]) -> str:
+        # paths inside the checkout count relative to it, so a cell's key is the same on every machine
+        flags = [os.path.relpath(f, ROOT) if f.startswith(str(ROOT) + os.sep) else f for f in self.flags]
         return _key({"budget": budget_name, "recipe": budget["recipe"], "train": budget["train_subset"],
                      "memory": budget["memory_subset"], "test": budget["test_subset"],
                      "linear_steps": budget["linear_steps"], "dataset": self.dataset, "arm": self.arm,
-                     "seed": self.seed, "flags": self.flags, "epochs": self.epochs})
+                     "seed": self.seed, "flags": flags, "epochs": self.epochs})
 
 
 def evaluate(encoder, budget: dict[str, Any], dataset: str, device: torch.device) -> dict[str, float]:

@@ -173,6 +173,33 @@ def test_in_step_scoring_and_neighbour_arms_run_and_record_their_compute(ablatio
     assert cells["N"]["images_per_step"] == cells["B"]["images_per_step"]
 
 
+@pytest.mark.slow
+def test_positive_control_arms_train_on_group_video_twins_and_their_aligned_random_partners(ablation, tmp_path):
+    """TG / RG: twins mined once from group videos (recorded with how often a twin sits on the patch's own
+    group), the random control row-aligned with them, both arms forwarding the same images per step."""
+    from mi_augment.video.twins import TwinPatchDataset
+
+    budget = {**ablation.BUDGETS["tiny"]}
+    jsonl = tmp_path / "r.jsonl"
+    record = ablation.group_twins("tiny", budget, jsonl, folder=tmp_path / "twins")
+    assert record["pairs"] > 0 and record["same_group"] > record["chance_same_group"]
+    path = (ablation.ROOT / record["path"]).resolve()
+    assert path.parent == (tmp_path / "twins").resolve()
+    twins = TwinPatchDataset.load(path)
+    control = TwinPatchDataset.load(path.with_name(path.stem + "-random.json"))
+    assert len(twins) == len(control) and torch.equal(twins.info["frame"], control.info["frame"])
+    assert not torch.equal(twins.info["twin"], control.info["twin"])
+    again = ablation.group_twins("tiny", budget, jsonl, folder=tmp_path / "twins")  # mined once
+    assert again["key"] == record["key"] and sum(1 for _ in ablation.read_jsonl(jsonl)) == 1
+
+    ablation.main(["--budget", "tiny", "--arms", "TG,RG", "--seeds", "0", "--jsonl", str(tmp_path / "a.jsonl"),
+                   "--runs", str(tmp_path / "runs"), "--figure", str(tmp_path / "f.png"), "--skip-untrained"])
+    cells = {r["arm"]: r for r in ablation.read_jsonl(tmp_path / "a.jsonl") if r.get("kind") == "cell"}
+    assert set(cells) == {"TG", "RG"}
+    assert cells["TG"]["images_per_step"] == cells["RG"]["images_per_step"]
+    assert "--no-twin-shipped" in cells["TG"]["flags"] and "random" in cells["RG"]["flags"]
+
+
 def test_unknown_arm_is_named(ablation, tmp_path):
     with pytest.raises(ValueError, match="'Q'"):
         ablation.main(["--budget", "tiny", "--arms", "Q", "--jsonl", str(tmp_path / "r.jsonl")])
