@@ -52,3 +52,14 @@ def test_color_jitter_one_image_matches_the_batched_reference(channels):
         with mi_augment.kernel_options(fast_paths=False):
             ref = jitter(x, params=params)
         torch.testing.assert_close(fast, ref, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("jitter", [T.ColorJitter(0.4, (0.6, 1.0), 0.4, 0.1, p=1.0), T.ColorJitter(0, 0.4, 0, 0.2)])
+def test_color_jitter_batch_of_large_images_matches_the_reference(jitter):
+    # 64 x 64 images: the speed path that groups samples by their sequence of operations (some left out)
+    x = _colourful(48, 64, 64, seed=3)
+    fast, params = jitter(x, generator=_gen(3), return_params=True)
+    with mi_augment.kernel_options(fast_paths=False):
+        ref = jitter(x, params=params)
+    torch.testing.assert_close(fast, ref, atol=ATOL, rtol=0)
+    assert len({tuple(o) for o in params.params.order.tolist()}) > 10  # many distinct orders in one batch
