@@ -3,12 +3,14 @@ the same call with the speed paths on and inside ``mi_augment.kernel_options(fas
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 import mi_augment
 import mi_augment.transforms as T
 from mi_augment.functional import adjust_hue
+from mi_augment.transforms.pair import MIPairTransform
 
 ATOL = 2e-5
 
@@ -63,3 +65,34 @@ def test_color_jitter_batch_of_large_images_matches_the_reference(jitter):
         ref = jitter(x, params=params)
     torch.testing.assert_close(fast, ref, atol=ATOL, rtol=0)
     assert len({tuple(o) for o in params.params.order.tolist()}) > 10  # many distinct orders in one batch
+
+
+# (with the motion model on, the fused warp reads the scene around the crop, by design not what the steps render)
+@pytest.mark.parametrize("make", [lambda: MIPairTransform(32, policy="random", motion=False),
+                                  lambda: MIPairTransform.simclr(32, policy="random"),
+                                  lambda: MIPairTransform.simclr(32, n_candidates=8, blur=False),
+                                  lambda: MIPairTransform(24, n_candidates=8, motion=False)])
+def test_pair_on_one_image_matches_the_reference(make):
+    pair = make()
+    for seed in range(4):
+        x = _colourful(1, 40, 48, seed)[0]
+        fast, info = pair(x, generator=_gen(seed), return_info=True)
+        with mi_augment.kernel_options(fast_paths=False):
+            ref, ref_info = pair(x, generator=_gen(seed), return_info=True)
+        torch.testing.assert_close(info.params.boxes, ref_info.params.boxes)
+        torch.testing.assert_close(info.iou, ref_info.iou)
+        assert len(fast) == 2 and fast[0].shape == (3, *pair.size)
+        for a, b in zip(fast, ref):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+
+
+def test_pair_on_a_pil_image_returns_pil_views_of_the_tensor_views():
+    from PIL import Image
+
+    pair = MIPairTransform.simclr(16, policy="random")
+    x = (_colourful(1, 20, 20, 5)[0] * 255).round().to(torch.uint8)
+    views = pair(Image.fromarray(x.permute(1, 2, 0).numpy()), generator=_gen(5))
+    tensor_views = pair(x, generator=_gen(5))
+    for view, expected in zip(views, tensor_views):
+        assert view.mode == "RGB" and view.size == (16, 16)
+        assert torch.equal(torch.from_numpy(np.array(view)).permute(2, 0, 1), expected)

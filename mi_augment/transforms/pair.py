@@ -454,7 +454,7 @@ class MIPairTransform(nn.Module):
         boxes = candidates.boxes[rows, :, chosen]  # (B, V, 4)
         params = PairParams(boxes, candidates.flip, candidates.perturbations)
         candidate_iou = box_iou_pairs(candidates.boxes[:, :1], candidates.boxes[:, 1:])  # (B, P, K)
-        iou = box_iou_pairs(boxes[:, :1], boxes[:, 1:])
+        iou = candidate_iou[..., 0] if k == 1 else box_iou_pairs(boxes[:, :1], boxes[:, 1:])  # one candidate: its own
         return PairInfo(params, candidates, scores, keep, chosen, chosen_score, candidate_iou, iou)
 
     # ---- 4. render -------------------------------------------------------------------------------------------
