@@ -9,7 +9,13 @@ import torch
 
 import mi_augment
 import mi_augment.transforms as T
-from mi_augment.functional import adjust_hue
+from mi_augment.functional import (
+    adjust_brightness,
+    adjust_contrast,
+    adjust_hue,
+    adjust_saturation,
+    rgb_to_grayscale,
+)
 from mi_augment.transforms.pair import MIPairTransform
 
 ATOL = 2e-5
@@ -44,6 +50,26 @@ def test_adjust_hue_speed_path_full_turns_return_the_image():
         back = adjust_hue(adjust_hue(x, torch.full((3,), shift)), torch.full((3,), -shift))
         torch.testing.assert_close(back, x, atol=ATOL, rtol=0)
 
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("kernel", [adjust_brightness, adjust_contrast, adjust_saturation])
+def test_adjust_speed_paths_are_kornias_blends(kernel, channels):
+    x = _colourful(4, 7, 9)[:, :channels]
+    factors = torch.tensor([0.0, 0.6, 1.0, 1.7])
+    fast = kernel(x, factors)
+    with mi_augment.kernel_options(fast_paths=False):
+        ref = kernel(x, factors)
+    torch.testing.assert_close(fast, ref, atol=1e-6, rtol=0)
+    assert fast.shape == x.shape and fast.min() >= 0 and fast.max() <= 1
+
+
+def test_luma_speed_path_is_kornias_weights():
+    x = _colourful(3, 5, 6)
+    with mi_augment.kernel_options(fast_paths=False):
+        ref = rgb_to_grayscale(x)
+    torch.testing.assert_close(rgb_to_grayscale(x), ref, atol=1e-7, rtol=0)
+    torch.testing.assert_close(rgb_to_grayscale(x[0]), ref[0], atol=1e-7, rtol=0)
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_color_jitter_one_image_matches_the_batched_reference(channels):

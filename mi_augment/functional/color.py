@@ -91,7 +91,16 @@ def rgb_to_grayscale(images: Tensor) -> Tensor:
         return images
     if images.shape[-3] != 3:
         raise ValueError(f"images must have 1 or 3 channels, got {images.shape[-3]} (shape {tuple(images.shape)})")
+    if current().fast_paths and images.is_floating_point():
+        return _luma(images)
     return kornia.color.rgb_to_grayscale(images)
+
+
+def _luma(images: Tensor) -> Tensor:
+    """Speed path of :func:`rgb_to_grayscale` for float images: Kornia's sum in its order, without its per-call
+    weight tensor (7.5 vs 20 us on a 32 px image, one CPU thread; same values)."""
+    r, g, b = images.unbind(-3)
+    return (r * 0.299).add_(g, alpha=0.587).add_(b, alpha=0.114).unsqueeze(-3)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -321,14 +330,21 @@ def adjust_brightness(images: Tensor, factor: Tensor | float) -> Tensor:
     """Multiply by ``factor`` (``(B,)`` or ``(B, 1)``, >= 0; 1 = unchanged) and clamp, per sample
     (``kornia.enhance.adjust_brightness_accumulative``; Kornia's ``adjust_brightness`` adds instead)."""
     _check_images(images)
-    return kornia.enhance.adjust_brightness_accumulative(images, _factor(factor, images, "brightness"))
+    f = _factor(factor, images, "brightness")
+    if current().fast_paths:  # Kornia's maths inline: its per-call checks cost more than a 32 px kernel
+        return (images * f).clamp_(0.0, 1.0)
+    return kornia.enhance.adjust_brightness_accumulative(images, f)
 
 
 def adjust_contrast(images: Tensor, factor: Tensor | float) -> Tensor:
     """Blend each image with the mean of its luma: 0 gives a flat grey image, 1 the original
     (``kornia.enhance.adjust_contrast_with_mean_subtraction``)."""
     _check_images(images)
-    return kornia.enhance.adjust_contrast_with_mean_subtraction(images, _factor(factor, images, "contrast"))
+    f = _factor(factor, images, "contrast")
+    if current().fast_paths:  # Kornia's maths inline (18 vs 36 us on a 32 px image, one CPU thread)
+        mean = rgb_to_grayscale(images).mean((-2, -1), True) if images.shape[1] == 3 else images.mean((-3, -2, -1), True)
+        return (images * f).add_(mean * (1 - f)).clamp_(0.0, 1.0)
+    return kornia.enhance.adjust_contrast_with_mean_subtraction(images, f)
 
 
 def adjust_saturation(images: Tensor, factor: Tensor | float) -> Tensor:
@@ -339,6 +355,8 @@ def adjust_saturation(images: Tensor, factor: Tensor | float) -> Tensor:
     f = _factor(factor, images, "saturation")
     if images.shape[1] == 1:
         return images.clone()
+    if current().fast_paths:  # Kornia's maths inline (16 vs 32 us on a 32 px image, one CPU thread)
+        return (images * f).add_(rgb_to_grayscale(images) * (1 - f)).clamp_(0.0, 1.0)
     return kornia.enhance.adjust_saturation_with_gray_subtraction(images, f)
 
 
