@@ -62,6 +62,20 @@ def test_adjust_speed_paths_are_kornias_blends(kernel, channels):
         ref = kernel(x, factors)
     torch.testing.assert_close(fast, ref, atol=1e-6, rtol=0)
     assert fast.shape == x.shape and fast.min() >= 0 and fast.max() <= 1
+    with mi_augment.kernel_options(fast_paths=False):  # one number for every sample
+        ref = kernel(x, 0.7)
+    torch.testing.assert_close(kernel(x, 0.7), ref, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="non-negative"):
+        kernel(x, -0.5)
+
+
+def test_adjust_hue_speed_path_takes_one_number_and_refuses_out_of_range():
+    x = _colourful(2, 6, 7)
+    with mi_augment.kernel_options(fast_paths=False):
+        ref = adjust_hue(x, 0.3)
+    torch.testing.assert_close(adjust_hue(x, 0.3), ref, atol=ATOL, rtol=0)
+    with pytest.raises(ValueError, match=r"hue shifts must be in \[-0.5, 0.5\]"):
+        adjust_hue(x, 0.7)
 
 
 def test_luma_speed_path_is_kornias_weights():

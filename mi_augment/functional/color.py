@@ -319,7 +319,12 @@ def _illuminate(images: Tensor, gamma: Tensor, log_gain: Tensor, log_field: Tens
 # ---------------------------------------------------------------------------------------------------------
 # ColorJitter-style adjustments in sRGB (per-sample factors)
 # ---------------------------------------------------------------------------------------------------------
-def _factor(factor: Tensor | float, images: Tensor, name: str, nonnegative: bool = True) -> Tensor:
+def _factor(factor: Tensor | float, images: Tensor, name: str, nonnegative: bool = True) -> Tensor | float:
+    if isinstance(factor, float) and current().fast_paths:
+        # speed path: one number for every sample stays a number (no tensor to build, no device sync to check)
+        if nonnegative and factor < 0:
+            raise ValueError(f"{name} factors must be non-negative, got minimum {factor}")
+        return factor
     f = _per_sample(factor, images.shape[0], name).to(images)
     if nonnegative and bool((f < 0).any()):
         raise ValueError(f"{name} factors must be non-negative, got minimum {float(f.min())}")
@@ -365,8 +370,8 @@ def adjust_hue(images: Tensor, shift: Tensor | float) -> Tensor:
     (``kornia.enhance.adjust_hue``, which takes radians). 1-channel images are returned unchanged."""
     _check_images(images)
     s = _factor(shift, images, "hue", nonnegative=False)
-    if bool((s.abs() > 0.5).any()):
-        raise ValueError(f"hue shifts must be in [-0.5, 0.5], got {s.flatten().tolist()}")
+    if abs(s) > 0.5 if isinstance(s, float) else bool((s.abs() > 0.5).any()):
+        raise ValueError(f"hue shifts must be in [-0.5, 0.5], got {[s] if isinstance(s, float) else s.flatten().tolist()}")
     if images.shape[1] == 1:
         return images.clone()
     if current().fast_paths:
@@ -378,8 +383,8 @@ def adjust_hue(images: Tensor, shift: Tensor | float) -> Tensor:
 _HUE_TENTS = torch.tensor([[3.0, 2.0, 4.0], [1.0, -1.0, -1.0], [-1.0, 2.0, 2.0]]).view(3, 1, 3, 1, 1)
 
 
-def _adjust_hue_hexcone(images: Tensor, shift: Tensor) -> Tensor:
-    """Speed path of :func:`adjust_hue` (``shift (B, 1, 1, 1)`` turns): Kornia's maths (hexcone hue of the first
+def _adjust_hue_hexcone(images: Tensor, shift: Tensor | float) -> Tensor:
+    """Speed path of :func:`adjust_hue` (``shift (B, 1, 1, 1)`` or one number, in turns): Kornia's maths (hexcone hue of the first
     maximal channel, rotated, back to RGB keeping the channels' maximum and minimum) without the HSV and
     sextant planes: ~20 ops instead of ~75, ~3x faster on one CPU thread (224 px: 1.05 vs 3.6 ms)."""
     maxc = images.amax(1, keepdim=True)
@@ -389,7 +394,7 @@ def _adjust_hue_hexcone(images: Tensor, shift: Tensor) -> Tensor:
     # hue in sixths of a turn, from the first maximal channel (Kornia's tie-breaking)
     hue = torch.where((r >= g) & (r >= b), g - b,
                       torch.where(g >= b, (b - r).add_(chroma, alpha=2.0), (r - g).add_(chroma, alpha=4.0)))
-    hue = hue.div_(torch.where(chroma == 0, 1.0, chroma)).add_(shift.to(images.dtype) * 6.0).remainder_(6.0)
+    hue = hue.div_(torch.where(chroma == 0, 1.0, chroma)).add_(shift * 6.0 if isinstance(shift, float) else shift.to(images.dtype) * 6.0).remainder_(6.0)
     centre, sign, offset = _HUE_TENTS.to(images)
     share = torch.addcmul(offset, (hue - centre).abs_(), sign).clamp_(0.0, 1.0)
     return torch.addcmul(low, chroma, share)
