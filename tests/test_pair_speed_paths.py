@@ -126,13 +126,14 @@ def test_pair_on_one_image_matches_the_reference(make):
             torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
 
 
-def test_pair_on_a_pil_image_returns_pil_views_of_the_tensor_views():
+@pytest.mark.parametrize("size", [16, 72])  # (PIL views of 64 x 64 pixels and more are merged from planes)
+def test_pair_on_a_pil_image_returns_pil_views_of_the_tensor_views(size):
     from PIL import Image
 
-    pair = MIPairTransform.simclr(16, policy="random")
-    x = (_colourful(1, 20, 20, 5)[0] * 255).round().to(torch.uint8)
+    pair = MIPairTransform.simclr(size, policy="random", blur=False)
+    x = (_colourful(1, 80, 80, 5)[0] * 255).round().to(torch.uint8)
     views = pair(Image.fromarray(x.permute(1, 2, 0).numpy()), generator=_gen(5))
     tensor_views = pair(x, generator=_gen(5))
     for view, expected in zip(views, tensor_views):
-        assert view.mode == "RGB" and view.size == (16, 16)
+        assert view.mode == "RGB" and view.size == (size, size)
         assert torch.equal(torch.from_numpy(np.array(view)).permute(2, 0, 1), expected)
