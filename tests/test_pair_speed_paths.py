@@ -3,6 +3,8 @@ the same call with the speed paths on and inside ``mi_augment.kernel_options(fas
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -137,3 +139,32 @@ def test_pair_on_a_pil_image_returns_pil_views_of_the_tensor_views(size):
     for view, expected in zip(views, tensor_views):
         assert view.mode == "RGB" and view.size == (size, size)
         assert torch.equal(torch.from_numpy(np.array(view)).permute(2, 0, 1), expected)
+
+
+def test_pair_pipelines_equal_each_transform_applied_to_the_rendered_views():
+    # the gates write into the pair's own view buffers; the result is what each transform's public call gives
+    pipeline = [T.RandomGrayscale(p=0.5), T.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.5), T.RandomSolarize(0.6, p=0.5)]
+    pair = MIPairTransform(20, policy="random", illumination=False, motion=False, view_transforms=pipeline)
+    x = _colourful(12, 30, 30, seed=7)
+    before = x.clone()
+    views, info = pair(x, generator=_gen(7), return_info=True)
+    assert torch.equal(x, before)
+    plain = MIPairTransform(20, policy="random", illumination=False, motion=False)
+    rendered = plain(x, params=replace(info.params, views=()))
+    for view, base, drawn in zip(views, rendered, info.params.views):
+        expected = base
+        for t, gated in zip(pipeline, drawn):
+            expected = t(expected, params=gated)
+        torch.testing.assert_close(view, expected, atol=1e-6, rtol=0)
+    applied = torch.stack([d[0].applied for d in info.params.views])
+    assert applied.any() and not applied.all()  # the gates held some samples back
+
+
+def test_simclr_batch_of_large_views_matches_the_reference():
+    pair = MIPairTransform.simclr(64, n_candidates=4, blur=False)
+    x = _colourful(6, 72, 80, seed=9)
+    fast, info = pair(x, generator=_gen(9), return_info=True)
+    with mi_augment.kernel_options(fast_paths=False):
+        ref = pair(x, params=info.params)
+    for a, b in zip(fast, ref):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)

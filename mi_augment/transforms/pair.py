@@ -503,9 +503,11 @@ class MIPairTransform(nn.Module):
         for v, (view, pipeline) in enumerate(zip(views, self.view_transforms)):
             saved = iter(replay[v]) if replay else None
             mine: list[Params] = []
+            owned = True  # the rendered view and our transforms' outputs are this call's own: gates write into them
             for i, t in enumerate(pipeline):
                 if not _replayable(t):
-                    view = t(view)
+                    before, view = view, t(view)
+                    owned = owned and view is before
                     continue
                 gated = None
                 if saved is not None:
@@ -514,7 +516,9 @@ class MIPairTransform(nn.Module):
                         raise ValueError(f"params.views[{v}] holds fewer draws than view {v}'s pipeline has "
                                          f"random transforms (at view_transforms[{v}][{i}])")
                 # the views are checked float batches already: the transform's gate and kernel, no re-checking
-                view, gated = t._gated(view, gated, generator)
+                before, (view, gated) = view, t._gated(view, gated, generator, owned=owned)
+                if view is not before:  # a kernel's new tensor (an expanded or strided one is not written into)
+                    owned = view.is_contiguous()
                 mine.append(gated)
             out.append(view)
             drawn.append(tuple(mine))
