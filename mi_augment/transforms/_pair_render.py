@@ -62,6 +62,8 @@ def in_view_frame(models: Sequence[Any], params: Sequence[Params], boxes: Tensor
     model whose params are fractions of the image size (camera motion: translation and blur length)
     defines ``to_view_frame(params, zoom)`` to rescale them by ``zoom = image side / crop side`` ``(B, V)``,
     so a view moves and smears as many scene pixels as the scored crop did."""
+    if not models:
+        return []
     crop_side = torch.maximum(boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]).clamp_min(1e-6)
     zoom = max(height, width) / crop_side
     return [model.to_view_frame(p, zoom) if hasattr(model, "to_view_frame") else p

@@ -450,8 +450,10 @@ class MIPairTransform(nn.Module):
             chosen = self.policy.select(total, generator)
             keep = self.policy.keep_mask(total)
             chosen_score = total.gather(1, chosen[:, None])[:, 0]
-        rows = torch.arange(b, device=dev)
-        boxes = candidates.boxes[rows, :, chosen]  # (B, V, 4)
+        if k == 1:
+            boxes = candidates.boxes[:, :, 0]  # (B, V, 4)
+        else:
+            boxes = candidates.boxes[torch.arange(b, device=dev), :, chosen]
         params = PairParams(boxes, candidates.flip, candidates.perturbations)
         candidate_iou = box_iou_pairs(candidates.boxes[:, :1], candidates.boxes[:, 1:])  # (B, P, K)
         iou = candidate_iou[..., 0] if k == 1 else box_iou_pairs(boxes[:, :1], boxes[:, 1:])  # one candidate: its own
@@ -466,7 +468,9 @@ class MIPairTransform(nn.Module):
         return self._render(_float_batch(images), params, generator, return_params)
 
     def _render(self, images: Tensor, params: PairParams, generator: torch.Generator | None,
-                return_params: bool) -> Any:
+                return_params: bool, planned: bool = False) -> Any:
+        if planned and not self.perturbations:  # boxes and flips this call drew for these images: nothing to check
+            return self._render_checked(images, params, generator, return_params)
         if not isinstance(params, PairParams):
             raise TypeError(f"params must be the PairParams of an earlier call (info.params), got "
                             f"{type(params).__name__}")
@@ -476,7 +480,10 @@ class MIPairTransform(nn.Module):
             raise ValueError(f"params hold draws of {len(params.perturbations)} perturbation models, this "
                              f"transform has {len(self.perturbations)} ({', '.join(self.perturbation_names)})")
         params.check_batch(images.shape[0])
-        params = params.to(images.device)
+        return self._render_checked(images, params.to(images.device), generator, return_params)
+
+    def _render_checked(self, images: Tensor, params: PairParams, generator: torch.Generator | None,
+                        return_params: bool) -> Any:
         views = self.transform(images, params)
         if any(self.view_transforms):
             views, drawn = self._run_pipelines(views, params.views, generator)
@@ -566,8 +573,9 @@ class MIPairTransform(nn.Module):
         info = None
         if params is None:
             info = self._choose_for(x, generator)
-            params = info.params
-        views, params = self._render(x, params, generator, return_params=True)
+            views, params = self._render(x, info.params, generator, return_params=True, planned=True)
+        else:
+            views, params = self._render(x, params, generator, return_params=True)
         if info is not None:
             info = replace(info, params=params)
         elif return_info:
