@@ -101,7 +101,8 @@ def test_color_jitter_one_image_matches_the_batched_reference(channels):
 
 
 @pytest.mark.parametrize("side", [16, 64])  # (from 64 x 64 pixels, samples are grouped by their operations)
-@pytest.mark.parametrize("jitter", [T.ColorJitter(0.4, (0.6, 1.0), 0.4, 0.1, p=1.0), T.ColorJitter(0, 0.4, 0, 0.2)])
+@pytest.mark.parametrize("jitter", [T.ColorJitter(0.4, (0.6, 1.0), 0.4, 0.1, p=1.0), T.ColorJitter(0, 0.4, 0, 0.2),
+                                    T.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.5)])
 def test_color_jitter_batch_matches_the_reference(jitter, side):
     x = _colourful(48, side, side, seed=3)
     before = x.clone()
@@ -145,15 +146,16 @@ def test_pair_on_a_pil_image_returns_pil_views_of_the_tensor_views(size):
         assert torch.equal(torch.from_numpy(np.array(view)).permute(2, 0, 1), expected)
 
 
-def test_pair_pipelines_equal_each_transform_applied_to_the_rendered_views():
+@pytest.mark.parametrize("size", [20, 64])
+def test_pair_pipelines_equal_each_transform_applied_to_the_rendered_views(size):
     # the gates write into the pair's own view buffers; the result is what each transform's public call gives
     pipeline = [T.RandomGrayscale(p=0.5), T.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.5), T.RandomSolarize(0.6, p=0.5)]
-    pair = MIPairTransform(20, policy="random", illumination=False, motion=False, view_transforms=pipeline)
-    x = _colourful(12, 30, 30, seed=7)
+    pair = MIPairTransform(size, policy="random", illumination=False, motion=False, view_transforms=pipeline)
+    x = _colourful(12, 70, 70, seed=7)
     before = x.clone()
     views, info = pair(x, generator=_gen(7), return_info=True)
     assert torch.equal(x, before)
-    plain = MIPairTransform(20, policy="random", illumination=False, motion=False)
+    plain = MIPairTransform(size, policy="random", illumination=False, motion=False)
     rendered = plain(x, params=replace(info.params, views=()))
     for view, base, drawn in zip(views, rendered, info.params.views):
         expected = base

@@ -186,10 +186,15 @@ class RandomTransform(nn.Module):
                 return self.transform(x, params.params), params
             out = x if owned else x.clone()  # (a batch of 224 px views: a clone is ~3 ms of one CPU thread)
             if rows.numel():
-                out.index_copy_(0, rows, self.transform(x.index_select(0, rows), params.params.index(rows)))
+                self._transform_rows(out, rows, params.params)
             return out, params
         y = self.transform(x, params.params)
         return torch.where(applied.view(-1, 1, 1, 1), y, x), params
+
+    def _transform_rows(self, out: Tensor, rows: Tensor, params: Params) -> None:
+        """Replace the samples ``rows`` of ``out`` (a buffer the caller owns) by their :meth:`transform` with
+        their params (``params`` for the whole batch). A subclass may do it without the two copies."""
+        out.index_copy_(0, rows, self.transform(out.index_select(0, rows), params.index(rows)))
 
     def _forward_pytree(self, tree: Any, params: GatedParams | None, generator: torch.Generator | None
                         ) -> tuple[Any, GatedParams]:

@@ -87,6 +87,15 @@ def _jitter_range(value, name: str, center: float, low: float, high: float) -> t
     return None if lo == hi == center else (lo, hi)
 
 
+def _changes(params: ColorJitterParams, channels: int) -> list[Tensor]:
+    """Per operation, ``(B,)`` bool: the sample's factor changes something (saturation and hue leave grey
+    images alone)."""
+    changes = [params.brightness != 1.0, params.contrast != 1.0, params.saturation != 1.0, params.hue != 0.0]
+    if channels == 1:
+        changes[2] = changes[3] = torch.zeros_like(changes[3])
+    return changes
+
+
 class ColorJitter(RandomTransform):
     """Randomly change brightness, contrast, saturation and hue, in a random order per sample, with
     ``torchvision.transforms.v2.ColorJitter``'s semantics (the SimCLR / BYOL / MoCo v3 colour distortion).
@@ -143,11 +152,9 @@ class ColorJitter(RandomTransform):
                     # the first kernel makes a new tensor; the next ones may write into it
                     out = kernels[op](out, values[op]) if out is images else color._adjust_inplace(out, op, values[op])
             return images.clone() if out is images else out
-        changes = [f != 1.0 for f in factors[:3]] + [factors[3] != 0.0]
-        if images.shape[1] == 1:  # saturation and hue do not change a grey image
-            changes[2] = changes[3] = torch.zeros_like(changes[3])
         if current().fast_paths and images[0].numel() >= _GROUPED_MIN_ELEMENTS:
-            return self._by_sequence(images, params, kernels, factors, changes)
+            return self._by_sequence(images, params, torch.empty_like(images))  # every sample is in one group
+        changes = _changes(params, images.shape[1])
         out = images.clone()
         # One kernel call per (step, operation) on the samples doing that operation at that step: each sample
         # goes through its four operations once, in its order; "no change" factors are skipped, so exact.
@@ -158,26 +165,37 @@ class ColorJitter(RandomTransform):
                     out.index_copy_(0, rows, color._adjust_inplace(out.index_select(0, rows), op, factors[op][rows]))
         return out
 
+    def _transform_rows(self, out: Tensor, rows: Tensor, params: ColorJitterParams) -> None:
+        if current().fast_paths and out[0].numel() >= _GROUPED_MIN_ELEMENTS:
+            self._by_sequence(out, params, out, rows)  # the gate's rows grouped directly: two copies fewer
+        else:
+            super()._transform_rows(out, rows, params)
+
     @staticmethod
-    def _by_sequence(images: Tensor, params: ColorJitterParams, kernels: tuple, factors: list[Tensor],
-                     changes: list[Tensor]) -> Tensor:
-        """Speed path from 64 x 64 pixels: the samples grouped by the sequence of operations they do (at most
-        24 orders), each group selected once and run through its kernels in place on that copy, so the batch is
-        copied twice instead of 9 times (the same kernel maths on the same factors per sample)."""
+    def _by_sequence(images: Tensor, params: ColorJitterParams, out: Tensor, rows: Tensor | None = None) -> Tensor:
+        """Speed path from 64 x 64 pixels: the samples (``rows``, default all) grouped by the sequence of
+        operations they do (at most 24 orders), each group selected once, run through its kernels in place on
+        that copy and written to ``out`` (which may be ``images``): the batch is copied twice instead of 9 times
+        (the same kernel maths on the same factors per sample)."""
+        if rows is not None:
+            params = params.index(rows)
+        factors = [params.brightness, params.contrast, params.saturation, params.hue]
         order = params.order
-        done = torch.stack(changes, 1).gather(1, order)  # (B, 4): step s does its operation
+        done = torch.stack(_changes(params, images.shape[1]), 1).gather(1, order)  # (N, 4): step s does its op
         # key: the order in base 4 (0-255), plus 256 times the 4 bits of the steps that do something
         key = (order * torch.tensor([64, 16, 4, 1], device=order.device)).sum(1)
         key += (done.long() * torch.tensor([2048, 1024, 512, 256], device=order.device)).sum(1)
         keys, group = key.unique(return_inverse=True)
-        out = torch.empty_like(images)  # every sample is in one group
         for i, k in enumerate(keys.tolist()):
             ops = [(k // 4 ** (3 - s)) % 4 for s in range(4) if (k >> (11 - s)) & 1]
-            rows = (group == i).nonzero().squeeze(1)
-            y = images.index_select(0, rows)  # our own copy: the kernels may write into it
+            members = (group == i).nonzero().squeeze(1)
+            where = members if rows is None else rows.index_select(0, members)
+            if not ops and out is images:
+                continue
+            y = images.index_select(0, where)  # our own copy: the kernels may write into it
             for op in ops:
-                y = color._adjust_inplace(y, op, factors[op].index_select(0, rows))
-            out.index_copy_(0, rows, y)
+                y = color._adjust_inplace(y, op, factors[op].index_select(0, members))
+            out.index_copy_(0, where, y)
         return out
 
     def extra_repr(self) -> str:
