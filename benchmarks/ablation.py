@@ -329,7 +329,7 @@ def calibrate(arm: str, budget_name: str, budget: dict[str, Any], dataset: str, 
 
 
 def arm_flags(arm: str, budget_name: str, budget: dict[str, Any], dataset: str, jsonl: Path,
-              motion_strength: float) -> tuple[list[str], dict[str, Any] | None]:
+              motion_strength: float, runs: Path = ROOT / "runs" / "ablation") -> tuple[list[str], dict[str, Any] | None]:
     spec = ARMS[arm]
     if not spec.built:
         raise NotImplementedError(f"arm {arm!r} ({spec.what}) is not built yet: see {ISSUE}")
@@ -343,13 +343,12 @@ def arm_flags(arm: str, budget_name: str, budget: dict[str, Any], dataset: str, 
         cal = calibrate("natural_matched", budget_name, budget, dataset, jsonl)
         flags += ["--natural-strength", str(cal["strength"]), "--natural-motion-strength", str(motion_strength)]
     elif arm in ("TG", "RG"):
-        cal = group_twins(budget_name, budget, jsonl)
-        flags += ["--twin-cache", str(ROOT / cal["path"])]
+        cal = group_twins(budget_name, budget, jsonl, runs / "group_twins")
+        flags += ["--twin-cache", str((ROOT / cal["path"]).resolve())]
     return flags, cal
 
 
-def group_twins(budget_name: str, budget: dict[str, Any], jsonl: Path,
-                folder: Path = ROOT / "runs" / "ablation" / "group_twins") -> dict[str, Any]:
+def group_twins(budget_name: str, budget: dict[str, Any], jsonl: Path, folder: Path) -> dict[str, Any]:
     """Mine the positive control's twins (:data:`GROUP_TWINS`, a budget's ``"group_twins"`` on top) once:
     a ``TwinPatchDataset`` file and its row-aligned random-partner control (``<stem>-random.json``), given to
     the recipe as ``--twin-cache``. The record (pairs, the share of twins on the patch's own group and a
@@ -486,7 +485,7 @@ def run_cell(cell: Cell, budget_name: str, budget: dict[str, Any], runs: Path, d
 
 def plan_cells(budget_name: str, budget: dict[str, Any], datasets: list[str], arms: list[str], seeds: list[int],
                epochs: int, jsonl: Path, compute_matched: bool, motion_strength: float,
-               untrained: bool = True) -> list[Cell]:
+               untrained: bool = True, runs: Path = ROOT / "runs" / "ablation") -> list[Cell]:
     """Every cell of the grid, most informative first: arm by arm (in the order given), seeds inner; the
     untrained rows last (cheap, and only needed for the summary) unless ``untrained=False``. The arm name
     ``untrained`` asks for those rows alone."""
@@ -500,7 +499,7 @@ def plan_cells(budget_name: str, budget: dict[str, Any], datasets: list[str], ar
     cells = []
     for dataset in datasets:
         for arm in arms:
-            flags, cal = arm_flags(arm, budget_name, budget, dataset, jsonl, motion_strength)
+            flags, cal = arm_flags(arm, budget_name, budget, dataset, jsonl, motion_strength, runs)
             for seed in seeds:
                 cells.append(Cell(dataset, arm, seed, flags, epochs, cal))
             ratio = ARMS[arm].images_per_sample / ARMS["B"].images_per_sample
@@ -710,7 +709,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     if not args.summary_only:
         cells = plan_cells(args.budget, budget, datasets, arms, seeds, epochs, jsonl, args.compute_matched,
-                           args.matched_motion_strength, untrained=not args.skip_untrained)
+                           args.matched_motion_strength, untrained=not args.skip_untrained, runs=Path(args.runs))
         for r in read_jsonl(jsonl):
             if r.get("kind") == "calibration":
                 print(f"  calibration {r['dataset']} {r['arm']}: " + json.dumps(

@@ -181,7 +181,7 @@ def test_positive_control_arms_train_on_group_video_twins_and_their_aligned_rand
 
     budget = {**ablation.BUDGETS["tiny"]}
     jsonl = tmp_path / "r.jsonl"
-    record = ablation.group_twins("tiny", budget, jsonl, folder=tmp_path / "twins")
+    record = ablation.group_twins("tiny", budget, jsonl, tmp_path / "twins")
     assert record["pairs"] > 0 and record["same_group"] > record["chance_same_group"]
     path = (ablation.ROOT / record["path"]).resolve()
     assert path.parent == (tmp_path / "twins").resolve()
@@ -189,7 +189,7 @@ def test_positive_control_arms_train_on_group_video_twins_and_their_aligned_rand
     control = TwinPatchDataset.load(path.with_name(path.stem + "-random.json"))
     assert len(twins) == len(control) and torch.equal(twins.info["frame"], control.info["frame"])
     assert not torch.equal(twins.info["twin"], control.info["twin"])
-    again = ablation.group_twins("tiny", budget, jsonl, folder=tmp_path / "twins")  # mined once
+    again = ablation.group_twins("tiny", budget, jsonl, tmp_path / "twins")  # mined once
     assert again["key"] == record["key"] and sum(1 for _ in ablation.read_jsonl(jsonl)) == 1
 
     ablation.main(["--budget", "tiny", "--arms", "TG,RG", "--seeds", "0", "--jsonl", str(tmp_path / "a.jsonl"),
@@ -198,6 +198,7 @@ def test_positive_control_arms_train_on_group_video_twins_and_their_aligned_rand
     assert set(cells) == {"TG", "RG"}
     assert cells["TG"]["images_per_step"] == cells["RG"]["images_per_step"]
     assert "--no-twin-shipped" in cells["TG"]["flags"] and "random" in cells["RG"]["flags"]
+    assert list((tmp_path / "runs" / "group_twins").glob("group_twins-*.json"))  # beside the runs, not in the checkout
 
 
 def test_unknown_arm_is_named(ablation, tmp_path):
