@@ -134,15 +134,16 @@ def test_pair_on_one_image_matches_the_reference(make):
 
 
 @pytest.mark.parametrize("size", [16, 72])  # (PIL views of 64 x 64 pixels and more are merged from planes)
-def test_pair_on_a_pil_image_returns_pil_views_of_the_tensor_views(size):
+def test_pair_on_a_pil_image_returns_the_float_views_rounded_to_bytes(size):
     from PIL import Image
 
     pair = MIPairTransform.simclr(size, policy="random", blur=False)
     x = (_colourful(1, 80, 80, 5)[0] * 255).round().to(torch.uint8)
     views = pair(Image.fromarray(x.permute(1, 2, 0).numpy()), generator=_gen(5))
-    tensor_views = pair(x, generator=_gen(5))
-    for view, expected in zip(views, tensor_views):
+    float_views = pair(x.float() / 255, generator=_gen(5))
+    for view, float_view in zip(views, float_views):
         assert view.mode == "RGB" and view.size == (size, size)
+        expected = (float_view * 255).round().clamp(0, 255).to(torch.uint8)
         assert torch.equal(torch.from_numpy(np.array(view)).permute(2, 0, 1), expected)
 
 
