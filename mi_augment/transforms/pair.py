@@ -423,6 +423,9 @@ class MIPairTransform(nn.Module):
         ``boxes[:, v]`` on the proxy grid."""
         b = small.shape[0]
         v = boxes.shape[1]
+        if not self.perturbations:  # every view sees the image itself: one clamp (and luma), no copy per view
+            same = R.apply_chain((), small, (), luma_only=kind == "luma")
+            return [render_proxies(same, boxes[:, i], self.proxy_size, kind, pyramid=True) for i in range(v)]
         perturbed = R.scoring_luma(self.perturbations, small, perturbations) if kind == "luma" else None
         if perturbed is None:  # g_v(x) for every view v of every image, by the models' own apply
             perturbed = R.apply_chain(self.perturbations, small.repeat_interleave(v, 0),
