@@ -4,7 +4,7 @@
 Each follows ``torchvision.transforms.v2``'s semantics, batched: every sample of a batch gets its own draw (factors,
 order, sigma, and the ``p`` gate) from an optional ``torch.Generator``, and ``forward(x, params=...)`` replays it.
 The kernels are Kornia's (``kornia.enhance``, ``kornia.filters``, ``kornia.color``), through
-:mod:`mi_augment.functional` where it adds argument checks.
+:mod:`mi_augment.functional` where it adds argument checks and speed paths (tested against Kornia's).
 """
 
 from __future__ import annotations
