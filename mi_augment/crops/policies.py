@@ -94,11 +94,22 @@ class Policy:
 
     def select(self, scores: Tensor, generator: torch.Generator | None = None, mask: Tensor | None = None) -> Tensor:
         """One candidate index per image, ``(B,)`` long, drawn from :meth:`probabilities`."""
+        return self._draw(self.probabilities(scores, mask), generator)
+
+    def select_and_keep(self, scores: Tensor, generator: torch.Generator | None = None,
+                        mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(select(...), keep_mask(...))`` from one computation of the probabilities: the chosen index
+        ``(B,)`` and the candidates the policy could choose ``(B, K)``; the same draws as :meth:`select`."""
         probs = self.probabilities(scores, mask)
-        u = rand((scores.shape[0], 1), generator, scores.device).to(probs.dtype)
+        return self._draw(probs, generator), probs > 0
+
+    @staticmethod
+    def _draw(probs: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Inverse-CDF draw of one index per row of ``probs`` (one uniform number per row)."""
+        u = rand((probs.shape[0], 1), generator, probs.device).to(probs.dtype)
         cdf = probs.cumsum(1)
         cdf = cdf / cdf[:, -1:]
-        return (cdf <= u).sum(1).clamp_max(scores.shape[1] - 1)
+        return (cdf <= u).sum(1).clamp_max(probs.shape[1] - 1)
 
 
 def _uniform_over(mask: Tensor) -> Tensor:

@@ -70,19 +70,16 @@ class BoxSampler:
         area = lo_area + (hi_area - lo_area) * u[:, :t]
         log_r = lo_log + (hi_log - lo_log) * u[:, t:2 * t]
         r = log_r.exp()
-        w = (area * r).sqrt()
-        h = (area / r).sqrt()
-        fits = (w <= width) & (h <= height)
-        first = torch.where(fits.any(1), fits.double().argmax(1), torch.full_like(fits[:, 0], t - 1, dtype=torch.long))
-        area = area.gather(1, first[:, None])[:, 0]
-        log_r = log_r.gather(1, first[:, None])[:, 0]
-        w, h = self._project(area, log_r, height, width, lo_area, hi_area, lo_log, hi_log)
-
-        x1 = (width - w).clamp_min(0) * u[:, 2 * t]
-        y1 = (height - h).clamp_min(0) * u[:, 2 * t + 1]
-        x2 = torch.minimum(x1 + w, torch.full_like(x1, float(width)))
-        y2 = torch.minimum(y1 + h, torch.full_like(y1, float(height)))
-        boxes = torch.stack([x1, y1, x2, y2], dim=-1).float()
+        fits = ((area * r).sqrt() <= width) & ((area / r).sqrt() <= height)
+        # the first try that fits, else the last one (argmax finds the first maximum)
+        first = torch.where(fits.any(1), fits.byte().argmax(1), t - 1)[:, None]
+        w, h = self._project(area.gather(1, first)[:, 0], log_r.gather(1, first)[:, 0], height, width, lo_area,
+                             hi_area, lo_log, hi_log)
+        # x and y together: (n, 2) tensors, the same arithmetic per axis in half the calls
+        wh = torch.stack([w, h], 1)
+        side = torch.tensor([float(width), float(height)], dtype=wh.dtype, device=wh.device)
+        xy1 = (side - wh).clamp_min(0) * u[:, 2 * t:]
+        boxes = torch.cat([xy1, torch.minimum(xy1 + wh, side)], 1).float()
         return boxes.view(*shape, 4)
 
     @staticmethod

@@ -365,7 +365,9 @@ class MIPairTransform(nn.Module):
         drawn = []
         for model, strength in zip(self.perturbations, self.strengths):
             params = model.sample(b * v, generator=generator, device=sampling_device(generator, dev),
-                                  strength=strength).to(dev)
+                                  strength=strength)
+            if params.device != dev:  # drawn on the generator's device (mapping every field is per-call overhead)
+                params = params.to(dev)
             drawn.append(R.stack_views(params, b, v))
         flip = rand((b, v), generator, dev) < self.flip
         boxes = self.sampler.sample((b, v, k), h, w, generator=generator, device=dev)
@@ -450,8 +452,7 @@ class MIPairTransform(nn.Module):
                 raise ValueError(f"scores must have shape (B, V - 1, K) = {(b, v - 1, k)}, got "
                                  f"{tuple(getattr(scores, 'shape', ()))}")
             total = scores.float().mean(1)
-            chosen = self.policy.select(total, generator)
-            keep = self.policy.keep_mask(total)
+            chosen, keep = self.policy.select_and_keep(total, generator)  # the probabilities once
             chosen_score = total.gather(1, chosen[:, None])[:, 0]
         if k == 1:
             boxes = candidates.boxes[:, :, 0]  # (B, V, 4)
@@ -459,7 +460,8 @@ class MIPairTransform(nn.Module):
             boxes = candidates.boxes[torch.arange(b, device=dev), :, chosen]
         params = PairParams(boxes, candidates.flip, candidates.perturbations)
         candidate_iou = box_iou_pairs(candidates.boxes[:, :1], candidates.boxes[:, 1:])  # (B, P, K)
-        iou = candidate_iou[..., 0] if k == 1 else box_iou_pairs(boxes[:, :1], boxes[:, 1:])  # one candidate: its own
+        # the chosen pairs' IoU is elementwise the same computation: gathered, not recomputed
+        iou = candidate_iou[..., 0] if k == 1 else candidate_iou.gather(2, chosen.view(b, 1, 1).expand(b, v - 1, 1))[..., 0]
         return PairInfo(params, candidates, scores, keep, chosen, chosen_score, candidate_iou, iou)
 
     # ---- 4. render -------------------------------------------------------------------------------------------
