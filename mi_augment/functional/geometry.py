@@ -83,13 +83,12 @@ def similarity_matrices(log_scale: Tensor, rotation: Tensor, translation: Tensor
     cos, sin = s * torch.cos(rotation), s * torch.sin(rotation)
     side = float(max(height, width))
     cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-    m = torch.zeros(b, 3, 3, dtype=log_scale.dtype, device=log_scale.device)
-    m[:, 0, 0], m[:, 0, 1] = cos, -sin
-    m[:, 1, 0], m[:, 1, 1] = sin, cos
-    m[:, 0, 2] = cx - (cos * cx - sin * cy) + translation[:, 0] * side
-    m[:, 1, 2] = cy - (sin * cx + cos * cy) + translation[:, 1] * side
-    m[:, 2, 2] = 1.0
-    return m
+    tx = cx - (cos * cx - sin * cy) + translation[:, 0] * side
+    ty = cy - (sin * cx + cos * cy) + translation[:, 1] * side
+    tx, ty = tx.to(cos.dtype), ty.to(cos.dtype)  # the matrices keep log_scale's dtype
+    zero, one = torch.zeros_like(cos), torch.ones_like(cos)
+    # one stack, not nine indexed writes (each costs as much as the arithmetic on a few matrices)
+    return torch.stack([cos, -sin, tx, sin, cos, ty, zero, zero, one], 1).view(b, 3, 3)
 
 
 def _is_affine(inverse: Tensor) -> bool:
@@ -114,7 +113,8 @@ def _affine_grid(inverse: Tensor, h: int, w: int, dtype: torch.dtype, ring: bool
     sx, sy = 2.0 / max(src_w - 1, 1), 2.0 / max(src_h - 1, 1)
     cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
     theta = inverse[:, :2] * torch.tensor([sx, sy], dtype=torch.float64, device=device)[None, :, None]
-    theta[:, :, 2] += theta[:, :, 0] * cx + theta[:, :, 1] * cy - 1.0
+    t0, t1, t2 = theta.unbind(2)
+    t2.add_(t0 * cx + t1 * cy - 1.0)
     # theta (B, 2, 3): centred output pixel -> normalised input coordinate. The column and row terms are
     # small (B, W) / (B, H) tensors computed in float64 and rounded once; only their sum is float32.
     xs = torch.arange(w, device=device, dtype=torch.float64)
@@ -122,8 +122,10 @@ def _affine_grid(inverse: Tensor, h: int, w: int, dtype: torch.dtype, ring: bool
     if ring:
         xs = torch.cat([xs[1:2], xs, xs[-2:-1]])
         ys = torch.cat([ys[1:2], ys, ys[-2:-1]])
-    col = (theta[:, None, None, :, 0] * (xs - cx)[None, None, :, None]).to(dtype)  # (B, 1, W, 2)
-    row = torch.addcmul(theta[:, None, None, :, 2], theta[:, None, None, :, 1], (ys - cy)[None, :, None, None])
+    # theta's columns as (B, 1, 1, 2) and the coordinates as views: fewer indexing calls per grid
+    t0, t1, t2 = theta.transpose(1, 2).reshape(theta.shape[0], 3, 1, 1, 2).unbind(1)
+    col = (t0 * (xs - cx).view(1, 1, -1, 1)).to(dtype)  # (B, 1, W, 2)
+    row = torch.addcmul(t2, t1, (ys - cy).view(1, -1, 1, 1))
     return col + row.to(dtype)  # (B, H, W, 2)
 
 
@@ -299,14 +301,15 @@ def _blur_taps3(images: Tensor | None, kernels: Tensor, border: str, padded: Ten
         padded = F.pad(images, (1, 1, 1, 1), mode=border)
     b, c, h, w = padded.shape
     h, w = h - 2, w - 2
-    used = (kernels != 0).any(0).tolist()
-    weights = kernels.view(b, 1, 3, 3)
+    used = (kernels != 0).any(0).view(9).tolist()
+    weights = kernels.reshape(b, 9, 1, 1, 1).unbind(1)  # tap (i, j) at 3 i + j, each (B, 1, 1, 1)
     first = True
     for i in range(3):
+        rows = padded.narrow(2, i, h)
         for j in range(3):
-            if not used[i][j]:
+            if not used[3 * i + j]:
                 continue
-            tap, weight = padded[:, :, i:i + h, j:j + w], weights[:, :, i:i + 1, j:j + 1]
+            tap, weight = rows.narrow(3, j, w), weights[3 * i + j]
             if first:
                 out = torch.mul(tap, weight) if out is None else torch.mul(tap, weight, out=out)
                 first = False
@@ -384,15 +387,15 @@ def _reflect_by_padding(images: Tensor, theta: Tensor, out_h: int, out_w: int) -
     corners = torch.tensor([[-0.5, -0.5, out_w - 0.5, out_w - 0.5], [-0.5, out_h - 0.5, -0.5, out_h - 0.5]],
                            dtype=theta.dtype, device=theta.device)
     pts = theta[:, :, :2] @ corners + theta[:, :, 2:]  # (N, 2, 4): the affine map's extremes are at corners
-    lo, hi = pts.amin(dim=(0, 2)), pts.amax(dim=(0, 2))
-    reach = max(float(-lo[0]), float(-lo[1]), float(hi[0]) - (w - 1), float(hi[1]) - (h - 1))
+    (lo_x, lo_y), (hi_x, hi_y) = pts.amin(dim=(0, 2)).tolist(), pts.amax(dim=(0, 2)).tolist()
+    reach = max(-lo_x, -lo_y, hi_x - (w - 1), hi_y - (h - 1))
     if reach <= 0.0:
         return images, theta, "border"
     pad = math.ceil(reach) + 1
     if pad >= min(h, w):
         return images, theta, "reflection"
     theta = theta.clone()
-    theta[:, :, 2] += pad
+    theta[:, :, 2].add_(pad)
     return F.pad(images, (pad, pad, pad, pad), mode="reflect"), theta, "border"
 
 
@@ -421,26 +424,25 @@ def _crop_warp_ring(images: Tensor, boxes: Tensor, flips: Tensor | None, inverse
     v = boxes.shape[1]
     n = b * v
     dev = images.device
-    bx = boxes.reshape(n, 4).to(device=dev, dtype=torch.float64)
-    bw, bh = bx[:, 2] - bx[:, 0], bx[:, 3] - bx[:, 1]
+    x1, y1, x2, y2 = boxes.reshape(n, 4).to(device=dev, dtype=torch.float64).unbind(1)
+    bw, bh = x2 - x1, y2 - y1
     ax, ay = bw / out_w, bh / out_h
-    cx_ = bx[:, 0] + 0.5 * ax - 0.5
-    cy_ = bx[:, 1] + 0.5 * ay - 0.5
+    cx_ = x1 + 0.5 * ax - 0.5
+    cy_ = y1 + 0.5 * ay - 0.5
     if flips is not None:
         f = flips.reshape(n).to(dev)
-        cx_ = torch.where(f, bx[:, 0] + (out_w - 0.5) * ax - 0.5, cx_)
+        cx_ = torch.where(f, x1 + (out_w - 0.5) * ax - 0.5, cx_)
         ax = torch.where(f, -ax, ax)
     # crop (view px -> image px, diagonal) o inverse motion, then align_corners=True normalisation
-    crop = torch.zeros(n, 2, 3, dtype=torch.float64, device=dev)
-    crop[:, 0, 0], crop[:, 0, 2] = ax, cx_
-    crop[:, 1, 1], crop[:, 1, 2] = ay, cy_
+    zero = torch.zeros_like(ax)
+    crop = torch.stack([ax, zero, cx_, zero, ay, cy_], 1).view(n, 2, 3)
     theta = crop @ inverse.to(device=dev, dtype=torch.float64)  # (N, 2, 3), view px -> image px
     if padding_mode == "reflection":
         images, theta, padding_mode = _reflect_by_padding(images, theta, out_h, out_w)
         h, w = images.shape[-2:]
     norm = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], dtype=torch.float64, device=dev)
     theta = theta * norm[None, :, None]
-    theta[:, :, 2] -= 1.0
+    theta[:, :, 2].sub_(1.0)
     if w == 1:
         theta[:, 0] = 0.0
     if h == 1:
@@ -459,11 +461,15 @@ def _crop_warp_ring(images: Tensor, boxes: Tensor, flips: Tensor | None, inverse
         """(N', sy * sx * Hg, Wg, 2): one (Hg, Wg) plane per sub-sample offset (a, b), so that the average
         over the sy x sx sub-samples of a pixel is a mean over contiguous planes."""
         th = theta if idx is None else theta.index_select(0, idx)
-        px = xs[None, :] + ((torch.arange(sx, device=dev, dtype=torch.float64) + 0.5) / sx - 0.5)[:, None]
-        py = ys[None, :] + ((torch.arange(sy, device=dev, dtype=torch.float64) + 0.5) / sy - 0.5)[:, None]
-        col = (th[:, None, None, None, None, :, 0] * px[None, None, :, None, :, None]).to(images.dtype)
-        row = torch.addcmul(th[:, None, None, None, None, :, 2], th[:, None, None, None, None, :, 1],
-                            py[None, :, None, :, None, None]).to(images.dtype)
+        if sx == sy == 1:  # one sample per pixel: the offset is 0 (the same values, fewer calls)
+            px, py = xs[None, :], ys[None, :]
+        else:
+            px = xs[None, :] + ((torch.arange(sx, device=dev, dtype=torch.float64) + 0.5) / sx - 0.5)[:, None]
+            py = ys[None, :] + ((torch.arange(sy, device=dev, dtype=torch.float64) + 0.5) / sy - 0.5)[:, None]
+        # theta's columns as (N', 1, 1, 1, 1, 2) and the offsets as views: fewer indexing calls per grid
+        t0, t1, t2 = th.transpose(1, 2).reshape(th.shape[0], 3, 1, 1, 1, 1, 2).unbind(1)
+        col = (t0 * px.view(1, 1, sx, 1, px.shape[1], 1)).to(images.dtype)
+        row = torch.addcmul(t2, t1, py.view(1, sy, 1, py.shape[1], 1, 1)).to(images.dtype)
         grid = col + row  # (N', s_a, s_b, Hg, Wg, 2)
         return grid.view(grid.shape[0], sy * sx * py.shape[1], px.shape[1], 2)
 
