@@ -73,16 +73,18 @@ class Policy:
         if self.rank_based and scores.shape[1] < 2:
             raise ValueError(f"policy {self.name!r} ranks the candidates and needs K >= 2 candidates per image, "
                              f"got K={scores.shape[1]}; use more candidates or policy='random'")
-        if mask is None:
-            mask = torch.ones(scores.shape, dtype=torch.bool, device=scores.device)
-        else:
+        if mask is not None:
             if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != scores.shape:
                 raise ValueError(f"mask must be a bool Tensor of the scores' shape {tuple(scores.shape)}, got "
                                  f"{getattr(mask, 'dtype', type(mask).__name__)} {tuple(getattr(mask, 'shape', ()))}")
             if not bool(mask.any(1).all()):
                 raise ValueError("mask allows no candidate in some row: every row needs at least one")
-        if self.needs_scores and not bool(torch.isfinite(scores).logical_or(~mask).all()):
-            raise ValueError("scores contain NaN or inf: the scorer must return finite values")
+        if self.needs_scores:
+            finite = torch.isfinite(scores)
+            if not bool((finite if mask is None else finite.logical_or(~mask)).all()):
+                raise ValueError("scores contain NaN or inf: the scorer must return finite values")
+        if mask is None:
+            mask = torch.ones(scores.shape, dtype=torch.bool, device=scores.device)
         return self._probabilities(scores.float(), mask)
 
     def _probabilities(self, scores: Tensor, mask: Tensor) -> Tensor:

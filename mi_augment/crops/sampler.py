@@ -73,23 +73,23 @@ class BoxSampler:
         fits = ((area * r).sqrt() <= width) & ((area / r).sqrt() <= height)
         # the first try that fits, else the last one (argmax finds the first maximum)
         first = torch.where(fits.any(1), fits.byte().argmax(1), t - 1)[:, None]
-        w, h = self._project(area.gather(1, first)[:, 0], log_r.gather(1, first)[:, 0], height, width, lo_area,
-                             hi_area, lo_log, hi_log)
         # x and y together: (n, 2) tensors, the same arithmetic per axis in half the calls
-        wh = torch.stack([w, h], 1)
-        side = torch.tensor([float(width), float(height)], dtype=wh.dtype, device=wh.device)
+        side = torch.tensor([float(width), float(height)], dtype=u.dtype, device=u.device)
+        wh = self._project(area.gather(1, first)[:, 0], log_r.gather(1, first)[:, 0], height, width, side, lo_area,
+                           hi_area, lo_log, hi_log)
         xy1 = (side - wh).clamp_min(0) * u[:, 2 * t:]
         boxes = torch.cat([xy1, torch.minimum(xy1 + wh, side)], 1).float()
         return boxes.view(*shape, 4)
 
     @staticmethod
-    def _project(area: Tensor, log_r: Tensor, height: int, width: int, lo_area: float, hi_area: float,
-                 lo_log: float, hi_log: float) -> tuple[Tensor, Tensor]:
+    def _project(area: Tensor, log_r: Tensor, height: int, width: int, side: Tensor, lo_area: float,
+                 hi_area: float, lo_log: float, hi_log: float) -> Tensor:
         """Move (area, log ratio) to the nearest point whose box fits the image and meets the bounds.
 
         A box of area ``a`` and ratio ``r`` fits when ``a <= W^2 / r`` and ``a <= H^2 r``. For the smallest
         allowed area to fit, ``r`` must lie in ``[lo_area / H^2, W^2 / lo_area]``; intersected with the ratio
         range that is the feasible ratio interval. Draws that already fit are unchanged by the clamps.
+        Returns the boxes' ``(width, height)`` as ``(n, 2)``, at most ``side`` (the image's ``(W, H)``).
         """
         feas_lo = max(lo_log, math.log(lo_area / height**2))
         feas_hi = min(hi_log, math.log(width**2 / lo_area))
@@ -103,16 +103,16 @@ class BoxSampler:
             log_r = torch.full_like(log_r, min(max(image_log, lo_log), hi_log))
             r = log_r.exp()
             area = torch.minimum(width**2 / r, height**2 * r)
-        w = (area * r).sqrt().clamp(max=float(width))
-        h = (area / r).sqrt().clamp(max=float(height))
-        return w, h
+        return torch.stack([area * r, area / r], 1).sqrt().clamp(max=side)
 
 
 def box_iou_pairs(a: Tensor, b: Tensor) -> Tensor:
     """Intersection over union of matching boxes ``a[..., 4]`` and ``b[..., 4]`` -> ``[...]``."""
-    iw = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp_min(0)
-    ih = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp_min(0)
+    ax1, ay1, ax2, ay2 = a.unbind(-1)  # one call instead of an indexing per use
+    bx1, by1, bx2, by2 = b.unbind(-1)
+    iw = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).clamp_min(0)
+    ih = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).clamp_min(0)
     inter = iw * ih
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    area_a = (ax2 - ax1) * (ay2 - ay1)
+    area_b = (bx2 - bx1) * (by2 - by1)
     return inter / (area_a + area_b - inter).clamp_min(1e-12)
