@@ -218,23 +218,24 @@ def motion_blur_kernels(length: Tensor, angle: Tensor, kernel_size: int | None =
     counts = torch.ceil(4 * length.to(dtype)).clamp_min(0) + 2  # (B,)
     n_max = max(2, math.ceil(4 * longest) + 2)
     j = torch.arange(n_max, device=length.device, dtype=dtype)[None]  # (1, N)
-    present = j < counts[:, None]
-    t = torch.where(present, j / (counts[:, None] - 1) - 0.5, 0.0)  # in [-0.5, 0.5]
+    per_sample = counts.unsqueeze(1)
+    present = j < per_sample
+    t = torch.where(present, j / (per_sample - 1) - 0.5, 0.0)  # in [-0.5, 0.5]
     centre = (k - 1) / 2.0
     # x and y of every point as one (B, 2, N) tensor (the same arithmetic per axis, half the calls)
-    direction = (length[:, None] * torch.stack([torch.cos(angle), torch.sin(angle)], 1)).to(dtype)  # (B, 2)
-    p = centre + t[:, None, :] * direction[:, :, None]
+    direction = (length.unsqueeze(1) * torch.stack([torch.cos(angle), torch.sin(angle)], 1)).to(dtype)  # (B, 2)
+    p = centre + t.unsqueeze(1) * direction.unsqueeze(2)
     p0 = torch.floor(p)
     f = p - p0
     # The four bilinear corners of every point, splatted in one scatter, corners in the order (x0, y0),
-    # (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1): (B, 4N) indices and weights.
+    # (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1): (B, 4N) indices and weights, laid out (B, dy, dx, N).
     corner = torch.stack([p0, p0 + 1], 1).long()  # (B, 2 offsets, 2 axes, N)
-    fits = (corner >= 0) & (corner < k)
-    fraction = torch.stack([1 - f, f], 1)  # (B, 2 offsets, 2 axes, N)
-    weight = (fraction[:, :, None, 1] * fraction[:, None, :, 0]).reshape(b, 4 * n_max)  # (B, dy, dx, N)
-    inside = (fits[:, :, None, 1] & fits[:, None, :, 0] & present[:, None, None]).reshape(b, 4 * n_max)
-    corner = corner.clamp(0, k - 1)
-    index = (corner[:, :, None, 1] * k + corner[:, None, :, 0]).reshape(b, 4 * n_max)
+    fits_x, fits_y = ((corner >= 0) & (corner < k)).unbind(2)  # (B, 2 offsets, N) each
+    frac_x, frac_y = torch.stack([1 - f, f], 1).unbind(2)
+    corner_x, corner_y = corner.clamp(0, k - 1).unbind(2)
+    weight = (frac_y.unsqueeze(2) * frac_x.unsqueeze(1)).view(b, 4 * n_max)
+    inside = (fits_y.unsqueeze(2) & fits_x.unsqueeze(1) & present.view(b, 1, 1, n_max)).view(b, 4 * n_max)
+    index = (corner_y.unsqueeze(2) * k + corner_x.unsqueeze(1)).view(b, 4 * n_max)
     kernels = torch.zeros(b, k * k, dtype=dtype, device=length.device)
     kernels.scatter_add_(1, index, torch.where(inside, weight, 0.0))
     kernels.div_(kernels.sum(1, keepdim=True))
