@@ -255,15 +255,6 @@ def apply_illumination(images: Tensor, log_gain: Tensor, log_gamma: Tensor, shad
     return _illuminate(images, gamma, log_gain.view(b, c, 1, 1), log_field)
 
 
-def _unravel(flat: Tensor, shape: torch.Size) -> tuple[Tensor, ...]:
-    """Row-major multi-index of flat indices (``torch.unravel_index``, which needs torch >= 2.2)."""
-    index = []
-    for size in reversed(shape):
-        index.append(flat % size)
-        flat = torch.div(flat, size, rounding_mode="floor")
-    return tuple(reversed(index))
-
-
 def _broadcast_shape(*tensors: Tensor | None) -> torch.Size:
     """The broadcast shape of the given tensors (None skipped); cheaper than ``torch.broadcast_shapes`` for
     the few small calls a per-image transform makes."""
@@ -301,21 +292,33 @@ def _illuminate(images: Tensor, gamma: Tensor, log_gain: Tensor, log_field: Tens
         out.add_(log_field, alpha=1.0 / 2.4)
     out.exp_().sub_(0.055).clamp_(max=1.0)
     # Exact piecewise formula where the input or the output is on the linear segment of the curve.
-    # min-then-compare and a flat nonzero: the cheapest mask and index passes on the CPU
-    low = torch.minimum(images, out).le_(_SRGB_KNEE).reshape(-1).nonzero().squeeze(1)
+    low = _low_elements(images, out, shape)
     if low.numel():
-        index = _unravel(low, shape)
-
         def at(param: Tensor) -> Tensor:  # the parameter of every low element (broadcast dims not copied)
-            return param.expand(shape)[index]
+            return param.expand(shape).take(low)
 
         lin = srgb_to_linear(at(images))
         log_g = at(log_gain)
         if log_field is not None:
             log_g = log_g + at(log_field)
         val = (lin.pow(at(gamma)) * log_g.exp()).clamp(0.0, 1.0)
-        out[index] = linear_to_srgb(val)
+        out.put_(low, linear_to_srgb(val))
     return out
+
+
+def _low_elements(images: Tensor, out: Tensor, shape: torch.Size) -> Tensor:
+    """Row-major flat indices (ascending) of the elements of ``shape`` where ``min(images, out)`` is on the
+    linear segment of the sRGB curve (``<= _SRGB_KNEE``; NaN never is): ``torch.minimum(images, out).le(knee)
+    .view(-1).nonzero()``. From ~20k elements the rows' minima (a vectorised reduction, no minimum tensor)
+    pick the few rows to search: 81 -> 46 us at 57k elements, 0.50 -> 0.16 ms for a 224 px pair's ring (306k)."""
+    if out.numel() < 20_000 or shape[-1] == 0:  # a few small ops cost more than the flat pass
+        return torch.minimum(images, out).le_(_SRGB_KNEE).reshape(-1).nonzero().squeeze(1)
+    # a row's minimum is NaN if any of its elements is: search it too (its other elements may be low)
+    rows = torch.minimum(images.amin(-1), out.amin(-1)).gt_(_SRGB_KNEE).logical_not_().reshape(-1).nonzero()
+    if not rows.numel():
+        return rows.view(-1)
+    flat = rows.mul_(shape[-1]) + torch.arange(shape[-1], device=rows.device)  # (R, W): those rows' elements
+    return flat[torch.minimum(images.expand(shape).take(flat), out.take(flat)).le(_SRGB_KNEE)]
 
 
 # ---------------------------------------------------------------------------------------------------------
