@@ -79,6 +79,9 @@ class Params:
         return type(self)(**{k: _map_value(v, fn) for k, v in self._tensors().items()})
 
     def to(self: P, device: Any) -> P:
+        """The params on ``device``; ``self`` (params are immutable) when every tensor already is there."""
+        if isinstance(device, (str, torch.device)) and _all_on(self, torch.device(device)):
+            return self
         return self._map(lambda t: t.to(device))
 
     def index(self: P, idx: Tensor | slice | int) -> P:
@@ -101,8 +104,23 @@ class Params:
         return cls(**{f.name: _cat_values([getattr(it, f.name) for it in items]) for f in dataclasses.fields(cls)})
 
     def check_batch(self, batch_size: int, name: str = "params") -> None:
+        """Raise ``ValueError`` naming the first field whose leading size is not ``batch_size``."""
         for k, v in self._tensors().items():
+            if type(v) is Tensor and v.ndim and v.shape[0] == batch_size:
+                continue  # the common case, without building the field's label
             _check_value(v, batch_size, f"{name}.{k}")
+
+
+def _all_on(value: Any, device: torch.device) -> bool:
+    """Whether every tensor in ``value`` (a tensor, params or a tuple of them) is on ``device`` (an index-less
+    ``cuda`` never equals ``cuda:0``: such params are mapped, as before)."""
+    if isinstance(value, Tensor):
+        return value.device == device
+    if isinstance(value, tuple):
+        return all(_all_on(v, device) for v in value)
+    if isinstance(value, Params):
+        return all(_all_on(v, device) for v in value._tensors().values())
+    return False
 
 
 def _check_value(value: Any, batch_size: int, label: str) -> None:

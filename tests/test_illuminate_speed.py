@@ -101,3 +101,18 @@ def test_large_pair_views_of_dark_images_match_the_definition():
     for a, b in zip(fast, plain):
         assert a.shape == b.shape == (2, 3, 112, 112)
         assert (a - b).abs().max() < 1e-4
+
+
+def test_params_to_their_own_device_is_free_and_check_batch_names_the_field():
+    pair = MIPairTransform(32, policy="random")
+    x = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(9))
+    views, info = pair(x, generator=torch.Generator().manual_seed(1), return_info=True)
+    params = info.params
+    assert params.to("cpu") is params and params.to(torch.device("cpu")) is params  # immutable: nothing to copy
+    doubled = params.to(torch.float64)  # a dtype still maps every tensor
+    assert doubled is not params and doubled.boxes.dtype == torch.float64
+    for a, b in zip(pair(x, params=params.to("cpu")), views):
+        assert torch.equal(a, b)
+    params.check_batch(2)
+    with pytest.raises(ValueError, match=r"params\.boxes has leading size 2, expected the batch size 3"):
+        params.check_batch(3)
