@@ -667,8 +667,9 @@ def figure(summary: dict[str, Any], path: Path) -> Path | None:
                [c["ci_high"] - c["mean"] if not math.isnan(c["ci_high"]) else 0 for c in cs]]
         ax.bar(x, means, yerr=err, capsize=4, color=["C2" if m > 0 else "C3" for m in means])
         ax.axhline(0, color="k", lw=0.8)
-        ax.set_xticks(list(x), [c["arm"] for c in cs], rotation=30)
-        ax.set(title=dataset, ylabel="Δ kNN@20 vs B (points, 95 % CI)")
+        ax.set_xticks(list(x), [c["arm"] for c in cs], rotation=45, ha="right")
+        gate = "" if summary[dataset]["sanity_gate_passed"] else " (sanity gate not passed: no verdicts)"
+        ax.set(title=dataset + gate, ylabel="Δ kNN@20 vs B (points, 95 % CI)")
     fig.tight_layout()
     return save_figure(fig, path)
 
