@@ -228,7 +228,10 @@ class MIPairTransform(nn.Module):
     views. It works on one image (PIL, uint8 or float ``[C, H, W]`` tensor, in DataLoader workers and
     torchvision ``Compose``), returning the type it was given, and on a whole batch ``[B, C, H, W]`` on the GPU
     with the same semantics. The presets :meth:`simclr`, :meth:`byol` and :meth:`moco_v3` reproduce those
-    recipes' views with MI-chosen crops.
+    recipes' views with MI-chosen crops; start from them for training. The bare constructor renders with the
+    shipped natural models at their fitted strength and no ColorJitter, which trained worse than ColorJitter
+    in the ablation (docs/results.md: -2.85 kNN@20 on ``fmnist_scenes``); give ``illumination_strength``
+    (about 50 matches ColorJitter's brightness spread) or ``view_transforms`` when you use it to train.
 
     Args:
         size: output size of every view (int or ``(h, w)``).
