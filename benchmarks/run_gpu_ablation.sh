@@ -11,6 +11,8 @@
 # Then commit $OUT/ablation_gpu.jsonl into benchmarks/results/ and the tables into docs/results.md with the
 # card's name (each record's "device").
 #   LIMIT=seconds (default 440), PARALLEL=processes (default 6), EPOCHS, SEEDS, ARMS, DATASETS override.
+#   ARMS=P,B,S,TG,RG adds the twin route's positive control (its calibration step mines 24 group videos once:
+#   about 100 s of one core before any cell starts, so it is not in the default arms).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
