@@ -264,9 +264,11 @@ def restore(x: Tensor, spec: ImageSpec) -> Any:
             # quantised channels-first and merged as planes by PIL: 2-3x faster at 224 px (slower below 64 px)
             planes = [_PILImage.fromarray(p) for p in _quantise(x[0].detach(), 255.0, torch.uint8).cpu().numpy()]
             return planes[0] if len(planes) == 1 else _PILImage.merge("RGB", planes)
-        if mode in ("L", "RGB"):
-            arr = _quantise(hwc, 255.0, torch.uint8).cpu().numpy()
-        elif mode == "F":
+        if mode in ("L", "RGB"):  # _quantise's levels straight to a contiguous uint8 array (2 copies fewer)
+            levels = hwc.mul(255.0).clamp_(0, 255.0).round_().to(torch.uint8, memory_format=torch.contiguous_format)
+            arr = levels.cpu().numpy()
+            return _PILImage.fromarray(arr[:, :, 0] if mode == "L" else arr)
+        if mode == "F":
             arr = hwc.to(torch.float32).cpu().numpy()
         else:  # I;16, I;16B, I: 16-bit levels
             arr = _quantise(hwc, 65535.0, torch.int32).cpu().numpy()

@@ -61,8 +61,13 @@ class BoxSampler:
         height = check_positive_int(height, "height")
         width = check_positive_int(width, "width")
         n = math.prod(shape)
+        u = rand((n, 2 * self.tries + 2), generator, device)
+        return self._from_uniform(u, height, width).view(*shape, 4)
+
+    def _from_uniform(self, u: Tensor, height: int, width: int) -> Tensor:
+        """The boxes ``(n, 4)`` of :meth:`sample` from its uniform draws ``u (n, 2 * tries + 2)``."""
         t = self.tries
-        u = rand((n, 2 * t + 2), generator, device).double()  # float64: exact bounds for tiny boxes
+        u = u.double()  # float64: exact bounds for tiny boxes
         image_area = float(height * width)
         lo_area, hi_area = self.scale[0] * image_area, self.scale[1] * image_area
         lo_log, hi_log = math.log(self.ratio[0]), math.log(self.ratio[1])
@@ -78,8 +83,47 @@ class BoxSampler:
         wh = self._project(area.gather(1, first)[:, 0], log_r.gather(1, first)[:, 0], height, width, side, lo_area,
                            hi_area, lo_log, hi_log)
         xy1 = (side - wh).clamp_min(0) * u[:, 2 * t:]
-        boxes = torch.cat([xy1, torch.minimum(xy1 + wh, side)], 1).float()
-        return boxes.view(*shape, 4)
+        return torch.cat([xy1, torch.minimum(xy1 + wh, side)], 1).float()
+
+    def _from_uniform_few(self, u: Tensor, height: int, width: int) -> Tensor | None:
+        """Speed path of :meth:`_from_uniform` for a few boxes on the CPU (one image's, in a DataLoader worker):
+        the same float64 arithmetic on Python floats (IEEE operations, the same order) instead of ~40 tiny
+        tensor ops; the two ``exp`` stay torch calls on tensors shaped as there (its vector and scalar loops
+        may differ in the last bit). None when the bounds cannot be met (that branch stays in torch)."""
+        t = self.tries
+        image_area = float(height * width)
+        lo_area, hi_area = self.scale[0] * image_area, self.scale[1] * image_area
+        lo_log, hi_log = math.log(self.ratio[0]), math.log(self.ratio[1])
+        feas_lo = max(lo_log, math.log(lo_area / height**2))
+        feas_hi = min(hi_log, math.log(width**2 / lo_area))
+        if feas_lo > feas_hi:
+            return None
+        ud = u.double()
+        log_r = lo_log + (hi_log - lo_log) * ud[:, t:2 * t]
+        rows = ud.tolist()
+        r_rows = log_r.exp().tolist()
+        log_rows = log_r.tolist()
+        span = hi_area - lo_area
+        areas, logs = [], []
+        for row, rr, lr in zip(rows, r_rows, log_rows):
+            chosen = t - 1  # the first try that fits, else the last one
+            for i in range(t):
+                a = lo_area + span * row[i]
+                if math.sqrt(a * rr[i]) <= width and math.sqrt(a / rr[i]) <= height:
+                    chosen = i
+                    break
+            areas.append(lo_area + span * row[chosen])
+            logs.append(min(max(lr[chosen], feas_lo), feas_hi))
+        rs = torch.tensor(logs, dtype=torch.float64).exp().tolist()
+        fw, fh = float(width), float(height)
+        out = []
+        for row, a, r in zip(rows, areas, rs):
+            max_area = min(min((1.0 / r) * width**2, height**2 * r), hi_area)  # torch's int / tensor: reciprocal, times
+            a = min(max(a, lo_area), max_area)
+            bw, bh = min(math.sqrt(a * r), fw), min(math.sqrt(a / r), fh)
+            x1, y1 = max(fw - bw, 0.0) * row[2 * t], max(fh - bh, 0.0) * row[2 * t + 1]
+            out.append((x1, y1, min(x1 + bw, fw), min(y1 + bh, fh)))
+        return torch.tensor(out, dtype=torch.float64).float()
 
     @staticmethod
     def _project(area: Tensor, log_r: Tensor, height: int, width: int, side: Tensor, lo_area: float,

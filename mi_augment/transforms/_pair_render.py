@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .._chunks import chunk_rows
 from ..functional import color as fcolor
-from ..functional.crops import luma, resized_crop
+from ..functional.crops import _bilinear_crop_one, luma, resized_crop
 from ..options import current
 from ..params import Params
 
@@ -164,6 +164,24 @@ def render_steps(models: Sequence[Any], images: Tensor, boxes: Tensor, flip: Ten
         for i in range(v):
             views[i][rows] = out[:, i]
     return views
+
+
+def render_one(image: Tensor, boxes: Tensor, flip: Tensor, size: tuple[int, int],
+               sampling_ratio: int) -> list[Tensor] | None:
+    """Speed path of :func:`render_steps` without models for one image ``(1, C, H, W)``, its boxes ``(V, 4)``
+    and flips ``(V,)``, when every box takes one bilinear sample per bin (where :func:`resized_crop` samples
+    with ``grid_sample``): all views in one sampling of the image, each clamped into its own tensor. None
+    where it does not apply."""
+    out_h, out_w = size
+    h, w = image.shape[-2:]
+    if h < 2 or w < 2 or sampling_ratio not in (-1, 1) or not current().fast_paths:
+        return None
+    flat = boxes.to(image.dtype)
+    if sampling_ratio == -1:  # resized_crop's test, in the image's dtype
+        if not bool(((flat[:, 2] - flat[:, 0] <= out_w) & (flat[:, 3] - flat[:, 1] <= out_h)).all()):
+            return None
+    sampled = _bilinear_crop_one(image.detach(), flat, flip, out_h, out_w)
+    return [sampled[:, :, i * out_h:(i + 1) * out_h].clamp(0.0, 1.0) for i in range(boxes.shape[0])]
 
 
 def render_fused(models: Sequence[Any], images: Tensor, boxes: Tensor, flip: Tensor, params: Sequence[Params],

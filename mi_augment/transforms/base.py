@@ -171,13 +171,15 @@ class RandomTransform(nn.Module):
         buffer of the caller's own (a pair's view), written in place where the gate holds samples back."""
         b = x.shape[0]
         if params is None:
-            inner = self.make_params(x, generator=generator)
-            applied = rand((b,), generator, x.device) < self.p
-            params = GatedParams(inner, applied)
+            params = self._draw_gated(x, generator)
         else:
             params.check_batch(b)
             params = params.to(x.device)
         applied = params.applied
+        if b == 1 and x.device.type == "cpu":  # one image (a DataLoader worker's call): the gate as a number
+            if bool(applied[0]):
+                return self.transform(x, params.params), params
+            return (x if owned else x.clone()), params
         if x.device.type == "cpu" and b > 0:
             # On the CPU transform only the samples the gate lets through (p < 1 skips work); accelerators
             # keep the branchless form (no host sync).
@@ -190,6 +192,12 @@ class RandomTransform(nn.Module):
             return out, params
         y = self.transform(x, params.params)
         return torch.where(applied.view(-1, 1, 1, 1), y, x), params
+
+    def _draw_gated(self, x: Tensor, generator: torch.Generator | None) -> GatedParams:
+        """:meth:`make_params`, then the ``p`` gate's ``(B,)`` draw. A subclass may draw both at once where the
+        numbers are the same (consecutive draws from a CPU generator are one draw, split)."""
+        inner = self.make_params(x, generator=generator)
+        return GatedParams(inner, rand((x.shape[0],), generator, x.device) < self.p)
 
     def _transform_rows(self, out: Tensor, rows: Tensor, params: Params) -> None:
         """Replace the samples ``rows`` of ``out`` (a buffer the caller owns) by their :meth:`transform` with

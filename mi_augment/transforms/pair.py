@@ -39,6 +39,7 @@ from .._validation import check_generator, check_positive_int, check_probability
 from ..crops.policies import Policy, make_policy
 from ..crops.sampler import BoxSampler, box_iou_pairs
 from ..crops.scoring import PixelMIScorer, check_scores, render_proxies, scorer_input_kind
+from ..options import current
 from ..params import Params
 from ..perturbations.base import check_strength
 from . import _pair_render as R
@@ -579,6 +580,10 @@ class MIPairTransform(nn.Module):
     def _views(self, x: Tensor, generator: torch.Generator | None, params: PairParams | None,
                return_info: bool) -> tuple[tuple[Tensor, ...], PairInfo | None]:
         info = None
+        if params is None and x.shape[0] == 1 and current().fast_paths:
+            one = self._views_one(x, generator, return_info)
+            if one is not None:
+                return one
         if params is None:
             info = self._choose_for(x, generator)
             views, params = self._render(x, info.params, generator, return_params=True, planned=True)
@@ -588,6 +593,50 @@ class MIPairTransform(nn.Module):
             info = replace(info, params=params)
         elif return_info:
             info = self._replay_info(params)
+        return views, info
+
+    def _views_one(self, x: Tensor, generator: torch.Generator | None, return_info: bool
+                   ) -> tuple[tuple[Tensor, ...], PairInfo | None] | None:
+        """Speed path of :meth:`_views` for one CPU image (a DataLoader worker's call): the same steps and draws
+        with fewer tensor ops: the flips' and boxes' draws as one ``rand`` (consecutive CPU draws are one draw,
+        split), the boxes by the sampler's few-box path, the choice without the IoU bookkeeping unless
+        ``return_info``, the crops by one sampling of the image. None where it does not apply."""
+        if x.device.type != "cpu" or sampling_device(generator, x.device).type != "cpu":
+            return None
+        _, _, h, w = x.shape
+        v = self.n_views
+        k = self.n_candidates if self.policy.needs_scores else 1
+        drawn = []
+        for model, strength in zip(self.perturbations, self.strengths):
+            drawn.append(R.stack_views(model.sample(v, generator=generator, device=x.device, strength=strength), 1, v))
+        per_box = 2 * self.sampler.tries + 2
+        u = rand((v + v * k * per_box,), generator, x.device)  # plan's flip draw, then the sampler's
+        boxes = self.sampler._from_uniform_few(u[v:].view(v * k, per_box), h, w)
+        if boxes is None:
+            boxes = self.sampler._from_uniform(u[v:].view(v * k, per_box), h, w)
+        candidates = PairCandidates(boxes.view(1, v, k, 4), u[:v].view(1, v) < self.flip, tuple(drawn))
+        scores = self._score(x, candidates) if self.policy.needs_scores else None
+        if return_info:
+            info = self.choose(candidates, scores, generator)
+            params = info.params
+        else:
+            info = None
+            if scores is None:
+                c = 0
+            else:
+                chosen, _ = self.policy.select_and_keep(scores.float().mean(1), generator)
+                c = int(chosen[0])
+            params = PairParams(candidates.boxes[:, :, c], candidates.flip, candidates.perturbations)
+        views = None
+        if not self.perturbations:
+            views = R.render_one(x, params.boxes[0], params.flip[0], self.size, self.sampling_ratio)
+        if views is None:
+            views = self.transform(x, params)
+        if any(self.view_transforms):
+            views, drawn_views = self._run_pipelines(views, (), generator)
+            params = replace(params, views=drawn_views)
+        if info is not None:
+            info = replace(info, params=params)
         return views, info
 
     def _forward_pytree(self, tree: Any, generator: torch.Generator | None, params: PairParams | None,
