@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import torch
@@ -28,3 +29,10 @@ def randn(shape: tuple[int, ...], generator: torch.Generator | None, device: Any
 def uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator | None,
             device: Any) -> torch.Tensor:
     return low + (high - low) * rand(shape, generator, device)
+
+
+def as_float32(value: float) -> float:
+    """``value`` rounded to the nearest float32 (as a Python float): what a float32 tensor op does to a Python
+    scalar. Sums and products of two float32 values computed in float64 and rounded so are exactly the float32
+    op's result (float64 has more than twice float32's precision)."""
+    return struct.unpack("f", struct.pack("f", value))[0]

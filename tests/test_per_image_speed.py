@@ -21,6 +21,11 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def _mirror_rows(views: torch.Tensor) -> torch.Tensor:
+    """A plain callable in a view pipeline (not one of ours: called as it is)."""
+    return views.flip(-2)
+
+
 CONFIGS = {
     "simclr_random": lambda s: MIPairTransform.simclr(s, policy="random", blur=False),
     "simclr_k8": lambda s: MIPairTransform.simclr(s, n_candidates=8, blur=False),
@@ -33,6 +38,9 @@ CONFIGS = {
     "jitter_only_hue": lambda s: MIPairTransform(s, policy="random", illumination=False, motion=False, flip=1.0,
                                                  view_transforms=[ColorJitter(hue=0.3, p=1.0),
                                                                   RandomGrayscale(p=0.5)]),
+    "foreign_callable": lambda s: MIPairTransform(s, policy="random", illumination=False, motion=False,
+                                                 view_transforms=[ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8),
+                                                                  _mirror_rows, RandomGrayscale(p=0.5)]),
     "sampling_ratio_1": lambda s: MIPairTransform(s, policy="random", illumination=False, motion=False,
                                                   sampling_ratio=1),
     "sampling_ratio_2": lambda s: MIPairTransform(s, policy="random", illumination=False, motion=False,

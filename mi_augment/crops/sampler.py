@@ -98,11 +98,9 @@ class BoxSampler:
         feas_hi = min(hi_log, math.log(width**2 / lo_area))
         if feas_lo > feas_hi:
             return None
-        ud = u.double()
-        log_r = lo_log + (hi_log - lo_log) * ud[:, t:2 * t]
-        rows = ud.tolist()
-        r_rows = log_r.exp().tolist()
-        log_rows = log_r.tolist()
+        rows = u.tolist()  # float32 values, exact as Python floats (as .double() is)
+        log_rows = [[lo_log + (hi_log - lo_log) * v for v in row[t:2 * t]] for row in rows]
+        r_rows = torch.tensor(log_rows, dtype=torch.float64).exp().tolist()  # the (n, t) exp, as laid out there
         span = hi_area - lo_area
         areas, logs = [], []
         for row, rr, lr in zip(rows, r_rows, log_rows):
@@ -123,7 +121,7 @@ class BoxSampler:
             bw, bh = min(math.sqrt(a * r), fw), min(math.sqrt(a / r), fh)
             x1, y1 = max(fw - bw, 0.0) * row[2 * t], max(fh - bh, 0.0) * row[2 * t + 1]
             out.append((x1, y1, min(x1 + bw, fw), min(y1 + bh, fh)))
-        return torch.tensor(out, dtype=torch.float64).float()
+        return torch.tensor(out, dtype=torch.float32)  # rounded to nearest, as .float() does
 
     @staticmethod
     def _project(area: Tensor, log_r: Tensor, height: int, width: int, side: Tensor, lo_area: float,

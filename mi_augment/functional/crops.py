@@ -134,6 +134,19 @@ def _bilinear_crop_one(image: Tensor, boxes: Tensor, flips: Tensor, out_h: int, 
     ``(p + 1) * out_h``."""
     h, w = image.shape[-2:]
     p = boxes.shape[0]
+    shape = (p, out_h, out_w)
+    if out_h + out_w <= 128:  # a few positions: the same float64 arithmetic on Python floats, in the same order
+        sx, sy = 2.0 / (w - 1), 2.0 / (h - 1)
+        gx, gy = [], []
+        for (x1, y1, x2, y2), flip in zip(boxes.tolist(), flips.tolist()):
+            dx, dy = (x2 - x1) / out_w, (y2 - y1) / out_h
+            gx.append([(x1 + ((out_w - (c + 0.5)) if flip else (c + 0.5)) * dx - 0.5) * sx - 1.0
+                       for c in range(out_w)])
+            gy.append([(y1 + (r + 0.5) * dy - 0.5) * sy - 1.0 for r in range(out_h)])
+        grid = torch.stack([torch.tensor(gx, dtype=image.dtype)[:, None, :].expand(shape),
+                            torch.tensor(gy, dtype=image.dtype)[:, :, None].expand(shape)], dim=-1)
+        return F.grid_sample(image, grid.view(1, p * out_h, out_w, 2), mode="bilinear", padding_mode="border",
+                             align_corners=True)
     b64 = boxes.to(torch.float64)
     j = torch.arange(out_w, dtype=torch.float64) + 0.5
     i = torch.arange(out_h, dtype=torch.float64) + 0.5
@@ -141,7 +154,6 @@ def _bilinear_crop_one(image: Tensor, boxes: Tensor, flips: Tensor, out_h: int, 
     x1, y1, x2, y2 = b64.unbind(1)
     xs = x1[:, None] + j * ((x2 - x1) / out_w)[:, None] - 0.5
     ys = y1[:, None] + i * ((y2 - y1) / out_h)[:, None] - 0.5
-    shape = (p, out_h, out_w)
     grid = torch.stack([(xs * (2.0 / (w - 1)) - 1.0).to(image.dtype)[:, None, :].expand(shape),
                         (ys * (2.0 / (h - 1)) - 1.0).to(image.dtype)[:, :, None].expand(shape)], dim=-1)
     return F.grid_sample(image, grid.view(1, p * out_h, out_w, 2), mode="bilinear", padding_mode="border",

@@ -199,6 +199,16 @@ class RandomTransform(nn.Module):
         inner = self.make_params(x, generator=generator)
         return GatedParams(inner, rand((x.shape[0],), generator, x.device) < self.p)
 
+    def _one_draws(self) -> int | None:
+        """Speed path hook: the number of uniform draws :meth:`_gated` takes for one image (``make_params``'s,
+        then the gate's) where :meth:`_gated_one` renders from them; None (the default) where it does not."""
+        return None
+
+    def _gated_one(self, x: Tensor, u: list[float], owned: bool) -> Tensor:
+        """Speed path of :meth:`_gated` for one CPU image ``x (1, C, H, W)``, given the float32 values of its
+        :meth:`_one_draws` uniform draws as numbers: the same gate and kernel, no params built."""
+        raise NotImplementedError
+
     def _transform_rows(self, out: Tensor, rows: Tensor, params: Params) -> None:
         """Replace the samples ``rows`` of ``out`` (a buffer the caller owns) by their :meth:`transform` with
         their params (``params`` for the whole batch). A subclass may do it without the two copies."""

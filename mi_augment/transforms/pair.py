@@ -633,11 +633,39 @@ class MIPairTransform(nn.Module):
         if views is None:
             views = self.transform(x, params)
         if any(self.view_transforms):
+            one = None if return_info else self._run_pipelines_one(views, generator)
+            if one is not None:
+                return one, None
             views, drawn_views = self._run_pipelines(views, (), generator)
             params = replace(params, views=drawn_views)
         if info is not None:
             info = replace(info, params=params)
         return views, info
+
+    def _run_pipelines_one(self, views: tuple[Tensor, ...], generator: torch.Generator | None
+                           ) -> tuple[Tensor, ...] | None:
+        """Speed path of :meth:`_run_pipelines` for one CPU image's views when nobody asked for the draws:
+        every pipeline's draws as one ``rand`` read as numbers (each transform's ``_one_draws``, in the order
+        ``_run_pipelines`` draws them), each transform's gate and kernel on them. None unless every entry
+        of every pipeline has that path."""
+        counts = []
+        for pipeline in self.view_transforms:
+            for t in pipeline:
+                n = t._one_draws() if _replayable(t) else None
+                if n is None:
+                    return None
+                counts.append(n)
+        u = rand((sum(counts),), generator, views[0].device).tolist()
+        out, at, i = [], 0, 0
+        for view, pipeline in zip(views, self.view_transforms):
+            owned = True  # as in _run_pipelines: the rendered view and our kernels' new tensors are ours
+            for t in pipeline:
+                before, view = view, t._gated_one(view, u[at:at + counts[i]], owned)
+                at, i = at + counts[i], i + 1
+                if view is not before:
+                    owned = view.is_contiguous()
+            out.append(view)
+        return tuple(out)
 
     def _forward_pytree(self, tree: Any, generator: torch.Generator | None, params: PairParams | None,
                         return_info: bool) -> Any:

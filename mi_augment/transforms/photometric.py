@@ -17,7 +17,7 @@ import kornia
 import torch
 from torch import Tensor
 
-from .._random import rand, sampling_device, uniform
+from .._random import as_float32, rand, sampling_device, uniform
 from ..functional import color
 from ..options import current
 from ..params import GatedParams, Params
@@ -163,20 +163,48 @@ class ColorJitter(RandomTransform):
                 at += 1
         return GatedParams(ColorJitterParams(*factors, order), u[(4 + m) * b:] < self.p)
 
-    def transform(self, images: Tensor, params: ColorJitterParams) -> Tensor:
+    def _one_draws(self) -> int | None:
+        if type(self).make_params is not ColorJitter.make_params or type(self).transform is not ColorJitter.transform:
+            return None
+        return 5 + sum(r is not None for r in (self.brightness, self.contrast, self.saturation, self.hue))
+
+    def _gated_one(self, x: Tensor, u: list[float], owned: bool) -> Tensor:
+        if not u[-1] < as_float32(self.p):
+            return x if owned else x.clone()
+        keys = u[:4]
+        if len(set(keys)) == 4:  # argsort of distinct numbers; ties take torch's own argsort
+            order = sorted(range(4), key=keys.__getitem__)
+        else:
+            order = torch.tensor(keys, dtype=torch.float32).view(1, 4).argsort(dim=1)[0].tolist()
+        values, at = [], 4
+        for i, bounds in enumerate((self.brightness, self.contrast, self.saturation, self.hue)):
+            if bounds is None:
+                values.append(0.0 if i == 3 else 1.0)
+            else:  # make_params's float32 low + (high - low) * u
+                values.append(as_float32(as_float32(bounds[0]) + as_float32(as_float32(bounds[1] - bounds[0]) * u[at])))
+                at += 1
+        return self._jitter_one(x, values, order, owned)
+
+    @staticmethod
+    def _jitter_one(images: Tensor, values: list[float], order: list[int], owned: bool = False) -> Tensor:
+        """Speed path for one image (a DataLoader worker's call): its kernels in its order on its factors as
+        numbers, no row selection (16 mask and index ops fewer, no factor tensors); into ``images`` if
+        ``owned``."""
         kernels = (color.adjust_brightness, color.adjust_contrast, color.adjust_saturation, color.adjust_hue)
+        keep = [values[0] != 1.0, values[1] != 1.0, values[2] != 1.0, values[3] != 0.0]
+        out = images
+        for op in order:
+            if keep[op] and (op < 2 or images.shape[1] == 3):  # saturation and hue leave grey images alone
+                # the first kernel makes a new tensor (unless owned); the next ones may write into it
+                out = kernels[op](out, values[op]) if out is images and not owned else \
+                    color._adjust_inplace(out, op, values[op])
+        return images.clone() if out is images and not owned else out
+
+    def transform(self, images: Tensor, params: ColorJitterParams) -> Tensor:
         factors = [params.brightness, params.contrast, params.saturation, params.hue]
         if images.shape[0] == 1 and current().fast_paths:
-            # Speed path for one image (a DataLoader worker's call): its kernels in its order on its factors as
-            # numbers, no row selection (16 mask and index ops fewer, no factor tensors).
             values = torch.cat([f.reshape(1) for f in factors]).tolist()
-            keep = [values[0] != 1.0, values[1] != 1.0, values[2] != 1.0, values[3] != 0.0]
-            out = images
-            for op in params.order[0].tolist():
-                if keep[op] and (op < 2 or images.shape[1] == 3):  # saturation and hue leave grey images alone
-                    # the first kernel makes a new tensor; the next ones may write into it
-                    out = kernels[op](out, values[op]) if out is images else color._adjust_inplace(out, op, values[op])
-            return images.clone() if out is images else out
+            return self._jitter_one(images, values, params.order[0].tolist())
         if current().fast_paths and images[0].numel() >= _GROUPED_MIN_ELEMENTS:
             return self._by_sequence(images, params, torch.empty_like(images))  # every sample is in one group
         changes = _changes(params, images.shape[1])
@@ -242,6 +270,14 @@ class RandomGrayscale(RandomTransform):
 
     def transform(self, images: Tensor, params: NoParams) -> Tensor:
         return color.rgb_to_grayscale(images).expand_as(images)
+
+    def _one_draws(self) -> int | None:
+        return 1 if type(self).transform is RandomGrayscale.transform else None
+
+    def _gated_one(self, x: Tensor, u: list[float], owned: bool) -> Tensor:
+        if u[0] < as_float32(self.p):
+            return color.rgb_to_grayscale(x).expand_as(x)
+        return x if owned else x.clone()
 
 
 # ----------------------------------------------------------------------------------------------------- blur
@@ -312,6 +348,18 @@ class GaussianBlur(RandomTransform):
         return kornia.filters.gaussian_blur2d(images, self.kernel_for(*images.shape[-2:]), sigma,
                                               border_type="reflect")
 
+    def _one_draws(self) -> int | None:
+        if type(self).make_params is not GaussianBlur.make_params or type(self).transform is not GaussianBlur.transform:
+            return None
+        return 2
+
+    def _gated_one(self, x: Tensor, u: list[float], owned: bool) -> Tensor:
+        if not u[1] < as_float32(self.p):
+            return x if owned else x.clone()
+        lo, hi = self.sigma  # make_params's float32 low + (high - low) * u
+        sigma = as_float32(as_float32(lo) + as_float32(as_float32(hi - lo) * u[0]))
+        return self.transform(x, BlurParams(torch.tensor([sigma], device=x.device)))
+
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, sigma={self.sigma}, p={self.p}"
 
@@ -336,6 +384,14 @@ class RandomSolarize(RandomTransform):
 
     def transform(self, images: Tensor, params: NoParams) -> Tensor:
         return kornia.enhance.solarize(images, self.threshold)
+
+    def _one_draws(self) -> int | None:
+        return 1 if type(self).transform is RandomSolarize.transform else None
+
+    def _gated_one(self, x: Tensor, u: list[float], owned: bool) -> Tensor:
+        if u[0] < as_float32(self.p):
+            return self.transform(x, NoParams.like(x))
+        return x if owned else x.clone()
 
     def extra_repr(self) -> str:
         return f"threshold={self.threshold}, p={self.p}"
