@@ -127,7 +127,8 @@ def _bilinear_crop(images: Tensor, boxes: Tensor, out_h: int, out_w: int, flips:
     return _sample_separable(images, xs, ys).transpose(1, 2).reshape(b * p, c, out_h, out_w)
 
 
-def _bilinear_crop_one(image: Tensor, boxes: Tensor, flips: Tensor, out_h: int, out_w: int) -> Tensor:
+def _bilinear_crop_one(image: Tensor, boxes: Tensor, flips: Tensor, out_h: int, out_w: int,
+                       python_positions: bool = True) -> Tensor:
     """Speed path of :func:`_bilinear_crop` for one image ``(1, C, H, W)`` (``H, W > 1``) and its boxes
     ``(P, 4)`` with flips ``(P,)``: the same float64 sampling positions and one ``grid_sample``, without the
     batch bookkeeping. Returns ``(1, C, P * out_h, out_w)``: crop ``p`` is rows ``p * out_h`` to
@@ -135,7 +136,7 @@ def _bilinear_crop_one(image: Tensor, boxes: Tensor, flips: Tensor, out_h: int, 
     h, w = image.shape[-2:]
     p = boxes.shape[0]
     shape = (p, out_h, out_w)
-    if out_h + out_w <= 128:  # a few positions: the same float64 arithmetic on Python floats, in the same order
+    if python_positions and p * (out_h + out_w) <= 256:  # a few positions: the same float64 arithmetic on Python floats, in the same order
         sx, sy = 2.0 / (w - 1), 2.0 / (h - 1)
         gx, gy = [], []
         for (x1, y1, x2, y2), flip in zip(boxes.tolist(), flips.tolist()):

@@ -34,11 +34,12 @@ from torch.utils._pytree import tree_flatten, tree_unflatten  # the pytree utili
 from torchvision import tv_tensors as _tv
 
 from .._chunks import chunk_rows
-from .._random import rand, sampling_device
+from .._random import as_float32, rand, sampling_device
 from .._validation import check_generator, check_positive_int, check_probability, restore, to_float_batch
 from ..crops.policies import Policy, make_policy
 from ..crops.sampler import BoxSampler, box_iou_pairs
 from ..crops.scoring import PixelMIScorer, check_scores, render_proxies, scorer_input_kind
+from ..functional.crops import _bilinear_crop_one
 from ..options import current
 from ..params import Params
 from ..perturbations.base import check_strength
@@ -615,7 +616,11 @@ class MIPairTransform(nn.Module):
         if boxes is None:
             boxes = self.sampler._from_uniform(u[v:].view(v * k, per_box), h, w)
         candidates = PairCandidates(boxes.view(1, v, k, 4), u[:v].view(1, v) < self.flip, tuple(drawn))
-        scores = self._score(x, candidates) if self.policy.needs_scores else None
+        scores = None
+        if self.policy.needs_scores:
+            scores = self._score_one(x, candidates)
+            if scores is None:
+                scores = self._score(x, candidates)
         if return_info:
             info = self.choose(candidates, scores, generator)
             params = info.params
@@ -641,6 +646,30 @@ class MIPairTransform(nn.Module):
         if info is not None:
             info = replace(info, params=params)
         return views, info
+
+    def _score_one(self, x: Tensor, candidates: PairCandidates) -> Tensor | None:
+        """Speed path of :meth:`_score` for one image without perturbation models and a ``"luma"`` scorer, when
+        the image needs no downscaling and every candidate box takes one sample per proxy bin (the proxies'
+        ``resized_crop`` path of ``pyramid_crop``): every view's K proxies in one sampling of the luma, the
+        same positions and values. None where it does not apply."""
+        if self.perturbations or self.scorer is None or scorer_input_kind(self.scorer) != "luma":
+            return None
+        x = x.detach().float()
+        h, w = x.shape[-2:]
+        factor = min(1.0, self.proxy_size / math.sqrt(self.scale[0] * h * w))
+        if h < 2 or w < 2 or math.ceil(h * factor) < h or math.ceil(w * factor) < w:
+            return None
+        n = self.proxy_size
+        v, k = candidates.n_views, candidates.n_candidates
+        for x1, y1, x2, y2 in candidates.boxes.reshape(-1, 4).tolist():
+            dw, dh = as_float32(x2 - x1), as_float32(y2 - y1)  # pyramid_crop's and resized_crop's float32 tests
+            if not (dw <= n and dh <= n and as_float32(dw / n) <= 1.0 and as_float32(dh / n) <= 1.0):
+                return None
+        lum = R.apply_chain((), x, (), luma_only=True)
+        flat = candidates.boxes.reshape(-1, 4).float()
+        sampled = _bilinear_crop_one(lum, flat, torch.zeros(v * k, dtype=torch.bool), n, n, python_positions=False)
+        proxies = sampled.view(v, 1, k, n * n).unbind(0)
+        return torch.stack([_check_scores(self.scorer(proxies[0], proxies[p]), 1, k) for p in range(1, v)], 1)
 
     def _run_pipelines_one(self, views: tuple[Tensor, ...], generator: torch.Generator | None
                            ) -> tuple[Tensor, ...] | None:
