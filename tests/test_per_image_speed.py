@@ -169,6 +169,14 @@ def test_the_global_generator_gives_the_public_steps_views(name):
             assert torch.equal(_as_float(got), _expected(ref, image))
 
 
+@pytest.mark.parametrize("name", ["simclr_k8", "three_views_max", "large_crops"])
+def test_tied_scores_of_a_flat_image_equal_the_public_steps(name):
+    """A flat image scores every candidate alike (the threshold policy then keeps the tied best)."""
+    t = CONFIGS[name](16)
+    for seed in range(3):
+        _check(t, torch.full((3, 24, 24), 0.25 * (seed + 1)), seed)
+
+
 def test_views_are_the_callers_own_tensors():
     t = CONFIGS["simclr_random"](16)
     x = _image("float32", 32, 32, 1)

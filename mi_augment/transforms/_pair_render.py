@@ -174,11 +174,13 @@ def render_one(image: Tensor, boxes: Tensor, flip: Tensor, size: tuple[int, int]
     where it does not apply."""
     out_h, out_w = size
     h, w = image.shape[-2:]
-    if h < 2 or w < 2 or sampling_ratio not in (-1, 1) or not current().fast_paths:
+    if (h < 2 or w < 2 or sampling_ratio not in (-1, 1) or image.dtype not in (torch.float32, torch.float64)
+            or image.device.type != "cpu" or not current().fast_paths):
         return None
     flat = boxes.to(image.dtype)
-    if sampling_ratio == -1:  # resized_crop's test, in the image's dtype
-        if not bool(((flat[:, 2] - flat[:, 0] <= out_w) & (flat[:, 3] - flat[:, 1] <= out_h)).all()):
+    if sampling_ratio == -1:  # resized_crop's test, in the image's dtype (numpy: IEEE, as torch)
+        b = flat.numpy()
+        if not (bool((b[:, 2] - b[:, 0] <= out_w).all()) and bool((b[:, 3] - b[:, 1] <= out_h).all())):
             return None
     sampled = _bilinear_crop_one(image.detach(), flat, flip, out_h, out_w)
     return [sampled[:, :, i * out_h:(i + 1) * out_h].clamp(0.0, 1.0) for i in range(boxes.shape[0])]

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -34,7 +35,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten  # the pytree utili
 from torchvision import tv_tensors as _tv
 
 from .._chunks import chunk_rows
-from .._random import as_float32, rand, sampling_device
+from .._random import rand, sampling_device
 from .._validation import check_generator, check_positive_int, check_probability, restore, to_float_batch
 from ..crops.policies import Policy, make_policy
 from ..crops.sampler import BoxSampler, box_iou_pairs
@@ -629,8 +630,12 @@ class MIPairTransform(nn.Module):
             if scores is None:
                 c = 0
             else:
-                chosen, _ = self.policy.select_and_keep(scores.float().mean(1), generator)
-                c = int(chosen[0])
+                total = scores.float().mean(1)
+                select_one = getattr(self.policy, "_select_one", None)  # a policy's speed path for one image
+                c = None if select_one is None else select_one(total[0].tolist(), generator)
+                if c is None:
+                    chosen, _ = self.policy.select_and_keep(total, generator)
+                    c = int(chosen[0])
             params = PairParams(candidates.boxes[:, :, c], candidates.flip, candidates.perturbations)
         views = None
         if not self.perturbations:
@@ -661,15 +666,17 @@ class MIPairTransform(nn.Module):
             return None
         n = self.proxy_size
         v, k = candidates.n_views, candidates.n_candidates
-        for x1, y1, x2, y2 in candidates.boxes.reshape(-1, 4).tolist():
-            dw, dh = as_float32(x2 - x1), as_float32(y2 - y1)  # pyramid_crop's and resized_crop's float32 tests
-            if not (dw <= n and dh <= n and as_float32(dw / n) <= 1.0 and as_float32(dh / n) <= 1.0):
-                return None
-        lum = R.apply_chain((), x, (), luma_only=True)
         flat = candidates.boxes.reshape(-1, 4).float()
-        sampled = _bilinear_crop_one(lum, flat, torch.zeros(v * k, dtype=torch.bool), n, n, python_positions=False)
+        b = flat.numpy()
+        sides = np.concatenate([b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]])  # float32, as pyramid_crop's and
+        if not (bool((sides <= n).all()) and bool((sides / np.float32(n) <= 1.0).all())):  # resized_crop's tests
+            return None
+        lum = R.apply_chain((), x, (), luma_only=True)
+        sampled = _bilinear_crop_one(lum, flat, torch.zeros(v * k, dtype=torch.bool), n, n)
         proxies = sampled.view(v, 1, k, n * n).unbind(0)
-        return torch.stack([_check_scores(self.scorer(proxies[0], proxies[p]), 1, k) for p in range(1, v)], 1)
+        # proxies of a clamped image are finite: a scorer may skip checking that (PixelMIScorer does)
+        scorer = getattr(self.scorer, "_score_finite", self.scorer)
+        return torch.stack([_check_scores(scorer(proxies[0], proxies[p]), 1, k) for p in range(1, v)], 1)
 
     def _run_pipelines_one(self, views: tuple[Tensor, ...], generator: torch.Generator | None
                            ) -> tuple[Tensor, ...] | None:
