@@ -99,14 +99,17 @@ class BoxSampler:
         feas_hi = min(hi_log, math.log(width**2 / lo_area))
         if feas_lo > feas_hi or u.device.type != "cpu":
             return None
+        if u.shape[0] <= 4:  # one image's boxes: plain Python floats beat numpy's per-call overhead
+            return self._from_uniform_python(u, height, width, feas_lo, feas_hi)
         ud = u.numpy().astype(np.float64)  # float32 values, exactly (as .double())
         area = lo_area + (hi_area - lo_area) * ud[:, :t]
         log_r = lo_log + (hi_log - lo_log) * ud[:, t:2 * t]  # a new contiguous (n, t) array, as in torch
         r = torch.from_numpy(log_r).exp().numpy()
         fits = (np.sqrt(area * r) <= width) & (np.sqrt(area / r) <= height)
-        first = np.where(fits.any(1), fits.argmax(1), t - 1)[:, None]  # the first try that fits, else the last
-        area = np.take_along_axis(area, first, 1)[:, 0]
-        log_r = np.minimum(np.maximum(np.take_along_axis(log_r, first, 1)[:, 0], feas_lo), feas_hi)
+        first = np.where(fits.any(1), fits.argmax(1), t - 1)  # the first try that fits, else the last
+        rows = np.arange(len(first))
+        area = area[rows, first]
+        log_r = np.minimum(np.maximum(log_r[rows, first], feas_lo), feas_hi)
         r = torch.from_numpy(log_r).exp().numpy()  # the (n,) exp of _project
         max_area = np.minimum(np.minimum((1.0 / r) * width**2, height**2 * r), hi_area)  # torch's int / r
         area = np.minimum(np.maximum(area, lo_area), max_area)
@@ -115,6 +118,37 @@ class BoxSampler:
         xy1 = np.maximum(side - wh, 0.0) * ud[:, 2 * t:]
         boxes = np.concatenate([xy1, np.minimum(xy1 + wh, side)], 1).astype(np.float32)  # rounded, as .float()
         return torch.from_numpy(boxes)
+
+    def _from_uniform_python(self, u: Tensor, height: int, width: int, feas_lo: float, feas_hi: float) -> Tensor:
+        """:meth:`_from_uniform_few` on Python floats (IEEE float64 operations, the same order)."""
+        t = self.tries
+        image_area = float(height * width)
+        lo_area, hi_area = self.scale[0] * image_area, self.scale[1] * image_area
+        lo_log, hi_log = math.log(self.ratio[0]), math.log(self.ratio[1])
+        rows = u.tolist()  # float32 values, exact as Python floats (as .double() is)
+        log_rows = [[lo_log + (hi_log - lo_log) * v for v in row[t:2 * t]] for row in rows]
+        r_rows = torch.tensor(log_rows, dtype=torch.float64).exp().tolist()  # the (n, t) exp, as laid out there
+        span = hi_area - lo_area
+        areas, logs = [], []
+        for row, rr, lr in zip(rows, r_rows, log_rows):
+            chosen = t - 1  # the first try that fits, else the last one
+            for i in range(t):
+                a = lo_area + span * row[i]
+                if math.sqrt(a * rr[i]) <= width and math.sqrt(a / rr[i]) <= height:
+                    chosen = i
+                    break
+            areas.append(lo_area + span * row[chosen])
+            logs.append(min(max(lr[chosen], feas_lo), feas_hi))
+        rs = torch.tensor(logs, dtype=torch.float64).exp().tolist()  # the (n,) exp of _project
+        fw, fh = float(width), float(height)
+        out = []
+        for row, a, r in zip(rows, areas, rs):
+            max_area = min(min((1.0 / r) * width**2, height**2 * r), hi_area)  # torch's int / r: reciprocal, times
+            a = min(max(a, lo_area), max_area)
+            bw, bh = min(math.sqrt(a * r), fw), min(math.sqrt(a / r), fh)
+            x1, y1 = max(fw - bw, 0.0) * row[2 * t], max(fh - bh, 0.0) * row[2 * t + 1]
+            out.append((x1, y1, min(x1 + bw, fw), min(y1 + bh, fh)))
+        return torch.tensor(out, dtype=torch.float32)  # rounded to nearest, as .float() does
 
     @staticmethod
     def _project(area: Tensor, log_r: Tensor, height: int, width: int, side: Tensor, lo_area: float,

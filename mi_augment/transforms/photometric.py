@@ -53,6 +53,10 @@ _JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
 _GROUPED_MIN_ELEMENTS = 3 * 64 * 64
 
 
+# brightness, contrast, saturation without argument checks: (images, factor, inplace) -> images
+_UNCHECKED = (color._brightness, color._contrast, color._saturation)
+
+
 @dataclass(frozen=True)
 class ColorJitterParams(Params):
     """Per-sample factors ``(B,)`` (1 = unchanged for brightness, contrast and saturation; hue in turns, 0 =
@@ -183,6 +187,16 @@ class ColorJitter(RandomTransform):
             else:  # make_params's float32 low + (high - low) * u
                 values.append(as_float32(as_float32(bounds[0]) + as_float32(as_float32(bounds[1] - bounds[0]) * u[at])))
                 at += 1
+        if x.shape[1] == 3 and x.is_floating_point():  # a float RGB view and factors drawn in range: the
+            # kernels' maths without their argument checks (what _adjust_inplace runs after them)
+            out = x
+            for op in order:
+                if values[op] != (0.0 if op == 3 else 1.0):
+                    if op == 3:
+                        out = color._hue(out, values[3])
+                    else:
+                        out = _UNCHECKED[op](out, values[op], inplace=owned or out is not x)
+            return x.clone() if out is x and not owned else out
         return self._jitter_one(x, values, order, owned)
 
     @staticmethod
