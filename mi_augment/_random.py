@@ -36,3 +36,9 @@ def as_float32(value: float) -> float:
     scalar. Sums and products of two float32 values computed in float64 and rounded so are exactly the float32
     op's result (float64 has more than twice float32's precision)."""
     return struct.unpack("f", struct.pack("f", value))[0]
+
+
+def as_float32s(values: list[float]) -> tuple[float, ...]:
+    """:func:`as_float32` of several values in one call."""
+    n = len(values)
+    return struct.unpack(f"{n}f", struct.pack(f"{n}f", *values))

@@ -158,6 +158,15 @@ def image_to_uint8(image: Any, name: str = "images", channels: tuple[int, ...] =
     (its range is checked by :func:`to_float_batch`). Shape, channel count and dtype are checked here.
     """
     if _PILImage is not None and isinstance(image, _PILImage.Image):
+        mode = image.mode
+        width, height = image.size
+        if mode in ("RGB", "L") and width and height:  # 8-bit pixels straight from PIL's bytes (no numpy copy)
+            c = 3 if mode == "RGB" else 1
+            t = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(height, width, c)
+            shown = (height, width, c) if c == 3 else (height, width)
+            _check_image_shape(t.permute(2, 0, 1)[None], name, channels, shown,
+                               f"PIL {mode} image of size {image.size}")
+            return t.permute(2, 0, 1), ImageSpec("pil", False, torch.uint8, pil_mode=mode)
         arr, mode = _pil_array(image, name)
         source = f"PIL {image.mode} image of size {image.size}"
     elif isinstance(image, np.ndarray):
@@ -267,7 +276,8 @@ def restore(x: Tensor, spec: ImageSpec) -> Any:
         if mode in ("L", "RGB"):  # _quantise's levels straight to a contiguous uint8 array (2 copies fewer)
             levels = hwc.mul(255.0).clamp_(0, 255.0).round_().to(torch.uint8, memory_format=torch.contiguous_format)
             arr = levels.cpu().numpy()
-            return _PILImage.fromarray(arr[:, :, 0] if mode == "L" else arr)
+            # what fromarray does for an 8-bit array, without reading its array interface
+            return _PILImage.frombuffer(mode, (arr.shape[1], arr.shape[0]), arr, "raw", mode, 0, 1)
         if mode == "F":
             arr = hwc.to(torch.float32).cpu().numpy()
         else:  # I;16, I;16B, I: 16-bit levels

@@ -38,6 +38,8 @@ CONFIGS = {
     "jitter_only_hue": lambda s: MIPairTransform(s, policy="random", illumination=False, motion=False, flip=1.0,
                                                  view_transforms=[ColorJitter(hue=0.3, p=1.0),
                                                                   RandomGrayscale(p=0.5)]),
+    "jitter_nothing": lambda s: MIPairTransform(s, policy="random", illumination=False, motion=False,
+                                               view_transforms=[ColorJitter(0.0, 0.0, 0.0, 0.0, p=0.5)]),
     "foreign_callable": lambda s: MIPairTransform(s, policy="random", illumination=False, motion=False,
                                                  view_transforms=[ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8),
                                                                   _mirror_rows, RandomGrayscale(p=0.5)]),

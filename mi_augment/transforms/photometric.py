@@ -17,7 +17,7 @@ import kornia
 import torch
 from torch import Tensor
 
-from .._random import as_float32, rand, sampling_device, uniform
+from .._random import as_float32, as_float32s, rand, sampling_device, uniform
 from ..functional import color
 from ..options import current
 from ..params import GatedParams, Params
@@ -180,13 +180,15 @@ class ColorJitter(RandomTransform):
             order = sorted(range(4), key=keys.__getitem__)
         else:
             order = torch.tensor(keys, dtype=torch.float32).view(1, 4).argsort(dim=1)[0].tolist()
-        values, at = [], 4
-        for i, bounds in enumerate((self.brightness, self.contrast, self.saturation, self.hue)):
-            if bounds is None:
-                values.append(0.0 if i == 3 else 1.0)
-            else:  # make_params's float32 low + (high - low) * u
-                values.append(as_float32(as_float32(bounds[0]) + as_float32(as_float32(bounds[1] - bounds[0]) * u[at])))
-                at += 1
+        ranges = (self.brightness, self.contrast, self.saturation, self.hue)
+        drawn = [r for r in ranges if r is not None]
+        # make_params's float32 low + (high - low) * u, every factor at once (products and sums of float32
+        # numbers computed in float64 and rounded once are the float32 results)
+        lows = as_float32s([r[0] for r in drawn])
+        spans = as_float32s([r[1] - r[0] for r in drawn])
+        products = as_float32s([s * v for s, v in zip(spans, u[4:4 + len(drawn)])])
+        factors = iter(as_float32s([lo + p for lo, p in zip(lows, products)]))
+        values = [(0.0 if i == 3 else 1.0) if r is None else next(factors) for i, r in enumerate(ranges)]
         if x.shape[1] == 3 and x.is_floating_point():  # a float RGB view and factors drawn in range: the
             # kernels' maths without their argument checks (what _adjust_inplace runs after them)
             out = x
