@@ -214,7 +214,10 @@ def machine_info(device: str, threads: int) -> dict:
 LABELS = {"torchvision_v1_pil": "torchvision v1, PIL per image", "torchvision_v2_batch": "torchvision v2, batch",
           "kornia": "Kornia AugmentationSequential", "ours_random": "ours, random policy",
           "ours_k8": "ours, K=8 scored (default)", "ours_k8_jitter": "ours, K=8, ColorJitter prior",
-          "ours_random_per_image": "ours, random, PIL per image", "ours_k8_per_image": "ours, K=8, PIL per image"}
+          "ours_random_per_image": "ours, random, PIL per image", "ours_k8_per_image": "ours, K=8, PIL per image",
+          "ours_simclr_random": "ours, simclr unscored", "ours_simclr_k8": "ours, simclr K=8",
+          "ours_simclr_random_per_image": "ours, simclr unscored, PIL per image",
+          "ours_simclr_k8_per_image": "ours, simclr K=8, PIL per image"}
 
 
 def plot(report: dict, path: Path) -> Path:
