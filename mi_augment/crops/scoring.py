@@ -191,6 +191,27 @@ class PixelMIScorer:
         # sample-based estimators take (..., N, D) samples
         return fn(proxy_a.unsqueeze(-1), proxy_b.unsqueeze(-1), **self.options)
 
+    def _score_views(self, proxies: Tensor) -> Tensor | None:
+        """Speed path for one image's finite float32 proxies ``(V, K, N)`` of ``V`` views (rendered from a
+        clamped image): ``self(proxies[0:1], proxies[p:p + 1])[0]`` for every partner ``p``, stacked ``(V - 1,
+        K)``, by the histogram fast path with every view's bins found in one pass. None where it does not apply."""
+        v, k, n = proxies.shape
+        bins = self.bins
+        if (self.estimator != "histogram" or self.options != {"range": (0.0, 1.0)} or not current().fast_paths
+                or proxies.dtype != torch.float32 or n < 2 or k * bins * bins >= 2 ** 24):
+            return None
+        from ..mi.histogram import _mi_from_joint
+
+        # _unit_range_histogram_mi's bins: floor(v * bins) clamped to the edge bins, exact integers in float
+        q = (proxies * bins).floor_().clamp_(0, bins - 1)
+        offsets = torch.arange(k, dtype=proxies.dtype)[:, None] * (bins * bins)
+        out = []
+        for p in range(1, v):
+            index = q[0].mul(bins).add_(q[p]).add_(offsets)
+            counts = torch.bincount(index.view(-1).to(torch.int32), minlength=k * bins * bins)
+            out.append(_mi_from_joint(counts.view(k, bins, bins).to(proxies.dtype) / n))
+        return torch.stack(out)
+
     def _score_finite(self, proxy_a: Tensor, proxy_b: Tensor) -> Tensor:
         """Speed path of ``self(proxy_a, proxy_b)`` for proxies known to be finite (rendered from clamped
         images): the histogram fast path without its finiteness pass; the same values."""

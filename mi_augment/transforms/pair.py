@@ -673,6 +673,10 @@ class MIPairTransform(nn.Module):
             return None
         lum = R.apply_chain((), x, (), luma_only=True)
         sampled = _bilinear_crop_one(lum, flat, torch.zeros(v * k, dtype=torch.bool), n, n)
+        views_scorer = getattr(self.scorer, "_score_views", None)  # a scorer's speed path for one image's views
+        scores = None if views_scorer is None else views_scorer(sampled.view(v, k, n * n))
+        if scores is not None:
+            return torch.stack([_check_scores(s[None], 1, k) for s in scores], 1)
         proxies = sampled.view(v, 1, k, n * n).unbind(0)
         # proxies of a clamped image are finite: a scorer may skip checking that (PixelMIScorer does)
         scorer = getattr(self.scorer, "_score_finite", self.scorer)
