@@ -415,12 +415,13 @@ def _brightness(images: Tensor, f: Tensor | float, inplace: bool = False) -> Ten
 
 
 def _contrast(images: Tensor, f: Tensor | float, inplace: bool = False) -> Tensor:
-    mean = rgb_to_grayscale(images).mean((-2, -1), True) if images.shape[1] == 3 else images.mean((-3, -2, -1), True)
+    # _luma is rgb_to_grayscale's fast path for float RGB (the callers checked the images)
+    mean = _luma(images).mean((-2, -1), True) if images.shape[1] == 3 else images.mean((-3, -2, -1), True)
     return (images.mul_(f) if inplace else images * f).add_(mean * (1 - f)).clamp_(0.0, 1.0)
 
 
 def _saturation(images: Tensor, f: Tensor | float, inplace: bool = False) -> Tensor:
-    grey = rgb_to_grayscale(images).mul_(1 - f)
+    grey = _luma(images).mul_(1 - f)  # RGB only (callers return grey images unchanged)
     return (images.mul_(f) if inplace else images * f).add_(grey).clamp_(0.0, 1.0)
 
 
@@ -434,7 +435,7 @@ def _hue(images: Tensor, shift: Tensor | float) -> Tensor:
     one CPU thread (224 px: 1.05 vs 3.6 ms). ``shift`` ``(B, 1, 1, 1)`` or one number, in turns."""
     low, maxc = torch.aminmax(images, dim=1, keepdim=True)
     chroma = maxc - low
-    r, g, b = images.split(1, dim=1)
+    r, g, b = images.split_with_sizes((1, 1, 1), 1)  # RGB only; the views Tensor.split makes, one call
     # hue in sixths of a turn, from the first maximal channel (Kornia's tie-breaking: r >= g and r >= b is r == max)
     hue = torch.where(r == maxc, g - b,
                       torch.where(g >= b, (b - r).add_(chroma, alpha=2.0), (r - g).add_(chroma, alpha=4.0)))
