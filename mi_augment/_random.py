@@ -35,10 +35,13 @@ def as_float32(value: float) -> float:
     """``value`` rounded to the nearest float32 (as a Python float): what a float32 tensor op does to a Python
     scalar. Sums and products of two float32 values computed in float64 and rounded so are exactly the float32
     op's result (float64 has more than twice float32's precision)."""
-    return struct.unpack("f", struct.pack("f", value))[0]
+    return as_float32s([value])[0]
 
 
 def as_float32s(values: list[float]) -> tuple[float, ...]:
     """:func:`as_float32` of several values in one call."""
     n = len(values)
-    return struct.unpack(f"{n}f", struct.pack(f"{n}f", *values))
+    try:
+        return struct.unpack(f"{n}f", struct.pack(f"{n}f", *values))
+    except OverflowError:  # beyond float32's range: torch's cast (to +-inf)
+        return tuple(torch.tensor(list(values), dtype=torch.float64).float().tolist())

@@ -179,6 +179,20 @@ def test_tied_scores_of_a_flat_image_equal_the_public_steps(name):
         _check(t, torch.full((3, 24, 24), 0.25 * (seed + 1)), seed)
 
 
+def test_factors_beyond_float32_range_equal_the_public_steps():
+    """A brightness range past float32's largest number: factors overflow to inf as torch's cast does."""
+    t = MIPairTransform(16, policy="random", illumination=False, motion=False,
+                        view_transforms=[ColorJitter((0.0, 1e39), 0.4, 0.4, 0.1, p=1.0)])
+    x = _image("float32", 24, 24, 0)
+    x[:, :4] = 0.0  # 0 * inf: NaN pixels, compared as NaN
+    for seed in range(4):
+        views = t(x, generator=_gen(seed))
+        ref, _ = _steps(t, x, _gen(seed))
+        for got, want in zip(views, ref):
+            assert torch.equal(got.isnan(), want[0].isnan())
+            assert torch.equal(got.nan_to_num(), want[0].nan_to_num())
+
+
 def test_views_are_the_callers_own_tensors():
     t = CONFIGS["simclr_random"](16)
     x = _image("float32", 32, 32, 1)
