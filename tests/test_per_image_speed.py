@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from mi_augment import kernel_options
+from mi_augment.crops import PixelMIScorer, ThresholdPolicy
 from mi_augment.transforms import ColorJitter, GaussianBlur, RandomGrayscale
 from mi_augment.transforms.pair import MIPairTransform
 
@@ -193,6 +194,40 @@ def test_factors_beyond_float32_range_equal_the_public_steps():
             assert torch.equal(got.nan_to_num(), want[0].nan_to_num())
 
 
+class _JitterDrawingMore(ColorJitter):
+    """A subclass whose draws differ from ColorJitter's: it must take the general path."""
+
+    def make_params(self, images, generator=None):
+        torch.rand(1, generator=generator)
+        return super().make_params(images, generator)
+
+
+class _NegatedScorer(PixelMIScorer):
+    """A subclass scoring its own way."""
+
+    def __call__(self, proxy_a, proxy_b):
+        return -super().__call__(proxy_a, proxy_b)
+
+
+class _KeepTopHalf(ThresholdPolicy):
+    """A subclass with its own probabilities (keeps the upper half, drops nothing else)."""
+
+    def _probabilities(self, scores, mask):
+        return torch.softmax(scores * 10, 1)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MIPairTransform(16, policy="random", illumination=False, motion=False,
+                            view_transforms=[_JitterDrawingMore(0.4, 0.4, 0.4, 0.1, p=0.8)]),
+    lambda: MIPairTransform(16, n_candidates=6, illumination=False, motion=False, scorer=_NegatedScorer()),
+    lambda: MIPairTransform(16, n_candidates=6, illumination=False, motion=False, policy=_KeepTopHalf()),
+])
+def test_subclasses_with_their_own_draws_or_scores_equal_the_public_steps(make):
+    t = make()
+    for seed in range(3):
+        _check(t, _image("pil", 24, 24, seed), seed)
+
+
 def test_views_are_the_callers_own_tensors():
     t = CONFIGS["simclr_random"](16)
     x = _image("float32", 32, 32, 1)
@@ -249,6 +284,17 @@ def test_color_jitter_draws_make_params_then_the_gate(jitter, batch):
     with kernel_options(fast_paths=False):
         _, slow = t(x, generator=_gen(batch), return_params=True)
     _assert_same(params, slow, "params")
+
+
+def test_a_color_jitter_subclass_draws_through_its_own_make_params():
+    t = _JitterDrawingMore(0.4, 0.4, 0.4, 0.1, p=0.7)
+    x = torch.rand(3, 3, 8, 8, generator=_gen(0))
+    g, ref_g = _gen(1), _gen(1)
+    _, params = t(x, generator=g, return_params=True)
+    inner = t.make_params(x, generator=ref_g)
+    applied = torch.rand(3, generator=ref_g) < 0.7
+    _assert_same(params.params, inner, "params")
+    assert torch.equal(params.applied, applied)
 
 
 def test_nan_chosen_score_when_nothing_is_scored():

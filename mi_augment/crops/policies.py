@@ -197,7 +197,8 @@ class ThresholdPolicy(Policy):
         where it does not apply."""
         k = len(scores)
         if (k < 2 or (generator is not None and generator.device.type != "cpu")
-                or type(self)._probabilities is not ThresholdPolicy._probabilities):
+                or type(self)._probabilities is not ThresholdPolicy._probabilities
+                or type(self)._draw is not Policy._draw or type(self).select_and_keep is not Policy.select_and_keep):
             return None
         n_drop = min(math.floor(self.drop * float(k) + 1e-9), k - 1)
         cut = sorted(scores)[max(n_drop - 1, 0)]

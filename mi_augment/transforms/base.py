@@ -204,6 +204,11 @@ class RandomTransform(nn.Module):
         then the gate's) where :meth:`_gated_one` renders from them; None (the default) where it does not."""
         return None
 
+    def _is_own(self, cls: type, *names: str) -> bool:
+        """Whether ``names`` are ``cls``'s own methods on this object (a subclass that overrides one of them
+        draws or renders differently, so it takes the general path)."""
+        return all(getattr(type(self), n) is getattr(cls, n) for n in names + ("_gated",))
+
     def _gated_one(self, x: Tensor, u: list[float], owned: bool) -> Tensor:
         """Speed path of :meth:`_gated` for one CPU image ``x (1, C, H, W)``, given the float32 values of its
         :meth:`_one_draws` uniform draws as numbers: the same gate and kernel, no params built."""

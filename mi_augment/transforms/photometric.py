@@ -147,7 +147,8 @@ class ColorJitter(RandomTransform):
         calls give the numbers of one call of their total size, in order, so the order's ``(B, 4)``, each
         factor's ``(B,)`` and the gate's ``(B,)`` draws are one ``rand`` split (6 calls fewer, same values)."""
         b, d = x.shape[0], x.device
-        if sampling_device(generator, d).type != "cpu" or not current().fast_paths:
+        if (sampling_device(generator, d).type != "cpu" or not current().fast_paths
+                or type(self).make_params is not ColorJitter.make_params):  # a subclass's own draws
             return super()._draw_gated(x, generator)
         ranges = (self.brightness, self.contrast, self.saturation, self.hue)
         drawn = [r for r in ranges if r is not None]
@@ -168,7 +169,7 @@ class ColorJitter(RandomTransform):
         return GatedParams(ColorJitterParams(*factors, order), u[(4 + m) * b:] < self.p)
 
     def _one_draws(self) -> int | None:
-        if type(self).make_params is not ColorJitter.make_params or type(self).transform is not ColorJitter.transform:
+        if not self._is_own(ColorJitter, "make_params", "transform", "_draw_gated"):
             return None
         return 5 + sum(r is not None for r in (self.brightness, self.contrast, self.saturation, self.hue))
 
@@ -288,7 +289,7 @@ class RandomGrayscale(RandomTransform):
         return color.rgb_to_grayscale(images).expand_as(images)
 
     def _one_draws(self) -> int | None:
-        return 1 if type(self).transform is RandomGrayscale.transform else None
+        return 1 if self._is_own(RandomGrayscale, "make_params", "transform", "_draw_gated") else None
 
     def _gated_one(self, x: Tensor, u: list[float], owned: bool) -> Tensor:
         if u[0] < as_float32(self.p):
@@ -365,9 +366,7 @@ class GaussianBlur(RandomTransform):
                                               border_type="reflect")
 
     def _one_draws(self) -> int | None:
-        if type(self).make_params is not GaussianBlur.make_params or type(self).transform is not GaussianBlur.transform:
-            return None
-        return 2
+        return 2 if self._is_own(GaussianBlur, "make_params", "transform", "_draw_gated") else None
 
     def _gated_one(self, x: Tensor, u: list[float], owned: bool) -> Tensor:
         if not u[1] < as_float32(self.p):
@@ -402,7 +401,7 @@ class RandomSolarize(RandomTransform):
         return kornia.enhance.solarize(images, self.threshold)
 
     def _one_draws(self) -> int | None:
-        return 1 if type(self).transform is RandomSolarize.transform else None
+        return 1 if self._is_own(RandomSolarize, "make_params", "transform", "_draw_gated") else None
 
     def _gated_one(self, x: Tensor, u: list[float], owned: bool) -> Tensor:
         if u[0] < as_float32(self.p):
