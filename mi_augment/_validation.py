@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any
@@ -257,6 +258,22 @@ def _quantise(x: Tensor, levels: float, dtype: torch.dtype) -> Tensor:
     # one new tensor, then in place; float -> int32 -> uint8 is 2x faster than float -> uint8 on the CPU
     out = x.mul(levels).clamp_(0, levels).round_().to(torch.int32)
     return out if dtype == torch.int32 else out.to(dtype)
+
+
+def restore_views(views: Sequence[Tensor], spec: ImageSpec) -> tuple[Any, ...]:
+    """:func:`restore` of each of several views of one image (``[1, C, h, w]`` each): small PIL L / RGB views
+    quantised together (one pass instead of one per view, the same levels)."""
+    first = views[0] if views else None
+    if (first is not None and spec.kind == "pil" and spec.pil_mode in ("L", "RGB") and first.shape[0] == 1
+            and first.shape[-2] * first.shape[-1] < 4096 and first.device.type == "cpu"
+            and all(v.shape == first.shape and v.dtype == first.dtype for v in views)):
+        mode = spec.pil_mode
+        h, w = first.shape[-2:]
+        levels = torch.stack([v[0] for v in views]).detach().permute(0, 2, 3, 1)
+        arr = levels.mul(255.0).clamp_(0, 255.0).round_().to(torch.uint8, memory_format=torch.contiguous_format)
+        return tuple(_PILImage.frombuffer(mode, (w, h), a[:, :, 0] if mode == "L" else a, "raw", mode, 0, 1)
+                     for a in arr.numpy())
+    return tuple(restore(v, spec) for v in views)
 
 
 def restore(x: Tensor, spec: ImageSpec) -> Any:

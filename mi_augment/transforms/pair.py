@@ -36,7 +36,14 @@ from torchvision import tv_tensors as _tv
 
 from .._chunks import chunk_rows
 from .._random import rand, sampling_device
-from .._validation import check_generator, check_positive_int, check_probability, restore, to_float_batch
+from .._validation import (
+    check_generator,
+    check_positive_int,
+    check_probability,
+    restore,
+    restore_views,
+    to_float_batch,
+)
 from ..crops.policies import Policy, make_policy
 from ..crops.sampler import BoxSampler, box_iou_pairs
 from ..crops.scoring import PixelMIScorer, check_scores, render_proxies, scorer_input_kind
@@ -575,7 +582,7 @@ class MIPairTransform(nn.Module):
                 not isinstance(single, _tv.TVTensor) or isinstance(single, _tv.Image)):
             x, spec = to_float_batch(single, "images", (1, 3))
             views, info = self._views(x, generator, params, return_info)
-            views = tuple(restore(v, spec) for v in views)
+            views = restore_views(views, spec)
             return (views, info) if return_info else views
         return self._forward_pytree(single if single is not None else inputs, generator, params, return_info)
 
