@@ -33,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import write_json  # noqa: E402
 from benchmarks.throughput import synthetic_images  # noqa: E402
 
+NATURAL = {"illumination": "default", "motion": "default", "view_transforms": None}  # the shipped models alone
+
 
 def best_ms(fn, repeats: int) -> float:
     fn()
@@ -55,7 +57,7 @@ def chunk_sweep(repeats: int) -> list[dict]:
         for elements in (1 << 18, 1 << 19, 1 << 20, 1 << 21, 1 << 22, None):
             with kernel_options(cpu_chunk_elements=elements or (1 << 62)):
                 for policy in ("random", "threshold"):
-                    t = MIPairTransform(size, policy=policy)
+                    t = MIPairTransform(size, policy=policy, **NATURAL)
                     g = torch.Generator().manual_seed(0)
                     ms = best_ms(lambda t=t, x=x, g=g: t(x, generator=g), repeats)
                     rows.append({"size": size, "batch": batch, "chunk_elements": elements or "whole",
@@ -70,7 +72,7 @@ def area_averaging(repeats: int) -> dict:
     x = synthetic_images(32, 256).float() / 255
     out = {}
     for ratio in (-1, 1):
-        t = MIPairTransform(224, policy="random", sampling_ratio=ratio)
+        t = MIPairTransform(224, policy="random", sampling_ratio=ratio, **NATURAL)
         g = torch.Generator().manual_seed(0)
         out[f"sampling_ratio={ratio}"] = best_ms(lambda t=t, g=g: t(x, generator=g), repeats)
     print(f"  area averaging (224 px, 32 pairs): {out}", flush=True)
@@ -92,7 +94,7 @@ def shared_log(repeats: int) -> dict:
     from mi_augment.transforms import MIPairTransform
 
     x = synthetic_images(128, 96).float() / 255
-    t = MIPairTransform(96)
+    t = MIPairTransform(96, **NATURAL)
     candidates = t.plan(x, torch.Generator().manual_seed(0))
     out = {"shared": best_ms(lambda: t.score(x, candidates), repeats)}
     with kernel_options(fast_paths=False):  # the per-view path: V copies, each perturbed by the models' apply
@@ -109,7 +111,7 @@ def per_image(repeats: int) -> dict:
     img = Image.fromarray(synthetic_images(1, 32)[0].permute(1, 2, 0).numpy())
     out = {}
     for policy in ("random", "threshold"):
-        t = MIPairTransform(32, policy=policy)
+        t = MIPairTransform(32, policy=policy, **NATURAL)
         out[policy] = best_ms(lambda t=t: [t(img) for _ in range(50)], max(3, repeats // 2)) / 50
     print(f"  one 32 px PIL image per call (ms): {out}", flush=True)
     return out
@@ -122,7 +124,7 @@ def profile() -> list[dict]:
     from mi_augment.transforms import MIPairTransform
 
     x = synthetic_images(32, 256).float() / 255
-    t = MIPairTransform(224, policy="random")
+    t = MIPairTransform(224, policy="random", **NATURAL)
     g = torch.Generator().manual_seed(0)
     for _ in range(2):
         t(x, generator=g)

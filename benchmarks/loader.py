@@ -6,7 +6,7 @@ PIL images (synthetic, CIFAR-like), ``--workers`` worker processes (each with on
 
 * ``torchvision_v1_per_image``: the SimCLR recipe (RandomResizedCrop, flip, ColorJitter(0.4, 0.4, 0.4, 0.1)
   p=0.8, RandomGrayscale(0.2), ToTensor) called twice per image in the workers;
-* ``ours_{random,k8}_per_image``: ``MIPairTransform`` per image in the workers (PIL views, then ToImage /
+* ``ours_{random,k8}_per_image``: ``MIPairTransform`` with the shipped natural models per image in the workers (PIL views, then ToImage /
   ToDtype, as in docs/mi_pairs.md);
 * ``ours_{random,k8}_collate``: ``MIPairCollate(MIPairTransform(...))``: each worker collates its batch and
   makes the views of the whole batch at once (the batched path).
@@ -76,7 +76,8 @@ def pipelines(size: int):
     tv = T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(),
                     T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), T.RandomGrayscale(0.2), T.ToTensor()])
     out = {"torchvision_v1_per_image": (TwoViews(tv), None)}
-    for name, kw in (("random", {"policy": "random"}), ("k8", {"n_candidates": 8})):
+    natural = {"illumination": "default", "motion": "default", "view_transforms": None}  # the shipped models
+    for name, kw in (("random", {"policy": "random", **natural}), ("k8", {"n_candidates": 8, **natural})):
         per_image = v2.Compose([MIPairTransform(size, **kw), v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
         out[f"ours_{name}_per_image"] = (per_image, None)
         out[f"ours_{name}_collate"] = (None, MIPairCollate(MIPairTransform(size, **kw)))

@@ -73,7 +73,7 @@ def measure(x: torch.Tensor, transform: MIPairTransform, seed: int) -> dict:
 
 
 def random_pairs(x: torch.Tensor, scale_min: float, size: int, seed: int) -> dict:
-    t = MIPairTransform(size, scale=(scale_min, 1.0), policy="random", illumination=False, motion=False)
+    t = MIPairTransform(size, scale=(scale_min, 1.0), policy="random", view_transforms=None)
     info = t.choose(t.plan(x, torch.Generator().manual_seed(seed)))
     h, w = x.shape[-2:]
     return {"scale_min": scale_min, "mean_iou": float(info.iou.mean()),
@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> dict:
     train, _ = fashion_mnist()
     x = fixed_subset(train, args.images, seed=args.seed).images.float().div(255)
     configs = {
-        "pixels, no natural models (the recipes' mi mode)": dict(illumination=False, motion=False),
-        "pixels, shipped natural models (the default)": {},
+        "pixels, no natural models (the recipes' mi mode)": dict(view_transforms=None),
+        "pixels, shipped natural models": dict(illumination="default", motion="default", view_transforms=None),
     }
     out = {"command": "python benchmarks/overlap.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "commit": git_sha(), "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),

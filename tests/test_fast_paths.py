@@ -314,7 +314,7 @@ def _pair_views(x, boxes, flips, motion, size, padding_mode="reflection", illumi
     """``MIPairTransform`` views (stacked ``(B * V, C, h, w)``, sample-major) of the given boxes, flips and
     camera motion (image-frame :class:`MotionParams` ``(B, V, ...)``), with the speed paths."""
     t = MIPairTransform(size, illumination=illumination, motion=MotionModel.uniform(padding_mode=padding_mode),
-                        policy="random", n_views=boxes.shape[1])
+                        policy="random", n_views=boxes.shape[1], view_transforms=None)
     params = t.make_params(x, generator=_gen(0))
     chain = (motion,) if light is None else (light, motion)
     params = dataclasses.replace(params, boxes=boxes, flip=flips, perturbations=chain)
@@ -415,8 +415,8 @@ def test_illuminated_views_equal_the_illumination_kernel_per_view():
     ones = torch.ones(b, v, 1)
     light = IlluminationParams(0.4 * torch.randn(b, v, 3, generator=g), 0.2 * torch.randn(b, v, 1, generator=g),
                                0.3 * torch.randn(b, v, 5, generator=g), ones, ones, ones, torch.zeros(b, v, 1))
-    views, t, params = _pair_views(x, boxes, flips, _draw_motion(b, v, g, scale=0.0), (h, w), illumination=None,
-                                   light=light)
+    views, t, params = _pair_views(x, boxes, flips, _draw_motion(b, v, g, scale=0.0), (h, w),
+                                   illumination="default", light=light)
     crops = x[:, :, 2:2 + h, 2:2 + w]
     for i in range(v):
         for fast_paths in (True, False):

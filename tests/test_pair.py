@@ -18,7 +18,8 @@ from mi_augment.transforms.pair import MIPairTransform, PairInfo, PairParams
 
 # Small fast models for most tests; the shipped defaults are exercised in test_defaults_*.
 MODELS = dict(illumination=IlluminationModel.uniform(0.3, 0.3, 0.3, 0.05), motion=MotionModel.uniform())
-CLEAN = dict(illumination=False, motion=False)
+CLEAN = dict(illumination=None, motion=None, view_transforms=None)  # crops and flips only
+SHIPPED = dict(illumination="default", motion="default", view_transforms=None)  # the natural models alone
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -218,8 +219,14 @@ def test_argument_errors():
         MIPairTransform(32, scorer=lambda a, b: a.mean(-1), bins=8, **CLEAN)
     with pytest.raises(ValueError, match="ambiguous"):
         MIPairTransform(32, illumination=True, motion=False)
-    with pytest.raises(TypeError, match="perturbation model"):
-        MIPairTransform(32, illumination="natural", motion=False)
+    with pytest.raises(ValueError, match="illumination='natural'.*'default'"):
+        MIPairTransform(32, illumination="natural")
+    with pytest.raises(TypeError, match="motion must be 'default'.*perturbation model"):
+        MIPairTransform(32, motion=3)
+    with pytest.raises(ValueError, match="view_transforms='dino'.*simclr"):
+        MIPairTransform(32, view_transforms="dino")
+    with pytest.raises(ValueError, match="view_transforms='byol'.*2 views"):
+        MIPairTransform(32, view_transforms="byol", n_views=3)
     with pytest.raises(ValueError, match="flip"):
         MIPairTransform(32, flip=1.5, **CLEAN)
     with pytest.raises(ValueError, match="estimator"):
@@ -231,18 +238,35 @@ def test_argument_errors():
         t(torch.rand(40, 40))
 
 
-def test_defaults_use_the_shipped_models(flat_textured):
+def test_defaults_are_simclr_views_of_scored_crop_pairs(flat_textured):
+    """The bare constructor: SimCLR's per-view colour pipeline (no natural models), K=8 scored candidates kept
+    by the threshold policy; the views differ in colour from the plain crops, and it pickles."""
+    from mi_augment.transforms import ColorJitter, RandomGrayscale
+
     t = MIPairTransform(32)
-    assert t.perturbation_names == ("illumination", "motion")
-    assert isinstance(t.perturbations[0], IlluminationModel) and isinstance(t.perturbations[1], MotionModel)
-    assert t.policy.name == "threshold" and t.policy.drop == 0.5
-    x = flat_textured[:32].expand(-1, 3, -1, -1)
+    assert t.perturbations == () and t.policy.name == "threshold" and t.n_candidates == 8
+    assert [type(s) for s in t.view_transforms[0]] == [ColorJitter, RandomGrayscale]  # no blur at 32 px
+    assert t.view_transforms[0][0] is not t.view_transforms[1][0]  # each view its own transforms
+    assert [type(s).__name__ for s in MIPairTransform(96).view_transforms[1]][-1] == "GaussianBlur"
+    x = flat_textured[:32].expand(-1, 3, -1, -1).contiguous()
     views, info = t(x, generator=_gen(0), return_info=True)
     assert views[0].shape == (32, 3, 32, 32)
-    # under the natural perturbations too, the kept pairs share more than a random candidate
-    assert float(info.chosen_score.mean()) > float(info.scores.mean()) + 0.02
+    plain = MIPairTransform(32, **CLEAN).render(x, dataclasses.replace(info.params, views=()))
+    assert float((views[0] - plain[0]).abs().mean()) > 0.01  # jitter / grayscale changed the colours
+    assert float(info.chosen_score.mean()) > float(info.scores.mean()) + 0.02  # kept pairs share more
     clone = pickle.loads(pickle.dumps(t))
     assert all(torch.equal(a, b) for a, b in zip(clone(x[:2], generator=_gen(1)), t(x[:2], generator=_gen(1))))
+
+
+def test_the_shipped_models_are_opt_in_by_name(flat_textured):
+    t = MIPairTransform(32, **SHIPPED)
+    assert t.perturbation_names == ("illumination", "motion")
+    assert isinstance(t.perturbations[0], IlluminationModel) and isinstance(t.perturbations[1], MotionModel)
+    x = flat_textured[:32].expand(-1, 3, -1, -1)
+    views, info = t(x, generator=_gen(0), return_info=True)
+    # under the natural perturbations too, the kept pairs share more than a random candidate
+    assert float(info.chosen_score.mean()) > float(info.scores.mean()) + 0.02
+    assert MIPairTransform(32, illumination="default", motion=None).perturbation_names == ("illumination",)
 
 
 def test_inside_torchvision_v2_compose():
@@ -282,7 +306,7 @@ def test_fused_views_without_motion_equal_step_by_step(size, side):
     """The shipped models take one sampling pass (crop o warp, then illumination, then the blur); with the
     camera at rest it renders what crop -> illumination -> warp -> blur renders, to float rounding."""
     x = torch.rand(4, 3, side, side, generator=_gen(11))
-    t = MIPairTransform(size, policy="random")
+    t = MIPairTransform(size, policy="random", **SHIPPED)
     params = _zero_motion(t.make_params(x, generator=_gen(12)))
     fused = torch.stack(t.render(x, params))
     with kernel_options(fast_paths=False):
@@ -310,7 +334,7 @@ def test_chunked_cpu_rendering_equals_whole_batch(n_views, channels, long_streak
     """The CPU renders a few images at a time (buffers that stay in cache); one image per chunk gives the
     views that one whole-batch pass gives, including area-averaged views and the longer streaks' dense blur."""
     x = torch.rand(5, channels, 48, 40, generator=_gen(21))
-    t = MIPairTransform(24, policy="random", n_views=n_views)
+    t = MIPairTransform(24, policy="random", n_views=n_views, **SHIPPED)
     params = t.make_params(x, generator=_gen(22))
     if long_streaks:  # two views streak over 3 and 5 view pixels (the dense blur), the others stay short
         params = _with_view_blur(t, x, params, {(0, 1): 5.0, (3, 0): 3.0})
@@ -332,7 +356,7 @@ def test_chunked_step_by_step_rendering_equals_whole_batch():
     """The step-by-step path (here ColorJitter's prior, whose factors need whole-view statistics) renders a
     few images at a time on the CPU too, with the views of one whole-batch pass."""
     x = torch.rand(5, 3, 40, 40, generator=_gen(23))
-    t = MIPairTransform(16, policy="random", illumination=IlluminationModel.uniform(), motion=False)
+    t = MIPairTransform(16, policy="random", illumination=IlluminationModel.uniform(), view_transforms=None)
     params = t.make_params(x, generator=_gen(24))
     with kernel_options(cpu_chunk_elements=1):
         chunked = t.render(x, params)
@@ -348,7 +372,7 @@ def test_fast_scoring_gives_the_scores_of_the_models_own_apply(n_views, channels
     """Scoring illuminates each working image once per view from one shared logarithm and moves luma
     instead of colour; the scores equal those of perturbing per-view copies with the models' own apply."""
     x = torch.rand(6, channels, 64, 64, generator=_gen(25)) ** 2  # dark pixels: the sRGB curve's linear toe
-    t = MIPairTransform(32, n_candidates=8, n_views=n_views)
+    t = MIPairTransform(32, n_candidates=8, n_views=n_views, **SHIPPED)
     candidates = t.plan(x, _gen(26))
     fast = t.score(x, candidates)
     with kernel_options(fast_paths=False):
@@ -373,7 +397,7 @@ def test_scores_of_a_huge_batch_of_tiny_images_are_computed_in_bounded_chunks():
 def test_moving_camera_shows_the_neighbouring_scene():
     """A view translated by the camera motion reads the image around its crop (not a mirror of the crop)."""
     ramp = torch.linspace(0.0, 1.0, 64).expand(1, 3, 64, 64).contiguous()
-    t = MIPairTransform(16, policy="random", illumination=False, flip=0.0)
+    t = MIPairTransform(16, policy="random", motion="default", view_transforms=None, flip=0.0)
     params = _zero_motion(t.make_params(ramp, generator=_gen(0)), index=0)
     params = dataclasses.replace(params, boxes=torch.tensor([[[24.0, 24.0, 40.0, 40.0]] * 2]))
     # move the content 2 view pixels to the right: the leftmost columns now show the scene left of the box

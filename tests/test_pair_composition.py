@@ -15,7 +15,7 @@ from mi_augment.params import Params
 from mi_augment.perturbations.illumination import IlluminationModel
 from mi_augment.transforms import MIPairTransform, NaturalIllumination, PairCandidates, PairParams
 
-CLEAN = dict(illumination=False, motion=False)
+CLEAN = dict(view_transforms=None)  # crops and flips only (the natural models are off by default)
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -109,7 +109,7 @@ def test_choose_checks_its_inputs():
 
 def test_each_view_gets_its_own_pipeline_draw_and_replays():
     jitter = NaturalIllumination(IlluminationModel.uniform(0.4, 0.4, 0.4, 0.1), p=0.5)
-    t = MIPairTransform(12, policy="random", view_transforms=[jitter], **CLEAN)
+    t = MIPairTransform(12, policy="random", view_transforms=[jitter])
     x = torch.rand(200, 3, 16, 16, generator=_gen(6))
     views, info = t(x, generator=_gen(7), return_info=True)
     gate_a, gate_b = info.params.views[0][0].applied, info.params.views[1][0].applied
@@ -124,15 +124,15 @@ def test_each_view_gets_its_own_pipeline_draw_and_replays():
 def test_one_pipeline_per_view_is_asymmetric():
     darken = NaturalIllumination(IlluminationModel.uniform(0.0, 0.0, 0.0, 0.0), p=1.0)  # identity jitter
     solar = _Invert()
-    t = MIPairTransform(12, policy="random", flip=0.0, view_transforms=[[darken], [solar]], **CLEAN)
+    t = MIPairTransform(12, policy="random", flip=0.0, view_transforms=[[darken], [solar]])
     x = torch.rand(3, 3, 16, 16, generator=_gen(8))
     a, b = t(x, generator=_gen(9))
     plain_a, plain_b = MIPairTransform(12, policy="random", flip=0.0, **CLEAN)(x, generator=_gen(9))
     assert torch.allclose(a, plain_a, atol=1e-6) and torch.allclose(b, 1.0 - plain_b, atol=1e-6)
     with pytest.raises(ValueError, match="per-view lists"):
-        MIPairTransform(12, view_transforms=[[darken], [solar], [solar]], **CLEAN)
+        MIPairTransform(12, view_transforms=[[darken], [solar], [solar]])
     with pytest.raises(TypeError, match="callable"):
-        MIPairTransform(12, view_transforms=[[3], [solar]], **CLEAN)
+        MIPairTransform(12, view_transforms=[[3], [solar]])
 
 
 class _Invert:

@@ -37,6 +37,17 @@ def test_preview_command_errors(image_dir, tmp_path, capsys):
     rc = main(["preview", str(image_dir / "a.png"), "--out", str(tmp_path / "x.png"), "--policy", "max",
                "--drop", "0.3", "--no-perturbation"])
     assert rc == 2 and "takes options" in capsys.readouterr().err
+    rc = main(["preview", str(image_dir / "a.png"), "--out", str(tmp_path / "x.png"), "--natural",
+               "--no-perturbation"])
+    assert rc == 2 and "exclude each other" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_preview_command_with_the_shipped_natural_models(image_dir, tmp_path):
+    out = tmp_path / "natural.png"
+    assert main(["preview", str(image_dir / "a.png"), "--out", str(out), "--n-candidates", "3", "--size", "24",
+                 "--natural", "--max-images", "1"]) == 0
+    assert out.is_file() and out.stat().st_size > 5_000
 
 
 @pytest.mark.parametrize("policy", ["random", "band"])
@@ -48,7 +59,7 @@ def test_render_preview_on_a_tensor(tmp_path, policy):
 
 
 def test_render_preview_default_real_sample(tmp_path):
-    """What ``mi-augment demo`` calls: no image (a real sample frame), shipped models."""
+    """No image: a frame of a real sample clip, with the transform's defaults."""
     from mi_augment.data.samples import available_samples
 
     if "bikes" not in available_samples():

@@ -156,7 +156,7 @@ def test_pair_pipelines_equal_each_transform_applied_to_the_rendered_views(size)
     before = x.clone()
     views, info = pair(x, generator=_gen(7), return_info=True)
     assert torch.equal(x, before)
-    plain = MIPairTransform(size, policy="random", illumination=False, motion=False)
+    plain = MIPairTransform(size, policy="random", view_transforms=None)
     rendered = plain(x, params=replace(info.params, views=()))
     for view, base, drawn in zip(views, rendered, info.params.views):
         expected = base

@@ -169,9 +169,10 @@ def test_pair_transform_strength_scales_the_drawn_perturbations():
     from mi_augment.transforms import MIPairTransform
 
     x = torch.rand(4, 3, 48, 48, generator=torch.Generator().manual_seed(0))
-    plain = MIPairTransform(24, policy="random")
-    zero = MIPairTransform(24, policy="random", illumination_strength=0.0, motion_strength=0.0)
-    strong = MIPairTransform(24, policy="random", illumination_strength=3.0, motion_strength=2.0)
+    shipped = dict(illumination="default", motion="default")
+    plain = MIPairTransform(24, policy="random", **shipped)
+    zero = MIPairTransform(24, policy="random", illumination_strength=0.0, motion_strength=0.0, **shipped)
+    strong = MIPairTransform(24, policy="random", illumination_strength=3.0, motion_strength=2.0, **shipped)
     _, info1 = plain(x, generator=torch.Generator().manual_seed(1), return_info=True)
     _, info0 = zero(x, generator=torch.Generator().manual_seed(1), return_info=True)
     _, info3 = strong(x, generator=torch.Generator().manual_seed(1), return_info=True)
@@ -184,3 +185,5 @@ def test_pair_transform_strength_scales_the_drawn_perturbations():
     assert again.strengths == strong.strengths
     with pytest.raises(ValueError, match="motion_strength"):
         MIPairTransform(24, motion_strength=-1.0)
+    with pytest.raises(ValueError, match="illumination_strength=2.0 scales the illumination model, which is off"):
+        MIPairTransform(24, illumination_strength=2.0)  # the natural models are opt-in

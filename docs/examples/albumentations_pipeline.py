@@ -26,7 +26,7 @@ pipeline = A.Compose(
         A.HorizontalFlip(p=0.5),                      # any albumentations transform mixes in
         NaturalIllumination(),                        # shipped model fitted on real footage
         NaturalMotion(),                              # moves masks, boxes and keypoints with the image
-        MIPair(MIPairTransform(48, illumination=False, motion=False, n_candidates=4)),  # last: makes the views
+        MIPair(MIPairTransform(48, n_candidates=4)),  # last: makes the views (SimCLR's colour per view)
     ],
     bbox_params=A.BboxParams("pascal_voc", label_fields=["labels"]),
     keypoint_params=A.KeypointParams("xy", label_fields=["names"]),

@@ -295,7 +295,8 @@ class MIPair(_TorchSeeded, DualTransform):
     Returns the usual keys for view 0 plus ``"views"`` (all view images) and, when geometric targets were
     given, ``"view_targets"`` (one dict per view): see the module docstring. Always applied (no ``p``); put it
     last in the ``Compose``. Targets follow each view's crop, resize and flip only, so with geometric targets the
-    pair transform must not warp its views: build it with ``motion=False`` (a clear error says so otherwise)
+    pair transform must not warp its views: build it without a motion model (the default; a clear error says so
+    otherwise)
     and keep its perturbations and ``view_transforms`` photometric; put :class:`NaturalMotion` before ``MIPair``
     to move image and targets together.
 
@@ -388,8 +389,8 @@ class MIPair(_TorchSeeded, DualTransform):
         if geometric and _warps_views(self.transform):
             raise ValueError(f"MIPair moves {', '.join(geometric)} with each view's crop and flip, but its "
                              "MIPairTransform also warps each view by a camera motion that they cannot follow: build "
-                             "it with motion=False (put NaturalMotion before MIPair to move image and targets "
-                             "together)")
+                             "it with motion=None (the default; put NaturalMotion before MIPair to move image "
+                             "and targets together)")
         extra_images = [key for key, kind in kinds.items() if kind == "image" and key != "image"]
         replayed = {key: self._replay(kwargs[key], params) for key in extra_images}
         out = dict(kwargs)

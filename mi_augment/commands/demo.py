@@ -112,7 +112,10 @@ def run(args: argparse.Namespace) -> int:
     _banner(3, "Previewing MI-chosen crop pairs")
     from .preview import render_preview
 
-    print(f"wrote {render_preview(None, out / 'pairs.png', seed=args.seed, illumination=illum, motion=motion)}")
+    # the fitted models alone (no per-view colour pipeline): the pairs as the models perturb them
+    pairs = render_preview(None, out / "pairs.png", seed=args.seed, illumination=illum, motion=motion,
+                           view_transforms=None)
+    print(f"wrote {pairs}")
     if args.skip_twins:
         _banner(4, "Twin-patch mining: skipped (--skip-twins)")
     else:

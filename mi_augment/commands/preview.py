@@ -36,8 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=96, help="output size of the views shown (default: 96)")
     p.add_argument("--max-images", type=int, default=4, help="at most this many images from a folder")
     p.add_argument("--max-side", type=int, default=480, help="downscale images to this longer side first")
+    p.add_argument("--natural", action="store_true",
+                   help="add the shipped natural models (illumination and motion fitted on real footage): the "
+                        "candidates are scored under them")
     p.add_argument("--no-perturbation", action="store_true",
-                   help="score clean crops (no illumination or motion models)")
+                   help="crops and flips only (no natural models, no per-view colour pipeline)")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -92,7 +95,7 @@ def load_preview_images(source: str | os.PathLike | None, max_images: int = 4, m
 
 def render_preview(image: Any = None, out: str | os.PathLike = "pairs.png", *, policy: Any = "threshold",
                    n_candidates: int = 8, seed: int = 0, size: int = 96, transform: Any = None,
-                   illumination: Any = None, motion: Any = None, max_images: int = 4,
+                   illumination: Any = None, motion: Any = None, view_transforms: Any = "simclr", max_images: int = 4,
                    max_side: int | None = 480) -> Path:
     """Write the preview figure and return its path.
 
@@ -100,7 +103,7 @@ def render_preview(image: Any = None, out: str | os.PathLike = "pairs.png", *, p
         image: a path (image, video, folder), a float/uint8 ``[C, H, W]`` tensor, a PIL image, or None for a
             frame of the real ``bikes`` sample clip.
         out: PNG path.
-        policy, n_candidates, size, illumination, motion: passed to
+        policy, n_candidates, size, illumination, motion, view_transforms: passed to
             :class:`~mi_augment.transforms.pair.MIPairTransform` (ignored when ``transform`` is given).
         seed: seed of the candidate draw.
         transform: a ready ``MIPairTransform`` to preview instead.
@@ -115,7 +118,7 @@ def render_preview(image: Any = None, out: str | os.PathLike = "pairs.png", *, p
         items = [("image", to_float_batch(image)[0][0])]
     if transform is None:
         transform = MIPairTransform(size, n_candidates=n_candidates, policy=policy, illumination=illumination,
-                                    motion=motion)
+                                    motion=motion, view_transforms=view_transforms)
     rows = []
     for i, (name, img) in enumerate(items):
         g = torch.Generator().manual_seed(seed + i)
@@ -193,9 +196,13 @@ def run(args: argparse.Namespace) -> int:
     from ..crops.policies import make_policy
 
     policy = make_policy(args.policy, **_policy_options(args))
-    off = False if args.no_perturbation else None
+    if args.natural and args.no_perturbation:
+        raise ValueError("--natural and --no-perturbation exclude each other (the first adds the shipped models, "
+                         "the second leaves every perturbation out)")
+    natural = "default" if args.natural else None
     path = render_preview(args.image, args.out, policy=policy, n_candidates=args.n_candidates, seed=args.seed,
-                          size=args.size, illumination=off, motion=off, max_images=args.max_images,
+                          size=args.size, illumination=natural, motion=natural,
+                          view_transforms=None if args.no_perturbation else "simclr", max_images=args.max_images,
                           max_side=args.max_side)
     print(f"wrote {path}")
     return 0

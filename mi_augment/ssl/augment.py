@@ -215,8 +215,8 @@ class MIViews(ViewPairs):
             raise RuntimeError(f"--augment mi needs mi_augment.transforms.pair ({exc})") from exc
         if options.mi_photometric not in ("jitter", "natural", "both"):
             raise ValueError(f"mi_photometric must be 'jitter', 'natural' or 'both', got {options.mi_photometric!r}")
-        natural = None if options.mi_photometric in ("natural", "both") else False  # None: shipped models
-        if natural is None and (options.natural_strength != 1.0 or options.natural_motion_strength not in (None, 1.0)):
+        natural = "default" if options.mi_photometric in ("natural", "both") else None  # the shipped models
+        if natural is not None and (options.natural_strength != 1.0 or options.natural_motion_strength not in (None, 1.0)):
             raise ValueError("natural_strength applies to --augment natural only; MIPairTransform does not take a "
                              "strength yet (--mi-photometric natural|both uses the models as fitted)")
         self.jitter = options.mi_photometric in ("jitter", "both")
@@ -239,7 +239,7 @@ class MIViews(ViewPairs):
                              "rank: use --mi-candidates >= 2 or --mi-policy random")
         self.pair = MIPairTransform(size, scale=self.scale, n_candidates=options.mi_candidates,
                                     policy=options.mi_policy, illumination=natural, motion=natural, scorer=scorer,
-                                    proxy_size=size if scorer is not None else 32)
+                                    proxy_size=size if scorer is not None else 32, view_transforms=None)
 
     def views(self, images, generator=None):
         a, b = self.pair(_to_float(images), generator=generator)
