@@ -7,13 +7,15 @@ Pipelines (every one makes two views per image):
 * ``torchvision_v2_batch``: the same transforms from ``torchvision.transforms.v2`` called on a whole batch
   tensor (note: v2 draws *one* set of parameters per call, so every image of the batch gets the same crop).
 * ``kornia``: ``AugmentationSequential`` with the same four augmentations, per-sample parameters.
-* ``ours_random``: ``MIPairTransform(policy="random")`` with the shipped natural models (illumination +
+* ``ours_random``: ``MIPairTransform(policy="random", illumination="default", motion="default",
+  view_transforms=None)``: the shipped natural models (illumination +
   motion): no scoring, the RandomResizedCrop baseline with natural perturbations.
 * ``ours_k8``: ``MIPairTransform`` with K=8 scored candidates (threshold policy, histogram MI, 32x32 luma
-  proxies) and the shipped natural models: the default configuration.
+  proxies) and the shipped natural models alone (the transform's default before it took SimCLR's views).
 * ``ours_k8_jitter``: as ``ours_k8`` but with ColorJitter's prior (``IlluminationModel.uniform()``) and no
   motion model: like for like with the SimCLR pipelines above.
-* ``ours_simclr_random`` / ``ours_simclr_k8``: ``MIPairTransform.simclr(size, blur=False)`` (unscored / K=8):
+* ``ours_simclr_random`` / ``ours_simclr_k8``: ``MIPairTransform.simclr(size, blur=False)`` (unscored / K=8;
+  ``ours_simclr_k8`` is ``MIPairTransform(size)``'s default configuration without the blur it adds above 64 px):
   the same per-view colour operations as the torchvision pipeline (jitter p 0.8 in random order, grayscale
   p 0.2), the crop pair plain or MI-chosen: the like-for-like rows.
 * ``*_per_image``: the pipeline called on one PIL image at a time (PIL views out), as a DataLoader worker runs
@@ -107,12 +109,13 @@ def ours(size: int, variant: str):
     from mi_augment.perturbations.illumination import IlluminationModel
     from mi_augment.transforms.pair import MIPairTransform
 
+    natural = {"illumination": "default", "motion": "default", "view_transforms": None}  # the shipped models alone
     if variant == "random":
-        return MIPairTransform(size, policy="random")
+        return MIPairTransform(size, policy="random", **natural)
     if variant == "k8":
-        return MIPairTransform(size, n_candidates=8)
+        return MIPairTransform(size, n_candidates=8, **natural)
     if variant == "k8_jitter":
-        return MIPairTransform(size, n_candidates=8, illumination=IlluminationModel.uniform(), motion=False)
+        return MIPairTransform(size, n_candidates=8, illumination=IlluminationModel.uniform(), view_transforms=None)
     if variant == "simclr_random":  # like for like with torchvision's SimCLR pipeline: same per-view colour ops
         return MIPairTransform.simclr(size, policy="random", blur=False)
     if variant == "simclr_k8":

@@ -27,13 +27,16 @@ def _mirror_rows(views: torch.Tensor) -> torch.Tensor:
     return views.flip(-2)
 
 
+NATURAL = dict(illumination="default", motion="default", view_transforms=None)  # the shipped models alone
+
 CONFIGS = {
     "simclr_random": lambda s: MIPairTransform.simclr(s, policy="random", blur=False),
     "simclr_k8": lambda s: MIPairTransform.simclr(s, n_candidates=8, blur=False),
     "simclr_blur": lambda s: MIPairTransform.simclr(s, n_candidates=3, blur=True),
     "byol": lambda s: MIPairTransform.byol(s, n_candidates=4),
-    "natural_random": lambda s: MIPairTransform(s, policy="random"),
-    "natural_k8": lambda s: MIPairTransform(s, n_candidates=8),
+    "defaults": lambda s: MIPairTransform(s),
+    "natural_random": lambda s: MIPairTransform(s, policy="random", **NATURAL),
+    "natural_k8": lambda s: MIPairTransform(s, n_candidates=8, **NATURAL),
     "three_views_max": lambda s: MIPairTransform(s, policy="max", n_views=3, illumination=False, motion=False,
                                                  view_transforms=[ColorJitter(0.4, 0, 0.4, 0, p=0.5)]),
     "jitter_only_hue": lambda s: MIPairTransform(s, policy="random", illumination=False, motion=False, flip=1.0,
