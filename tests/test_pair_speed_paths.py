@@ -35,9 +35,9 @@ def _colourful(b: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
     return x
 
 
-@pytest.mark.parametrize("batch", [1, 5])
-def test_adjust_hue_speed_path_is_kornias_hsv_rotation(batch):
-    x = _colourful(batch, 9, 11)
+@pytest.mark.parametrize("batch, side", [(1, 9), (5, 9), (5, 40)])  # small images and large batches
+def test_adjust_hue_speed_path_is_kornias_hsv_rotation(batch, side):
+    x = _colourful(batch, side, side + 2)
     shifts = torch.linspace(-0.5, 0.5, batch) if batch > 1 else torch.tensor([0.37])
     fast = adjust_hue(x, shifts)
     with mi_augment.kernel_options(fast_paths=False):
