@@ -260,6 +260,18 @@ def _quantise(x: Tensor, levels: float, dtype: torch.dtype) -> Tensor:
     return out if dtype == torch.int32 else out.to(dtype)
 
 
+def _uint8_levels(hwc: Tensor) -> Tensor:
+    """:func:`_quantise`'s 8-bit levels of float values in [0, 1], straight to a contiguous uint8 tensor (2
+    copies fewer)."""
+    return hwc.mul(255.0).clamp_(0, 255.0).round_().to(torch.uint8, memory_format=torch.contiguous_format)
+
+
+def _pil_from_uint8(arr: np.ndarray, mode: str) -> Any:
+    """A PIL ``L`` / ``RGB`` image of a contiguous uint8 ``(H, W)`` / ``(H, W, 3)`` array: what ``fromarray``
+    does for it, without reading its array interface."""
+    return _PILImage.frombuffer(mode, (arr.shape[1], arr.shape[0]), arr, "raw", mode, 0, 1)
+
+
 def restore_views(views: Sequence[Tensor], spec: ImageSpec) -> tuple[Any, ...]:
     """:func:`restore` of each of several views of one image (``[1, C, h, w]`` each): small PIL L / RGB views
     quantised together (one pass instead of one per view, the same levels)."""
@@ -268,11 +280,8 @@ def restore_views(views: Sequence[Tensor], spec: ImageSpec) -> tuple[Any, ...]:
             and first.shape[-2] * first.shape[-1] < 4096 and first.device.type == "cpu"
             and all(v.shape == first.shape and v.dtype == first.dtype for v in views)):
         mode = spec.pil_mode
-        h, w = first.shape[-2:]
-        levels = torch.stack([v[0] for v in views]).detach().permute(0, 2, 3, 1)
-        arr = levels.mul(255.0).clamp_(0, 255.0).round_().to(torch.uint8, memory_format=torch.contiguous_format)
-        return tuple(_PILImage.frombuffer(mode, (w, h), a[:, :, 0] if mode == "L" else a, "raw", mode, 0, 1)
-                     for a in arr.numpy())
+        arr = _uint8_levels(torch.stack([v[0] for v in views]).detach().permute(0, 2, 3, 1)).numpy()
+        return tuple(_pil_from_uint8(a[:, :, 0] if mode == "L" else a, mode) for a in arr)
     return tuple(restore(v, spec) for v in views)
 
 
@@ -290,11 +299,8 @@ def restore(x: Tensor, spec: ImageSpec) -> Any:
             # quantised channels-first and merged as planes by PIL: 2-3x faster at 224 px (slower below 64 px)
             planes = [_PILImage.fromarray(p) for p in _quantise(x[0].detach(), 255.0, torch.uint8).cpu().numpy()]
             return planes[0] if len(planes) == 1 else _PILImage.merge("RGB", planes)
-        if mode in ("L", "RGB"):  # _quantise's levels straight to a contiguous uint8 array (2 copies fewer)
-            levels = hwc.mul(255.0).clamp_(0, 255.0).round_().to(torch.uint8, memory_format=torch.contiguous_format)
-            arr = levels.cpu().numpy()
-            # what fromarray does for an 8-bit array, without reading its array interface
-            return _PILImage.frombuffer(mode, (arr.shape[1], arr.shape[0]), arr, "raw", mode, 0, 1)
+        if mode in ("L", "RGB"):
+            return _pil_from_uint8(_uint8_levels(hwc).cpu().numpy(), mode)
         if mode == "F":
             arr = hwc.to(torch.float32).cpu().numpy()
         else:  # I;16, I;16B, I: 16-bit levels

@@ -65,13 +65,21 @@ class BoxSampler:
         u = rand((n, 2 * self.tries + 2), generator, device)
         return self._from_uniform(u, height, width).view(*shape, 4)
 
+    def _bounds(self, height: int, width: int) -> tuple[float, float, float, float, float, float]:
+        """``(lo_area, hi_area, lo_log, hi_log, feas_lo, feas_hi)``: the area bounds in pixels, the log ratio
+        bounds, and the feasible log ratio interval (empty when ``feas_lo > feas_hi``, see :meth:`_project`)."""
+        image_area = float(height * width)
+        lo_area, hi_area = self.scale[0] * image_area, self.scale[1] * image_area
+        lo_log, hi_log = math.log(self.ratio[0]), math.log(self.ratio[1])
+        feas_lo = max(lo_log, math.log(lo_area / height**2))
+        feas_hi = min(hi_log, math.log(width**2 / lo_area))
+        return lo_area, hi_area, lo_log, hi_log, feas_lo, feas_hi
+
     def _from_uniform(self, u: Tensor, height: int, width: int) -> Tensor:
         """The boxes ``(n, 4)`` of :meth:`sample` from its uniform draws ``u (n, 2 * tries + 2)``."""
         t = self.tries
         u = u.double()  # float64: exact bounds for tiny boxes
-        image_area = float(height * width)
-        lo_area, hi_area = self.scale[0] * image_area, self.scale[1] * image_area
-        lo_log, hi_log = math.log(self.ratio[0]), math.log(self.ratio[1])
+        lo_area, hi_area, lo_log, hi_log, feas_lo, feas_hi = self._bounds(height, width)
 
         area = lo_area + (hi_area - lo_area) * u[:, :t]
         log_r = lo_log + (hi_log - lo_log) * u[:, t:2 * t]
@@ -82,25 +90,22 @@ class BoxSampler:
         # x and y together: (n, 2) tensors, the same arithmetic per axis in half the calls
         side = torch.tensor([float(width), float(height)], dtype=u.dtype, device=u.device)
         wh = self._project(area.gather(1, first)[:, 0], log_r.gather(1, first)[:, 0], height, width, side, lo_area,
-                           hi_area, lo_log, hi_log)
+                           hi_area, lo_log, hi_log, feas_lo, feas_hi)
         xy1 = (side - wh).clamp_min(0) * u[:, 2 * t:]
         return torch.cat([xy1, torch.minimum(xy1 + wh, side)], 1).float()
 
-    def _from_uniform_few(self, u: Tensor, height: int, width: int) -> Tensor | None:
-        """Speed path of :meth:`_from_uniform` for a few boxes on the CPU (one image's, in a DataLoader worker):
-        the same float64 arithmetic by numpy (IEEE operations in the same order) instead of ~40 tiny tensor
-        ops; the two ``exp`` stay torch calls on tensors laid out as there (its vector and scalar loops may
-        differ in the last bit). None when the bounds cannot be met (that branch stays in torch)."""
+    def _from_uniform_few(self, u: Tensor, height: int, width: int) -> Tensor:
+        """:meth:`_from_uniform` with a speed path for a few boxes on the CPU (one image's, in a DataLoader
+        worker): the same float64 arithmetic by numpy (IEEE operations in the same order) instead of ~40 tiny
+        tensor ops; the two ``exp`` stay torch calls on tensors laid out as there (its vector and scalar loops
+        may differ in the last bit). Bounds that cannot be met and other devices take :meth:`_from_uniform`."""
         t = self.tries
-        image_area = float(height * width)
-        lo_area, hi_area = self.scale[0] * image_area, self.scale[1] * image_area
-        lo_log, hi_log = math.log(self.ratio[0]), math.log(self.ratio[1])
-        feas_lo = max(lo_log, math.log(lo_area / height**2))
-        feas_hi = min(hi_log, math.log(width**2 / lo_area))
+        bounds = self._bounds(height, width)
+        lo_area, hi_area, lo_log, hi_log, feas_lo, feas_hi = bounds
         if feas_lo > feas_hi or u.device.type != "cpu":
-            return None
+            return self._from_uniform(u, height, width)
         if u.shape[0] <= 4:  # one image's boxes: plain Python floats beat numpy's per-call overhead
-            return self._from_uniform_python(u, height, width, feas_lo, feas_hi)
+            return self._from_uniform_python(u, height, width, bounds)
         ud = u.numpy().astype(np.float64)  # float32 values, exactly (as .double())
         area = lo_area + (hi_area - lo_area) * ud[:, :t]
         log_r = lo_log + (hi_log - lo_log) * ud[:, t:2 * t]  # a new contiguous (n, t) array, as in torch
@@ -119,12 +124,11 @@ class BoxSampler:
         boxes = np.concatenate([xy1, np.minimum(xy1 + wh, side)], 1).astype(np.float32)  # rounded, as .float()
         return torch.from_numpy(boxes)
 
-    def _from_uniform_python(self, u: Tensor, height: int, width: int, feas_lo: float, feas_hi: float) -> Tensor:
+    def _from_uniform_python(self, u: Tensor, height: int, width: int,
+                             bounds: tuple[float, float, float, float, float, float]) -> Tensor:
         """:meth:`_from_uniform_few` on Python floats (IEEE float64 operations, the same order)."""
         t = self.tries
-        image_area = float(height * width)
-        lo_area, hi_area = self.scale[0] * image_area, self.scale[1] * image_area
-        lo_log, hi_log = math.log(self.ratio[0]), math.log(self.ratio[1])
+        lo_area, hi_area, lo_log, hi_log, feas_lo, feas_hi = bounds
         rows = u.tolist()  # float32 values, exact as Python floats (as .double() is)
         log_rows = [[lo_log + (hi_log - lo_log) * v for v in row[t:2 * t]] for row in rows]
         r_rows = torch.tensor(log_rows, dtype=torch.float64).exp().tolist()  # the (n, t) exp, as laid out there
@@ -152,7 +156,7 @@ class BoxSampler:
 
     @staticmethod
     def _project(area: Tensor, log_r: Tensor, height: int, width: int, side: Tensor, lo_area: float,
-                 hi_area: float, lo_log: float, hi_log: float) -> Tensor:
+                 hi_area: float, lo_log: float, hi_log: float, feas_lo: float, feas_hi: float) -> Tensor:
         """Move (area, log ratio) to the nearest point whose box fits the image and meets the bounds.
 
         A box of area ``a`` and ratio ``r`` fits when ``a <= W^2 / r`` and ``a <= H^2 r``. For the smallest
@@ -160,8 +164,6 @@ class BoxSampler:
         range that is the feasible ratio interval. Draws that already fit are unchanged by the clamps.
         Returns the boxes' ``(width, height)`` as ``(n, 2)``, at most ``side`` (the image's ``(W, H)``).
         """
-        feas_lo = max(lo_log, math.log(lo_area / height**2))
-        feas_hi = min(hi_log, math.log(width**2 / lo_area))
         if feas_lo <= feas_hi:
             log_r = log_r.clamp(feas_lo, feas_hi)
             r = log_r.exp()

@@ -26,7 +26,7 @@ from torchvision import tv_tensors as _tv
 from torchvision.transforms.v2 import functional as _tvf
 
 from .._chunks import chunk_rows
-from .._random import rand
+from .._random import as_float32, rand
 from .._validation import check_generator, check_probability, restore, to_float_batch
 from ..functional.geometry import warp_boxes, warp_masks, warp_points
 from ..params import GatedParams, Params
@@ -211,7 +211,15 @@ class RandomTransform(nn.Module):
 
     def _gated_one(self, x: Tensor, u: list[float], owned: bool) -> Tensor:
         """Speed path of :meth:`_gated` for one CPU image ``x (1, C, H, W)``, given the float32 values of its
-        :meth:`_one_draws` uniform draws as numbers: the same gate and kernel, no params built."""
+        :meth:`_one_draws` uniform draws as numbers: the same gate (the last draw) and kernel, no params
+        built."""
+        if not u[-1] < as_float32(self.p):
+            return x if owned else x.clone()
+        return self._transform_one(x, u[:-1], owned)
+
+    def _transform_one(self, x: Tensor, draws: list[float], owned: bool) -> Tensor:
+        """:meth:`_gated_one` past the gate: the kernel on ``make_params``'s draws as numbers (into ``x`` if
+        ``owned``). Implemented by the transforms whose :meth:`_one_draws` is not None."""
         raise NotImplementedError
 
     def _transform_rows(self, out: Tensor, rows: Tensor, params: Params) -> None:

@@ -648,8 +648,6 @@ class MIPairTransform(nn.Module):
         per_box = 2 * self.sampler.tries + 2
         u = rand((v + v * k * per_box,), generator, x.device)  # plan's flip draw, then the sampler's
         boxes = self.sampler._from_uniform_few(u[v:].view(v * k, per_box), h, w)
-        if boxes is None:
-            boxes = self.sampler._from_uniform(u[v:].view(v * k, per_box), h, w)
         candidates = PairCandidates(boxes.view(1, v, k, 4), u[:v].view(1, v) < self.flip, tuple(drawn))
         scores = None
         if self.policy.needs_scores:

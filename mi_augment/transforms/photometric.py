@@ -173,10 +173,8 @@ class ColorJitter(RandomTransform):
             return None
         return 5 + sum(r is not None for r in (self.brightness, self.contrast, self.saturation, self.hue))
 
-    def _gated_one(self, x: Tensor, u: list[float], owned: bool) -> Tensor:
-        if not u[-1] < as_float32(self.p):
-            return x if owned else x.clone()
-        keys = u[:4]
+    def _transform_one(self, x: Tensor, draws: list[float], owned: bool) -> Tensor:
+        keys = draws[:4]
         if len(set(keys)) == 4:  # argsort of distinct numbers; ties take torch's own argsort
             order = sorted(range(4), key=keys.__getitem__)
         else:
@@ -187,34 +185,32 @@ class ColorJitter(RandomTransform):
         # numbers computed in float64 and rounded once are the float32 results)
         lows = as_float32s([r[0] for r in drawn])
         spans = as_float32s([r[1] - r[0] for r in drawn])
-        products = as_float32s([s * v for s, v in zip(spans, u[4:4 + len(drawn)])])
+        products = as_float32s([s * v for s, v in zip(spans, draws[4:4 + len(drawn)])])
         factors = iter(as_float32s([lo + p for lo, p in zip(lows, products)]))
         values = [(0.0 if i == 3 else 1.0) if r is None else next(factors) for i, r in enumerate(ranges)]
-        if x.shape[1] == 3 and x.is_floating_point():  # a float RGB view and factors drawn in range: the
-            # kernels' maths without their argument checks (what _adjust_inplace runs after them)
-            out = x
-            for op in order:
-                if values[op] != (0.0 if op == 3 else 1.0):
-                    if op == 3:
-                        out = color._hue(out, values[3])
-                    else:
-                        out = _UNCHECKED[op](out, values[op], inplace=owned or out is not x)
-            return x.clone() if out is x and not owned else out
-        return self._jitter_one(x, values, order, owned)
+        # a float RGB view with factors drawn in range needs none of the kernels' argument checks
+        return self._jitter_one(x, values, order, owned, checked=not (x.shape[1] == 3 and x.is_floating_point()))
 
     @staticmethod
-    def _jitter_one(images: Tensor, values: list[float], order: list[int], owned: bool = False) -> Tensor:
+    def _jitter_one(images: Tensor, values: list[float], order: list[int], owned: bool = False,
+                    checked: bool = True) -> Tensor:
         """Speed path for one image (a DataLoader worker's call): its kernels in its order on its factors as
         numbers, no row selection (16 mask and index ops fewer, no factor tensors); into ``images`` if
-        ``owned``."""
+        ``owned``. ``checked=False`` (a float RGB image, factors known valid): the kernels' maths without
+        their argument checks (what :func:`~mi_augment.functional.color._adjust_inplace` runs after them)."""
         kernels = (color.adjust_brightness, color.adjust_contrast, color.adjust_saturation, color.adjust_hue)
-        keep = [values[0] != 1.0, values[1] != 1.0, values[2] != 1.0, values[3] != 0.0]
+        grey = images.shape[1] != 3
         out = images
         for op in order:
-            if keep[op] and (op < 2 or images.shape[1] == 3):  # saturation and hue leave grey images alone
-                # the first kernel makes a new tensor (unless owned); the next ones may write into it
-                out = kernels[op](out, values[op]) if out is images and not owned else \
-                    color._adjust_inplace(out, op, values[op])
+            if values[op] == (0.0 if op == 3 else 1.0) or (op >= 2 and grey):  # no change; grey: no colour ops
+                continue
+            fresh = out is images and not owned  # the first kernel makes a new tensor; the next may write into it
+            if not checked:
+                out = color._hue(out, values[3]) if op == 3 else _UNCHECKED[op](out, values[op], inplace=not fresh)
+            elif fresh:
+                out = kernels[op](out, values[op])
+            else:
+                out = color._adjust_inplace(out, op, values[op])
         return images.clone() if out is images and not owned else out
 
     def transform(self, images: Tensor, params: ColorJitterParams) -> Tensor:
@@ -291,10 +287,8 @@ class RandomGrayscale(RandomTransform):
     def _one_draws(self) -> int | None:
         return 1 if self._is_own(RandomGrayscale, "make_params", "transform", "_draw_gated") else None
 
-    def _gated_one(self, x: Tensor, u: list[float], owned: bool) -> Tensor:
-        if u[0] < as_float32(self.p):
-            return color.rgb_to_grayscale(x).expand_as(x)
-        return x if owned else x.clone()
+    def _transform_one(self, x: Tensor, draws: list[float], owned: bool) -> Tensor:
+        return color.rgb_to_grayscale(x).expand_as(x)
 
 
 # ----------------------------------------------------------------------------------------------------- blur
@@ -368,11 +362,9 @@ class GaussianBlur(RandomTransform):
     def _one_draws(self) -> int | None:
         return 2 if self._is_own(GaussianBlur, "make_params", "transform", "_draw_gated") else None
 
-    def _gated_one(self, x: Tensor, u: list[float], owned: bool) -> Tensor:
-        if not u[1] < as_float32(self.p):
-            return x if owned else x.clone()
+    def _transform_one(self, x: Tensor, draws: list[float], owned: bool) -> Tensor:
         lo, hi = self.sigma  # make_params's float32 low + (high - low) * u
-        sigma = as_float32(as_float32(lo) + as_float32(as_float32(hi - lo) * u[0]))
+        sigma = as_float32(as_float32(lo) + as_float32(as_float32(hi - lo) * draws[0]))
         return self.transform(x, BlurParams(torch.tensor([sigma], device=x.device)))
 
     def extra_repr(self) -> str:
@@ -403,10 +395,8 @@ class RandomSolarize(RandomTransform):
     def _one_draws(self) -> int | None:
         return 1 if self._is_own(RandomSolarize, "make_params", "transform", "_draw_gated") else None
 
-    def _gated_one(self, x: Tensor, u: list[float], owned: bool) -> Tensor:
-        if u[0] < as_float32(self.p):
-            return self.transform(x, NoParams.like(x))
-        return x if owned else x.clone()
+    def _transform_one(self, x: Tensor, draws: list[float], owned: bool) -> Tensor:
+        return self.transform(x, NoParams.like(x))
 
     def extra_repr(self) -> str:
         return f"threshold={self.threshold}, p={self.p}"
