@@ -285,32 +285,24 @@ def match_scale(target_iou: float, target_area: float, height: int, width: int, 
             "matched": e <= MATCH_TOLERANCE, "searched_scale_max": search_max}
 
 
-def brightness_spread(out: torch.Tensor, images: torch.Tensor) -> float:
-    """5-95 % range of the per-image log ratio of mean intensity, output over input."""
-    ratio = (out.flatten(1).mean(1).clamp_min(1e-4) / images.flatten(1).mean(1).clamp_min(1e-4)).log()
-    q = torch.quantile(ratio, torch.tensor([0.05, 0.95]))
-    return float(q[1] - q[0])
-
-
 def match_natural_strength(images: torch.Tensor, seed: int = 0, iterations: int = 10) -> dict[str, Any]:
     """The ``NaturalIllumination`` strength whose brightness spread equals ColorJitter's (the baseline's
-    ``color_jitter``, p 0.8 included), by bisection on log2(strength) in [0, 7]."""
+    ``color_jitter``, p 0.8 included), by bisection on log2(strength) in [0, 7]
+    (:meth:`NaturalIllumination.matching`)."""
     from mi_augment.ssl.augment import color_jitter
-    from mi_augment.transforms.illumination import NaturalIllumination
+    from mi_augment.transforms.illumination import NaturalIllumination, brightness_spread
 
-    target = brightness_spread(color_jitter(images, torch.Generator().manual_seed(seed)), images)
+    def reference(x: torch.Tensor) -> torch.Tensor:
+        return color_jitter(x, torch.Generator().manual_seed(seed))
 
     def spread(strength: float) -> float:
         out = NaturalIllumination(strength=strength)(images, generator=torch.Generator().manual_seed(seed))
         return brightness_spread(out, images)
 
-    lo, hi = 0.0, 7.0
-    for _ in range(iterations):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if spread(2**mid) < target else (lo, mid)
-    strength = round(2 ** ((lo + hi) / 2), 2)
-    return {"strength": strength, "target_spread": target, "spread": spread(strength),
-            "fitted_spread": spread(1.0)}
+    strength = NaturalIllumination.matching(reference, images, seed=seed, batched=True, strength_range=(1.0, 2.0**7),
+                                            iterations=iterations).strength
+    return {"strength": strength, "target_spread": brightness_spread(reference(images), images),
+            "spread": spread(strength), "fitted_spread": spread(1.0)}
 
 
 def calibrate(arm: str, budget_name: str, budget: dict[str, Any], dataset: str, jsonl: Path) -> dict[str, Any]:
