@@ -19,6 +19,9 @@ weights each run starts from) is scored too. Arms:
 ``TG`` / ``RG``      the video route's positive control: twins mined from group videos (same-class garments
                      moving together, ``mi_augment.data.group_video``) / random partners of the same videos;
                      ``TG`` must beat ``RG``, else the twin training integration is broken
+``O`` / ``I``        crop selection's positive control on ``fmnist_scenes``: of 8 candidate pairs, the one
+                     that best shows the garment (``--mi-scorer garment-oracle``) / the one of largest
+                     overlap (``--mi-scorer iou``); budget ``cpu_oracle``
 
 Same seed = same initial weights, data order and per-step generator in every arm. Each cell records the
 encoder images forwarded per step, wall time and device; ``--compute-matched`` adds a ``B`` cell trained
@@ -31,6 +34,7 @@ as JSON and drawn as a bar chart.
     python benchmarks/ablation.py --budget cpu                       # both datasets, 5 seeds, small CNN
     python benchmarks/ablation.py --budget cpu --arms B,S,P --datasets fmnist_scenes --seeds 0
     python benchmarks/ablation.py --budget cpu --summary-only        # tables + figure from the JSONL
+    python benchmarks/ablation.py --budget cpu_oracle                # B, I, O on fmnist_scenes, 5 seeds
 """
 
 from __future__ import annotations
@@ -88,6 +92,14 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "memory_subset": 20_000, "test_subset": None, "arms": ["B", "P", "S"],
         "seeds": [0, 1, 2, 3, 4], "linear_steps": 100, "calibration_images": 1024,
     },
+    # the crop-selection controls on fmnist_scenes (docs/results.md, amendment of 2026-12-02): the cpu budget's
+    # recipe, arms B, I (largest-overlap pair) and O (the pair that best shows the garment), its own Holm family
+    "cpu_oracle": {
+        "recipe": ["--backbone", "small_cnn", "--batch-size", "256", "--hidden-dim", "512", "--warmup-epochs", "1"],
+        "epochs": 8, "datasets": ["fmnist_scenes"], "train_subset": 4000,
+        "memory_subset": 10_000, "test_subset": None, "arms": ["B", "I", "O"],
+        "seeds": [0, 1, 2, 3, 4], "linear_steps": 100, "calibration_images": 1024,
+    },
     "gpu": {  # one GPU: ResNet-18, every training image, full memory and test set
         "recipe": ["--backbone", "resnet18", "--batch-size", "512", "--hidden-dim", "2048", "--warmup-epochs", "1"],
         "epochs": 10, "datasets": ["fmnist_scenes", "fashion_mnist"], "train_subset": None, "memory_subset": None,
@@ -120,6 +132,11 @@ ARMS: dict[str, Arm] = {a.name: a for a in [
         images_per_sample=3.0, what="feature pointwise-MI pairs (InfoMin band), scored by the training encoder"),
     Arm("C", ("--augment", "mi", "--mi-scorer", "crop-image", "--mi-policy", "threshold"), controls=("B", "S"),
         images_per_sample=3.0, what="crop-vs-image rejection (drop the lower half)"),
+    Arm("I", ("--augment", "mi", "--mi-scorer", "iou", "--mi-policy", "max"),
+        what="control: of 8 candidate pairs, the one of largest overlap (no pixels looked at)"),
+    Arm("O", ("--augment", "mi", "--mi-scorer", "garment-oracle", "--mi-policy", "max"), controls=("B", "I"),
+        what="positive control for crop selection: of 8 candidates, the pair that best shows the garment "
+             "(fmnist_scenes only; what a content-founded score could reach)"),
     Arm("N", ("--positives", "mi-neighbour", "--neighbour-policy", "max"), controls=("B", "B_compute"),
         what="cross-image MI positives (max: NNCLR)"),
     Arm("T", ("--positives", "twin", "--twin-weight", "0.5"), controls=("B", "R", "H"), images_per_sample=4.0,

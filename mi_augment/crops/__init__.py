@@ -9,6 +9,7 @@
   ``"topk"``, ``"softmax"``, ``"random"``).
 """
 
+from .controls import ObjectCoverageScorer, OverlapScorer, box_coverage
 from .policies import (
     POLICIES,
     BandPolicy,
@@ -36,7 +37,7 @@ from .scoring import (
 
 __all__ = [
     "INPUT_KINDS", "POLICIES", "BandPolicy", "BoxSampler", "CropImageScorer", "FeatureScorer", "MaxPolicy",
-    "MinPolicy", "PixelMIScorer", "Policy", "RandomPolicy", "Scorer", "SoftmaxPolicy", "ThresholdPolicy",
-    "TopKPolicy", "box_iou_pairs", "check_scores", "make_policy", "pointwise_mi", "render_proxies",
+    "MinPolicy", "ObjectCoverageScorer", "OverlapScorer", "PixelMIScorer", "Policy", "RandomPolicy", "Scorer", "SoftmaxPolicy", "ThresholdPolicy",
+    "TopKPolicy", "box_coverage", "box_iou_pairs", "check_scores", "make_policy", "pointwise_mi", "render_proxies",
     "scorer_input_kind",
 ]

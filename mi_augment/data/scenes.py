@@ -141,8 +141,11 @@ def _tint(rng: np.random.Generator) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.3, 1.0), rng.uniform(0.5, 1.0)), np.float32)
 
 
-def _paste(canvas: np.ndarray, obj: np.ndarray, side: int, top: int, left: int, colour: np.ndarray) -> None:
-    """Alpha-composite a grey garment (28 x 28 uint8), resized to ``side``, tinted ``colour``, in place."""
+def _paste(canvas: np.ndarray, obj: np.ndarray, side: int, top: int, left: int, colour: np.ndarray
+           ) -> tuple[int, int, int, int] | None:
+    """Alpha-composite a grey garment (28 x 28 uint8), resized to ``side``, tinted ``colour``, in place.
+    Returns the box ``(x1, y1, x2, y2)`` (canvas pixels, exclusive ends) of its visible, mostly opaque pixels
+    (alpha > 0.5), or None when none of it is on the canvas."""
     import cv2
 
     g = cv2.resize(obj, (side, side), interpolation=cv2.INTER_AREA if side < obj.shape[0] else cv2.INTER_LINEAR)
@@ -152,10 +155,14 @@ def _paste(canvas: np.ndarray, obj: np.ndarray, side: int, top: int, left: int, 
     s = canvas.shape[0]
     y0, x0, y1, x1 = max(top, 0), max(left, 0), min(top + side, s), min(left + side, s)
     if y1 <= y0 or x1 <= x0:
-        return
+        return None
     sy, sx = slice(y0 - top, y1 - top), slice(x0 - left, x1 - left)
     region = canvas[y0:y1, x0:x1]
     canvas[y0:y1, x0:x1] = alpha[sy, sx] * rgb[sy, sx] + (1 - alpha[sy, sx]) * region
+    rows, cols = np.nonzero(alpha[sy, sx, 0] > 0.5)
+    if not len(rows):
+        return None
+    return x0 + int(cols.min()), y0 + int(rows.min()), x0 + int(cols.max()) + 1, y0 + int(rows.max()) + 1
 
 
 def _place(rng: np.random.Generator, side: int, size: int, visible: float) -> tuple[int, int]:
@@ -164,8 +171,11 @@ def _place(rng: np.random.Generator, side: int, size: int, visible: float) -> tu
 
 
 def render_scenes(objects: np.ndarray, labels: np.ndarray, frames: list[np.ndarray], n: int, config: SceneConfig,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` composited images (uint8 ``[n, 3, S, S]``) and their labels (int64 ``[n]``).
+                  rng: np.random.Generator, return_boxes: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` composited images (uint8 ``[n, 3, S, S]``) and their labels (int64 ``[n]``); with
+    ``return_boxes`` also the labelled garment's box per image (float32 ``[n, 4]``, ``(x1, y1, x2, y2)`` in
+    pixels around its visible opaque pixels; NaN when none is visible), drawing the same images.
 
     ``objects`` are grey garments ``[M, h, w]`` uint8 on black, ``labels`` their classes ``[M]``, ``frames``
     RGB uint8 ``[H, W, 3]`` backgrounds. Garment ``i`` is the ``i``-th of a permutation drawn first, so the
@@ -183,6 +193,7 @@ def render_scenes(objects: np.ndarray, labels: np.ndarray, frames: list[np.ndarr
     perm = rng.permutation(len(objects))
     images = np.empty((n, size, size, 3), np.uint8)
     out_labels = np.empty(n, np.int64)
+    boxes = np.full((n, 4), np.nan, np.float32)
     for i in range(n):
         obj = int(perm[i % len(perm)])
         frame = frames[int(rng.integers(len(frames)))]
@@ -203,10 +214,13 @@ def render_scenes(objects: np.ndarray, labels: np.ndarray, frames: list[np.ndarr
         gain = float(np.clip(0.5 + canvas.mean(), 0.6, 1.4))  # the scene's light falls on the garment too
         side = max(4, round(rng.uniform(*config.object_scale) * size))
         top, left = _place(rng, side, size, config.min_visible)
-        _paste(canvas, objects[obj], side, top, left, np.clip(_tint(rng) * gain, 0.0, 1.0))
+        box = _paste(canvas, objects[obj], side, top, left, np.clip(_tint(rng) * gain, 0.0, 1.0))
+        if box is not None:
+            boxes[i] = box
         images[i] = np.clip(canvas * 255.0 + 0.5, 0, 255).astype(np.uint8)
         out_labels[i] = labels[obj]
-    return images.transpose(0, 3, 1, 2).copy(), out_labels
+    images = images.transpose(0, 3, 1, 2).copy()
+    return (images, out_labels, boxes) if return_boxes else (images, out_labels)
 
 
 # ------------------------------------------------------------------------------------------------ cache
@@ -290,3 +304,82 @@ def fmnist_scenes(config: SceneConfig | None = None, clips: list[str | os.PathLi
              clips=np.array(scenes.clips))
     atomic_write_bytes(path, buffer.getvalue())  # a temporary file, then a rename
     return scenes
+
+
+def garment_boxes(config: SceneConfig | None = None, clips: list[str | os.PathLike] | None = None,
+                  fashion_root: str | os.PathLike | None = None, split: str = "train",
+                  objects: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+                  frames: list[np.ndarray] | None = None) -> tuple[Tensor, Tensor]:
+    """Where the labelled garment is in each image of one split of :func:`fmnist_scenes`: the split's images
+    (uint8 ``[N, 3, S, S]``, re-rendered: the same pixels as the dataset's) and boxes (float32 ``[N, 4]``,
+    ``(x1, y1, x2, y2)`` in pixels around the garment's visible opaque pixels, NaN when none is visible).
+
+    For diagnostics and oracle controls (``benchmarks/content_coverage.py``, the ablation's garment oracle);
+    the dataset itself carries labels only. Arguments as :func:`fmnist_scenes`; ``frames`` (RGB uint8
+    ``[H, W, 3]`` arrays) replace the clips' frames. The first ``n`` images of a split do not depend on its
+    size, so ``config.n_train`` / ``n_test`` can ask for fewer."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    config = config or SceneConfig()
+    if frames is None:
+        if clips is None:
+            env = os.environ.get("MI_AUGMENT_SCENE_CLIPS")
+            clips = [Path(c) for c in env.split(os.pathsep) if c] if env else default_clips()
+        if not clips:
+            raise FileNotFoundError("fmnist_scenes needs video clips for its backgrounds (see fmnist_scenes)")
+        frames = [f for c in clips for f in read_frames(c, config.frames_per_clip)]
+    if objects is None:
+        from ..ssl.data import fashion_mnist
+
+        train, test = fashion_mnist(fashion_root)
+        objects = ((train.images[:, 0].numpy(), train.labels.numpy()), (test.images[:, 0].numpy(), test.labels.numpy()))
+    rngs = dict(zip(("train", "test"), (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(2))))
+    n = config.n_train if split == "train" else config.n_test
+    garments = objects[0] if split == "train" else objects[1]
+    images, _, boxes = render_scenes(*garments, frames, n, config, rngs[split], return_boxes=True)
+    return torch.from_numpy(images), torch.from_numpy(boxes)
+
+
+class GarmentLookup:
+    """Where the garment is in an ``fmnist_scenes`` image, looked up by the image's pixels: called with float
+    images ``(B, 3, S, S)`` in [0, 1] (exact ``uint8 / 255`` values, as training feeds them), returns their
+    garment boxes ``(B, 4)``. The objects callable of the garment-oracle control
+    (:class:`~mi_augment.crops.controls.ObjectCoverageScorer`); raises ``ValueError`` for an image that is
+    not one of the split's."""
+
+    def __init__(self, images: Tensor, boxes: Tensor):
+        if images.dtype != torch.uint8 or images.ndim != 4 or boxes.shape != (images.shape[0], 4):
+            raise ValueError(f"images must be uint8 [N, C, H, W] and boxes [N, 4], got {images.dtype} "
+                             f"{tuple(images.shape)} and {tuple(boxes.shape)}")
+        self.boxes = boxes.float()
+        self.shape = tuple(images.shape[1:])
+        self._index = {self._key(img): i for i, img in enumerate(images.numpy())}
+
+    @classmethod
+    def for_split(cls, split: str = "train", config: SceneConfig | None = None, **kwargs) -> GarmentLookup:
+        """The lookup of one split of :func:`fmnist_scenes` (``kwargs`` as :func:`garment_boxes`)."""
+        return cls(*garment_boxes(config, split=split, **kwargs))
+
+    @staticmethod
+    def _key(image: np.ndarray) -> bytes:
+        return hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).digest()
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def __call__(self, images: Tensor) -> Tensor:
+        if tuple(images.shape[1:]) != self.shape:
+            raise ValueError(f"images must be fmnist_scenes images of shape {self.shape}, got {tuple(images.shape[1:])}")
+        pixels = (images.detach().float().cpu() * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
+        rows = []
+        for i, img in enumerate(pixels):
+            row = self._index.get(self._key(img))
+            if row is None:
+                raise ValueError(f"image {i} of the batch is not an fmnist_scenes image of this split: the garment "
+                                 "oracle works on --dataset fmnist_scenes only, on the images as stored (no "
+                                 "resizing before the crop pair is drawn)")
+            rows.append(row)
+        return self.boxes[torch.tensor(rows, dtype=torch.long)].to(images.device)
+
+    def __repr__(self) -> str:
+        return f"GarmentLookup({len(self)} images of shape {self.shape})"

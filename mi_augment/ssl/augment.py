@@ -35,6 +35,12 @@ from ..transforms.base import RandomTransform
 from ..transforms.photometric import ColorJitter, GaussianBlur, RandomGrayscale, RandomSolarize
 from . import AUGMENT_MODES
 
+#: ``mi_scorer`` values: the MI scores, then two controls that are not MI ("iou": overlap alone;
+#: "garment-oracle": how much of the known garment both crops hold, fmnist_scenes only)
+MI_SCORERS = ("pixels", "features", "crop-image", "iou", "garment-oracle")
+#: the scorers that forward images through the encoder (counted as encoder images per step)
+ENCODER_SCORERS = ("features", "crop-image")
+
 
 @dataclass
 class AugmentOptions:
@@ -48,7 +54,9 @@ class AugmentOptions:
     natural_strength: float = 1.0  #: --augment natural: strength of both natural models (1: as fitted)
     natural_motion_strength: float | None = None  #: the motion model's strength (None: natural_strength)
     #: what MI is estimated from: "pixels" (histogram MI), "features" (pointwise MI of the target encoder's
-    #: features, one forward per image) or "crop-image" (each crop's pointwise MI with its whole image)
+    #: features, one forward per image) or "crop-image" (each crop's pointwise MI with its whole image); two
+    #: controls that are not MI: "iou" (the pair's overlap alone) and "garment-oracle" (how much of the known
+    #: garment both crops hold; --dataset fmnist_scenes only)
     mi_scorer: str = "pixels"
     #: videos mined for twin patches besides the shipped clips (a path or several)
     twin_video: str | tuple[str, ...] | None = None
@@ -221,7 +229,7 @@ class MIViews(ViewPairs):
                              "strength yet (--mi-photometric natural|both uses the models as fitted)")
         self.jitter = options.mi_photometric in ("jitter", "both")
         scorer = None
-        if options.mi_scorer in ("features", "crop-image"):
+        if options.mi_scorer in ENCODER_SCORERS:
             if encoder is None:
                 raise ValueError(f"mi_scorer={options.mi_scorer!r} needs the encoder")
             from ..crops.scoring import CropImageScorer, FeatureScorer
@@ -229,8 +237,17 @@ class MIViews(ViewPairs):
             maps, proj = FeatureMaps(encoder), None if head is None else _EvalMode(head)
             scorer = FeatureScorer(maps, temperature, head=proj, input_kind="boxes") \
                 if options.mi_scorer == "features" else CropImageScorer(maps, temperature, head=proj)
+        elif options.mi_scorer == "iou":  # control: overlap alone, no pixels
+            from ..crops.controls import OverlapScorer
+
+            scorer = OverlapScorer()
+        elif options.mi_scorer == "garment-oracle":  # control: where the garment is, known (fmnist_scenes only)
+            from ..crops.controls import ObjectCoverageScorer
+            from ..data.scenes import GarmentLookup, SceneConfig
+
+            scorer = ObjectCoverageScorer(GarmentLookup.for_split("train", SceneConfig(image_size=size)))
         elif options.mi_scorer != "pixels":
-            raise ValueError(f"mi_scorer must be 'pixels', 'features' or 'crop-image', got {options.mi_scorer!r}")
+            raise ValueError(f"mi_scorer must be one of {MI_SCORERS}, got {options.mi_scorer!r}")
         from ..crops.policies import make_policy
 
         policy = make_policy(options.mi_policy)

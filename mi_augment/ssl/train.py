@@ -49,7 +49,7 @@ from torch import Tensor, nn
 
 from .._artifact import atomic_write_bytes
 from . import AUGMENT_MODES, BACKBONES, POSITIVES
-from .augment import AugmentOptions, TwinPairs, make_views
+from .augment import ENCODER_SCORERS, MI_SCORERS, AugmentOptions, TwinPairs, make_views
 from .backbones import build_encoder
 from .data import DATASETS, EpochSampler, ImageData, load_dataset
 from .evaluate import evaluate_encoder, extract_features, knn_top1
@@ -89,10 +89,11 @@ def make_parser(method: str, *, lr: float, weight_decay: float, batch_size: int 
                         "fitted shape (0: identity, 1: as fitted)")
     p.add_argument("--natural-motion-strength", type=float, default=None,
                    help="--augment natural: the motion model's strength alone (unset: --natural-strength)")
-    p.add_argument("--mi-scorer", default="pixels", choices=("pixels", "features", "crop-image"),
+    p.add_argument("--mi-scorer", default="pixels", choices=MI_SCORERS,
                    help="--augment mi: score candidate pairs by pixel-histogram MI, by the pointwise MI of the "
                         "(target) encoder's features (one forward per image, boxes pooled from its feature map), "
-                        "or by each crop's pointwise MI with its whole image")
+                        "or by each crop's pointwise MI with its whole image; controls: 'iou' (overlap alone), "
+                        "'garment-oracle' (how much of the known garment both crops hold; fmnist_scenes only)")
     p.add_argument("--positives", default="views", choices=POSITIVES,
                    help="views: the two views of each image; mi-neighbour: each view's partner chosen by pointwise "
                         "MI from a support queue of other images' target embeddings (NNCLR with policy max); "
@@ -390,7 +391,7 @@ def images_per_step(method: nn.Module, args: argparse.Namespace, twin_per_rank: 
     has_target = getattr(inner, "target_encoder", None) is not None
     batch = args.batch_size
     parts = {"views": 2 * batch, "target": 2 * batch if has_target else 0,
-             "scoring": batch if args.augment == "mi" and args.mi_scorer != "pixels" else 0, "twins": 0,
+             "scoring": batch if args.augment == "mi" and args.mi_scorer in ENCODER_SCORERS else 0, "twins": 0,
              "twin_target": 0}
     if positives == "twin":
         pairs = twin_per_rank if twins is None else min(twin_per_rank, twins.num_pairs // world)
