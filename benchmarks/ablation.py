@@ -103,7 +103,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
     "gpu": {  # one GPU: ResNet-18, every training image, full memory and test set
         "recipe": ["--backbone", "resnet18", "--batch-size", "512", "--hidden-dim", "2048", "--warmup-epochs", "1"],
         "epochs": 10, "datasets": ["fmnist_scenes", "fashion_mnist"], "train_subset": None, "memory_subset": None,
-        "test_subset": None, "arms": ["P", "B", "S", "natural_matched", "natural"], "seeds": [0, 1, 2],
+        "test_subset": None, "arms": ["P", "B", "S", "O", "I", "natural_matched", "natural"], "seeds": [0, 1, 2],
         "linear_steps": 300, "calibration_images": 2048,
     },
 }
@@ -120,6 +120,7 @@ class Arm:
     images_per_sample: float = 2.0  #: two views per image through the encoder
     built: bool = True
     what: str = ""
+    datasets: tuple[str, ...] | None = None  #: the datasets the arm can run on (None: every one)
 
 
 ARMS: dict[str, Arm] = {a.name: a for a in [
@@ -135,7 +136,7 @@ ARMS: dict[str, Arm] = {a.name: a for a in [
     Arm("I", ("--augment", "mi", "--mi-scorer", "iou", "--mi-policy", "max"),
         what="control: of 8 candidate pairs, the one of largest overlap (no pixels looked at)"),
     Arm("O", ("--augment", "mi", "--mi-scorer", "garment-oracle", "--mi-policy", "max"), controls=("B", "I"),
-        what="positive control for crop selection: of 8 candidates, the pair that best shows the garment "
+        datasets=("fmnist_scenes",), what="positive control for crop selection: of 8 candidates, the pair that best shows the garment "
              "(fmnist_scenes only; what a content-founded score could reach)"),
     Arm("N", ("--positives", "mi-neighbour", "--neighbour-policy", "max"), controls=("B", "B_compute"),
         what="cross-image MI positives (max: NNCLR)"),
@@ -516,6 +517,9 @@ def plan_cells(budget_name: str, budget: dict[str, Any], datasets: list[str], ar
     cells = []
     for dataset in datasets:
         for arm in arms:
+            if ARMS[arm].datasets is not None and dataset not in ARMS[arm].datasets:
+                print(f"  {arm} runs on {', '.join(ARMS[arm].datasets)} only: no {arm} cells on {dataset}", flush=True)
+                continue
             flags, cal = arm_flags(arm, budget_name, budget, dataset, jsonl, motion_strength, runs)
             for seed in seeds:
                 cells.append(Cell(dataset, arm, seed, flags, epochs, cal))

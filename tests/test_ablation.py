@@ -206,6 +206,15 @@ def test_unknown_arm_is_named(ablation, tmp_path):
         ablation.main(["--budget", "tiny", "--arms", "Q", "--jsonl", str(tmp_path / "r.jsonl")])
 
 
+def test_dataset_bound_arms_are_planned_only_where_they_can_run(ablation, tmp_path, capsys):
+    """The garment oracle needs fmnist_scenes' garment boxes: no O cells elsewhere, its overlap control I runs."""
+    budget = ablation.BUDGETS["tiny"]
+    cells = ablation.plan_cells("tiny", budget, ["synthetic"], ["O", "I"], [0, 1], 1, tmp_path / "r.jsonl", False, 1.0,
+                                untrained=False, runs=tmp_path)
+    assert [(c.arm, c.seed) for c in cells] == [("I", 0), ("I", 1)]
+    assert "O runs on fmnist_scenes only" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_driver_appends_cells_and_skips_finished_ones(ablation, tmp_path):
     argv = ["--budget", "tiny", "--arms", "B", "--seeds", "0", "--jsonl", str(tmp_path / "r.jsonl"),
