@@ -35,6 +35,7 @@ as JSON and drawn as a bar chart.
     python benchmarks/ablation.py --budget cpu --arms B,S,P --datasets fmnist_scenes --seeds 0
     python benchmarks/ablation.py --budget cpu --summary-only        # tables + figure from the JSONL
     python benchmarks/ablation.py --budget cpu_oracle                # B, I, O on fmnist_scenes, 5 seeds
+    python benchmarks/ablation.py --budget cpu20k_confirm            # B, natural_matched at seeds 5-9
 """
 
 from __future__ import annotations
@@ -91,6 +92,14 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "epochs": 8, "datasets": ["fashion_mnist"], "train_subset": 20_000,
         "memory_subset": 20_000, "test_subset": None, "arms": ["B", "P", "S"],
         "seeds": [0, 1, 2, 3, 4], "linear_steps": 100, "calibration_images": 1024,
+    },
+    # the confirmation of natural_matched on cpu20k (docs/results.md, amendment of 2026-12-02 02:55 UTC): the
+    # cpu20k cells at five new seeds, B and natural_matched only, one pre-specified comparison
+    "cpu20k_confirm": {
+        "recipe": ["--backbone", "small_cnn", "--batch-size", "256", "--hidden-dim", "512", "--warmup-epochs", "1"],
+        "epochs": 8, "datasets": ["fashion_mnist"], "train_subset": 20_000,
+        "memory_subset": 20_000, "test_subset": None, "arms": ["B", "natural_matched"],
+        "seeds": [5, 6, 7, 8, 9], "linear_steps": 100, "calibration_images": 1024,
     },
     # the crop-selection controls on fmnist_scenes (docs/results.md, amendment of 2026-12-02): the cpu budget's
     # recipe, arms B, I (largest-overlap pair) and O (the pair that best shows the garment), its own Holm family
