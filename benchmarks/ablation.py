@@ -93,7 +93,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "memory_subset": 20_000, "test_subset": None, "arms": ["B", "P", "S"],
         "seeds": [0, 1, 2, 3, 4], "linear_steps": 100, "calibration_images": 1024,
     },
-    # the confirmation of natural_matched on cpu20k (docs/results.md, amendment of 2026-12-02 02:55 UTC): the
+    # the confirmation of natural_matched on cpu20k (docs/results.md, amendment of 2026-12-02 02:41 UTC): the
     # cpu20k cells at five new seeds, B and natural_matched only, one pre-specified comparison
     "cpu20k_confirm": {
         "recipe": ["--backbone", "small_cnn", "--batch-size", "256", "--hidden-dim", "512", "--warmup-epochs", "1"],
