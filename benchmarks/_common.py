@@ -55,3 +55,13 @@ def write_json(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {"git_sha": git_sha(), "machine": machine(), **payload}
     return atomic_write_bytes(RESULTS / name, json.dumps(payload, indent=1).encode())
+
+
+def spearman_within(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman correlation of ``a`` and ``b`` ``(B, K)`` within each row (ties broken by position); NaN for
+    a row where either is constant."""
+    ra, rb = a.argsort(1).argsort(1).float(), b.argsort(1).argsort(1).float()
+    const = (a.amax(1) == a.amin(1)) | (b.amax(1) == b.amin(1))
+    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
+    rho = (ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1)).clamp_min(1e-12)
+    return torch.where(const, torch.full_like(rho, float("nan")), rho)

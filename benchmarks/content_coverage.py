@@ -41,7 +41,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import git_sha, machine  # noqa: E402
+from benchmarks._common import git_sha, machine, spearman_within  # noqa: E402
 from mi_augment._artifact import atomic_write_bytes  # noqa: E402
 from mi_augment.crops.controls import box_coverage  # noqa: E402
 
@@ -49,16 +49,6 @@ from mi_augment.crops.controls import box_coverage  # noqa: E402
 ARMS = {"P": ("pixels", "threshold"), "F": ("features", "band"), "C": ("crop-image", "threshold")}
 HALF = 0.5  #: a view showing less than this fraction of the garment's box counts as missing it
 POLICIES = ("threshold", "band", "max")  #: every score is read under each policy (the arms use the first two)
-
-
-def spearman_within(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Spearman correlation of ``a`` and ``b`` ``(B, K)`` within each row (ties broken by position); NaN for
-    a row where either is constant."""
-    ra, rb = a.argsort(1).argsort(1).float(), b.argsort(1).argsort(1).float()
-    const = (a.amax(1) == a.amin(1)) | (b.amax(1) == b.amin(1))
-    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
-    rho = (ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1)).clamp_min(1e-12)
-    return torch.where(const, torch.full_like(rho, float("nan")), rho)
 
 
 def scenes_with_boxes(n: int, objects: tuple[np.ndarray, np.ndarray] | None = None,

@@ -28,6 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import spearman_within  # noqa: E402
 from mi_augment._artifact import atomic_write_bytes  # noqa: E402
 from mi_augment.ssl.data import fashion_mnist, fixed_subset  # noqa: E402
 from mi_augment.ssl.train import git_sha  # noqa: E402
@@ -36,10 +37,6 @@ from mi_augment.transforms import MIPairTransform  # noqa: E402
 
 def _area(boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1]) / (h * w)
-
-
-def _ranks(x: torch.Tensor) -> torch.Tensor:
-    return x.argsort(-1).argsort(-1).float()
 
 
 def measure(x: torch.Tensor, transform: MIPairTransform, seed: int) -> dict:
@@ -52,18 +49,17 @@ def measure(x: torch.Tensor, transform: MIPairTransform, seed: int) -> dict:
     boxes = candidates.boxes
     iou = info.candidate_iou[:, 0]  # (B, K)
     area_a, area_b = _area(boxes[:, 0], h, w), _area(boxes[:, 1], h, w)
-    rs, ri = _ranks(scores), _ranks(iou)
-    rs, ri = rs - rs.mean(1, keepdim=True), ri - ri.mean(1, keepdim=True)
-    spearman = (rs * ri).sum(1) / (rs.norm(dim=1) * ri.norm(dim=1)).clamp_min(1e-12)
+    spearman = spearman_within(scores, iou)
     centre = lambda t: (t - t.mean(1, keepdim=True)).flatten()  # noqa: E731
     design = torch.stack([centre(iou), centre(area_a), centre(area_b)], 1).double()
     target = centre(scores).double()
     coef = torch.linalg.lstsq(design, target[:, None]).solution
     r2 = 1 - float(((design @ coef)[:, 0] - target).pow(2).sum() / target.pow(2).sum().clamp_min(1e-12))
-    top_half = ri > 0  # above the image's median rank
+    iou_rank = iou.argsort(1).argsort(1).float()
+    top_half = iou_rank > iou_rank.mean(1, keepdim=True)  # above the image's median rank
     kept = info.keep
     return {
-        "spearman_score_iou_median": float(spearman.median()),
+        "spearman_score_iou_median": float(spearman.nanmedian()),
         "variance_explained_by_overlap_and_areas": r2,
         "kept_in_top_half_by_iou": float((kept & top_half).sum() / kept.sum()),
         "chosen_mean_iou": float(info.iou.mean()),
