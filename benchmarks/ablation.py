@@ -112,7 +112,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
     "gpu": {  # one GPU: ResNet-18, every training image, full memory and test set
         "recipe": ["--backbone", "resnet18", "--batch-size", "512", "--hidden-dim", "2048", "--warmup-epochs", "1"],
         "epochs": 10, "datasets": ["fmnist_scenes", "fashion_mnist"], "train_subset": None, "memory_subset": None,
-        "test_subset": None, "arms": ["P", "B", "S", "O", "I", "natural_matched", "natural"], "seeds": [0, 1, 2],
+        "test_subset": None, "arms": ["P", "B", "S", "natural_matched", "O", "I", "natural"], "seeds": [0, 1, 2],
         "linear_steps": 300, "calibration_images": 2048,
     },
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The matched-control ablation of issue 11 on one GPU, in one device call (timeout_s <= 470).
 # ResNet-18, every training image, 10 epochs, arms x 3 seeds as parallel processes (most informative
-# first: P, B, S, then crop selection's oracle O and its overlap control I (fmnist_scenes only), the
-# feature-scored F and the cross-image N, then natural_matched, natural; fmnist_scenes before fashion_mnist); each cell writes its
+# first: P, B, S, then natural_matched (the one arm ahead on CPU, unconfirmed there), crop selection's oracle O
+# and its overlap control I (fmnist_scenes only), the feature-scored F and the cross-image N, then natural;
+# fmnist_scenes before fashion_mnist); each cell writes its
 # JSON to $OUT/cells/ as it finishes, every cell is appended to $OUT/ablation_gpu.jsonl, and the summary
 # (tables, CIs, Holm, verdicts) and bar chart are written to $OUT at the end, whatever finished.
 #
@@ -35,7 +36,7 @@ else
   fi
   [ -d .gpu_carry/data ] && export MI_AUGMENT_DATA="$PWD/.gpu_carry/data" MI_AUGMENT_FASHION_MNIST="$PWD/.gpu_carry/data"
   BUDGET=gpu; DEVICE=cuda; DATASETS="${DATASETS:-fmnist_scenes,fashion_mnist}"
-  ARMS="${ARMS:-P,B,S,O,I,F,N,natural_matched,natural}"; SEEDS="${SEEDS:-0,1,2}"; EPOCHS="${EPOCHS:-10}"
+  ARMS="${ARMS:-P,B,S,natural_matched,O,I,F,N,natural}"; SEEDS="${SEEDS:-0,1,2}"; EPOCHS="${EPOCHS:-10}"
   PARALLEL="${PARALLEL:-6}"; LIMIT="${LIMIT:-440}"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 fi
