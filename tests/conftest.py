@@ -1,5 +1,11 @@
+import importlib.util
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -33,3 +39,19 @@ def one_thread_module():
 def one_thread(_few_threads):
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """Load a repository script (``benchmarks/*.py``, ``recipes/*.py``: not a package) by its path relative to
+    the repository root, once per session; registered in ``sys.modules`` (dataclasses look their module up
+    while the file executes)."""
+    def load(relative: str):
+        name = "script_" + relative.removesuffix(".py").replace("/", "_")
+        if name not in sys.modules:
+            spec = importlib.util.spec_from_file_location(name, ROOT / relative)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        return sys.modules[name]
+    return load

@@ -3,7 +3,6 @@ boxes and lookup, the recipe scorers built on them and the content-coverage diag
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -114,11 +113,8 @@ def test_recipe_scorers_iou_and_unknown_names():
 
 # --------------------------------------------------------------------------------------- the diagnostic
 @pytest.fixture(scope="module")
-def content_coverage():
-    spec = importlib.util.spec_from_file_location("content_coverage", ROOT / "benchmarks" / "content_coverage.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def content_coverage(load_script):
+    return load_script("benchmarks/content_coverage.py")
 
 
 def test_content_coverage_reports_every_scorer_against_the_oracle(content_coverage):

@@ -1,6 +1,5 @@
 """benchmarks/pool_seeds.py: an arm's paired differences pooled over disjoint-seed ablation JSONLs."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,11 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def pool_seeds():
-    spec = importlib.util.spec_from_file_location("pool_seeds", ROOT / "benchmarks" / "pool_seeds.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def pool_seeds(load_script):
+    return load_script("benchmarks/pool_seeds.py")
 
 
 def _write(path: Path, rows: list[dict]) -> Path:
