@@ -1,19 +1,36 @@
-"""Small helpers shared by the benchmark scripts: timing, machine facts, JSON output."""
+"""Small helpers shared by the benchmark scripts: timing, machine facts, JSON output, loading a script."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(relative: str) -> ModuleType:
+    """A repository script (``recipes/*.py``, ``benchmarks/*.py``: not a package), loaded by its path relative
+    to the repository root once per process and registered in ``sys.modules`` (dataclasses look their module
+    up while the file executes)."""
+    name = "script_" + relative.removesuffix(".py").replace("/", "_")
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / relative)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def git_sha() -> str:

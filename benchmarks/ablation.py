@@ -57,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from benchmarks._common import load_script  # noqa: E402
 from mi_augment._artifact import atomic_write_bytes  # noqa: E402
 
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -172,12 +173,7 @@ GROUP_TWINS: dict[str, Any] = {"videos": 24, "frames": 64, "size": 224, "object_
 
 # ------------------------------------------------------------------------------------------- helpers
 def load_recipe(name: str = "simclr"):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"recipes/{name}.py")
 
 
 def _key(payload: dict[str, Any]) -> str:

@@ -21,7 +21,6 @@ Writes ``benchmarks/results/downstream_<budget>_<date>.json`` and prints a Markd
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import load_script  # noqa: E402
 from mi_augment._artifact import atomic_write_bytes  # noqa: E402
 from mi_augment.ssl.train import device_name, git_sha  # noqa: E402
 
@@ -53,10 +53,7 @@ HIDDEN_FLAG = {"simclr": "--hidden-dim", "moco": "--hidden-dim", "byol": "--hidd
 
 
 def load_recipe(name: str):
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"recipes/{name}.py")
 
 
 def _method_args(method: str, args: list[str]) -> list[str]:

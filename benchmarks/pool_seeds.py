@@ -13,21 +13,18 @@ their mean, 95 % t CI, p-value and how many are positive. The pooled numbers are
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import load_script  # noqa: E402
 
 
 def _ablation():
-    if "benchmarks_ablation" not in sys.modules:  # the driver is a script: load it once, by path
-        spec = importlib.util.spec_from_file_location("benchmarks_ablation", ROOT / "benchmarks" / "ablation.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-        spec.loader.exec_module(module)
-    return sys.modules["benchmarks_ablation"]
+    return load_script("benchmarks/ablation.py")  # the driver is a script: loaded once, by path
 
 
 def pooled(files: list[Path], arm: str, vs: str, dataset: str) -> dict[str, Any]:
@@ -76,4 +73,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    main()

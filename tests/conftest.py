@@ -1,11 +1,5 @@
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -44,14 +38,7 @@ def one_thread(_few_threads):
 @pytest.fixture(scope="session")
 def load_script():
     """Load a repository script (``benchmarks/*.py``, ``recipes/*.py``: not a package) by its path relative to
-    the repository root, once per session; registered in ``sys.modules`` (dataclasses look their module up
-    while the file executes)."""
-    def load(relative: str):
-        name = "script_" + relative.removesuffix(".py").replace("/", "_")
-        if name not in sys.modules:
-            spec = importlib.util.spec_from_file_location(name, ROOT / relative)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-        return sys.modules[name]
-    return load
+    the repository root, once per session, with the loader the benchmark scripts use."""
+    from benchmarks._common import load_script
+
+    return load_script

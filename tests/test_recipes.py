@@ -243,12 +243,10 @@ def test_twin_mode_on_pairs_mined_from_a_real_video(tmp_path, capsys):
     assert f"{result['twins']['unique_pairs']} unique pairs" in capsys.readouterr().out
 
 
-def test_downstream_benchmark_table(tmp_path):
+def test_downstream_benchmark_table(tmp_path, load_script):
     """benchmarks/downstream.py end to end at a tiny size: rows per (mode, seed), paired deltas, JSON file."""
     _needs("natural")
-    spec = importlib.util.spec_from_file_location("downstream", ROOT / "benchmarks" / "downstream.py")
-    downstream = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(downstream)
+    downstream = load_script("benchmarks/downstream.py")
     report = downstream.main(["--budget", "small", "--epochs", "1", "--seeds", "0,1", "--modes", "baseline,natural",
                               "--runs", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"),
                               "--dataset", "synthetic", "--image-size", "16", "--train-subset", "16", "--test-subset",
