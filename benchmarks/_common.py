@@ -67,7 +67,7 @@ def timeit(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1, device: 
 
 
 def write_json(name: str, payload: dict[str, Any]) -> Path:
-    from mi_augment._artifact import atomic_write_bytes
+    from mi_augment.core.artifact import atomic_write_bytes
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {"git_sha": git_sha(), "machine": machine(), **payload}

@@ -17,7 +17,7 @@ weights each run starts from) is scored too. Arms:
 ``N``                cross-image MI positives from a support queue (``--positives mi-neighbour``)
 ``T`` / ``R`` / ``H``  video twins / their random-partner control / the branch fed a second view pair
 ``TG`` / ``RG``      the video route's positive control: twins mined from group videos (same-class garments
-                     moving together, ``mi_augment.data.group_video``) / random partners of the same videos;
+                     moving together, ``mi_augment.datasets.group_video``) / random partners of the same videos;
                      ``TG`` must beat ``RG``, else the twin training integration is broken
 ``O`` / ``I``        crop selection's positive control on ``fmnist_scenes``: of 8 candidate pairs, the one
                      that best shows the garment (``--mi-scorer garment-oracle``) / the one of largest
@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from benchmarks._common import load_script  # noqa: E402
-from mi_augment._artifact import atomic_write_bytes  # noqa: E402
+from mi_augment.core.artifact import atomic_write_bytes  # noqa: E402
 
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 FIGURES_DIR = ROOT / "docs" / "figures"
@@ -220,14 +220,14 @@ def data_args(budget: dict[str, Any], dataset: str) -> list[str]:
 
 
 def load_training_data(budget: dict[str, Any], dataset: str):
-    from mi_augment.ssl.data import load_dataset
+    from mi_augment.datasets.loading import load_dataset
 
     return load_dataset(dataset, train_subset=budget["train_subset"])
 
 
 def load_eval_data(budget: dict[str, Any], dataset: str):
     """The labelled memory (all training images, or ``memory_subset`` of them) and the full test set."""
-    from mi_augment.ssl.data import load_dataset
+    from mi_augment.datasets.loading import load_dataset
 
     return load_dataset(dataset, train_subset=budget["memory_subset"], test_subset=budget["test_subset"])
 
@@ -235,7 +235,7 @@ def load_eval_data(budget: dict[str, Any], dataset: str):
 # --------------------------------------------------------------------------------------- calibration
 def pair_geometry(boxes: torch.Tensor, height: int, width: int) -> tuple[float, float]:
     """Mean IoU of view 0 with view 1 and mean crop area (fraction of the image) of boxes ``(N, 2, 4)``."""
-    from mi_augment.crops.sampler import box_iou_pairs
+    from mi_augment.pairs.sampler import box_iou_pairs
 
     iou = box_iou_pairs(boxes[:, 0], boxes[:, 1])
     area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1]) / (height * width)
@@ -267,7 +267,7 @@ def measure_p(budget: dict[str, Any], dataset: str, n_images: int, seed: int = 0
 def random_crop_geometry(scale: tuple[float, float], height: int, width: int, n: int = 4096,
                          seed: int = 0) -> tuple[float, float]:
     """Mean pair IoU and crop area of two independent RandomResizedCrop boxes (the ``B`` / ``S`` views)."""
-    from mi_augment.crops.sampler import BoxSampler
+    from mi_augment.pairs.sampler import BoxSampler
 
     g = torch.Generator().manual_seed(seed)
     return pair_geometry(BoxSampler(scale=scale).sample((n, 2), height, width, generator=g), height, width)
@@ -383,7 +383,7 @@ def group_twins(budget_name: str, budget: dict[str, Any], jsonl: Path, folder: P
     for r in read_jsonl(jsonl):
         if r.get("kind") == "calibration" and r.get("key") == key and path.is_file() and control_path.is_file():
             return r
-    from mi_augment.data.group_video import make_group_video, twin_agreement
+    from mi_augment.datasets.group_video import make_group_video, twin_agreement
     from mi_augment.ssl.augment import matched_random_control
     from mi_augment.video.twins import TwinPatchDataset, mine_twin_patches
 

@@ -42,8 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import git_sha, machine, spearman_within  # noqa: E402
-from mi_augment._artifact import atomic_write_bytes  # noqa: E402
-from mi_augment.crops.controls import box_coverage  # noqa: E402
+from mi_augment.core.artifact import atomic_write_bytes  # noqa: E402
+from mi_augment.pairs.controls import box_coverage  # noqa: E402
 
 #: the ablation's arms that choose crops by a score: (scorer, policy)
 ARMS = {"P": ("pixels", "threshold"), "F": ("features", "band"), "C": ("crop-image", "threshold")}
@@ -54,9 +54,9 @@ POLICIES = ("threshold", "band", "max")  #: every score is read under each polic
 def scenes_with_boxes(n: int, objects: tuple[np.ndarray, np.ndarray] | None = None,
                       frames: list[np.ndarray] | None = None, seed: int = 0) -> dict[str, Any]:
     """The first ``n`` test images of ``fmnist_scenes`` (default config, ``seed``) with the labelled garment's
-    box (:func:`~mi_augment.data.scenes.garment_boxes`); ``objects`` (test garments ``(images, labels)``) /
+    box (:func:`~mi_augment.datasets.scenes.garment_boxes`); ``objects`` (test garments ``(images, labels)``) /
     ``frames`` replace Fashion-MNIST's / the shipped clips'."""
-    from mi_augment.data.scenes import SceneConfig, default_clips, garment_boxes
+    from mi_augment.datasets.scenes import SceneConfig, default_clips, garment_boxes
 
     config = SceneConfig(seed=seed)
     both = None if objects is None else (objects, objects)
@@ -97,8 +97,8 @@ def measure(images: torch.Tensor, garment: torch.Tensor, encoder: torch.nn.Modul
             arms: tuple[str, ...] = tuple(ARMS), step_batch: int = 256) -> dict[str, Any]:
     """Coverage and correlations of the pairs each scorer keeps under each policy, on images ``(B, 3, S, S)``
     (uint8 or float in [0, 1]) with the garment's boxes ``(B, 4)``."""
-    from mi_augment.crops.policies import make_policy
-    from mi_augment.crops.sampler import box_iou_pairs
+    from mi_augment.pairs.policies import make_policy
+    from mi_augment.pairs.sampler import box_iou_pairs
     from mi_augment.ssl.augment import AugmentOptions, MIViews
 
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def _matches_cached_dataset(scenes: dict[str, Any]) -> bool | None:
     """Whether the re-rendered images are the cached dataset's first test images (None: no cache here)."""
-    from mi_augment.data.scenes import cache_key, default_cache_dir
+    from mi_augment.datasets.scenes import cache_key, default_cache_dir
 
     if scenes["clips"] is None:
         return None

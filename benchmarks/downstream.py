@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import load_script  # noqa: E402
-from mi_augment._artifact import atomic_write_bytes  # noqa: E402
+from mi_augment.core.artifact import atomic_write_bytes  # noqa: E402
 from mi_augment.ssl.train import device_name, git_sha  # noqa: E402
 
 #: budget presets: recipe arguments shared by every cell, and the default grid

@@ -1,6 +1,6 @@
 """The video route's positive control: do mined twins join objects that move together?
 
-Renders ``mi_augment.data.group_video`` videos (groups of same-class Fashion-MNIST garments, one random motion
+Renders ``mi_augment.datasets.group_video`` videos (groups of same-class Fashion-MNIST garments, one random motion
 per group, on a crop of a real clip), mines twin patches from each with the library's defaults, and reports the
 share of twins on an object of the patch's own group against a random active partner's rate.
 
@@ -26,8 +26,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mi_augment._artifact import atomic_write_bytes  # noqa: E402
-from mi_augment.data.group_video import make_group_video, twin_agreement  # noqa: E402
+from mi_augment.core.artifact import atomic_write_bytes  # noqa: E402
+from mi_augment.datasets.group_video import make_group_video, twin_agreement  # noqa: E402
 from mi_augment.ssl.train import git_sha  # noqa: E402
 from mi_augment.video.twins import mine_twin_patches  # noqa: E402
 

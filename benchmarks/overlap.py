@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import spearman_within  # noqa: E402
-from mi_augment._artifact import atomic_write_bytes  # noqa: E402
-from mi_augment.ssl.data import fashion_mnist, fixed_subset  # noqa: E402
+from mi_augment.core.artifact import atomic_write_bytes  # noqa: E402
+from mi_augment.datasets.loading import fashion_mnist, fixed_subset  # noqa: E402
 from mi_augment.ssl.train import git_sha  # noqa: E402
 from mi_augment.transforms import MIPairTransform  # noqa: E402
 

@@ -94,7 +94,7 @@ def main() -> None:
 
     fits = []
     if not args.skip_fit:
-        from mi_augment.data.samples import available_samples
+        from mi_augment.datasets.samples import available_samples
 
         avail = available_samples()
         for name in ("bikes", "carphone"):

@@ -16,7 +16,7 @@ for pkg in "kornia==$(python3 -c 'import kornia; print(kornia.__version__)')" "k
 done
 python3 - <<'PY'
 import shutil
-from mi_augment.data.samples import available_samples, fashion_mnist_dir
+from mi_augment.datasets.samples import available_samples, fashion_mnist_dir
 for name, path in available_samples().items():
     shutil.copy(path, ".gpu_carry/data/")
 fm = fashion_mnist_dir()

@@ -5,11 +5,11 @@ One run times, interleaved round by round (so machine load hits all three alike)
 * ``step``: a ResNet-18 (small-image stem) SimCLR step at 32 px: forward of both views of the batch,
   projector, NT-Xent, backward, SGD update;
 * ``score``: scoring K candidate pairs per image the way a training step would, with the training encoder
-  in eval mode: :class:`~mi_augment.crops.FeatureScorer` with ``input_kind="boxes"`` (one no-grad forward of
+  in eval mode: :class:`~mi_augment.pairs.FeatureScorer` with ``input_kind="boxes"`` (one no-grad forward of
   each whole image to its layer-4 feature map, every box pooled with ``roi_align``, the projector as head,
   pointwise MI over the batch's B*K candidates) plus the ``threshold`` policy's choice;
-* ``positives``: :func:`~mi_augment.positives.choose_partners` (``max``, NNCLR) of the batch's projections
-  against a :class:`~mi_augment.positives.SupportQueue`, then pushing them.
+* ``positives``: :func:`~mi_augment.ssl.positives.choose_partners` (``max``, NNCLR) of the batch's projections
+  against a :class:`~mi_augment.ssl.positives.SupportQueue`, then pushing them.
 
 CPU runs use ``--threads`` torch threads (1 by default, like ``cpu_breakdown.py``: on the shared 2-vCPU VM
 at load ~12, two threads made the step slower, 20 s against 13 s, and the queue's small ops 20x slower, 0.9 s
@@ -34,11 +34,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_json  # noqa: E402
 
-from mi_augment.crops import BoxSampler, FeatureScorer, make_policy, render_proxies  # noqa: E402
-from mi_augment.positives import SupportQueue, choose_partners  # noqa: E402
+from mi_augment.pairs import BoxSampler, FeatureScorer, make_policy, render_proxies  # noqa: E402
 from mi_augment.ssl.backbones import resnet18  # noqa: E402
 from mi_augment.ssl.heads import mlp  # noqa: E402
 from mi_augment.ssl.losses import nt_xent  # noqa: E402
+from mi_augment.ssl.positives import SupportQueue, choose_partners  # noqa: E402
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 

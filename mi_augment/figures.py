@@ -20,7 +20,7 @@ def _plt():
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     """Save a matplotlib figure atomically (PNG) and close it."""
-    from ._artifact import atomic_write_bytes
+    from .core.artifact import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")

@@ -33,7 +33,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mi_augment.data.samples import load_exposure_stack, sample_path  # noqa: E402
+from mi_augment.datasets.samples import load_exposure_stack, sample_path  # noqa: E402
 from mi_augment.figures import save_figure  # noqa: E402
 from mi_augment.perturbations.illumination import (  # noqa: E402
     MID_GREY_LINEAR,

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mi_augment.data.samples import NATURAL_CLIPS, sample_path
+from mi_augment.datasets.samples import NATURAL_CLIPS, sample_path
 from mi_augment.figures import save_figure
 from mi_augment.perturbations.motion import MotionModel
 from mi_augment.video.io import read_video

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mi_augment.params import GatedParams
+from mi_augment.core.params import GatedParams
 
 
 def _gen(seed: int) -> torch.Generator:

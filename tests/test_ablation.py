@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from mi_augment.ssl.data import ImageSet
+from mi_augment.datasets.loading import ImageSet
 from mi_augment.ssl.evaluate import evaluate_frozen, knn_accuracies, knn_top1, linear_probe_lbfgs
 
 ROOT = Path(__file__).resolve().parents[1]

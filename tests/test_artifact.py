@@ -5,7 +5,7 @@ import pickle
 import pytest
 import torch
 
-from mi_augment._artifact import ArtifactError, atomic_write_bytes, load_artifact, save_artifact
+from mi_augment.core.artifact import ArtifactError, atomic_write_bytes, load_artifact, save_artifact
 
 
 def test_round_trip_keeps_dtype_shape_and_values(tmp_path):

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mi_augment._artifact import STALE_TEMP_SECONDS, ArtifactError, atomic_write_bytes
 from mi_augment.commands.mine import merge_outputs
+from mi_augment.core.artifact import STALE_TEMP_SECONDS, ArtifactError, atomic_write_bytes
 from mi_augment.perturbations import IlluminationModel, MotionModel
 from mi_augment.video.twins import TwinPatchDataset, TwinPatches
 
@@ -252,7 +252,7 @@ def test_merge_with_a_malformed_manifest_names_the_file(valid, tmp_path, mutate,
 
 def test_a_killed_save_leaves_a_recognisable_temporary_that_a_later_save_removes(tmp_path):
     # A save killed between writing and renaming (here: the process exits inside fsync).
-    script = ("import os, sys; from mi_augment._artifact import atomic_write_bytes; "
+    script = ("import os, sys; from mi_augment.core.artifact import atomic_write_bytes; "
               "os.fsync = lambda fd: os._exit(9); atomic_write_bytes(sys.argv[1], b'x' * 1000)")
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "model.json")], capture_output=True)
     assert done.returncode == 9

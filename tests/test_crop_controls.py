@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from mi_augment.crops import ObjectCoverageScorer, OverlapScorer, box_coverage
-from mi_augment.data.scenes import GarmentLookup, SceneConfig, garment_boxes, render_scenes
+from mi_augment.datasets.scenes import GarmentLookup, SceneConfig, garment_boxes, render_scenes
+from mi_augment.pairs import ObjectCoverageScorer, OverlapScorer, box_coverage
 from mi_augment.ssl.augment import AugmentOptions, MIViews
 from mi_augment.transforms import MIPairTransform
 

@@ -1,4 +1,4 @@
-"""Crop sampler, crop kernel, policies and scorers (mi_augment.crops, mi_augment.functional.crops)."""
+"""Crop sampler, crop kernel, policies and scorers (mi_augment.pairs, mi_augment.functional.crops)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mi_augment.crops import (
+from mi_augment.functional.crops import luma, resized_crop
+from mi_augment.pairs import (
     POLICIES,
     BandPolicy,
     BoxSampler,
@@ -23,7 +24,6 @@ from mi_augment.crops import (
     make_policy,
     render_proxies,
 )
-from mi_augment.functional.crops import luma, resized_crop
 
 
 def _gen(seed: int) -> torch.Generator:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mi_augment.data.samples import sample_path
+from mi_augment.datasets.samples import sample_path
 from mi_augment.video.cuts import detect_cuts, frames_to_numpy, histogram_distances
 from mi_augment.video.io import read_video
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from mi_augment.cli import main
-from mi_augment.data.samples import available_samples
+from mi_augment.datasets.samples import available_samples
 from mi_augment.perturbations import IlluminationModel, MotionModel
 
 AVAILABLE = available_samples()

@@ -18,12 +18,12 @@ import torch.nn.functional as F
 from torchvision.ops import roi_align
 
 from mi_augment import kernel_options
-from mi_augment.crops import BoxSampler
-from mi_augment.crops.scoring import PixelMIScorer
 from mi_augment.functional import color as C
 from mi_augment.functional import geometry as G
 from mi_augment.functional.crops import pyramid_crop, resized_crop
 from mi_augment.mi import histogram_mi
+from mi_augment.pairs import BoxSampler
+from mi_augment.pairs.scorers import PixelMIScorer
 from mi_augment.perturbations import IlluminationParams, MotionModel, MotionParams
 from mi_augment.transforms.pair import MIPairTransform
 
@@ -246,8 +246,8 @@ def test_pyramid_proxies_keep_the_score_ranking_on_real_frames():
     """The scoring proxies of MIPairTransform (pyramid_crop) rank candidates like the exact area-averaged
     crops (roi_align) on real video frames: Spearman over all candidate scores >= 0.97, and >= 0.9 on
     average within an image's K = 8 candidates."""
-    from mi_augment.crops import render_proxies
-    from mi_augment.data.samples import sample_path
+    from mi_augment.datasets.samples import sample_path
+    from mi_augment.pairs import render_proxies
 
     try:
         from mi_augment.video.io import read_video

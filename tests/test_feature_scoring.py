@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from mi_augment.crops import (
+from mi_augment.pairs import (
     BandPolicy,
     CropImageScorer,
     FeatureScorer,

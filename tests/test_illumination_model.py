@@ -12,7 +12,7 @@ import torchvision.transforms.v2.functional as TF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mi_augment._artifact import ArtifactError
+from mi_augment.core.artifact import ArtifactError
 from mi_augment.functional import color as C
 from mi_augment.perturbations.densities import GaussianMixtureDensity, UniformDensity
 from mi_augment.perturbations.illumination import (

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mi_augment.data.samples import available_samples, load_exposure_stack, sample_path
+from mi_augment.datasets.samples import available_samples, load_exposure_stack, sample_path
 from mi_augment.perturbations.illumination import (
     MID_GREY_LINEAR,
     ExposureStack,

@@ -9,7 +9,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from mi_augment.params import GatedParams
+from mi_augment.core.params import GatedParams
 from mi_augment.perturbations.motion import MotionModel
 from mi_augment.transforms import NaturalIllumination, NaturalMotion
 

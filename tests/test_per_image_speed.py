@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from mi_augment import kernel_options
-from mi_augment.crops import PixelMIScorer, ThresholdPolicy
+from mi_augment.pairs import PixelMIScorer, ThresholdPolicy
 from mi_augment.transforms import ColorJitter, GaussianBlur, RandomGrayscale
 from mi_augment.transforms.pair import MIPairTransform
 

@@ -15,7 +15,7 @@ import torchvision.transforms.v2.functional as TF
 from scipy.stats import ks_2samp
 
 import mi_augment.transforms as T
-from mi_augment.params import GatedParams
+from mi_augment.core.params import GatedParams
 from mi_augment.ssl.augment import color_jitter, gaussian_blur, solarize
 from mi_augment.transforms.photometric import ColorJitterParams
 

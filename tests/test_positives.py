@@ -6,8 +6,8 @@ import socket
 import pytest
 import torch
 
-from mi_augment.crops import BandPolicy, SoftmaxPolicy
-from mi_augment.positives import Partners, SupportQueue, choose_partners
+from mi_augment.pairs import BandPolicy, SoftmaxPolicy
+from mi_augment.ssl.positives import Partners, SupportQueue, choose_partners
 
 
 def _gen(seed):

@@ -209,7 +209,7 @@ def test_losses_over_two_processes_equal_the_single_process_loss():
 def test_demo_comparison_runs_baseline_and_mi(tmp_path, capsys):
     """The function `mi-augment demo` ends with, at a tiny size (the real size is timed in docs/results.md)."""
     pytest.importorskip("mi_augment.transforms.pair")
-    from mi_augment.data.samples import fashion_mnist_dir
+    from mi_augment.datasets.samples import fashion_mnist_dir
     from mi_augment.ssl.demo import run_demo_comparison
 
     try:
@@ -229,7 +229,7 @@ def test_twin_mode_on_pairs_mined_from_a_real_video(tmp_path, capsys):
     """--augment twin without a prepared cache: mines every frame of the carphone sample (the smallest shipped
     clip), caches it with its random control, prints the counts, trains."""
     pytest.importorskip("mi_augment.video.twins")
-    from mi_augment.data.samples import sample_path
+    from mi_augment.datasets.samples import sample_path
 
     try:
         video = sample_path("carphone")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from mi_augment.data import samples
+from mi_augment.datasets import samples
 from mi_augment.video import VideoReadError, as_clip, read_video
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mi_augment.data.scenes import SceneConfig, default_clips, fmnist_scenes, read_frames
+from mi_augment.datasets.scenes import SceneConfig, default_clips, fmnist_scenes, read_frames
 
 cv2 = pytest.importorskip("cv2")
 
@@ -104,11 +104,11 @@ def test_missing_clip_is_named(tmp_path):
 
 
 def test_load_dataset_knows_fmnist_scenes(clip, tmp_path, monkeypatch):
-    from mi_augment.ssl.data import DATASETS, load_dataset
+    from mi_augment.datasets.loading import DATASETS, load_dataset
 
     assert "fmnist_scenes" in DATASETS
     try:
-        from mi_augment.data.samples import fashion_mnist_dir
+        from mi_augment.datasets.samples import fashion_mnist_dir
 
         fashion_mnist_dir()
     except FileNotFoundError:

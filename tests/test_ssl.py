@@ -12,7 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mi_augment.ssl import data, losses
+from mi_augment.datasets import loading as data
+from mi_augment.ssl import losses
 from mi_augment.ssl.augment import (
     AugmentOptions,
     BaselineViews,

@@ -3,8 +3,8 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from mi_augment._random import rand
-from mi_augment.params import Params
+from mi_augment.core.params import Params
+from mi_augment.core.random import rand
 from mi_augment.transforms.base import RandomTransform
 
 from . import checkers

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mi_augment._artifact import ArtifactError
+from mi_augment.core.artifact import ArtifactError
 from mi_augment.video.twins import (
     MiningOptions,
     TwinPatchDataset,

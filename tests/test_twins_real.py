@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mi_augment.commands.mine import parse_shard, shard_videos, video_key
-from mi_augment.data.samples import sample_path
+from mi_augment.datasets.samples import sample_path
 from mi_augment.video.io import read_video
 from mi_augment.video.twins import TwinPatchDataset, TwinPatches, mine_twin_patches
 

@@ -9,7 +9,7 @@ same code scores and renders on the device.
 import torch
 from torch import nn
 
-from mi_augment.crops import FeatureScorer
+from mi_augment.pairs import FeatureScorer
 from mi_augment.ssl.losses import nt_xent
 from mi_augment.transforms import MIPairTransform
 

@@ -30,8 +30,8 @@ from kornia.augmentation import GeometricAugmentationBase2D, IntensityAugmentati
 from kornia.constants import Resample
 from torch import Tensor
 
+from ..core.params import Params
 from ..functional.geometry import warp_homography, warp_masks
-from ..params import Params
 from ..perturbations.illumination import IlluminationModel
 from ..perturbations.motion import MotionModel
 from ..transforms import illumination as _illumination

@@ -32,7 +32,7 @@ def _banner(i: int, text: str) -> None:
 
 
 def _clips(names, args):
-    from ..data.samples import available_samples
+    from ..datasets.samples import available_samples
     from ..video.io import read_video
 
     avail = available_samples()
@@ -54,7 +54,7 @@ def fit_models(args, out: Path):
     illum_clips, illum_used = _clips(("carphone", "vtest", "tree"), args)
     motion_clips, motion_used = _clips(("bikes", "carphone", "vtest", "tree"), args)
     if not illum_clips or not motion_clips:
-        from ..data.samples import sample_path
+        from ..datasets.samples import sample_path
 
         sample_path("carphone")  # raises with install instructions
     print(f"illumination: fitting on {', '.join(illum_used)}")
@@ -73,7 +73,7 @@ def fit_models(args, out: Path):
 def comparison_grid(illum, motion, out: Path, seed: int) -> Path:
     from torchvision.transforms import v2
 
-    from ..data.samples import available_samples
+    from ..datasets.samples import available_samples
     from ..figures import center_square, image_grid
     from ..transforms.illumination import NaturalIllumination
     from ..transforms.motion import NaturalMotion

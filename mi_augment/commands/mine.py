@@ -209,7 +209,7 @@ def _run_mining(args: argparse.Namespace) -> int:
                 "video_options": {"max_frames": args.max_frames, "frame_stride": args.frame_stride,
                                   "max_side": args.max_side, "frames_per_pair": args.frames_per_pair},
                 "videos": entries}
-    from .._artifact import atomic_write_bytes
+    from ..core.artifact import atomic_write_bytes
 
     atomic_write_bytes(out / f"manifest-{index}-of-{count}.json", json.dumps(manifest, indent=1).encode("utf-8"))
     pairs = sum(e.get("pairs", 0) for e in entries)
@@ -225,9 +225,9 @@ def _run_mining(args: argparse.Namespace) -> int:
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     """A shard's ``manifest-<i>-of-<n>.json``, validated: a JSON object (at most 64 MiB, 16 levels deep)
     whose ``shard`` is ``[index, count]``, ``patch_size`` an integer, ``options`` an object and ``videos`` a
-    list of objects (an ``error`` a string). Problems raise :class:`~mi_augment._artifact.ArtifactError`
+    list of objects (an ``error`` a string). Problems raise :class:`~mi_augment.core.artifact.ArtifactError`
     naming the file and the field."""
-    from .._artifact import ArtifactError, expect_dict, expect_int, expect_list, expect_str, read_json
+    from ..core.artifact import ArtifactError, expect_dict, expect_int, expect_list, expect_str, read_json
 
     doc = expect_dict(read_json(path, max_bytes=64 * 2**20, what="mining manifest"), path, "manifest")
     shard = expect_list(doc.get("shard", [0, 1]), path, "shard", 2)
@@ -251,7 +251,7 @@ def merge_outputs(folders: list[str | os.PathLike], out: str | os.PathLike) -> d
     """Join the per-video datasets and the manifests of mining runs (shards) into ``out``:
     ``twin_dataset.json`` (one :class:`TwinPatchDataset`) and ``manifest.json``. A video mined by several
     shards is counted once."""
-    from .._artifact import atomic_write_bytes
+    from ..core.artifact import atomic_write_bytes
     from ..video.twins import TwinPatchDataset
 
     out = Path(out)
@@ -303,7 +303,7 @@ def demo_mine(out: str | os.PathLike, seed: int = 0) -> Path:
     """The demo's step: mine the real ``vtest`` clip (pedestrians, fixed camera) or, without it, ``bikes``;
     write the figure and dataset into ``out``; return the figure's path. ``seed`` is accepted for symmetry
     with the other demo steps (mining draws no random numbers)."""
-    from ..data.samples import sample_path
+    from ..datasets.samples import sample_path
 
     for name in ("vtest", "bikes"):
         try:
@@ -312,7 +312,7 @@ def demo_mine(out: str | os.PathLike, seed: int = 0) -> Path:
         except FileNotFoundError:
             continue
     else:
-        raise FileNotFoundError("neither vtest.avi nor bikes.mp4 is installed; see mi_augment.data.samples")
+        raise FileNotFoundError("neither vtest.avi nor bikes.mp4 is installed; see mi_augment.datasets.samples")
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     args = parser.parse_args([str(path), "--out", str(out), "--max-side", "576", "--max-video-frames", "64",

@@ -67,7 +67,7 @@ def _read_image(path: Path, max_side: int | None) -> Tensor:
     if max_side is not None and max(img.size) > max_side:
         s = max_side / max(img.size)
         img = img.resize((max(1, round(img.size[0] * s)), max(1, round(img.size[1] * s))), Image.Resampling.BOX)
-    from .._validation import to_float_batch
+    from ..core.validation import to_float_batch
 
     return to_float_batch(img)[0][0]
 
@@ -76,7 +76,7 @@ def load_preview_images(source: str | os.PathLike | None, max_images: int = 4, m
                         ) -> list[tuple[str, Tensor]]:
     """``(name, [C, H, W] float)`` pairs from a file, a folder, or (None) the built-in real sample frame."""
     if source is None:
-        from ..data.samples import sample_path
+        from ..datasets.samples import sample_path
         from ..video.io import read_video
 
         path = sample_path("bikes")
@@ -113,7 +113,7 @@ def render_preview(image: Any = None, out: str | os.PathLike = "pairs.png", *, p
     if image is None or isinstance(image, (str, os.PathLike)):
         items = load_preview_images(image, max_images=max_images, max_side=max_side)
     else:
-        from .._validation import to_float_batch
+        from ..core.validation import to_float_batch
 
         items = [("image", to_float_batch(image)[0][0])]
     if transform is None:
@@ -193,7 +193,7 @@ def _to_numpy(img: Tensor):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..crops.policies import make_policy
+    from ..pairs.policies import make_policy
 
     policy = make_policy(args.policy, **_policy_options(args))
     if args.natural and args.no_perturbation:

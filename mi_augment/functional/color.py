@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..options import current
+from ..core.options import current
 
 __all__ = [
     "srgb_to_linear",

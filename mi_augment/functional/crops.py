@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import roi_align
 
-from ..options import current
+from ..core.options import current
 from .color import rgb_to_grayscale
 
 __all__ = ["resized_crop", "pyramid_crop", "luma"]
@@ -32,7 +32,7 @@ def resized_crop(images: Tensor, boxes: Tensor, size: int | tuple[int, int], fli
         images: float ``[B, C, H, W]``.
         boxes: ``[B, 4]`` (one box per image) or ``[B, K, 4]`` (K boxes per image), ``(x1, y1, x2, y2)`` in
             pixels, ``x1 < x2``, ``y1 < y2``. Boxes may extend past the border (samples there read zero), but
-            the samplers in :mod:`mi_augment.crops` always keep them inside.
+            the samplers in :mod:`mi_augment.pairs` always keep them inside.
         size: output ``(height, width)`` or one int for a square.
         flip: optional bool ``[B]`` / ``[B, K]`` (matching ``boxes``): mirror that crop left-right.
         sampling_ratio: bilinear samples per output bin along each axis; ``-1`` (default) adapts to the bin size

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..options import current
+from ..core.options import current
 
 __all__ = [
     "motion_blur",

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._validation import check_finite, check_generator, check_positive_int
+from ..core.validation import check_finite, check_generator, check_positive_int
 
 # Default memory budget: the largest temporary an estimator builds holds about this many elements
 # (2**25 float32 values = 128 MiB). Chunks of problems are sized from it.

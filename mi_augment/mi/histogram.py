@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validation import check_finite, check_positive_int
+from ..core.validation import check_finite, check_positive_int
 from ._common import (
     DEFAULT_MAX_ELEMENTS,
     as_float_tensor,

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validation import check_generator
+from ..core.validation import check_generator
 from ._common import (
     check_chunk_size,
     check_k,

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validation import check_finite, check_generator
-from ..options import current
+from ..core.options import current
+from ..core.validation import check_finite, check_generator
 from ._common import (
     DEFAULT_MAX_ELEMENTS,
     as_float_tensor,

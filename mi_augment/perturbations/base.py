@@ -1,6 +1,6 @@
 """What every perturbation model shares: ``fit`` / ``sample`` / ``log_prob`` / ``apply`` / ``save`` / ``load``.
 
-A model maps its :class:`~mi_augment.params.Params` to an unconstrained vector ``z`` (``params_to_vector``
+A model maps its :class:`~mi_augment.core.params.Params` to an unconstrained vector ``z`` (``params_to_vector``
 and ``params_from_vector``); a swappable :class:`~mi_augment.perturbations.densities.Density` lives on ``z``.
 ``fit(data)`` = ``estimate(data)`` (per-observation parameters recovered from real footage) + ``density.fit``.
 """
@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from .._artifact import ArtifactError, expect_dict, expect_list, load_artifact, save_artifact
-from ..params import Params
+from ..core.artifact import ArtifactError, expect_dict, expect_list, load_artifact, save_artifact
+from ..core.params import Params
 from .densities import Density, GaussianMixtureDensity
 
 
@@ -133,7 +133,7 @@ class PerturbationModel:
         """Read a model written by :meth:`save`. The file is validated before anything is built: its size
         and nesting, the config (known keys, JSON scalars or short lists, ``config_limits``), the density
         (see :meth:`Density.from_state`) and that the density's dimension matches the model's parameter
-        vector; any problem raises :class:`~mi_augment._artifact.ArtifactError` naming the file and field."""
+        vector; any problem raises :class:`~mi_augment.core.artifact.ArtifactError` naming the file and field."""
         meta, tensors, _ = load_artifact(path, cls.kind, cls.format_version, max_bytes=MAX_MODEL_BYTES,
                                          max_elements=MAX_MODEL_ELEMENTS)
         meta = expect_dict(meta, path, "meta", keys=("config", "density", "fit_info"), required=("density",))

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._artifact import ArtifactError, expect_dict, expect_int, expect_number, expect_tensor
-from .._random import sampling_device
-from .._validation import check_finite, check_positive_int
+from ..core.artifact import ArtifactError, expect_dict, expect_int, expect_number, expect_tensor
+from ..core.random import sampling_device
+from ..core.validation import check_finite, check_positive_int
 
 
 class Density:
@@ -49,7 +49,7 @@ class Density:
                    field: str = "meta.density") -> Density:
         """Rebuild a density from :meth:`state` output, validated: unknown or missing fields, wrong types or
         shapes, non-finite or huge values, weights that are negative or do not sum to 1 and covariances that
-        are not positive definite raise :class:`~mi_augment._artifact.ArtifactError` naming ``path`` and the
+        are not positive definite raise :class:`~mi_augment.core.artifact.ArtifactError` naming ``path`` and the
         field. ``tensors`` are the density's own (without the ``density.`` prefix of a model file)."""
         meta = expect_dict(meta, path, field, required=("kind",))
         kind = meta["kind"]

@@ -44,9 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._validation import check_finite, check_positive_int
+from ..core.params import Params
+from ..core.validation import check_finite, check_positive_int
 from ..functional import color
-from ..params import Params
 from .base import Estimates, PerturbationModel
 from .densities import Density, UniformDensity
 
@@ -672,7 +672,7 @@ class IlluminationModel(PerturbationModel):
 
             if src.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"):
                 raise ValueError(f"{src} is a still image; for an exposure stack pass ExposureStack(images) "
-                                 "(e.g. mi_augment.data.samples.load_exposure_stack())")
+                                 "(e.g. mi_augment.datasets.samples.load_exposure_stack())")
             src = read_video(src, max_side=self.config["max_side"])
         frames = _as_float_frames(src.images if isinstance(src, ExposureStack) else src, name)
         return _downscale(frames, self.config["max_side"])

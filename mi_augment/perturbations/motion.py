@@ -42,9 +42,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._validation import check_positive_int, restore, to_float_batch
+from ..core.params import Params
+from ..core.validation import check_positive_int, restore, to_float_batch
 from ..functional.geometry import _warp_and_blur, similarity_matrices
-from ..params import Params
 from ..video.cuts import detect_cuts, frames_to_numpy
 from ..video.io import read_video
 from ..video.motion_estimation import estimate_global_motion, mean_displacement, similarity_from_matrix

@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._random import rand, sampling_device
-from ..crops.sampler import BoxSampler
+from ..core.random import rand, sampling_device
 from ..functional.color import rgb_to_grayscale
 from ..functional.crops import resized_crop
+from ..pairs.sampler import BoxSampler
 from ..transforms.base import RandomTransform
 from ..transforms.photometric import ColorJitter, GaussianBlur, RandomGrayscale, RandomSolarize
 from . import AUGMENT_MODES
@@ -206,10 +206,10 @@ class MIViews(ViewPairs):
     * ``"both"``: natural models inside the transform, then the baseline jitter on top.
 
     ``mi_scorer="features"`` scores candidates in the training step by the pointwise MI of ``encoder``'s
-    features (:class:`~mi_augment.crops.scoring.FeatureScorer`, ``input_kind="boxes"``: one forward of each
+    features (:class:`~mi_augment.pairs.scorers.FeatureScorer`, ``input_kind="boxes"``: one forward of each
     whole image through :class:`FeatureMaps`, every candidate box pooled from the map, ``head`` applied, the
     critic at ``temperature``); ``"crop-image"`` by each crop's pointwise MI with its whole image
-    (:class:`~mi_augment.crops.scoring.CropImageScorer`, the smaller of the pair's two). The encoder and head
+    (:class:`~mi_augment.pairs.scorers.CropImageScorer`, the smaller of the pair's two). The encoder and head
     run in eval mode without gradients (BatchNorm statistics untouched); pass the target / EMA network when
     the method has one.
     """
@@ -232,23 +232,23 @@ class MIViews(ViewPairs):
         if options.mi_scorer in ENCODER_SCORERS:
             if encoder is None:
                 raise ValueError(f"mi_scorer={options.mi_scorer!r} needs the encoder")
-            from ..crops.scoring import CropImageScorer, FeatureScorer
+            from ..pairs.scorers import CropImageScorer, FeatureScorer
 
             maps, proj = FeatureMaps(encoder), None if head is None else _EvalMode(head)
             scorer = FeatureScorer(maps, temperature, head=proj, input_kind="boxes") \
                 if options.mi_scorer == "features" else CropImageScorer(maps, temperature, head=proj)
         elif options.mi_scorer == "iou":  # control: overlap alone, no pixels
-            from ..crops.controls import OverlapScorer
+            from ..pairs.controls import OverlapScorer
 
             scorer = OverlapScorer()
         elif options.mi_scorer == "garment-oracle":  # control: where the garment is, known (fmnist_scenes only)
-            from ..crops.controls import ObjectCoverageScorer
-            from ..data.scenes import GarmentLookup, SceneConfig
+            from ..datasets.scenes import GarmentLookup, SceneConfig
+            from ..pairs.controls import ObjectCoverageScorer
 
             scorer = ObjectCoverageScorer(GarmentLookup.for_split("train", SceneConfig(image_size=size)))
         elif options.mi_scorer != "pixels":
             raise ValueError(f"mi_scorer must be one of {MI_SCORERS}, got {options.mi_scorer!r}")
-        from ..crops.policies import make_policy
+        from ..pairs.policies import make_policy
 
         policy = make_policy(options.mi_policy)
         if policy.needs_scores and policy.rank_based and options.mi_candidates < 2:
@@ -539,7 +539,7 @@ class TwinPairs:
 def twin_videos(options: AugmentOptions, log=None) -> list[Path]:
     """The clips ``--positives twin`` mines: the shipped samples present (when ``options.twin_shipped``; a
     note to ``log`` for each missing one) and every ``options.twin_video``."""
-    from ..data.samples import sample_path
+    from ..datasets.samples import sample_path
 
     out = []
     if options.twin_shipped:

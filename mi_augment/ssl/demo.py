@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._artifact import atomic_write_bytes
+from ..core.artifact import atomic_write_bytes
 from .heads import mlp
 from .losses import nt_xent
 from .optim import LARS, param_groups

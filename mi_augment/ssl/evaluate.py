@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data import ImageData, ImageSet
+from ..datasets.loading import ImageData, ImageSet
 
 
 @torch.no_grad()

@@ -57,11 +57,11 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
 class NeighbourPositives(nn.Module):
     """``--positives mi-neighbour``: cross-image positives from a support queue (NNCLR with ``policy="max"``).
 
-    Holds a :class:`~mi_augment.positives.SupportQueue` of target embeddings (the EMA / target network's
+    Holds a :class:`~mi_augment.ssl.positives.SupportQueue` of target embeddings (the EMA / target network's
     projections when the method has one, the online ones detached otherwise). Each step, :meth:`forward`
     pushes view A's embeddings with their dataset indices (gathered across DDP ranks by the queue), then
     picks, for each sample's view A and view B embedding, a partner among the queue's *other* images by
-    pointwise MI with :func:`~mi_augment.positives.choose_partners` and ``policy``. The method uses the
+    pointwise MI with :func:`~mi_augment.ssl.positives.choose_partners` and ``policy``. The method uses the
     partner where its loss had the other view's target. The queue is a buffer of this module, so it is saved
     in checkpoints and restored by ``--resume``.
 
@@ -76,8 +76,8 @@ class NeighbourPositives(nn.Module):
     def __init__(self, dim: int, capacity: int = 8192, policy: str = "max", temperature: float = 0.2,
                  **policy_options):
         super().__init__()
-        from ..crops.policies import make_policy
-        from ..positives import SupportQueue
+        from ..pairs.policies import make_policy
+        from .positives import SupportQueue
 
         self.policy = make_policy(policy, **policy_options)
         if self.policy.rank_based and capacity < 2:
@@ -88,7 +88,7 @@ class NeighbourPositives(nn.Module):
 
     def choose(self, target: Tensor, ids: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         """Partners ``(B, dim)`` of ``target (B, dim)`` from the queue as it is (raises when it is empty)."""
-        from ..positives import choose_partners
+        from .positives import choose_partners
 
         partners = choose_partners(target.detach(), self.queue, self.policy, self.temperature, generator,
                                    query_ids=ids)

@@ -47,11 +47,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .._artifact import atomic_write_bytes
+from ..core.artifact import atomic_write_bytes
+from ..datasets.loading import DATASETS, EpochSampler, ImageData, load_dataset
 from . import AUGMENT_MODES, BACKBONES, POSITIVES
 from .augment import ENCODER_SCORERS, MI_SCORERS, AugmentOptions, TwinPairs, make_views
 from .backbones import build_encoder
-from .data import DATASETS, EpochSampler, ImageData, load_dataset
 from .evaluate import evaluate_encoder, extract_features, knn_top1
 from .heads import NeighbourPositives
 from .optim import lr_factor, set_lr

@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._chunks import chunk_rows
+from ..core.chunks import chunk_rows
+from ..core.options import current
+from ..core.params import Params
 from ..functional import color as fcolor
 from ..functional.crops import _bilinear_crop_one, luma, resized_crop
-from ..options import current
-from ..params import Params
 
 
 def stack_views(params: Params, batch: int, views: int) -> Params:

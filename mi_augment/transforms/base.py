@@ -25,11 +25,11 @@ from torch.utils._pytree import tree_flatten, tree_unflatten  # the pytree utili
 from torchvision import tv_tensors as _tv
 from torchvision.transforms.v2 import functional as _tvf
 
-from .._chunks import chunk_rows
-from .._random import as_float32, rand
-from .._validation import check_generator, check_probability, restore, to_float_batch
+from ..core.chunks import chunk_rows
+from ..core.params import GatedParams, Params
+from ..core.random import as_float32, rand
+from ..core.validation import check_generator, check_probability, restore, to_float_batch
 from ..functional.geometry import warp_boxes, warp_masks, warp_points
-from ..params import GatedParams, Params
 from ..perturbations.base import PerturbationModel, check_strength
 
 try:

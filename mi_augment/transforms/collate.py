@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validation import image_to_uint8
+from ..core.validation import image_to_uint8
 from .pair import MIPairTransform
 
 __all__ = ["MIPairCollate", "transform_or_kwargs"]

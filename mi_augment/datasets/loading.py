@@ -13,7 +13,7 @@ Names accepted by :func:`load_dataset`:
 ``folder``         an ImageFolder tree under ``root`` (``root/train/<class>/*``, ``root/val/<class>/*``)
 ``synthetic``      a tiny labelled set of oriented stripes, generated in memory (smoke tests)
 ``fmnist_scenes``  Fashion-MNIST garments tinted and composited onto crops of real video frames, 32 px by
-                   default (:mod:`mi_augment.data.scenes`; 10,000 train / 10,000 test, generated once and
+                   default (:mod:`mi_augment.datasets.scenes`; 10,000 train / 10,000 test, generated once and
                    cached; clips from ``$MI_AUGMENT_SCENE_CLIPS`` or the shipped ones)
 """
 
@@ -149,7 +149,7 @@ def _find_fashion_mnist(root: str | os.PathLike | None) -> Path | None:
     if root is not None:
         candidates += [Path(root), Path(root) / "FashionMNIST" / "raw"]
     try:
-        from ..data.samples import fashion_mnist_dir
+        from .samples import fashion_mnist_dir
 
         candidates.append(fashion_mnist_dir())
     except FileNotFoundError:
@@ -341,7 +341,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, image_size
     elif name == "stl10":
         train, memory, test = _stl10(root, download)
     elif name == "fmnist_scenes":
-        from ..data.scenes import SceneConfig, fmnist_scenes
+        from .scenes import SceneConfig, fmnist_scenes
 
         scenes = fmnist_scenes(SceneConfig(image_size=image_size or 32), fashion_root=root)
         train = ImageSet(scenes.train_images, scenes.train_labels)

@@ -32,8 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._random import as_float32, rand
-from .._validation import check_range
+from ..core.random import as_float32, rand
+from ..core.validation import check_range
 
 __all__ = [
     "BandPolicy", "MaxPolicy", "MinPolicy", "POLICIES", "Policy", "RandomPolicy", "SoftmaxPolicy",
@@ -47,7 +47,7 @@ class Policy:
 
     Every method takes an optional ``mask (B, K)`` bool: the candidates that may be chosen (default all). A
     masked-out candidate gets probability 0 and does not count in ranks, quantiles or fractions (used by
-    :func:`mi_augment.positives.choose_partners` to exclude a sample's own queue entry).
+    :func:`mi_augment.ssl.positives.choose_partners` to exclude a sample's own queue entry).
     """
 
     #: registry name

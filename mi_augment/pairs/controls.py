@@ -6,7 +6,7 @@
 * :class:`ObjectCoverageScorer` scores a pair by how much of a *known* object box both crops hold (from
   annotations, or a generator that knows where it put the object): with ``policy="max"`` it keeps the pair
   that best shows the object, the ceiling a content-founded score could reach. The ablation's garment
-  oracle uses it with :func:`mi_augment.data.scenes.garment_boxes`.
+  oracle uses it with :func:`mi_augment.datasets.scenes.garment_boxes`.
 
 Both take ``input_kind = "boxes"`` (the images and the two views' candidate boxes) and run no network.
 """

@@ -23,7 +23,7 @@ from .policies import (
     make_policy,
 )
 from .sampler import BoxSampler, box_iou_pairs
-from .scoring import (
+from .scorers import (
     INPUT_KINDS,
     CropImageScorer,
     FeatureScorer,
