@@ -24,8 +24,9 @@ demo: install data
 lint:
 	$(PYTHON) -m ruff check mi_augment tests benchmarks recipes scripts
 
+# the test suite and every doctested Example in the package, in one run
 test: install data lint
-	$(PYTHON) -m pytest -q -p no:cacheprovider
+	$(PYTHON) -m pytest -q -p no:cacheprovider --doctest-modules tests mi_augment
 
 bench: install data
 	$(PYTHON) benchmarks/perturbations.py
