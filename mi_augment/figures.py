@@ -9,7 +9,8 @@ from pathlib import Path
 from torch import Tensor
 
 
-def _plt():
+def pyplot():
+    """matplotlib's ``pyplot`` on the headless Agg backend (imported on first use, so importing this is cheap)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,14 +25,14 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    _plt().close(fig)
+    pyplot().close(fig)
     return atomic_write_bytes(path, buf.getvalue())
 
 
 def image_grid(rows: dict[str, Tensor], path: str | os.PathLike, title: str | None = None,
                col_labels: list[str] | None = None, cell: float = 1.6) -> Path:
     """A grid with one row per entry of ``rows`` (each ``[N, C, H, W]`` float in [0, 1]), labelled on the left."""
-    plt = _plt()
+    plt = pyplot()
     n_rows = len(rows)
     n_cols = max(int(v.shape[0]) for v in rows.values())
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell * n_cols + 1.5, cell * n_rows + (0.5 if title else 0)),

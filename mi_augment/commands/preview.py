@@ -128,9 +128,9 @@ def render_preview(image: Any = None, out: str | os.PathLike = "pairs.png", *, p
 
 
 def _draw(rows: list, transform: Any, out: Path) -> Path:
-    from ..figures import _plt, save_figure
+    from ..figures import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     from matplotlib.patches import Rectangle
 
     n = len(rows)

@@ -657,9 +657,9 @@ def _progress(total: int, initial: int, disabled: bool, desc: str):
 
 def plot_curves(results: dict[str, Any], path: Path) -> None:
     """Per-epoch loss (and the kNN monitor when recorded) as a PNG."""
-    from ..figures import _plt, save_figure
+    from ..figures import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     knn = results.get("knn_curve") or []
     fig, axes = plt.subplots(1, 2 if knn else 1, figsize=(9 if knn else 5, 3.5), squeeze=False)
     losses = results["epoch_loss"]
