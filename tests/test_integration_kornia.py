@@ -185,3 +185,29 @@ def test_replay_with_missing_fields_names_them():
 
 def test_example_script_runs():
     runpy.run_path(str(ROOT / "docs" / "examples" / "kornia_pipeline.py"), run_name="__main__")
+
+
+@pytest.mark.parametrize("cls", [NaturalIllumination, NaturalMotion])
+@pytest.mark.parametrize("bad,message", [(torch.rand(2, 3, 16, 16) * 255, "divide by 255"),
+                                         (torch.full((2, 3, 16, 16), float("nan")), "NaN or inf"),
+                                         (torch.rand(2, 3, 16, 16) - 0.5, "normalised")])
+def test_out_of_range_and_nan_raise_as_in_the_core_transforms(cls, bad, message):
+    """Issue 24 item 2: the adapters refuse what the core transforms refuse, with the same message, also at
+    p = 0 and inside a container."""
+    from mi_augment import transforms as core
+
+    with pytest.raises(ValueError, match=message) as core_error:
+        getattr(core, cls.__name__)()(bad)
+    for aug in (cls(), cls(p=0.0), K.AugmentationSequential(cls())):
+        with pytest.raises(ValueError, match=message) as adapter_error:
+            aug(bad)
+        assert str(adapter_error.value).replace("input", "images", 1) == str(core_error.value)
+
+
+@pytest.mark.parametrize("cls", [NaturalIllumination, NaturalMotion])
+def test_empty_batch_comes_back_empty_with_its_targets(cls):
+    """Issue 24 item 18: an empty batch is no IndexError."""
+    seq = K.AugmentationSequential(cls(), data_keys=["input", "bbox_xyxy", "mask"])
+    image, boxes, mask = seq(torch.rand(0, 3, H, W), torch.rand(0, 2, 4), torch.rand(0, 1, H, W))
+    assert image.shape == (0, 3, H, W) and boxes.shape == (0, 2, 4) and mask.shape == (0, 1, H, W)
+    assert cls()(torch.rand(0, 3, H, W)).shape == (0, 3, H, W)

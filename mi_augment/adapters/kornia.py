@@ -31,6 +31,7 @@ from kornia.constants import Resample
 from torch import Tensor
 
 from ..core.params import Params
+from ..core.validation import check_unit_images
 from ..functional.geometry import warp_homography, warp_masks
 from ..perturbations.illumination import IlluminationModel
 from ..perturbations.motion import MotionModel
@@ -107,9 +108,16 @@ class _ModelAugmentation:
         out.check_batch(images.shape[0])
         return out
 
+    def validate_tensor(self, input: Tensor) -> None:
+        super().validate_tensor(input)
+        check_unit_images(input, "input", self.mi_transform.channels)  # the core transforms' checks, all rows
+
     def apply_transform(self, input: Tensor, params: dict[str, Tensor], flags: dict[str, Any],
                         transform: Tensor | None = None) -> Tensor:
-        return self.mi_transform.transform(input, self._model_params(params, input))
+        if input.shape[0] == 0:
+            return input.clone()
+        x = check_unit_images(input, "input", self.mi_transform.channels)
+        return self.mi_transform.transform(x, self._model_params(params, x))
 
 
 class NaturalIllumination(_ModelAugmentation, IntensityAugmentationBase2D):

@@ -128,6 +128,46 @@ def _check_image_shape(x: Tensor, name: str, channels: tuple[int, ...], shown: t
         raise ValueError(f"{name} has zero height or width: shape {shown} ({layout})")
 
 
+def check_unit_images(images: Tensor, name: str = "images", channels: tuple[int, ...] = (1, 3)) -> Tensor:
+    """Check a float image batch as every mi_augment transform does, for entry points that take tensors only.
+
+    The same checks and messages as :func:`to_float_batch` (channel count, size, finite values in [0, 1],
+    values within :data:`UNIT_RANGE_TOLERANCE` of it clamped), except that an empty batch (``B = 0``) is
+    accepted and returned as it is, as Kornia's augmentations accept it.
+
+    Args:
+        images: float tensor ``[B, C, H, W]`` in [0, 1].
+        name: the argument's name in error messages.
+        channels: accepted channel counts.
+
+    Returns:
+        ``images`` itself, or a clamped copy when it lies within the tolerance outside [0, 1].
+
+    Shape:
+        ``(B, C, H, W)`` in and out.
+
+    Example:
+        >>> import torch
+        >>> check_unit_images(torch.rand(2, 3, 4, 4)).shape
+        torch.Size([2, 3, 4, 4])
+        >>> check_unit_images(torch.rand(1, 3, 4, 4) * 255)
+        Traceback (most recent call last):
+        ...
+        ValueError: images: expected floats in [0, 1]; got range [...]; divide by 255?
+    """
+    if not isinstance(images, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor [B, C, H, W], got {type(images).__name__}")
+    if images.ndim != 4:
+        raise ValueError(f"{name} must have shape [B, C, H, W], got shape {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise TypeError(f"{name} must be float (values in [0, 1]), got dtype {images.dtype}")
+    if images.shape[0] == 0:
+        return images
+    _check_image_shape(images, name, channels, tuple(images.shape), "channels come before height and width")
+    tolerance = max(UNIT_RANGE_TOLERANCE, torch.finfo(images.dtype).eps)
+    return _check_unit_range(images, name, tolerance)
+
+
 def _pil_array(image: Any, name: str) -> tuple[np.ndarray, str]:
     """The pixels of a PIL image as a numpy array and the mode to return it in, or a ``ValueError`` naming the
     mode when it cannot be taken without losing data."""
