@@ -65,7 +65,7 @@ def test_default_changes_are_mild_and_colorjitter_changes_are_large(natural, jit
 
 def test_bad_models_are_refused():
     with pytest.raises(TypeError, match="IlluminationModel"):
-        NaturalIllumination(model="default")
+        NaturalIllumination(model=3)
     with pytest.raises(ValueError, match="fitted"):
         NaturalIllumination(IlluminationModel())
     with pytest.raises(ValueError, match="channels"):
@@ -84,3 +84,24 @@ def test_repr_names_the_model(natural):
 def test_cpu_equals_cuda(natural, jitter):
     for t in (natural, jitter):
         checkers.check_cpu_equals_cuda(t, X)
+
+
+def test_model_accepts_an_instance_default_or_a_saved_file(tmp_path):
+    from mi_augment.perturbations import IlluminationModel, MotionModel
+    from mi_augment.transforms import MIPairTransform, NaturalMotion
+
+    path = IlluminationModel.uniform(0.3, 0.3, 0.3, 0.05).save(tmp_path / "mine.json")
+    x = torch.rand(2, 3, 16, 16)
+    g = torch.Generator().manual_seed
+    from_file = NaturalIllumination(str(path))(x, generator=g(0))
+    assert torch.equal(from_file, NaturalIllumination(IlluminationModel.load(path))(x, generator=g(0)))
+    assert torch.equal(NaturalIllumination("default")(x, generator=g(1)), NaturalIllumination()(x, generator=g(1)))
+    assert isinstance(NaturalMotion("default").model, MotionModel)
+    pair = MIPairTransform(8, illumination=path, motion="default", view_transforms=None)
+    assert len(pair(x[0], generator=g(2))) == 2
+    with pytest.raises(FileNotFoundError, match="model='nope.json'"):
+        NaturalIllumination("nope.json")
+    with pytest.raises(TypeError, match="model must be a IlluminationModel"):
+        NaturalIllumination(MotionModel.default())
+    with pytest.raises(TypeError, match="'default'"):
+        NaturalIllumination(3)

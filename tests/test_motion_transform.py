@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mi_augment.perturbations.illumination import IlluminationModel
 from mi_augment.perturbations.motion import MotionModel
 from mi_augment.transforms.motion import NaturalMotion
 
@@ -47,7 +48,7 @@ def test_default_p_applies_to_every_sample(natural):
 
 def test_bad_arguments():
     with pytest.raises(TypeError, match="MotionModel"):
-        NaturalMotion(model="default")
+        NaturalMotion(model=IlluminationModel.default())
     with pytest.raises(ValueError, match="fitted"):
         NaturalMotion(MotionModel())
     with pytest.raises(ValueError, match="p must"):

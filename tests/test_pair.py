@@ -219,7 +219,7 @@ def test_argument_errors():
         MIPairTransform(32, scorer=lambda a, b: a.mean(-1), bins=8, **CLEAN)
     with pytest.raises(ValueError, match="ambiguous"):
         MIPairTransform(32, illumination=True, motion=False)
-    with pytest.raises(ValueError, match="illumination='natural'.*'default'"):
+    with pytest.raises(FileNotFoundError, match="illumination='natural'.*'default'"):
         MIPairTransform(32, illumination="natural")
     with pytest.raises(TypeError, match="motion must be 'default'.*perturbation model"):
         MIPairTransform(32, motion=3)

@@ -31,8 +31,8 @@ from ..core.validation import check_positive_int
 from ..functional.crops import luma, pyramid_crop, resized_crop
 
 __all__ = [
-    "INPUT_KINDS", "CropImageScorer", "FeatureScorer", "PixelMIScorer", "Scorer", "check_scores", "pointwise_mi",
-    "render_proxies", "scorer_input_kind",
+    "INPUT_KINDS", "SCORERS", "CropImageScorer", "FeatureScorer", "PixelMIScorer", "Scorer", "check_scores",
+    "make_scorer", "pointwise_mi", "render_proxies", "scorer_input_kind",
 ]
 
 Scorer = Callable[..., Tensor]
@@ -444,3 +444,59 @@ class CropImageScorer(_EncoderScorer):
         if self.pair_weight:
             score = score + self.pair_weight * self._pair_mi(fa, fb)
         return score
+
+
+def _registry() -> dict[str, type]:
+    from .controls import ObjectCoverageScorer, OverlapScorer
+
+    return {
+        "pixel": PixelMIScorer, "pixels": PixelMIScorer,
+        "feature": FeatureScorer, "features": FeatureScorer,
+        "crop-image": CropImageScorer,
+        "iou": OverlapScorer, "overlap": OverlapScorer,
+        "object-coverage": ObjectCoverageScorer,
+    }
+
+
+#: scorer classes by name (``"pixels"`` / ``"features"`` are the recipes' ``--mi-scorer`` spellings)
+SCORERS: dict[str, type] = _registry()
+
+
+def make_scorer(scorer: str | Callable[..., Tensor], **settings: Any) -> Callable[..., Tensor]:
+    """A scorer from its name in :data:`SCORERS` and its settings, or the given scorer unchanged.
+
+    Args:
+        scorer: a name in :data:`SCORERS` (``"pixel"``, ``"feature"``, ``"crop-image"``, ``"iou"`` /
+            ``"overlap"``, ``"object-coverage"``) or a ready scorer (any callable; see the module docs).
+        **settings: the named scorer's constructor arguments (e.g. ``bins=8`` for ``"pixel"``,
+            ``encoder=net`` for ``"feature"``); none with a ready scorer.
+
+    Raises ``ValueError`` for an unknown name or settings the scorer does not take, ``TypeError`` for
+    something that is neither a name nor a callable.
+
+    Example:
+        >>> make_scorer("pixel", bins=8)
+        PixelMIScorer(estimator='histogram', bins=8, range=(0.0, 1.0))
+        >>> a = torch.rand(2, 3, 64)
+        >>> make_scorer("pixel")(a, a).shape
+        torch.Size([2, 3])
+    """
+    if isinstance(scorer, str):
+        if scorer not in SCORERS:
+            raise ValueError(f"scorer must be one of {sorted(SCORERS)} or a callable, got {scorer!r}")
+        cls = SCORERS[scorer]
+        try:
+            return cls(**settings)
+        except TypeError as exc:
+            import inspect
+
+            allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "options")]
+            raise ValueError(f"scorer {scorer!r} ({cls.__name__}) takes settings {allowed or 'none'}, got "
+                             f"{sorted(settings)}: {exc}") from None
+    if not callable(scorer):
+        raise TypeError(f"scorer must be a name in {sorted(SCORERS)} or a callable, got {type(scorer).__name__}")
+    if settings:
+        raise ValueError(f"settings {sorted(settings)} were given with a ready-made {type(scorer).__name__}; "
+                         "set them on the scorer instead")
+    scorer_input_kind(scorer)
+    return scorer

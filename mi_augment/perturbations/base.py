@@ -158,6 +158,49 @@ class PerturbationModel:
         model.fit_info = expect_dict(meta.get("fit_info", {}), path, "meta.fit_info")
         return model
 
+    @classmethod
+    def from_spec(cls, spec: Any, name: str = "model") -> PerturbationModel:
+        """A model from what a user may pass: a model instance, ``"default"`` or the path of a saved model.
+
+        Every class that takes a model (the natural transforms, :class:`~mi_augment.transforms.MIPairTransform`,
+        the adapters) resolves its argument here, so each accepts the same three forms.
+
+        Args:
+            spec: an instance of this class (returned as is), ``"default"`` (:meth:`default`, the model shipped
+                with the package) or a ``str`` / ``os.PathLike`` path of a file written by :meth:`save`.
+            name: the argument's name, for error messages.
+
+        Raises ``TypeError`` for anything else, and :class:`~mi_augment.core.artifact.ArtifactError` /
+        ``FileNotFoundError`` for a file that is not a valid model of this class.
+
+        Example:
+            >>> from mi_augment.perturbations import IlluminationModel
+            >>> type(IlluminationModel.from_spec("default")).__name__
+            'IlluminationModel'
+        """
+        if isinstance(spec, cls):
+            return spec
+        if isinstance(spec, PerturbationModel):
+            raise TypeError(f"{name} must be a {cls.__name__}, got a {type(spec).__name__}")
+        if isinstance(spec, str) and spec == "default":
+            if cls.default is PerturbationModel.default:
+                raise TypeError(f"{name}='default': {cls.__name__} ships no default model; call from_spec on a model class "
+                                "(IlluminationModel, MotionModel) or pass a model")
+            return cls.default()
+        if isinstance(spec, (str, os.PathLike)):
+            path = Path(spec)
+            if not path.is_file():
+                raise FileNotFoundError(f"{name}={str(path)!r}: no such file (expected a {cls.__name__}, "
+                                        "'default' or the path of a file written by model.save)")
+            return cls.load(path)
+        raise TypeError(f"{name} must be a {cls.__name__}, 'default' (the shipped model) or the path of a saved "
+                        f"model, got {type(spec).__name__}")
+
+    @classmethod
+    def default(cls) -> PerturbationModel:
+        """The model shipped with the package (subclasses that ship one override this)."""
+        raise NotImplementedError(f"{cls.__name__} ships no default model")
+
     def __repr__(self) -> str:
         cfg = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
         return f"{type(self).__name__}({cfg}{', ' if cfg else ''}density={self.density!r})"

@@ -16,6 +16,7 @@ No state is kept between calls.
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar
 
 import numpy as np
@@ -265,7 +266,8 @@ class RandomTransform(nn.Module):
 
 class ModelTransform(RandomTransform):
     """A transform that draws its parameters from a fitted :class:`PerturbationModel` and renders them with the
-    model's ``apply``. Subclasses set ``model_class``; ``model=None`` loads ``model_class.default()``.
+    model's ``apply``. Subclasses set ``model_class``; ``model`` is a model, ``"default"`` (also ``None``: the
+    shipped model) or the path of a saved model (:meth:`PerturbationModel.from_spec`).
 
     ``strength`` scales each draw's distance from "no change" in the model's unconstrained coordinates,
     keeping the fitted shape: 0 = identity, 1 = as fitted (see :meth:`PerturbationModel.sample`).
@@ -273,14 +275,12 @@ class ModelTransform(RandomTransform):
 
     model_class: ClassVar[type[PerturbationModel]] = PerturbationModel
 
-    def __init__(self, model: PerturbationModel | None = None, p: float = 1.0, strength: float = 1.0):
+    def __init__(self, model: PerturbationModel | str | os.PathLike | None = None, p: float = 1.0,
+                 strength: float = 1.0):
         super().__init__(p=p)
         self.strength = check_strength(strength)
         cls = self.model_class
-        if model is None:
-            model = cls.default()
-        if not isinstance(model, cls):
-            raise TypeError(f"model must be a {cls.__name__} or None, got {type(model).__name__}")
+        model = cls.from_spec("default" if model is None else model, "model")
         if not model.is_fitted:
             raise ValueError(f"model has no fitted density; call model.fit(data) or use {cls.__name__}.default()")
         self.model = model

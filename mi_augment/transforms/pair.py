@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -144,26 +145,23 @@ def _is_model(value: Any) -> bool:
 
 
 def _resolve_model(value: Any, name: str) -> Any:
-    """``"default"`` -> the shipped model; None or False -> disabled (None); a model instance -> itself."""
+    """``"default"`` or a path -> the shipped / saved model; None or False -> disabled (None); a model -> itself."""
     if value is None or value is False:
         return None
-    if isinstance(value, str):
-        if value != "default":
-            raise ValueError(f"{name}={value!r}: expected 'default' (the shipped model fitted on real footage), "
-                             "None (off) or a perturbation model")
-        if name == "illumination":
-            from ..perturbations.illumination import IlluminationModel
-
-            return IlluminationModel.default()
-        from ..perturbations.motion import MotionModel
-
-        return MotionModel.default()
     if value is True:
         raise ValueError(f"{name}=True is ambiguous: pass 'default' for the shipped model, None to leave it out, "
                          "or a model instance")
+    if isinstance(value, (str, os.PathLike)):
+        if name == "illumination":
+            from ..perturbations.illumination import IlluminationModel
+
+            return IlluminationModel.from_spec(value, name)
+        from ..perturbations.motion import MotionModel
+
+        return MotionModel.from_spec(value, name)
     if not _is_model(value):
-        raise TypeError(f"{name} must be 'default' (the shipped model), None (off) or a perturbation model with "
-                        f"sample() and apply(), got {type(value).__name__}")
+        raise TypeError(f"{name} must be 'default' (the shipped model), a model file's path, None (off) or a "
+                        f"perturbation model with sample() and apply(), got {type(value).__name__}")
     return value
 
 
