@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -25,8 +26,6 @@ def transform_or_kwargs(transform: MIPairTransform | None, kwargs: dict[str, Any
     return transform
 
 
-
-
 class MIPairCollate:
     """A DataLoader ``collate_fn`` that makes the views of a whole batch in the worker, with the batched path.
 
@@ -37,21 +36,38 @@ class MIPairCollate:
         loader = DataLoader(dataset, batch_size=256, num_workers=8, collate_fn=MIPairCollate(MIPairTransform(32)))
         for (view_a, view_b), labels in loader: ...
 
-    Samples are images (PIL, ``HxWxC`` uint8 numpy arrays, or ``[C, H, W]`` uint8 / float tensors) or tuples
-    whose first element is the image (the rest is collated by ``default_collate``). Every image of a batch
-    must have the same size and channel count (a fixed-size dataset such as CIFAR or STL, or a ``Resize`` /
-    ``CenterCrop`` before); otherwise use the transform per image. Views come out as float ``[B, C, h, w]`` in
-    [0, 1] (``to_float=False`` keeps uint8 input as uint8 views). Randomness comes from torch's global RNG,
-    which DataLoader seeds per worker.
+    Samples are images (PIL, ``HxWxC`` uint8 numpy arrays, or ``[C, H, W]`` uint8 / float tensors), tuples
+    whose first element is the image (the rest is collated by ``default_collate``), or dicts holding the
+    image under ``image_key`` (Hugging Face datasets style, ``{"image": ..., "label": ...}``), returned as a
+    dict with the views under ``image_key`` and the other keys collated. Every image of a batch must have the
+    same size and channel count (a fixed-size dataset such as CIFAR or STL, or a ``Resize`` / ``CenterCrop``
+    before); otherwise use the transform per image. Views come out as float ``[B, C, h, w]`` in [0, 1]
+    (``to_float=False`` keeps uint8 input as uint8 views). Randomness comes from torch's global RNG, which
+    DataLoader seeds per worker.
 
     Args:
         transform: the :class:`MIPairTransform` (or its keyword arguments).
         to_float: convert uint8 batches to float in [0, 1] before transforming.
+        image_key: the key of the image in dict samples.
+
+    Shape:
+        images ``(C, H, W)`` each (or PIL / numpy); views ``(B, C, h, w)`` each, ``(h, w)`` the transform's size.
+
+    Example:
+        >>> import torch
+        >>> collate = MIPairCollate(MIPairTransform(8))
+        >>> batch = collate([{"image": torch.rand(3, 16, 16), "label": i} for i in range(4)])
+        >>> [tuple(v.shape) for v in batch["image"]], batch["label"].tolist()
+        ([(4, 3, 8, 8), (4, 3, 8, 8)], [0, 1, 2, 3])
     """
 
-    def __init__(self, transform: MIPairTransform | None = None, *, to_float: bool = True, **kwargs: Any):
+    def __init__(self, transform: MIPairTransform | None = None, *, to_float: bool = True, image_key: str = "image",
+                 **kwargs: Any):
         self.transform = transform_or_kwargs(transform, kwargs)
         self.to_float = bool(to_float)
+        if not isinstance(image_key, str) or not image_key:
+            raise TypeError(f"image_key must be a non-empty string (the image's key in dict samples), got {image_key!r}")
+        self.image_key = image_key
 
     @staticmethod
     def _as_tensor(image: Any, i: int) -> Tensor:
@@ -71,8 +87,33 @@ class MIPairCollate:
 
         if not isinstance(batch, (list, tuple)) or len(batch) == 0:
             raise ValueError("MIPairCollate needs a non-empty list of samples")
+        if isinstance(batch[0], Mapping):
+            return self._collate_dicts(batch)
         paired = isinstance(batch[0], (tuple, list))
         images = [s[0] if paired else s for s in batch]
+        views = self._views(images)
+        if not paired:
+            return views
+        rest = default_collate([tuple(s[1:]) for s in batch])
+        return (views, *rest)
+
+    def _collate_dicts(self, batch: list[Any]) -> dict[str, Any]:
+        from torch.utils.data import default_collate
+
+        key = self.image_key
+        for i, sample in enumerate(batch):
+            if not isinstance(sample, Mapping):
+                raise TypeError(f"batch[{i}] is a {type(sample).__name__} but batch[0] is a dict; mix no sample kinds")
+            if key not in sample:
+                raise KeyError(f"batch[{i}] has no {key!r} key (keys: {sorted(map(str, sample))}); pass "
+                               f"MIPairCollate(image_key=...) naming the image's key")
+        out = {key: self._views([s[key] for s in batch])}
+        rest = [{k: v for k, v in s.items() if k != key} for s in batch]
+        if rest[0]:
+            out.update(default_collate(rest))
+        return out
+
+    def _views(self, images: list[Any]) -> Any:
         tensors = [self._as_tensor(img, i) for i, img in enumerate(images)]
         first = tensors[0]
         for i, t in enumerate(tensors):
@@ -83,11 +124,7 @@ class MIPairCollate:
         x = torch.stack(tensors)
         if self.to_float and x.dtype == torch.uint8:
             x = x.float().div_(255.0)
-        views = self.transform(x)
-        if not paired:
-            return views
-        rest = default_collate([tuple(s[1:]) for s in batch])
-        return (views, *rest)
+        return self.transform(x)
 
     def __repr__(self) -> str:
-        return f"MIPairCollate({self.transform!r}, to_float={self.to_float})"
+        return f"MIPairCollate({self.transform!r}, to_float={self.to_float}, image_key={self.image_key!r})"
