@@ -1,7 +1,7 @@
 """Video input, hard cuts, camera motion, point tracking and twin-patch mining (the paper's video route)."""
 
 from .cuts import CutDetection, detect_cuts
-from .io import VideoReadError, as_clip, read_video
+from .io import VideoReadError, as_clip, iter_video, read_video
 from .motion_estimation import GlobalMotion, estimate_global_motion
 from .tracking import shot_segments, track_patches, track_points
 from .twins import (
@@ -19,6 +19,7 @@ __all__ = [
     "detect_cuts",
     "VideoReadError",
     "as_clip",
+    "iter_video",
     "read_video",
     "GlobalMotion",
     "estimate_global_motion",
