@@ -12,6 +12,7 @@ COMMANDS = {
     "fit": ("fit", "fit an illumination or motion model on your own video files"),
     "preview": ("preview", "show candidate crop pairs with their MI scores and the pairs a policy keeps"),
     "mine": ("mine", "mine twin patches (highest-MI partners) from videos"),
+    "invariance": ("invariance", "track patches through your footage and score how well an encoder finds them again"),
 }
 
 

@@ -8,10 +8,21 @@ linear layer on standardised, precomputed features (no augmentation), so it cost
 set extracted once and cached, kNN at several ``k`` from one top-k search (InstDisc's weighted vote, not a
 plain majority), and :func:`linear_probe_lbfgs`, a full-batch L-BFGS probe that starts from zero weights and
 so gives the same number on every call.
+
+:func:`track_retrieval` measures invariance where the claim lives, on real footage: patches tracked through a
+clip, and how often the encoder finds each one again among all tracked patches ``gap`` frames later
+(``mi-augment invariance`` runs it on any clip; :func:`load_encoder` reads what the recipes save).
 """
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -164,3 +175,222 @@ def evaluate_frozen(encoder: nn.Module, memory: ImageSet, test: ImageSet, num_cl
         out["linear_top1"] = linear_probe_lbfgs(train_f, train_y, test_f, test_y, num_classes, steps=linear_steps,
                                                 weight_decay=weight_decay)
     return out
+
+
+# ------------------------------------------------------------------------- invariance to real footage
+#: temporal gaps (frames) of :func:`track_retrieval` by default
+RETRIEVAL_GAPS = (4, 16, 64)
+
+
+def load_encoder(path: str | os.PathLike, device: torch.device | str = "cpu") -> nn.Module:
+    """The encoder a recipe saved: ``encoder.pt`` (a state dict, read with ``weights_only=True``) and the
+    architecture from the ``results.json`` the recipe writes beside it.
+
+    Args:
+        path: the ``encoder.pt`` of a run folder (``recipes/*.py --out DIR`` writes ``DIR/encoder.pt``).
+        device: where the encoder is put.
+
+    Returns:
+        The encoder in eval mode; its input is float images in [0, 1] of the run's channels and size.
+    """
+    from .backbones import build_encoder
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"encoder file {path} not found (expected the encoder.pt a recipe saves)")
+    config_path = path.with_name("results.json")
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} not found: the encoder's architecture is read from the "
+                                "results.json a recipe writes beside encoder.pt")
+    results = json.loads(config_path.read_text())
+    config, data = results.get("config", {}), results.get("dataset", {})
+    if "backbone" not in config or "channels" not in data or "image_size" not in data:
+        raise ValueError(f"{config_path} has no config.backbone / dataset.channels / dataset.image_size: not "
+                         "the results.json of a recipe run")
+    channels = int(data["channels"])
+    encoder = build_encoder(config["backbone"], in_channels=channels, image_size=int(data["image_size"]),
+                            mean=(0.0,) * channels, std=(1.0,) * channels, patch_size=config.get("patch_size"),
+                            cnn_width=int(config.get("cnn_width", 32)))
+    encoder.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))  # mean / std buffers too
+    encoder.image_size = int(data["image_size"])  # the crop size track_retrieval feeds it
+    return encoder.to(device).eval()
+
+
+def _clip_frames(clip: Any, index: int, max_side: int | None) -> tuple[str, Tensor]:
+    """``(name, uint8 or float (T, C, H, W) frames)`` of a path or a tensor clip."""
+    from ..video.io import read_video
+
+    if isinstance(clip, (str, os.PathLike)):
+        return Path(clip).name, read_video(clip, max_side=max_side)
+    if isinstance(clip, Tensor) and clip.ndim == 4 and clip.shape[1] in (1, 3):
+        return f"clip[{index}]", clip
+    raise TypeError(f"clips[{index}] must be a video path or a (T, C, H, W) tensor, got "
+                    f"{tuple(clip.shape) if isinstance(clip, Tensor) else type(clip).__name__}")
+
+
+def _start_frames(frames: Tensor, name: str, largest: int, starts: int) -> list[int]:
+    """Up to ``starts`` evenly spaced frames from which ``largest`` frames more stay inside one shot."""
+    from ..video.tracking import shot_segments
+
+    if frames.shape[0] <= largest:
+        raise ValueError(f"clip {name} has {frames.shape[0]} frames, but the largest gap ({largest}) needs at "
+                         f"least {largest + 1}: give a longer clip or smaller gaps")
+    shots = shot_segments(frames)
+    candidates = [t for a, b in shots for t in range(a, b - largest)]
+    if not candidates:
+        longest = max((b - a for a, b in shots), default=0)
+        raise ValueError(f"clip {name}: its longest shot between hard cuts has {longest} frames, but the largest "
+                         f"gap ({largest}) needs at least {largest + 1}: give a longer clip or smaller gaps")
+    picks = np.unique(np.linspace(0, len(candidates) - 1, min(starts, len(candidates))).round().astype(int))
+    return [candidates[i] for i in picks]
+
+
+def _grid_boxes(height: int, width: int, patch_size: int, stride: int) -> Tensor:
+    """``(P, 4)`` square boxes of side ``patch_size`` on a grid of spacing ``stride``, centred in the frame."""
+    ys = torch.arange(0, height - patch_size + 1, stride, dtype=torch.float32)
+    xs = torch.arange(0, width - patch_size + 1, stride, dtype=torch.float32)
+    ys += (height - patch_size - float(ys[-1])) // 2
+    xs += (width - patch_size - float(xs[-1])) // 2
+    y, x = torch.meshgrid(ys, xs, indexing="ij")
+    top_left = torch.stack([x.flatten(), y.flatten()], 1)
+    return torch.cat([top_left, top_left + patch_size], 1)
+
+
+@torch.no_grad()
+def _embed_crops(encoder: nn.Module, frame: Tensor, boxes: Tensor, crop_size: int, channels: int,
+                 device: torch.device | str, batch_size: int) -> Tensor:
+    """Unit-norm features ``(K, D)`` of ``boxes`` cut from one frame ``(C, H, W)`` float in [0, 1]."""
+    from ..functional.crops import resized_crop
+
+    crops = resized_crop(frame[None], boxes[None], crop_size)[0]
+    if channels == 1 and crops.shape[1] == 3:  # ITU-R 601 luma, as the grey datasets hold
+        crops = (crops * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    feats = [encoder(c.to(device)).float() for c in crops.split(batch_size)]
+    return F.normalize(torch.cat(feats), dim=1).cpu()
+
+
+def _score_gallery(query: Tensor, gallery: Tensor) -> dict[str, float]:
+    """Sums over the queries of one start: correct top-1, chance, same-track and other-track distances."""
+    sim = query @ gallery.T
+    n = sim.shape[0]
+    distance = 1.0 - sim
+    same = distance.diagonal().sum()
+    return {"correct": float((sim.argmax(1) == torch.arange(n)).sum()), "queries": n, "chance": 1.0,
+            "same": float(same), "other": float(distance.sum() - same), "other_pairs": n * (n - 1)}
+
+
+def _mean(values: list[float | None]) -> float | None:
+    """Mean of the values present (None where a clip had fewer than two tracks at a gap)."""
+    kept = [v for v in values if v is not None]
+    return float(np.mean(kept)) if kept else None
+
+
+def _clip_retrieval(encoder: nn.Module, frames: Tensor, name: str, gaps: tuple[int, ...], *, patch_size: int,
+                    stride: int, starts: int, crop_size: int, channels: int, device: torch.device | str,
+                    batch_size: int) -> dict[str, Any]:
+    """One clip of :func:`track_retrieval`: sums per gap pooled over the start frames."""
+    from ..video.tracking import track_patches
+
+    largest = max(gaps)
+    t_count, _, height, width = frames.shape
+    if min(height, width) < patch_size:
+        raise ValueError(f"clip {name} is {height}x{width} pixels, smaller than patch_size {patch_size}")
+    start_frames = _start_frames(frames, name, largest, starts)
+    boxes = _grid_boxes(height, width, patch_size, stride)
+    sums = {g: {"correct": 0.0, "queries": 0, "chance": 0.0, "same": 0.0, "other": 0.0, "other_pairs": 0,
+                "tracks_per_start": []} for g in gaps}
+    for t in start_frames:
+        window = frames[t:t + largest + 1]
+        tracks = track_patches(window, boxes)
+        clip = window.float() / 255.0 if window.dtype == torch.uint8 else window.float()
+        for g in gaps:
+            alive = torch.nonzero(tracks.alive[g]).flatten()
+            sums[g]["tracks_per_start"].append(int(alive.numel()))
+            if alive.numel() < 2:
+                continue
+            moved = tracks.centres[g, alive].repeat(1, 2) + torch.tensor([-1.0, -1.0, 1.0, 1.0]) * patch_size / 2
+            query = _embed_crops(encoder, clip[0], boxes[alive], crop_size, channels, device, batch_size)
+            gallery = _embed_crops(encoder, clip[g], moved, crop_size, channels, device, batch_size)
+            for key, value in _score_gallery(query, gallery).items():
+                sums[g][key] += value
+    out = {"clip": name, "frames": int(t_count), "size": [int(height), int(width)], "starts": start_frames,
+           "gaps": {}}
+    for g, s in sums.items():
+        q = s["queries"]
+        out["gaps"][str(g)] = {
+            "top1": 100.0 * s["correct"] / q if q else None, "tracks": q,
+            "tracks_per_start": s["tracks_per_start"], "chance": 100.0 * s["chance"] / q if q else None,
+            "distance_ratio": (s["same"] / q) / (s["other"] / s["other_pairs"]) if s["other_pairs"] else None}
+    return out
+
+
+def track_retrieval(encoder: nn.Module, clips: Sequence[str | os.PathLike | Tensor],
+                    gaps: Sequence[int] = RETRIEVAL_GAPS, *, patch_size: int = 32, stride: int | None = None,
+                    max_side: int | None = 320, starts: int = 4, crop_size: int | None = None,
+                    device: torch.device | str = "cpu", batch_size: int = 512) -> dict[str, Any]:
+    """Invariance to what real footage does: can the encoder find a tracked patch again ``gap`` frames later?
+
+    Square patches on a grid over a start frame are followed through the clip with the library's tracker
+    (:func:`mi_augment.video.tracking.track_patches`, Lucas-Kanade with a forward-backward check, never
+    across a hard cut). Each patch that survives ``gap`` frames is a *track*; its crop at the start frame is
+    the query and the crops of every surviving track at ``start + gap`` are the gallery. Reported per gap:
+    top-1 retrieval of the query's own track (in %), the chance level (100 / gallery size, averaged over
+    queries), the number of tracks, and the ratio of the mean cosine distance to the same track over the
+    mean distance to the other tracks (below 1: the encoder tells tracks apart). Start frames are evenly
+    spread over the clip and pooled; each start has its own gallery.
+
+    Args:
+        encoder: maps float images ``[B, C, h, w]`` in [0, 1] to features ``[B, D]`` (see :func:`load_encoder`).
+        clips: video paths (decoded with OpenCV) or ``(T, C, H, W)`` tensors (uint8, or float in [0, 1]).
+        gaps: temporal gaps in frames; every clip needs a shot longer than the largest.
+        patch_size: patch side in pixels of the (downscaled) frames.
+        stride: grid spacing (default ``patch_size // 2``: about 4x as many tracks as a tiling, for a gallery
+            that discriminates).
+        max_side: video files are downscaled so the longer side is at most this (None: full size).
+        starts: start frames per clip (pooled).
+        crop_size: crops are resized to this before the encoder (default: ``encoder.image_size`` when set, else 32).
+        device: where the encoder runs.
+        batch_size: crops per forward.
+
+    Returns:
+        JSON-able ``{"gaps", "settings", "clips": [per clip: "clip", "frames", "size", "starts", "gaps": {gap:
+        {"top1", "chance", "tracks", "tracks_per_start", "distance_ratio"}}], "mean": {gap: the same, averaged
+        over clips}}``; a score is None where fewer than two tracks survived.
+
+    Shape:
+        - clips: ``(T, C, H, W)`` each, ``T > max(gaps)``.
+
+    Example:
+        >>> from mi_augment.ssl.backbones import build_encoder
+        >>> enc = build_encoder("small_cnn", in_channels=3, image_size=16, mean=(0.5,) * 3, std=(0.25,) * 3,
+        ...                     cnn_width=4)
+        >>> clip = torch.rand(1, 3, 72, 72).repeat(10, 1, 1, 1)  # a still clip: every patch stays put
+        >>> out = track_retrieval(enc, [clip], gaps=(2, 8), patch_size=16, starts=1, crop_size=16)
+        >>> out["clips"][0]["gaps"]["8"]["tracks"], out["mean"]["8"]["top1"]
+        (64, 100.0)
+    """
+    gaps = tuple(int(g) for g in gaps)
+    if not gaps or min(gaps) < 1:
+        raise ValueError(f"gaps must be positive frame counts, got {gaps}")
+    if isinstance(clips, (str, os.PathLike, Tensor)) or not clips:
+        raise ValueError("clips must be a non-empty list of video paths or (T, C, H, W) tensors")
+    if patch_size < 4 or (stride is not None and stride < 1) or starts < 1:
+        raise ValueError(f"patch_size must be >= 4, stride >= 1 and starts >= 1, got {patch_size}, {stride}, {starts}")
+    stride = stride or max(1, patch_size // 2)
+    crop_size = crop_size or int(getattr(encoder, "image_size", 32))
+    mean_buffer = getattr(encoder, "mean", None)
+    channels = int(mean_buffer.shape[1]) if isinstance(mean_buffer, Tensor) and mean_buffer.ndim == 4 else 3
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        per_clip = [_clip_retrieval(encoder, frames, name, gaps, patch_size=patch_size, stride=stride,
+                                    starts=starts, crop_size=crop_size, channels=channels, device=device,
+                                    batch_size=batch_size)
+                    for name, frames in (_clip_frames(c, i, max_side) for i, c in enumerate(clips))]
+    finally:
+        encoder.train(was_training)
+    mean = {str(g): {k: _mean([c["gaps"][str(g)][k] for c in per_clip])
+                     for k in ("top1", "chance", "tracks", "distance_ratio")} for g in gaps}
+    return {"gaps": list(gaps), "settings": {"patch_size": patch_size, "stride": stride, "max_side": max_side,
+                                             "starts": starts, "crop_size": crop_size, "channels": channels},
+            "clips": per_clip, "mean": mean}
