@@ -35,9 +35,9 @@ sys.path.insert(0, str(REPO))
 
 from mi_augment.datasets.samples import load_exposure_stack, sample_path  # noqa: E402
 from mi_augment.figures import save_figure  # noqa: E402
+from mi_augment.perturbations.fitting import ExposureStack  # noqa: E402
 from mi_augment.perturbations.illumination import (  # noqa: E402
     MID_GREY_LINEAR,
-    ExposureStack,
     IlluminationModel,
     brightness_log_gain,
     format_summary,

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from mi_augment.datasets.samples import available_samples, load_exposure_stack, sample_path
+from mi_augment.perturbations.fitting import ExposureStack
 from mi_augment.perturbations.illumination import (
     MID_GREY_LINEAR,
-    ExposureStack,
     IlluminationModel,
     brightness_log_gain,
     format_summary,

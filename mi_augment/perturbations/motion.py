@@ -6,8 +6,8 @@ What one observation is
     * the global motion of the camera as a *similarity* about the image centre: translation of the centre
       (a fraction of the longer image side, so the parameters are resolution independent), rotation and
       log scale (zoom). It is estimated from tracked corners with a forward-backward check and RANSAC
-      (:func:`mi_augment.video.motion_estimation.estimate_global_motion`), so independently moving objects
-      end up as outliers;
+      (:func:`mi_augment.video.motion_estimation.estimate_global_motion`, called from
+      :mod:`mi_augment.perturbations.fitting`), so independently moving objects end up as outliers;
     * the motion blur of the target frame: a straight streak ``exposure_fraction`` times the velocity of the
       image centre at frame ``t+g``, the velocity being the mean of the displacements of the pairs on either
       side of that frame (one-sided at clip ends and cuts). With a shutter open half the frame interval
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,9 +44,6 @@ from torch import Tensor
 from ..core.params import Params
 from ..core.validation import check_positive_int, restore, to_float_batch
 from ..functional.geometry import _warp_and_blur, similarity_matrices
-from ..video.cuts import detect_cuts, frames_to_numpy
-from ..video.io import read_video
-from ..video.motion_estimation import estimate_global_motion, mean_displacement, similarity_from_matrix
 from .base import Estimates, PerturbationModel
 from .densities import Density, GaussianMixtureDensity, UniformDensity
 
@@ -74,39 +70,6 @@ class MotionParams(Params):
     log_scale: Tensor
     blur_length: Tensor
     blur_angle: Tensor
-
-
-def _clip_list(data: Any) -> list[Any]:
-    if isinstance(data, (str, os.PathLike, np.ndarray)):
-        return [data]
-    if isinstance(data, Tensor):
-        if data.ndim == 5:
-            return list(data)
-        return [data]
-    if isinstance(data, Sequence) and not isinstance(data, (bytes, bytearray)):
-        if len(data) == 0:
-            raise ValueError("MotionModel.fit got an empty list of clips")
-        return list(data)
-    raise TypeError("MotionModel.fit expects a video path, a (T, C, H, W) tensor, a (T, H, W, C) uint8 array or a "
-                    f"list of those, got {type(data).__name__}")
-
-
-def _native_size(clip: Any) -> tuple[int, int] | None:
-    """(H, W) of a clip before any downscaling (read from the file's header for paths)."""
-    if isinstance(clip, (str, os.PathLike)):
-        import cv2
-
-        cap = cv2.VideoCapture(str(clip))
-        try:
-            w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        finally:
-            cap.release()
-        return (h, w) if h > 0 and w > 0 else None
-    if isinstance(clip, Tensor) and clip.ndim == 4:
-        return int(clip.shape[2]), int(clip.shape[3])
-    if isinstance(clip, np.ndarray) and clip.ndim == 4:
-        return int(clip.shape[1]), int(clip.shape[2])
-    return None
 
 
 def _percentiles(x: np.ndarray, qs: Sequence[float] = (5, 50, 95)) -> list[float]:
@@ -237,7 +200,9 @@ class MotionModel(PerturbationModel):
     # ------------------------------------------------------------------ estimation
     def fit(self, data: Any, progress: bool = False) -> MotionModel:
         """Estimate the frame-to-frame motion in ``data`` (:meth:`estimate`) and fit the density to it
-        (:meth:`fit_estimates`). Returns ``self``."""
+        (:meth:`fit_estimates`). Returns ``self``; raises ``ValueError`` with fewer than 7 observations
+        (:func:`~mi_augment.perturbations.fitting.minimum_observations`), saying how many frame pairs were
+        used and rejected, and why."""
         return self.fit_estimates(self.estimate(data, progress=progress))
 
     def fit_estimates(self, estimates: Estimates) -> MotionModel:
@@ -250,130 +215,39 @@ class MotionModel(PerturbationModel):
         kept as observed: it belongs to one frame (its own exposure), not to a change between two. With
         ``draws="changes"`` the density is fitted to the changes as observed.
         """
+        from .fitting.provenance import check_observations, library_version, minimum_observations
+
         vectors = estimates.vectors
-        self._require_observations(estimates)
+        check_observations(type(self).__name__, estimates.n_used, minimum_observations(len(self.param_names)),
+                           estimates.n_rejected, estimates.details.get("rejected_reasons", {}))
         if self.config["draws"] == "views":
             # two iid draws differ by ~z2 - z1 (first order), of twice a draw's covariance: 1/sqrt(2) undoes it
             vectors = torch.cat([vectors, -vectors])
             vectors[:, :4] /= math.sqrt(2.0)
         self.density.fit(vectors)
-        self.fit_info = {"n_used": estimates.n_used, "n_rejected": estimates.n_rejected, **estimates.details}
+        self.fit_info = {"n_used": estimates.n_used, "n_rejected": estimates.n_rejected,
+                         "library_version": library_version(), **estimates.details}
         self.estimates_ = estimates
         return self
 
     def estimate(self, data: Any, progress: bool = False) -> Estimates:
-        """Per-pair motion observations from video(s): see the module docstring.
+        """Per-pair motion observations from video(s): see the module docstring and
+        :func:`~mi_augment.perturbations.fitting.estimate_motion` (where the work, and the only use of
+        :mod:`mi_augment.video`, lives).
 
-        ``data``: a video path, a ``(T, C, H, W)`` tensor (uint8 or float in [0, 1]), a ``(T, H, W, C)`` uint8
-        array, or a list of those (or an ``(N, T, C, H, W)`` tensor).
+        Args:
+            data: a video path, a ``(T, C, H, W)`` tensor (uint8 or float in [0, 1]), a ``(T, H, W, C)`` uint8
+                array, or a list of those (or an ``(N, T, C, H, W)`` tensor).
+            progress: show a progress bar over clips.
 
-        Returns :class:`Estimates` whose ``n_used`` counts observations (one per usable pair and gap) and
-        ``n_rejected`` the consecutive frame pairs rejected; ``details`` holds ``rejected_reasons``,
-        ``n_pairs_used`` and per-clip statistics (cuts, median displacement and residual local motion as
-        fractions of the longer side, inlier fraction). The rows are the changes between real frames, whatever
-        ``draws`` is.
-
-        Raises ``ValueError`` naming the clip when less than ``min_consistent_share`` of its frame pairs (hard
-        cuts aside) are consistent with one camera motion (noise, or no static background to track).
+        Returns:
+            :class:`Estimates`, one row per usable pair and gap (the changes between real frames, whatever
+            ``draws`` is). Raises ``ValueError`` naming the clip when less than ``min_consistent_share`` of
+            its frame pairs (hard cuts aside) are consistent with one camera motion.
         """
-        clips = _clip_list(data)
-        iterator = clips
-        if progress:
-            from tqdm.auto import tqdm
+        from .fitting.motion import estimate_motion
 
-            iterator = tqdm(clips, desc="motion: clips", unit="clip")
-        rows: list[np.ndarray] = []
-        per_clip: list[dict[str, Any]] = []
-        reasons: dict[str, int] = {}
-        n_rejected = 0
-        for index, clip in enumerate(iterator):
-            label = str(clip) if isinstance(clip, (str, os.PathLike)) else f"clip {index}"
-            native = _native_size(clip)
-            if isinstance(clip, (str, os.PathLike)):
-                clip = read_video(clip, max_frames=self.config["max_frames"], stride=self.config["stride"],
-                                  max_side=self.config["max_side"])
-            vectors, info = self._estimate_clip(clip, label)
-            info["native_size"] = list(native) if native else None
-            rows.append(vectors)
-            per_clip.append(info)
-            n_rejected += info["n_rejected"]
-            for k, v in info["rejected_reasons"].items():
-                reasons[k] = reasons.get(k, 0) + v
-        all_rows = np.concatenate(rows, axis=0)
-        if all_rows.shape[0] == 0:
-            raise ValueError(
-                f"no usable frame pairs: all {n_rejected} pairs were rejected ({reasons}); a clip made only of "
-                "hard cuts (or of frames that cannot be aligned) has no camera motion to learn from"
-            )
-        details = {"rejected_reasons": reasons, "n_pairs_used": sum(c["n_used"] for c in per_clip),
-                   "clips": per_clip, "param_names": self.param_names}
-        return Estimates(vectors=torch.from_numpy(all_rows), n_used=int(all_rows.shape[0]), n_rejected=n_rejected,
-                         details=details)
-
-    def _estimate_clip(self, clip: Any, label: str) -> tuple[np.ndarray, dict[str, Any]]:
-        frames = frames_to_numpy(clip, max_side=self.config["max_side"], name=label)
-        if frames.shape[0] < 2:
-            raise ValueError(f"{label} has {frames.shape[0]} frame; motion needs at least 2 frames")
-        h, w = frames.shape[1:3]
-        side = float(max(h, w))
-        cuts = detect_cuts(frames)
-        motion = estimate_global_motion(frames)
-        n = frames.shape[0] - 1
-        usable = motion.valid & ~cuts.is_cut
-        why = ["hard cut" if cuts.is_cut[t] else motion.reasons[t] for t in range(n)]
-        candidates = int((~cuts.is_cut).sum())
-        minimum = math.ceil(self.config["min_consistent_share"] * candidates)
-        if candidates and int(usable.sum()) < minimum:
-            raise ValueError(
-                f"{label}: only {int(usable.sum())} of {candidates} frame pairs (hard cuts aside) are consistent "
-                f"with one camera motion; at least {minimum} (min_consistent_share="
-                f"{self.config['min_consistent_share']:g}) are needed to trust them: is it noise, or a scene "
-                f"without a static background? (rejected: {motion.reason_counts})")
-        # Centre displacement of every usable consecutive pair, fraction of the longer side.
-        centre = np.full((n, 2), np.nan)
-        for t in np.flatnonzero(usable):
-            centre[t] = similarity_from_matrix(motion.matrices[t], h, w)[2] / side
-        rows = []
-        ef = self.config["exposure_fraction"]
-        for gap in self.config["gaps"]:
-            for t in range(n - gap + 1):
-                if not usable[t:t + gap].all():
-                    continue
-                m = np.eye(3)
-                for k in range(t, t + gap):
-                    m = motion.matrices[k] @ m
-                log_s, rot, trans_px = similarity_from_matrix(m, h, w)
-                # velocity at the target frame t+gap: mean of the usable pairs on either side of it
-                around = [centre[k] for k in (t + gap - 1, t + gap) if k < n and usable[k]]
-                velocity = np.mean(around, axis=0)
-                blur = ef * velocity
-                rows.append([100 * trans_px[0] / side, 100 * trans_px[1] / side, math.degrees(rot), 100 * log_s,
-                             100 * blur[0], 100 * blur[1]])
-        counts: dict[str, int] = {}
-        for t in range(n):
-            if not usable[t]:
-                counts[why[t]] = counts.get(why[t], 0) + 1
-        disp = np.array([mean_displacement(motion.matrices[t], h, w) for t in np.flatnonzero(usable)]) / side
-        info = {
-            "clip": label,
-            "frames": int(frames.shape[0]),
-            "analysed_size": [int(h), int(w)],
-            "n_pairs": int(n),
-            "n_used": int(usable.sum()),
-            "n_rejected": int(n - usable.sum()),
-            "rejected_reasons": counts,
-            "cuts": list(cuts.cuts),
-            "unaligned_pairs": [int(t) for t in np.flatnonzero(~motion.valid)],
-            "n_observations": len(rows),
-            # per-frame displacement over the frame, fraction of the longer side (multiply by a side in px)
-            "displacement_median": float(np.median(disp)) if disp.size else None,
-            "displacement_p90": float(np.percentile(disp, 90)) if disp.size else None,
-            "inlier_fraction_median": float(np.median(motion.inlier_fraction[usable])) if usable.any() else None,
-            "residual_median": float(np.nanmedian(motion.residual_px[usable])) / side if usable.any() else None,
-            "local_motion_median": (float(np.nanmedian(motion.local_motion_px[usable])) / side
-                                    if usable.any() and np.isfinite(motion.local_motion_px[usable]).any() else None),
-        }
-        return np.asarray(rows, dtype=np.float64).reshape(-1, 6), info
+        return estimate_motion(self, data, progress=progress)
 
     # ------------------------------------------------------------------ rendering
     def apply(self, images: Any, params: MotionParams) -> Any:
