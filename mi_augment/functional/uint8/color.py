@@ -1,0 +1,295 @@
+"""Colour kernels of the CPU uint8 backend: look-up tables (LUTs) and ``cv2.cvtColor`` on one ``[H, W, C]``
+uint8 image, with the maths of the torch kernels in :mod:`mi_augment.functional.color` (Kornia's).
+
+Each kernel evaluates the torch kernel's formula on the 256 input levels (in float32, as the torch kernel
+does on ``uint8 / 255``) and rounds once, so it differs from the torch kernel followed by rounding by at most
+one level (a statistic such as the contrast's mean is computed exactly, by linearity). Per-pixel formulas
+that a LUT cannot hold use OpenCV: the saturation's luma blend (``cv2.addWeighted``), the hue rotation (a
+float32 HSV round trip, the hexcone hue Kornia rotates) and the shading field (float32, then a 65,536-entry
+sRGB encoding table: within 0.03 levels of the exact curve).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..color import render_shading_field
+from .image import as_hwc, check_image, opencv
+
+__all__ = ["adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue", "rgb_to_grayscale",
+           "solarize", "color_jitter", "apply_illumination", "illuminate"]
+
+_LEVELS = np.arange(256, dtype=np.float32) / np.float32(255.0)  # the float image's values, as torch divides
+_LUMA = (0.299, 0.587, 0.114)  # BT.601, functional.color.rgb_to_grayscale's weights
+
+
+def _quantise(values: np.ndarray) -> np.ndarray:
+    """Float values in [0, 1] (clamped) as uint8 levels, rounded half to even as the transforms' output is."""
+    return np.round(np.clip(values, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
+
+
+def _lut(image: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``cv2.LUT`` with a ``(256,)`` table for every channel or a ``(256, 3)`` table per channel."""
+    if table.ndim == 2 and image.shape[2] == 3:
+        table = np.ascontiguousarray(table).reshape(1, 256, 3)
+    return as_hwc(opencv().LUT(image, table), image.shape[2])
+
+
+def _factor(value: Any, name: str, nonnegative: bool = True) -> float:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
+    if not np.isfinite(f) or (nonnegative and f < 0):
+        raise ValueError(f"{name} must be a finite {'non-negative ' if nonnegative else ''}number, got {value!r}")
+    return f
+
+
+def adjust_brightness(image: np.ndarray, factor: float) -> np.ndarray:
+    """Multiply by ``factor`` (>= 0, 1 = unchanged) and clamp: :func:`mi_augment.functional.adjust_brightness`.
+
+    Args:
+        image: uint8 ``[H, W, C]``.
+        factor: the brightness factor.
+
+    Shape:
+        - Input: :math:`(H, W, C)`, uint8. Output: the same.
+
+    Example:
+        >>> adjust_brightness(np.full((2, 2, 3), 100, np.uint8), 1.5)[0, 0].tolist()
+        [150, 150, 150]
+    """
+    check_image(image)
+    return _lut(image, _quantise(_LEVELS * np.float32(_factor(factor, "brightness factor"))))
+
+
+def adjust_contrast(image: np.ndarray, factor: float) -> np.ndarray:
+    """Blend with the mean of the luma (0 = flat grey, 1 = unchanged): :func:`mi_augment.functional.adjust_contrast`.
+
+    Args:
+        image: uint8 ``[H, W, C]``.
+        factor: the contrast factor (>= 0).
+
+    Shape:
+        - Input: :math:`(H, W, C)`, uint8. Output: the same.
+
+    Example:
+        >>> adjust_contrast(np.array([[[0, 0, 0], [200, 200, 200]]], np.uint8), 0.0)[0, 0].tolist()
+        [100, 100, 100]
+    """
+    check_image(image)
+    f = np.float32(_factor(factor, "contrast factor"))
+    means = opencv().mean(image)[:image.shape[2]]  # per-channel means (float64): the luma's mean by linearity
+    mean = sum(w * m for w, m in zip(_LUMA, means)) if image.shape[2] == 3 else means[0]
+    return _lut(image, _quantise(_LEVELS * f + np.float32(mean / 255.0) * (np.float32(1.0) - f)))
+
+
+def adjust_saturation(image: np.ndarray, factor: float) -> np.ndarray:
+    """Blend an RGB image with its luma (0 = grey, 1 = unchanged): :func:`mi_augment.functional.adjust_saturation`.
+    A 1-channel image is returned unchanged (a copy).
+
+    Args:
+        image: uint8 ``[H, W, C]``.
+        factor: the saturation factor (>= 0).
+
+    Shape:
+        - Input: :math:`(H, W, C)`, uint8. Output: the same.
+
+    Example:
+        >>> adjust_saturation(np.array([[[255, 0, 0]]], np.uint8), 0.0)[0, 0].tolist()
+        [76, 76, 76]
+    """
+    check_image(image)
+    f = _factor(factor, "saturation factor")
+    if image.shape[2] == 1 or f == 1.0:
+        return image.copy()
+    cv2 = opencv()
+    grey = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    return cv2.addWeighted(image, f, grey, 1.0 - f, 0.0)
+
+
+def adjust_hue(image: np.ndarray, shift: float) -> np.ndarray:
+    """Rotate the hue by ``shift`` turns (in [-0.5, 0.5]): :func:`mi_augment.functional.adjust_hue`, by a float32
+    HSV round trip (OpenCV's hexcone HSV is Kornia's). A 1-channel image is returned unchanged (a copy).
+
+    Args:
+        image: uint8 ``[H, W, C]``.
+        shift: the hue shift in turns.
+
+    Shape:
+        - Input: :math:`(H, W, C)`, uint8. Output: the same.
+
+    Example:
+        >>> adjust_hue(np.array([[[255, 0, 0]]], np.uint8), 1 / 3)[0, 0].tolist()
+        [0, 255, 0]
+    """
+    check_image(image)
+    s = _factor(shift, "hue shift", nonnegative=False)
+    if abs(s) > 0.5:
+        raise ValueError(f"hue shift must be in [-0.5, 0.5] turns, got {shift!r}")
+    if image.shape[2] == 1 or s == 0.0:
+        return image.copy()
+    cv2 = opencv()
+    hsv = cv2.cvtColor(image.astype(np.float32) * np.float32(1.0 / 255.0), cv2.COLOR_RGB2HSV)
+    hsv[..., 0] += np.float32((s * 360.0) % 360.0)  # degrees; HSV2RGB wraps hues above 360, not below 0
+    rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    return _quantise(rgb)
+
+
+def rgb_to_grayscale(image: np.ndarray, channels: int = 3) -> np.ndarray:
+    """The luma (BT.601) in ``channels`` channels (1, or 3 as ``RandomGrayscale`` returns it), by
+    ``cv2.cvtColor``: :func:`mi_augment.functional.rgb_to_grayscale`. A 1-channel image is repeated.
+
+    Args:
+        image: uint8 ``[H, W, C]``.
+        channels: 1 or 3 output channels.
+
+    Shape:
+        - Input: :math:`(H, W, C)`, uint8. Output: :math:`(H, W, channels)`.
+
+    Example:
+        >>> rgb_to_grayscale(np.array([[[255, 0, 0]]], np.uint8))[0, 0].tolist()
+        [76, 76, 76]
+    """
+    check_image(image)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    cv2 = opencv()
+    grey = image[:, :, 0] if image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return as_hwc(grey.copy(), 1) if channels == 1 else cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
+
+
+def solarize(image: np.ndarray, threshold: float) -> np.ndarray:
+    """Invert the values at or above ``threshold`` (float image units, [0, 1]): ``kornia.enhance.solarize``.
+
+    Args:
+        image: uint8 ``[H, W, C]``.
+        threshold: in [0, 1].
+
+    Shape:
+        - Input: :math:`(H, W, C)`, uint8. Output: the same.
+
+    Example:
+        >>> solarize(np.array([[[10, 200, 128]]], np.uint8), 0.5)[0, 0].tolist()
+        [10, 55, 127]
+    """
+    check_image(image)
+    t = _factor(threshold, "threshold")
+    if t > 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+    levels = np.arange(256, dtype=np.uint8)
+    return _lut(image, np.where(_LEVELS < np.float32(t), levels, 255 - levels).astype(np.uint8))
+
+
+_JITTER = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+
+
+def color_jitter(image: np.ndarray, brightness: float, contrast: float, saturation: float, hue: float,
+                 order: Any = (0, 1, 2, 3)) -> np.ndarray:
+    """``ColorJitter``'s four adjustments in ``order`` (0 brightness, 1 contrast, 2 saturation, 3 hue), each
+    skipped when its factor changes nothing, as the torch transform renders ``ColorJitterParams``.
+
+    Args:
+        image: uint8 ``[H, W, C]``.
+        brightness, contrast, saturation: factors (1 = unchanged). hue: turns (0 = unchanged).
+        order: a permutation of ``0, 1, 2, 3``.
+
+    Shape:
+        - Input: :math:`(H, W, C)`, uint8. Output: the same.
+
+    Example:
+        >>> color_jitter(np.full((2, 2, 3), 100, np.uint8), 1.2, 1.0, 1.0, 0.0, [3, 2, 1, 0])[0, 0].tolist()
+        [120, 120, 120]
+    """
+    values = (brightness, contrast, saturation, hue)
+    order = [int(i) for i in order]
+    if sorted(order) != [0, 1, 2, 3]:
+        raise ValueError(f"order must be a permutation of 0, 1, 2, 3, got {order}")
+    out = check_image(image)
+    for op in order:
+        if float(values[op]) != (0.0 if op == 3 else 1.0):
+            out = _JITTER[op](out, values[op])
+    return out.copy() if out is image else out
+
+
+@functools.lru_cache(maxsize=1)
+def _encode_table() -> np.ndarray:
+    """sRGB levels of the linear values ``i / 65535`` (``linear_to_srgb`` on 65,536 points, rounded)."""
+    lin = np.arange(65536, dtype=np.float64) / 65535.0
+    return _quantise(_encode(lin))
+
+
+def _decode(v: np.ndarray) -> np.ndarray:
+    return np.where(v > 0.04045, ((v + 0.055) / 1.055) ** 2.4, v / 12.92)
+
+
+def _encode(lin: np.ndarray) -> np.ndarray:
+    lin = np.clip(lin, 0.0, 1.0)
+    return np.where(lin > 0.0031308, 1.055 * np.maximum(lin, 0.0031308) ** (1 / 2.4) - 0.055, 12.92 * lin)
+
+
+def apply_illumination(image: np.ndarray, log_gain: Any, log_gamma: float, shading: Any = None) -> np.ndarray:
+    """A physical illumination change (:func:`mi_augment.functional.apply_illumination` on one image): in
+    linear RGB, channel ``c`` becomes ``gain_c * field(x, y) * value ** gamma``, encoded back to sRGB.
+
+    Args:
+        image: uint8 sRGB ``[H, W, C]``.
+        log_gain: 3 natural-log linear gains (a 1-channel image takes their mean).
+        log_gamma: natural log of the exponent on linear intensity.
+        shading: the ``S`` shading coefficients of :func:`~mi_augment.functional.render_shading_field`, or None.
+
+    Shape:
+        - Input: :math:`(H, W, C)`, uint8. Output: the same.
+
+    Example:
+        >>> apply_illumination(np.full((2, 2, 3), 128, np.uint8), [0.0, 0.0, 0.0], 0.0)[0, 0].tolist()
+        [128, 128, 128]
+    """
+    check_image(image)
+    gains = np.asarray(log_gain, dtype=np.float64).reshape(-1)
+    if gains.shape != (3,) or not np.isfinite(gains).all():
+        raise ValueError(f"log_gain must hold 3 finite numbers, got {np.asarray(log_gain).tolist()}")
+    gamma = np.exp(_factor(log_gamma, "log_gamma", nonnegative=False))
+    if image.shape[2] == 1:
+        gains = gains.mean(keepdims=True)
+    linear = _decode(_LEVELS.astype(np.float64))[:, None] ** gamma * np.exp(gains)[None, :]  # (256, C)
+    coeffs = None if shading is None else torch.as_tensor(np.asarray(shading, dtype=np.float32)).reshape(1, -1)
+    if coeffs is None or coeffs.shape[1] == 0 or not bool(coeffs.any()):
+        return _lut(image, _quantise(_encode(linear)) if image.shape[2] == 3 else _quantise(_encode(linear[:, 0])))
+    field = render_shading_field(coeffs, image.shape[0], image.shape[1])[0, 0].numpy()  # (H, W) float32
+    table = linear.astype(np.float32)
+    lit = _lut(image, table if image.shape[2] == 3 else table[:, 0]) * field[:, :, None]
+    index = (np.minimum(lit, np.float32(1.0)) * np.float32(65535.0) + np.float32(0.5)).astype(np.uint16)
+    return _encode_table()[index]
+
+
+def illuminate(image: np.ndarray, params: Any, index: int = 0) -> np.ndarray:
+    """Render sample ``index`` of ``IlluminationParams`` (or any object with its fields) on one image, as
+    ``IlluminationModel.apply`` does: the physical change, then brightness, contrast, saturation and hue.
+
+    Args:
+        image: uint8 ``[H, W, C]``.
+        params: fields ``log_gain (B, 3)``, ``log_gamma (B, 1)``, ``shading (B, S)``, ``brightness``,
+            ``contrast``, ``saturation``, ``hue`` ``(B, 1)``.
+        index: which sample of the params.
+
+    Shape:
+        - Input: :math:`(H, W, C)`, uint8. Output: the same.
+    """
+    check_image(image)
+
+    def row(name: str) -> list[float]:
+        return getattr(params, name)[index].detach().reshape(-1).tolist()
+
+    out = image
+    log_gain, log_gamma, shading = row("log_gain"), row("log_gamma")[0], row("shading")
+    if any(log_gain) or log_gamma or any(shading):
+        out = apply_illumination(out, log_gain, log_gamma, shading)
+    factors = [row(name)[0] for name in ("brightness", "contrast", "saturation", "hue")]
+    if factors != [1.0, 1.0, 1.0, 0.0]:
+        out = color_jitter(out, *factors)
+    return out.copy() if out is image else out

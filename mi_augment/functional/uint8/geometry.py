@@ -1,0 +1,212 @@
+"""Geometric kernels of the CPU uint8 backend on one ``[H, W, C]`` uint8 image: crop + resize + flip as one
+``cv2.warpAffine``, warps, the Gaussian and the motion blur, with the sampling rules of the torch kernels in
+:mod:`mi_augment.functional` (bilinear; reflection about the edge pixel centres is ``cv2.BORDER_REFLECT_101``).
+
+OpenCV's bilinear warp places samples on a 1/32-pixel grid with fixed-point weights, so a warp differs from
+torch's ``grid_sample`` by a fraction of the local gradient over 1/32 px (below one level on natural images).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..geometry import motion_blur_kernels, similarity_matrices
+from .image import as_hwc, check_image, opencv
+
+__all__ = ["crop_matrix", "warp_affine", "resized_crop", "gaussian_blur", "motion_blur", "apply_motion"]
+
+_BORDERS = {"reflection": "BORDER_REFLECT_101", "border": "BORDER_REPLICATE", "zeros": "BORDER_CONSTANT"}
+
+
+def _size(size: Any) -> tuple[int, int]:
+    h, w = (size, size) if isinstance(size, (int, np.integer)) else tuple(int(s) for s in size)
+    if h < 1 or w < 1:
+        raise ValueError(f"size must be a positive int or (height, width), got {size!r}")
+    return int(h), int(w)
+
+
+def _box(box: Any) -> tuple[float, float, float, float]:
+    values = box.detach().reshape(-1).tolist() if isinstance(box, torch.Tensor) else np.asarray(box).reshape(-1)
+    x1, y1, x2, y2 = (float(v) for v in values) if len(values) == 4 else (math.nan,) * 4
+    if not (x1 < x2 and y1 < y2):  # also rejects NaN
+        raise ValueError(f"box must be (x1, y1, x2, y2) with x1 < x2 and y1 < y2, got {list(values)}")
+    return x1, y1, x2, y2
+
+
+def crop_matrix(box: Any, size: Any, flip: bool = False, supersample: tuple[int, int] = (1, 1)) -> np.ndarray:
+    """The ``2 x 3`` map from output pixels to input pixels of a resized crop (``cv2.WARP_INVERSE_MAP``).
+
+    Output column ``j`` of a box ``(x1, x2)`` resized to ``w`` columns samples ``x1 + (j + 0.5) (x2 - x1) / w
+    - 0.5``, the bin centres of :func:`mi_augment.functional.resized_crop`; a flipped crop reads its columns
+    in reverse. ``supersample (sy, sx)`` places ``sy x sx`` samples per output bin, as ``roi_align`` does.
+
+    Args:
+        box: ``(x1, y1, x2, y2)`` in input pixels (continuous: ``(0, 0, W, H)`` is the whole image).
+        size: output ``(height, width)`` or one int.
+        flip: mirror the crop left-right.
+        supersample: samples per bin along ``(y, x)``.
+
+    Example:
+        >>> crop_matrix((0, 0, 8, 8), 4).tolist()
+        [[2.0, 0.0, 0.5], [0.0, 2.0, 0.5]]
+    """
+    x1, y1, x2, y2 = _box(box)
+    h, w = _size(size)
+    sy, sx = supersample
+    step_x, step_y = (x2 - x1) / (w * sx), (y2 - y1) / (h * sy)
+    if flip:
+        return np.array([[-step_x, 0.0, x2 - 0.5 - 0.5 * step_x], [0.0, step_y, y1 - 0.5 + 0.5 * step_y]])
+    return np.array([[step_x, 0.0, x1 - 0.5 + 0.5 * step_x], [0.0, step_y, y1 - 0.5 + 0.5 * step_y]])
+
+
+def warp_affine(image: np.ndarray, matrix: Any, size: Any = None, *, padding_mode: str = "reflection",
+                inverse: bool = False) -> np.ndarray:
+    """Bilinear ``cv2.warpAffine``: :func:`mi_augment.functional.warp_affine` on one uint8 image.
+
+    Args:
+        image: uint8 ``[H, W, C]``.
+        matrix: ``2 x 3`` (or ``3 x 3`` affine) pixel matrix, input to output (output to input if ``inverse``).
+        size: output ``(height, width)``; default the input's.
+        padding_mode: ``"reflection"`` (about the edge pixel centres), ``"border"`` or ``"zeros"``.
+        inverse: ``matrix`` maps output pixels to input pixels.
+
+    Shape:
+        - Input: :math:`(H, W, C)`, uint8. Output: :math:`(h, w, C)`.
+
+    Example:
+        >>> warp_affine(np.zeros((6, 8, 3), np.uint8), np.eye(3)[:2], (4, 5)).shape
+        (4, 5, 3)
+    """
+    check_image(image)
+    if padding_mode not in _BORDERS:
+        raise ValueError(f"padding_mode must be one of {sorted(_BORDERS)}, got {padding_mode!r}")
+    m = np.asarray(matrix.detach().cpu() if isinstance(matrix, torch.Tensor) else matrix, dtype=np.float64)
+    if m.shape not in ((2, 3), (3, 3)) or not np.isfinite(m).all() or (m.shape == (3, 3) and (m[2] != (0, 0, 1)).any()):
+        raise ValueError(f"matrix must be a finite 2 x 3 (or affine 3 x 3) matrix, got shape {m.shape}")
+    h, w = image.shape[:2] if size is None else _size(size)
+    cv2 = opencv()
+    flags = cv2.INTER_LINEAR | (cv2.WARP_INVERSE_MAP if inverse else 0)
+    out = cv2.warpAffine(image, m[:2], (w, h), flags=flags, borderMode=getattr(cv2, _BORDERS[padding_mode]),
+                         borderValue=0)
+    return as_hwc(out, image.shape[2])
+
+
+def resized_crop(image: np.ndarray, box: Any, size: Any, flip: bool = False) -> np.ndarray:
+    """Crop ``box`` out of ``image``, resize it to ``size`` and optionally mirror it: one ``cv2.warpAffine``
+    (and, for a box larger than the output, an integer ``cv2.INTER_AREA`` reduction), the same samples as
+    :func:`mi_augment.functional.resized_crop` (``roi_align``, adaptive sampling ratio, edge pixels repeated).
+
+    Args:
+        image: uint8 ``[H, W, C]``.
+        box: ``(x1, y1, x2, y2)`` in pixels, as the torch kernel takes it.
+        size: output ``(height, width)`` or one int.
+        flip: mirror the crop left-right.
+
+    Shape:
+        - Input: :math:`(H, W, C)`, uint8. Output: :math:`(h, w, C)`.
+
+    Example:
+        >>> img = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+        >>> resized_crop(img, (0, 0, 4, 4), 2)[:, :, 0].tolist()
+        [[8, 14], [32, 38]]
+    """
+    check_image(image)
+    x1, y1, x2, y2 = _box(box)
+    h, w = _size(size)
+    # roi_align's adaptive grid, ceil(box side / output side), in float32 as the torch kernel computes it
+    sx = max(1, math.ceil(float(np.float32(np.float32(x2) - np.float32(x1)) / np.float32(w))))
+    sy = max(1, math.ceil(float(np.float32(np.float32(y2) - np.float32(y1)) / np.float32(h))))
+    m = crop_matrix((x1, y1, x2, y2), (h, w), flip, (sy, sx))
+    out = warp_affine(image, m, (h * sy, w * sx), padding_mode="border", inverse=True)
+    if sx > 1 or sy > 1:  # the mean of each bin's sy x sx samples
+        out = as_hwc(opencv().resize(out, (w, h), interpolation=opencv().INTER_AREA), image.shape[2])
+    return out
+
+
+def gaussian_blur(image: np.ndarray, kernel_size: Any, sigma: float) -> np.ndarray:
+    """Gaussian blur with reflected borders: ``kornia.filters.gaussian_blur2d(..., border_type="reflect")``
+    (the kernel ``GaussianBlur`` renders) by ``cv2.GaussianBlur``.
+
+    Args:
+        image: uint8 ``[H, W, C]``.
+        kernel_size: odd side, or ``(height, width)``.
+        sigma: standard deviation in pixels (> 0), the same on both axes.
+
+    Shape:
+        - Input: :math:`(H, W, C)`, uint8. Output: the same.
+
+    Example:
+        >>> gaussian_blur(np.full((5, 5, 3), 7, np.uint8), 3, 1.0)[2, 2].tolist()
+        [7, 7, 7]
+    """
+    check_image(image)
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, (int, np.integer)) else kernel_size
+    if kh < 1 or kw < 1 or kh % 2 == 0 or kw % 2 == 0:
+        raise ValueError(f"kernel_size must be odd and positive, got {kernel_size!r}")
+    s = float(sigma)
+    if not (s > 0 and math.isfinite(s)):
+        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+    cv2 = opencv()
+    out = cv2.GaussianBlur(image, (int(kw), int(kh)), sigmaX=s, sigmaY=s, borderType=cv2.BORDER_REFLECT_101)
+    return as_hwc(out, image.shape[2])
+
+
+def motion_blur(image: np.ndarray, length: float, angle: float) -> np.ndarray:
+    """Linear motion blur: :func:`mi_augment.functional.motion_blur` on one image (its kernel,
+    :func:`~mi_augment.functional.motion_blur_kernels`, by ``cv2.filter2D``; reflected borders, repeated
+    where the kernel is wider than the image).
+
+    Args:
+        image: uint8 ``[H, W, C]``.
+        length: streak length in pixels (>= 0; 0 leaves the image unchanged).
+        angle: streak direction in radians.
+
+    Shape:
+        - Input: :math:`(H, W, C)`, uint8. Output: the same.
+
+    Example:
+        >>> motion_blur(np.full((6, 6, 3), 9, np.uint8), 3.0, 0.5)[3, 3].tolist()
+        [9, 9, 9]
+    """
+    check_image(image)
+    kernel = motion_blur_kernels(torch.tensor([float(length)]), torch.tensor([float(angle)]))[0].numpy()
+    k = kernel.shape[-1]
+    if k == 1:
+        return image.copy()
+    cv2 = opencv()
+    pad = k // 2
+    border = cv2.BORDER_REFLECT_101 if pad < image.shape[0] and pad < image.shape[1] else cv2.BORDER_REPLICATE
+    return as_hwc(cv2.filter2D(image, -1, kernel, borderType=border), image.shape[2])
+
+
+def apply_motion(image: np.ndarray, params: Any, index: int = 0, *, padding_mode: str = "reflection") -> np.ndarray:
+    """Render sample ``index`` of ``MotionParams`` (or any object with its fields) on one image, as
+    ``MotionModel.apply`` does: the similarity warp (:func:`~mi_augment.functional.similarity_matrices`), then
+    the motion blur of ``blur_length`` times the longer side.
+
+    Args:
+        image: uint8 ``[H, W, C]``.
+        params: fields ``translation (B, 2)``, ``rotation``, ``log_scale``, ``blur_length``, ``blur_angle``
+            ``(B, 1)``.
+        index: which sample of the params.
+        padding_mode: the warp's borders (the model's ``config["padding_mode"]``).
+
+    Shape:
+        - Input: :math:`(H, W, C)`, uint8. Output: the same.
+    """
+    check_image(image)
+    h, w = image.shape[:2]
+    i = slice(index, index + 1)
+    matrix = similarity_matrices(params.log_scale[i].to(torch.float64), params.rotation[i].to(torch.float64),
+                                 params.translation[i].to(torch.float64), h, w)[0]
+    out = warp_affine(image, matrix.numpy(), padding_mode=padding_mode)
+    # the torch kernel's float32 length and angle (the same kernel taps)
+    length = params.blur_length[i].reshape(-1).float().clamp_min(0) * float(max(h, w))
+    angle = params.blur_angle[i].reshape(-1).float()
+    if float(length[0]) > 0:
+        out = motion_blur(out, float(length[0]), float(angle[0]))
+    return out

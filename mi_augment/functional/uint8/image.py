@@ -1,0 +1,91 @@
+"""The image type of the CPU uint8 backend: one numpy ``uint8`` array ``[H, W, C]`` (``C`` = 1 or 3), as OpenCV,
+PIL and albumentations hold images, and the conversions to and from the types the transforms accept.
+
+OpenCV is imported on first use (:func:`opencv`), never when :mod:`mi_augment` is imported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["opencv", "check_image", "as_hwc", "to_hwc_uint8", "hwc_to_tensor"]
+
+
+def opencv() -> Any:
+    """The ``cv2`` module, imported on first use (``import mi_augment.transforms`` stays free of OpenCV)."""
+    import cv2
+
+    return cv2
+
+
+def check_image(image: Any, name: str = "image") -> np.ndarray:
+    """Check that ``image`` is what the uint8 kernels take and return it.
+
+    Args:
+        image: a numpy ``uint8`` array ``[H, W, C]`` with ``C`` = 1 or 3 and ``H, W >= 1``.
+        name: the argument's name in the error message.
+
+    Raises:
+        TypeError: not a numpy uint8 array. ValueError: not ``[H, W, 1 or 3]``.
+
+    Example:
+        >>> check_image(np.zeros((4, 5, 3), np.uint8)).shape
+        (4, 5, 3)
+    """
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        got = f"dtype {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise TypeError(f"{name} must be a numpy uint8 array [H, W, C], got {got}")
+    if image.ndim != 3 or image.shape[2] not in (1, 3) or image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"{name} must have shape [H, W, C] with C = 1 or 3 and H, W >= 1, got {image.shape}")
+    return image
+
+
+def as_hwc(array: np.ndarray, channels: int) -> np.ndarray:
+    """An OpenCV result as ``[H, W, channels]``: OpenCV returns ``[H, W]`` for one channel.
+
+    Example:
+        >>> as_hwc(np.zeros((4, 5), np.uint8), 1).shape
+        (4, 5, 1)
+    """
+    return array.reshape(array.shape[0], array.shape[1], channels) if array.ndim == 2 else array
+
+
+def to_hwc_uint8(image: Any) -> np.ndarray:
+    """One image as the backend's ``[H, W, C]`` uint8 array: a PIL image (mode L or RGB), a numpy uint8 array
+    ``[H, W]`` / ``[H, W, C]`` or a CPU uint8 tensor ``[C, H, W]``. Returns a view where it can.
+
+    Raises:
+        TypeError: another type or dtype. ValueError: another shape or channel count.
+
+    Example:
+        >>> to_hwc_uint8(torch.zeros(3, 4, 5, dtype=torch.uint8)).shape
+        (4, 5, 3)
+    """
+    if isinstance(image, torch.Tensor):
+        if image.dtype != torch.uint8 or image.ndim != 3 or image.device.type != "cpu":
+            raise TypeError(f"image tensor must be a CPU uint8 [C, H, W] tensor, got {image.dtype} "
+                            f"{tuple(image.shape)} on {image.device}")
+        array = image.permute(1, 2, 0).numpy()
+    elif isinstance(image, np.ndarray):
+        array = image[:, :, None] if image.ndim == 2 else image
+    elif type(image).__module__.startswith("PIL"):
+        if image.mode not in ("L", "RGB"):
+            raise ValueError(f"PIL image must be mode L or RGB, got {image.mode!r}")
+        array = np.asarray(image)
+        array = array[:, :, None] if array.ndim == 2 else array
+    else:
+        raise TypeError(f"image must be a PIL image, numpy uint8 array or uint8 tensor, got {type(image).__name__}")
+    return check_image(array)
+
+
+def hwc_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """A backend image ``[H, W, C]`` as a contiguous uint8 tensor ``[C, H, W]`` (a copy).
+
+    Example:
+        >>> hwc_to_tensor(np.zeros((4, 5, 3), np.uint8)).shape
+        torch.Size([3, 4, 5])
+    """
+    return torch.from_numpy(np.ascontiguousarray(check_image(image).transpose(2, 0, 1)))

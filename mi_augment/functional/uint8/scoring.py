@@ -1,0 +1,224 @@
+"""Scoring on the CPU uint8 backend: the luma proxies of candidate crops and their histogram MI for one image,
+the scores of ``MIPairTransform.score`` (pixel-MI scorer, no perturbation model) within 1e-4 nats.
+
+A histogram puts each proxy value in a bin by ``floor(16 v)``, so one float rounding that moves a value across
+a bin edge moves the MI by about 1e-3 nats. The proxies are therefore computed with the float32 arithmetic of
+the torch kernels, operation by operation, in numpy: the luma's fused multiply-adds, the 2x average pooling of
+:func:`~mi_augment.functional.crops.pyramid_crop`, and ``grid_sample``'s bilinear weights and fused sums (each
+a ``float64`` product of two ``float32`` numbers plus a ``float32``, rounded once: exactly an FMA). Only the
+antialiased downscale of a large image to the scoring resolution is torch's own ``F.interpolate``, one call on
+the float image (its filter's arithmetic is not worth repeating).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .image import check_image
+
+__all__ = ["luma", "working_luma", "proxies", "histogram_mi", "candidate_scores"]
+
+_F32 = np.float32
+
+
+def _fma(a: np.ndarray, b: Any, c: np.ndarray) -> np.ndarray:
+    """``a * b + c`` rounded once to float32 (the product of two float32 numbers is exact in float64)."""
+    return (np.asarray(a, np.float64) * np.float64(b) + c).astype(_F32)
+
+
+def luma(image: np.ndarray) -> np.ndarray:
+    """The float32 luma ``[H, W]`` in [0, 1] of a uint8 image, bit for bit
+    :func:`mi_augment.functional.rgb_to_grayscale` of ``image / 255``.
+
+    Args:
+        image: uint8 ``[H, W, C]``, ``C`` = 1 or 3.
+
+    Shape:
+        - Input: :math:`(H, W, C)`, uint8. Output: :math:`(H, W)`, float32.
+
+    Example:
+        >>> float(luma(np.full((1, 1, 3), 255, np.uint8))[0, 0])
+        1.0
+    """
+    check_image(image)
+    x = image.astype(_F32) / _F32(255.0)
+    return _rgb_luma(x)
+
+
+def _rgb_luma(x: np.ndarray) -> np.ndarray:
+    if x.shape[2] == 1:
+        return x[:, :, 0]
+    out = x[:, :, 0] * _F32(0.299)
+    out = _fma(x[:, :, 1], _F32(0.587), out)
+    return _fma(x[:, :, 2], _F32(0.114), out)
+
+
+def working_luma(image: np.ndarray, proxy_size: int, min_scale: float) -> tuple[np.ndarray, float, float]:
+    """The luma at the resolution scoring needs (the smallest allowed crop still covers about ``proxy_size``
+    pixels per side), and the factors ``(fx, fy)`` that map box coordinates onto it.
+
+    Args:
+        image: uint8 ``[H, W, C]``.
+        proxy_size: side of the square proxies.
+        min_scale: the smallest crop area as a fraction of the image (the sampler's ``scale[0]``).
+
+    Example:
+        >>> lum, fx, fy = working_luma(np.zeros((256, 256, 3), np.uint8), 32, 0.08)
+        >>> lum.shape, round(fx, 3)
+        ((114, 114), 0.445)
+    """
+    check_image(image)
+    h, w = image.shape[:2]
+    factor = min(1.0, proxy_size / math.sqrt(min_scale * h * w))
+    hh, ww = max(1, math.ceil(h * factor)), max(1, math.ceil(w * factor))
+    if hh >= h and ww >= w:
+        return luma(image), 1.0, 1.0
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div_(255.0)
+    small = F.interpolate(x, size=(hh, ww), mode="bilinear", antialias=True, align_corners=False)
+    return _rgb_luma(small[0].clamp_(0.0, 1.0).permute(1, 2, 0).numpy()), ww / w, hh / h
+
+
+def _sample(canvas: np.ndarray, xs: np.ndarray, ys: np.ndarray, grid_dtype: Any) -> np.ndarray:
+    """``grid_sample`` (bilinear, border, ``align_corners=True``) of ``canvas [H, W]`` on the separable grids
+    with pixel columns ``xs (K, w)`` and rows ``ys (K, h)``: ``(K, h, w)`` float32, torch's arithmetic."""
+    h, w = canvas.shape
+    gx = (xs * (2.0 / (w - 1)) - 1.0).astype(_F32) if w > 1 else np.zeros(xs.shape, _F32)
+    gy = (ys * (2.0 / (h - 1)) - 1.0).astype(_F32) if h > 1 else np.zeros(ys.shape, _F32)
+    if grid_dtype is _F32:  # the float32 pyramid path computes the normalised grid in float32
+        gx = (xs * _F32(2.0 / (w - 1)) - _F32(1.0)).astype(_F32) if w > 1 else gx
+        gy = (ys * _F32(2.0 / (h - 1)) - _F32(1.0)).astype(_F32) if h > 1 else gy
+    ix = np.clip((gx + _F32(1.0)) * _F32((w - 1) / 2), 0, w - 1).astype(_F32)
+    iy = np.clip((gy + _F32(1.0)) * _F32((h - 1) / 2), 0, h - 1).astype(_F32)
+    x0, y0 = np.floor(ix), np.floor(iy)
+    wx, wy = ix - x0, iy - y0
+    ex, ey = _F32(1.0) - wx, _F32(1.0) - wy
+    x0i, y0i = x0.astype(np.intp), y0.astype(np.intp)
+    x1i, y1i = np.minimum(x0i + 1, w - 1), np.minimum(y0i + 1, h - 1)
+    rows0, rows1 = canvas[y0i], canvas[y1i]  # (K, h, W)
+    k = np.arange(xs.shape[0])[:, None, None]
+    cols0, cols1 = x0i[:, None, :], x1i[:, None, :]
+    ex, wx, ey, wy = ex[:, None, :], wx[:, None, :], ey[:, :, None], wy[:, :, None]
+    out = rows0[k, np.arange(ys.shape[1])[None, :, None], cols0] * (ex * ey)
+    out = _fma(rows0[k, np.arange(ys.shape[1])[None, :, None], cols1], wx * ey, out)
+    out = _fma(rows1[k, np.arange(ys.shape[1])[None, :, None], cols0], ex * wy, out)
+    return _fma(rows1[k, np.arange(ys.shape[1])[None, :, None], cols1], wx * wy, out)
+
+
+def proxies(lum: np.ndarray, boxes: Any, proxy_size: int) -> np.ndarray:
+    """The ``(K, proxy_size ** 2)`` float32 proxies of boxes ``(K, 4)`` of a luma plane, bit for bit
+    :func:`~mi_augment.functional.crops.pyramid_crop` (one bilinear sample per bin from a 2x pooled pyramid).
+
+    Args:
+        lum: float32 ``[H, W]`` (:func:`working_luma`).
+        boxes: ``(K, 4)`` float32 ``(x1, y1, x2, y2)`` in ``lum``'s pixels.
+        proxy_size: side of the square proxies.
+
+    Example:
+        >>> proxies(np.ones((8, 8), np.float32), np.array([[0, 0, 8, 8]], np.float32), 4).shape
+        (1, 16)
+    """
+    b = np.asarray(boxes, dtype=_F32).reshape(-1, 4)
+    n, (h, w) = int(proxy_size), lum.shape
+    side = _F32(n)
+    shrink = np.maximum((b[:, 2] - b[:, 0]) / side, (b[:, 3] - b[:, 1]) / side)
+    j = np.arange(n, dtype=np.float64) + 0.5
+    if float(shrink.max()) <= 1.0:  # pyramid_crop hands these to resized_crop: float64 bin centres
+        b64 = b.astype(np.float64)
+        xs = b64[:, 0:1] + j * ((b64[:, 2:3] - b64[:, 0:1]) / n) - 0.5
+        ys = b64[:, 1:2] + j * ((b64[:, 3:4] - b64[:, 1:2]) / n) - 0.5
+        return _sample(lum, xs, ys, np.float64).reshape(len(b), n * n)
+    levels = [lum]
+    while min(levels[-1].shape) >= 2 and float(shrink.max()) >= 2.0 ** len(levels):
+        lv = levels[-1]
+        hh, ww = lv.shape[0] // 2 * 2, lv.shape[1] // 2 * 2
+        levels.append((((lv[0:hh:2, 0:ww:2] + lv[0:hh:2, 1:ww:2]) + lv[1:hh:2, 0:ww:2]) + lv[1:hh:2, 1:ww:2])
+                      * _F32(0.25))
+    widths = [lv.shape[1] for lv in levels]
+    offsets = np.cumsum([0] + widths[:-1])
+    canvas = lum
+    if len(levels) > 1:
+        canvas = np.zeros((h, int(offsets[-1]) + widths[-1]), _F32)
+        for lv, off in zip(levels, offsets):
+            canvas[:lv.shape[0], off:off + lv.shape[1]] = lv
+    level = np.clip(np.floor(np.log2(np.maximum(shrink, _F32(1.0)))), 0, len(levels) - 1).astype(np.intp)
+    scale = np.exp2(-level.astype(_F32))[:, None].astype(_F32)
+    j32 = j.astype(_F32)
+    lw = np.array(widths, _F32)[level][:, None]
+    lh = np.array([lv.shape[0] for lv in levels], _F32)[level][:, None]
+    xs = (b[:, 0:1] + j32 * ((b[:, 2:3] - b[:, 0:1]) / side)) * scale - _F32(0.5)
+    xs = np.minimum(np.maximum(xs, _F32(0.0)), lw - _F32(1.0)) + offsets.astype(_F32)[level][:, None]
+    ys = (b[:, 1:2] + j32 * ((b[:, 3:4] - b[:, 1:2]) / side)) * scale - _F32(0.5)
+    ys = np.minimum(np.maximum(ys, _F32(0.0)), lh - _F32(1.0))
+    return _sample(canvas, xs.astype(_F32), ys.astype(_F32), _F32).reshape(len(b), n * n)
+
+
+def histogram_mi(x: np.ndarray, y: np.ndarray, bins: int = 16) -> np.ndarray:
+    """Plug-in MI (nats) of paired samples in [0, 1] on a ``bins x bins`` grid (``floor(bins v)``, clamped to
+    the edge bins): ``mi_augment.mi.histogram_mi(x, y, bins, range=(0, 1))`` for one image's problems.
+
+    Args:
+        x, y: ``(..., N)`` float samples.
+        bins: bins per axis (>= 2).
+
+    Shape:
+        - Input: :math:`(..., N)`. Output: :math:`(...)`, float64.
+
+    Example:
+        >>> v = np.linspace(0, 1, 64, dtype=np.float32)
+        >>> round(float(histogram_mi(v, v, 4)), 4)  # log 4
+        1.3863
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    if x.shape != y.shape or x.ndim < 1 or x.shape[-1] < 2:
+        raise ValueError(f"x and y must have the same shape (..., N) with N >= 2, got {x.shape} and {y.shape}")
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 2:
+        raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
+    batch, n = x.shape[:-1], x.shape[-1]
+    problems = int(np.prod(batch))
+    qx = np.clip(np.floor(x.reshape(problems, n) * bins), 0, bins - 1).astype(np.int64)
+    qy = np.clip(np.floor(y.reshape(problems, n) * bins), 0, bins - 1).astype(np.int64)
+    index = (qx * bins + qy) + np.arange(problems)[:, None] * (bins * bins)
+    joint = np.bincount(index.reshape(-1), minlength=problems * bins * bins).reshape(problems, bins, bins) / n
+
+    def entropy(p: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+        logs = np.log(np.where(p > 0, p, 1.0))
+        return -(p * logs).sum(axis=axes)
+
+    mi = entropy(joint.sum(2), (1,)) + entropy(joint.sum(1), (1,)) - entropy(joint, (1, 2))
+    return mi.reshape(batch)
+
+
+def candidate_scores(image: np.ndarray, boxes: Any, proxy_size: int = 32, bins: int = 16,
+                     min_scale: float = 0.08) -> np.ndarray:
+    """Scores ``(V - 1, K)`` of one image's candidates ``boxes (V, K, 4)``: the histogram MI between view 0's
+    proxy ``k`` and partner view ``p``'s proxy ``k``, as ``MIPairTransform.score`` computes with its default
+    pixel-MI scorer and no perturbation model (within 1e-4 nats).
+
+    Args:
+        image: uint8 ``[H, W, C]``.
+        boxes: ``(V, K, 4)`` candidate boxes in image pixels (``PairCandidates.boxes[i]``).
+        proxy_size: side of the proxies (``MIPairTransform.proxy_size``).
+        bins: histogram bins per axis.
+        min_scale: ``MIPairTransform.scale[0]``.
+
+    Shape:
+        - Output: :math:`(V - 1, K)`, float64.
+
+    Example:
+        >>> img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        >>> box = np.array([[[0, 0, 16, 16]], [[0, 0, 16, 16]]], np.float32)
+        >>> candidate_scores(img, box).shape
+        (1, 1)
+    """
+    b = np.asarray(boxes.detach().cpu() if isinstance(boxes, torch.Tensor) else boxes, dtype=_F32)
+    if b.ndim != 3 or b.shape[0] < 2 or b.shape[2] != 4:
+        raise ValueError(f"boxes must be (V, K, 4) with V >= 2 views, got shape {b.shape}")
+    lum, fx, fy = working_luma(image, proxy_size, min_scale)
+    factor = np.array([fx, fy, fx, fy], _F32)
+    views = [proxies(lum, b[v] * factor, proxy_size) for v in range(b.shape[0])]
+    return np.stack([histogram_mi(views[0], views[p], bins) for p in range(1, len(views))])
