@@ -123,7 +123,7 @@ def proxies(lum: np.ndarray, boxes: Any, proxy_size: int) -> np.ndarray:
         (1, 16)
     """
     b = np.asarray(boxes, dtype=_F32).reshape(-1, 4)
-    n, (h, w) = int(proxy_size), lum.shape
+    n, h = int(proxy_size), lum.shape[0]
     side = _F32(n)
     shrink = np.maximum((b[:, 2] - b[:, 0]) / side, (b[:, 3] - b[:, 1]) / side)
     j = np.arange(n, dtype=np.float64) + 0.5
