@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import colorsys
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -228,11 +228,31 @@ def make_group_video(*, frames: int = 64, size: int | tuple[int, int] = 224, gro
     Returns:
         a :class:`GroupVideo`.
     """
-    import cv2
-
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 9:
         raise ValueError(f"frames must be an int >= 9, got {frames!r}")
     height, width = _as_size(size)
+    side_range, pan_xy = _check_group_args(height, width, groups, objects_per_group, object_size, spread, speed,
+                                           smoothness, pan, seed)
+    images, labels = _garments(objects)
+    if groups > len(np.unique(labels)):
+        raise ValueError(f"groups={groups} needs as many distinct classes in objects, which has "
+                         f"{len(np.unique(labels))}")
+    rng = np.random.default_rng(seed)
+    bg, offsets = _panned_background(background, rng, frames, height, width, pan_xy)
+    sprites = _group_sprites(rng, images, labels, frames, height, width, groups, objects_per_group, side_range,
+                             spread, speed, smoothness)
+    draw_order = rng.permutation(len(sprites.images))  # which object is on top where two overlap
+    clip, owner, boxes = _render(bg, offsets, sprites, draw_order, frames, height, width)
+    return GroupVideo(frames=clip, boxes=boxes, groups=torch.tensor(sprites.group, dtype=torch.long),
+                      labels=torch.tensor(sprites.label, dtype=torch.long), owner=owner,
+                      velocities=torch.from_numpy(np.diff(sprites.positions, axis=1).transpose(1, 0, 2)
+                                                  .astype(np.float32)),
+                      pan=torch.from_numpy(offsets.astype(np.float32)), seed=seed)
+
+
+def _check_group_args(height, width, groups, objects_per_group, object_size, spread, speed, smoothness, pan, seed
+                      ) -> tuple[tuple[float, float], np.ndarray]:
+    """Validate :func:`make_group_video`'s arguments; return the object-side range and the pan ``(2,)``."""
     for name, value in (("groups", groups), ("objects_per_group", objects_per_group)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -249,28 +269,45 @@ def make_group_video(*, frames: int = 64, size: int | tuple[int, int] = 224, gro
         raise ValueError(f"pan must be (dx, dy) pixels per frame, got {pan!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    return (side_lo, side_hi), pan_xy
 
-    images, labels = _garments(objects)
-    classes = np.unique(labels)
-    if groups > len(classes):
-        raise ValueError(f"groups={groups} needs as many distinct classes in objects, which has {len(classes)}")
-    rng = np.random.default_rng(seed)
 
-    # background: a crop of a real frame that drifts by ``pan`` per frame
+def _panned_background(background: Any, rng: np.random.Generator, frames: int, height: int, width: int,
+                       pan_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A crop of a real frame that drifts by ``pan`` per frame: the image and each frame's crop origin
+    ``(T, 2)`` (top-left, in the image)."""
     travel = np.abs(pan_xy) * (frames - 1)
     bg = _background_image(background, rng, height + int(np.ceil(travel[1])), width + int(np.ceil(travel[0])))
     room_y, room_x = bg.shape[0] - height - np.ceil(travel[1]), bg.shape[1] - width - np.ceil(travel[0])
     origin = np.array([rng.integers(0, room_x + 1), rng.integers(0, room_y + 1)], dtype=np.float64)
     origin += np.where(pan_xy < 0, travel, 0)
-    offsets = origin + pan_xy * np.arange(frames)[:, None]  # (T, 2) crop's top-left in the background
+    return bg, origin + pan_xy * np.arange(frames)[:, None]
 
-    # objects: classes, garments, tints, sizes, formations, trajectories
-    group_classes = rng.choice(classes, size=groups, replace=False)
-    sprites, alphas, obj_group, obj_label, obj_offset, obj_tight = [], [], [], [], [], []
-    positions = np.empty((groups, frames, 2))
+
+@dataclass
+class _Sprites:
+    """The objects of a group video: tinted images, alpha masks, group, label, offset in the group's
+    formation, tight box inside the sprite, and each group's trajectory ``(G, T, 2)``."""
+
+    images: list = field(default_factory=list)
+    alphas: list = field(default_factory=list)
+    group: list = field(default_factory=list)
+    label: list = field(default_factory=list)
+    offset: list = field(default_factory=list)
+    tight: list = field(default_factory=list)
+    positions: np.ndarray | None = None
+
+
+def _group_sprites(rng, images, labels, frames, height, width, groups, objects_per_group, side_range, spread,
+                   speed, smoothness) -> _Sprites:
+    """Classes, garments, tints, sizes, formations and trajectories of every group's objects."""
+    import cv2
+
+    group_classes = rng.choice(np.unique(labels), size=groups, replace=False)
+    out = _Sprites(positions=np.empty((groups, frames, 2)))
     for g in range(groups):
         members = np.flatnonzero(labels == group_classes[g])
-        sides = [int(round(rng.uniform(side_lo, side_hi))) for _ in range(objects_per_group)]
+        sides = [int(round(rng.uniform(*side_range))) for _ in range(objects_per_group)]
         form = _formation(rng, sides, spread)
         extent = (form + np.array(sides)[:, None]).max(axis=0)
         hi = np.array([width, height]) - extent - 1
@@ -278,51 +315,51 @@ def make_group_video(*, frames: int = 64, size: int | tuple[int, int] = 224, gro
             raise ValueError(f"a group's formation ({extent[0]:.0f} x {extent[1]:.0f} px) does not fit in the "
                              f"{width} x {height} frame; lower objects_per_group, object_size or spread")
         start = rng.uniform(1, hi)
-        positions[g] = _trajectory(rng, frames, start, np.ones(2), hi, speed, smoothness)
+        out.positions[g] = _trajectory(rng, frames, start, np.ones(2), hi, speed, smoothness)
         for o in range(objects_per_group):
             grey = images[int(rng.choice(members))]
             side = sides[o]
             g_img = cv2.resize(grey, (side, side), interpolation=cv2.INTER_AREA if side < grey.shape[0]
                                else cv2.INTER_LINEAR).astype(np.float32) / 255.0
             alpha = np.clip(g_img / _ALPHA_RAMP, 0.0, 1.0)
-            colour = _tint(rng)
-            sprites.append((0.3 + 0.7 * g_img)[..., None] * colour)
-            alphas.append(alpha)
+            out.images.append((0.3 + 0.7 * g_img)[..., None] * _tint(rng))
+            out.alphas.append(alpha)
             ys, xs = np.nonzero(alpha >= _OWNER_ALPHA)
-            obj_tight.append((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) if len(xs) else (0, 0, side, side))
-            obj_group.append(g)
-            obj_label.append(int(group_classes[g]))
-            obj_offset.append(form[o])
-    n = len(sprites)
-    draw_order = rng.permutation(n)  # which object is on top where two overlap
+            out.tight.append((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) if len(xs) else (0, 0, side, side))
+            out.group.append(g)
+            out.label.append(int(group_classes[g]))
+            out.offset.append(form[o])
+    return out
+
+
+def _render(bg: np.ndarray, offsets: np.ndarray, sprites: _Sprites, draw_order: np.ndarray, frames: int,
+            height: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Composite the objects over the panned background: frames ``(T, 3, H, W)`` uint8, owner map
+    ``(T, H, W)`` (the object on top of each pixel, -1 for none) and tight boxes ``(T, N, 4)``."""
+    import cv2
 
     video = np.empty((frames, height, width, 3), np.float32)
     owner = np.full((frames, height, width), -1, np.int16)
-    boxes = np.empty((frames, n, 4), np.float32)
+    boxes = np.empty((frames, len(sprites.images), 4), np.float32)
     for t in range(frames):
         shift = np.float32([[1, 0, -offsets[t, 0]], [0, 1, -offsets[t, 1]]])
         frame = cv2.warpAffine(bg, shift, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         for i in draw_order:
-            x, y = positions[obj_group[i], t] + obj_offset[i]
+            x, y = sprites.positions[sprites.group[i], t] + sprites.offset[i]
             ix, iy = int(np.floor(x)), int(np.floor(y))
-            fx, fy = x - ix, y - iy
-            side = sprites[i].shape[0]
-            move = np.float32([[1, 0, fx], [0, 1, fy]])  # sub-pixel placement keeps motion smooth for tracking
-            sprite = cv2.warpAffine(sprites[i], move, (side + 1, side + 1), flags=cv2.INTER_LINEAR)
-            alpha = cv2.warpAffine(alphas[i], move, (side + 1, side + 1), flags=cv2.INTER_LINEAR)
+            side = sprites.images[i].shape[0]
+            move = np.float32([[1, 0, x - ix], [0, 1, y - iy]])  # sub-pixel placement keeps motion smooth for tracking
+            sprite = cv2.warpAffine(sprites.images[i], move, (side + 1, side + 1), flags=cv2.INTER_LINEAR)
+            alpha = cv2.warpAffine(sprites.alphas[i], move, (side + 1, side + 1), flags=cv2.INTER_LINEAR)
             y1, x1 = min(iy + side + 1, height), min(ix + side + 1, width)
-            region = frame[iy:y1, ix:x1]
             a = alpha[:y1 - iy, :x1 - ix, None]
-            frame[iy:y1, ix:x1] = a * sprite[:y1 - iy, :x1 - ix] + (1 - a) * region
+            frame[iy:y1, ix:x1] = a * sprite[:y1 - iy, :x1 - ix] + (1 - a) * frame[iy:y1, ix:x1]
             owner[t, iy:y1, ix:x1][a[..., 0] >= _OWNER_ALPHA] = i
-            tx1, ty1, tx2, ty2 = obj_tight[i]
+            tx1, ty1, tx2, ty2 = sprites.tight[i]
             boxes[t, i] = (x + tx1, y + ty1, x + tx2, y + ty2)
         video[t] = frame
     clip = torch.from_numpy(np.clip(video * 255.0 + 0.5, 0, 255).astype(np.uint8)).permute(0, 3, 1, 2).contiguous()
-    return GroupVideo(frames=clip, boxes=torch.from_numpy(boxes), groups=torch.tensor(obj_group, dtype=torch.long),
-                      labels=torch.tensor(obj_label, dtype=torch.long), owner=torch.from_numpy(owner),
-                      velocities=torch.from_numpy(np.diff(positions, axis=1).transpose(1, 0, 2).astype(np.float32)),
-                      pan=torch.from_numpy(offsets.astype(np.float32)), seed=seed)
+    return clip, torch.from_numpy(owner), torch.from_numpy(boxes)
 
 
 # --------------------------------------------------------------------------------------------- scoring
