@@ -19,14 +19,18 @@ video path. A cut "at frame i" means frame ``i`` is the first frame of a new sho
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["CutDetection", "detect_cuts", "frames_to_numpy", "histogram_distances"]
+from ..core.validation import check_positive_int
+
+__all__ = ["CutDetection", "detect_cuts", "frames_to_numpy", "histogram_distances", "iter_shot_windows"]
 
 
 def frames_to_numpy(frames: str | os.PathLike | Tensor | np.ndarray, *, max_side: int | None = None,
@@ -76,18 +80,30 @@ def frames_to_numpy(frames: str | os.PathLike | Tensor | np.ndarray, *, max_side
 def histogram_distances(frames: str | os.PathLike | Tensor | np.ndarray, *, bins: int = 8,
                         work_side: int = 160) -> np.ndarray:
     """Histogram-intersection distances ``(T-1,)`` in [0, 1] between consecutive frames."""
-    import cv2
 
     arr = frames_to_numpy(frames, max_side=work_side, min_frames=2)
-    c = arr.shape[3]
+    h = np.stack([_histogram(f, bins) for f in arr])
+    return 1.0 - np.minimum(h[1:], h[:-1]).sum(axis=1)
+
+
+def _histogram(frame: np.ndarray, bins: int) -> np.ndarray:
+    """Normalised joint colour histogram of one ``(H, W, C)`` uint8 frame (grey frames: ``4 * bins`` bins)."""
+    import cv2
+
+    c = frame.shape[2]
     channels = list(range(c))
     hist_bins = [bins] * c if c == 3 else [4 * bins]
-    hists = []
-    for f in arr:
-        h = cv2.calcHist([f], channels, None, hist_bins, [0, 256] * len(channels)).ravel()
-        hists.append(h / max(float(h.sum()), 1.0))
-    h = np.stack(hists)
-    return 1.0 - np.minimum(h[1:], h[:-1]).sum(axis=1)
+    h = cv2.calcHist([frame], channels, None, hist_bins, [0, 256] * len(channels)).ravel()
+    return h / max(float(h.sum()), 1.0)
+
+
+def _threshold(d: np.ndarray, t: int, min_distance: float, strong_distance: float, ratio: float,
+               window: int) -> float:
+    """The adaptive threshold of pair ``t``: ``ratio`` times the median of the ``window`` distances either side,
+    kept within ``[min_distance, strong_distance]``."""
+    neighbours = np.concatenate([d[max(0, t - window):t], d[t + 1:t + 1 + window]])
+    local = np.median(neighbours) if neighbours.size else 0.0
+    return float(min(max(min_distance, ratio * local), strong_distance))
 
 
 @dataclass(frozen=True)
@@ -118,16 +134,129 @@ def detect_cuts(frames: str | os.PathLike | Tensor | np.ndarray, *, min_distance
         window: pairs on either side that define the local level.
         bins: histogram bins per colour channel.
     """
+    _check_cut_options(min_distance, strong_distance, ratio, window)
+    d = histogram_distances(frames, bins=bins)
+    thresholds = np.array([_threshold(d, t, min_distance, strong_distance, ratio, window) for t in range(len(d))])
+    cuts = tuple(int(t + 1) for t in np.flatnonzero(d >= thresholds))
+    return CutDetection(cuts=cuts, distances=d, thresholds=thresholds)
+
+
+def _check_cut_options(min_distance: float, strong_distance: float, ratio: float, window: int) -> None:
     if not (0 < min_distance <= strong_distance <= 1):
         raise ValueError(f"need 0 < min_distance <= strong_distance <= 1, got {min_distance}, {strong_distance}")
     if ratio < 1 or window < 1:
         raise ValueError(f"ratio must be >= 1 and window >= 1, got {ratio}, {window}")
-    d = histogram_distances(frames, bins=bins)
-    n = d.shape[0]
-    local = np.empty(n)
-    for t in range(n):
-        neighbours = np.concatenate([d[max(0, t - window):t], d[t + 1:t + 1 + window]])
-        local[t] = np.median(neighbours) if neighbours.size else 0.0
-    thresholds = np.minimum(np.maximum(min_distance, ratio * local), strong_distance)
-    cuts = tuple(int(t + 1) for t in np.flatnonzero(d >= thresholds))
-    return CutDetection(cuts=cuts, distances=d, thresholds=thresholds)
+
+
+# ------------------------------------------------------------------------------------------------ streaming
+
+
+class _CutStream:
+    """Hard cuts decided as frames arrive, exactly as :func:`detect_cuts` decides them on the whole clip: pair
+    ``t`` is decided once the ``window`` distances after it are known (or the stream has ended)."""
+
+    def __init__(self, cuts: Sequence[int] | str | None, bins: int = 8, work_side: int = 160, **options):
+        if isinstance(cuts, str) and cuts != "auto":
+            raise ValueError(f"cuts must be 'auto', None or a sequence of frame indices, got {cuts!r}")
+        self.auto = cuts == "auto"
+        self.cuts = [] if self.auto or cuts is None else sorted({int(c) for c in cuts})
+        self.options = {"min_distance": 0.15, "strong_distance": 0.5, "ratio": 3.0, "window": 8, **options}
+        _check_cut_options(**self.options)
+        self.bins, self.work_side = bins, work_side
+        self.distances: list[float] = []
+        self.previous: np.ndarray | None = None
+        self.decided = 0  # pairs [0, decided) are decided: every cut at a frame <= decided is in self.cuts
+
+    def add(self, frame: Tensor) -> None:
+        if not self.auto:
+            return
+        h = _histogram(frames_to_numpy(frame[None], max_side=self.work_side)[0], self.bins)
+        if self.previous is not None:
+            self.distances.append(1.0 - float(np.minimum(h, self.previous).sum()))
+        self.previous = h
+        self._decide(final=False)
+
+    def finish(self) -> None:
+        if self.auto:
+            self._decide(final=True)
+
+    def _decide(self, final: bool) -> None:
+        d = np.asarray(self.distances)
+        window = self.options["window"]
+        while self.decided < len(d) and (final or self.decided + window < len(d)):
+            t = self.decided
+            if d[t] >= _threshold(d, t, **self.options):
+                self.cuts.append(t + 1)
+            self.decided += 1
+
+    def known_until(self) -> float:
+        """Every cut at a frame up to this index is known."""
+        return self.decided if self.auto else math.inf
+
+    def next_cut(self, after: int) -> int | None:
+        return next((c for c in self.cuts if c > after), None)
+
+
+def _window_stop(stream: _CutStream, start: int, read: int, length: int | None, final: bool) -> int | None:
+    """Where the window starting at ``start`` ends, or None while that is not known yet (``read`` frames in)."""
+    end = None if length is None else start + length
+    cut = stream.next_cut(start)
+    if cut is not None and cut <= read and (end is None or cut <= end):
+        return cut
+    if end is not None and read >= end and stream.known_until() >= end - 1:
+        return end
+    if final:
+        return read if end is None else min(read, end)
+    return None
+
+
+def iter_shot_windows(frames: Iterable[Tensor], length: int | None = None, cuts: Sequence[int] | str | None = "auto",
+                      min_length: int = 2) -> Iterator[tuple[int, int, Tensor]]:
+    """Split a stream of frames at hard cuts into shots, and each shot into windows of ``length`` frames,
+    holding only the current window (plus the few frames the cut detector looks ahead) in memory.
+
+    The shots are those of :func:`mi_augment.video.tracking.shot_segments` on the whole clip (cuts found by
+    :func:`detect_cuts` with its defaults); each shot is cut into windows from its start.
+
+    Args:
+        frames: an iterable of ``(C, H, W)`` frames (uint8, or float in [0, 1]), e.g.
+            :func:`mi_augment.video.io.iter_video`.
+        length: frames per window (an integer >= 1); None: a window is a whole shot.
+        cuts: ``"auto"`` (detect hard cuts), a sequence of shot starts, or None (one shot).
+        min_length: windows shorter than this are skipped.
+
+    Returns:
+        an iterator of ``(start, stop, clip)``: frame indices (``stop`` exclusive) and the ``(T, C, H, W)`` clip.
+
+    Example:
+        >>> frames = [torch.full((3, 8, 8), 40 if t < 5 else 220, dtype=torch.uint8) for t in range(12)]
+        >>> [(a, b, tuple(w.shape)) for a, b, w in iter_shot_windows(frames, length=4)]
+        [(0, 4, (4, 3, 8, 8)), (5, 9, (4, 3, 8, 8)), (9, 12, (3, 3, 8, 8))]
+    """
+    if length is not None:
+        length = check_positive_int(length, "length")
+    min_length = check_positive_int(min_length, "min_length")
+    return _shot_windows(iter(frames), length, _CutStream(cuts), min_length)
+
+
+def _shot_windows(frames: Iterator[Tensor], length: int | None, stream: _CutStream,
+                  min_length: int) -> Iterator[tuple[int, int, Tensor]]:
+    buffer: list[Tensor] = []  # the frames from `start` on
+    start, final = 0, False
+    while True:
+        frame = next(frames, None)
+        if frame is None:
+            stream.finish()
+            final = True
+        else:
+            buffer.append(frame)
+            stream.add(frame)
+        while buffer:
+            stop = _window_stop(stream, start, start + len(buffer), length, final)
+            if stop is None:
+                break
+            if stop - start >= min_length:
+                yield start, stop, torch.stack(buffer[: stop - start])
+            buffer, start = buffer[stop - start:], stop
+        if final:
+            return

@@ -9,7 +9,7 @@ pipeline over the shots of a video, streamed), :mod:`~.result` (one shot's :clas
 from .dataset import TwinPatchDataset
 from .figure import plot_twins
 from .matching import twins_from_trajectories
-from .mine import mine_shots, mine_twin_patches
+from .mine import mine_shots, mine_twin_patches, mine_windows
 from .options import FEATURES, MIN_STEPS, MiningOptions
 from .result import MAX_TWIN_ELEMENTS, TwinPatches
 from .trajectories import neighbor_mask, patch_grid
@@ -23,6 +23,7 @@ __all__ = [
     "TwinPatches",
     "mine_shots",
     "mine_twin_patches",
+    "mine_windows",
     "neighbor_mask",
     "patch_grid",
     "plot_twins",

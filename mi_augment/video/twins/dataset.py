@@ -91,10 +91,32 @@ class TwinPatchDataset(torch.utils.data.Dataset):
     @classmethod
     def from_result(cls, result: TwinPatches, video: str | os.PathLike | Tensor | np.ndarray, *,
                     frames_per_pair: int = 8, source: str = "video", crop_size: int | None = None,
-                    read_kwargs: dict[str, Any] | None = None, transform=None) -> TwinPatchDataset:
-        """Cut (patch, twin) crops from ``video`` (the same clip ``result`` was mined from) at
-        ``frames_per_pair`` frames spread evenly over the shot. ``crop_size`` defaults to the patch size."""
+                    read_kwargs: dict[str, Any] | None = None, transform=None,
+                    first_frame: int = 0) -> TwinPatchDataset:
+        """Cut (patch, twin) crops from ``video`` (the clip ``result`` was mined from, or the part of it from
+        frame ``first_frame`` on, e.g. the window :func:`~mi_augment.video.twins.mine_windows` yields with the
+        result) at ``frames_per_pair`` frames spread evenly over the shot.
+
+        Args:
+            result: one mined shot.
+            video: a path, a ``(T, C, H, W)`` tensor (uint8 or float in [0, 1]) or a ``(T, H, W, C)`` uint8 array.
+            frames_per_pair: crops per (patch, twin) pair.
+            source: the name recorded for these items.
+            crop_size: side of the crops (default: the patch size).
+            read_kwargs: passed to :func:`~mi_augment.video.io.read_video` when ``video`` is a path.
+            transform: optional callable applied to each crop.
+            first_frame: index, in the video ``result`` was mined from, of ``video``'s first frame.
+
+        Example:
+            >>> from mi_augment.video.twins import mine_windows
+            >>> clip = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8)
+            >>> result, window = next(mine_windows(clip, 16, cuts=None, camera_motion="none"))
+            >>> data = TwinPatchDataset.from_result(result, window, first_frame=result.frame_range[0])
+            >>> len(data) == 8 * result.num_twins
+            True
+        """
         frames_per_pair = check_positive_int(frames_per_pair, "frames_per_pair")
+        first_frame = check_positive_int(first_frame, "first_frame", minimum=0)
         if isinstance(video, (str, os.PathLike)):
             clip = read_video(video, **(read_kwargs or {}))
         elif isinstance(video, Tensor) and video.dtype == torch.uint8:
@@ -104,8 +126,9 @@ class TwinPatchDataset(torch.utils.data.Dataset):
         size = int(crop_size or result.settings.get("patch_size") or (result.boxes[0, 2] - result.boxes[0, 0]))
         _, c, h, w = clip.shape
         start, stop = result.frame_range
-        if stop > clip.shape[0]:
-            raise ValueError(f"result covers frames {start}..{stop} but the video has {clip.shape[0]} frames")
+        if start < first_frame or stop > first_frame + clip.shape[0]:
+            raise ValueError(f"result covers frames {start}..{stop} but the video given holds frames "
+                             f"{first_frame}..{first_frame + clip.shape[0]}")
         pairs = result.pairs()
         t_local = torch.linspace(0, stop - start - 1, min(frames_per_pair, stop - start)).round().long().unique()
         n = pairs.shape[0] * t_local.numel()
@@ -116,7 +139,7 @@ class TwinPatchDataset(torch.utils.data.Dataset):
         row = 0
         for i, j in pairs.tolist():
             for t in t_local.tolist():
-                frame = clip[start + t]
+                frame = clip[start - first_frame + t]
                 for side, patch in enumerate((i, j)):
                     x, y = _crop_boxes(result.centres[t, patch], size, h, w).tolist()
                     crops[row, side] = frame[:, y:y + size, x:x + size]

@@ -41,7 +41,7 @@ length of the clip.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,14 +49,15 @@ import torch
 from torch import Tensor
 
 from ...core.validation import check_positive_int
-from ..io import as_clip, read_video
+from ..cuts import iter_shot_windows
+from ..io import as_clip, iter_video, read_video
 from ..tracking import shot_segments
 from .matching import twins_from_trajectories
 from .options import MIN_STEPS, MiningOptions
 from .result import TwinPatches
 from .trajectories import neighbor_mask, patch_grid, patch_trajectories
 
-__all__ = ["mine_shots", "mine_twin_patches"]
+__all__ = ["mine_shots", "mine_twin_patches", "mine_windows"]
 
 
 def _spread(x: Tensor) -> Tensor:
@@ -165,18 +166,87 @@ def mine_twin_patches(video: str | os.PathLike | Tensor | np.ndarray, patch_size
     return _mine_clip(as_clip(clip[start:stop]), (start, stop), opts)
 
 
-def mine_shots(video: str | os.PathLike | Tensor | np.ndarray, patch_size: int = 32, *,
+def mine_shots(video: str | os.PathLike | Tensor | np.ndarray | Iterable[Tensor], patch_size: int = 32, *,
                max_frames: int | None = 64, cuts: Sequence[int] | str | None = "auto",
                read_kwargs: dict[str, Any] | None = None, **options: Any) -> list[TwinPatches]:
     """Mine every shot of a video: split it at hard cuts, cut each shot into windows of ``max_frames`` frames
-    and mine each window of at least ``MIN_STEPS + 1`` frames. Arguments as :func:`mine_twin_patches`."""
+    and mine each window of at least ``MIN_STEPS + 1`` frames. Arguments as :func:`mine_windows`, which this
+    runs to the end (use it directly to keep the windows' frames, e.g. for crops).
+
+    Returns:
+        one :class:`TwinPatches` per window, in frame order.
+    """
+    return [result for result, _ in mine_windows(video, patch_size, max_frames=max_frames, cuts=cuts,
+                                                 read_kwargs=read_kwargs, **options)]
+
+
+def mine_windows(video: str | os.PathLike | Tensor | np.ndarray | Iterable[Tensor], patch_size: int = 32, *,
+                 max_frames: int | None = 64, cuts: Sequence[int] | str | None = "auto",
+                 read_kwargs: dict[str, Any] | None = None,
+                 **options: Any) -> Iterator[tuple[TwinPatches, Tensor]]:
+    """Mine a video window by window as its frames stream in: memory holds one window (``max_frames`` frames
+    plus the few the cut detector looks ahead), whatever the length of the clip.
+
+    Shots are split at hard cuts and cut into windows of ``max_frames`` frames from their start; windows of
+    fewer than ``MIN_STEPS + 1`` frames are skipped. Options are checked when this is called; the video is read
+    as the iterator is consumed, and a video with fewer than ``MIN_STEPS + 1`` frames raises ``ValueError`` at
+    its end.
+
+    Args:
+        video: a path (streamed with :func:`mi_augment.video.io.iter_video`), a ``(T, C, H, W)`` tensor (uint8 or
+            float in [0, 1]), a ``(T, H, W, C)`` uint8 array, or an iterable of ``(C, H, W)`` frames.
+        patch_size: side of the square patches, pixels of the video as given.
+        max_frames: frames per window (at least ``MIN_STEPS + 1``); None: a window is a whole shot (not bounded).
+        cuts: ``"auto"`` (detect hard cuts), a list of shot starts, or None (the clip is one shot).
+        read_kwargs: passed to :func:`~mi_augment.video.io.iter_video` when ``video`` is a path
+            (e.g. ``{"max_side": 384, "stride": 2}``).
+        **options: any field of :class:`MiningOptions` (see :func:`mine_twin_patches`).
+
+    Returns:
+        an iterator of ``(result, clip)``: each window's :class:`TwinPatches` (``frame_range`` in frames of the
+        whole video) and its frames ``(T, C, H, W)`` as given (uint8 stays uint8).
+
+    Example:
+        >>> clip = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8)
+        >>> [(r.frame_range, tuple(w.shape)) for r, w in mine_windows(clip, 16, cuts=None, camera_motion="none")]
+        [((0, 12), (12, 3, 32, 32))]
+    """
     opts = MiningOptions(patch_size=patch_size, **options)
-    clip = _load_clip(video, opts, max_frames, read_kwargs)
-    out = []
-    for start, stop in shot_segments(clip, cuts, min_length=MIN_STEPS + 1):
-        window = max_frames or (stop - start)
-        for a in range(start, stop, window):
-            b = min(stop, a + window)
-            if b - a >= MIN_STEPS + 1:
-                out.append(_mine_clip(as_clip(clip[a:b]), (a, b), opts))
-    return out
+    if max_frames is not None:
+        check_positive_int(max_frames, "max_frames", minimum=MIN_STEPS + 1)
+    if isinstance(video, (str, os.PathLike)):
+        frames: Iterable[Tensor] = iter_video(video, **(read_kwargs or {}))
+    elif isinstance(video, Tensor) and video.dtype == torch.uint8 and video.ndim == 4 and video.shape[1] in (1, 3):
+        frames = video
+    elif isinstance(video, (Tensor, np.ndarray)):
+        frames = as_clip(video)
+    else:
+        frames = video
+    windows = iter_shot_windows(_checked_frames(frames, opts.patch_size), max_frames, cuts,
+                                min_length=MIN_STEPS + 1)
+    return _mine_windows(windows, opts)
+
+
+def _checked_frames(frames: Iterable[Tensor], patch_size: int) -> Iterator[Tensor]:
+    """The frames, each checked to be ``(C, H, W)`` with room for a patch; raises at the end of a video with
+    too few frames to mine."""
+    count = 0
+    for frame in frames:
+        if not isinstance(frame, Tensor) or frame.ndim != 3 or frame.shape[0] not in (1, 3):
+            raise ValueError(f"frame {count} of the video must be a (C, H, W) tensor with C in (1, 3), got "
+                             f"{tuple(frame.shape) if isinstance(frame, Tensor) else type(frame).__name__}")
+        h, w = frame.shape[1:]
+        if patch_size > min(h, w):
+            raise ValueError(f"patch_size={patch_size} is larger than the frame ({h}x{w} pixels); "
+                             "choose a patch_size no larger than the shorter side")
+        count += 1
+        yield frame
+    if count < MIN_STEPS + 1:
+        raise ValueError(f"the video has {count} frame(s); twin mining needs at least {MIN_STEPS + 1} "
+                         "frames of one shot to estimate MI between patch trajectories")
+
+
+def _mine_windows(windows: Iterator[tuple[int, int, Tensor]],
+                  opts: MiningOptions) -> Iterator[tuple[TwinPatches, Tensor]]:
+    for start, stop, clip in windows:
+        yield _mine_clip(as_clip(clip), (start, stop), opts), clip
