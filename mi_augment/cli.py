@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"command {args.command!r} is not available in this build")
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:  # OSError: bad --out paths, full disks: one line
         print(f"mi-augment {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

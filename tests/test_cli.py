@@ -27,6 +27,17 @@ def test_help_lists_every_command():
         assert cmd in out.stdout
 
 
+def test_python_dash_m_mi_augment_is_the_same_command():
+    via_module = subprocess.run([sys.executable, "-m", "mi_augment", "--help"], capture_output=True, text=True,
+                                check=True)
+    assert via_module.stdout.startswith("usage: mi-augment")
+    for cmd in ("demo", "fit", "preview", "mine"):
+        assert cmd in via_module.stdout
+    failed = subprocess.run([sys.executable, "-m", "mi_augment", "mine", "missing.mp4", "--out", "x"],
+                            capture_output=True, text=True)
+    assert failed.returncode == 2 and "not found" in failed.stderr and "Traceback" not in failed.stderr
+
+
 def test_fit_motion_on_a_video_file_writes_a_loadable_model(tmp_path, capsys):
     rng = np.random.default_rng(0)
     motions = np.column_stack([rng.normal(0, 2, 24), rng.normal(0, 1, 24), np.zeros(24), np.ones(24)])

@@ -8,9 +8,12 @@
 Per video ``DIR`` receives ``<name>.dataset.json`` (a :class:`~mi_augment.video.twins.TwinPatchDataset` of
 (patch, twin) crops), ``<name>.shot<start>-<stop>.twins.json`` (each mined window's boxes, MI matrix, twins and
 p-values: a :class:`~mi_augment.video.twins.TwinPatches`), ``<name>.png`` (reference frame of each window,
-arrows from patch to twin coloured by MI) and, per shard, ``manifest-<i>-of-<n>.json`` (settings and per-video summaries). Videos
-already done are skipped unless ``--overwrite``; a video that cannot be read is recorded in the manifest and
-the others go on (exit status 1 at the end).
+arrows from patch to twin coloured by MI), ``mining.json`` (the settings) and, per shard,
+``manifest-<i>-of-<n>.json`` (settings and per-video summaries, rewritten after every video). Frames are
+streamed, so memory stays flat in the length of a clip. Videos already done are skipped unless
+``--overwrite``; a rerun into the same ``DIR`` with other settings is refused (``--overwrite`` mines again);
+a video that fails is recorded in the manifest and the others go on (exit status 1 at the end). ``--out`` is
+checked to be a writable folder before any work.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import argparse
 import hashlib
 import json
 import os
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,9 @@ from typing import Any
 import torch
 
 from .. import __version__
+
+#: the settings of the mining runs in an output folder (see check_settings)
+SETTINGS_FILE = "mining.json"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -113,8 +121,64 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
             "exclude_neighbors": not args.keep_neighbors}
 
 
-def draw_clip_figure(results, clip: torch.Tensor, path: Path, title: str, max_panels: int = 6) -> Path:
-    """One panel per mined shot (at most ``max_panels``): its reference frame and arrows patch -> twin."""
+def mining_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings that decide what a mining run writes (JSON-ready): outputs mined with other settings do not
+    mix with these."""
+    return {"patch_size": args.patch_size,
+            "options": {k: list(v) if isinstance(v, tuple) else v for k, v in _options(args).items()},
+            "video_options": {"max_frames": args.max_frames, "frame_stride": args.frame_stride,
+                              "max_side": args.max_side, "frames_per_pair": args.frames_per_pair,
+                              "max_video_frames": args.max_video_frames}}
+
+
+def settings_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """``"name: x vs y"`` for every setting recorded in both ``a`` and ``b`` (see :func:`mining_settings`)
+    whose values differ; settings only one of them records are not compared."""
+    def flat(d: dict[str, Any]) -> dict[str, Any]:
+        out = {"patch_size": d.get("patch_size")} if d.get("patch_size") is not None else {}
+        for group in ("options", "video_options"):
+            out.update(d.get(group) or {})
+        return out
+
+    fa, fb = flat(a), flat(b)
+    return [f"{k}: {fa[k]!r} vs {fb[k]!r}" for k in sorted(fa.keys() & fb.keys()) if fa[k] != fb[k]]
+
+
+def check_output_folder(out: str | os.PathLike) -> Path:
+    """Create ``out`` (a folder) and check that files can be written there, before any work; problems raise
+    one clear ``ValueError`` / ``OSError`` naming the path."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for the outputs")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise OSError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    return out
+
+
+def check_settings(out: Path, settings: dict[str, Any], overwrite: bool) -> None:
+    """Refuse to mine into ``out`` when its earlier outputs were mined with other settings (unless
+    ``overwrite``: the videos of this run are then mined again); record the settings in ``out/mining.json``."""
+    from ..core.artifact import atomic_write_bytes, read_json
+
+    recorded = [(out / SETTINGS_FILE, read_json(out / SETTINGS_FILE, what="mining settings"))] \
+        if (out / SETTINGS_FILE).is_file() else []
+    recorded += [(m, read_manifest(m)) for m in sorted(out.glob("manifest-*-of-*.json"))]
+    for file, earlier in recorded:
+        diff = settings_differences(earlier, settings) if isinstance(earlier, dict) else []
+        if diff and not overwrite:
+            raise ValueError(f"{out} holds videos mined with other settings ({file.name}: {'; '.join(diff)}, "
+                             "earlier vs now); mine into another --out, or pass --overwrite to mine the videos "
+                             "again with these settings")
+    atomic_write_bytes(out / SETTINGS_FILE, json.dumps(settings, indent=1).encode("utf-8"))
+
+
+def draw_clip_figure(results, frames, path: Path, title: str, total: int | None = None) -> Path:
+    """One panel per mined window: ``frames[i]`` (the reference frame of ``results[i]``, ``(C, H, W)``) with
+    arrows patch -> twin; ``total`` windows were mined in all (the title says when only the first are shown)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,55 +187,68 @@ def draw_clip_figure(results, clip: torch.Tensor, path: Path, title: str, max_pa
     from ..figures import save_figure
     from ..video.twins import plot_twins
 
-    shown = results[:max_panels]
-    cols = min(len(shown), 2) or 1
-    rows = max(1, -(-len(shown) // cols))
-    h, w = clip.shape[2:]
+    cols = min(len(results), 2) or 1
+    rows = max(1, -(-len(results) // cols))
+    h, w = frames[0].shape[1:]
     fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 6.5 * rows * h / w + 0.6), squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
-    for ax, result in zip(axes.flat, shown):
-        plot_twins(result, clip[result.frame_range[0]], ax=ax)
-    more = f" (first {max_panels} of {len(results)} windows)" if len(results) > max_panels else ""
+    for ax, result, frame in zip(axes.flat, results, frames):
+        plot_twins(result, frame, ax=ax)
+    more = f" (first {len(results)} of {total} windows)" if total and total > len(results) else ""
     fig.suptitle(title + more, fontsize=10)
     return save_figure(fig, path)
 
 
-def mine_video(path: str, out: Path, args: argparse.Namespace, progress=None) -> dict[str, Any]:
-    """Mine one video into ``out``; return its manifest entry."""
-    from ..video.io import read_video
-    from ..video.twins import TwinPatchDataset, mine_shots
+def mine_video(path: str, out: Path, args: argparse.Namespace, progress=None, max_panels: int = 6) -> dict[str, Any]:
+    """Mine one video into ``out``, streaming its frames (memory holds one window); return its manifest entry."""
+    from ..video.io import iter_video
+    from ..video.twins import TwinPatchDataset, mine_windows
 
-    key = video_key(path)
-    t0 = time.perf_counter()
-    clip = read_video(path, stride=args.frame_stride, max_side=args.max_side, max_frames=args.max_video_frames)
-    results = mine_shots(clip, args.patch_size, max_frames=args.max_frames, **_options(args))
-    name = Path(path).name
-    parts = [TwinPatchDataset.from_result(r, clip, frames_per_pair=args.frames_per_pair,
-                                          source=f"{name}#frames{r.frame_range[0]}-{r.frame_range[1]}")
-             for r in results]
-    if progress is not None:
-        progress.set_postfix_str(f"{name}: {sum(r.num_twins for r in results)} twins")
-    shots = []
-    for r in results:
-        shot_file = out / f"{key}.shot{r.frame_range[0]:06d}-{r.frame_range[1]:06d}.twins.json"
-        r.save(shot_file)
-        shots.append({"file": shot_file.name, **r.summary()})
-    if parts:
-        dataset = TwinPatchDataset.concat(parts)
-    else:  # nothing long enough to mine: an empty dataset keeps merge simple
-        dataset = TwinPatchDataset.empty(clip.shape[1], args.patch_size)
+    key, name, t0 = video_key(path), Path(path).name, time.perf_counter()
+    seen = {"frames": 0, "shape": None}
+
+    def counted():
+        for frame in iter_video(path, stride=args.frame_stride, max_side=args.max_side,
+                                max_frames=args.max_video_frames):
+            seen["frames"], seen["shape"] = seen["frames"] + 1, tuple(frame.shape)
+            yield frame
+
+    parts, shots, shown, references = [], [], [], []
+    for result, window in mine_windows(counted(), args.patch_size, max_frames=args.max_frames, **_options(args)):
+        a, b = result.frame_range
+        parts.append(TwinPatchDataset.from_result(result, window, first_frame=a, frames_per_pair=args.frames_per_pair,
+                                                  source=f"{name}#frames{a}-{b}"))
+        shot_file = out / f"{key}.shot{a:06d}-{b:06d}.twins.json"
+        result.save(shot_file)
+        shots.append({"file": shot_file.name, **result.summary()})
+        if len(shown) < max_panels:
+            shown.append(result)
+            references.append(window[0])
+        if progress is not None:
+            progress.set_postfix_str(f"{name}: frame {b}, {sum(s['twins'] for s in shots)} twins")
+    channels = seen["shape"][0] if seen["shape"] else 3
+    dataset = TwinPatchDataset.concat(parts) if parts else TwinPatchDataset.empty(channels, args.patch_size)
     figure = None
-    if not args.no_figures and results:
-        figure = draw_clip_figure(results, clip, out / f"{key}.png", title=name).name
+    if not args.no_figures and shown:
+        figure = draw_clip_figure(shown, references, out / f"{key}.png", title=name, total=len(shots)).name
     dataset.save(out / f"{key}.dataset.json")  # written last: its presence marks the video as done
-    return {"video": str(Path(path).resolve()), "key": key, "frames": int(clip.shape[0]),
-            "size": list(clip.shape[2:]), "shots": shots, "pairs": len(dataset), "figure": figure,
-            "dataset": f"{key}.dataset.json", "seconds": round(time.perf_counter() - t0, 2)}
+    return {"video": str(Path(path).resolve()), "key": key, "frames": seen["frames"],
+            "size": list(seen["shape"][1:]) if seen["shape"] else None, "shots": shots, "pairs": len(dataset),
+            "figure": figure, "dataset": f"{key}.dataset.json", "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _write_manifest(out: Path, index: int, count: int, settings: dict[str, Any], entries: list) -> None:
+    from ..core.artifact import atomic_write_bytes
+
+    manifest = {"mi_augment": __version__, "shard": [index, count], **settings, "videos": entries}
+    atomic_write_bytes(out / f"manifest-{index}-of-{count}.json", json.dumps(manifest, indent=1).encode("utf-8"))
 
 
 def _run_mining(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
+
+    from ..video.twins import MIN_STEPS, MiningOptions
 
     if not args.inputs:
         raise ValueError("no videos given: mi-augment mine VIDEO... --out DIR")
@@ -179,15 +256,19 @@ def _run_mining(args: argparse.Namespace) -> int:
     if missing:
         raise FileNotFoundError(f"video file(s) not found: {', '.join(missing)}")
     index, count = parse_shard(args.shard)
-    mine_kwargs = _options(args)
-    from ..video.twins import MiningOptions
-
-    MiningOptions(patch_size=args.patch_size, **mine_kwargs)  # fail on bad options before any work
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    MiningOptions(patch_size=args.patch_size, **_options(args))  # fail on bad options before any work
+    for flag in ("max_frames", "frame_stride", "max_side", "frames_per_pair", "threads"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be an integer >= 1, got {getattr(args, flag)}")
+    if args.max_frames < MIN_STEPS + 1:
+        raise ValueError(f"--max-frames must be at least {MIN_STEPS + 1} (frames of a mined window), "
+                         f"got {args.max_frames}")
+    if args.max_video_frames is not None and args.max_video_frames < 1:
+        raise ValueError(f"--max-video-frames must be an integer >= 1, got {args.max_video_frames}")
     torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_folder(args.out)
+    settings = mining_settings(args)
+    check_settings(out, settings, args.overwrite)
     mine_list = shard_videos(list(dict.fromkeys(args.inputs)), index, count)
     entries, failed = [], 0
     bar = tqdm(mine_list, desc=f"mine [shard {index}/{count}]", unit="video", disable=args.quiet,
@@ -197,21 +278,17 @@ def _run_mining(args: argparse.Namespace) -> int:
         if done.is_file() and not args.overwrite:
             entries.append({"video": str(Path(path).resolve()), "key": video_key(path), "skipped": "already mined",
                             "dataset": done.name})
-            continue
-        try:
-            entries.append(mine_video(path, out, args, progress=None if args.quiet else bar))
-        except (ValueError, RuntimeError, OSError) as exc:
-            failed += 1
-            entries.append({"video": str(Path(path).resolve()), "key": video_key(path), "error": str(exc)})
-            tqdm.write(f"mine: {path}: {exc}")
-    manifest = {"mi_augment": __version__, "shard": [index, count], "patch_size": args.patch_size,
-                "options": {k: list(v) if isinstance(v, tuple) else v for k, v in mine_kwargs.items()},
-                "video_options": {"max_frames": args.max_frames, "frame_stride": args.frame_stride,
-                                  "max_side": args.max_side, "frames_per_pair": args.frames_per_pair},
-                "videos": entries}
-    from ..core.artifact import atomic_write_bytes
-
-    atomic_write_bytes(out / f"manifest-{index}-of-{count}.json", json.dumps(manifest, indent=1).encode("utf-8"))
+        else:
+            try:
+                entries.append(mine_video(path, out, args, progress=None if args.quiet else bar))
+            except Exception as exc:  # noqa: BLE001 - one video's failure (cv2.error included) must not stop the rest
+                failed += 1
+                message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                entries.append({"video": str(Path(path).resolve()), "key": video_key(path), "error": message})
+                tqdm.write(f"mine: {path}: {type(exc).__name__}: {message}", file=sys.stderr)
+        _write_manifest(out, index, count, settings, entries)  # after every video: a crash keeps what is done
+    if not mine_list:
+        _write_manifest(out, index, count, settings, entries)
     pairs = sum(e.get("pairs", 0) for e in entries)
     if not args.quiet:
         print(f"mine: {len(mine_list)} video(s) in shard {index}/{count}, {pairs} (patch, twin) crops, "
@@ -250,21 +327,26 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
 def merge_outputs(folders: list[str | os.PathLike], out: str | os.PathLike) -> dict[str, Any]:
     """Join the per-video datasets and the manifests of mining runs (shards) into ``out``:
     ``twin_dataset.json`` (one :class:`TwinPatchDataset`) and ``manifest.json``. A video mined by several
-    shards is counted once."""
+    shards is counted once. Outputs whose manifests record different settings are refused (``ValueError``),
+    and ``out`` is checked to be a writable folder before anything is read."""
     from ..core.artifact import atomic_write_bytes
     from ..video.twins import TwinPatchDataset
 
-    out = Path(out)
-    datasets, seen, videos, manifests = [], set(), [], []
+    folders = [Path(f) for f in folders]
     for folder in folders:
-        folder = Path(folder)
         if not folder.is_dir():
             raise FileNotFoundError(f"not a folder: {folder}")
+    out = check_output_folder(out)
+    datasets, seen, videos, manifests = [], set(), [], []
+    for folder in folders:
         for manifest in sorted(folder.glob("manifest-*-of-*.json")):
             doc = read_manifest(manifest)
             manifests.append({"folder": str(folder), "file": manifest.name, "shard": doc.get("shard"),
-                              "patch_size": doc.get("patch_size"), "options": doc.get("options")})
+                              "patch_size": doc.get("patch_size"), "options": doc.get("options"),
+                              "video_options": doc.get("video_options")})
             videos.extend(e for e in doc["videos"] if "error" in e)
+    _check_alike(manifests)
+    for folder in folders:
         for file in sorted(folder.glob("*.dataset.json")):
             key = file.name[: -len(".dataset.json")]
             if key in seen:
@@ -273,14 +355,23 @@ def merge_outputs(folders: list[str | os.PathLike], out: str | os.PathLike) -> d
             datasets.append(TwinPatchDataset.load(file))
     if not datasets:
         raise FileNotFoundError(f"no *.dataset.json found in {', '.join(map(str, folders))}")
-    sizes = {(m["patch_size"], json.dumps(m["options"], sort_keys=True)) for m in manifests}
     merged = TwinPatchDataset.concat(datasets)
-    out.mkdir(parents=True, exist_ok=True)
     merged.save(out / "twin_dataset.json")
     summary = {"mi_augment": __version__, "videos": len(datasets), "pairs": len(merged), "sources": merged.sources,
-               "inputs": manifests, "failed": videos, "consistent_settings": len(sizes) <= 1}
+               "inputs": manifests, "failed": videos, "consistent_settings": True}
     atomic_write_bytes(out / "manifest.json", json.dumps(summary, indent=1).encode("utf-8"))
     return summary
+
+
+def _check_alike(manifests: list[dict[str, Any]]) -> None:
+    """Refuse to merge outputs mined with different settings (their crops and twins do not mean the same)."""
+    for m in manifests[1:]:
+        diff = settings_differences(manifests[0], m)
+        if diff:
+            first = Path(manifests[0]["folder"]) / manifests[0]["file"]
+            raise ValueError(f"cannot merge outputs mined with different settings: {first} vs "
+                             f"{Path(m['folder']) / m['file']} ({'; '.join(diff)}); merge only runs mined alike, "
+                             "or mine the videos again with --overwrite and one set of settings")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -289,9 +380,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--merge needs the output folders of earlier mining runs")
         summary = merge_outputs(args.inputs, args.out)
         if not args.quiet:
-            warn = "" if summary["consistent_settings"] else " (warning: shards were mined with different settings)"
             print(f"merge: {summary['videos']} video(s), {summary['pairs']} (patch, twin) crops -> "
-                  f"{Path(args.out) / 'twin_dataset.json'}{warn}")
+                  f"{Path(args.out) / 'twin_dataset.json'}")
         return 0
     return _run_mining(args)
 
