@@ -22,8 +22,9 @@ measured reasons are at each one); ``mi_augment.kernel_options(fast_paths=False)
 
 from __future__ import annotations
 
-import functools
+import collections
 import math
+import threading
 
 import kornia
 import torch
@@ -37,6 +38,7 @@ __all__ = [
     "linear_to_srgb",
     "rgb_to_grayscale",
     "shading_basis",
+    "shading_cache_bytes",
     "shading_degree",
     "shading_size",
     "render_shading_field",
@@ -151,20 +153,61 @@ def shading_basis(height: int, width: int, degree: int, device=None, dtype=torch
     return _shading_basis(int(height), int(width), int(degree), torch.device(device or "cpu"), dtype).clone()
 
 
-@functools.lru_cache(maxsize=32)
-def _shading_basis(height: int, width: int, degree: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """:func:`shading_basis`, memoised (a pure function of its arguments, rebuilt on every call of a
-    per-image transform otherwise). Callers must not modify the returned tensor."""
+#: Bound on the bytes of shading bases kept between calls (all sizes, devices and dtypes together, least
+#: recently used dropped first); a basis larger than this is built for its call and not kept. 128 MiB holds
+#: a 2000 x 1500 degree-2 float32 basis (60 MB) twice, or about 25 of 512 x 512.
+SHADING_CACHE_BYTES = 128 * 2**20
+_SHADING_CHUNK_BYTES = 32 * 2**20  # float64 working memory per block of rows while a basis is built
+_shading_cache: collections.OrderedDict[tuple, Tensor] = collections.OrderedDict()
+_shading_cache_lock = threading.Lock()
+
+
+def shading_cache_bytes() -> int:
+    """Bytes held by the memoised shading bases, at most :data:`SHADING_CACHE_BYTES`.
+
+    Example:
+        >>> _ = shading_basis(64, 64, 2)
+        >>> 0 < shading_cache_bytes() <= SHADING_CACHE_BYTES
+        True
+    """
+    with _shading_cache_lock:
+        return sum(t.numel() * t.element_size() for t in _shading_cache.values())
+
+
+def _build_shading_basis(height: int, width: int, degree: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The basis in ``dtype``, built a block of rows at a time so the float64 products never need more than
+    ``_SHADING_CHUNK_BYTES`` (an 8000 x 8000 image asked for 2.56 GB at once)."""
     u = (torch.arange(width, device=device, dtype=torch.float64) + 0.5) * (2.0 / width) - 1.0
     v = (torch.arange(height, device=device, dtype=torch.float64) + 0.5) * (2.0 / height) - 1.0
-    terms = []
-    for total in range(1, degree + 1):
-        for j in range(total + 1):
-            i = total - j
-            terms.append(_legendre(j, v)[:, None] * _legendre(i, u)[None, :])
-    if not terms:
-        return torch.zeros(0, height, width, device=device, dtype=dtype)
-    return torch.stack(terms).to(dtype)
+    orders = [(total - j, j) for total in range(1, degree + 1) for j in range(total + 1)]
+    out = torch.empty(len(orders), height, width, device=device, dtype=dtype)
+    across = {i: _legendre(i, u) for i in {i for i, _ in orders}}
+    down = {j: _legendre(j, v) for j in {j for _, j in orders}}
+    rows = max(1, _SHADING_CHUNK_BYTES // (8 * width))
+    for top in range(0, height, rows):
+        for k, (i, j) in enumerate(orders):
+            out[k, top:top + rows] = (down[j][top:top + rows, None] * across[i][None, :]).to(dtype)
+    return out
+
+
+def _shading_basis(height: int, width: int, degree: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """:func:`shading_basis`, memoised within :data:`SHADING_CACHE_BYTES` (a pure function of its arguments,
+    rebuilt on every call of a per-image transform otherwise). Callers must not modify the returned tensor."""
+    key = (height, width, degree, device, dtype)
+    with _shading_cache_lock:
+        if key in _shading_cache:
+            _shading_cache.move_to_end(key)
+            return _shading_cache[key]
+    basis = _build_shading_basis(height, width, degree, device, dtype)
+    size = basis.numel() * basis.element_size()
+    if size <= SHADING_CACHE_BYTES:
+        with _shading_cache_lock:
+            _shading_cache[key] = basis
+            held = sum(t.numel() * t.element_size() for t in _shading_cache.values())
+            while held > SHADING_CACHE_BYTES:
+                _, dropped = _shading_cache.popitem(last=False)
+                held -= dropped.numel() * dropped.element_size()
+    return basis
 
 
 def render_shading_field(coeffs: Tensor, height: int, width: int) -> Tensor:
