@@ -15,6 +15,7 @@ from torch import Tensor
 from ...core.artifact import (
     ArtifactError,
     expect_dict,
+    expect_int,
     expect_list,
     expect_str,
     expect_tensor,
@@ -25,7 +26,15 @@ from ...core.validation import check_positive_int
 from ..io import as_clip, read_video
 from .result import MAX_TWIN_ELEMENTS, TwinPatches
 
-__all__ = ["TwinPatchDataset"]
+__all__ = ["SHARD_ELEMENTS", "TwinPatchDataset"]
+
+#: crop values per file of a saved dataset; larger datasets go to shards (2**27 uint8 values are about 180 MB
+#: of base64 JSON, inside the loader's caps of 2**28 values per tensor and 1 GiB per file)
+SHARD_ELEMENTS = 2**27
+#: the artifact kind of one shard of a dataset's crops
+SHARD_KIND = "twin_patch_crops"
+#: most shard files a dataset lists
+_MAX_SHARDS = 2**16
 
 
 def _crop_boxes(centres: Tensor, size: int, height: int, width: int) -> Tensor:
@@ -52,7 +61,7 @@ class TwinPatchDataset(torch.utils.data.Dataset):
     """
 
     KIND = "twin_patch_dataset"
-    VERSION = 1
+    VERSION = 2  # 2: crops may live in shard files (unsharded datasets are still written as 1)
     _INFO = ("patch", "twin", "frame", "mi", "p_value", "source")
 
     def __init__(self, crops: Tensor, info: dict[str, Tensor], sources: Sequence[str], transform=None):
@@ -173,21 +182,64 @@ class TwinPatchDataset(torch.utils.data.Dataset):
         crops = torch.cat([d.crops.reshape(-1, 2, *shape) for d in datasets])
         return cls(crops, {k: torch.cat(v) for k, v in info.items()}, sources, transform=transform)
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the crops and metadata as a safe JSON artifact (atomic; see :mod:`mi_augment.core.artifact`)."""
-        tensors = {"crops": self.crops, **{f"info.{k}": v for k, v in self.info.items()}}
-        return save_artifact(path, self.KIND, self.VERSION, {"sources": self.sources}, tensors)
+    def save(self, path: str | os.PathLike, shard_elements: int = SHARD_ELEMENTS) -> Path:
+        """Write the crops and metadata as a safe JSON artifact (atomic; see :mod:`mi_augment.core.artifact`).
+
+        A dataset of more than ``shard_elements`` crop values goes to shard files beside ``path``
+        (``<stem>.shard-<i>-of-<n>.json``, each a whole number of items), written first; ``path`` is written last
+        and lists them, so :meth:`load` reads whatever size :meth:`save` wrote. Shards left by an earlier save to
+        the same path are removed.
+
+        Args:
+            path: the file to write (the index of the shards, if any).
+            shard_elements: crop values (uint8) per file, at most ``MAX_TWIN_ELEMENTS``.
+
+        Example:
+            >>> import tempfile
+            >>> data = TwinPatchDataset.empty(size=8)
+            >>> TwinPatchDataset.load(data.save(tempfile.mkdtemp() + "/d.json")).crops.shape
+            torch.Size([0, 2, 3, 8, 8])
+        """
+        path = Path(path)
+        shard_elements = check_positive_int(shard_elements, "shard_elements")
+        if shard_elements > MAX_TWIN_ELEMENTS:
+            raise ValueError(f"shard_elements must be at most {MAX_TWIN_ELEMENTS} (what load accepts per tensor), "
+                             f"got {shard_elements}")
+        info = {f"info.{k}": v for k, v in self.info.items()}
+        if self.crops.numel() <= shard_elements:
+            saved = save_artifact(path, self.KIND, 1, {"sources": self.sources}, {"crops": self.crops, **info})
+            _remove_shards(path, keep=())
+            return saved
+        per_item = self.crops[0].numel()
+        if per_item > shard_elements:
+            raise ValueError(f"one item holds {per_item} crop values, more than shard_elements={shard_elements}")
+        step = shard_elements // per_item
+        starts = list(range(0, len(self), step))
+        names = [f"{path.stem}.shard-{i:05d}-of-{len(starts):05d}{path.suffix}" for i in range(len(starts))]
+        for name, start in zip(names, starts):
+            stop = min(start + step, len(self))
+            save_artifact(path.parent / name, SHARD_KIND, 1, {"items": [start, stop]},
+                          {"crops": self.crops[start:stop]})
+        meta = {"sources": self.sources, "shards": names, "items": len(self), "crop_shape": list(self.crops.shape[2:])}
+        saved = save_artifact(path, self.KIND, self.VERSION, meta, info)
+        _remove_shards(path, keep=names)
+        return saved
 
     @classmethod
     def load(cls, path: str | os.PathLike, transform=None) -> TwinPatchDataset:
-        """Read a dataset written by :meth:`save`; never executes anything from the file. Fields, shapes,
-        dtypes, ranges and source indices are validated; problems raise
+        """Read a dataset written by :meth:`save` (with its shards, if any); never executes anything from the
+        file. Fields, shapes, dtypes, ranges and source indices are validated; problems raise
         :class:`~mi_augment.core.artifact.ArtifactError` naming the file and the field."""
         meta, tensors, _ = load_artifact(path, cls.KIND, cls.VERSION, max_elements=MAX_TWIN_ELEMENTS)
-        meta = expect_dict(meta, path, "meta", keys=("sources",), required=("sources",))
+        meta = expect_dict(meta, path, "meta", keys=("sources", "shards", "items", "crop_shape"),
+                           required=("sources",))
         sources = expect_list(meta["sources"], path, "meta.sources", 2**20)
         for i, name in enumerate(sources):
             expect_str(name, path, f"meta.sources[{i}]")
+        if "shards" in meta:
+            if "crops" in tensors:
+                raise ArtifactError(f"{path}: holds both tensors.crops and meta.shards; expected one of them")
+            tensors = {**tensors, "crops": _load_shards(Path(path), meta)}
         names = ("crops", *(f"info.{k}" for k in cls._INFO))
         unknown = sorted(set(tensors) - set(names))
         if unknown:
@@ -211,3 +263,52 @@ class TwinPatchDataset(torch.utils.data.Dataset):
             return cls(crops, info, sources, transform=transform)
         except (KeyError, ValueError) as exc:
             raise ArtifactError(f"{path}: not a valid twin-patch dataset ({exc})") from None
+
+
+def _shard_pattern(path: Path) -> str:
+    return f"{path.stem}.shard-*-of-*{path.suffix}"
+
+
+def _remove_shards(path: Path, keep: Sequence[str]) -> None:
+    """Delete shard files of an earlier save to ``path`` that the new save does not list."""
+    for old in path.parent.glob(_shard_pattern(path)):
+        if old.name not in keep:
+            try:
+                old.unlink()
+            except OSError:  # removed by someone else first
+                pass
+
+
+def _load_shards(path: Path, meta: dict[str, Any]) -> Tensor:
+    """The crops of a sharded dataset: each shard listed in ``meta``, validated, joined in order."""
+    names = expect_list(meta["shards"], path, "meta.shards", _MAX_SHARDS)
+    items = expect_int(meta.get("items"), path, "meta.items", 0, 2**40)
+    shape = expect_list(meta.get("crop_shape"), path, "meta.crop_shape", 3)
+    if len(shape) != 3:
+        raise ArtifactError(f"{path}: meta.crop_shape must be [C, S, S], got {len(shape)} values")
+    c, h, w = (expect_int(v, path, f"meta.crop_shape[{i}]", 1, 2**16) for i, v in enumerate(shape))
+    parts, start = [], 0
+    for i, name in enumerate(names):
+        name = expect_str(name, path, f"meta.shards[{i}]", max_length=255)
+        if Path(name).name != name or not Path(name).match(_shard_pattern(path)):
+            raise ArtifactError(f"{path}: meta.shards[{i}] must name a shard file beside it "
+                                f"({_shard_pattern(path)}), got {name!r}")
+        shard = path.parent / name
+        shard_meta, tensors, _ = load_artifact(shard, SHARD_KIND, 1, max_elements=MAX_TWIN_ELEMENTS)
+        shard_meta = expect_dict(shard_meta, shard, "meta", keys=("items",), required=("items",))
+        span = expect_list(shard_meta["items"], shard, "meta.items", 2)
+        if len(span) != 2 or span[0] != start:
+            raise ArtifactError(f"{shard}: meta.items must be [start, stop] continuing the previous shard from "
+                                f"item {start}, got {span}")
+        expect_int(span[1], shard, "meta.items[1]", start + 1, items)
+        unknown = sorted(set(tensors) - {"crops"})
+        if unknown:
+            raise ArtifactError(f"{shard}: unknown tensor(s) {unknown}; expected ['crops']")
+        crops = expect_tensor(tensors, shard, "crops", (span[1] - start, 2, c, h, w), "int")
+        if crops.dtype != torch.uint8:
+            raise ArtifactError(f"{shard}: tensors.crops must be uint8, got {str(crops.dtype)[6:]}")
+        parts.append(crops)
+        start = span[1]
+    if start != items:
+        raise ArtifactError(f"{path}: the shards hold {start} items, the index announces {items}")
+    return torch.cat(parts) if parts else torch.zeros(0, 2, c, h, w, dtype=torch.uint8)
