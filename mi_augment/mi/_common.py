@@ -159,13 +159,39 @@ def grid_step(z: Tensor) -> tuple[Tensor, Tensor]:
     return step, mixed
 
 
+#: the interquartile range of a standard normal: IQR / this is a standard deviation robust to outliers
+NORMAL_IQR = 1.3489795003921634
+
+
+def robust_centre_scale(z: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-problem median and ``IQR / 1.349`` of every dimension of ``z (B, N, D)``, both ``(B, 1, D)``: the
+    mean and standard deviation for Gaussian data, unmoved by a few outliers. Where the IQR is 0 (over half
+    the samples tied) the standard deviation is used instead, and 1 for a constant dimension."""
+    n = z.shape[1]
+    s = z.sort(dim=-2).values
+
+    def quantile(q: float) -> Tensor:  # linear interpolation between order statistics (numpy's default)
+        pos = q * (n - 1)
+        lo = int(math.floor(pos))
+        hi = min(lo + 1, n - 1)
+        return s[:, lo:lo + 1] + (pos - lo) * (s[:, hi:hi + 1] - s[:, lo:lo + 1])
+
+    scale = (quantile(0.75) - quantile(0.25)) / NORMAL_IQR
+    std = z.std(dim=-2, keepdim=True, correction=0)
+    scale = torch.where(scale > 0, scale, std)
+    return quantile(0.5), torch.where(scale > 0, scale, torch.ones_like(scale))
+
+
 def standardize(
-    z: Tensor, noise: float, generator: torch.Generator | None, role: str = "x", warn_as: str | None = None
+    z: Tensor, noise: float, generator: torch.Generator | None, role: str = "x", warn_as: str | None = None,
+    robust: bool = False,
 ) -> Tensor:
     """Centre every dimension of ``z (B, N, D)`` and scale it to unit standard deviation per problem, then
     break ties between duplicate samples with jitter.
 
-    Constant dimensions are only centred (their standard deviation is replaced by 1). The jitter is
+    Constant dimensions are only centred (their standard deviation is replaced by 1). With ``robust`` the
+    centre and scale are the median and ``IQR / 1.349`` (:func:`robust_centre_scale`), so that one outlier
+    cannot shrink the other samples' spread by orders of magnitude against the other variable's. The jitter is
     ``noise``-scaled standard normal noise plus, in every dimension that holds exact duplicates, uniform noise
     one grid step wide (the smallest gap between its distinct values): rounded or discrete data is spread
     over its own grid cells ("dequantised"), which leaves the MI of discrete variables unchanged, instead of
@@ -178,8 +204,11 @@ def standardize(
     """
     if z.numel() == 0:
         return z
-    std, mean = torch.std_mean(z, dim=-2, keepdim=True, correction=0)
-    std = torch.where(std > 0, std, torch.ones_like(std))
+    if robust:
+        mean, std = robust_centre_scale(z)
+    else:
+        std, mean = torch.std_mean(z, dim=-2, keepdim=True, correction=0)
+        std = torch.where(std > 0, std, torch.ones_like(std))
     z = (z - mean) / std
     if noise > 0:
         generator = check_generator(generator)

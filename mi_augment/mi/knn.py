@@ -41,7 +41,7 @@ def _check_method(method: Any) -> str:
 
 
 def _prepare_knn(
-    x: Any, y: Any, k: Any, noise: Any, generator: Any, warn_as: str | None = None
+    x: Any, y: Any, k: Any, noise: Any, generator: Any, warn_as: str | None = None, robust: bool = False
 ) -> tuple[Tensor, Tensor, tuple[int, ...], int, Tensor]:
     """Validated, standardised and jittered ``x``, ``y`` (detached: counts and radii have no useful gradient),
     the batch shape, ``k`` and the ``(B,)`` mask of problems where ``x`` or ``y`` is constant (MI exactly 0)."""
@@ -51,8 +51,8 @@ def _prepare_knn(
     x, y = x.detach(), y.detach()
     is_constant = constant_problems(x) | constant_problems(y)
     amplitude = resolve_noise(noise, x.dtype)
-    x = standardize(x, amplitude, generator, role="x", warn_as=warn_as)
-    y = standardize(y, amplitude, generator, role="y", warn_as=warn_as)
+    x = standardize(x, amplitude, generator, role="x", warn_as=warn_as, robust=robust)
+    y = standardize(y, amplitude, generator, role="y", warn_as=warn_as, robust=robust)
     return x, y, batch_shape, k, is_constant
 
 
@@ -158,14 +158,18 @@ def kl3_mi(
     (:func:`~mi_augment.mi.pairwise_mi`).
 
     Arguments, shapes, devices, standardisation, tie handling and errors are as for
-    :func:`~mi_augment.mi.ksg_mi`. Radii below the dtype's resolution (``eps``, in standard deviations)
+    :func:`~mi_augment.mi.ksg_mi`, except the scaling: each dimension is centred on its median and divided by
+    its interquartile range / 1.349 (its standard deviation for Gaussian data). The three radii are measured
+    in different spaces, so the estimate depends on the relative scale of ``x`` and ``y``: scaled by the
+    standard deviation, one outlier of 1e6 among 500 samples shrank the others 40,000-fold and gave -5.44
+    nats where the truth is 0.83; with the robust scale it gives about the truth. Radii below the dtype's resolution (``eps``, in standard deviations)
     are raised to it, so the estimate is always finite, even with ``noise=0``. On atoms mixed with
     continuous values (e.g. clipped data) the entropies are not finite and the estimate is biased; a
     ``UserWarning`` says so (KSG handles such mixtures: 0.54 against a true 0.535 nats on clipped Gaussians).
     """
     method = _check_method(method)
     chunk_size = check_chunk_size(chunk_size)
-    x, y, batch_shape, k, is_constant = _prepare_knn(x, y, k, noise, generator, warn_as="kl3_mi")
+    x, y, batch_shape, k, is_constant = _prepare_knn(x, y, k, noise, generator, warn_as="kl3_mi", robust=True)
     b, n = x.shape[:2]
     if b == 0:
         return x.new_empty(batch_shape)

@@ -59,7 +59,8 @@ def _knn_pairwise(
     z = z.detach()
     constant = constant_problems(z)  # a constant trajectory shares no information: its row and column are 0
     warn_as = "pairwise_mi(estimator='kl3')" if estimator == "kl3" else None
-    z = standardize(z, resolve_noise(noise, z.dtype), generator, role="trajectories", warn_as=warn_as)
+    z = standardize(z, resolve_noise(noise, z.dtype), generator, role="trajectories", warn_as=warn_as,
+                    robust=estimator == "kl3")  # each estimator's own scaling, so the two routes agree
     marg = maxnorm_distances(z, z)  # (P, T, T), the max-norm distances within every trajectory
     marg.diagonal(dim1=-2, dim2=-1).fill_(float("inf"))  # a sample is not its own neighbour
     psi_t, psi_k = digamma(z.new_tensor(float(t))), digamma(z.new_tensor(float(k)))
