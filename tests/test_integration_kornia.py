@@ -211,3 +211,21 @@ def test_empty_batch_comes_back_empty_with_its_targets(cls):
     image, boxes, mask = seq(torch.rand(0, 3, H, W), torch.rand(0, 2, 4), torch.rand(0, 1, H, W))
     assert image.shape == (0, 3, H, W) and boxes.shape == (0, 2, 4) and mask.shape == (0, 1, H, W)
     assert cls()(torch.rand(0, 3, H, W)).shape == (0, 3, H, W)
+
+
+@pytest.mark.parametrize("cls", [NaturalIllumination, NaturalMotion])
+def test_model_is_a_model_default_or_a_saved_path(cls, tmp_path):
+    """Issue 24 item 15: the three forms give the same augmentation; a missing file is named."""
+    from mi_augment.perturbations import IlluminationModel
+
+    model_class = IlluminationModel if cls is NaturalIllumination else MotionModel
+    path = model_class.default().save(tmp_path / "model.json")
+    x = torch.rand(2, 3, H, W, generator=torch.Generator().manual_seed(0))
+    outputs = []
+    for spec in (model_class.default(), "default", path, str(path), None):
+        torch.manual_seed(5)
+        outputs.append(cls(spec)(x))
+    for out in outputs[1:]:
+        torch.testing.assert_close(out, outputs[0], rtol=0, atol=0)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        cls(tmp_path / "missing.json")

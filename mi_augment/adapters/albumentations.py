@@ -21,6 +21,13 @@ returned with the same shape rules and dtype.
 ``bbox_params`` / ``keypoint_params`` its boxes and keypoints are in your format, filtered and clipped like
 ``out["bboxes"]``, with their label fields beside them.
 
+**Serialization.** ``A.to_dict``, ``A.save(pipeline, "p.json")`` (or ``data_format="yaml"``) and ``A.load``
+work for pipelines of these transforms when their models are given as ``"default"`` or as a saved model's
+path (``model.save("my.json")``, then ``NaturalIllumination("my.json")``), and :class:`MIPair` is built from
+keyword arguments (``MIPair(size=32, illumination="default")``); the file records those strings, never model
+objects. Import this module before ``A.load`` so that albumentations finds the classes. In-memory models
+cannot be serialised: ``to_dict`` says so and how to save them.
+
 **Randomness.** Each transform draws from a ``torch.Generator`` driven by albumentations' own seeding:
 ``A.Compose([...], seed=s)`` (or ``set_random_seed(s)``). The generator is derived lazily, at the first call
 in each process: from ``s`` alone in the main process, and from ``s`` and ``torch.initial_seed()`` inside a
@@ -51,6 +58,30 @@ from ..transforms.pair import MIPairTransform
 __all__ = ["NaturalIllumination", "NaturalMotion", "MIPair"]
 
 _GEOMETRIC = ("mask", "masks", "bboxes", "keypoints")
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _model_spec(model: Any) -> Any:
+    """What ``to_dict`` records for a model argument: ``"default"``, a path as a string, or the instance."""
+    if model is None:
+        return "default"
+    if isinstance(model, (str, os.PathLike)):
+        return os.fspath(model)
+    return model
+
+
+def _serialisable(value: Any, field: str, owner: str) -> Any:
+    """``value`` as plain JSON / YAML data (tuples as lists, paths as strings), or a ``TypeError`` saying how
+    to make it serialisable."""
+    if isinstance(value, _JSON_SCALARS):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (list, tuple)):
+        return [_serialisable(v, f"{field}[{i}]", owner) for i, v in enumerate(value)]
+    raise TypeError(f"{owner}: {field} is a {type(value).__name__}, which albumentations cannot serialise; "
+                    "pass models as 'default' or as a saved model's path (model.save('model.json'), then "
+                    "'model.json'), and other arguments as numbers, strings or lists")
 
 
 # ------------------------------------------------------------------------------------------ image <-> tensor
@@ -170,7 +201,18 @@ class _ModelBacked(_TorchSeeded):
     def __init__(self, model: Any = None, strength: float = 1.0, p: float = 1.0, seed: int | None = None):
         super().__init__(p=p)
         self.module = self._module_class(model, p=1.0, strength=strength)
+        self.model_spec = _model_spec(model)
         self.set_random_seed(seed)
+
+    def get_transform_init_args(self) -> dict[str, Any]:
+        return {"model": self.model_spec, "strength": self.strength}
+
+    def to_dict_private(self) -> dict[str, Any]:
+        if not isinstance(self.model_spec, str):
+            raise TypeError(f"{type(self).__name__} holds an in-memory {type(self.model_spec).__name__}, "
+                            "which albumentations cannot serialise; save it (model.save('model.json')) and pass "
+                            f"the path: {type(self).__name__}('model.json')")
+        return super().to_dict_private()
 
     @property
     def model(self) -> Any:
@@ -187,7 +229,8 @@ class NaturalIllumination(_ModelBacked, ImageOnlyTransform):
     change drawn from an :class:`~mi_augment.perturbations.IlluminationModel`.
 
     Args:
-        model: a fitted ``IlluminationModel``; None loads the shipped default.
+        model: a fitted ``IlluminationModel``, ``"default"`` (or None: the shipped model) or the path of a
+            saved one (the two forms that ``A.save`` can record).
         strength: distance of each draw from "no change" (0 identity, 1 as fitted).
         p: probability of applying it.
         seed: optional seed (an enclosing ``A.Compose`` re-seeds its transforms with its own ``seed``).
@@ -204,9 +247,6 @@ class NaturalIllumination(_ModelBacked, ImageOnlyTransform):
         x = _to_tensor(img)
         return _to_numpy(self.module.transform(x[None], illumination)[0], img)
 
-    def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("model", "strength")
-
 
 class NaturalMotion(_ModelBacked, DualTransform):
     """albumentations form of :class:`mi_augment.transforms.NaturalMotion`: a natural camera motion (similarity
@@ -219,7 +259,8 @@ class NaturalMotion(_ModelBacked, DualTransform):
     when used alone); keypoints move with the similarity, their angle turns with it and their scale zooms.
 
     Args:
-        model: a fitted ``MotionModel``; None loads the shipped default.
+        model: a fitted ``MotionModel``, ``"default"`` (or None: the shipped model) or the path of a
+            saved one (the two forms that ``A.save`` can record).
         strength: distance of each draw from "no motion" (0 identity, 1 as fitted).
         p: probability of applying it.
         seed: optional seed (an enclosing ``A.Compose`` re-seeds its transforms with its own ``seed``).
@@ -284,9 +325,6 @@ class NaturalMotion(_ModelBacked, DualTransform):
             out[:, 4] = out[:, 4] * math.exp(float(motion.log_scale.reshape(-1)[0]))
         return out.astype(keypoints.dtype, copy=False)
 
-    def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("model", "strength")
-
 
 class MIPair(_TorchSeeded, DualTransform):
     """The views of an :class:`~mi_augment.transforms.MIPairTransform` as an albumentations transform, with
@@ -301,18 +339,34 @@ class MIPair(_TorchSeeded, DualTransform):
     to move image and targets together.
 
     Args:
-        transform: a ready ``MIPairTransform``; or leave it out and pass its arguments as keywords.
+        transform: a ready ``MIPairTransform``; or leave it out and pass its arguments as keywords (the form
+            that ``A.save`` can record: models as ``"default"`` or paths).
         seed: optional seed (an enclosing ``A.Compose`` re-seeds its transforms with its own ``seed``).
+        p: must be 1 (always applied); accepted because albumentations passes it back on ``A.load``.
 
     Targets: image (uint8 or float32 in [0, 1], RGB or greyscale), mask, masks, bboxes, keypoints.
     """
 
     _targets = (Targets.IMAGE, Targets.MASK, Targets.BBOXES, Targets.KEYPOINTS)
 
-    def __init__(self, transform: MIPairTransform | None = None, *, seed: int | None = None, **kwargs: Any):
+    def __init__(self, transform: MIPairTransform | None = None, *, seed: int | None = None, p: float = 1.0,
+                 **kwargs: Any):
+        if p != 1.0:
+            raise ValueError(f"MIPair is always applied (it makes the views), so p must be 1, got {p!r}")
         super().__init__(p=1.0)
         self.transform = transform_or_kwargs(transform, kwargs)
+        self.transform_kwargs = None if transform is not None else dict(kwargs)
         self.set_random_seed(seed)
+
+    def get_transform_init_args(self) -> dict[str, Any]:
+        return {"transform": self.transform} if self.transform_kwargs is None else dict(self.transform_kwargs)
+
+    def to_dict_private(self) -> dict[str, Any]:
+        if self.transform_kwargs is None:
+            raise TypeError("MIPair built from a ready MIPairTransform cannot be serialised; build it from the "
+                            "transform's keyword arguments instead, e.g. MIPair(size=32, illumination='default')")
+        state = super().to_dict_private()
+        return {k: v if k == "__class_fullname__" else _serialisable(v, k, "MIPair") for k, v in state.items()}
 
     @property
     def targets(self) -> dict[str, Any]:
@@ -420,7 +474,3 @@ class MIPair(_TorchSeeded, DualTransform):
                 processor.postprocess(data)
         data.pop("image")
         return data
-
-    def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("transform",)
-

@@ -23,6 +23,7 @@ mode, and not blurred. ``NaturalIllumination`` moves no pixel: targets pass thro
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import torch
@@ -124,7 +125,8 @@ class NaturalIllumination(_ModelAugmentation, IntensityAugmentationBase2D):
     """:class:`mi_augment.transforms.NaturalIllumination` as a Kornia intensity augmentation.
 
     Args:
-        model: a fitted :class:`IlluminationModel`; None loads :meth:`IlluminationModel.default`.
+        model: a fitted :class:`IlluminationModel`, ``"default"`` (or None: :meth:`IlluminationModel.default`)
+            or the path of a file written by ``model.save``.
         strength: distance of each draw from "no change" (0 = identity, 1 = as fitted).
         p, p_batch, same_on_batch, keepdim: Kornia's (``p`` defaults to 1: the fitted density already holds
             the near-identity changes real footage shows).
@@ -139,8 +141,8 @@ class NaturalIllumination(_ModelAugmentation, IntensityAugmentationBase2D):
         torch.Size([2, 3, 16, 16])
     """
 
-    def __init__(self, model: IlluminationModel | None = None, strength: float = 1.0, p: float = 1.0,
-                 p_batch: float = 1.0, same_on_batch: bool = False, keepdim: bool = False):
+    def __init__(self, model: IlluminationModel | str | os.PathLike | None = None, strength: float = 1.0,
+                 p: float = 1.0, p_batch: float = 1.0, same_on_batch: bool = False, keepdim: bool = False):
         super().__init__(p=p, p_batch=p_batch, same_on_batch=same_on_batch, keepdim=keepdim)
         self._init_model(_illumination.NaturalIllumination(model, strength=strength))
 
@@ -155,7 +157,8 @@ class NaturalMotion(_ModelAugmentation, GeometricAugmentationBase2D):
     and what the borders replaced cannot be undone.
 
     Args:
-        model: a fitted :class:`MotionModel`; None loads :meth:`MotionModel.default`.
+        model: a fitted :class:`MotionModel`, ``"default"`` (or None: :meth:`MotionModel.default`) or the path
+            of a file written by ``model.save``.
         strength: distance of each draw from "no motion" (0 = identity, 1 = as fitted).
         p, p_batch, same_on_batch, keepdim: Kornia's (``p`` defaults to 1: the fitted density already holds
             "no motion" in the proportion real footage shows it).
@@ -171,8 +174,8 @@ class NaturalMotion(_ModelAugmentation, GeometricAugmentationBase2D):
         torch.Size([2, 3, 3])
     """
 
-    def __init__(self, model: MotionModel | None = None, strength: float = 1.0, p: float = 1.0,
-                 p_batch: float = 1.0, same_on_batch: bool = False, keepdim: bool = False):
+    def __init__(self, model: MotionModel | str | os.PathLike | None = None, strength: float = 1.0,
+                 p: float = 1.0, p_batch: float = 1.0, same_on_batch: bool = False, keepdim: bool = False):
         super().__init__(p=p, p_batch=p_batch, same_on_batch=same_on_batch, keepdim=keepdim)
         self._init_model(_motion.NaturalMotion(model, strength=strength))
 
