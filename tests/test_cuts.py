@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from mi_augment.datasets.samples import sample_path
-from mi_augment.video.cuts import detect_cuts, frames_to_numpy, histogram_distances
-from mi_augment.video.io import read_video
+from mi_augment.video.cuts import detect_cuts, frames_to_numpy, histogram_distances, iter_shot_windows
+from mi_augment.video.io import iter_video, read_video
 
 from .test_motion_support import cut_clip, random_motions, synthetic_clip
 
@@ -65,3 +65,22 @@ def test_bikes_cuts_are_found_exactly():
     path = _bikes_or_skip()
     found = detect_cuts(read_video(path, max_side=160))
     assert found.cuts == BIKES_CUTS
+
+
+def test_streamed_windows_cut_the_bikes_clip_where_detect_cuts_does():
+    path = _bikes_or_skip()
+    windows = [(a, b) for a, b, _ in iter_shot_windows(iter_video(path, max_side=160), length=40, min_length=2)]
+    starts = [a for a, _ in windows]
+    assert all(c in starts for c in BIKES_CUTS)
+    assert windows[:4] == [(0, 30), (30, 70), (70, 76), (76, 116)]
+    assert windows[-1] == (242, 250) and all(b - a <= 40 for a, b in windows)
+
+
+def test_shot_windows_with_given_cuts_and_bad_arguments():
+    frames = [torch.zeros(3, 8, 8, dtype=torch.uint8)] * 10
+    assert [(a, b) for a, b, _ in iter_shot_windows(frames, 4, cuts=[3, 7])] == [(0, 3), (3, 7), (7, 10)]
+    assert [(a, b) for a, b, _ in iter_shot_windows(frames, None, cuts=None)] == [(0, 10)]
+    with pytest.raises(ValueError, match="length must be an integer >= 1"):
+        iter_shot_windows(frames, 0)
+    with pytest.raises(ValueError, match="cuts must be 'auto'"):
+        iter_shot_windows(frames, 4, cuts="sometimes")

@@ -66,7 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--frames-per-pair", type=int, default=8, help="crops per twin pair, spread over the shot")
     o.add_argument("--no-figures", action="store_true", help="do not draw the per-clip figures")
-    o.add_argument("--overwrite", action="store_true", help="mine videos again even if their outputs exist")
+    o.add_argument("--overwrite", action="store_true", help="mine videos again even if their outputs exist (needed to mine into an --out that was "
+                        "mined with other settings)")
     o.add_argument("--shard", default=None, metavar="I/N",
                    help="process the I-th of N equal shares of the videos (default: RANK/WORLD_SIZE under "
                         "torchrun, else all)")
