@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .outputs import check_output_file, describe_os_error
+
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 _VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
@@ -36,9 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=96, help="output size of the views shown (default: 96)")
     p.add_argument("--max-images", type=int, default=4, help="at most this many images from a folder")
     p.add_argument("--max-side", type=int, default=480, help="downscale images to this longer side first")
-    p.add_argument("--natural", action="store_true",
-                   help="add the shipped natural models (illumination and motion fitted on real footage): the "
-                        "candidates are scored under them")
+    p.add_argument("--natural", action="append", nargs="?", const="default", default=None, metavar="MODEL",
+                   help="add natural models, under which the candidates are scored: 'default' (the shipped "
+                        "illumination and motion models; also what a bare --natural means) or a model file "
+                        "written by `mi-augment fit` (repeat the flag for an illumination and a motion file). "
+                        "Put the image before --natural")
     p.add_argument("--no-perturbation", action="store_true",
                    help="crops and flips only (no natural models, no per-view colour pipeline)")
     p.add_argument("--seed", type=int, default=0)
@@ -192,17 +196,60 @@ def _to_numpy(img: Tensor):
     return arr[:, :, 0] if arr.shape[2] == 1 else arr
 
 
+def natural_models(specs: list[str] | None) -> dict[str, Any]:
+    """``{"illumination": ..., "motion": ...}`` from ``--natural`` values: ``"default"`` gives both shipped
+    models, a file gives the model of the kind it holds (read from the file, so any fitted model works).
+
+    Args:
+        specs: the values given (None or empty: no natural models).
+
+    Example:
+        >>> sorted(natural_models(["default"]))
+        ['illumination', 'motion']
+        >>> natural_models(None)
+        {'illumination': None, 'motion': None}
+    """
+    from ..core.artifact import ArtifactError, read_json
+    from ..perturbations.base import MAX_MODEL_BYTES
+    from ..perturbations.illumination import IlluminationModel
+    from ..perturbations.motion import MotionModel
+
+    classes = {"illumination": IlluminationModel, "motion": MotionModel}
+    models: dict[str, Any] = {"illumination": None, "motion": None}
+    for spec in specs or []:
+        if spec == "default":
+            models.update({kind: cls.default() for kind, cls in classes.items()})
+            continue
+        path = Path(spec)
+        if path.suffix.lower() in _IMAGE_SUFFIXES | _VIDEO_SUFFIXES:
+            raise ValueError(f"--natural {spec}: expected 'default' or a model file (.json), got an image or "
+                             "video; put the image before --natural")
+        doc = read_json(path, max_bytes=MAX_MODEL_BYTES, what="model file")
+        kind = doc.get("kind") if isinstance(doc, dict) else None
+        if kind not in classes:
+            raise ArtifactError(f"--natural {spec}: not an illumination or motion model (kind {kind!r}); "
+                                "write one with `mi-augment fit`")
+        models[kind] = classes[kind].load(path)
+    return models
+
+
 def run(args: argparse.Namespace) -> int:
     from ..pairs.policies import make_policy
 
+    out = check_output_file(args.out, "--out")
     policy = make_policy(args.policy, **_policy_options(args))
     if args.natural and args.no_perturbation:
-        raise ValueError("--natural and --no-perturbation exclude each other (the first adds the shipped models, "
+        raise ValueError("--natural and --no-perturbation exclude each other (the first adds natural models, "
                          "the second leaves every perturbation out)")
-    natural = "default" if args.natural else None
-    path = render_preview(args.image, args.out, policy=policy, n_candidates=args.n_candidates, seed=args.seed,
-                          size=args.size, illumination=natural, motion=natural,
-                          view_transforms=None if args.no_perturbation else "simclr", max_images=args.max_images,
-                          max_side=args.max_side)
+    natural = natural_models(args.natural)
+    try:
+        path = render_preview(args.image, out, policy=policy, n_candidates=args.n_candidates, seed=args.seed,
+                              size=args.size, illumination=natural["illumination"], motion=natural["motion"],
+                              view_transforms=None if args.no_perturbation else "simclr",
+                              max_images=args.max_images, max_side=args.max_side)
+    except FileNotFoundError:  # a missing input: main() prints its own message
+        raise
+    except OSError as exc:  # main() reports RuntimeError as one line, without a traceback
+        raise RuntimeError(describe_os_error(exc, out)) from None
     print(f"wrote {path}")
     return 0
