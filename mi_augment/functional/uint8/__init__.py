@@ -19,6 +19,7 @@ from .color import (
     apply_illumination,
     color_jitter,
     illuminate,
+    illumination_table,
     rgb_to_grayscale,
     solarize,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "apply_illumination",
     "color_jitter",
     "illuminate",
+    "illumination_table",
     "rgb_to_grayscale",
     "solarize",
     "apply_motion",

@@ -3,10 +3,11 @@ uint8 image, with the maths of the torch kernels in :mod:`mi_augment.functional.
 
 Each kernel evaluates the torch kernel's formula on the 256 input levels (in float32, as the torch kernel
 does on ``uint8 / 255``) and rounds once, so it differs from the torch kernel followed by rounding by at most
-one level (a statistic such as the contrast's mean is computed exactly, by linearity). Per-pixel formulas
-that a LUT cannot hold use OpenCV: the saturation's luma blend (``cv2.addWeighted``), the hue rotation (a
-float32 HSV round trip, the hexcone hue Kornia rotates) and the shading field (float32, then a 65,536-entry
-sRGB encoding table: within 0.03 levels of the exact curve).
+one level (a statistic such as the contrast's mean is computed exactly, from the histograms). Per-pixel
+formulas that a LUT cannot hold run on float32 with OpenCV: the saturation's luma blend (``cv2.addWeighted``),
+the hue rotation (an HSV round trip, the hexcone hue Kornia rotates) and the shading field (then a
+65,536-entry sRGB encoding table: within 0.03 levels of the exact curve). A chain of adjustments
+(:func:`color_jitter`, :func:`illuminate`) is rounded once at its end, as the torch reference is.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..color import render_shading_field
 from .image import as_hwc, check_image, opencv
 
 __all__ = ["adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue", "rgb_to_grayscale",
-           "solarize", "color_jitter", "apply_illumination", "illuminate"]
+           "solarize", "color_jitter", "apply_illumination", "illumination_table", "illuminate"]
 
 _LEVELS = np.arange(256, dtype=np.float32) / np.float32(255.0)  # the float image's values, as torch divides
 _LUMA = (0.299, 0.587, 0.114)  # BT.601, functional.color.rgb_to_grayscale's weights
@@ -89,8 +90,8 @@ def adjust_contrast(image: np.ndarray, factor: float) -> np.ndarray:
 
 
 def adjust_saturation(image: np.ndarray, factor: float) -> np.ndarray:
-    """Blend an RGB image with its luma (0 = grey, 1 = unchanged): :func:`mi_augment.functional.adjust_saturation`.
-    A 1-channel image is returned unchanged (a copy).
+    """Blend an RGB image with its luma (0 = grey, 1 = unchanged): :func:`mi_augment.functional.adjust_saturation`,
+    in float32 (``cv2.cvtColor``, ``cv2.addWeighted``). A 1-channel image is returned unchanged (a copy).
 
     Args:
         image: uint8 ``[H, W, C]``.
@@ -104,12 +105,8 @@ def adjust_saturation(image: np.ndarray, factor: float) -> np.ndarray:
         [76, 76, 76]
     """
     check_image(image)
-    f = _factor(factor, "saturation factor")
-    if image.shape[2] == 1 or f == 1.0:
-        return image.copy()
-    cv2 = opencv()
-    grey = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-    return cv2.addWeighted(image, f, grey, 1.0 - f, 0.0)
+    out = _jitter(image, None, [1.0, 1.0, _factor(factor, "saturation factor"), 0.0], [2])
+    return out.copy() if out is image else out
 
 
 def adjust_hue(image: np.ndarray, shift: float) -> np.ndarray:
@@ -131,13 +128,8 @@ def adjust_hue(image: np.ndarray, shift: float) -> np.ndarray:
     s = _factor(shift, "hue shift", nonnegative=False)
     if abs(s) > 0.5:
         raise ValueError(f"hue shift must be in [-0.5, 0.5] turns, got {shift!r}")
-    if image.shape[2] == 1 or s == 0.0:
-        return image.copy()
-    cv2 = opencv()
-    hsv = cv2.cvtColor(image.astype(np.float32) * np.float32(1.0 / 255.0), cv2.COLOR_RGB2HSV)
-    hsv[..., 0] += np.float32((s * 360.0) % 360.0)  # degrees; HSV2RGB wraps hues above 360, not below 0
-    rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-    return _quantise(rgb)
+    out = _jitter(image, None, [1.0, 1.0, 1.0, s], [3])
+    return out.copy() if out is image else out
 
 
 def rgb_to_grayscale(image: np.ndarray, channels: int = 3) -> np.ndarray:
@@ -185,17 +177,86 @@ def solarize(image: np.ndarray, threshold: float) -> np.ndarray:
     return _lut(image, np.where(_LEVELS < np.float32(t), levels, 255 - levels).astype(np.uint8))
 
 
-_JITTER = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+def _channel_means(image: np.ndarray, table: np.ndarray | None) -> list[float]:
+    """Per-channel means of ``table`` applied to ``image`` (levels / 255), exactly, from the histograms."""
+    if table is None:
+        return [m / 255.0 for m in opencv().mean(image)[:image.shape[2]]]
+    cv2 = opencv()
+    n = image.shape[0] * image.shape[1]
+    hists = [cv2.calcHist([image], [c], None, [256], [0, 256]).reshape(-1).astype(np.float64) for c in range(image.shape[2])]
+    return [float(h @ table[:, c].astype(np.float64)) / n for c, h in enumerate(hists)]
+
+
+def _apply_table(image: np.ndarray, table: np.ndarray | None) -> np.ndarray:
+    return image if table is None else _lut(image, _quantise(table) if image.shape[2] == 3 else _quantise(table[:, 0]))
+
+
+def _float_view(image: np.ndarray, table: np.ndarray | None) -> np.ndarray:
+    """``image`` seen through the level table ``table`` (None: the levels) as float32 ``[H, W, C]`` in [0, 1]
+    (one ``cv2.LUT``: the table is never rounded)."""
+    c = image.shape[2]
+    levels = np.repeat(_LEVELS[:, None], c, 1) if table is None else table.astype(np.float32)
+    lut = np.ascontiguousarray(levels).reshape(1, 256, c) if c == 3 else np.ascontiguousarray(levels[:, 0])
+    return as_hwc(opencv().LUT(image, lut), c)
+
+
+def _to_levels(x: np.ndarray) -> np.ndarray:
+    """Float32 values (clamped to [0, 1] by the caller) as uint8 levels: one pass, rounding half to even."""
+    return as_hwc(opencv().convertScaleAbs(x, alpha=255.0), x.shape[2])
+
+
+def _float_step(x: np.ndarray, op: int, v: float) -> np.ndarray:
+    """One adjustment on a float32 RGB image (returns a new one, clamped to [0, 1])."""
+    cv2 = opencv()
+    if op == 3:
+        hsv = cv2.cvtColor(x, cv2.COLOR_RGB2HSV)
+        hsv[..., 0] += np.float32((v * 360.0) % 360.0)  # degrees; HSV2RGB wraps hues above 360, not below 0
+        return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if op == 2:
+        grey = cv2.cvtColor(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+        out = cv2.addWeighted(x, v, grey, 1.0 - v, 0.0)
+    elif op == 1:
+        mean = sum(w * m for w, m in zip(_LUMA, cv2.mean(x)[:3]))
+        out = cv2.addWeighted(x, v, x, 0.0, mean * (1.0 - v))
+    else:
+        out = x * np.float32(v)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def _jitter(image: np.ndarray, table: np.ndarray | None, values: list[float], order: list[int]) -> np.ndarray:
+    """The adjustments in ``order`` on ``image`` seen through the float ``(256, C)`` level table ``table`` (or
+    None). Brightness and contrast act per channel, so while the image is uint8 they compose into that table;
+    from the first saturation or hue (which mix channels) the image is float32 until the end. So a view is
+    rounded once, as the torch reference is: two stacked jitters stay within the documented tolerance."""
+    out, x = image, None
+    for op in order:
+        v = float(values[op])
+        if v == (0.0 if op == 3 else 1.0) or (op >= 2 and image.shape[2] == 1):
+            continue
+        if x is not None or op >= 2:
+            x = _float_step(_float_view(out, table) if x is None else x, op, v)
+            continue
+        if table is None:
+            table = np.repeat(_LEVELS[:, None], image.shape[2], 1)
+        if op == 0:
+            table = np.clip(table * np.float32(v), 0.0, 1.0)
+        else:
+            means = _channel_means(out, table)
+            mean = sum(w * m for w, m in zip(_LUMA, means)) if len(means) == 3 else means[0]
+            f = np.float32(v)
+            table = np.clip(table * f + np.float32(mean) * (np.float32(1.0) - f), 0.0, 1.0)
+    return _to_levels(x) if x is not None else _apply_table(out, table)
 
 
 def color_jitter(image: np.ndarray, brightness: float, contrast: float, saturation: float, hue: float,
                  order: Any = (0, 1, 2, 3)) -> np.ndarray:
     """``ColorJitter``'s four adjustments in ``order`` (0 brightness, 1 contrast, 2 saturation, 3 hue), each
     skipped when its factor changes nothing, as the torch transform renders ``ColorJitterParams``.
+    Consecutive brightness and contrast steps are one look-up table (rounded once).
 
     Args:
         image: uint8 ``[H, W, C]``.
-        brightness, contrast, saturation: factors (1 = unchanged). hue: turns (0 = unchanged).
+        brightness, contrast, saturation: factors (>= 0, 1 = unchanged). hue: turns in [-0.5, 0.5] (0 = unchanged).
         order: a permutation of ``0, 1, 2, 3``.
 
     Shape:
@@ -205,14 +266,15 @@ def color_jitter(image: np.ndarray, brightness: float, contrast: float, saturati
         >>> color_jitter(np.full((2, 2, 3), 100, np.uint8), 1.2, 1.0, 1.0, 0.0, [3, 2, 1, 0])[0, 0].tolist()
         [120, 120, 120]
     """
-    values = (brightness, contrast, saturation, hue)
+    check_image(image)
+    values = [_factor(brightness, "brightness factor"), _factor(contrast, "contrast factor"),
+              _factor(saturation, "saturation factor"), _factor(hue, "hue shift", nonnegative=False)]
+    if abs(values[3]) > 0.5:
+        raise ValueError(f"hue shift must be in [-0.5, 0.5] turns, got {hue!r}")
     order = [int(i) for i in order]
     if sorted(order) != [0, 1, 2, 3]:
         raise ValueError(f"order must be a permutation of 0, 1, 2, 3, got {order}")
-    out = check_image(image)
-    for op in order:
-        if float(values[op]) != (0.0 if op == 3 else 1.0):
-            out = _JITTER[op](out, values[op])
+    out = _jitter(image, None, values, order)
     return out.copy() if out is image else out
 
 
@@ -253,18 +315,39 @@ def apply_illumination(image: np.ndarray, log_gain: Any, log_gamma: float, shadi
     gains = np.asarray(log_gain, dtype=np.float64).reshape(-1)
     if gains.shape != (3,) or not np.isfinite(gains).all():
         raise ValueError(f"log_gain must hold 3 finite numbers, got {np.asarray(log_gain).tolist()}")
-    gamma = np.exp(_factor(log_gamma, "log_gamma", nonnegative=False))
-    if image.shape[2] == 1:
-        gains = gains.mean(keepdims=True)
-    linear = _decode(_LEVELS.astype(np.float64))[:, None] ** gamma * np.exp(gains)[None, :]  # (256, C)
+    linear = _linear_table(gains, log_gamma, image.shape[2])
     coeffs = None if shading is None else torch.as_tensor(np.asarray(shading, dtype=np.float32)).reshape(1, -1)
     if coeffs is None or coeffs.shape[1] == 0 or not bool(coeffs.any()):
-        return _lut(image, _quantise(_encode(linear)) if image.shape[2] == 3 else _quantise(_encode(linear[:, 0])))
+        return _apply_table(image, _encode(linear).astype(np.float32))
     field = render_shading_field(coeffs, image.shape[0], image.shape[1])[0, 0].numpy()  # (H, W) float32
     table = linear.astype(np.float32)
     lit = _lut(image, table if image.shape[2] == 3 else table[:, 0]) * field[:, :, None]
     index = (np.minimum(lit, np.float32(1.0)) * np.float32(65535.0) + np.float32(0.5)).astype(np.uint16)
     return _encode_table()[index]
+
+
+def _linear_table(gains: np.ndarray, log_gamma: float, channels: int) -> np.ndarray:
+    """``gain_c * decode(level) ** gamma`` for the 256 levels, ``(256, channels)`` float64."""
+    gamma = np.exp(_factor(log_gamma, "log_gamma", nonnegative=False))
+    if channels == 1:
+        gains = gains.mean(keepdims=True)
+    return _decode(_LEVELS.astype(np.float64))[:, None] ** gamma * np.exp(gains)[None, :]
+
+
+def illumination_table(log_gain: Any, log_gamma: float, channels: int = 3) -> np.ndarray:
+    """The float32 ``(256, channels)`` table of :func:`apply_illumination` without shading: the sRGB value in
+    [0, 1] of each input level per channel (round ``255 x`` for uint8).
+
+    Example:
+        >>> [round(v, 4) for v in illumination_table([0.0, 0.0, 0.0], 0.0)[128].tolist()]
+        [0.502, 0.502, 0.502]
+    """
+    gains = np.asarray(log_gain, dtype=np.float64).reshape(-1)
+    if gains.shape != (3,) or not np.isfinite(gains).all():
+        raise ValueError(f"log_gain must hold 3 finite numbers, got {np.asarray(log_gain).tolist()}")
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    return _encode(_linear_table(gains, log_gamma, channels)).astype(np.float32)
 
 
 def illuminate(image: np.ndarray, params: Any, index: int = 0) -> np.ndarray:
@@ -285,11 +368,12 @@ def illuminate(image: np.ndarray, params: Any, index: int = 0) -> np.ndarray:
     def row(name: str) -> list[float]:
         return getattr(params, name)[index].detach().reshape(-1).tolist()
 
-    out = image
+    out, table = image, None
     log_gain, log_gamma, shading = row("log_gain"), row("log_gamma")[0], row("shading")
-    if any(log_gain) or log_gamma or any(shading):
+    if any(shading):
         out = apply_illumination(out, log_gain, log_gamma, shading)
+    elif any(log_gain) or log_gamma:  # a per-channel table: the jitter's brightness and contrast join it
+        table = illumination_table(log_gain, log_gamma, image.shape[2])
     factors = [row(name)[0] for name in ("brightness", "contrast", "saturation", "hue")]
-    if factors != [1.0, 1.0, 1.0, 0.0]:
-        out = color_jitter(out, *factors)
+    out = _jitter(out, table, factors, [0, 1, 2, 3])
     return out.copy() if out is image else out
