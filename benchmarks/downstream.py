@@ -70,7 +70,7 @@ def run_cell(method: str, mode: str, seed: int, epochs: int, common: list[str], 
     if results.is_file():
         return json.loads(results.read_text())
     argv = [*_method_args(method, common), "--augment", mode, "--seed", str(seed), "--epochs", str(epochs),
-            "--out", str(out), "--resume", "--quiet", *extra]
+            "--out", str(out), *(["--resume"] if (out / "checkpoint.pt").is_file() else []), "--quiet", *extra]
     return load_recipe(method).main(argv)
 
 

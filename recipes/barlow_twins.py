@@ -45,12 +45,12 @@ class BarlowTwins(nn.Module):
 
 def main(argv: list[str] | None = None) -> dict:
     parser = train.make_parser("BarlowTwins", lr=0.3, weight_decay=1e-4)
-    parser.add_argument("--dim", type=int, default=2048, help="projector width")
-    parser.add_argument("--off-diagonal-weight", type=float, default=5e-3)
+    parser.add_argument("--dim", type=train.positive_int, default=2048, help="projector width")
+    parser.add_argument("--off-diagonal-weight", type=train.non_negative_float, default=5e-3)
     args = parser.parse_args(argv)
     return train.run(args, method_name="BarlowTwins",
                      build_method=lambda encoder, a: BarlowTwins(encoder, a.dim, a.off_diagonal_weight),
-                     build_optimizer=lars_or_adamw, asymmetric_views=True)
+                     build_optimizer=lars_or_adamw, views="barlow_twins")
 
 
 if __name__ == "__main__":

@@ -54,12 +54,12 @@ class BYOL(nn.Module):
 
 def main(argv: list[str] | None = None) -> dict:
     parser = train.make_parser("BYOL", lr=1.0, weight_decay=1e-5)
-    parser.add_argument("--base-momentum", type=float, default=0.99)
-    parser.add_argument("--hidden-dim", type=int, default=2048, help="projector / predictor hidden width")
+    parser.add_argument("--base-momentum", type=train.unit_interval, default=0.99)
+    parser.add_argument("--hidden-dim", type=train.positive_int, default=2048, help="projector / predictor hidden width")
     args = parser.parse_args(argv)
     return train.run(args, method_name="BYOL",
                      build_method=lambda encoder, a: BYOL(encoder, a.base_momentum, a.hidden_dim),
-                     build_optimizer=lars_or_adamw, asymmetric_views=True)
+                     build_optimizer=lars_or_adamw, views="byol")
 
 
 if __name__ == "__main__":

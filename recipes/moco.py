@@ -1,6 +1,7 @@
 """MoCo v3 (Chen, Xie & He, 2021): a query encoder with projector and predictor, a momentum key encoder
 (an exponential moving average, momentum 0.99 -> 1), and InfoNCE of queries against the keys of the whole
-batch, symmetrised over the two views. No queue: large batches supply the negatives.
+batch, symmetrised over the two views. No queue: large batches supply the negatives. BYOL's asymmetric views,
+as the paper uses (``transforms.presets.method_views("moco_v3", size)``).
 LARS (lr 0.3 per 256 images) for ResNets, AdamW for ViTs.
 
     python recipes/moco.py --dataset default --backbone resnet18 --augment baseline --epochs 100
@@ -67,13 +68,13 @@ class MoCoV3(nn.Module):
 
 def main(argv: list[str] | None = None) -> dict:
     parser = train.make_parser("MoCo", lr=0.3, weight_decay=1e-5)
-    parser.add_argument("--temperature", type=float, default=0.2)
-    parser.add_argument("--base-momentum", type=float, default=0.99)
-    parser.add_argument("--hidden-dim", type=int, default=2048, help="projector / predictor hidden width")
+    parser.add_argument("--temperature", type=train.positive_float, default=0.2)
+    parser.add_argument("--base-momentum", type=train.unit_interval, default=0.99)
+    parser.add_argument("--hidden-dim", type=train.positive_int, default=2048, help="projector / predictor hidden width")
     args = parser.parse_args(argv)
     return train.run(args, method_name="MoCo",
                      build_method=lambda encoder, a: MoCoV3(encoder, a.temperature, a.base_momentum, a.hidden_dim),
-                     build_optimizer=lars_or_adamw)
+                     build_optimizer=lars_or_adamw, views="moco_v3")
 
 
 if __name__ == "__main__":

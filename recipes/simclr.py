@@ -47,12 +47,12 @@ class SimCLR(nn.Module):
 
 def main(argv: list[str] | None = None) -> dict:
     parser = train.make_parser("SimCLR", lr=0.3, weight_decay=1e-6)
-    parser.add_argument("--temperature", type=float, default=0.2)
-    parser.add_argument("--hidden-dim", type=int, default=2048, help="projector hidden width")
+    parser.add_argument("--temperature", type=train.positive_float, default=0.2)
+    parser.add_argument("--hidden-dim", type=train.positive_int, default=2048, help="projector hidden width")
     args = parser.parse_args(argv)
     return train.run(args, method_name="SimCLR",
                      build_method=lambda encoder, a: SimCLR(encoder, a.temperature, a.hidden_dim),
-                     build_optimizer=lars_or_adamw)
+                     build_optimizer=lars_or_adamw, views="simclr")
 
 
 if __name__ == "__main__":

@@ -57,10 +57,10 @@ def build_optimizer(model: nn.Module, args, lr: float) -> torch.optim.Optimizer:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = train.make_parser("SimSiam", lr=0.05, weight_decay=5e-4)
-    parser.add_argument("--dim", type=int, default=2048, help="projector width (predictor bottleneck: dim / 4)")
+    parser.add_argument("--dim", type=train.positive_int, default=2048, help="projector width (predictor bottleneck: dim / 4)")
     args = parser.parse_args(argv)
     return train.run(args, method_name="SimSiam", build_method=lambda encoder, a: SimSiam(encoder, a.dim),
-                     build_optimizer=build_optimizer)
+                     build_optimizer=build_optimizer, views="simsiam")
 
 
 if __name__ == "__main__":

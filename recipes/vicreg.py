@@ -45,14 +45,14 @@ class VICReg(nn.Module):
 
 def main(argv: list[str] | None = None) -> dict:
     parser = train.make_parser("VICReg", lr=0.3, weight_decay=1e-4)
-    parser.add_argument("--dim", type=int, default=2048, help="expander width")
-    parser.add_argument("--invariance", type=float, default=25.0)
-    parser.add_argument("--variance", type=float, default=25.0)
-    parser.add_argument("--covariance", type=float, default=1.0)
+    parser.add_argument("--dim", type=train.positive_int, default=2048, help="expander width")
+    parser.add_argument("--invariance", type=train.non_negative_float, default=25.0)
+    parser.add_argument("--variance", type=train.non_negative_float, default=25.0)
+    parser.add_argument("--covariance", type=train.non_negative_float, default=1.0)
     args = parser.parse_args(argv)
     return train.run(args, method_name="VICReg",
                      build_method=lambda encoder, a: VICReg(encoder, a.dim, a.invariance, a.variance, a.covariance),
-                     build_optimizer=lars_or_adamw, asymmetric_views=True)
+                     build_optimizer=lars_or_adamw, views="vicreg")
 
 
 if __name__ == "__main__":

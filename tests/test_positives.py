@@ -111,13 +111,23 @@ def test_queue_state_dict_round_trip():
     assert torch.equal(copy.ids, queue.ids)
 
 
+@pytest.mark.parametrize("bad", ["query", "queue"])
+def test_non_finite_features_are_blamed_on_the_features_not_the_scorer(bad):
+    query, bank = torch.randn(2, 4), torch.randn(5, 4)
+    (query if bad == "query" else bank)[0, 1] = math.nan
+    with pytest.raises(ValueError, match="features contain NaN") as info:
+        choose_partners(query, bank, policy="max")
+    assert "scorer" not in str(info.value) and (bad in str(info.value))
+
+
 def test_bad_input_is_named():
     queue = SupportQueue(8, 4)
     with pytest.raises(ValueError, match="queue is empty"):
         choose_partners(torch.randn(2, 4), queue)
     queue.push(torch.randn(1, 4), ids=torch.tensor([0]))
-    with pytest.raises(ValueError, match="K >= 2"):
+    with pytest.raises(ValueError, match="queue holds 1 entry") as one_entry:
         choose_partners(torch.randn(2, 4), queue, policy="max")
+    assert "candidates" not in str(one_entry.value)
     with pytest.raises(ValueError, match="no queue entry is left"):
         choose_partners(torch.randn(1, 4), queue, policy="random", query_ids=torch.tensor([0]))
     with pytest.raises(ValueError, match="embeddings must be"):

@@ -1,5 +1,5 @@
 """End-to-end tests of the recipes on tiny synthetic data: every method x backbone x augment mode trains a
-few steps and writes results; a killed run resumes to the same number of steps and the same weights; DDP
+few steps and writes results; a stopped run resumes to the same number of steps and the same weights; DDP
 with 2 gloo processes on the CPU."""
 
 from __future__ import annotations
@@ -122,20 +122,20 @@ def test_mi_ablation_options_run(photometric, tmp_path):
 
 
 @pytest.mark.parametrize("method", ["simclr", "byol"])
-def test_killed_run_resumes_to_the_same_steps_and_weights(method, tmp_path):
-    """Stop after 5 of 8 steps (as if killed: the last checkpoint is from step 4), resume, and compare with an
-    uninterrupted run: same steps, same per-epoch losses, same final weights."""
+def test_stopped_run_resumes_to_the_same_steps_and_weights(method, tmp_path):
+    """--stop-after 5 of 8 steps saves a checkpoint at step 5 (between the checkpoints every 3 steps); --resume
+    then ends where an uninterrupted run does: same steps, same per-epoch losses, same final weights."""
     common = ["--backbone", "small_cnn", "--train-subset", "32", "--epochs", "2", "--checkpoint-every", "3"]
     full = run_recipe(method, tmp_path / "full", *common)
-    assert run_recipe(method, tmp_path / "killed", *common, "--stop-after", "5") == {}
-    assert not (tmp_path / "killed" / "results.json").exists()
-    ckpt = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
-    assert ckpt["state"]["step"] == 4
-    resumed = run_recipe(method, tmp_path / "killed", *common, "--resume")
+    assert run_recipe(method, tmp_path / "stopped", *common, "--stop-after", "5") == {}
+    assert not (tmp_path / "stopped" / "results.json").exists()
+    ckpt = torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=True)
+    assert ckpt["state"]["step"] == 5
+    resumed = run_recipe(method, tmp_path / "stopped", *common, "--resume")
     assert full["steps"] == resumed["steps"] == 8
     assert resumed["epoch_loss"] == pytest.approx(full["epoch_loss"], rel=1e-4)
     a = torch.load(tmp_path / "full" / "encoder.pt", weights_only=True)
-    b = torch.load(tmp_path / "killed" / "encoder.pt", weights_only=True)
+    b = torch.load(tmp_path / "stopped" / "encoder.pt", weights_only=True)
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
 
 

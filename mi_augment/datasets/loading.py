@@ -10,8 +10,13 @@ Names accepted by :func:`load_dataset`:
 ``default``        the embedded default: a fixed 10,000 / 2,000 image subset of Fashion-MNIST
 ``fashion_mnist``  all of Fashion-MNIST (Debian ``dataset-fashion-mnist`` files, or torchvision's download)
 ``cifar10``, ``cifar100``, ``stl10``  through torchvision (``--download`` where the web is reachable)
-``folder``         an ImageFolder tree under ``root`` (``root/train/<class>/*``, ``root/val/<class>/*``)
-``synthetic``      a tiny labelled set of oriented stripes, generated in memory (smoke tests)
+``folder``         an ImageFolder tree under ``root`` (``root/train/<class>/*``, ``root/val/<class>/*``; ``root``
+                   required), resized to 96 px unless ``image_size`` says otherwise
+``synthetic``      a small labelled set of oriented stripes (256 train / 64 test, 16 px), generated in memory
+                   (smoke tests)
+
+Datasets read from a folder (``fashion_mnist``, ``cifar*``, ``stl10``) use ``root``, else
+``$MI_AUGMENT_DATA_ROOT``, else ``./data`` (:func:`default_data_root`; :func:`data_root_used` says which).
 ``fmnist_scenes``  Fashion-MNIST garments tinted and composited onto crops of real video frames, 32 px by
                    default (:mod:`mi_augment.datasets.scenes`; 10,000 train / 10,000 test, generated once and
                    cached; clips from ``$MI_AUGMENT_SCENE_CLIPS`` or the shipped ones)
@@ -33,6 +38,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 DATASETS = ("default", "fashion_mnist", "cifar10", "cifar100", "stl10", "folder", "synthetic", "fmnist_scenes")
+
+#: the datasets that read (or download into) a data folder
+ROOT_DATASETS = ("fashion_mnist", "cifar10", "cifar100", "stl10", "folder")
 
 #: keep a dataset as one tensor (and on the GPU) when it is at most this many bytes
 RESIDENT_LIMIT_BYTES = 4 * 1024**3
@@ -240,7 +248,8 @@ def _folder(root: str | os.PathLike, image_size: int) -> tuple[ImageSet, ImageSe
         if (root / train_name).is_dir() and (root / test_name).is_dir():
             break
     else:
-        raise FileNotFoundError(f"{root} must hold train/<class>/* and val/<class>/* (or test/<class>/*) images")
+        raise FileNotFoundError(f"--dataset folder: {root} must hold train/<class>/* and val/<class>/* (or "
+                                "test/<class>/*) images")
     train_ds, test_ds = _FolderImages(root / train_name, image_size), _FolderImages(root / test_name, image_size)
     sets = []
     for ds in (train_ds, test_ds):
@@ -255,7 +264,7 @@ def _folder(root: str | os.PathLike, image_size: int) -> tuple[ImageSet, ImageSe
     return sets[0], sets[1], len(train_ds.classes)
 
 
-def synthetic(n_train: int = 96, n_test: int = 48, image_size: int = 16, channels: int = 3, num_classes: int = 4,
+def synthetic(n_train: int = 256, n_test: int = 64, image_size: int = 16, channels: int = 3, num_classes: int = 4,
               seed: int = 0) -> tuple[ImageSet, ImageSet]:
     """A tiny labelled set: class ``k`` is a stripe pattern at angle ``k * pi / num_classes`` with a random
     phase, frequency, tint and noise. Learnable in a few steps, so smoke tests also see non-trivial kNN."""
@@ -312,6 +321,35 @@ def channel_stats(images: ImageSet, max_images: int = 10_000) -> tuple[tuple[flo
     return tuple(x.mean(dim=(0, 2, 3)).tolist()), tuple(x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
 
 
+def default_data_root() -> str:
+    """The data folder used when none is given: ``$MI_AUGMENT_DATA_ROOT``, else ``"data"`` (relative to the
+    working directory).
+
+    Example:
+        >>> isinstance(default_data_root(), str)
+        True
+    """
+    return os.environ.get("MI_AUGMENT_DATA_ROOT", "data")
+
+
+def data_root_used(name: str, root: str | os.PathLike | None = None) -> str | None:
+    """The folder :func:`load_dataset` reads ``name`` from (None for the datasets that read no folder), with
+    where it comes from, for the run's log.
+
+    Example:
+        >>> data_root_used("cifar10", "/datasets")
+        '/datasets (--data-root)'
+        >>> data_root_used("synthetic") is None
+        True
+    """
+    if name not in ROOT_DATASETS:
+        return None
+    if root is not None:
+        return f"{root} (--data-root)"
+    source = "$MI_AUGMENT_DATA_ROOT" if "MI_AUGMENT_DATA_ROOT" in os.environ else "the default; --data-root to change"
+    return f"{default_data_root()} ({source})"
+
+
 def load_dataset(name: str, root: str | os.PathLike | None = None, *, image_size: int | None = None,
                  train_subset: int | None = None, test_subset: int | None = None, download: bool = False,
                  synthetic_channels: int = 3) -> ImageData:
@@ -326,7 +364,9 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, image_size
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
-    root = root if root is not None else os.environ.get("MI_AUGMENT_DATA_ROOT", "data")
+    if name == "folder" and root is None and "MI_AUGMENT_DATA_ROOT" not in os.environ:
+        raise ValueError("--dataset folder needs a root holding train/<class>/* and val/<class>/* images")
+    root = root if root is not None else default_data_root()
     num_classes = 10
     if name in ("default", "fashion_mnist"):
         train, test = fashion_mnist(root if name == "fashion_mnist" else None, download=download)

@@ -70,7 +70,8 @@ def run_demo_comparison(out_dir: str | Path, *, epochs: int = 3, seed: int = 0,
         argv = ["--dataset", "default", "--backbone", backbone, "--augment", mode, "--epochs", str(epochs),
                 "--batch-size", str(batch_size), "--seed", str(seed), "--out", str(out_dir / mode),
                 "--warmup-epochs", "1", "--linear-epochs", str(linear_epochs), "--checkpoint-every", "100000",
-                "--train-subset", str(train_subset), "--test-subset", str(test_subset), "--device", "auto"]
+                "--train-subset", str(train_subset), "--test-subset", str(test_subset), "--device", "auto",
+                "--overwrite"]
         if quiet:
             argv.append("--quiet")
         args = make_parser("SimCLR", lr=0.3, weight_decay=1e-6).parse_args(argv)

@@ -176,11 +176,20 @@ def choose_partners(query: Tensor, queue: SupportQueue | Tensor, policy: str | P
         raise ValueError(f"query must be a Tensor (B, dim={bank.shape[1]}), got "
                          f"{getattr(query, 'shape', type(query).__name__)}")
     if not bool(torch.isfinite(query).all()):
-        raise ValueError("query contains NaN or inf")
+        raise ValueError("query features contain NaN or inf (the encoder's embeddings of this batch): check the "
+                         "loss and learning rate, or the encoder's input")
+    if not bool(torch.isfinite(bank).all()):
+        rows = int((~torch.isfinite(bank)).any(1).sum())
+        raise ValueError(f"the queue's features contain NaN or inf ({rows} of {bank.shape[0]} entries): embeddings "
+                         "that diverged were pushed into it")
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
             math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     chooser = make_policy(policy, **policy_options)
+    if chooser.needs_scores and chooser.rank_based and bank.shape[0] < 2:
+        raise ValueError(f"policy {chooser.name!r} ranks the queue's entries, but the queue holds "
+                         "1 entry: push more embeddings before choosing partners (or use "
+                         "policy='random')")
 
     q = nn.functional.normalize(query.float(), dim=1)
     m = nn.functional.normalize(bank.to(q.device).float(), dim=1)
