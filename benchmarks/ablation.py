@@ -479,7 +479,8 @@ def run_cell(cell: Cell, budget_name: str, budget: dict[str, Any], runs: Path, d
     else:
         out = runs / budget_name / f"{cell.dataset}-{cell.arm.replace(':', '_')}-s{cell.seed}-{cell.key(budget_name, budget)}"
         argv = [*budget["recipe"], *data_args(budget, cell.dataset), *cell.flags, "--seed", str(cell.seed),
-                "--epochs", str(cell.epochs), "--out", str(out), "--resume", "--quiet", "--linear-epochs", "0",
+                "--epochs", str(cell.epochs), "--out", str(out),
+                *(["--resume"] if (out / "checkpoint.pt").is_file() else []), "--quiet", "--linear-epochs", "0",
                 "--test-subset", "500", "--device", str(device)]
         result = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() \
             else load_recipe("simclr").main(argv)
