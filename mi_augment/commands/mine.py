@@ -134,11 +134,17 @@ def mining_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def settings_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """``"name: x vs y"`` for every setting recorded in both ``a`` and ``b`` (see :func:`mining_settings`)
-    whose values differ; settings only one of them records are not compared."""
+    whose values differ; settings only one of them records are not compared.
+
+    Example:
+        >>> settings_differences({"patch_size": 16, "options": {"k": 3}}, {"patch_size": 32, "options": {"k": 3}})
+        ['patch_size: 16 vs 32']
+    """
     def flat(d: dict[str, Any]) -> dict[str, Any]:
         out = {"patch_size": d.get("patch_size")} if d.get("patch_size") is not None else {}
         for group in ("options", "video_options"):
-            out.update(d.get(group) or {})
+            if isinstance(d.get(group), dict):
+                out.update(d[group])
         return out
 
     fa, fb = flat(a), flat(b)
