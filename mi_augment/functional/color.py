@@ -22,9 +22,7 @@ measured reasons are at each one); ``mi_augment.kernel_options(fast_paths=False)
 
 from __future__ import annotations
 
-import collections
 import math
-import threading
 
 import kornia
 import torch
@@ -32,6 +30,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..core.options import current
+from .shading import (
+    cached_shading_basis,
+    render_shading_field,
+    shading_basis,
+    shading_cache_bytes,
+    shading_degree,
+    shading_size,
+)
 
 __all__ = [
     "srgb_to_linear",
@@ -108,124 +114,6 @@ def _luma(images: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Shading field
-# ---------------------------------------------------------------------------------------------------------
-def shading_size(degree: int) -> int:
-    """Number of shading coefficients ``S`` for a 2-D polynomial of total ``degree`` without its constant
-    term (the constant is the gain): 0 -> 0, 1 -> 2, 2 -> 5, 3 -> 9."""
-    if isinstance(degree, bool) or not isinstance(degree, int) or degree < 0:
-        raise ValueError(f"shading degree must be an integer >= 0, got {degree!r}")
-    return (degree + 1) * (degree + 2) // 2 - 1
-
-
-def shading_degree(size: int) -> int:
-    """Inverse of :func:`shading_size`; raises ``ValueError`` for a count that is not ``shading_size(d)``."""
-    d = 0
-    while shading_size(d) < size:
-        d += 1
-    if shading_size(d) != size:
-        raise ValueError(f"{size} shading coefficients do not form a complete polynomial basis; "
-                         f"expected one of {[shading_size(k) for k in range(5)]}")
-    return d
-
-
-def _legendre(n: int, t: Tensor) -> Tensor:
-    """Legendre polynomial ``P_n(t)`` by the three-term recurrence (orthogonal on [-1, 1])."""
-    p_prev, p = torch.ones_like(t), t
-    if n == 0:
-        return p_prev
-    for k in range(1, n):
-        p_prev, p = p, ((2 * k + 1) * t * p - k * p_prev) / (k + 1)
-    return p
-
-
-def shading_basis(height: int, width: int, degree: int, device=None, dtype=torch.float32) -> Tensor:
-    """The shading basis ``[S, H, W]`` at pixel centres of an ``H x W`` image.
-
-    Coordinates are normalised to [-1, 1] on both axes (``u`` across, ``v`` down), so coefficients mean the
-    same thing at every resolution. Basis function ``(i, j)`` with ``1 <= i + j <= degree`` is
-    ``P_i(u) * P_j(v)`` (Legendre polynomials), ordered by total degree then by ``j``: for degree 2 the
-    order is ``u, v, P2(u), u*v, P2(v)``. Legendre products are nearly orthogonal over the image, so the
-    field's mean log value is close to 0 and the gain keeps its meaning.
-    """
-    if height < 1 or width < 1:
-        raise ValueError(f"height and width must be >= 1, got {height} x {width}")
-    return _shading_basis(int(height), int(width), int(degree), torch.device(device or "cpu"), dtype).clone()
-
-
-#: Bound on the bytes of shading bases kept between calls (all sizes, devices and dtypes together, least
-#: recently used dropped first); a basis larger than this is built for its call and not kept. 128 MiB holds
-#: a 2000 x 1500 degree-2 float32 basis (60 MB) twice, or about 25 of 512 x 512.
-SHADING_CACHE_BYTES = 128 * 2**20
-_SHADING_CHUNK_BYTES = 32 * 2**20  # float64 working memory per block of rows while a basis is built
-_shading_cache: collections.OrderedDict[tuple, Tensor] = collections.OrderedDict()
-_shading_cache_lock = threading.Lock()
-
-
-def shading_cache_bytes() -> int:
-    """Bytes held by the memoised shading bases, at most :data:`SHADING_CACHE_BYTES`.
-
-    Example:
-        >>> _ = shading_basis(64, 64, 2)
-        >>> 0 < shading_cache_bytes() <= SHADING_CACHE_BYTES
-        True
-    """
-    with _shading_cache_lock:
-        return sum(t.numel() * t.element_size() for t in _shading_cache.values())
-
-
-def _build_shading_basis(height: int, width: int, degree: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """The basis in ``dtype``, built a block of rows at a time so the float64 products never need more than
-    ``_SHADING_CHUNK_BYTES`` (an 8000 x 8000 image asked for 2.56 GB at once)."""
-    u = (torch.arange(width, device=device, dtype=torch.float64) + 0.5) * (2.0 / width) - 1.0
-    v = (torch.arange(height, device=device, dtype=torch.float64) + 0.5) * (2.0 / height) - 1.0
-    orders = [(total - j, j) for total in range(1, degree + 1) for j in range(total + 1)]
-    out = torch.empty(len(orders), height, width, device=device, dtype=dtype)
-    across = {i: _legendre(i, u) for i in {i for i, _ in orders}}
-    down = {j: _legendre(j, v) for j in {j for _, j in orders}}
-    rows = max(1, _SHADING_CHUNK_BYTES // (8 * width))
-    for top in range(0, height, rows):
-        for k, (i, j) in enumerate(orders):
-            out[k, top:top + rows] = (down[j][top:top + rows, None] * across[i][None, :]).to(dtype)
-    return out
-
-
-def _shading_basis(height: int, width: int, degree: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """:func:`shading_basis`, memoised within :data:`SHADING_CACHE_BYTES` (a pure function of its arguments,
-    rebuilt on every call of a per-image transform otherwise). Callers must not modify the returned tensor."""
-    key = (height, width, degree, device, dtype)
-    with _shading_cache_lock:
-        if key in _shading_cache:
-            _shading_cache.move_to_end(key)
-            return _shading_cache[key]
-    basis = _build_shading_basis(height, width, degree, device, dtype)
-    size = basis.numel() * basis.element_size()
-    if size <= SHADING_CACHE_BYTES:
-        with _shading_cache_lock:
-            _shading_cache[key] = basis
-            held = sum(t.numel() * t.element_size() for t in _shading_cache.values())
-            while held > SHADING_CACHE_BYTES:
-                _, dropped = _shading_cache.popitem(last=False)
-                held -= dropped.numel() * dropped.element_size()
-    return basis
-
-
-def render_shading_field(coeffs: Tensor, height: int, width: int) -> Tensor:
-    """Render the multiplicative shading field ``exp(sum_k coeffs[:, k] * basis_k)`` as ``[B, 1, H, W]``.
-
-    ``coeffs`` is ``(B, S)`` with ``S`` one of :func:`shading_size`'s values (0 gives a field of ones). The
-    field is smooth (a low-order polynomial in the exponent) and can be rendered at any resolution.
-    """
-    if coeffs.ndim != 2:
-        raise ValueError(f"shading coefficients must have shape (B, S), got {tuple(coeffs.shape)}")
-    degree = shading_degree(coeffs.shape[1])
-    dtype = coeffs.dtype if coeffs.is_floating_point() else torch.float32
-    basis = _shading_basis(height, width, degree, coeffs.device, dtype)
-    log_field = torch.einsum("bs,shw->bhw", coeffs.to(dtype), basis)
-    return log_field.exp().unsqueeze(1)
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Physical illumination in linear RGB
 # ---------------------------------------------------------------------------------------------------------
 def _per_sample(x: Tensor, batch: int, name: str, width: int | None = None) -> Tensor:
@@ -288,7 +176,7 @@ def apply_illumination(images: Tensor, log_gain: Tensor, log_gamma: Tensor, shad
     if shading is not None and shading.shape[-1] > 0:
         shading = _per_sample(shading, b, "shading", shading.shape[-1]).to(images)
         ih, iw = (h - 2, w - 2) if ring else (h, w)
-        basis = _shading_basis(ih, iw, shading_degree(shading.shape[1]), images.device, images.dtype)
+        basis = cached_shading_basis(ih, iw, shading_degree(shading.shape[1]), images.device, images.dtype)
         log_field = torch.einsum("bs,shw->bhw", shading, basis).unsqueeze(1)  # (B, 1, H, W)
         if ring:
             log_field = F.pad(log_field, (1, 1, 1, 1), mode="reflect").contiguous()
