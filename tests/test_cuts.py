@@ -84,3 +84,5 @@ def test_shot_windows_with_given_cuts_and_bad_arguments():
         iter_shot_windows(frames, 0)
     with pytest.raises(ValueError, match="cuts must be 'auto'"):
         iter_shot_windows(frames, 4, cuts="sometimes")
+    with pytest.raises(ValueError, match="max_side must be an integer >= 1"):
+        frames_to_numpy(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), max_side=0)

@@ -42,6 +42,8 @@ def frames_to_numpy(frames: str | os.PathLike | Tensor | np.ndarray, *, max_side
 
     from .io import read_video
 
+    if max_side is not None:
+        max_side = check_positive_int(max_side, "max_side")
     if isinstance(frames, (str, os.PathLike)):
         frames = read_video(frames, max_side=max_side)
     if isinstance(frames, Tensor):
