@@ -54,7 +54,7 @@ def test_natural_arms_replace_only_the_colour_jitter():
 def test_byol_uses_the_papers_saturation_and_blur_starts_at_64_px():
     jitter = byol_views(96)[0][0]
     assert repr(jitter) == repr(method_views("byol", 96)[0][0])
-    assert "saturation=(0.8, 1.2)" in repr(jitter)  # 0.2, as in the BYOL paper (Grill et al. 2020, table 6)
+    assert "saturation=(0.8, 1.2)" in repr(jitter)  # 0.2, as in the BYOL paper (Grill et al. 2020)
     assert (blur_applies(63), blur_applies(64)) == (False, True)
     assert "GaussianBlur" not in _names(method_views("simclr", 63)[0])
     assert "GaussianBlur" in _names(method_views("simclr", 64)[0])
