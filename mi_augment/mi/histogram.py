@@ -11,13 +11,15 @@ from torch import Tensor
 
 from ..core.validation import check_finite, check_positive_int
 from ._common import (
-    DEFAULT_MAX_ELEMENTS,
     as_float_tensor,
     check_chunk_size,
     problems_per_chunk,
     run_chunked,
     same_device_and_dtype,
 )
+
+#: bytes of temporaries that one chunk of problems may take (without autograd): chunks are sized from it
+CHUNK_BYTES = 128 * 2**20
 
 
 def _scalar_samples(t: Any, name: str) -> Tensor:
@@ -97,7 +99,10 @@ def histogram_mi(
             the estimate is differentiable with respect to ``x`` and ``y``.
         bandwidth: standard deviation of the soft-binning kernel in data units; default half a bin width.
             Only used with ``soft=True``.
-        chunk_size: problems processed at once; by default chosen to keep temporaries near 128 MiB.
+        chunk_size: problems processed at once; by default as many as keep the temporaries of a chunk
+            within :data:`CHUNK_BYTES` (128 MiB). That bounds the computation, not the inputs: integer or
+            float16 inputs are first converted to float32 whole, and with gradients (``soft=True`` on inputs
+            that require them) autograd keeps about four ``(N, bins)`` tensors per problem until backward.
 
     Returns:
         MI of shape ``(...)`` on the inputs' device (float64 for float64 inputs, else float32), between 0
@@ -136,11 +141,16 @@ def histogram_mi(
 
     def hard(xc: Tensor, yc: Tensor) -> Tensor:
         b = xc.shape[0]
-        index = torch.arange(b, device=xc.device)[:, None] * (bins * bins)
+        # int32 bin indices (half of int64's bytes) while the chunk's joint tables fit them
+        itype = torch.int32 if b * bins * bins < 2**31 else torch.int64
+        index = None
         for t, fixed, stride in ((xc, x_range, bins), (yc, y_range, 1)):
             lo, span = _bounds(t, fixed)
-            which = ((t - lo) / span * bins).floor().clamp_(0, bins - 1).long()
-            index = index + which * stride
+            scaled = (t - lo).div_(span).mul_(bins).floor_().clamp_(0, bins - 1)  # one float temporary
+            which = scaled.to(itype)
+            del scaled
+            index = which.mul_(stride) if index is None else index.add_(which)
+        index.add_(torch.arange(b, device=xc.device, dtype=itype)[:, None] * (bins * bins))
         counts = torch.bincount(index.reshape(-1), minlength=b * bins * bins)
         return _mi_from_joint(counts.reshape(b, bins, bins).to(xc.dtype) / n)
 
@@ -151,14 +161,28 @@ def histogram_mi(
             lo, span = _bounds(t, fixed)
             sigma = (bandwidth / span) if bandwidth is not None else torch.full_like(span, 0.5 / bins)
             u = ((t - lo) / span).clamp(0, 1)  # (b, N) in [0, 1]
-            logits = -0.5 * ((u[..., None] - centres) / sigma[..., None]) ** 2
+            d = u[..., None] - centres  # (b, N, bins)
+            if d.requires_grad:
+                logits = -0.5 * (d / sigma[..., None]) ** 2
+            else:  # in place: one (b, N, bins) temporary instead of four
+                logits = d.div_(sigma[..., None]).square_().mul_(-0.5)
+            del d
             weights.append(torch.softmax(logits, dim=-1))  # (b, N, bins), each sample's mass sums to 1
+            del logits
         joint = torch.bmm(weights[0].transpose(1, 2), weights[1]) / n
         return _mi_from_joint(joint)
 
-    per_problem = n * bins * 3 if soft else n * 3
-    per_chunk = problems_per_chunk(per_problem, chunk_size, DEFAULT_MAX_ELEMENTS)
+    size = x.element_size()
+    tables = bins * bins * (8 + 4 * size)  # counts (int64) and the joint table's entropy terms
+    per_problem = n * bins * 4 * size + tables if soft else n * (8 + size) + tables
+    per_chunk = problems_per_chunk(per_problem, chunk_size, CHUNK_BYTES)
     return run_chunked(parzen if soft else hard, (xf, yf), per_chunk).reshape(batch_shape)
 
 
-__all__ = ["histogram_mi"]
+def mi_from_joint(joint: Tensor) -> Tensor:
+    """MI (nats) of normalised joint tables ``(B, bins, bins)``: the plug-in formula :func:`histogram_mi` uses,
+    for callers that count their own bins (the pair scorer's unit-range histogram)."""
+    return _mi_from_joint(joint)
+
+
+__all__ = ["histogram_mi", "mi_from_joint"]
