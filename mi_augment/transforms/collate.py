@@ -61,12 +61,13 @@ class MIPairCollate:
         ([(4, 3, 8, 8), (4, 3, 8, 8)], [0, 1, 2, 3])
     """
 
-    def __init__(self, transform: MIPairTransform | None = None, *, to_float: bool = True, image_key: str = "image",
-                 **kwargs: Any):
+    def __init__(self, transform: MIPairTransform | None = None, *, to_float: bool = True,
+                 image_key: str = "image", **kwargs: Any):
         self.transform = transform_or_kwargs(transform, kwargs)
         self.to_float = bool(to_float)
         if not isinstance(image_key, str) or not image_key:
-            raise TypeError(f"image_key must be a non-empty string (the image's key in dict samples), got {image_key!r}")
+            raise TypeError(f"image_key must be a non-empty string (the image's key in dict samples), "
+                            f"got {image_key!r}")
         self.image_key = image_key
 
     @staticmethod
@@ -103,7 +104,8 @@ class MIPairCollate:
         key = self.image_key
         for i, sample in enumerate(batch):
             if not isinstance(sample, Mapping):
-                raise TypeError(f"batch[{i}] is a {type(sample).__name__} but batch[0] is a dict; mix no sample kinds")
+                raise TypeError(f"batch[{i}] is a {type(sample).__name__} but batch[0] is a dict; samples must be "
+                                "all dicts or all not")
             if key not in sample:
                 raise KeyError(f"batch[{i}] has no {key!r} key (keys: {sorted(map(str, sample))}); pass "
                                f"MIPairCollate(image_key=...) naming the image's key")
