@@ -23,6 +23,7 @@ import torch
 
 from mi_augment.datasets.samples import NATURAL_CLIPS, sample_path
 from mi_augment.figures import save_figure
+from mi_augment.perturbations.fitting import describe_file
 from mi_augment.perturbations.motion import MotionModel
 from mi_augment.video.io import read_video
 
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, info in zip(args.clips, model.fit_info["clips"]):
         info["clip"] = name
         info["native_size"] = list(native[name])
+        info["file"] = describe_file(sample_path(name))  # the clips were read here, so record them here
     model.fit_info["fitted_on"] = {n: {"max_frames": MAX_FRAMES[n], "max_side": args.max_side} for n in args.clips}
     model.save(args.out)
     os.chmod(args.out, 0o644)  # package data must be readable by every user (temporary files are 0600)
