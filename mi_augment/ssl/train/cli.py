@@ -111,13 +111,29 @@ def _problems(args: argparse.Namespace):
     lo, hi = args.neighbour_quantiles
     if not 0 <= lo < hi <= 1:
         yield f"--neighbour-quantiles LO HI must satisfy 0 <= LO < HI <= 1, got {lo} {hi}"
-    for flag, name in (("--illumination-model", "illumination_model"), ("--motion-model", "motion_model")):
-        value = getattr(args, name, "default")
-        if value != "default" and not Path(value).is_file():
-            yield f"{flag} {value}: no such file (pass a model file written by `mi-augment fit`, or 'default')"
+    yield from _model_problems(args)
     for video in args.twin_video or []:
         if not Path(video).is_file():
             yield f"--twin-video {video}: no such file"
+
+
+def _model_problems(args: argparse.Namespace):
+    """``--illumination-model`` / ``--motion-model``: each file is loaded once here, so a wrong or broken file
+    stops the run before any work."""
+    from ...perturbations import IlluminationModel, MotionModel
+
+    for flag, name, cls in (("--illumination-model", "illumination_model", IlluminationModel),
+                            ("--motion-model", "motion_model", MotionModel)):
+        value = getattr(args, name, "default")
+        if value == "default":
+            continue
+        if not Path(value).is_file():
+            yield f"{flag} {value}: no such file (pass a model file written by `mi-augment fit`, or 'default')"
+            continue
+        try:
+            cls.from_spec(value, flag)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            yield f"{flag} {value} is not a usable {cls.__name__} file: {str(exc).splitlines()[0]}"
 
 
 def _data_flags(p: argparse.ArgumentParser) -> None:
