@@ -301,3 +301,13 @@ def test_apply_keeps_shape_and_range(b, c, h, w, seed):
     out = model.apply(x, model.sample(b, generator=gen))
     assert out.shape == x.shape and torch.isfinite(out).all()
     assert out.min() >= x.min() - 1e-5 and out.max() <= x.max() + 1e-5
+
+
+def test_fit_on_fewer_observations_than_the_minimum_is_refused_with_counts():
+    frames, _ = synthetic_clip(random_motions(5, seed=3))  # 6 frames: 5 usable pairs, one short of the 6-D minimum
+    model = MotionModel(max_side=None)
+    with pytest.raises(ValueError, match=r"only \d usable frame pairs \(\d rejected.*at least 7"):
+        model.fit(frames)
+    assert not model.is_fitted
+    estimates = model.estimate(frames)  # estimating alone is allowed: the counts are there to inspect
+    assert estimates.n_used + estimates.n_rejected == 5
