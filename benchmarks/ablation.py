@@ -57,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from benchmarks import shift_grid  # noqa: E402
 from benchmarks._common import load_script  # noqa: E402
 from mi_augment.core.artifact import atomic_write_bytes  # noqa: E402
 
@@ -110,6 +111,19 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "memory_subset": 10_000, "test_subset": None, "arms": ["B", "I", "O"],
         "seeds": [0, 1, 2, 3, 4], "linear_steps": 100, "calibration_images": 1024,
     },
+    # issue 22 (docs/results.md, rule of 2026-12-07): scenes from the training clips only, every cell also scored
+    # on held-out footage (track retrieval) and under two real shifts; F selects (max); Holm over hypotheses only
+    "cpu_shift": {
+        "recipe": ["--backbone", "small_cnn", "--batch-size", "256", "--hidden-dim", "512", "--warmup-epochs", "1"],
+        "epochs": 8, "datasets": ["fmnist_scenes"], "train_subset": 4000,
+        "memory_subset": 10_000, "test_subset": None,
+        "arms": ["B", "natural_matched", "natural_iso", "natural", "P", "F", "S_F", "natural_fitted_jitter"],
+        "seeds": [0, 1, 2, 3, 4, 5, 6, 7], "linear_steps": 100, "calibration_images": 1024,
+        "scene_clips": ["bikes", "vtest"], "held_out_clips": ["carphone", "tree"],
+        "metrics": [*METRICS, *shift_grid.SHIFT_METRICS], "primary": list(shift_grid.PRIMARY_METRICS),
+        "controls": ["S", "S_F", "natural_iso", "I", "R", "H", "RG", "TGtrue"],
+        "arm_flags": {"F": ["--augment", "mi", "--mi-scorer", "features", "--mi-policy", "max"]},
+    },
     "gpu": {  # one GPU: ResNet-18, every training image, full memory and test set
         "recipe": ["--backbone", "resnet18", "--batch-size", "512", "--hidden-dim", "2048", "--warmup-epochs", "1"],
         "epochs": 10, "datasets": ["fmnist_scenes", "fashion_mnist"], "train_subset": None, "memory_subset": None,
@@ -137,10 +151,18 @@ ARMS: dict[str, Arm] = {a.name: a for a in [
     Arm("B", ("--augment", "baseline"), controls=(), what="SimCLR augmentation of the recipe"),
     Arm("S", ("--augment", "baseline"), what="RandomResizedCrop scale matched to P's pair IoU and area"),
     Arm("P", ("--augment", "mi"), controls=("B", "S"), what="pixel-MI crop pairs"),
-    Arm("natural", ("--augment", "natural"), what="fitted natural models at fitted strength"),
-    Arm("natural_matched", ("--augment", "natural"), what="natural models, strength matched to ColorJitter"),
-    Arm("F", ("--augment", "mi", "--mi-scorer", "features", "--mi-policy", "band"), controls=("B", "S"),
+    Arm("natural", ("--augment", "natural"), controls=("B", "natural_iso"), what="fitted natural models at fitted strength"),
+    Arm("natural_matched", ("--augment", "natural"), controls=("B", "natural_iso"),
+        what="natural models, strength matched to ColorJitter"),
+    Arm("F", ("--augment", "mi", "--mi-scorer", "features", "--mi-policy", "band"), controls=("B", "S", "S_F"),
         images_per_sample=3.0, what="feature pointwise-MI pairs (InfoMin band), scored by the training encoder"),
+    Arm("S_F", ("--augment", "baseline"), built=False, what="RandomResizedCrop scale matched to F's kept pairs (F's own control)"),
+    Arm("natural_iso", ("--augment", "natural"), built=shift_grid.recipe_takes_models(),
+        what="control: a hand-set isotropic photometric density, strength matched like natural_matched"),
+    Arm("natural_fitted_jitter", ("--augment", "mi", "--mi-photometric", "both", "--mi-scorer", "iou", "--mi-policy",
+                                  "random"), built=shift_grid.recipe_takes_models(),
+        what="the natural models at fitted strength, then the baseline's views with their jitter (a random "
+             "candidate pair: the baseline's crops)"),
     Arm("C", ("--augment", "mi", "--mi-scorer", "crop-image", "--mi-policy", "threshold"), controls=("B", "S"),
         images_per_sample=3.0, what="crop-vs-image rejection (drop the lower half)"),
     Arm("I", ("--augment", "mi", "--mi-scorer", "iou", "--mi-policy", "max"),
@@ -308,7 +330,7 @@ def match_scale(target_iou: float, target_area: float, height: int, width: int, 
             "matched": e <= MATCH_TOLERANCE, "searched_scale_max": search_max}
 
 
-def match_natural_strength(images: torch.Tensor, seed: int = 0, iterations: int = 10) -> dict[str, Any]:
+def match_natural_strength(images: torch.Tensor, seed: int = 0, iterations: int = 10, model=None) -> dict[str, Any]:
     """The ``NaturalIllumination`` strength whose brightness spread equals ColorJitter's (the baseline's
     ``color_jitter``, p 0.8 included), by bisection on log2(strength) in [0, 7]
     (:meth:`NaturalIllumination.matching`)."""
@@ -319,16 +341,17 @@ def match_natural_strength(images: torch.Tensor, seed: int = 0, iterations: int 
         return color_jitter(x, torch.Generator().manual_seed(seed))
 
     def spread(strength: float) -> float:
-        out = NaturalIllumination(strength=strength)(images, generator=torch.Generator().manual_seed(seed))
+        out = NaturalIllumination(model, strength=strength)(images, generator=torch.Generator().manual_seed(seed))
         return brightness_spread(out, images)
 
-    strength = NaturalIllumination.matching(reference, images, seed=seed, batched=True, strength_range=(1.0, 2.0**7),
-                                            iterations=iterations).strength
+    strength = NaturalIllumination.matching(reference, images, model=model, seed=seed, batched=True,
+                                            strength_range=(1.0, 2.0**7), iterations=iterations).strength
     return {"strength": strength, "target_spread": brightness_spread(reference(images), images),
             "spread": spread(strength), "fitted_spread": spread(1.0)}
 
 
-def calibrate(arm: str, budget_name: str, budget: dict[str, Any], dataset: str, jsonl: Path) -> dict[str, Any]:
+def calibrate(arm: str, budget_name: str, budget: dict[str, Any], dataset: str, jsonl: Path,
+              runs: Path = ROOT / "runs" / "ablation") -> dict[str, Any]:
     """The calibration an arm needs (``S``: the matched scale; ``natural_matched``: the strength), computed
     once and stored in the JSONL."""
     n = budget["calibration_images"]
@@ -344,7 +367,13 @@ def calibrate(arm: str, budget_name: str, budget: dict[str, Any], dataset: str, 
         result = {"P": p, **match_scale(p["iou"], p["area"], h, w, search_max=has_flag("--crop-scale-max"))}
     else:
         data = load_training_data(budget, dataset)
-        result = match_natural_strength(data.train.images[:n].float() / 255.0)
+        model = None
+        if budget.get("held_out_clips"):  # the grid's own models, refitted without the held-out clips
+            from mi_augment.perturbations import IlluminationModel
+
+            paths = shift_grid.natural_models(budget, runs / budget_name / "natural_models")
+            model = IlluminationModel.load(ROOT / paths["illumination_iso" if arm == "natural_iso" else "illumination"])
+        result = match_natural_strength(data.train.images[:n].float() / 255.0, model=model)
     record = {"kind": "calibration", "key": key, "arm": arm, "dataset": dataset, "budget": budget_name, **result,
               "seconds": time.perf_counter() - tic}
     append_jsonl(jsonl, record)
@@ -356,14 +385,22 @@ def arm_flags(arm: str, budget_name: str, budget: dict[str, Any], dataset: str, 
     spec = ARMS[arm]
     if not spec.built:
         raise NotImplementedError(f"arm {arm!r} ({spec.what}) is not built yet: see {ISSUE}")
-    flags, cal = list(spec.flags), None
+    flags, cal = list(budget.get("arm_flags", {}).get(arm, spec.flags)), None
+    if budget.get("held_out_clips") and arm.startswith("natural"):
+        # leave the held-out clips out: models refitted on the training clips (shift_grid.natural_models)
+        if not shift_grid.recipe_takes_models():
+            raise NotImplementedError(f"arm {arm!r} on budget {budget_name!r} needs the recipe flags --illumination-model"
+                                      " / --motion-model (models refitted without the held-out clips)")
+        models = shift_grid.natural_models(budget, runs / budget_name / "natural_models")
+        flags += ["--illumination-model", models["illumination_iso" if arm == "natural_iso" else "illumination"],
+                  "--motion-model", models["motion"]]
     if arm == "S":
         cal = calibrate("S", budget_name, budget, dataset, jsonl)
         flags += ["--crop-scale-min", str(cal["scale_min"])]
         if cal["searched_scale_max"]:
             flags += ["--crop-scale-max", str(cal["scale_max"])]
-    elif arm == "natural_matched":
-        cal = calibrate("natural_matched", budget_name, budget, dataset, jsonl)
+    elif arm in ("natural_matched", "natural_iso"):
+        cal = calibrate(arm, budget_name, budget, dataset, jsonl, runs)
         flags += ["--natural-strength", str(cal["strength"]), "--natural-motion-strength", str(motion_strength)]
     elif arm in ("TG", "RG"):
         cal = group_twins(budget_name, budget, jsonl, runs / "group_twins")
@@ -446,11 +483,14 @@ class Cell:
 
 
 def evaluate(encoder, budget: dict[str, Any], dataset: str, device: torch.device) -> dict[str, float]:
+    """The i.i.d. protocol, and on budgets with held-out clips every metric of issue 22's rule as well."""
     from mi_augment.ssl.evaluate import evaluate_frozen
 
     data = load_eval_data(budget, dataset).to(device)
-    return evaluate_frozen(encoder, data.memory, data.test, data.num_classes, device,
-                           linear_steps=budget["linear_steps"])
+    out = evaluate_frozen(encoder, data.memory, data.test, data.num_classes, device, linear_steps=budget["linear_steps"])
+    if budget.get("held_out_clips"):
+        out.update(shift_grid.shift_metrics(encoder, data.memory, data.num_classes, budget, device))
+    return out
 
 
 def build_initial_encoder(budget: dict[str, Any], dataset: str, seed: int):
@@ -565,9 +605,14 @@ def holm(pvalues: list[float]) -> list[float]:
     return out
 
 
-def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(records: list[dict[str, Any]], metrics: tuple[str, ...] | list[str] = METRICS,
+              primary: tuple[str, ...] | list[str] = (PRIMARY,), controls: tuple[str, ...] | list[str] = ()
+              ) -> dict[str, Any]:
     """Per dataset: mean / sd per arm, paired differences vs ``B`` and vs each matched control (95 % t CI,
-    Holm across every comparison of the dataset on each metric), the sanity gate and the verdicts."""
+    Holm across the comparisons of the dataset on each metric), the sanity gate and the verdicts.
+
+    ``controls`` (the rule of 2026-12-07): those arms' checks against ``B`` stay out of the Holm family and keep
+    their raw p-value. With several ``primary`` metrics each arm gets one verdict per metric."""
     cells = {}
     for r in records:
         if r.get("kind") == "cell":
@@ -583,8 +628,8 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
             row = {"arm": arm, "seeds": sorted(r["seed"] for r in rs), "images_per_step": rs[0]["images_per_step"],
                    "train_seconds": sum(r["train_seconds"] for r in rs) / len(rs),
                    "eval_seconds": sum(r["eval_seconds"] for r in rs) / len(rs)}
-            for m in METRICS:
-                vals = [r[m] for r in rs if m in r]
+            for m in metrics:
+                vals = [r[m] for r in rs if m in r and r[m] is not None]
                 if vals:
                     mean = sum(vals) / len(vals)
                     row[m] = mean
@@ -600,30 +645,35 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
                                                           if c != "B"])
             for ctrl in against:
                 ctrl_arm = f"B_compute:{arm}" if ctrl == "B_compute" else ctrl
-                for m in METRICS:
+                for m in metrics:
                     diffs = [cells[(dataset, arm, s)][m] - cells[(dataset, ctrl_arm, s)][m]
-                             for (d, a, s) in cells if d == dataset and a == arm
-                             and (dataset, ctrl_arm, s) in cells and m in cells[(dataset, arm, s)]]
+                             for (d, a, s) in cells if d == dataset and a == arm and (dataset, ctrl_arm, s) in cells
+                             and cells[(dataset, arm, s)].get(m) is not None
+                             and cells[(dataset, ctrl_arm, s)].get(m) is not None]
                     if diffs:
                         mean, lo, hi, p = t_interval(diffs)
                         comparisons.append({"arm": arm, "vs": ctrl_arm, "metric": m, "n": len(diffs), "mean": mean,
                                             "ci_low": lo, "ci_high": hi, "p": p, "diffs": diffs})
-        for m in METRICS:  # Holm over the arm comparisons (not the sanity gate) of each metric
-            family = [c for c in comparisons if c["metric"] == m and c["vs"] != "untrained"]
+        for m in metrics:  # Holm over the arm comparisons (not the sanity gate, not the controls) of each metric
+            family = [c for c in comparisons if c["metric"] == m and c["vs"] != "untrained" and c["arm"] not in controls]
             for c, adj in zip(family, holm([c["p"] for c in family])):
                 c["p_holm"] = adj
         s_cal = [r for r in records if r.get("kind") == "calibration" and r.get("arm") == "S"
                  and r.get("dataset") == dataset]
         s_matched = bool(s_cal[-1]["matched"]) if s_cal else None
-        gate = {c["metric"]: c for c in comparisons if c["vs"] == "untrained"}
+        gate = {c["metric"]: c for c in comparisons if c["vs"] == "untrained" and c["metric"] in METRICS}
         gate_ok = bool(gate) and all(c["ci_low"] > 0 for c in gate.values()) if gate else False
         verdicts = {}
         for arm in arms:
             if arm in ("B", "untrained") or arm.startswith("B_compute"):
                 continue
-            mine = [c for c in comparisons if c["arm"] == arm and c["metric"] == PRIMARY and c["vs"] != "untrained"]
-            verdicts[arm] = verdict(mine, gate_ok)
-            if s_matched is False and any(c["vs"] == "S" for c in mine):
+            if arm in controls:
+                verdicts[arm] = "control (raw p, not in the Holm family)"
+                continue
+            per_metric = {m: verdict([c for c in comparisons if c["arm"] == arm and c["metric"] == m
+                                      and c["vs"] != "untrained"], gate_ok) for m in primary}
+            verdicts[arm] = per_metric[primary[0]] if len(primary) == 1 else per_metric
+            if s_matched is False and any(c["vs"] == "S" and c["arm"] == arm for c in comparisons):
                 verdicts[arm] = "inconclusive (S not matched to P within 0.02)"
         out[dataset] = {"rows": rows, "comparisons": comparisons, "sanity_gate_passed": gate_ok, "verdicts": verdicts,
                         "S_matched": s_matched}
@@ -678,14 +728,14 @@ def markdown(summary: dict[str, Any]) -> str:
 
 def figure(summary: dict[str, Any], path: Path) -> Path | None:
     """Bars: each arm's paired difference to ``B`` on the primary metric, with its 95 % t CI, per dataset."""
-    from mi_augment.figures import _plt, save_figure
+    from mi_augment.figures import pyplot, save_figure
 
     panels = [(d, [c for c in s["comparisons"] if c["vs"] == "B" and c["metric"] == PRIMARY])
               for d, s in summary.items()]
     panels = [(d, cs) for d, cs in panels if cs]
     if not panels:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), squeeze=False)
     for ax, (dataset, cs) in zip(axes[0], panels):
         x = range(len(cs))
@@ -725,6 +775,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     budget = BUDGETS[args.budget]
+    shift_grid.use_training_clips(budget)
     arms = args.arms.split(",") if args.arms else budget["arms"]
     datasets = args.datasets.split(",") if args.datasets else budget["datasets"]
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else budget["seeds"]
@@ -756,8 +807,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       + "  ".join(f"{m} {record[m]:.2f}" for m in METRICS if m in record)
                       + f"  ({record['train_seconds']:.0f} s train, {record['eval_seconds']:.0f} s eval)", flush=True)
     records = [r for r in read_jsonl(jsonl) if r.get("kind") != "cell" or r.get("budget") == args.budget]
-    summary = summarise(records)
-    table = markdown(summary)
+    summary = summarise(records, budget.get("metrics", METRICS), budget.get("primary", (PRIMARY,)),
+                        budget.get("controls", ()))
+    table = markdown(summary) if "primary" not in budget else shift_grid.markdown(summary, budget, records)
     report = {"command": command, "budget": args.budget, "jsonl": str(jsonl), "summary": summary,
               "calibrations": [r for r in records if r.get("kind") == "calibration"], "markdown": table}
     atomic_write_bytes(jsonl.with_name(jsonl.stem + "_summary.json"), json.dumps(report, indent=1).encode())

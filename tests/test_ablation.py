@@ -119,6 +119,32 @@ def test_verdicts_follow_the_rule(ablation):
     assert not s["sanity_gate_passed"] and s["verdicts"]["P"].startswith("inconclusive")
 
 
+def test_the_shift_rule_keeps_controls_out_of_holm_and_gives_a_verdict_per_primary_metric(ablation):
+    """Rule of 2026-12-07: Holm over hypothesis tests only; one verdict per primary metric."""
+    up = [1.0, 1.2, 0.9, 1.1, 1.05]
+    records = _records({"natural_iso": up, "natural_matched": [2 * u for u in up], "P": [0.1, -0.1, 0.0, 0.05, -0.05]})
+    for r in records:  # a primary metric that only natural_matched moves
+        r["retrieval_top1_gap16"] = r["knn_top1_k20"] + (3.0 if r["arm"] == "natural_matched" else 0.0)
+    metrics = ("knn_top1_k20", "knn_top1_k200", "linear_top1", "retrieval_top1_gap16")
+    s = ablation.summarise(records, metrics, ("knn_top1_k20", "retrieval_top1_gap16"), ("natural_iso",))["d"]
+    by = {(c["arm"], c["vs"], c["metric"]): c for c in s["comparisons"]}
+    control = by[("natural_iso", "B", "knn_top1_k20")]
+    assert "p_holm" not in control and s["verdicts"]["natural_iso"].startswith("control")
+    # the family is natural_matched (vs B and vs natural_iso) and P: three tests
+    hyp = by[("natural_matched", "B", "retrieval_top1_gap16")]
+    assert hyp["p_holm"] >= hyp["p"] and hyp["p_holm"] <= 3 * hyp["p"] + 1e-12
+    assert s["verdicts"]["natural_matched"]["retrieval_top1_gap16"] == "helps"
+    assert s["verdicts"]["P"]["knn_top1_k20"] == "no detectable difference"
+
+
+def test_detectable_effect_shrinks_with_seeds_and_grows_with_tests():
+    from benchmarks.shift_grid import detectable_effect
+
+    assert detectable_effect(0.5, 8, 6) < detectable_effect(0.5, 5, 6)
+    assert detectable_effect(0.5, 8, 6) > detectable_effect(0.5, 8, 1)
+    assert detectable_effect(1.0, 8, 6) == pytest.approx(2 * detectable_effect(0.5, 8, 6))
+
+
 def test_summary_markdown_and_figure(ablation, tmp_path):
     summary = ablation.summarise(_records({"S": [0.0, 0.1, -0.1, 0.05, 0.0], "P": [1.0, 1.2, 0.9, 1.1, 1.05]}))
     table = ablation.markdown(summary)
