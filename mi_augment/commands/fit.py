@@ -45,7 +45,12 @@ def model_class(name: str):
 
 
 def print_summary(model, elapsed: float | None = None) -> None:
-    """Observations used and rejected (and why), the sources, and the fitted ranges next to the prior's."""
+    """Print observations used and rejected (and why), the sources, and the fitted ranges next to the prior's.
+
+    Args:
+        model: a fitted illumination or motion model.
+        elapsed: seconds the fit took, shown when given.
+    """
     info = model.fit_info
     comps = getattr(model.density, "components", None)
     pairs = info.get("n_pairs_used", info.get("n_used", "?"))
@@ -64,7 +69,16 @@ def print_summary(model, elapsed: float | None = None) -> None:
 
 
 def source_files(fit_info: dict) -> list[dict]:
-    """The ``{"name", "size", "sha256"}`` records of the files a model was fitted on (empty for tensors)."""
+    """The ``{"name", "size", "sha256"}`` records of the files a model was fitted on (empty for tensors).
+
+    Args:
+        fit_info: a fitted model's ``fit_info`` (illumination keeps ``sources``, motion ``clips``).
+
+    Example:
+        >>> record = {"name": "a.mp4", "size": 3, "sha256": "ab"}
+        >>> source_files({"clips": [{"file": record}, {"clip": "clip 1"}]})
+        [{'name': 'a.mp4', 'size': 3, 'sha256': 'ab'}]
+    """
     per_source = fit_info.get("sources") or {}
     clips = fit_info.get("clips") or []
     found = [v.get("file") for v in per_source.values()] + [c.get("file") for c in clips]
@@ -72,7 +86,12 @@ def source_files(fit_info: dict) -> list[dict]:
 
 
 def summary_table(model) -> str:
-    """Fitted ranges (median [5 %, 95 %]) next to the hand-tuned prior's (ColorJitter / RandomAffine-like)."""
+    """A Markdown table: fitted ranges (median [5 %, 95 %]) next to the hand-tuned prior's (ColorJitter /
+    RandomAffine-like).
+
+    Args:
+        model: a fitted illumination or motion model.
+    """
     from ..perturbations.illumination import IlluminationModel, format_summary
 
     if isinstance(model, IlluminationModel):
