@@ -30,7 +30,7 @@ def _size(size: Any) -> tuple[int, int]:
 
 
 def _box(box: Any) -> tuple[float, float, float, float]:
-    values = box.detach().reshape(-1).tolist() if isinstance(box, torch.Tensor) else np.asarray(box).reshape(-1)
+    values = box.detach().reshape(-1).tolist() if isinstance(box, torch.Tensor) else list(np.asarray(box).reshape(-1))
     x1, y1, x2, y2 = (float(v) for v in values) if len(values) == 4 else (math.nan,) * 4
     if not (x1 < x2 and y1 < y2):  # also rejects NaN
         raise ValueError(f"box must be (x1, y1, x2, y2) with x1 < x2 and y1 < y2, got {list(values)}")
@@ -121,10 +121,12 @@ def resized_crop(image: np.ndarray, box: Any, size: Any, flip: bool = False) -> 
     sx = max(1, math.ceil(float(np.float32(np.float32(x2) - np.float32(x1)) / np.float32(w))))
     sy = max(1, math.ceil(float(np.float32(np.float32(y2) - np.float32(y1)) / np.float32(h))))
     m = crop_matrix((x1, y1, x2, y2), (h, w), flip, (sy, sx))
-    out = warp_affine(image, m, (h * sy, w * sx), padding_mode="border", inverse=True)
+    cv2 = opencv()
+    out = cv2.warpAffine(image, m, (w * sx, h * sy), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_REPLICATE)
     if sx > 1 or sy > 1:  # the mean of each bin's sy x sx samples
-        out = as_hwc(opencv().resize(out, (w, h), interpolation=opencv().INTER_AREA), image.shape[2])
-    return out
+        out = cv2.resize(out, (w, h), interpolation=cv2.INTER_AREA)
+    return as_hwc(out, image.shape[2])
 
 
 def gaussian_blur(image: np.ndarray, kernel_size: Any, sigma: float) -> np.ndarray:
