@@ -20,6 +20,16 @@ Pipelines (every one makes two views per image):
   p 0.2), the crop pair plain or MI-chosen: the like-for-like rows.
 * ``*_per_image``: the pipeline called on one PIL image at a time (PIL views out), as a DataLoader worker runs
   it. CPU only.
+* ``albumentations_simclr_per_image``: albumentations (2.0.8) per numpy uint8 image, the same SimCLR recipe
+  (``RandomResizedCrop``, ``HorizontalFlip``, ``ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8)``, ``ToGray(p=0.2)``):
+  the fastest per-image peer, OpenCV kernels on uint8. CPU only.
+* ``albumentations_natural_per_image``: albumentations' nearest natural-style pipeline: the crop and flip, then
+  brightness / contrast, gamma, a smooth illumination field (``Illumination``), a small ``Affine`` camera move
+  and a ``MotionBlur`` (every step p=1, as our natural models render every draw). CPU only.
+* ``ours_uint8_*_per_image``: the same draws as the ``ours_*`` rows (``plan`` / ``choose``, each view
+  transform's ``make_params``), rendered by the CPU uint8 backend (``mi_augment.functional.uint8``) on the
+  numpy image, scored by its ``candidate_scores``: the kernels composed here by hand until the transform's
+  per-image path calls them. CPU only.
 
 Images are synthetic smooth RGB uint8 (content does not change the cost), 32x32 for 32 px views, 96x96 for
 96 px and 256x256 for 224 px. Every pipeline is warmed up, then all are measured in ``--rounds`` interleaved
@@ -123,9 +133,108 @@ def ours(size: int, variant: str):
     raise ValueError(variant)
 
 
+def albumentations_pipeline(size: int, kind: str):
+    import albumentations as A
+
+    crop = [A.RandomResizedCrop((size, size), scale=(0.08, 1.0)), A.HorizontalFlip()]
+    if kind == "simclr":
+        return A.Compose(crop + [A.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8), A.ToGray(p=0.2)])
+    return A.Compose(crop + [A.RandomBrightnessContrast(p=1.0), A.RandomGamma(p=1.0), A.Illumination(p=1.0),
+                             A.Affine(translate_percent=(-0.03, 0.03), rotate=(-3, 3), scale=(0.97, 1.03), p=1.0),
+                             A.MotionBlur(blur_limit=3, p=1.0)])
+
+
+def _flat_views(params):
+    """``(1, V, ...)`` params of one image as ``(V, ...)`` (one row per view)."""
+    import dataclasses
+
+    return type(params)(**{f.name: getattr(params, f.name).flatten(0, 1) for f in dataclasses.fields(params)})
+
+
+def ours_uint8(size: int, variant: str):
+    """``ours(size, variant)``'s draws rendered by the CPU uint8 kernels: a function of one PIL image -> PIL views."""
+    from PIL import Image
+
+    from mi_augment.functional import uint8 as U
+    from mi_augment.transforms import ColorJitter, GaussianBlur, RandomGrayscale
+
+    t = ours(size, variant)
+    g = torch.Generator().manual_seed(0)
+    scored = t.policy.needs_scores
+
+    def draws(c: int, h: int, w: int) -> list[list]:
+        """Each view's ``(transform, params or None)`` list: every gate in one ``rand``, and each transform's
+        ``make_params`` once for all the views whose pipeline holds it."""
+        pipelines = t.view_transforms
+        gates = torch.rand(sum(len(p) for p in pipelines), generator=g).tolist()
+        shared = {}
+        for pipe in pipelines:
+            for tr in pipe:
+                if id(tr) not in shared:
+                    views = sum(tr in p for p in pipelines)
+                    shared[id(tr)] = (tr.make_params(torch.empty(views, c, h, w), generator=g), [0])
+        out, at = [], 0
+        for pipe in pipelines:
+            mine = []
+            for tr in pipe:
+                params, used = shared[id(tr)]
+                mine.append((tr, params.index(used[0]) if gates[at] < tr.p else None))
+                used[0] += 1
+                at += 1
+            out.append(mine)
+        return out
+
+    def pipeline(view, steps):
+        for tr, p in steps:
+            if p is None:
+                continue
+            if isinstance(tr, ColorJitter):
+                view = U.color_jitter(view, p.brightness, p.contrast, p.saturation, p.hue, p.order[0].tolist())
+            elif isinstance(tr, RandomGrayscale):
+                view = U.rgb_to_grayscale(view, view.shape[2])
+            elif isinstance(tr, GaussianBlur):
+                view = U.gaussian_blur(view, tr.kernel_for(*view.shape[:2]), float(p.sigma))
+            else:
+                raise TypeError(type(tr).__name__)
+        return view
+
+    def run(pil):
+        image = U.to_hwc_uint8(pil)
+        h, w, c = image.shape
+        candidates = t.plan(torch.empty(1, c, h, w), generator=g)
+        scores = None
+        if scored:
+            scores = torch.from_numpy(U.candidate_scores(image, candidates.boxes[0], t.proxy_size, t.scorer.bins,
+                                                         t.scale[0])).float()[None]
+        params = t.choose(candidates, scores, generator=g).params
+        boxes = params.boxes[0]
+        models = []
+        if t.perturbations:
+            side = torch.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+            zoom = (max(h, w) / side)[None]
+            for model, p in zip(t.perturbations, params.perturbations):
+                frame = model.to_view_frame(p, zoom) if hasattr(model, "to_view_frame") else p
+                models.append((model, _flat_views(frame)))
+        views, steps = [], draws(c, *t.size)
+        for v in range(t.n_views):
+            view = U.resized_crop(image, boxes[v], t.size, bool(params.flip[0, v]))
+            for model, p in models:
+                if hasattr(p, "log_gain"):
+                    view = U.illuminate(view, p, v)
+                else:
+                    view = U.apply_motion(view, p, v, padding_mode=model.config["padding_mode"])
+            view = pipeline(view, steps[v])
+            views.append(Image.fromarray(view[:, :, 0] if c == 1 else view))
+        return tuple(views)
+
+    return run
+
+
 METHODS = ["torchvision_v1_pil", "torchvision_v2_batch", "kornia", "ours_random", "ours_k8", "ours_k8_jitter",
            "ours_simclr_random", "ours_simclr_k8", "ours_random_per_image", "ours_k8_per_image",
-           "ours_simclr_random_per_image", "ours_simclr_k8_per_image"]
+           "ours_simclr_random_per_image", "ours_simclr_k8_per_image", "albumentations_simclr_per_image",
+           "albumentations_natural_per_image", "ours_uint8_simclr_random_per_image", "ours_uint8_simclr_k8_per_image",
+           "ours_uint8_random_per_image", "ours_uint8_k8_per_image"]
 
 
 def _pipelines(size: int, device: str, methods: list[str], batch: int) -> list[tuple[str, object, int]]:
@@ -150,6 +259,21 @@ def _pipelines(size: int, device: str, methods: list[str], batch: int) -> list[t
             t = kornia_simclr(size).to(device)
             x = images_u8.to(device).float() / 255.0
             out.append((method, lambda t=t, x=x: (t(x), t(x)), batch))
+        elif method.startswith("albumentations_"):  # numpy uint8 HWC in and out, its native type
+            if device != "cpu":
+                continue
+            t = albumentations_pipeline(size, method.split("_")[1])
+            n = min(batch, 64)
+            arrays = [img.permute(1, 2, 0).numpy().copy() for img in images_u8[:n]]
+            out.append((method, lambda t=t, arrays=arrays: [(t(image=a)["image"], t(image=a)["image"])
+                                                            for a in arrays], n))
+        elif method.startswith("ours_uint8_"):
+            if device != "cpu":
+                continue
+            t = ours_uint8(size, method[len("ours_uint8_"):-len("_per_image")])
+            n = min(batch, 64)
+            pil = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in images_u8[:n]]
+            out.append((method, lambda t=t, pil=pil: [t(p) for p in pil], n))
         elif method.endswith("_per_image"):  # the DataLoader-worker way: one PIL image per call, PIL views out
             if device != "cpu":
                 continue
@@ -181,11 +305,16 @@ def bench_size(size: int, device: str, seconds: float, methods: list[str], batch
         r = sorted(rates[method])
         rows.append({"method": method, "size": size, "input_side": INPUT_SIDE[size], "batch": n,
                      "pairs_per_s": r[-1], "pairs_per_s_median": r[len(r) // 2], "rounds": r})
-        print(f"  {size:>3} px  {method:<22} {r[-1]:>12,.0f} pairs/s (best of {rounds})", flush=True)
-    base = next((r["pairs_per_s"] for r in rows if r["method"] == "torchvision_v1_pil"), None)
-    for r in rows:
-        r["ratio_vs_torchvision_v1_pil"] = None if base is None else r["pairs_per_s"] / base
+        print(f"  {size:>3} px  {method:<36} {r[-1]:>10,.0f} pairs/s (best of {rounds})", flush=True)
+    for peer in PEERS:
+        base = next((r["pairs_per_s"] for r in rows if r["method"] == peer), None)
+        for r in rows:
+            r[f"ratio_vs_{peer}"] = None if base is None else r["pairs_per_s"] / base
     return rows
+
+
+#: the rows every row is compared with: torchvision's SimCLR per PIL image and albumentations' per numpy image
+PEERS = ("torchvision_v1_pil", "albumentations_simclr_per_image")
 
 
 def machine_info(device: str, threads: int) -> dict:
@@ -197,6 +326,11 @@ def machine_info(device: str, threads: int) -> dict:
 
         info["torchvision"] = torchvision.__version__
         info["kornia"] = kornia.__version__
+        import albumentations
+        import cv2
+
+        info["albumentations"] = albumentations.__version__
+        info["opencv"] = cv2.__version__
     except ImportError:  # pragma: no cover
         pass
     try:
@@ -220,11 +354,18 @@ LABELS = {"torchvision_v1_pil": "torchvision v1, PIL per image", "torchvision_v2
           "ours_random_per_image": "ours, random, PIL per image", "ours_k8_per_image": "ours, K=8, PIL per image",
           "ours_simclr_random": "ours, simclr unscored", "ours_simclr_k8": "ours, simclr K=8",
           "ours_simclr_random_per_image": "ours, simclr unscored, PIL per image",
-          "ours_simclr_k8_per_image": "ours, simclr K=8, PIL per image"}
+          "ours_simclr_k8_per_image": "ours, simclr K=8, PIL per image",
+          "albumentations_simclr_per_image": "albumentations SimCLR, numpy per image",
+          "albumentations_natural_per_image": "albumentations natural-style, numpy per image",
+          "ours_uint8_simclr_random_per_image": "ours uint8 kernels, simclr unscored, per image",
+          "ours_uint8_simclr_k8_per_image": "ours uint8 kernels, simclr K=8, per image",
+          "ours_uint8_random_per_image": "ours uint8 kernels, natural unscored, per image",
+          "ours_uint8_k8_per_image": "ours uint8 kernels, natural K=8, per image"}
 
 
 def plot(report: dict, path: Path) -> Path:
-    """Grouped bars: pairs/s of every pipeline relative to torchvision v1 per image, one group per size."""
+    """Grouped bars, one panel per peer (torchvision v1 per image, albumentations per image): pairs/s of every
+    pipeline relative to that peer, one group per size."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -235,24 +376,26 @@ def plot(report: dict, path: Path) -> Path:
     rows = report["results"]
     sizes = sorted({r["size"] for r in rows})
     methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
-    fig, ax = plt.subplots(figsize=(8.5, 3.6))
+    peers = [p for p in PEERS if any(r.get(f"ratio_vs_{p}") is not None for r in rows)] or [PEERS[0]]
+    fig, axes = plt.subplots(len(peers), 1, figsize=(10, 3.6 * len(peers)), squeeze=False)
     width = 0.8 / max(len(methods), 1)
-    for i, m in enumerate(methods):
-        vals = []
-        for size in sizes:
-            r = next((r for r in rows if r["method"] == m and r["size"] == size), None)
-            vals.append(float("nan") if r is None or r["ratio_vs_torchvision_v1_pil"] is None
-                        else r["ratio_vs_torchvision_v1_pil"])
-        xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(sizes))]
-        bars = ax.bar(xs, vals, width, label=LABELS.get(m, m))
-        ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
-    ax.axhline(1.0, color="black", lw=0.8, ls="--")
-    ax.set_xticks(range(len(sizes)), [f"{s} px" for s in sizes])
-    ax.set_ylabel("pairs/s relative to\ntorchvision v1 per image")
+    for ax, peer in zip(axes[:, 0], peers):
+        for i, m in enumerate(methods):
+            vals = []
+            for size in sizes:
+                r = next((r for r in rows if r["method"] == m and r["size"] == size), None)
+                ratio = None if r is None else r.get(f"ratio_vs_{peer}")
+                vals.append(float("nan") if ratio is None else ratio)
+            xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(sizes))]
+            bars = ax.bar(xs, vals, width, label=LABELS.get(m, m))
+            ax.bar_label(bars, fmt="%.2f", fontsize=5, padding=1)
+        ax.axhline(1.0, color="black", lw=0.8, ls="--")
+        ax.set_xticks(range(len(sizes)), [f"{s} px" for s in sizes])
+        ax.set_ylabel(f"pairs/s relative to\n{LABELS.get(peer, peer)}", fontsize=8)
     info = report["machine"]
-    ax.set_title(f"Two-view pairs per second on {info.get('device', 'cpu')}, {info.get('torch_threads')} thread(s) "
-                 f"(git {str(info.get('git_sha') or '?')[:7]})", fontsize=9)
-    ax.legend(fontsize=7, ncol=2, frameon=False)
+    axes[0, 0].set_title(f"Two-view pairs per second on {info.get('device', 'cpu')}, {info.get('torch_threads')} "
+                         f"thread(s) (git {str(info.get('git_sha') or '?')[:7]})", fontsize=9)
+    axes[0, 0].legend(fontsize=6, ncol=3, frameon=False)
     return save_figure(fig, path)
 
 
@@ -291,11 +434,11 @@ def main(argv: list[str] | None = None) -> int:
     report = {"command": command.strip(), "machine": info, "total_seconds": time.perf_counter() - started,
               "results": rows}
     out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"\n{'size':>4}  {'method':<22} {'pairs/s':>12} {'vs tv v1':>9}")
+    print(f"\n{'size':>4}  {'method':<36} {'pairs/s':>10} {'vs tv v1':>9} {'vs album':>9}")
     for r in rows:
-        ratio = r["ratio_vs_torchvision_v1_pil"]
-        print(f"{r['size']:>4}  {r['method']:<22} {r['pairs_per_s']:>12,.0f} "
-              f"{'' if ratio is None else f'{ratio:8.2f}x':>9}")
+        ratios = [r.get(f"ratio_vs_{peer}") for peer in PEERS]
+        print(f"{r['size']:>4}  {r['method']:<36} {r['pairs_per_s']:>10,.0f} "
+              + " ".join(f"{'' if x is None else f'{x:8.2f}x':>9}" for x in ratios))
     print(f"wrote {out}")
     if args.figure:
         print(f"wrote {plot(report, Path(args.figure))}")
