@@ -260,3 +260,12 @@ def test_example_script_runs(capsys):
                    run_name="example")
     printed = capsys.readouterr().out
     assert "view 0: image (48, 48, 3) uint8" in printed and "view 1:" in printed
+
+
+def test_pair_normalised_views_come_back_as_float_not_clamped():
+    """Issue 24 item 1 at this edge: normalised views of a uint8 image are float32 with their negative half."""
+    out = MIPair(size=16, normalize=True, seed=0)(image=_image())
+    for view in out["views"]:
+        assert view.dtype == np.float32 and view.shape == (16, 16, 3)
+        assert view.min() < 0.0  # the negative half a uint8 view would lose
+    assert MIPair(size=16, seed=0)(image=_image())["image"].dtype == np.uint8

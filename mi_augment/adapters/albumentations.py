@@ -8,7 +8,8 @@
   masks, bboxes and keypoints cropped, resized and flipped as each view's box.
 
 Images are numpy ``HxW`` or ``HxWxC`` arrays, uint8 or float32 in [0, 1] (albumentations' conventions),
-returned with the same shape rules and dtype.
+returned with the same shape rules and dtype; :class:`MIPair`'s views that leave [0, 1] (``normalize=``, or a
+``Normalize`` among its view transforms) come back as float32, never clamped.
 
 **Return convention of** :class:`MIPair` (put it last in the ``Compose``: transforms after it see view 0 only)::
 
@@ -100,6 +101,16 @@ def _to_tensor(image: Any, name: str = "image") -> Tensor:
         raise ValueError(f"{name} is a float image with values outside [0, 1] (min {np.nanmin(arr):.4g}, max "
                          f"{np.nanmax(arr):.4g}); albumentations float images are in [0, 1]")
     return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1)
+
+
+def _view_to_numpy(x: Tensor, like: np.ndarray) -> np.ndarray:
+    """A pair's view as :func:`_to_numpy`, except that a view outside [0, 1] (``normalize=`` or a ``Normalize``
+    in its pipeline) comes back as float32, unclamped, as albumentations' own ``Normalize`` returns it."""
+    lo, hi = (float(v) for v in torch.aminmax(x))
+    if lo < -1e-3 or hi > 1.0 + 1e-3:
+        out = x.detach().permute(1, 2, 0).numpy().astype(np.float32)
+        return np.ascontiguousarray(out[:, :, 0] if like.ndim == 2 else out)
+    return _to_numpy(x, like)
 
 
 def _to_numpy(x: Tensor, like: np.ndarray) -> np.ndarray:
@@ -381,7 +392,7 @@ class MIPair(_TorchSeeded, DualTransform):
             raise ValueError("MIPair needs an image= argument")
         image = data["image"]
         views, info = self.transform(_to_tensor(image), generator=self.generator, return_info=True)
-        return {"views": tuple(_to_numpy(v, image) for v in views), "pair_params": info.params,
+        return {"views": tuple(_view_to_numpy(v, image) for v in views), "pair_params": info.params,
                 "boxes": info.params.boxes[0].double().numpy(), "flip": info.params.flip[0].numpy()}
 
     # -- one view's geometry: the crop box (x1, y1, x2, y2) in input pixels, resized to (h, w), then flipped --
@@ -461,7 +472,7 @@ class MIPair(_TorchSeeded, DualTransform):
     def _replay(self, image: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, ...]:
         """Another image target rendered with the same views' params (same boxes, flips and draws)."""
         views = self.transform(_to_tensor(image), params=params["pair_params"])
-        return tuple(_to_numpy(v, image) for v in views)
+        return tuple(_view_to_numpy(v, image) for v in views)
 
     def _view_targets(self, kwargs: dict[str, Any], keys: list[str], params: dict[str, Any], view: int
                       ) -> dict[str, Any]:
