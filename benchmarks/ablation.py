@@ -124,6 +124,17 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "controls": ["S", "S_F", "natural_iso", "I", "R", "H", "RG", "TGtrue"],
         "arm_flags": {"F": ["--augment", "mi", "--mi-scorer", "features", "--mi-policy", "max"]},
     },
+    # cpu_shift on one GPU (benchmarks/run_gpu_ablation.sh with BUDGET=gpu_shift): ResNet-18, every training image
+    "gpu_shift": {
+        "recipe": ["--backbone", "resnet18", "--batch-size", "512", "--hidden-dim", "2048", "--warmup-epochs", "1"],
+        "epochs": 10, "datasets": ["fmnist_scenes"], "train_subset": None, "memory_subset": None, "test_subset": None,
+        "arms": ["B", "natural_matched", "natural_iso", "natural", "P", "F", "natural_fitted_jitter"],
+        "seeds": [0, 1, 2], "linear_steps": 300, "calibration_images": 2048,
+        "scene_clips": ["bikes", "vtest"], "held_out_clips": ["carphone", "tree"],
+        "metrics": [*METRICS, *shift_grid.SHIFT_METRICS], "primary": list(shift_grid.PRIMARY_METRICS),
+        "controls": ["S", "S_F", "natural_iso", "I", "R", "H", "RG", "TGtrue"],
+        "arm_flags": {"F": ["--augment", "mi", "--mi-scorer", "features", "--mi-policy", "max"]},
+    },
     "gpu": {  # one GPU: ResNet-18, every training image, full memory and test set
         "recipe": ["--backbone", "resnet18", "--batch-size", "512", "--hidden-dim", "2048", "--warmup-epochs", "1"],
         "epochs": 10, "datasets": ["fmnist_scenes", "fashion_mnist"], "train_subset": None, "memory_subset": None,

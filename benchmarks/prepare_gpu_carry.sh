@@ -4,6 +4,7 @@
 #   .gpu_carry/whl   kornia + kornia_rs wheels for the GPU image's Python 3.12 (it has torch, opencv,
 #                    scikit-learn, matplotlib, tqdm, pytest and hypothesis already)
 #   .gpu_carry/data  the sample clips (bikes, carphone, vtest, tree, memorial) and Fashion-MNIST's 4 files
+#   .gpu_carry/models  issue 22's refitted natural models (runs/ablation/cpu_shift/natural_models), if present
 # Then on the GPU machine:  bash benchmarks/run_gpu.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,4 +24,7 @@ fm = fashion_mnist_dir()
 for f in fm.glob("*-ubyte.gz"):
     shutil.copy(f, ".gpu_carry/data/")
 PY
+# issue 22's natural models, refitted without the held-out clips (BUDGET=gpu_shift), when a CPU grid made them
+mkdir -p .gpu_carry/models
+cp runs/ablation/cpu_shift/natural_models/*.json .gpu_carry/models/ 2>/dev/null || true
 du -sh .gpu_carry

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The matched-control ablation of issue 11 on one GPU, in one device call (timeout_s <= 470).
+# The matched-control ablation of issue 11 (and, with BUDGET=gpu_shift, issue 22's) on one GPU, in one device
+# call (timeout_s <= 470).
 # ResNet-18, every training image, 10 epochs, arms x 3 seeds as parallel processes (most informative
 # first: P, B, S, then natural_matched (the one arm ahead on CPU, unconfirmed there), crop selection's oracle O
 # and its overlap control I (fmnist_scenes only), the feature-scored F and the cross-image N, then natural;
@@ -15,6 +16,10 @@
 #   LIMIT=seconds (default 440), PARALLEL=processes (default 6), EPOCHS, SEEDS, ARMS, DATASETS override.
 #   ARMS=P,B,S,TG,RG adds the twin route's positive control (its calibration step mines 24 group videos once:
 #   about 100 s of one core before any cell starts, so it is not in the default arms).
+#   BUDGET=gpu_shift runs issue 22's grid (docs/results.md, rule of 2026-12-07): scenes from the training clips,
+#   every cell also scored by track retrieval on the held-out clips and kNN@20 under both shifts; arms B,
+#   natural_matched, natural_iso, natural, P, F, natural_fitted_jitter. Its natural models (refitted without the
+#   held-out clips, ~200 s of CPU) come from .gpu_carry/models when prepare_gpu_carry.sh found them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
@@ -35,8 +40,15 @@ else
       .gpu_carry/whl/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/site"
   fi
   [ -d .gpu_carry/data ] && export MI_AUGMENT_DATA="$PWD/.gpu_carry/data" MI_AUGMENT_FASHION_MNIST="$PWD/.gpu_carry/data"
-  BUDGET=gpu; DEVICE=cuda; DATASETS="${DATASETS:-fmnist_scenes,fashion_mnist}"
-  ARMS="${ARMS:-P,B,S,natural_matched,O,I,F,N,natural}"; SEEDS="${SEEDS:-0,1,2}"; EPOCHS="${EPOCHS:-10}"
+  BUDGET="${BUDGET:-gpu}"; DEVICE=cuda
+  if [ "$BUDGET" = gpu_shift ]; then
+    DATASETS="${DATASETS:-fmnist_scenes}"; ARMS="${ARMS:-B,natural_matched,natural_iso,natural,P,F,natural_fitted_jitter}"
+    mkdir -p "${RUNS:-/tmp/mi_augment_ablation_runs}/gpu_shift/natural_models"
+    cp .gpu_carry/models/*.json "${RUNS:-/tmp/mi_augment_ablation_runs}/gpu_shift/natural_models/" 2>/dev/null || true
+  else
+    DATASETS="${DATASETS:-fmnist_scenes,fashion_mnist}"; ARMS="${ARMS:-P,B,S,natural_matched,O,I,F,N,natural}"
+  fi
+  SEEDS="${SEEDS:-0,1,2}"; EPOCHS="${EPOCHS:-10}"
   PARALLEL="${PARALLEL:-6}"; LIMIT="${LIMIT:-440}"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 fi
