@@ -136,10 +136,10 @@ class IlluminationModel(PerturbationModel):
         pairs_per_gap: at most this many pairs per gap and clip (anchors evenly spaced).
         symmetric: also add the inverse of each estimated change (time reversal), so the fitted
             distribution does not depend on which frame came first.
-        dark, saturated: sRGB thresholds of usable pixels (see :func:`estimate_pair`).
+        dark, saturated: sRGB thresholds of usable pixels (see :func:`.fitting.estimate_pair`).
         min_correlation: alignment correlation below which a video pair is rejected (hard cut, new scene).
         min_inliers: pairs whose robust fit keeps fewer inliers than this share are rejected.
-        max_residual: pairs whose robust residual scale (relative sRGB error, see :func:`estimate_pair`)
+        max_residual: pairs whose robust residual scale (relative sRGB error, see :func:`.fitting.estimate_pair`)
             exceeds this are rejected: the scene itself changed (a hand in front of the lens, leaves
             moving, a person covering most of the frame) and the photometric model does not explain it.
         max_log_gain: video pairs with a brightness-equivalent change beyond this (nats) are rejected as
