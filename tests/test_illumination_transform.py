@@ -23,20 +23,7 @@ def jitter():
     return NaturalIllumination(IlluminationModel.uniform(0.4, 0.4, 0.4, 0.1))
 
 
-@pytest.mark.parametrize("check", checkers.ALL_CHECKS, ids=lambda c: c.__name__)
-def test_contract_with_the_default_model(natural, check):
-    check(natural, X)
-
-
-@pytest.mark.parametrize("check", checkers.ALL_CHECKS, ids=lambda c: c.__name__)
-def test_contract_with_the_colorjitter_prior(jitter, check):
-    check(jitter, X)
-
-
-@pytest.mark.parametrize("factory", [lambda p: NaturalIllumination(p=p),
-                                     lambda p: NaturalIllumination(IlluminationModel.uniform(), p=p)])
-def test_identity_at_p0(factory):
-    checkers.check_identity_at_p0(factory, X)
+# the shared battery runs once per transform in tests/test_registry.py (default model and ColorJitter prior)
 
 
 def test_greyscale_images(natural, jitter):
@@ -78,12 +65,6 @@ def test_bad_models_are_refused():
 
 def test_repr_names_the_model(natural):
     assert "IlluminationModel" in repr(natural) and "p=1.0" in repr(natural)
-
-
-@pytest.mark.cuda
-def test_cpu_equals_cuda(natural, jitter):
-    for t in (natural, jitter):
-        checkers.check_cpu_equals_cuda(t, X)
 
 
 def test_model_accepts_an_instance_default_or_a_saved_file(tmp_path):

@@ -19,26 +19,7 @@ def natural():
     return NaturalMotion()
 
 
-@pytest.mark.parametrize("check", checkers.ALL_CHECKS, ids=lambda c: c.__name__)
-def test_contract_with_the_default_model(natural, check):
-    check(natural, X)
-
-
-@pytest.mark.parametrize("check", [checkers.check_batch_equals_singles, checkers.check_replay,
-                                   checkers.check_no_input_mutation], ids=lambda c: c.__name__)
-def test_contract_with_strong_motion(check):
-    # large warps and long streaks exercise the per-sample kernels
-    model = MotionModel.uniform(max_translation=0.2, max_rotation=20, scale=(0.8, 1.25), max_blur=0.1)
-    check(NaturalMotion(model), X)
-
-
-def test_identity_at_p0():
-    checkers.check_identity_at_p0(lambda p: NaturalMotion(p=p), X)
-
-
-@pytest.mark.cuda
-def test_cpu_equals_cuda(natural):
-    checkers.check_cpu_equals_cuda(natural, X)
+# the shared battery runs once per transform in tests/test_registry.py (default and strong motion)
 
 
 def test_default_p_applies_to_every_sample(natural):

@@ -28,6 +28,9 @@ REGISTRY = {
     "NaturalIllumination[strength=4]": lambda p=1.0: T.NaturalIllumination(IlluminationModel.default(), p=p,
                                                                            strength=4.0),
     "NaturalMotion[strength=4]": lambda p=1.0: T.NaturalMotion(MotionModel.default(), p=p, strength=4.0),
+    # large warps and long streaks exercise the per-sample kernels
+    "NaturalMotion[strong]": lambda p=1.0: T.NaturalMotion(MotionModel.uniform(
+        max_translation=0.2, max_rotation=20, scale=(0.8, 1.25), max_blur=0.1), p=p),
     "ColorJitter": lambda p=1.0: T.ColorJitter(0.4, 0.4, 0.4, 0.1, p=p),
     "ColorJitter[ranges]": lambda p=1.0: T.ColorJitter((0.5, 1.5), (0.2, 1.8), 0.9, (-0.5, 0.5), p=p),
     "RandomGrayscale": lambda p=0.5: T.RandomGrayscale(p=p),

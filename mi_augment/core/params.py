@@ -78,6 +78,17 @@ class Params:
     def _map(self: P, fn) -> P:
         return type(self)(**{k: _map_value(v, fn) for k, v in self._tensors().items()})
 
+    def map(self: P, fn) -> P:
+        """New params of the same type with ``fn`` applied to every tensor (nested params and tuples too).
+
+        Example:
+            >>> from mi_augment.perturbations.motion import MotionModel
+            >>> params = MotionModel.default().identity_params(6)
+            >>> params.map(lambda t: t.reshape(2, 3, *t.shape[1:])).translation.shape
+            torch.Size([2, 3, 2])
+        """
+        return self._map(fn)
+
     def to(self: P, device: Any) -> P:
         """The params on ``device``; ``self`` (params are immutable) when every tensor already is there."""
         if isinstance(device, (str, torch.device)) and _all_on(self, torch.device(device)):

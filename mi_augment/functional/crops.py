@@ -115,8 +115,10 @@ def _bilinear_crop(images: Tensor, boxes: Tensor, out_h: int, out_w: int, flips:
     ``boxes`` ``(B, P, 4)``, ``flips`` ``(B, P)`` or None; returns ``(B * P, C, out_h, out_w)``. The P crops
     of an image are sampled as one tall grid of that image (the images are never copied P times).
     """
-    b, c = images.shape[:2]
+    b, c, h, w = images.shape
     p = boxes.shape[1]
+    if b == 1 and h > 1 and w > 1 and images.device.type == "cpu":  # one image: positions by numpy
+        return _bilinear_crop_one(images, boxes[0], flips, out_h, out_w).view(c, p, out_h, out_w).transpose(0, 1)
     b64 = boxes.to(torch.float64)
     j = torch.arange(out_w, device=images.device, dtype=torch.float64) + 0.5
     i = torch.arange(out_h, device=images.device, dtype=torch.float64) + 0.5
@@ -128,24 +130,25 @@ def _bilinear_crop(images: Tensor, boxes: Tensor, out_h: int, out_w: int, flips:
     return _sample_separable(images, xs, ys).transpose(1, 2).reshape(b * p, c, out_h, out_w)
 
 
-def _bilinear_crop_one(image: Tensor, boxes: Tensor, flips: Tensor, out_h: int, out_w: int) -> Tensor:
-    """Speed path of :func:`_bilinear_crop` for one CPU image ``(1, C, H, W)`` (``H, W > 1``) and its boxes
-    ``(P, 4)`` with flips ``(P,)``: the same float64 sampling positions (the same IEEE operations in the same
-    order, by numpy: a few vector ops instead of ~25 tensor ops) and one ``grid_sample``. Returns
+def _bilinear_crop_one(image: Tensor, boxes: Tensor, flips: Tensor | None, out_h: int, out_w: int) -> Tensor:
+    """:func:`_bilinear_crop` for one CPU image ``(1, C, H, W)`` (``H, W > 1``) and its boxes ``(P, 4)``: the
+    same float64 sampling positions (the same IEEE operations in the same order, by numpy: a few vector ops
+    instead of ~25 tensor ops, a DataLoader worker's per-image cost) and one ``grid_sample``. Returns
     ``(1, C, P * out_h, out_w)``: crop ``p`` is rows ``p * out_h`` to ``(p + 1) * out_h``."""
     h, w = image.shape[-2:]
     p = boxes.shape[0]
     b64 = boxes.detach().cpu().numpy().astype(np.float64)
     j = np.arange(out_w, dtype=np.float64) + 0.5
     i = np.arange(out_h, dtype=np.float64) + 0.5
-    j = np.where(flips.cpu().numpy()[:, None], out_w - j, j)  # (P, out_w)
+    if flips is not None:
+        j = np.where(flips.reshape(p).cpu().numpy()[:, None], out_w - j, j)  # (P, out_w)
     xs = b64[:, 0:1] + j * ((b64[:, 2:3] - b64[:, 0:1]) / out_w) - 0.5
     ys = b64[:, 1:2] + i * ((b64[:, 3:4] - b64[:, 1:2]) / out_h) - 0.5
     grid = np.empty((p, out_h, out_w, 2), dtype=np.float32 if image.dtype == torch.float32 else np.float64)
     grid[..., 0] = (xs * (2.0 / (w - 1)) - 1.0)[:, None, :]  # rounded to the image's dtype, as .to() does
     grid[..., 1] = (ys * (2.0 / (h - 1)) - 1.0)[:, :, None]
-    return F.grid_sample(image, torch.from_numpy(grid).view(1, p * out_h, out_w, 2), mode="bilinear",
-                         padding_mode="border", align_corners=True)
+    return F.grid_sample(image, torch.from_numpy(grid).to(image.dtype).view(1, p * out_h, out_w, 2),
+                         mode="bilinear", padding_mode="border", align_corners=True)
 
 
 def _sample_separable(images: Tensor, xs: Tensor, ys: Tensor) -> Tensor:

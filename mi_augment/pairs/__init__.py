@@ -1,4 +1,9 @@
-"""Candidate crop-pair sampling and MI-guided selection (see docs/mi_pairs.md).
+"""Candidate crop-pair sampling and MI-guided selection (see docs/mi_pairs.md): the four steps of
+:class:`~mi_augment.transforms.MIPairTransform`, each public and replayable.
+
+* steps: :func:`plan_candidates` (:mod:`.plan`), :func:`score_candidates` (:mod:`.score`),
+  :func:`choose_candidate` (:mod:`.choose`) and :func:`render_views` / :func:`run_view_pipelines`
+  (:mod:`.render`, the one renderer of a pair's views, for one image and for batches).
 
 * :class:`BoxSampler`: vectorised RandomResizedCrop boxes, many candidates per image in one call.
 * scorers: :class:`PixelMIScorer` (MI of aligned proxy pixels, the default), :class:`FeatureScorer`
@@ -10,7 +15,9 @@
   ``"topk"``, ``"softmax"``, ``"random"``).
 """
 
+from .choose import PairInfo, choose_candidate, replay_info
 from .controls import ObjectCoverageScorer, OverlapScorer, box_coverage
+from .plan import PairCandidates, PairParams, plan_candidates
 from .policies import (
     POLICIES,
     BandPolicy,
@@ -23,7 +30,9 @@ from .policies import (
     TopKPolicy,
     make_policy,
 )
+from .render import render_views, run_view_pipelines, view_matrices
 from .sampler import BoxSampler, box_iou_pairs
+from .score import score_candidates
 from .scorers import (
     INPUT_KINDS,
     SCORERS,
@@ -43,4 +52,6 @@ __all__ = [
     "MaxPolicy", "MinPolicy", "ObjectCoverageScorer", "OverlapScorer", "PixelMIScorer", "Policy", "RandomPolicy",
     "Scorer", "SoftmaxPolicy", "ThresholdPolicy", "TopKPolicy", "box_coverage", "box_iou_pairs", "check_scores",
     "make_policy", "make_scorer", "pointwise_mi", "render_proxies", "scorer_input_kind",
+    "PairCandidates", "PairInfo", "PairParams", "choose_candidate", "plan_candidates", "render_views",
+    "replay_info", "run_view_pipelines", "score_candidates", "view_matrices",
 ]

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..core.random import as_float32, rand
+from ..core.random import rand
 from ..core.validation import check_range
 
 __all__ = [
@@ -189,30 +189,6 @@ class ThresholdPolicy(Policy):
         keep = mask & ((scores > cut) | (n_drop == 0))
         best = mask & (scores >= scores.masked_fill(~mask, -math.inf).amax(1, keepdim=True))
         return _uniform_over(torch.where(keep.any(1, keepdim=True), keep, best))
-
-    def _select_one(self, scores: list[float], generator: torch.Generator | None) -> int | None:
-        """Speed path of ``select(scores[None], generator)[0]`` for one image's finite float32 scores as
-        numbers (no mask): the same keep rule, the same one uniform draw and the same float32 inverse-CDF
-        arithmetic (``cumsum`` accumulates in float64 and rounds each partial sum). None (nothing drawn)
-        where it does not apply."""
-        k = len(scores)
-        if (k < 2 or (generator is not None and generator.device.type != "cpu")
-                or type(self)._probabilities is not ThresholdPolicy._probabilities
-                or type(self)._draw is not Policy._draw or type(self).select_and_keep is not Policy.select_and_keep):
-            return None
-        n_drop = min(math.floor(self.drop * float(k) + 1e-9), k - 1)
-        cut = sorted(scores)[max(n_drop - 1, 0)]
-        keep = [s > cut or n_drop == 0 for s in scores]
-        if not any(keep):
-            top = max(scores)
-            keep = [s >= top for s in scores]
-        q = as_float32(1.0 / sum(keep))  # _uniform_over's float32 1 / count
-        u = rand((1, 1), generator, "cpu").item()
-        cdf, acc = [], 0.0
-        for kept in keep:
-            acc += q if kept else 0.0
-            cdf.append(as_float32(acc))
-        return min(sum(as_float32(c / cdf[-1]) <= u for c in cdf), k - 1)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..core.options import current
 from ..core.random import rand
 from ..core.validation import check_positive_int, check_range
 
@@ -63,6 +64,8 @@ class BoxSampler:
         width = check_positive_int(width, "width")
         n = math.prod(shape)
         u = rand((n, 2 * self.tries + 2), generator, device)
+        if n <= 64 and u.device.type == "cpu" and current().fast_paths:  # a DataLoader worker's few boxes
+            return self._from_uniform_small(u, height, width).view(*shape, 4)
         return self._from_uniform(u, height, width).view(*shape, 4)
 
     def _bounds(self, height: int, width: int) -> tuple[float, float, float, float, float, float]:
@@ -94,9 +97,9 @@ class BoxSampler:
         xy1 = (side - wh).clamp_min(0) * u[:, 2 * t:]
         return torch.cat([xy1, torch.minimum(xy1 + wh, side)], 1).float()
 
-    def _from_uniform_few(self, u: Tensor, height: int, width: int) -> Tensor:
-        """:meth:`_from_uniform` with a speed path for a few boxes on the CPU (one image's, in a DataLoader
-        worker): the same float64 arithmetic by numpy (IEEE operations in the same order) instead of ~40 tiny
+    def _from_uniform_small(self, u: Tensor, height: int, width: int) -> Tensor:
+        """:meth:`_from_uniform` for a few boxes on the CPU (one image's, in a DataLoader worker): the same
+        float64 arithmetic by numpy (IEEE operations in the same order) instead of ~40 tiny
         tensor ops; the two ``exp`` stay torch calls on tensors laid out as there (its vector and scalar loops
         may differ in the last bit). Bounds that cannot be met and other devices take :meth:`_from_uniform`."""
         t = self.tries
@@ -126,7 +129,7 @@ class BoxSampler:
 
     def _from_uniform_python(self, u: Tensor, height: int, width: int,
                              bounds: tuple[float, float, float, float, float, float]) -> Tensor:
-        """:meth:`_from_uniform_few` on Python floats (IEEE float64 operations, the same order)."""
+        """:meth:`_from_uniform_small` on Python floats (IEEE float64 operations, the same order)."""
         t = self.tries
         lo_area, hi_area, lo_log, hi_log, feas_lo, feas_hi = bounds
         rows = u.tolist()  # float32 values, exact as Python floats (as .double() is)

@@ -128,7 +128,7 @@ def _unit_range_histogram_mi(x: Tensor, y: Tensor, bins: int, finite: bool = Fal
     reports bad input) for anything else: integer or mismatched inputs, NaN / inf, or too many problems for
     exact float indices. ``finite=True``: the caller knows the inputs are finite (the check is skipped).
     """
-    from ..mi.histogram import _mi_from_joint
+    from ..mi.histogram import mi_from_joint
 
     if (not x.is_floating_point() or x.dtype != y.dtype or x.shape != y.shape or x.ndim < 2
             or x.shape[-1] < 2 or x.device != y.device):
@@ -143,7 +143,7 @@ def _unit_range_histogram_mi(x: Tensor, y: Tensor, bins: int, finite: bool = Fal
     index.add_((yf * bins).floor_().clamp_(0, bins - 1))
     index.add_(torch.arange(problems, device=x.device, dtype=x.dtype)[:, None] * (bins * bins))
     counts = torch.bincount(index.view(-1).to(torch.int32), minlength=problems * bins * bins)
-    return _mi_from_joint(counts.view(problems, bins, bins).to(x.dtype) / n).reshape(batch_shape)
+    return mi_from_joint(counts.view(problems, bins, bins).to(x.dtype) / n).reshape(batch_shape)
 
 
 class PixelMIScorer:
@@ -154,6 +154,7 @@ class PixelMIScorer:
         estimator: a name in ``mi_augment.mi.ESTIMATORS`` (``"histogram"`` by default) or a callable
             ``(x (..., N), y (..., N)) -> (...)``.
         bins: histogram bins per axis (histogram estimator only).
+        proxy_size: side of the square grid both crops are rendered on (``proxy_size ** 2`` pixel pairs).
         **options: passed on to the estimator (e.g. ``soft=True`` for the histogram estimator). The histogram
             estimator bins over the fixed range ``(0, 1)`` of luma values unless ``range=`` is given: a nearly
             flat crop then fills one or two bins and scores about 0, instead of having its noise stretched
@@ -162,7 +163,8 @@ class PixelMIScorer:
 
     input_kind = "luma"
 
-    def __init__(self, estimator: str | Callable[..., Tensor] = "histogram", bins: int = 16, **options: Any):
+    def __init__(self, estimator: str | Callable[..., Tensor] = "histogram", bins: int = 16, proxy_size: int = 32,
+                 **options: Any):
         if isinstance(estimator, str):
             from .. import mi
 
@@ -172,6 +174,7 @@ class PixelMIScorer:
             raise TypeError(f"estimator must be a name or a callable, got {type(estimator).__name__}")
         self.estimator = estimator
         self.bins = check_positive_int(bins, "bins", minimum=2)
+        self.proxy_size = check_positive_int(proxy_size, "proxy_size", minimum=2)
         self.options = dict(options)
         if estimator == "histogram":
             self.options.setdefault("range", (0.0, 1.0))
@@ -191,42 +194,11 @@ class PixelMIScorer:
         # sample-based estimators take (..., N, D) samples
         return fn(proxy_a.unsqueeze(-1), proxy_b.unsqueeze(-1), **self.options)
 
-    def _score_views(self, proxies: Tensor) -> Tensor | None:
-        """Speed path for one image's finite float32 proxies ``(V, K, N)`` of ``V`` views (rendered from a
-        clamped image): ``self(proxies[0:1], proxies[p:p + 1])[0]`` for every partner ``p``, stacked ``(V - 1,
-        K)``, by the histogram fast path with every view's bins found in one pass. None where it does not apply."""
-        v, k, n = proxies.shape
-        bins = self.bins
-        if (self.estimator != "histogram" or self.options != {"range": (0.0, 1.0)} or not current().fast_paths
-                or proxies.dtype != torch.float32 or n < 2 or k * bins * bins >= 2 ** 24
-                or type(self).__call__ is not PixelMIScorer.__call__):  # a subclass scores its own way
-            return None
-        from ..mi.histogram import _mi_from_joint
-
-        # _unit_range_histogram_mi's bins: floor(v * bins) clamped to the edge bins, exact integers in float
-        q = (proxies * bins).floor_().clamp_(0, bins - 1)
-        offsets = torch.arange(k, dtype=proxies.dtype)[:, None] * (bins * bins)
-        out = []
-        for p in range(1, v):
-            index = q[0].mul(bins).add_(q[p]).add_(offsets)
-            counts = torch.bincount(index.view(-1).to(torch.int32), minlength=k * bins * bins)
-            out.append(_mi_from_joint(counts.view(k, bins, bins).to(proxies.dtype) / n))
-        return torch.stack(out)
-
-    def _score_finite(self, proxy_a: Tensor, proxy_b: Tensor) -> Tensor:
-        """Speed path of ``self(proxy_a, proxy_b)`` for proxies known to be finite (rendered from clamped
-        images): the histogram fast path without its finiteness pass; the same values."""
-        if (self.estimator == "histogram" and self.options == {"range": (0.0, 1.0)} and current().fast_paths
-                and type(self).__call__ is PixelMIScorer.__call__):
-            fast = _unit_range_histogram_mi(proxy_a, proxy_b, self.bins, finite=True)
-            if fast is not None:
-                return fast
-        return self(proxy_a, proxy_b)
-
     def __repr__(self) -> str:
         name = self.estimator if isinstance(self.estimator, str) else getattr(self.estimator, "__name__", "custom")
         opts = "".join(f", {k}={v!r}" for k, v in self.options.items())
-        return f"PixelMIScorer(estimator={name!r}, bins={self.bins}{opts})"
+        size = "" if self.proxy_size == 32 else f", proxy_size={self.proxy_size}"
+        return f"PixelMIScorer(estimator={name!r}, bins={self.bins}{size}{opts})"
 
 
 class _EncoderScorer(nn.Module):
@@ -372,13 +344,15 @@ class FeatureScorer(_EncoderScorer):
         mean, std: optional per-channel normalisation applied before the encoder.
         channels: 3 repeats 1-channel inputs to RGB for encoders that expect colour; None leaves them.
         roi_size, sampling_ratio: ``roi_align``'s output size and samples per bin (``"boxes"`` only).
+        proxy_size: side of the crops the encoder sees (``"image"`` only).
     """
 
     def __init__(self, encoder: nn.Module, temperature: float = 0.2, *, head: nn.Module | None = None,
                  input_kind: str = "image", mean: tuple[float, ...] | None = None,
                  std: tuple[float, ...] | None = None, channels: int | None = None, roi_size: int = 3,
-                 sampling_ratio: int = 2):
+                 sampling_ratio: int = 2, proxy_size: int = 32):
         super().__init__(encoder, temperature, head, input_kind, mean, std, channels, roi_size, sampling_ratio)
+        self.proxy_size = check_positive_int(proxy_size, "proxy_size", minimum=2)
 
     @torch.no_grad()
     def forward(self, *inputs: Tensor) -> Tensor:

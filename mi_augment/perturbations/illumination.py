@@ -304,13 +304,6 @@ class IlluminationModel(PerturbationModel):
                 out = color.adjust_hue(out, params.hue)
         return out.clone() if out is images else out
 
-    def _fused_kind(self, params: Params) -> str | None:
-        """Opt into MIPairTransform's fused renderer while ``apply`` is this class's and ``params`` hold no
-        ColorJitter factors (those need whole-view statistics)."""
-        if type(self).apply is IlluminationModel.apply and isinstance(params, IlluminationParams):
-            return "illumination" if params.jitter_is_identity() else None
-        return None
-
     # ---- estimation (the work lives in perturbations/fitting/, which may decode video) ----
     def fit(self, data: Any, progress: bool = False, kind: str = "auto") -> IlluminationModel:
         """Estimate per-pair illumination changes from ``data`` and fit the density to them.

@@ -43,7 +43,8 @@ from torch import Tensor
 
 from ..core.params import Params
 from ..core.validation import check_positive_int, restore, to_float_batch
-from ..functional.geometry import _warp_and_blur, similarity_matrices
+from ..functional.geometry import motion_blur, similarity_matrices
+from ..functional.warp import warp_and_blur
 from .base import Estimates, PerturbationModel
 from .densities import Density, GaussianMixtureDensity, UniformDensity
 
@@ -269,10 +270,40 @@ class MotionModel(PerturbationModel):
         """:meth:`apply` on a validated float batch ``[B, C, H, W]`` with finite params (no input checks)."""
         b, _, h, w = x.shape
         p = params.to(x.device)
-        matrices = self.warp_matrices(p, h, w)
         length = p.blur_length.reshape(-1).clamp_min(0) * float(max(h, w))
-        # warp_homography then motion_blur, fused where possible (see geometry._warp_and_blur).
-        return _warp_and_blur(x, matrices, length, p.blur_angle.reshape(-1), padding_mode=self.config["padding_mode"])
+        return warp_and_blur(x, self.warp_matrices(p, h, w), length, p.blur_angle.reshape(-1),
+                             padding_mode=self.padding_mode)
+
+    @property
+    def padding_mode(self) -> str:
+        """How :meth:`apply`'s warp fills what comes from outside the image (``"reflection"`` by default)."""
+        return self.config["padding_mode"]
+
+    def apply_after_warp(self, images: Tensor, params: MotionParams) -> Tensor:
+        """What :meth:`apply` does after its warp (the motion blur), for renderers that fold the warp
+        (:meth:`warp_matrices`) into their own sampling, as :class:`~mi_augment.transforms.MIPairTransform`
+        does: ``apply(x, p)`` is ``apply_after_warp(warp_homography(x, warp_matrices(p, h, w),
+        padding_mode=padding_mode), p)``.
+
+        Args:
+            images: ``[B, C, H, W]`` float, already warped.
+            params: the draws, ``MotionParams`` with leading dim ``B``.
+
+        Shape:
+            - Output: ``[B, C, H, W]``, a new tensor.
+
+        Example:
+            >>> model = MotionModel.default()
+            >>> model.apply_after_warp(torch.rand(2, 3, 16, 16), model.identity_params(2)).shape
+            torch.Size([2, 3, 16, 16])
+        """
+        if not isinstance(params, MotionParams):
+            raise TypeError(f"params must be MotionParams, got {type(params).__name__}")
+        h, w = images.shape[-2:]
+        params.check_batch(images.shape[0])
+        p = params.to(images.device)
+        return motion_blur(images, p.blur_length.reshape(-1).clamp_min(0) * float(max(h, w)),
+                           p.blur_angle.reshape(-1))
 
     def warp_matrices(self, params: MotionParams, height: int, width: int) -> Tensor:
         """Each draw's similarity as ``(B, 3, 3)`` float64 pixel matrices, input to output, for images of
@@ -280,7 +311,7 @@ class MotionModel(PerturbationModel):
         return similarity_matrices(params.log_scale.to(torch.float64), params.rotation.to(torch.float64),
                                    params.translation.to(torch.float64), height, width)
 
-    # ------------------------------------------------------------------ pair rendering hooks
+    # ------------------------------------------------------------------ rendering in a pair
     def to_view_frame(self, params: MotionParams, zoom: Tensor) -> MotionParams:
         """``params`` drawn for a whole image, for a view that enlarges a crop ``zoom`` times (``(B, V)``
         image side / crop side): translations and blur lengths are fractions of the image they are applied
@@ -288,10 +319,6 @@ class MotionModel(PerturbationModel):
         factor = zoom.unsqueeze(-1).to(params.translation.dtype)
         return dataclasses.replace(params, translation=params.translation * factor,
                                    blur_length=params.blur_length * factor)
-
-    def _fused_kind(self, params: Params) -> str | None:
-        """Opt into MIPairTransform's fused renderer while ``apply`` is this class's warp and blur."""
-        return "motion" if type(self).apply is MotionModel.apply and isinstance(params, MotionParams) else None
 
     # ------------------------------------------------------------------ reporting
     def summary(self, n: int = 20000, reference_size: int | None = None, seed: int = 0) -> dict[str, Any]:

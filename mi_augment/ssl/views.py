@@ -263,7 +263,7 @@ class MIViews(ViewPairs):
                                     policy=options.mi_policy, scorer=scorer,
                                     illumination=options.illumination_model if natural else None,
                                     motion=options.motion_model if natural else None,
-                                    proxy_size=size if scorer is not None else 32, view_transforms=self.pipelines)
+                                    view_transforms=self.pipelines)
 
     def views(self, images, generator=None):
         a, b = self.pair(to_float(images), generator=generator)

@@ -28,7 +28,7 @@ from torchvision.transforms.v2 import functional as _tvf
 
 from ..core.chunks import chunk_rows
 from ..core.params import GatedParams, Params
-from ..core.random import as_float32, rand
+from ..core.random import rand
 from ..core.validation import check_generator, check_probability, restore, to_float_batch
 from ..functional.geometry import warp_boxes, warp_masks, warp_points
 from ..perturbations.base import PerturbationModel, check_strength
@@ -43,9 +43,14 @@ def _is_pure_tensor(x: Any) -> bool:
     return isinstance(x, Tensor) and not isinstance(x, _tv.TVTensor)
 
 
-def _image_leaves(flat: list[Any]) -> list[int]:
+def image_leaves(flat: list[Any]) -> list[int]:
     """Indices of the images in a flattened pytree: ``tv_tensors.Image`` and PIL leaves, else the first plain
-    tensor (torchvision v2's rule), else the first numpy array."""
+    tensor (torchvision v2's rule), else the first numpy array.
+
+    Example:
+        >>> image_leaves(["label", torch.rand(3, 4, 4), torch.rand(2)])
+        [1]
+    """
     found = [i for i, v in enumerate(flat) if isinstance(v, _tv.Image) or (_PIL is not None and isinstance(v, _PIL))]
     if found:
         return found
@@ -160,73 +165,58 @@ class RandomTransform(nn.Module):
         if single is not None and not isinstance(single, (tuple, list, dict)) and (
                 not isinstance(single, _tv.TVTensor) or isinstance(single, _tv.Image)):
             x, spec = to_float_batch(single, "images", self.channels)
-            y, params = self._gated(x, params, generator)
+            y, params = self.apply_gated(x, params, generator)
             out = _restore_like(y, spec, single)
             return (out, params) if return_params else out
         out, params = self._forward_pytree(single if single is not None else inputs, params, generator)
         return (out, params) if return_params else out
 
-    def _gated(self, x: Tensor, params: GatedParams | None, generator: torch.Generator | None,
-               owned: bool = False) -> tuple[Tensor, GatedParams]:
-        """Draw (or check) the gated params for the float batch ``x`` and apply them. ``owned=True``: ``x`` is a
-        buffer of the caller's own (a pair's view), written in place where the gate holds samples back."""
-        b = x.shape[0]
+    def apply_gated(self, images: Tensor, params: GatedParams | None = None,
+                    generator: torch.Generator | None = None, inplace: bool = False) -> tuple[Tensor, GatedParams]:
+        """Draw (or replay) the gated params for a checked float batch and apply them: what ``forward`` does
+        after converting its input, for callers that hold float batches already (a pair's view pipelines).
+
+        Args:
+            images: ``[B, C, H, W]`` float in [0, 1] (not checked again).
+            params: the :class:`GatedParams` of an earlier call to replay; None draws new ones
+                (:meth:`make_params`, then the ``p`` gate's ``(B,)`` uniform draw).
+            generator: the generator to draw from.
+            inplace: ``images`` is the caller's own buffer: the samples the gate holds back are left in it
+                rather than copied.
+
+        Returns:
+            the transformed batch and the params drawn or replayed.
+
+        Example:
+            >>> from mi_augment.transforms import RandomGrayscale
+            >>> out, params = RandomGrayscale(p=1.0).apply_gated(torch.rand(2, 3, 4, 4))
+            >>> out.shape, params.applied.tolist()
+            (torch.Size([2, 3, 4, 4]), [True, True])
+        """
+        b = images.shape[0]
         if params is None:
-            params = self._draw_gated(x, generator)
+            params = GatedParams(self.make_params(images, generator=generator),
+                                 rand((b,), generator, images.device) < self.p)
         else:
             params.check_batch(b)
-            params = params.to(x.device)
+            params = params.to(images.device)
         applied = params.applied
-        if b == 1 and x.device.type == "cpu":  # one image (a DataLoader worker's call): the gate as a number
+        if b == 1 and images.device.type == "cpu":  # one image (a DataLoader worker's call): the gate as a number
             if bool(applied[0]):
-                return self.transform(x, params.params), params
-            return (x if owned else x.clone()), params
-        if x.device.type == "cpu" and b > 0:
+                return self.transform(images, params.params), params
+            return (images if inplace else images.clone()), params
+        if images.device.type == "cpu" and b > 0:
             # On the CPU transform only the samples the gate lets through (p < 1 skips work); accelerators
             # keep the branchless form (no host sync).
             rows = applied.nonzero().squeeze(1)
             if rows.numel() == b:
-                return self.transform(x, params.params), params
-            out = x if owned else x.clone()  # (a batch of 224 px views: a clone is ~3 ms of one CPU thread)
+                return self.transform(images, params.params), params
+            out = images if inplace else images.clone()
             if rows.numel():
-                self._transform_rows(out, rows, params.params)
+                out.index_copy_(0, rows, self.transform(out.index_select(0, rows), params.params.index(rows)))
             return out, params
-        y = self.transform(x, params.params)
-        return torch.where(applied.view(-1, 1, 1, 1), y, x), params
-
-    def _draw_gated(self, x: Tensor, generator: torch.Generator | None) -> GatedParams:
-        """:meth:`make_params`, then the ``p`` gate's ``(B,)`` draw. A subclass may draw both at once where the
-        numbers are the same (consecutive draws from a CPU generator are one draw, split)."""
-        inner = self.make_params(x, generator=generator)
-        return GatedParams(inner, rand((x.shape[0],), generator, x.device) < self.p)
-
-    def _one_draws(self) -> int | None:
-        """Speed path hook: the number of uniform draws :meth:`_gated` takes for one image (``make_params``'s,
-        then the gate's) where :meth:`_gated_one` renders from them; None (the default) where it does not."""
-        return None
-
-    def _is_own(self, cls: type, *names: str) -> bool:
-        """Whether ``names`` are ``cls``'s own methods on this object (a subclass that overrides one of them
-        draws or renders differently, so it takes the general path)."""
-        return all(getattr(type(self), n) is getattr(cls, n) for n in names + ("_gated",))
-
-    def _gated_one(self, x: Tensor, u: list[float], owned: bool) -> Tensor:
-        """Speed path of :meth:`_gated` for one CPU image ``x (1, C, H, W)``, given the float32 values of its
-        :meth:`_one_draws` uniform draws as numbers: the same gate (the last draw) and kernel, no params
-        built."""
-        if not u[-1] < as_float32(self.p):
-            return x if owned else x.clone()
-        return self._transform_one(x, u[:-1], owned)
-
-    def _transform_one(self, x: Tensor, draws: list[float], owned: bool) -> Tensor:
-        """:meth:`_gated_one` past the gate: the kernel on ``make_params``'s draws as numbers (into ``x`` if
-        ``owned``). Implemented by the transforms whose :meth:`_one_draws` is not None."""
-        raise NotImplementedError
-
-    def _transform_rows(self, out: Tensor, rows: Tensor, params: Params) -> None:
-        """Replace the samples ``rows`` of ``out`` (a buffer the caller owns) by their :meth:`transform` with
-        their params (``params`` for the whole batch). A subclass may do it without the two copies."""
-        out.index_copy_(0, rows, self.transform(out.index_select(0, rows), params.index(rows)))
+        y = self.transform(images, params.params)
+        return torch.where(applied.view(-1, 1, 1, 1), y, images), params
 
     def _forward_pytree(self, tree: Any, params: GatedParams | None, generator: torch.Generator | None
                         ) -> tuple[Any, GatedParams]:
@@ -235,20 +225,20 @@ class RandomTransform(nn.Module):
             if isinstance(leaf, _tv.Video):
                 raise TypeError(f"{type(self).__name__} does not take tv_tensors.Video; pass its frames "
                                 "[T, C, H, W] as a plain tensor batch (one draw per frame)")
-        images = _image_leaves(flat)
+        images = image_leaves(flat)
         if not images:
             raise TypeError(f"{type(self).__name__} found no image among its inputs ({', '.join(sorted({type(v).__name__ for v in flat}))}); "
                             "expected a tv_tensors.Image, a PIL image or a plain tensor [C, H, W] / [B, C, H, W]")
         out = list(flat)
         x, spec = to_float_batch(flat[images[0]], "images", self.channels)
-        y, params = self._gated(x, params, generator)
+        y, params = self.apply_gated(x, params, generator)
         out[images[0]] = _restore_like(y, spec, flat[images[0]])
         for i in images[1:]:
             xi, spec_i = to_float_batch(flat[i], "images", self.channels)
             if xi.shape[0] != x.shape[0] or xi.shape[-2:] != x.shape[-2:]:
                 raise ValueError(f"all images in one call must share batch size and height x width; got "
                                  f"{tuple(xi.shape)} after {tuple(x.shape)}")
-            out[i] = _restore_like(self._gated(xi, params, None)[0], spec_i, flat[i])
+            out[i] = _restore_like(self.apply_gated(xi, params, None)[0], spec_i, flat[i])
         targets = [i for i, leaf in enumerate(flat) if isinstance(leaf, (_tv.BoundingBoxes, _tv.Mask, _tv.KeyPoints))]
         if targets and bool(params.applied.any()):  # untouched when no sample is transformed (p gate)
             h, w = x.shape[-2:]

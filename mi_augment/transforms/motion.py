@@ -46,4 +46,4 @@ class NaturalMotion(ModelTransform):
 
     @property
     def mask_padding_mode(self) -> str:
-        return self.model.config["padding_mode"]
+        return self.model.padding_mode

@@ -4,7 +4,8 @@
 Each follows ``torchvision.transforms.v2``'s semantics, batched: every sample of a batch gets its own draw (factors,
 order, sigma, and the ``p`` gate) from an optional ``torch.Generator``, and ``forward(x, params=...)`` replays it.
 The kernels are Kornia's (``kornia.enhance``, ``kornia.filters``, ``kornia.color``), through
-:mod:`mi_augment.functional` where it adds argument checks and speed paths (tested against Kornia's).
+:mod:`mi_augment.functional` where it adds argument checks (:func:`~mi_augment.functional.color_jitter` for
+ColorJitter's per-sample order).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import kornia
 import torch
 from torch import Tensor
 
-from ..core.options import current
-from ..core.params import GatedParams, Params
-from ..core.random import as_float32, as_float32s, rand, sampling_device, uniform
+from ..core.params import Params
+from ..core.random import rand, uniform
 from ..functional import color
+from ..functional.jitter import color_jitter
 from .base import RandomTransform
 
 __all__ = [
@@ -48,13 +49,6 @@ class NoParams(Params):
 
 # ---------------------------------------------------------------------------------------------------- jitter
 _JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
-# ColorJitter groups samples by their sequence of operations from this many elements per sample (the copies it
-# saves outweigh its up to 96 kernel calls: 0.95x / 1.1x / 1.4x / 1.35x at 32 / 64 / 96 / 224 px, one CPU thread)
-_GROUPED_MIN_ELEMENTS = 3 * 64 * 64
-
-
-# brightness, contrast, saturation without argument checks: (images, factor, inplace) -> images
-_UNCHECKED = (color._brightness, color._contrast, color._saturation)
 
 
 @dataclass(frozen=True)
@@ -91,15 +85,6 @@ def _jitter_range(value, name: str, center: float, low: float, high: float) -> t
     return None if lo == hi == center else (lo, hi)
 
 
-def _changes(params: ColorJitterParams, channels: int) -> list[Tensor]:
-    """Per operation, ``(B,)`` bool: the sample's factor changes something (saturation and hue leave grey
-    images alone)."""
-    changes = [params.brightness != 1.0, params.contrast != 1.0, params.saturation != 1.0, params.hue != 0.0]
-    if channels == 1:
-        changes[2] = changes[3] = torch.zeros_like(changes[3])
-    return changes
-
-
 class ColorJitter(RandomTransform):
     """Randomly change brightness, contrast, saturation and hue, in a random order per sample, with
     ``torchvision.transforms.v2.ColorJitter``'s semantics (the SimCLR / BYOL / MoCo v3 colour distortion).
@@ -132,137 +117,20 @@ class ColorJitter(RandomTransform):
         self.hue = _jitter_range(hue, "hue", 0.0, -0.5, 0.5)
 
     def make_params(self, images: Tensor, generator: torch.Generator | None = None) -> ColorJitterParams:
+        """One draw ``(B, 4 + m)`` for the ``m`` enabled operations: four keys whose argsort is the sample's
+        order (a uniform random permutation), then one uniform per enabled factor, in the order brightness,
+        contrast, saturation, hue."""
         b, d = images.shape[0], images.device
-        order = rand((b, 4), generator, d).argsort(dim=1)  # a uniform random permutation per sample
-        factors = {}
-        for name in _JITTER_OPS:
-            bounds = getattr(self, name)
-            identity = 0.0 if name == "hue" else 1.0
-            factors[name] = (torch.full((b,), identity, device=d) if bounds is None
-                             else uniform((b,), bounds[0], bounds[1], generator, d))
-        return ColorJitterParams(order=order, **factors)
-
-    def _draw_gated(self, x: Tensor, generator: torch.Generator | None) -> GatedParams:
-        """Speed path of :meth:`make_params` and the gate's draw: on a CPU generator, consecutive ``torch.rand``
-        calls give the numbers of one call of their total size, in order, so the order's ``(B, 4)``, each
-        factor's ``(B,)`` and the gate's ``(B,)`` draws are one ``rand`` split (6 calls fewer, same values)."""
-        b, d = x.shape[0], x.device
-        if (sampling_device(generator, d).type != "cpu" or not current().fast_paths
-                or type(self).make_params is not ColorJitter.make_params):  # a subclass's own draws
-            return super()._draw_gated(x, generator)
-        ranges = (self.brightness, self.contrast, self.saturation, self.hue)
-        drawn = [r for r in ranges if r is not None]
-        m = len(drawn)
-        u = rand((b * (5 + m),), generator, d)
-        order = u[:4 * b].view(b, 4).argsort(dim=1)
-        if m:  # uniform()'s expression, low + (high - low) * u, for every factor in one float32 op each
-            low = torch.tensor([r[0] for r in drawn], device=d)
-            span = torch.tensor([r[1] - r[0] for r in drawn], device=d)
-            values = (low[:, None] + span[:, None] * u[4 * b:(4 + m) * b].view(m, b)).unbind(0)
-        factors, at = [], 0
-        for i, bounds in enumerate(ranges):
-            if bounds is None:
-                factors.append(torch.full((b,), 0.0 if i == 3 else 1.0, device=d))
-            else:
-                factors.append(values[at])
-                at += 1
-        return GatedParams(ColorJitterParams(*factors, order), u[(4 + m) * b:] < self.p)
-
-    def _one_draws(self) -> int | None:
-        if not self._is_own(ColorJitter, "make_params", "transform", "_draw_gated"):
-            return None
-        return 5 + sum(r is not None for r in (self.brightness, self.contrast, self.saturation, self.hue))
-
-    def _transform_one(self, x: Tensor, draws: list[float], owned: bool) -> Tensor:
-        keys = draws[:4]
-        if len(set(keys)) == 4:  # argsort of distinct numbers; ties take torch's own argsort
-            order = sorted(range(4), key=keys.__getitem__)
-        else:
-            order = torch.tensor(keys, dtype=torch.float32).view(1, 4).argsort(dim=1)[0].tolist()
-        ranges = (self.brightness, self.contrast, self.saturation, self.hue)
-        drawn = [r for r in ranges if r is not None]
-        # make_params's float32 low + (high - low) * u, every factor at once (products and sums of float32
-        # numbers computed in float64 and rounded once are the float32 results)
-        lows = as_float32s([r[0] for r in drawn])
-        spans = as_float32s([r[1] - r[0] for r in drawn])
-        products = as_float32s([s * v for s, v in zip(spans, draws[4:4 + len(drawn)])])
-        factors = iter(as_float32s([lo + p for lo, p in zip(lows, products)]))
-        values = [(0.0 if i == 3 else 1.0) if r is None else next(factors) for i, r in enumerate(ranges)]
-        # a float RGB view with factors drawn in range needs none of the kernels' argument checks
-        return self._jitter_one(x, values, order, owned, checked=not (x.shape[1] == 3 and x.is_floating_point()))
-
-    @staticmethod
-    def _jitter_one(images: Tensor, values: list[float], order: list[int], owned: bool = False,
-                    checked: bool = True) -> Tensor:
-        """Speed path for one image (a DataLoader worker's call): its kernels in its order on its factors as
-        numbers, no row selection (16 mask and index ops fewer, no factor tensors); into ``images`` if
-        ``owned``. ``checked=False`` (a float RGB image, factors known valid): the kernels' maths without
-        their argument checks (what :func:`~mi_augment.functional.color._adjust_inplace` runs after them)."""
-        kernels = (color.adjust_brightness, color.adjust_contrast, color.adjust_saturation, color.adjust_hue)
-        grey = images.shape[1] != 3
-        out = images
-        for op in order:
-            if values[op] == (0.0 if op == 3 else 1.0) or (op >= 2 and grey):  # no change; grey: no colour ops
-                continue
-            fresh = out is images and not owned  # the first kernel makes a new tensor; the next may write into it
-            if not checked:
-                out = color._hue(out, values[3]) if op == 3 else _UNCHECKED[op](out, values[op], inplace=not fresh)
-            elif fresh:
-                out = kernels[op](out, values[op])
-            else:
-                out = color._adjust_inplace(out, op, values[op])
-        return images.clone() if out is images and not owned else out
+        ranges = [getattr(self, name) for name in _JITTER_OPS]
+        enabled = [r for r in ranges if r is not None]
+        u = rand((b, 4 + len(enabled)), generator, d)
+        drawn = iter(u[:, 4:].unbind(1))
+        factors = [torch.full((b,), 0.0 if i == 3 else 1.0, device=d) if r is None else r[0] + (r[1] - r[0]) * next(drawn)
+                   for i, r in enumerate(ranges)]
+        return ColorJitterParams(*factors, order=u[:, :4].argsort(dim=1))
 
     def transform(self, images: Tensor, params: ColorJitterParams) -> Tensor:
-        factors = [params.brightness, params.contrast, params.saturation, params.hue]
-        if images.shape[0] == 1 and current().fast_paths:
-            values = torch.cat([f.reshape(1) for f in factors]).tolist()
-            return self._jitter_one(images, values, params.order[0].tolist())
-        if current().fast_paths and images[0].numel() >= _GROUPED_MIN_ELEMENTS:
-            return self._by_sequence(images, params, torch.empty_like(images))  # every sample is in one group
-        changes = _changes(params, images.shape[1])
-        out = images.clone()
-        # One kernel call per (step, operation) on the samples doing that operation at that step: each sample
-        # goes through its four operations once, in its order; "no change" factors are skipped, so exact.
-        for step in range(4):
-            for op in range(4):
-                rows = ((params.order[:, step] == op) & changes[op]).nonzero().squeeze(1)
-                if rows.numel():
-                    out.index_copy_(0, rows, color._adjust_inplace(out.index_select(0, rows), op, factors[op][rows]))
-        return out
-
-    def _transform_rows(self, out: Tensor, rows: Tensor, params: ColorJitterParams) -> None:
-        if current().fast_paths and out[0].numel() >= _GROUPED_MIN_ELEMENTS:
-            self._by_sequence(out, params, out, rows)  # the gate's rows grouped directly: two copies fewer
-        else:
-            super()._transform_rows(out, rows, params)
-
-    @staticmethod
-    def _by_sequence(images: Tensor, params: ColorJitterParams, out: Tensor, rows: Tensor | None = None) -> Tensor:
-        """Speed path from 64 x 64 pixels: the samples (``rows``, default all) grouped by the sequence of
-        operations they do (at most 24 orders), each group selected once, run through its kernels in place on
-        that copy and written to ``out`` (which may be ``images``): the batch is copied twice instead of 9 times
-        (the same kernel maths on the same factors per sample)."""
-        if rows is not None:
-            params = params.index(rows)
-        factors = [params.brightness, params.contrast, params.saturation, params.hue]
-        order = params.order
-        done = torch.stack(_changes(params, images.shape[1]), 1).gather(1, order)  # (N, 4): step s does its op
-        # key: the order in base 4 (0-255), plus 256 times the 4 bits of the steps that do something
-        key = (order * torch.tensor([64, 16, 4, 1], device=order.device)).sum(1)
-        key += (done.long() * torch.tensor([2048, 1024, 512, 256], device=order.device)).sum(1)
-        keys, group = key.unique(return_inverse=True)
-        for i, k in enumerate(keys.tolist()):
-            ops = [(k // 4 ** (3 - s)) % 4 for s in range(4) if (k >> (11 - s)) & 1]
-            members = (group == i).nonzero().squeeze(1)
-            where = members if rows is None else rows.index_select(0, members)
-            if not ops and out is images:
-                continue
-            y = images.index_select(0, where)  # our own copy: the kernels may write into it
-            for op in ops:
-                y = color._adjust_inplace(y, op, factors[op].index_select(0, members))
-            out.index_copy_(0, where, y)
-        return out
+        return color_jitter(images, params.brightness, params.contrast, params.saturation, params.hue, params.order)
 
     def extra_repr(self) -> str:
         parts = [f"{name}={getattr(self, name)}" for name in _JITTER_OPS if getattr(self, name) is not None]
@@ -284,11 +152,6 @@ class RandomGrayscale(RandomTransform):
     def transform(self, images: Tensor, params: NoParams) -> Tensor:
         return color.rgb_to_grayscale(images).expand_as(images)
 
-    def _one_draws(self) -> int | None:
-        return 1 if self._is_own(RandomGrayscale, "make_params", "transform", "_draw_gated") else None
-
-    def _transform_one(self, x: Tensor, draws: list[float], owned: bool) -> Tensor:
-        return color.rgb_to_grayscale(x).expand_as(x)
 
 
 # ----------------------------------------------------------------------------------------------------- blur
@@ -359,13 +222,6 @@ class GaussianBlur(RandomTransform):
         return kornia.filters.gaussian_blur2d(images, self.kernel_for(*images.shape[-2:]), sigma,
                                               border_type="reflect")
 
-    def _one_draws(self) -> int | None:
-        return 2 if self._is_own(GaussianBlur, "make_params", "transform", "_draw_gated") else None
-
-    def _transform_one(self, x: Tensor, draws: list[float], owned: bool) -> Tensor:
-        lo, hi = self.sigma  # make_params's float32 low + (high - low) * u
-        sigma = as_float32(as_float32(lo) + as_float32(as_float32(hi - lo) * draws[0]))
-        return self.transform(x, BlurParams(torch.tensor([sigma], device=x.device)))
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, sigma={self.sigma}, p={self.p}"
@@ -392,11 +248,6 @@ class RandomSolarize(RandomTransform):
     def transform(self, images: Tensor, params: NoParams) -> Tensor:
         return kornia.enhance.solarize(images, self.threshold)
 
-    def _one_draws(self) -> int | None:
-        return 1 if self._is_own(RandomSolarize, "make_params", "transform", "_draw_gated") else None
-
-    def _transform_one(self, x: Tensor, draws: list[float], owned: bool) -> Tensor:
-        return self.transform(x, NoParams.like(x))
 
     def extra_repr(self) -> str:
         return f"threshold={self.threshold}, p={self.p}"

@@ -1,0 +1,88 @@
+"""Step 3 of a pair, *choose*: one candidate per image by a policy, from the mean score over the partner views.
+
+:func:`choose_candidate` returns a :class:`PairInfo`: the :class:`~mi_augment.pairs.plan.PairParams` to render
+and what the choice was made from (scores, the candidates the policy could keep, overlaps).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .plan import PairCandidates, PairParams
+from .policies import Policy
+from .sampler import box_iou_pairs
+
+__all__ = ["PairInfo", "choose_candidate", "replay_info"]
+
+
+@dataclass(frozen=True)
+class PairInfo:
+    """The steps' results for one call (``return_info=True``). ``P = n_views - 1`` partner views.
+
+    Attributes:
+        params: the :class:`~mi_augment.pairs.plan.PairParams` (replay with ``t(images, params=info.params)``).
+        candidates: the candidates the choice was made among (None for replayed params).
+        scores: ``(B, P, K)`` candidate scores (nats for MI scorers); None when nothing was scored.
+        keep: ``(B, K)`` bool, the candidates the policy could choose; None when nothing was scored.
+        chosen: ``(B,)`` index of the chosen candidate.
+        chosen_score: ``(B,)`` its mean score over the partner views (NaN when nothing was scored).
+        candidate_iou: ``(B, P, K)`` overlap (IoU) of view 0's box with each partner's, per candidate.
+        iou: ``(B, P)`` overlap of the chosen pairs (view 0 with view ``p + 1``).
+    """
+
+    params: PairParams
+    candidates: PairCandidates | None
+    scores: Tensor | None
+    keep: Tensor | None
+    chosen: Tensor
+    chosen_score: Tensor
+    candidate_iou: Tensor
+    iou: Tensor
+
+
+def choose_candidate(candidates: PairCandidates, policy: Policy, scores: Tensor | None = None,
+                     generator: torch.Generator | None = None) -> PairInfo:
+    """Pick one candidate per image by ``policy`` from the mean of ``scores (B, V - 1, K)`` over the partner
+    views (None: the first candidate, for policies that need no scores).
+
+    Example:
+        >>> from mi_augment.pairs import BoxSampler, make_policy
+        >>> from mi_augment.pairs.plan import plan_candidates
+        >>> c = plan_candidates(torch.rand(2, 3, 32, 32), BoxSampler(), 2, 4, 0.5)
+        >>> info = choose_candidate(c, make_policy("max"), torch.rand(2, 1, 4))
+        >>> info.params.boxes.shape, info.chosen.shape
+        (torch.Size([2, 2, 4]), torch.Size([2]))
+    """
+    b, v, k = candidates.boxes.shape[:3]
+    dev = candidates.boxes.device
+    if scores is None:
+        if policy.needs_scores and k > 1:
+            raise ValueError(f"policy {policy.name!r} needs the scores of the {k} candidates")
+        chosen = torch.zeros(b, dtype=torch.long, device=dev)
+        keep, chosen_score = None, torch.full((b,), math.nan, device=dev)
+    else:
+        if not isinstance(scores, Tensor) or scores.shape != (b, v - 1, k):
+            raise ValueError(f"scores must have shape (B, V - 1, K) = {(b, v - 1, k)}, got "
+                             f"{tuple(getattr(scores, 'shape', ()))}")
+        total = scores.float().mean(1)
+        chosen, keep = policy.select_and_keep(total, generator)  # the probabilities once
+        chosen_score = total.gather(1, chosen[:, None])[:, 0]
+    boxes = candidates.boxes[:, :, 0] if k == 1 else candidates.boxes[torch.arange(b, device=dev), :, chosen]
+    params = PairParams(boxes, candidates.flip, candidates.perturbations)
+    candidate_iou = box_iou_pairs(candidates.boxes[:, :1], candidates.boxes[:, 1:])  # (B, P, K)
+    # the chosen pairs' IoU is elementwise the same computation: gathered, not recomputed
+    iou = candidate_iou[..., 0] if k == 1 else candidate_iou.gather(2, chosen.view(b, 1, 1).expand(b, v - 1, 1))[..., 0]
+    return PairInfo(params, candidates, scores, keep, chosen, chosen_score, candidate_iou, iou)
+
+
+def replay_info(params: PairParams) -> PairInfo:
+    """A :class:`PairInfo` for replayed params (no candidates or scores are known)."""
+    b = params.boxes.shape[0]
+    dev = params.boxes.device
+    iou = box_iou_pairs(params.boxes[:, :1], params.boxes[:, 1:])
+    return PairInfo(params, None, None, None, torch.zeros(b, dtype=torch.long, device=dev),
+                    torch.full((b,), math.nan, device=dev), iou[..., None], iou)

@@ -1,0 +1,121 @@
+"""Step 1 of a pair, *plan*: K candidate crop tuples per image, the flips and every view's perturbation draws.
+
+:func:`plan_candidates` returns a :class:`PairCandidates`; :class:`PairParams` is what the *choose* step keeps
+of it (one candidate per image) and what the *render* step renders. Both are replayable
+:class:`~mi_augment.core.params.Params` with leading dim ``B``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..core.params import Params
+from ..core.random import rand, sampling_device
+from .sampler import BoxSampler
+
+__all__ = ["PairCandidates", "PairParams", "flatten_views", "plan_candidates", "stack_views"]
+
+
+@dataclass(frozen=True)
+class PairCandidates(Params):
+    """What the plan step draws for a batch; leading dim ``B``.
+
+    Attributes:
+        boxes: ``(B, V, K, 4)`` candidate boxes ``(x1, y1, x2, y2)`` in input pixels: candidate ``k`` is the
+            tuple of view boxes ``boxes[:, :, k]``; view 0 is the anchor.
+        flip: ``(B, V)`` bool, mirror each view left-right (after cropping).
+        perturbations: one entry per model of the chain, each the params of that model for every view,
+            tensors shaped ``(B, V, ...)``.
+    """
+
+    boxes: Tensor
+    flip: Tensor
+    perturbations: tuple[Params, ...]
+
+    @property
+    def n_views(self) -> int:
+        return int(self.boxes.shape[1])
+
+    @property
+    def n_candidates(self) -> int:
+        return int(self.boxes.shape[2])
+
+
+@dataclass(frozen=True)
+class PairParams(Params):
+    """Everything needed to render the views again (``t(images, params=info.params)``); leading dim ``B``.
+
+    Attributes:
+        boxes: ``(B, V, 4)`` crop boxes ``(x1, y1, x2, y2)`` in input pixels, one per view.
+        flip: ``(B, V)`` bool, mirror the view left-right (after cropping).
+        perturbations: per model of the chain, its per-view params ``(B, V, ...)``.
+        views: per view, the params of its pipeline's transforms (one
+            :class:`~mi_augment.core.params.GatedParams` per replayable transform); empty until rendered.
+    """
+
+    boxes: Tensor
+    flip: Tensor
+    perturbations: tuple[Params, ...]
+    views: tuple[tuple[Params, ...], ...] = ()
+
+    @property
+    def n_views(self) -> int:
+        return int(self.boxes.shape[1])
+
+
+def stack_views(params: Params, batch: int, views: int) -> Params:
+    """Params drawn for ``batch * views`` samples (sample-major) as tensors ``(batch, views, ...)``.
+
+    Example:
+        >>> from mi_augment.perturbations import MotionModel
+        >>> stack_views(MotionModel.default().identity_params(6), 2, 3).rotation.shape
+        torch.Size([2, 3, 1])
+    """
+    return params.map(lambda t: t.reshape(batch, views, *t.shape[1:]))
+
+
+def flatten_views(params: Params) -> Params:
+    """``(B, V, ...)`` params as ``(B * V, ...)`` (sample-major): the inverse of :func:`stack_views`."""
+    return params.map(lambda t: t.flatten(0, 1))
+
+
+def plan_candidates(images: Tensor, sampler: BoxSampler, n_views: int, n_candidates: int, flip: float,
+                    models: Sequence[Any] = (), strengths: Sequence[float] = (),
+                    generator: torch.Generator | None = None) -> PairCandidates:
+    """Draw the candidates for a float batch: every model's draws for the ``B * V`` views (in chain order),
+    then the flips ``(B, V)``, then the boxes ``(B, V, K)``. Uses only the images' shape and device.
+
+    Args:
+        images: ``[B, C, H, W]``.
+        sampler: the box sampler (RandomResizedCrop semantics).
+        n_views, n_candidates: ``V`` views, ``K`` candidates per image.
+        flip: probability of mirroring each view.
+        models, strengths: the perturbation chain (anything with ``sample(n, generator=, device=,
+            strength=)``) and each model's strength.
+        generator: the generator every draw comes from.
+
+    Shape:
+        - Output boxes: ``(B, V, K, 4)``.
+
+    Example:
+        >>> c = plan_candidates(torch.rand(2, 3, 32, 32), BoxSampler(), 2, 4, 0.5)
+        >>> c.boxes.shape, c.flip.shape
+        (torch.Size([2, 2, 4, 4]), torch.Size([2, 2]))
+    """
+    if not isinstance(images, Tensor) or images.ndim != 4:
+        raise ValueError(f"images must be a [B, C, H, W] tensor, got {getattr(images, 'shape', type(images))}")
+    b, _, h, w = images.shape
+    dev = images.device
+    drawn = []
+    for model, strength in zip(models, strengths):
+        params = model.sample(b * n_views, generator=generator, device=sampling_device(generator, dev),
+                              strength=strength)
+        drawn.append(stack_views(params.to(dev), b, n_views))
+    flips = rand((b, n_views), generator, dev) < flip
+    boxes = sampler.sample((b, n_views, n_candidates), h, w, generator=generator, device=dev)
+    return PairCandidates(boxes, flips, tuple(drawn))

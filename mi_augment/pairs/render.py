@@ -1,0 +1,185 @@
+"""Step 4 of a pair, *render*: each view's crop, flip and perturbation chain, then its own pipeline.
+
+The one renderer of :class:`~mi_augment.transforms.MIPairTransform`'s views, for one image (a DataLoader
+worker's call) and for a batch alike; it calls only public methods of the models and kernels:
+
+* a model that defines ``warp_matrices(params, h, w)`` and ``apply_after_warp(images, params)`` (camera
+  motion: a warp, then what follows it) has its warp folded into the crop: each view is sampled once from the
+  image through the crop and the warp (:func:`~mi_augment.functional.crop_warp`), so the warp reads the scene
+  around the crop, as a moving camera sees it; the model then renders ``apply_after_warp`` (its blur). This
+  is the definition of such a model in a pair, whatever ``kernel_options`` says;
+* every other model renders its ``apply`` on the view, in chain order;
+* then each view's pipeline: an entry with ``apply_gated`` (the transform contract,
+  :class:`~mi_augment.transforms.RandomTransform`) draws from the generator and replays exactly; any other
+  callable is called as it is.
+
+Draws are per view frame: a model whose params are fractions of the image (motion) defines
+``to_view_frame(params, zoom)`` (:func:`in_view_frame`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..core.chunks import chunk_rows
+from ..core.params import Params
+from ..functional.crops import resized_crop
+from ..functional.warp import crop_warp
+from .plan import PairParams, flatten_views
+
+__all__ = ["folds_warp", "in_view_frame", "render_views", "run_view_pipelines", "view_matrices"]
+
+
+def folds_warp(model: Any) -> bool:
+    """Whether ``model``'s warp is folded into the crop (it defines ``warp_matrices`` and
+    ``apply_after_warp``).
+
+    Example:
+        >>> from mi_augment.perturbations import IlluminationModel, MotionModel
+        >>> folds_warp(MotionModel.default()), folds_warp(IlluminationModel.default())
+        (True, False)
+    """
+    return callable(getattr(model, "warp_matrices", None)) and callable(getattr(model, "apply_after_warp", None))
+
+
+def in_view_frame(models: Sequence[Any], params: Sequence[Params], boxes: Tensor, height: int,
+                  width: int) -> list[Params]:
+    """Each model's per-view params ``(B, V, ...)`` in the frame of its view.
+
+    Scoring applies the draws to the whole image and then crops; the views apply them after cropping. A
+    model whose params are fractions of the image size (camera motion: translation and blur length)
+    defines ``to_view_frame(params, zoom)`` to rescale them by ``zoom = image side / crop side`` ``(B, V)``,
+    so a view moves and smears as many scene pixels as the scored crop did."""
+    if not models:
+        return []
+    crop_side = torch.maximum(boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]).clamp_min(1e-6)
+    zoom = max(height, width) / crop_side
+    return [model.to_view_frame(p, zoom) if hasattr(model, "to_view_frame") else p
+            for model, p in zip(models, params)]
+
+
+def _warps(models: Sequence[Any], params: Sequence[Params], size: tuple[int, int]) -> Tensor | None:
+    """The composed ``(N, 3, 3)`` warps of the folding models (chain order) for ``(N, ...)`` params."""
+    out = None
+    for model, p in zip(models, params):
+        if folds_warp(model):
+            m = model.warp_matrices(p, *size).to(torch.float64)
+            out = m if out is None else m @ out
+    return out
+
+
+def render_views(models: Sequence[Any], images: Tensor, params: PairParams, size: tuple[int, int],
+                 sampling_ratio: int = -1) -> list[Tensor]:
+    """The ``V`` views ``[B, C, *size]`` of a float batch before their pipelines: crop, resize and flip each
+    view, fold the warps in, then the chain (see the module docs). ``params.perturbations`` are in the
+    images' frame (as planned); a few images at a time on the CPU.
+
+    Example:
+        >>> from mi_augment.pairs.plan import PairParams
+        >>> p = PairParams(torch.tensor([[[0.0, 0.0, 8.0, 8.0], [2.0, 2.0, 6.0, 6.0]]]), torch.zeros(1, 2).bool(), ())
+        >>> [v.shape for v in render_views((), torch.rand(1, 3, 8, 8), p, (4, 4))]
+        [torch.Size([1, 3, 4, 4]), torch.Size([1, 3, 4, 4])]
+    """
+    images = images.detach()  # a data transform: views carry no gradient
+    b, c = images.shape[:2]
+    v = params.boxes.shape[1]
+    per_view = in_view_frame(models, params.perturbations, params.boxes, *images.shape[-2:])
+    padding = next((m.padding_mode for m in models if folds_warp(m) and hasattr(m, "padding_mode")), "reflection")
+    views = [images.new_empty(b, c, *size) for _ in range(v)]
+    step = chunk_rows(images, v * c * size[0] * size[1])
+    for r0 in range(0, b, step):
+        rows = slice(r0, min(b, r0 + step))
+        m = rows.stop - r0
+        flat = [flatten_views(p.index(rows)) for p in per_view]
+        warps = _warps(models, flat, size)
+        if warps is None:
+            crops = resized_crop(images[rows], params.boxes[rows], size, flip=params.flip[rows],
+                                 sampling_ratio=sampling_ratio)
+        else:
+            crops = crop_warp(images[rows], params.boxes[rows], size, warps.view(m, v, 3, 3),
+                              flip=params.flip[rows], padding_mode=padding, sampling_ratio=sampling_ratio)
+        out = crops.flatten(0, 1)
+        for model, p in zip(models, flat):
+            out = model.apply_after_warp(out, p) if folds_warp(model) else model.apply(out, p)
+        out = out.view(m, v, *out.shape[1:])
+        for i in range(v):
+            torch.clamp(out[:, i], 0.0, 1.0, out=views[i][rows])
+    return views
+
+
+def run_view_pipelines(views: Sequence[Tensor], pipelines: Sequence[Sequence[Callable]], replay: tuple = (),
+                       generator: torch.Generator | None = None
+                       ) -> tuple[tuple[Tensor, ...], tuple[tuple[Params, ...], ...]]:
+    """Each view through its own pipeline. Entries with ``apply_gated`` draw from ``generator`` (or replay
+    ``replay[v]``, the draws an earlier call returned) and write into the views they own; other callables are
+    called as they are. Returns the views and each view's draws.
+
+    Example:
+        >>> views, drawn = run_view_pipelines([torch.ones(1, 3, 4, 4)] * 2, [[lambda v: v * 0.5], []])
+        >>> views[0].max().item(), views[1].max().item(), drawn
+        (0.5, 1.0, ((), ()))
+    """
+    if replay and len(replay) != len(views):
+        raise ValueError(f"params.views holds {len(replay)} pipelines, this transform makes {len(views)} views")
+    out, drawn = [], []
+    for v, (view, pipeline) in enumerate(zip(views, pipelines)):
+        saved = iter(replay[v]) if replay else None
+        mine: list[Params] = []
+        owned = True  # the rendered view and our transforms' outputs are this call's own
+        for i, t in enumerate(pipeline):
+            if not callable(getattr(t, "apply_gated", None)):
+                before, view = view, t(view)
+                owned = owned and view is before
+                continue
+            gated = None
+            if saved is not None:
+                gated = next(saved, None)
+                if gated is None:
+                    raise ValueError(f"params.views[{v}] holds fewer draws than view {v}'s pipeline has "
+                                     f"random transforms (at view_transforms[{v}][{i}])")
+            before, (view, gated) = view, t.apply_gated(view, gated, generator, inplace=owned)
+            if view is not before:  # a kernel's new tensor (an expanded or strided one is not written into)
+                owned = view.is_contiguous()
+            mine.append(gated)
+        out.append(view)
+        drawn.append(tuple(mine))
+    return tuple(out), tuple(drawn)
+
+
+def view_matrices(models: Sequence[Any], params: PairParams, height: int, width: int,
+                  size: tuple[int, int]) -> Tensor:
+    """Where each view's pixels come from: ``(B, V, 3, 3)`` float64 matrices from input pixels to view pixels
+    (pixel centres at integer coordinates, :mod:`mi_augment.functional.geometry`'s convention) for images of
+    ``height x width``: the crop resized to ``size``, the flip, then the warp of every model of the chain
+    that defines ``warp_matrices(params, h, w)``, in the view's frame. Boxes and points of a view move by
+    these.
+
+    Example:
+        >>> from mi_augment.pairs.plan import PairParams
+        >>> p = PairParams(torch.tensor([[[0.0, 0.0, 8.0, 8.0], [0.0, 0.0, 4.0, 4.0]]]), torch.zeros(1, 2).bool(), ())
+        >>> view_matrices((), p, 8, 8, (4, 4))[0, 1, 0, 0].item()
+        1.0
+    """
+    boxes = params.boxes.to(torch.float64)
+    b, v = boxes.shape[:2]
+    h, w = size
+    sx = w / (boxes[..., 2] - boxes[..., 0]).clamp_min(1e-12)
+    sy = h / (boxes[..., 3] - boxes[..., 1]).clamp_min(1e-12)
+    m = torch.zeros(b, v, 3, 3, dtype=torch.float64, device=boxes.device)
+    m[..., 0, 0], m[..., 1, 1], m[..., 2, 2] = sx, sy, 1.0
+    m[..., 0, 2] = sx * (0.5 - boxes[..., 0]) - 0.5  # box edges map to view edges; centres sit at +0.5
+    m[..., 1, 2] = sy * (0.5 - boxes[..., 1]) - 0.5
+    flip = torch.tensor([[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64,
+                        device=boxes.device)
+    m = torch.where(params.flip.to(boxes.device)[..., None, None], flip @ m, m)
+    per_view = in_view_frame(models, params.perturbations, params.boxes, height, width)
+    for model, drawn in zip(models, per_view):
+        hook = getattr(model, "warp_matrices", None)
+        if hook is not None:
+            warp = hook(flatten_views(drawn.to(boxes.device)), h, w).to(torch.float64).view(b, v, 3, 3)
+            m = warp @ m
+    return m
