@@ -7,6 +7,7 @@ of each estimator, see ``docs/mi_estimators.md``), with a safety margin.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -478,3 +479,15 @@ def test_kl3_is_robust_to_one_huge_outlier(dtype):
     assert abs(with_outlier - truth(1, 0.9)) < 0.2 and abs(with_outlier - clean) < 0.1, (clean, with_outlier)
     matrix = pairwise_mi(torch.cat([x, y])[:, :, :1], "kl3")
     assert abs(float(matrix[0, 1]) - with_outlier) < 2e-3  # (their tie-breaking jitters differ)
+
+
+def test_ksg_warns_when_an_outlier_sets_its_scale():
+    """KSG keeps scikit-learn's std scaling (agreement above), so on the same data as the kl3 test it returns
+    about 0; it says so instead of failing silently."""
+    x, y = correlated(1, 500, 1, 0.9, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ksg_mi(x, y)  # no outlier: no warning
+    x[0, 0, 0] = 1e6
+    with pytest.warns(UserWarning, match="outliers set the scale"):
+        ksg_mi(x, y)

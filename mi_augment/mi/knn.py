@@ -11,6 +11,7 @@ Problems Inform. Transmission 23 (1987).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -26,6 +27,7 @@ from ._common import (
     problems_per_chunk,
     radius_floor,
     resolve_noise,
+    robust_centre_scale,
     run_chunked,
     standardize,
 )
@@ -50,10 +52,31 @@ def _prepare_knn(
     x, y, batch_shape = prepare_pair(x, y, min_samples=k + 1, context=f" (k={k} needs N > k)")
     x, y = x.detach(), y.detach()
     is_constant = constant_problems(x) | constant_problems(y)
+    if not robust:
+        for role, z in (("x", x), ("y", y)):
+            _warn_outliers(z, role)
     amplitude = resolve_noise(noise, x.dtype)
     x = standardize(x, amplitude, generator, role="x", warn_as=warn_as, robust=robust)
     y = standardize(y, amplitude, generator, role="y", warn_as=warn_as, robust=robust)
     return x, y, batch_shape, k, is_constant
+
+
+#: a standard deviation this many times the robust spread means outliers dominate the std scaling
+OUTLIER_RATIO = 100.0
+
+
+def _warn_outliers(z: Tensor, role: str) -> None:
+    """Warn when a few outliers set the standard deviation: scaled by it, the other samples collapse to a
+    point and KSG's estimate goes to 0 (0.000 against a true 0.83 with one 1e6 among 500 samples)."""
+    if z.numel() == 0:
+        return
+    _, robust = robust_centre_scale(z)
+    ratio = float((z.std(dim=-2, keepdim=True, correction=0) / robust).amax())
+    if ratio > OUTLIER_RATIO:
+        warnings.warn(f"{role}'s standard deviation is {ratio:.3g} times its robust spread (IQR / 1.349): a few "
+                      "outliers set the scale, so ksg_mi (which scales by the standard deviation, as scikit-learn) "
+                      "sees the other samples as one point and returns about 0; remove the outliers, or use "
+                      "kl3_mi, which scales robustly", UserWarning, stacklevel=4)
 
 
 def _chunk_for(n: int, d: int, k: int, chunk_size: int | None) -> int:
