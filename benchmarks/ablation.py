@@ -167,7 +167,7 @@ ARMS: dict[str, Arm] = {a.name: a for a in [
         what="natural models, strength matched to ColorJitter"),
     Arm("F", ("--augment", "mi", "--mi-scorer", "features", "--mi-policy", "band"), controls=("B", "S", "S_F"),
         images_per_sample=3.0, what="feature pointwise-MI pairs (InfoMin band), scored by the training encoder"),
-    Arm("S_F", ("--augment", "baseline"), built=False, what="RandomResizedCrop scale matched to F's kept pairs (F's own control)"),
+    Arm("S_F", ("--augment", "baseline"), what="RandomResizedCrop scale matched to F's kept pairs (F's own control)"),
     Arm("natural_iso", ("--augment", "natural"), built=shift_grid.recipe_takes_models(),
         what="control: a hand-set isotropic photometric density, strength matched like natural_matched"),
     Arm("natural_fitted_jitter", ("--augment", "mi", "--mi-photometric", "both", "--mi-scorer", "iou", "--mi-policy",
@@ -275,16 +275,26 @@ def pair_geometry(boxes: torch.Tensor, height: int, width: int) -> tuple[float, 
     return float(iou.mean()), float(area.mean())
 
 
-def measure_p(budget: dict[str, Any], dataset: str, n_images: int, seed: int = 0) -> dict[str, float]:
-    """``P``'s chosen pairs on the training images, through the very transform the ``mi`` arm trains with
-    (``MIPairTransform(...)(x, return_info=True)``): mean pair IoU and mean crop area."""
+def measure_p(budget: dict[str, Any], dataset: str, n_images: int, seed: int = 0, arm: str = "P",
+              scorer_run: Path | None = None) -> dict[str, float]:
+    """``arm``'s chosen pairs (``P`` by default) on the training images, through the very transform the arm
+    trains with (``MIPairTransform(...)(x, return_info=True)``): mean pair IoU and mean crop area. An arm
+    scored by an encoder (``F``) is scored by the SimCLR run ``scorer_run`` (its ``checkpoint.pt``)."""
     from mi_augment.ssl.augment import AugmentOptions, make_views
 
-    args, _ = recipe_parser().parse_known_args([*budget["recipe"], *data_args(budget, dataset), *ARMS["P"].flags])
+    flags = budget.get("arm_flags", {}).get(arm, ARMS[arm].flags)
+    args, _ = recipe_parser().parse_known_args([*budget["recipe"], *data_args(budget, dataset), *flags])
     data = load_training_data(budget, dataset)
     options = AugmentOptions(crop_scale_min=args.crop_scale_min, mi_policy=args.mi_policy,
-                             mi_candidates=args.mi_candidates, mi_photometric=args.mi_photometric)
-    views = make_views("mi", size=data.image_size, channels=data.channels, options=options)
+                             mi_candidates=args.mi_candidates, mi_photometric=args.mi_photometric,
+                             mi_scorer=args.mi_scorer)
+    parts = {}
+    if scorer_run is not None:
+        from benchmarks.content_coverage import load_scorer_parts
+
+        encoder, head, temperature = load_scorer_parts(scorer_run)
+        parts = {"encoder": encoder, "head": head, "temperature": temperature}
+    views = make_views("mi", size=data.image_size, channels=data.channels, options=options, **parts)
     images = data.train.images[:n_images].float() / 255.0
     g = torch.Generator().manual_seed(seed)
     boxes = []
@@ -367,15 +377,24 @@ def calibrate(arm: str, budget_name: str, budget: dict[str, Any], dataset: str, 
     once and stored in the JSONL."""
     n = budget["calibration_images"]
     key = _key({"calibration": arm, "dataset": dataset, "recipe": budget["recipe"], "train": budget["train_subset"],
-                "n": n, "scale_max": has_flag("--crop-scale-max") if arm == "S" else None})
+                "n": n, "scale_max": has_flag("--crop-scale-max") if arm in ("S", "S_F") else None})
     for r in read_jsonl(jsonl):
         if r.get("kind") == "calibration" and r.get("key") == key:
             return r
     tic = time.perf_counter()
-    if arm == "S":
-        p = measure_p(budget, dataset, n)
+    if arm in ("S", "S_F"):
+        target = "P" if arm == "S" else "F"
+        run = None
+        if arm == "S_F":  # F's pairs as a trained encoder of this budget scores them: B's seed-0 run
+            found = sorted((runs / budget_name).glob(f"{dataset}-B-s0-*/checkpoint.pt"))
+            if not found:
+                raise RuntimeError(f"S_F's calibration measures F's pairs as B's seed-0 encoder of budget "
+                                   f"{budget_name!r} scores them: run B seed 0 first (none under {runs / budget_name})")
+            run = found[-1].parent
+        p = measure_p(budget, dataset, n, arm=target, scorer_run=run)
         h, w = p["image_size"]
-        result = {"P": p, **match_scale(p["iou"], p["area"], h, w, search_max=has_flag("--crop-scale-max"))}
+        result = {target: p, **match_scale(p["iou"], p["area"], h, w, search_max=has_flag("--crop-scale-max")),
+                  **({"scorer_run": str(run)} if run else {})}
     else:
         data = load_training_data(budget, dataset)
         model = None
@@ -405,8 +424,8 @@ def arm_flags(arm: str, budget_name: str, budget: dict[str, Any], dataset: str, 
         models = shift_grid.natural_models(budget, runs / budget_name / "natural_models")
         flags += ["--illumination-model", models["illumination_iso" if arm == "natural_iso" else "illumination"],
                   "--motion-model", models["motion"]]
-    if arm == "S":
-        cal = calibrate("S", budget_name, budget, dataset, jsonl)
+    if arm in ("S", "S_F"):
+        cal = calibrate(arm, budget_name, budget, dataset, jsonl, runs)
         flags += ["--crop-scale-min", str(cal["scale_min"])]
         if cal["searched_scale_max"]:
             flags += ["--crop-scale-max", str(cal["scale_max"])]
@@ -686,6 +705,10 @@ def summarise(records: list[dict[str, Any]], metrics: tuple[str, ...] | list[str
             verdicts[arm] = per_metric[primary[0]] if len(primary) == 1 else per_metric
             if s_matched is False and any(c["vs"] == "S" and c["arm"] == arm for c in comparisons):
                 verdicts[arm] = "inconclusive (S not matched to P within 0.02)"
+            sf_cal = [r for r in records if r.get("kind") == "calibration" and r.get("arm") == "S_F"
+                      and r.get("dataset") == dataset]
+            if sf_cal and not sf_cal[-1]["matched"] and any(c["vs"] == "S_F" and c["arm"] == arm for c in comparisons):
+                verdicts[arm] = "inconclusive (S_F not matched to F within 0.02)"
         out[dataset] = {"rows": rows, "comparisons": comparisons, "sanity_gate_passed": gate_ok, "verdicts": verdicts,
                         "S_matched": s_matched}
     return out

@@ -174,6 +174,22 @@ def test_s_arm_reproduces_p_pair_iou_and_area(ablation, tmp_path):
     assert len(ablation.read_jsonl(tmp_path / "r.jsonl")) == 1  # stored once, then reused
 
 
+@pytest.mark.slow
+def test_s_f_matches_the_pairs_f_keeps_under_the_budgets_b_encoder(ablation, tmp_path):
+    """S_F, F's own control: RandomResizedCrop matched to the pairs F keeps when B's seed-0 encoder scores them;
+    refused, by name, before that encoder exists."""
+    budget, runs = ablation.BUDGETS["tiny"], tmp_path / "runs"
+    with pytest.raises(RuntimeError, match="B seed 0 first"):
+        ablation.calibrate("S_F", "tiny", budget, "synthetic", tmp_path / "r.jsonl", runs)
+    ablation.main(["--budget", "tiny", "--arms", "B", "--seeds", "0", "--skip-untrained", "--jsonl",
+                   str(tmp_path / "r.jsonl"), "--runs", str(runs), "--figure", str(tmp_path / "f.png")])
+    cal = ablation.calibrate("S_F", "tiny", budget, "synthetic", tmp_path / "r.jsonl", runs)
+    assert cal["matched"] and "F" in cal and cal["scorer_run"].startswith(str(runs))
+    h, w = cal["F"]["image_size"]
+    iou, area = ablation.random_crop_geometry((cal["scale_min"], cal["scale_max"]), h, w, seed=11)
+    assert abs(iou - cal["F"]["iou"]) <= 0.02 and abs(area - cal["F"]["area"]) <= 0.02
+
+
 def test_natural_matched_strength_matches_colorjitter_spread(ablation):
     x = torch.rand(128, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.6 + 0.2
     cal = ablation.match_natural_strength(x, iterations=8)
