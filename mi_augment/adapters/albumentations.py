@@ -247,6 +247,14 @@ class NaturalIllumination(_ModelBacked, ImageOnlyTransform):
         seed: optional seed (an enclosing ``A.Compose`` re-seeds its transforms with its own ``seed``).
 
     Targets: image (RGB or greyscale, uint8 or float32 in [0, 1]).
+
+    Shape:
+        image ``(H, W, C)`` or ``(H, W)``; output the same shape and dtype.
+
+    Example:
+        >>> import numpy as np
+        >>> NaturalIllumination("default", seed=0)(image=np.zeros((8, 8, 3), np.uint8))["image"].shape
+        (8, 8, 3)
     """
 
     _module_class = _IlluminationModule
@@ -277,6 +285,15 @@ class NaturalMotion(_ModelBacked, DualTransform):
         seed: optional seed (an enclosing ``A.Compose`` re-seeds its transforms with its own ``seed``).
 
     Targets: image, mask, masks, bboxes, keypoints.
+
+    Shape:
+        image ``(H, W, C)`` or ``(H, W)``, mask ``(H, W)``; outputs the same shape and dtype.
+
+    Example:
+        >>> import numpy as np
+        >>> out = NaturalMotion("default", seed=0)(image=np.zeros((8, 8, 3), np.uint8), mask=np.ones((8, 8), bool))
+        >>> out["image"].shape, out["mask"].dtype
+        ((8, 8, 3), dtype('bool'))
     """
 
     _targets = (Targets.IMAGE, Targets.MASK, Targets.BBOXES, Targets.KEYPOINTS)
@@ -356,6 +373,15 @@ class MIPair(_TorchSeeded, DualTransform):
         p: must be 1 (always applied); accepted because albumentations passes it back on ``A.load``.
 
     Targets: image (uint8 or float32 in [0, 1], RGB or greyscale), mask, masks, bboxes, keypoints.
+
+    Shape:
+        image ``(H, W, C)`` or ``(H, W)``; each view ``(h, w, C)`` (or ``(h, w)``), ``(h, w)`` the pair's size.
+
+    Example:
+        >>> import numpy as np
+        >>> out = MIPair(size=16, seed=0)(image=np.zeros((32, 32, 3), np.uint8))
+        >>> [v.shape for v in out["views"]]
+        [(16, 16, 3), (16, 16, 3)]
     """
 
     _targets = (Targets.IMAGE, Targets.MASK, Targets.BBOXES, Targets.KEYPOINTS)

@@ -127,7 +127,20 @@ def ksg_mi(
 
     Each dimension is centred and scaled to unit standard deviation per problem before the search
     (MI is invariant to it; the max-norm neighbourhoods are not, and scikit-learn scales the same way).
+    A few outliers then set the scale and the estimate collapses towards 0: a ``UserWarning`` says so when a
+    standard deviation exceeds 100 times the robust spread (:func:`kl3_mi` scales robustly).
     Raises ``ValueError`` for ``N <= k``, NaN or inf, mismatched shapes and bad ``k`` / ``variant``.
+
+    Shape:
+        ``x (..., N, Dx)``, ``y (..., N, Dy)`` -> ``(...)``.
+
+    Example:
+        >>> import torch
+        >>> x = torch.randn(4, 500, 1, generator=torch.Generator().manual_seed(0))
+        >>> y = 0.9 * x + 0.44 * torch.randn(4, 500, 1, generator=torch.Generator().manual_seed(1))
+        >>> mi = ksg_mi(x, y)   # true MI: 0.83 nats
+        >>> mi.shape, bool((mi - 0.83).abs().max() < 0.15)
+        (torch.Size([4]), True)
     """
     if variant not in (1, 2) or isinstance(variant, bool):
         raise ValueError(f"variant must be 1 or 2, got {variant!r}")
@@ -189,6 +202,18 @@ def kl3_mi(
     are raised to it, so the estimate is always finite, even with ``noise=0``. On atoms mixed with
     continuous values (e.g. clipped data) the entropies are not finite and the estimate is biased; a
     ``UserWarning`` says so (KSG handles such mixtures: 0.54 against a true 0.535 nats on clipped Gaussians).
+
+    Shape:
+        ``x (..., N, Dx)``, ``y (..., N, Dy)`` -> ``(...)``.
+
+    Example:
+        >>> import torch
+        >>> x = torch.randn(500, 1, generator=torch.Generator().manual_seed(0))
+        >>> y = 0.9 * x + 0.44 * torch.randn(500, 1, generator=torch.Generator().manual_seed(1))
+        >>> clean = kl3_mi(x, y)
+        >>> x[0] = 1e6   # one outlier barely moves it
+        >>> bool((kl3_mi(x, y) - clean).abs() < 0.1)
+        True
     """
     method = _check_method(method)
     chunk_size = check_chunk_size(chunk_size)
