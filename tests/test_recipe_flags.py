@@ -44,6 +44,8 @@ def test_a_bad_number_is_a_usage_error_naming_the_flag(capsys, recipe, flag, val
     (["--mi-policy", "best"], "--mi-policy must be one of"),
     (["--neighbour-quantiles", "0.9", "0.5"], "LO < HI"),
     (["--twin-video", "no_such_clip.mp4"], "--twin-video no_such_clip.mp4: no such file"),
+    (["--augment", "twin", "--positives", "mi-neighbour"], "cannot be combined with --positives mi-neighbour"),
+    (["--twin-control", "random"], "--twin-control random is a control of --positives twin"),
 ])
 def test_settings_that_cannot_work_together_are_refused_up_front(capsys, argv, message):
     assert message in _usage_error(capsys, "simclr", *argv)

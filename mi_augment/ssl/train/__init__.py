@@ -16,28 +16,29 @@ from __future__ import annotations
 
 from .. import twins as _twins
 from .checkpoint import (
-                         CHECKPOINT,
-                         RESULTS,
-                         RESUME_IGNORED_FIELDS,
-                         CheckpointError,
-                         ResumeConfigError,
-                         check_resume_config,
-                         config_differences,
-                         load_checkpoint,
-                         save_checkpoint,
-                         validate_checkpoint,
+    CHECKPOINT,
+    RESULTS,
+    RESUME_IGNORED_FIELDS,
+    CheckpointError,
+    ResumeConfigError,
+    check_resume_config,
+    config_differences,
+    load_checkpoint,
+    save_checkpoint,
+    validate_checkpoint,
 )
 from .cli import (
-                         RecipeParser,
-                         make_parser,
-                         non_negative_float,
-                         non_negative_int,
-                         positive_float,
-                         positive_int,
-                         unit_interval,
+    RecipeParser,
+    make_parser,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    resolve_positives,
+    unit_interval,
 )
 from .folder import FolderLock, RunFolderError, prepare_run_folder
-from .loop import attach_neighbours, images_per_step, resolve_positives, run, scoring_parts
+from .loop import attach_neighbours, images_per_step, run, scoring_parts
 from .runtime import device_name, git_sha, plot_curves, setup_distributed, unwrap
 
 TwinBranch = _twins.TwinBranch  # where the docs have long pointed

@@ -19,7 +19,7 @@ from .. import AUGMENT_MODES, BACKBONES, POSITIVES
 from ..views import MI_SCORERS
 
 __all__ = ["RecipeParser", "make_parser", "non_negative_float", "non_negative_int", "positive_float",
-           "positive_int", "unit_interval"]
+           "positive_int", "resolve_positives", "unit_interval"]
 
 
 def _number(text: str, kind: type, what: str, ok) -> float | int:
@@ -93,10 +93,41 @@ class RecipeParser(argparse.ArgumentParser):
         return parsed
 
 
+def resolve_positives(args: argparse.Namespace) -> str:
+    """What the method's loss pulls together: ``--positives``, with ``--augment twin`` meaning ``--positives
+    twin`` on baseline views.
+
+    Args:
+        args: the parsed flags (``positives``, ``augment``, ``twin_control``).
+
+    Raises ``ValueError`` naming the flags for conflicting or stray settings.
+
+    Example:
+        >>> resolve_positives(argparse.Namespace(positives="views", augment="twin", twin_control="none"))
+        'twin'
+    """
+    positives = getattr(args, "positives", "views")
+    if positives not in POSITIVES:
+        raise ValueError(f"--positives must be one of {POSITIVES}, got {positives!r}")
+    if args.augment == "twin":
+        if positives == "mi-neighbour":
+            raise ValueError("--augment twin already adds twin positives; it cannot be combined with "
+                             "--positives mi-neighbour")
+        positives = "twin"
+    if getattr(args, "twin_control", "none") != "none" and positives != "twin":
+        raise ValueError(f"--twin-control {args.twin_control} is a control of --positives twin, got --positives "
+                         f"{positives}")
+    return positives
+
+
 def _problems(args: argparse.Namespace):
     """Messages for settings that cannot work together (each names its flags)."""
     if getattr(args, "resume", False) and getattr(args, "overwrite", False):
         yield "--resume continues the run in --out and --overwrite replaces it: pass one of them"
+    try:
+        resolve_positives(args)
+    except ValueError as exc:
+        yield str(exc)
     if args.dataset == "folder":
         root = args.data_root or os.environ.get("MI_AUGMENT_DATA_ROOT")
         if root is None:

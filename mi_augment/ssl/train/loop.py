@@ -40,7 +40,6 @@ from torch import Tensor, nn
 
 from ...core.artifact import atomic_write_bytes
 from ...datasets.loading import EpochSampler, ImageData, data_root_used, load_dataset
-from .. import POSITIVES
 from ..backbones import build_encoder
 from ..evaluate import evaluate_encoder
 from ..heads import NeighbourPositives
@@ -56,6 +55,7 @@ from .checkpoint import (
     save_checkpoint,
     validate_checkpoint,
 )
+from .cli import resolve_positives
 from .folder import FolderLock, prepare_run_folder
 from .runtime import (
     device_name,
@@ -70,30 +70,13 @@ from .runtime import (
     unwrap,
 )
 
-__all__ = ["attach_neighbours", "images_per_step", "resolve_positives", "run", "scoring_parts"]
+__all__ = ["attach_neighbours", "images_per_step", "run", "scoring_parts"]
 
 
 def step_generator(generator: torch.Generator, seed: int, rank: int, step: int) -> torch.Generator:
     """Reseed the augmentation generator from (seed, rank, step): resumed runs draw the same views."""
     generator.manual_seed(((seed * 1_000_003 + rank) * 1_000_033 + step) % (2**63 - 1))
     return generator
-
-
-def resolve_positives(args: argparse.Namespace) -> str:
-    """``--positives``, with ``--augment twin`` meaning ``--positives twin`` on baseline views; conflicting or
-    stray settings raise ``ValueError`` naming the flags."""
-    positives = getattr(args, "positives", "views")
-    if positives not in POSITIVES:
-        raise ValueError(f"--positives must be one of {POSITIVES}, got {positives!r}")
-    if args.augment == "twin":
-        if positives == "mi-neighbour":
-            raise ValueError("--augment twin already adds twin positives; it cannot be combined with "
-                             "--positives mi-neighbour")
-        positives = "twin"
-    if getattr(args, "twin_control", "none") != "none" and positives != "twin":
-        raise ValueError(f"--twin-control {args.twin_control} is a control of --positives twin, got --positives "
-                         f"{positives}")
-    return positives
 
 
 def scoring_parts(method: nn.Module) -> tuple[nn.Module, nn.Module | None, float]:
