@@ -41,7 +41,6 @@ RNG, which DataLoader seeds per worker. The transforms pickle (spawn workers) wi
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import numpy as np
@@ -55,155 +54,23 @@ from ..transforms.collate import transform_or_kwargs
 from ..transforms.illumination import NaturalIllumination as _IlluminationModule
 from ..transforms.motion import NaturalMotion as _MotionModule
 from ..transforms.pair import MIPairTransform
+from ._albumentations_support import (
+    TorchSeeded,
+    finish_bboxes,
+    model_spec,
+    serialisable,
+    to_numpy,
+    to_tensor,
+    view_to_numpy,
+    warps_views,
+)
 
 __all__ = ["NaturalIllumination", "NaturalMotion", "MIPair"]
 
 _GEOMETRIC = ("mask", "masks", "bboxes", "keypoints")
-_JSON_SCALARS = (str, int, float, bool, type(None))
 
 
-def _model_spec(model: Any) -> Any:
-    """What ``to_dict`` records for a model argument: ``"default"``, a path as a string, or the instance."""
-    if model is None:
-        return "default"
-    if isinstance(model, (str, os.PathLike)):
-        return os.fspath(model)
-    return model
-
-
-def _serialisable(value: Any, field: str, owner: str) -> Any:
-    """``value`` as plain JSON / YAML data (tuples as lists, paths as strings), or a ``TypeError`` saying how
-    to make it serialisable."""
-    if isinstance(value, _JSON_SCALARS):
-        return value
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, (list, tuple)):
-        return [_serialisable(v, f"{field}[{i}]", owner) for i, v in enumerate(value)]
-    raise TypeError(f"{owner}: {field} is a {type(value).__name__}, which albumentations cannot serialise; "
-                    "pass models as 'default' or as a saved model's path (model.save('model.json'), then "
-                    "'model.json'), and other arguments as numbers, strings or lists")
-
-
-# ------------------------------------------------------------------------------------------ image <-> tensor
-def _to_tensor(image: Any, name: str = "image") -> Tensor:
-    """A numpy ``HxW`` / ``HxWxC`` image (uint8, or float in [0, 1]) as float ``[C, H, W]`` in [0, 1]."""
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array (HxW or HxWxC), got {type(image).__name__}")
-    if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"{name} must be a non-empty HxW or HxWxC array, got shape {image.shape}")
-    arr = image[:, :, None] if image.ndim == 2 else image
-    if arr.dtype == np.uint8:
-        return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float().div_(255.0)
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise TypeError(f"{name} must be uint8 or float (values in [0, 1]), got dtype {arr.dtype}")
-    if not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0:
-        raise ValueError(f"{name} is a float image with values outside [0, 1] (min {np.nanmin(arr):.4g}, max "
-                         f"{np.nanmax(arr):.4g}); albumentations float images are in [0, 1]")
-    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1)
-
-
-def _view_to_numpy(x: Tensor, like: np.ndarray) -> np.ndarray:
-    """A pair's view as :func:`_to_numpy`, except that a view outside [0, 1] (``normalize=`` or a ``Normalize``
-    in its pipeline) comes back as float32, unclamped, as albumentations' own ``Normalize`` returns it."""
-    lo, hi = (float(v) for v in torch.aminmax(x))
-    if lo < -1e-3 or hi > 1.0 + 1e-3:
-        out = x.detach().permute(1, 2, 0).numpy().astype(np.float32)
-        return np.ascontiguousarray(out[:, :, 0] if like.ndim == 2 else out)
-    return _to_numpy(x, like)
-
-
-def _to_numpy(x: Tensor, like: np.ndarray) -> np.ndarray:
-    """Float ``[C, h, w]`` in [0, 1] back to ``like``'s layout (``HxW`` stays 2-D) and dtype."""
-    arr = x.clamp(0.0, 1.0).permute(1, 2, 0)
-    if like.dtype == np.uint8:
-        arr = arr.mul(255.0).round_().to(torch.uint8)
-    out = arr.numpy().astype(like.dtype, copy=False)
-    return np.ascontiguousarray(out[:, :, 0] if like.ndim == 2 else out)
-
-
-def _finish_bboxes(boxes: np.ndarray, dtype: np.dtype, clip: bool) -> np.ndarray:
-    """Drop the boxes (normalised ``x1, y1, x2, y2, ...`` rows) that left the image entirely; clip the rest to it
-    when ``clip`` (used alone). Inside a Compose they stay unclipped so its ``bbox_params`` filter sees how much
-    is visible (``min_visibility``), and then clips them."""
-    inside = np.clip(boxes[:, :4], 0.0, 1.0)
-    boxes = boxes[(inside[:, 2] > inside[:, 0]) & (inside[:, 3] > inside[:, 1])]
-    if clip:
-        boxes[:, :4] = boxes[:, :4].clip(0.0, 1.0)
-    return boxes.astype(dtype, copy=False)
-
-
-def _warps_views(pair: MIPairTransform) -> bool:
-    """Whether the pair's perturbation chain or view pipelines move pixels (camera motion)."""
-    from ..perturbations.motion import MotionModel
-
-    models = list(getattr(pair, "perturbations", ())) + [getattr(pair, "motion", None)]
-    pipelines = [t for p in getattr(pair, "view_transforms", ()) for t in p]
-    return (any(isinstance(m, MotionModel) for m in models)
-            or any(isinstance(t, _MotionModule) for t in pipelines))
-
-
-# ------------------------------------------------------------------------------------------ seeding
-class _TorchSeeded:
-    """albumentations' seeding (``set_random_seed``, ``set_random_state``) driving a lazily built, per-process
-    ``torch.Generator``; see the module docstring."""
-
-    def set_random_seed(self, seed: int | None) -> None:
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise TypeError(f"seed must be an int or None, got {type(seed).__name__} {seed!r}")
-        super().set_random_seed(None if seed is None else int(seed))
-        self._seed_source: Any = None if seed is None else int(seed)
-        self._generator: torch.Generator | None = None
-        self._generator_owner: tuple[int, int | None] | None = None
-
-    def set_random_state(self, random_generator: np.random.Generator, py_random: Any) -> None:
-        super().set_random_state(random_generator, py_random)
-        self._seed_source = random_generator  # a seed is drawn from it when the generator is built
-        self._generator = None
-        self._generator_owner = None
-
-    @property
-    def generator(self) -> torch.Generator | None:
-        """This process's generator (None: no seed was set, draws come from torch's global RNG)."""
-        from torch.utils.data import get_worker_info
-
-        worker = get_worker_info()
-        owner = (os.getpid(), None if worker is None else worker.id)
-        if self._generator_owner != owner:
-            self._generator_owner = owner
-            self._generator = None
-            source = self._seed_source
-            if source is not None:
-                base = int(source.integers(2**63)) if isinstance(source, np.random.Generator) else source
-                material = [base % 2**64] + ([torch.initial_seed() % 2**64] if worker is not None else [])
-                state = np.random.SeedSequence(material).generate_state(1, np.uint64)[0]
-                self._generator = torch.Generator().manual_seed(int(state) % (2**63 - 1))
-        return self._generator
-
-    def should_apply(self, force_apply: bool = False) -> bool:
-        if self.p <= 0.0:
-            return False
-        if self.p >= 1.0 or force_apply:
-            return True
-        return bool(torch.rand((), generator=self.generator) < self.p)  # not python's RNG: shared by workers
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        gen = state.pop("_generator", None)
-        # The generator's state as bytes (never a tensor: DataLoader's pickler moves tensors to shared memory).
-        state["_generator_bytes"] = None if gen is None else bytes(gen.get_state().numpy().tobytes())
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        raw = state.pop("_generator_bytes", None)
-        self.__dict__.update(state)
-        self._generator = None
-        if raw is not None:
-            self._generator = torch.Generator()
-            self._generator.set_state(torch.frombuffer(bytearray(raw), dtype=torch.uint8))
-
-
-class _ModelBacked(_TorchSeeded):
+class _ModelBacked(TorchSeeded):
     """A single-view adapter around one of our model transforms (``_module_class``), applied with p = 1 inside
     (albumentations' own ``p`` gates it)."""
 
@@ -212,7 +79,7 @@ class _ModelBacked(_TorchSeeded):
     def __init__(self, model: Any = None, strength: float = 1.0, p: float = 1.0, seed: int | None = None):
         super().__init__(p=p)
         self.module = self._module_class(model, p=1.0, strength=strength)
-        self.model_spec = _model_spec(model)
+        self.model_spec = model_spec(model)
         self.set_random_seed(seed)
 
     def get_transform_init_args(self) -> dict[str, Any]:
@@ -263,8 +130,8 @@ class NaturalIllumination(_ModelBacked, ImageOnlyTransform):
         return {"illumination": self.model.sample(1, generator=self.generator, strength=self.strength)}
 
     def apply(self, img: np.ndarray, illumination: Any = None, **params: Any) -> np.ndarray:
-        x = _to_tensor(img)
-        return _to_numpy(self.module.transform(x[None], illumination)[0], img)
+        x = to_tensor(img)
+        return to_numpy(self.module.transform(x[None], illumination)[0], img)
 
 
 class NaturalMotion(_ModelBacked, DualTransform):
@@ -313,7 +180,7 @@ class NaturalMotion(_ModelBacked, DualTransform):
         return self.model.warp_matrices(motion, int(shape[0]), int(shape[1]))[0]
 
     def apply(self, img: np.ndarray, motion: Any = None, **params: Any) -> np.ndarray:
-        return _to_numpy(self.module.transform(_to_tensor(img)[None], motion)[0], img)
+        return to_numpy(self.module.transform(to_tensor(img)[None], motion)[0], img)
 
     def apply_to_mask(self, mask: np.ndarray, motion: Any = None, **params: Any) -> np.ndarray:
         arr = mask[:, :, None] if mask.ndim == 2 else mask
@@ -337,7 +204,7 @@ class NaturalMotion(_ModelBacked, DualTransform):
         my = m[1, 0] * xs + m[1, 1] * ys + m[1, 2]
         out[:, 0], out[:, 2] = (mx.min(1) + 0.5) / w, (mx.max(1) + 0.5) / w
         out[:, 1], out[:, 3] = (my.min(1) + 0.5) / h, (my.max(1) + 0.5) / h
-        return _finish_bboxes(out, bboxes.dtype, clip=self.get_processor("bboxes") is None)
+        return finish_bboxes(out, bboxes.dtype, clip=self.get_processor("bboxes") is None)
 
     def apply_to_keypoints(self, keypoints: np.ndarray, motion: Any = None, shape: Any = None,
                            **params: Any) -> np.ndarray:
@@ -354,7 +221,7 @@ class NaturalMotion(_ModelBacked, DualTransform):
         return out.astype(keypoints.dtype, copy=False)
 
 
-class MIPair(_TorchSeeded, DualTransform):
+class MIPair(TorchSeeded, DualTransform):
     """The views of an :class:`~mi_augment.transforms.MIPairTransform` as an albumentations transform, with
     masks, bboxes and keypoints cropped, resized and flipped as each view's box.
 
@@ -403,7 +270,7 @@ class MIPair(_TorchSeeded, DualTransform):
             raise TypeError("MIPair built from a ready MIPairTransform cannot be serialised; build it from the "
                             "transform's keyword arguments instead, e.g. MIPair(size=32, illumination='default')")
         state = super().to_dict_private()
-        return {k: v if k == "__class_fullname__" else _serialisable(v, k, "MIPair") for k, v in state.items()}
+        return {k: v if k == "__class_fullname__" else serialisable(v, k, "MIPair") for k, v in state.items()}
 
     @property
     def targets(self) -> dict[str, Any]:
@@ -417,8 +284,8 @@ class MIPair(_TorchSeeded, DualTransform):
         if "image" not in data:
             raise ValueError("MIPair needs an image= argument")
         image = data["image"]
-        views, info = self.transform(_to_tensor(image), generator=self.generator, return_info=True)
-        return {"views": tuple(_view_to_numpy(v, image) for v in views), "pair_params": info.params,
+        views, info = self.transform(to_tensor(image), generator=self.generator, return_info=True)
+        return {"views": tuple(view_to_numpy(v, image) for v in views), "pair_params": info.params,
                 "boxes": info.params.boxes[0].double().numpy(), "flip": info.params.flip[0].numpy()}
 
     # -- one view's geometry: the crop box (x1, y1, x2, y2) in input pixels, resized to (h, w), then flipped --
@@ -451,7 +318,7 @@ class MIPair(_TorchSeeded, DualTransform):
         out[:, [1, 3]] = (out[:, [1, 3]] * height - y1) / (y2 - y1)
         if flip:
             out[:, [0, 2]] = 1.0 - out[:, [2, 0]]
-        return _finish_bboxes(out, bboxes.dtype, clip=self.get_processor("bboxes") is None)
+        return finish_bboxes(out, bboxes.dtype, clip=self.get_processor("bboxes") is None)
 
     def apply_to_keypoints(self, keypoints: np.ndarray, view: int = 0, **params: Any) -> np.ndarray:
         if len(keypoints) == 0:
@@ -477,7 +344,7 @@ class MIPair(_TorchSeeded, DualTransform):
             raise ValueError(f"MIPair transforms one image= (and its mask, masks, bboxes, keypoints); got "
                              f"{', '.join(unsupported)}")
         geometric = [key for key, kind in kinds.items() if kind in _GEOMETRIC]
-        if geometric and _warps_views(self.transform):
+        if geometric and warps_views(self.transform):
             raise ValueError(f"MIPair moves {', '.join(geometric)} with each view's crop and flip, but its "
                              "MIPairTransform also warps each view by a camera motion that they cannot follow: build "
                              "it with motion=None (the default; put NaturalMotion before MIPair to move image "
@@ -497,8 +364,8 @@ class MIPair(_TorchSeeded, DualTransform):
 
     def _replay(self, image: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, ...]:
         """Another image target rendered with the same views' params (same boxes, flips and draws)."""
-        views = self.transform(_to_tensor(image), params=params["pair_params"])
-        return tuple(_view_to_numpy(v, image) for v in views)
+        views = self.transform(to_tensor(image), params=params["pair_params"])
+        return tuple(view_to_numpy(v, image) for v in views)
 
     def _view_targets(self, kwargs: dict[str, Any], keys: list[str], params: dict[str, Any], view: int
                       ) -> dict[str, Any]:
