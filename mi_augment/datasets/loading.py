@@ -266,8 +266,19 @@ def _folder(root: str | os.PathLike, image_size: int) -> tuple[ImageSet, ImageSe
 
 def synthetic(n_train: int = 256, n_test: int = 64, image_size: int = 16, channels: int = 3, num_classes: int = 4,
               seed: int = 0) -> tuple[ImageSet, ImageSet]:
-    """A tiny labelled set: class ``k`` is a stripe pattern at angle ``k * pi / num_classes`` with a random
-    phase, frequency, tint and noise. Learnable in a few steps, so smoke tests also see non-trivial kNN."""
+    """A small labelled set: class ``k`` is a stripe pattern at angle ``k * pi / num_classes`` with a random
+    phase, frequency, tint and noise. Learnable in a few steps, so smoke tests also see non-trivial kNN; 256
+    training images fill one batch of the recipes' default size.
+
+    Args:
+        n_train, n_test: images per split; image_size: their side; channels: 1 or 3;
+        num_classes: stripe angles; seed: the generator's seed (same seed, same images).
+
+    Example:
+        >>> train, test = synthetic(n_train=8, n_test=4, image_size=16)
+        >>> tuple(train.images.shape), train.images.dtype, train.labels.tolist()[:4]
+        ((8, 3, 16, 16), torch.uint8, [0, 1, 2, 3])
+    """
     g = torch.Generator().manual_seed(seed)
     sets = []
     for n in (n_train, n_test):

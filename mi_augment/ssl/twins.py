@@ -95,7 +95,24 @@ class TwinPairs:
     ``control (N, C, S, S)`` optional: the random-partner crops, row-aligned with ``twins`` (same patch, same
     frame), which :meth:`with_random_control` serves instead of the twins.
 
-    Build with :meth:`from_video` (mines and caches every clip) or :meth:`from_dataset`."""
+    Build with :meth:`from_video` (mines and caches every clip) or :meth:`from_dataset`.
+
+    Args:
+        patches, twins: uint8 crops ``(N, C, P, P)``, row ``i`` of ``twins`` the partner of row ``i`` of ``patches``.
+        size: the side the views are served at; channels: the encoder's channels (1 or 3).
+        pair_ids: ``(N,)`` unique-pair index of each row (default: every row its own pair).
+        control: ``(N, C, P, P)`` random-partner crops, row-aligned with ``twins``.
+        summary: counts for the run's log and ``results.json``.
+
+    Example:
+        >>> crops = torch.randint(0, 256, (6, 3, 12, 12), dtype=torch.uint8)
+        >>> pairs = TwinPairs(crops, crops.flip(-1), size=16, channels=3, pair_ids=torch.tensor([0, 0, 1, 1, 2, 2]))
+        >>> pairs.num_pairs
+        3
+        >>> a, b = pairs.sample(8, torch.Generator().manual_seed(0))
+        >>> tuple(a.shape)  # one crop per unique pair
+        (3, 3, 16, 16)
+    """
 
     def __init__(self, patches: Tensor, twins: Tensor, size: int, channels: int, pair_ids: Tensor | None = None,
                  control: Tensor | None = None, summary: dict | None = None):
@@ -204,9 +221,19 @@ class TwinPairs:
     def sample(self, batch_size: int, generator: torch.Generator | None = None,
                selection: torch.Generator | None = None, rank: int = 0, world_size: int = 1
                ) -> tuple[Tensor, Tensor]:
-        """A twin batch (:meth:`draw` with ``selection``, default ``generator``) as float ``[n, C, size,
-        size]`` views, flipped together, with independent colour jitter on each side (``generator``); 1
-        channel when the encoder expects it."""
+        """A twin batch (:meth:`draw` with ``selection``, default ``generator``) as float views, flipped
+        together, with independent colour jitter on each side (``generator``); 1 channel when the encoder
+        expects it.
+
+        Args:
+            batch_size: pairs wanted (capped at the unique pairs per process).
+            generator: the flips and colour jitter (and the draw when ``selection`` is None).
+            selection: the draw of pairs, in the same state on every rank under DDP.
+            rank, world_size: this process among the training processes.
+
+        Shape:
+            - Output: two ``(n, channels, size, size)`` tensors in [0, 1].
+        """
         idx = self.draw(batch_size, selection if selection is not None else generator, rank, world_size)
         d = self.patches.device
         out = []
@@ -313,6 +340,15 @@ class TwinBranch(nn.Module):
     Args:
         method: the method module (``encoder`` attribute, ``forward(view_a, view_b) -> loss``).
         weight: the twin loss's weight.
+
+    Example:
+        >>> class Mse(nn.Module):
+        ...     encoder = nn.Identity()
+        ...     def forward(self, a, b):
+        ...         return ((a - b) ** 2).mean()
+        >>> x, y = torch.zeros(2, 3), torch.ones(2, 3)
+        >>> float(TwinBranch(Mse(), 0.5)(x, x, x, y))
+        0.5
     """
 
     def __init__(self, method: nn.Module, weight: float):

@@ -22,7 +22,19 @@ RESULTS = "results.json"
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """``torch.save`` to memory, then an atomic write: a crash never leaves a torn checkpoint."""
+    """``torch.save`` to memory, then an atomic write: a crash never leaves a torn checkpoint.
+
+    Args:
+        path: the file to write; state: tensors, numbers, strings, lists and dicts (what
+            :func:`load_checkpoint` reads back with ``weights_only=True``).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     save_checkpoint(Path(d) / "c.pt", {"w": torch.ones(2)})
+        ...     load_checkpoint(Path(d) / "c.pt", torch.device("cpu"))["w"].tolist()
+        [1.0, 1.0]
+    """
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write_bytes(path, buffer.getvalue())
@@ -106,7 +118,15 @@ def validate_checkpoint(ckpt: Any, path: Path) -> dict[str, Any]:
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """``{field: (saved, current)}`` for every config field that changes the run and differs (fields in
-    :data:`RESUME_IGNORED_FIELDS` are skipped; a field only one side has counts as a difference)."""
+    :data:`RESUME_IGNORED_FIELDS` are skipped; a field only one side has counts as a difference).
+
+    Args:
+        saved: the checkpoint's config; current: this run's.
+
+    Example:
+        >>> config_differences({"lr": 0.3, "out": "a", "seed": 0}, {"lr": 0.1, "out": "b", "seed": 0})
+        {'lr': (0.3, 0.1)}
+    """
     missing = object()
     diffs = {}
     for key in sorted(set(saved) | set(current)):

@@ -70,11 +70,18 @@ from .runtime import (
     unwrap,
 )
 
-__all__ = ["attach_neighbours", "images_per_step", "run", "scoring_parts"]
+__all__ = ["attach_neighbours", "build_encoder_for", "images_per_step", "run", "scoring_parts", "step_generator"]
 
 
 def step_generator(generator: torch.Generator, seed: int, rank: int, step: int) -> torch.Generator:
-    """Reseed the augmentation generator from (seed, rank, step): resumed runs draw the same views."""
+    """Reseed the augmentation generator from (seed, rank, step): resumed runs draw the same views.
+
+    Example:
+        >>> g = torch.Generator()
+        >>> a = torch.rand(2, generator=step_generator(g, 0, 0, 5))
+        >>> torch.equal(a, torch.rand(2, generator=step_generator(g, 0, 0, 5)))
+        True
+    """
     generator.manual_seed(((seed * 1_000_003 + rank) * 1_000_033 + step) % (2**63 - 1))
     return generator
 

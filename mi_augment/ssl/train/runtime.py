@@ -53,6 +53,7 @@ def setup_distributed(device_arg: str) -> tuple[torch.device, int, int]:
 
 
 def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's with its cores and torch threads, for the printed config."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     import platform
@@ -61,10 +62,17 @@ def device_name(device: torch.device) -> str:
 
 
 def jsonable(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with every value JSON can hold as is, the others as their ``str``.
+
+    Example:
+        >>> jsonable({"lr": 0.3, "quantiles": (0.9, 1.0)})
+        {'lr': 0.3, 'quantiles': '(0.9, 1.0)'}
+    """
     return {k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v) for k, v in config.items()}
 
 
 def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a ``DistributedDataParallel`` wrapper (any other module as is)."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
