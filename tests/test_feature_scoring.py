@@ -290,3 +290,22 @@ def test_policy_refuses_non_finite_scores():
         ThresholdPolicy().select(torch.tensor([[0.0, math.nan, 1.0]]))
     with pytest.raises(ValueError, match="mask allows no candidate"):
         MaxPolicy().select(torch.zeros(1, 3), mask=torch.zeros(1, 3, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("wrap", [lambda f: (f, torch.zeros(1)), lambda f: [f], lambda f: {"pooler_output": f}])
+def test_an_encoder_returning_a_tuple_list_or_dict_is_read_at_its_first_tensor(wrap):
+    """Issue 24 item 18: (features, logits) tuples and Hugging Face style dicts score like the bare features."""
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.rand(2, 3, 3, 8, 8, generator=g), torch.rand(2, 3, 3, 8, 8, generator=g)
+    bare = FeatureScorer(nn.Flatten())(a, b)
+    wrapped = FeatureScorer(lambda x: wrap(x.flatten(1)))(a, b)
+    assert torch.allclose(bare, wrapped)
+
+
+def test_an_encoder_returning_no_tensor_and_meta_inputs_are_refused_clearly():
+    a = torch.rand(2, 3, 3, 8, 8)
+    with pytest.raises(TypeError, match="encoder must return a Tensor"):
+        FeatureScorer(lambda x: "features")(a, a)
+    meta = torch.empty(2, 3, 3, 8, 8, device="meta")
+    with pytest.raises(ValueError, match="meta tensors"):
+        FeatureScorer(nn.Flatten())(meta, meta)

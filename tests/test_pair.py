@@ -457,3 +457,61 @@ def test_collate_errors_name_the_sample_and_what_was_expected():
         MIPairCollate(object())
     with pytest.raises(ValueError, match="either"):
         MIPairCollate(MIPairTransform(8), size=8)
+
+
+# ------------------------------------------------------------------ issue 24: a trustworthy drop-in
+@pytest.mark.parametrize("kind", ["uint8", "pil"])
+def test_a_view_pipeline_that_leaves_the_unit_range_returns_float_views(kind):
+    """v2.Normalize in the pipeline: the negative half is kept (float views), never clamped into uint8 / PIL."""
+    from torchvision.transforms import v2
+
+    x = (torch.rand(3, 40, 40, generator=_gen(40)) * 255).to(torch.uint8)
+    image = Image.fromarray(x.permute(1, 2, 0).numpy()) if kind == "pil" else x
+    t = MIPairTransform.simclr(32, view_transforms=[v2.Normalize((0.5,) * 3, (0.25,) * 3)])
+    views = t(image, generator=_gen(41))
+    for v in views:
+        assert isinstance(v, torch.Tensor) and v.dtype == torch.float32 and v.shape == (3, 32, 32)
+        assert float(v.min()) < -0.5  # about half the values are below the mean
+    plain = MIPairTransform.simclr(32)(image, generator=_gen(41))
+    assert type(plain[0]) is type(image)  # a pipeline that stays in [0, 1] returns the input's type
+
+
+@pytest.mark.parametrize("normalize, mean, std", [(True, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+                                                  ({"mean": (0.5, 0.5, 0.5), "std": (0.2, 0.2, 0.2)}, (0.5,) * 3,
+                                                   (0.2,) * 3)])
+def test_normalize_returns_normalised_float_views_like_lightly(normalize, mean, std):
+    x = (torch.rand(3, 40, 40, generator=_gen(42)) * 255).to(torch.uint8)
+    image = Image.fromarray(x.permute(1, 2, 0).numpy())
+    views = MIPairTransform(32, normalize=normalize)(image, generator=_gen(43))
+    plain = MIPairTransform(32)(x, generator=_gen(43))  # the same draws, uint8 views
+    for v, p in zip(views, plain):
+        assert v.dtype == torch.float32 and v.shape == (3, 32, 32)
+        back = v * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1)
+        assert (back * 255 - p.float()).abs().max() <= 1.0  # one uint8 level
+    batch = MIPairTransform(32, normalize=normalize)(x[None].float() / 255, generator=_gen(43))
+    assert batch[0].shape == (1, 3, 32, 32)
+    with pytest.raises(TypeError, match="normalize must be"):
+        MIPairTransform(32, normalize="imagenet")
+    with pytest.raises(ValueError, match="std"):
+        MIPairTransform(32, normalize={"mean": 0.5, "std": 0})
+
+
+def test_repr_lists_each_view_transform_once():
+    text = repr(MIPairTransform.byol(96))
+    assert text.count("RandomSolarize") == 1 and text.count("GaussianBlur") == 2
+    assert text.startswith("MIPairTransform(size=(96, 96)")
+
+
+def test_replaying_one_image_of_a_batch_gives_its_views_to_float_rounding():
+    """params.index(i) replays image i's draws; its views equal the batch's to float rounding."""
+    t = MIPairTransform(24, illumination="default", motion="default", motion_strength=4.0)
+    x = torch.rand(4, 3, 40, 56, generator=_gen(44))
+    views, info = t(x, generator=_gen(45), return_info=True)
+    for i in range(4):
+        again = t(x[i], params=info.params.index(i))
+        assert max(float((a - v[i]).abs().max()) for a, v in zip(again, views)) < 1e-4
+
+
+def test_meta_tensors_are_refused_with_a_clear_error():
+    with pytest.raises(ValueError, match="meta tensor"):
+        MIPairTransform(16)(torch.empty(2, 3, 32, 32, device="meta"))

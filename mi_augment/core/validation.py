@@ -274,6 +274,8 @@ def to_float_batch(images: Any, name: str = "images", channels: tuple[int, ...] 
         return t[None], spec
     if not isinstance(images, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, PIL image or numpy array, got {type(images).__name__}")
+    if images.is_meta:  # shape only: every kernel would fail deep inside
+        raise ValueError(f"{name} is a meta tensor (a shape without data); pass images with values")
     tensor_type = _tv_tensor_type(images, name)
     if type(images) is not Tensor:
         images = images.as_subclass(Tensor)

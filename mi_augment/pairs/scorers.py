@@ -249,9 +249,24 @@ class _EncoderScorer(nn.Module):
             vectors = self.head(vectors)
         return nn.functional.normalize(vectors.flatten(1).float(), dim=1)
 
+    def _encode(self, images: Tensor) -> Tensor:
+        """The encoder's output for ``images``: a tensor, or the first tensor of a tuple / list / dict it returns
+        (e.g. ``(features, logits)``, a Hugging Face ``ModelOutput``)."""
+        if images.is_meta:
+            raise ValueError("the scorer got meta tensors (a shape without data); pass images with values")
+        out = self.encoder(self._normalise(images))
+        if isinstance(out, Tensor):
+            return out
+        items = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (tuple, list)) else []
+        first = next((v for v in items if isinstance(v, Tensor)), None)
+        if first is None:
+            raise TypeError(f"encoder must return a Tensor, or a tuple / list / dict holding one first, got "
+                            f"{type(out).__name__}")
+        return first
+
     def _crop_features(self, crops: Tensor) -> Tensor:
         """Unit features ``(M, E)`` of crops ``(M, C, h, w)``: one forward each; maps are averaged."""
-        out = self.encoder(self._normalise(crops))
+        out = self._encode(crops)
         if out.ndim == 4:
             out = out.mean((2, 3))
         return self._embed(out.flatten(1))
@@ -259,8 +274,8 @@ class _EncoderScorer(nn.Module):
     def _feature_maps(self, images: Tensor) -> Tensor:
         if images.ndim != 4:
             raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
-        maps = self.encoder(self._normalise(images))
-        if not isinstance(maps, Tensor) or maps.ndim != 4 or maps.shape[0] != images.shape[0]:
+        maps = self._encode(images)
+        if maps.ndim != 4 or maps.shape[0] != images.shape[0]:
             raise ValueError(f"input_kind='boxes' needs an encoder returning (B, D, h, w) feature maps (e.g. a "
                              f"ResNet without its average pool), got {getattr(maps, 'shape', type(maps))}")
         return maps
@@ -331,7 +346,9 @@ class FeatureScorer(_EncoderScorer):
     Args:
         encoder: the encoder whose critic to use: the EMA / target encoder when the method has one (BYOL,
             MoCo), else the online encoder. It maps ``(M, C, h, w)`` images to ``(M, D)`` features or
-            ``(M, D, h', w')`` feature maps (averaged over space for ``"image"``; required for ``"boxes"``).
+            ``(M, D, h', w')`` feature maps (averaged over space for ``"image"``; required for ``"boxes"``);
+            an encoder returning a tuple, list or dict (``(features, logits)``, a Hugging Face output) is
+            read at its first tensor.
             It runs under ``torch.no_grad`` in its current train/eval mode: put it in eval mode (so
             BatchNorm statistics are untouched) and on the images' device yourself.
         temperature: the contrastive loss's temperature (SimCLR / MoCo's ``tau``).
