@@ -60,6 +60,20 @@ def test_a_folder_in_use_by_another_run_is_refused(tmp_path):
     assert run_recipe("simclr", out, *COMMON)["steps"] == 2  # free again once the lock is released
 
 
+def test_a_run_in_another_process_keeps_a_second_run_out(tmp_path):
+    out = tmp_path / "shared"
+    code = ("import sys, time; from mi_augment.ssl.train import FolderLock; FolderLock(sys.argv[1]).acquire(); "
+            "print('locked', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunFolderError, match=f"in use by another run \\(process {holder.pid} "):
+            run_recipe("simclr", out, *COMMON)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_stale_lock_from_a_dead_process_is_taken_over(tmp_path, capsys):
     out = tmp_path / "stale"
     code = ("import os, sys; from mi_augment.ssl.train import FolderLock; FolderLock(sys.argv[1]).acquire(); "
