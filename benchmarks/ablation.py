@@ -121,7 +121,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "seeds": [0, 1, 2, 3, 4, 5, 6, 7], "linear_steps": 100, "calibration_images": 1024,
         "scene_clips": ["bikes", "vtest"], "held_out_clips": ["carphone", "tree"],
         "metrics": [*METRICS, *shift_grid.SHIFT_METRICS], "primary": list(shift_grid.PRIMARY_METRICS),
-        "controls": ["S", "S_F", "natural_iso", "I", "R", "H", "RG", "TGtrue"],
+        "controls": ["S", "S_F", "natural_iso", "I", "R", "H", "RG", "TGtrue", "W_S_F", "W_I"],
         "arm_flags": {"F": ["--augment", "mi", "--mi-scorer", "features", "--mi-policy", "max"]},
     },
     # cpu_shift on one GPU (benchmarks/run_gpu_ablation.sh with BUDGET=gpu_shift): ResNet-18, every training image
@@ -132,7 +132,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "seeds": [0, 1, 2], "linear_steps": 300, "calibration_images": 2048,
         "scene_clips": ["bikes", "vtest"], "held_out_clips": ["carphone", "tree"],
         "metrics": [*METRICS, *shift_grid.SHIFT_METRICS], "primary": list(shift_grid.PRIMARY_METRICS),
-        "controls": ["S", "S_F", "natural_iso", "I", "R", "H", "RG", "TGtrue"],
+        "controls": ["S", "S_F", "natural_iso", "I", "R", "H", "RG", "TGtrue", "W_S_F", "W_I"],
         "arm_flags": {"F": ["--augment", "mi", "--mi-scorer", "features", "--mi-policy", "max"]},
     },
     "gpu": {  # one GPU: ResNet-18, every training image, full memory and test set
@@ -156,7 +156,13 @@ class Arm:
     built: bool = True
     what: str = ""
     datasets: tuple[str, ...] | None = None  #: the datasets the arm can run on (None: every one)
+    #: warm start (issue 22 item 4): the arm whose flags it trains with after the seed's shared ``B`` checkpoint
+    #: at ``WARM_FRACTION`` of the steps (the same schedule, data order and generator: only the second part differs)
+    warm_of: str | None = None
 
+
+#: share of a cell's steps the warm-start arms spend as ``B`` before switching to their own positives
+WARM_FRACTION = 0.5
 
 ARMS: dict[str, Arm] = {a.name: a for a in [
     Arm("B", ("--augment", "baseline"), controls=(), what="SimCLR augmentation of the recipe"),
@@ -183,6 +189,14 @@ ARMS: dict[str, Arm] = {a.name: a for a in [
              "(fmnist_scenes only; what a content-founded score could reach)"),
     Arm("N", ("--positives", "mi-neighbour", "--neighbour-policy", "max"), controls=("B", "B_compute"),
         what="cross-image MI positives (max: NNCLR)"),
+    Arm("W_F", warm_of="F", controls=("B", "W_S_F"), images_per_sample=3.0,
+        what="warm start: B for the first half of the steps, then F (does encoder-dependent selection pay once "
+             "the encoder means something?)"),
+    Arm("W_S_F", warm_of="S_F", what="warm start: B, then F's scale-matched control S_F"),
+    Arm("W_N", warm_of="N", what="warm start: B for the first half, then the MI neighbours N"),
+    Arm("W_O", warm_of="O", controls=("B", "W_I"), datasets=("fmnist_scenes",),
+        what="warm start: B for the first half, then the garment oracle O"),
+    Arm("W_I", warm_of="I", what="warm start: B for the first half, then the largest-overlap pair I"),
     Arm("T", ("--positives", "twin", "--twin-weight", "0.5"), controls=("B", "R", "H"), images_per_sample=4.0,
         what="video twins through the method's own loss"),
     Arm("R", ("--positives", "twin", "--twin-weight", "0.5", "--twin-control", "random"), images_per_sample=4.0,
@@ -415,6 +429,8 @@ def arm_flags(arm: str, budget_name: str, budget: dict[str, Any], dataset: str, 
     spec = ARMS[arm]
     if not spec.built:
         raise NotImplementedError(f"arm {arm!r} ({spec.what}) is not built yet: see {ISSUE}")
+    if spec.warm_of:  # the flags (and calibration) of the arm it continues as
+        return arm_flags(spec.warm_of, budget_name, budget, dataset, jsonl, motion_strength, runs)
     flags, cal = list(budget.get("arm_flags", {}).get(arm, spec.flags)), None
     if budget.get("held_out_clips") and arm.startswith("natural"):
         # leave the held-out clips out: models refitted on the training clips (shift_grid.natural_models)
@@ -548,10 +564,13 @@ def run_cell(cell: Cell, budget_name: str, budget: dict[str, Any], runs: Path, d
         record.update(train_seconds=0.0, steps=0, images_per_step=0, images_forwarded=0)
     else:
         out = runs / budget_name / f"{cell.dataset}-{cell.arm.replace(':', '_')}-s{cell.seed}-{cell.key(budget_name, budget)}"
+        warm = cell.arm in ARMS and ARMS[cell.arm].warm_of is not None
+        if warm and not (out / "results.json").is_file():
+            warm_start(cell, budget_name, budget, runs, device, out)
         argv = [*budget["recipe"], *data_args(budget, cell.dataset), *cell.flags, "--seed", str(cell.seed),
                 "--epochs", str(cell.epochs), "--out", str(out),
                 *(["--resume"] if (out / "checkpoint.pt").is_file() else []), "--quiet", "--linear-epochs", "0",
-                "--test-subset", "500", "--device", str(device)]
+                "--test-subset", "500", "--device", str(device), *(["--allow-config-change", "all"] if warm else [])]
         result = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() \
             else load_recipe("simclr").main(argv)
         if not result:
@@ -575,6 +594,28 @@ def run_cell(cell: Cell, budget_name: str, budget: dict[str, Any], runs: Path, d
         record["calibration_key"] = cell.calibration["key"]
     record["key"] = cell.key(budget_name, budget)
     return record
+
+
+def warm_start(cell: Cell, budget_name: str, budget: dict[str, Any], runs: Path, device: torch.device,
+               out: Path) -> None:
+    """Put the seed's shared ``B`` checkpoint at :data:`WARM_FRACTION` of the steps into ``out`` (trained once per
+    seed with ``--stop-after``, kept in ``runs``), so the cell resumes from it with its own flags."""
+    if (out / "checkpoint.pt").is_file():
+        return  # resumed before, or interrupted after the switch: the cell's own checkpoint wins
+    args, _ = recipe_parser().parse_known_args([*budget["recipe"], *data_args(budget, cell.dataset)])
+    steps = cell.epochs * (len(load_training_data(budget, cell.dataset).train) // args.batch_size)
+    half = max(1, int(steps * WARM_FRACTION))
+    shared = runs / budget_name / f"{cell.dataset}-B_warm-s{cell.seed}-" \
+        f"{_key({'budget': budget_name, 'recipe': budget['recipe'], 'seed': cell.seed, 'epochs': cell.epochs, 'stop': half})}"
+    if not (shared / "stopped.json").is_file():
+        argv = [*budget["recipe"], *data_args(budget, cell.dataset), *ARMS["B"].flags, "--seed", str(cell.seed),
+                "--epochs", str(cell.epochs), "--out", str(shared), "--stop-after", str(half), "--quiet",
+                "--linear-epochs", "0", "--test-subset", "500", "--device", str(device),
+                *(["--resume"] if (shared / "checkpoint.pt").is_file() else [])]
+        load_recipe("simclr").main(argv)
+        atomic_write_bytes(shared / "stopped.json", json.dumps({"step": half, "of": steps}).encode())
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "checkpoint.pt", (shared / "checkpoint.pt").read_bytes())  # never a torn copy
 
 
 def plan_cells(budget_name: str, budget: dict[str, Any], datasets: list[str], arms: list[str], seeds: list[int],

@@ -210,6 +210,23 @@ def test_in_step_scoring_and_neighbour_arms_run_and_record_their_compute(ablatio
 
 
 @pytest.mark.slow
+def test_warm_start_arms_continue_the_seeds_shared_b_checkpoint_with_their_own_flags(ablation, tmp_path):
+    """W_F: B for the first half of the steps (one shared checkpoint per seed), then F; the run records the
+    switch and ends at the same step count as B."""
+    runs, jsonl = tmp_path / "runs", tmp_path / "r.jsonl"
+    ablation.main(["--budget", "tiny", "--arms", "B,W_F", "--seeds", "0", "--skip-untrained", "--jsonl", str(jsonl),
+                   "--runs", str(runs), "--figure", str(tmp_path / "f.png")])
+    cells = {r["arm"]: r for r in ablation.read_jsonl(jsonl) if r.get("kind") == "cell"}
+    assert cells["W_F"]["steps"] == cells["B"]["steps"]
+    assert cells["W_F"]["images_per_step"] == 3 * cells["B"]["images_per_step"] // 2
+    shared = list((runs / "tiny").glob("synthetic-B_warm-s0-*/stopped.json"))
+    assert len(shared) == 1 and json.loads(shared[0].read_text())["step"] == cells["B"]["steps"] // 2
+    run = next((runs / "tiny").glob("synthetic-W_F-s0-*"))
+    changes = json.dumps(json.loads((run / "results.json").read_text())["config_changes"])
+    assert "augment" in changes and "features" in changes  # the recipe's record of the switch
+
+
+@pytest.mark.slow
 def test_positive_control_arms_train_on_group_video_twins_and_their_aligned_random_partners(ablation, tmp_path):
     """TG / RG: twins mined once from group videos (recorded with how often a twin sits on the patch's own
     group), the random control row-aligned with them, both arms forwarding the same images per step."""
