@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from numbers import Real
 from typing import Any
@@ -73,6 +74,59 @@ def _mi_from_joint(joint: Tensor) -> Tensor:
     return entropy(joint.sum(-1), (-1,)) + entropy(joint.sum(-2), (-1,)) - entropy(joint, (-2, -1))
 
 
+def _paired_samples(x: Any, y: Any) -> tuple[Tensor, Tensor]:
+    """``x``, ``y`` as float ``(..., N)`` tensors of one dtype and device, checked to pair up."""
+    x, y = same_device_and_dtype(_scalar_samples(x, "x"), _scalar_samples(y, "y"))
+    if x.shape[:-1] != y.shape[:-1]:
+        raise ValueError(f"x and y must have the same leading (batch) dimensions, got x {tuple(x.shape)} "
+                         f"and y {tuple(y.shape)}")
+    n = x.shape[-1]
+    if y.shape[-1] != n:
+        raise ValueError(f"x and y must have the same number of samples N, got {n} and {y.shape[-1]}")
+    if n < 2:
+        raise ValueError(f"x and y need at least N=2 samples, got N={n}")
+    check_finite(x, "x")
+    check_finite(y, "y")
+    return x, y
+
+
+def _hard_mi(xc: Tensor, yc: Tensor, bins: int, ranges: tuple[Any, Any]) -> Tensor:
+    """Hard-binned plug-in MI of the problems ``xc``, ``yc (b, N)``."""
+    b, n = xc.shape
+    # int32 bin indices (half of int64's bytes) while the chunk's joint tables fit them
+    itype = torch.int32 if b * bins * bins < 2**31 else torch.int64
+    index = None
+    for t, fixed, stride in ((xc, ranges[0], bins), (yc, ranges[1], 1)):
+        lo, span = _bounds(t, fixed)
+        scaled = (t - lo).div_(span).mul_(bins).floor_().clamp_(0, bins - 1)  # one float temporary
+        which = scaled.to(itype)
+        del scaled
+        index = which.mul_(stride) if index is None else index.add_(which)
+    index.add_(torch.arange(b, device=xc.device, dtype=itype)[:, None] * (bins * bins))
+    counts = torch.bincount(index.reshape(-1), minlength=b * bins * bins)
+    return _mi_from_joint(counts.reshape(b, bins, bins).to(xc.dtype) / n)
+
+
+def _parzen_mi(xc: Tensor, yc: Tensor, bins: int, ranges: tuple[Any, Any], bandwidth: float | None) -> Tensor:
+    """Soft-binned (Gaussian Parzen weights on the bin centres) MI of the problems ``xc``, ``yc (b, N)``."""
+    weights = []
+    centres = (torch.arange(bins, device=xc.device, dtype=xc.dtype) + 0.5) / bins  # in units of the span
+    for t, fixed in ((xc, ranges[0]), (yc, ranges[1])):
+        lo, span = _bounds(t, fixed)
+        sigma = (bandwidth / span) if bandwidth is not None else torch.full_like(span, 0.5 / bins)
+        u = ((t - lo) / span).clamp(0, 1)  # (b, N) in [0, 1]
+        d = u[..., None] - centres  # (b, N, bins)
+        if d.requires_grad:
+            logits = -0.5 * (d / sigma[..., None]) ** 2
+        else:  # in place: one (b, N, bins) temporary instead of four
+            logits = d.div_(sigma[..., None]).square_().mul_(-0.5)
+        del d
+        weights.append(torch.softmax(logits, dim=-1))  # (b, N, bins), each sample's mass sums to 1
+        del logits
+    joint = torch.bmm(weights[0].transpose(1, 2), weights[1]) / xc.shape[1]
+    return _mi_from_joint(joint)
+
+
 def histogram_mi(
     x: Any,
     y: Any,
@@ -133,61 +187,22 @@ def histogram_mi(
         raise ValueError(f"bandwidth must be None or a positive number, got {bandwidth!r}")
     ranges = _check_range(range)
     chunk_size = check_chunk_size(chunk_size)
-    x, y = same_device_and_dtype(_scalar_samples(x, "x"), _scalar_samples(y, "y"))
-    if x.shape[:-1] != y.shape[:-1]:
-        raise ValueError(f"x and y must have the same leading (batch) dimensions, got x {tuple(x.shape)} "
-                         f"and y {tuple(y.shape)}")
+    x, y = _paired_samples(x, y)
     n = x.shape[-1]
-    if y.shape[-1] != n:
-        raise ValueError(f"x and y must have the same number of samples N, got {n} and {y.shape[-1]}")
-    if n < 2:
-        raise ValueError(f"x and y need at least N=2 samples, got N={n}")
-    check_finite(x, "x")
-    check_finite(y, "y")
     batch_shape = tuple(x.shape[:-1])
     xf, yf = x.reshape(-1, n), y.reshape(-1, n)
     if xf.shape[0] == 0:
         return x.new_empty(batch_shape)
     x_range, y_range = ranges if ranges is not None else (None, None)
-
-    def hard(xc: Tensor, yc: Tensor) -> Tensor:
-        b = xc.shape[0]
-        # int32 bin indices (half of int64's bytes) while the chunk's joint tables fit them
-        itype = torch.int32 if b * bins * bins < 2**31 else torch.int64
-        index = None
-        for t, fixed, stride in ((xc, x_range, bins), (yc, y_range, 1)):
-            lo, span = _bounds(t, fixed)
-            scaled = (t - lo).div_(span).mul_(bins).floor_().clamp_(0, bins - 1)  # one float temporary
-            which = scaled.to(itype)
-            del scaled
-            index = which.mul_(stride) if index is None else index.add_(which)
-        index.add_(torch.arange(b, device=xc.device, dtype=itype)[:, None] * (bins * bins))
-        counts = torch.bincount(index.reshape(-1), minlength=b * bins * bins)
-        return _mi_from_joint(counts.reshape(b, bins, bins).to(xc.dtype) / n)
-
-    def parzen(xc: Tensor, yc: Tensor) -> Tensor:
-        weights = []
-        centres = (torch.arange(bins, device=xc.device, dtype=xc.dtype) + 0.5) / bins  # in units of the span
-        for t, fixed in ((xc, x_range), (yc, y_range)):
-            lo, span = _bounds(t, fixed)
-            sigma = (bandwidth / span) if bandwidth is not None else torch.full_like(span, 0.5 / bins)
-            u = ((t - lo) / span).clamp(0, 1)  # (b, N) in [0, 1]
-            d = u[..., None] - centres  # (b, N, bins)
-            if d.requires_grad:
-                logits = -0.5 * (d / sigma[..., None]) ** 2
-            else:  # in place: one (b, N, bins) temporary instead of four
-                logits = d.div_(sigma[..., None]).square_().mul_(-0.5)
-            del d
-            weights.append(torch.softmax(logits, dim=-1))  # (b, N, bins), each sample's mass sums to 1
-            del logits
-        joint = torch.bmm(weights[0].transpose(1, 2), weights[1]) / n
-        return _mi_from_joint(joint)
-
+    if soft:
+        solve = functools.partial(_parzen_mi, bins=bins, ranges=(x_range, y_range), bandwidth=bandwidth)
+    else:
+        solve = functools.partial(_hard_mi, bins=bins, ranges=(x_range, y_range))
     size = x.element_size()
     tables = bins * bins * (8 + 4 * size)  # counts (int64) and the joint table's entropy terms
     per_problem = n * bins * 4 * size + tables if soft else n * (8 + size) + tables
     per_chunk = problems_per_chunk(per_problem, chunk_size, CHUNK_BYTES)
-    return run_chunked(parzen if soft else hard, (xf, yf), per_chunk).reshape(batch_shape)
+    return run_chunked(solve, (xf, yf), per_chunk).reshape(batch_shape)
 
 
 def mi_from_joint(joint: Tensor) -> Tensor:

@@ -11,6 +11,7 @@ Problems Inform. Transmission 23 (1987).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any
 
@@ -85,6 +86,26 @@ def _chunk_for(n: int, d: int, k: int, chunk_size: int | None) -> int:
     return problems_per_chunk(n * (2 * k + d + 8), chunk_size)
 
 
+def _ksg_solve(xc: Tensor, yc: Tensor, k: int, variant: int, method: str) -> Tensor:
+    """KSG estimates (variant 1 or 2) of the standardised problems ``xc (b, N, Dx)``, ``yc (b, N, Dy)``."""
+    n, dx = xc.shape[1], xc.shape[-1]
+    joint = torch.cat([xc, yc], dim=-1)
+    constant = digamma(joint.new_tensor(float(k))) + digamma(joint.new_tensor(float(n)))
+    if variant == 1:
+        radius, _ = knn(joint, k, method, need_index=False)
+        nx = count_within(xc, radius, strict=True, method=method)
+        ny = count_within(yc, radius, strict=True, method=method)
+        return constant - (digamma(nx + 1) + digamma(ny + 1)).mean(-1)
+    _, index = knn(joint, k, method, need_index=True)
+    neighbours = joint.gather(1, index.reshape(index.shape[0], -1, 1).expand(-1, -1, joint.shape[-1]))
+    offsets = (neighbours.reshape(*index.shape, -1) - joint[:, :, None, :]).abs()  # (b, N, k, D)
+    eps_x = offsets[..., :dx].amax(dim=(-1, -2))
+    eps_y = offsets[..., dx:].amax(dim=(-1, -2))
+    nx = count_within(xc, eps_x, strict=False, method=method)
+    ny = count_within(yc, eps_y, strict=False, method=method)
+    return constant - 1.0 / k - (digamma(nx) + digamma(ny)).mean(-1)
+
+
 def ksg_mi(
     x: Any,
     y: Any,
@@ -150,25 +171,7 @@ def ksg_mi(
     b, n = x.shape[:2]
     if b == 0:
         return x.new_empty(batch_shape)
-    dx = x.shape[-1]
-
-    def solve(xc: Tensor, yc: Tensor) -> Tensor:
-        joint = torch.cat([xc, yc], dim=-1)
-        constant = digamma(joint.new_tensor(float(k))) + digamma(joint.new_tensor(float(n)))
-        if variant == 1:
-            radius, _ = knn(joint, k, method, need_index=False)
-            nx = count_within(xc, radius, strict=True, method=method)
-            ny = count_within(yc, radius, strict=True, method=method)
-            return constant - (digamma(nx + 1) + digamma(ny + 1)).mean(-1)
-        _, index = knn(joint, k, method, need_index=True)
-        neighbours = joint.gather(1, index.reshape(index.shape[0], -1, 1).expand(-1, -1, joint.shape[-1]))
-        offsets = (neighbours.reshape(*index.shape, -1) - joint[:, :, None, :]).abs()  # (b, N, k, D)
-        eps_x = offsets[..., :dx].amax(dim=(-1, -2))
-        eps_y = offsets[..., dx:].amax(dim=(-1, -2))
-        nx = count_within(xc, eps_x, strict=False, method=method)
-        ny = count_within(yc, eps_y, strict=False, method=method)
-        return constant - 1.0 / k - (digamma(nx) + digamma(ny)).mean(-1)
-
+    solve = functools.partial(_ksg_solve, k=k, variant=variant, method=method)
     per_chunk = _chunk_for(n, x.shape[-1] + y.shape[-1], k, chunk_size)
     mi = run_chunked(solve, (x, y), per_chunk)
     return torch.where(is_constant, torch.zeros_like(mi), mi).reshape(batch_shape)
