@@ -8,8 +8,12 @@ share of the garment's box; "missing" when below one half) are compared with a r
 first, as the candidates are i.i.d.: what ``B`` keeps). Reported per arm: the paired difference arm - random
 over images, mean and 95 % t CI, for kept IoU, coverage and the missing share.
 
-    python benchmarks/selection_diagnostic.py --run runs/ablation/cpu_shift/fmnist_scenes-B-s0-<key> \\
-        --json benchmarks/results/selection_diagnostic_cpu.json
+    python benchmarks/selection_diagnostic.py --run untrained --json benchmarks/results/selection_diagnostic_cpu.json
+    python benchmarks/selection_diagnostic.py --run runs/ablation/cpu_shift/fmnist_scenes-B-s0-<key>   # trained
+
+``--run untrained`` scores ``F`` with an untrained small CNN and projector (seed 0, the recipe's architecture;
+inputs normalised with mean 0.5 and SD 0.25 rather than the dataset's statistics): about what ``F`` selects at
+its first step, before any training; a run folder scores it with that run's trained weights.
 """
 
 from __future__ import annotations
@@ -81,6 +85,17 @@ def diagnose(images: torch.Tensor, garment: torch.Tensor, encoder, head, tempera
     return out
 
 
+def untrained_parts(seed: int = 0, hidden_dim: int = 512, temperature: float = 0.2):
+    """An untrained encoder and projector of a CPU SimCLR cell's architecture (small CNN, 3 channels, 32 px)."""
+    from benchmarks.ablation import load_recipe
+    from mi_augment.ssl.backbones import build_encoder
+
+    torch.manual_seed(seed)
+    encoder = build_encoder("small_cnn", in_channels=3, image_size=32, mean=(0.5,) * 3, std=(0.25,) * 3)
+    method = load_recipe("simclr").SimCLR(encoder, temperature, hidden_dim=hidden_dim)
+    return method.encoder.eval(), method.projector.eval(), temperature
+
+
 def table(result: dict[str, Any]) -> str:
     lines = ["| arm (scorer, policy) | kept IoU | Δ IoU vs random [95 % CI] | coverage | Δ coverage [95 % CI] | "
              "missing | Δ missing [95 % CI] |", "|---|---:|---:|---:|---:|---:|---:|"]
@@ -100,7 +115,8 @@ def table(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--run", type=Path, required=True, help="a finished SimCLR run folder (its checkpoint.pt)")
+    p.add_argument("--run", required=True,
+                   help="a finished SimCLR run folder (its checkpoint.pt), or 'untrained' (seed 0's initial weights)")
     p.add_argument("--images", type=int, default=2048)
     p.add_argument("--candidates", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
@@ -108,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     scenes = scenes_with_boxes(args.images, seed=0)
-    encoder, head, temperature = load_scorer_parts(args.run)
+    encoder, head, temperature = untrained_parts() if args.run == "untrained" else load_scorer_parts(Path(args.run))
     result = diagnose(scenes["images"], scenes["boxes"], encoder, head, temperature, args.candidates, args.seed)
     result.update(command=" ".join(["python", "benchmarks/selection_diagnostic.py", *(argv or sys.argv[1:])]),
                   commit=git_sha(), machine=machine(), encoder_run=str(args.run))
