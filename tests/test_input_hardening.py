@@ -278,3 +278,25 @@ def test_inputs_are_not_mutated():
     pixels = np.asarray(img).copy()
     _run("motion", img)
     assert np.array_equal(np.asarray(img), pixels)
+
+
+# ---------------------------------------------------------------- the Kornia adapters check alike (issue 24 item 2)
+@given(low=st.floats(-300, 1.5), span=st.floats(0, 300), motion=st.booleans(), nan=st.booleans())
+@HYPOTHESIS
+def test_kornia_adapters_accept_and_refuse_exactly_what_the_core_transforms_do(low, span, motion, nan):
+    from mi_augment.adapters import kornia as adapters
+
+    t = torch.linspace(low, low + span, 3 * 8 * 8, dtype=torch.float64).reshape(1, 3, 8, 8).float()
+    if nan:
+        t[0, 0, 0, 0] = float("nan")
+    core = MOTION if motion else ILLUMINATION
+    adapter = adapters.NaturalMotion() if motion else adapters.NaturalIllumination()
+    try:
+        core(t)
+    except ValueError as core_error:
+        with pytest.raises(ValueError) as adapter_error:
+            adapter(t)
+        assert str(adapter_error.value) == str(core_error).replace("images", "input", 1)
+    else:
+        out = adapter(t)
+        assert 0 <= float(out.min()) and float(out.max()) <= 1
