@@ -112,3 +112,13 @@ def test_preview_natural_takes_any_model_file(tmp_path, capsys):
     assert "not an illumination or motion model" in capsys.readouterr().err
     assert main(["preview", "--natural", str(image), "--out", str(out)]) == 2
     assert "put the image before --natural" in capsys.readouterr().err
+
+
+def test_plot_fit_draws_a_motion_model_against_its_prior(tmp_path):
+    from mi_augment.perturbations.fitting.figure import effect_values, plot_fit
+
+    narrow = MotionModel.uniform(max_translation=0.01, max_rotation=0.5)
+    values = effect_values(narrow, n=500)
+    assert float(values["translation_x_px"].abs().max()) <= 0.01 * narrow.config["reference_size"] + 1e-3
+    path = plot_fit(narrow, tmp_path / "motion.png", n=500)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
