@@ -203,7 +203,13 @@ ARMS: dict[str, Arm] = {a.name: a for a in [
         what="twins with random partners (same pairs count and frames)"),
     Arm("H", ("--positives", "twin", "--twin-weight", "0.5", "--twin-control", "views"), images_per_sample=4.0,
         what="the twin branch fed a second view pair (same extra compute, no video)"),
-    Arm("TG", ("--positives", "twin", "--twin-weight", "0.5", "--no-twin-shipped"), controls=("B", "RG"),
+    Arm("TGtrue", ("--positives", "twin", "--twin-weight", "0.5", "--no-twin-shipped"), images_per_sample=4.0,
+        what="control: TG's patches, each partner drawn from the patch's true group (label-consistent co-motion, "
+             "no MI)"),
+    Arm("TGmix", ("--positives", "twin", "--twin-weight", "0.5", "--no-twin-shipped"), controls=("B", "RG"),
+        images_per_sample=4.0, what="twins mined by MI from group videos whose groups hold garments of random "
+                                    "classes (co-motion without a shared label)"),
+    Arm("TG", ("--positives", "twin", "--twin-weight", "0.5", "--no-twin-shipped"), controls=("B", "RG", "TGtrue"),
         images_per_sample=4.0, what="positive control: twins mined from group videos (same-class garments that "
                                     "move together)"),
     Arm("RG", ("--positives", "twin", "--twin-weight", "0.5", "--no-twin-shipped", "--twin-control", "random"),
@@ -448,19 +454,47 @@ def arm_flags(arm: str, budget_name: str, budget: dict[str, Any], dataset: str, 
     elif arm in ("natural_matched", "natural_iso"):
         cal = calibrate(arm, budget_name, budget, dataset, jsonl, runs)
         flags += ["--natural-strength", str(cal["strength"]), "--natural-motion-strength", str(motion_strength)]
-    elif arm in ("TG", "RG"):
-        cal = group_twins(budget_name, budget, jsonl, runs / "group_twins")
+    elif arm in ("TG", "RG", "TGtrue", "TGmix"):
+        cal = group_twins(budget_name, budget, jsonl, runs / "group_twins", variant="TG" if arm == "RG" else arm)
         flags += ["--twin-cache", str((ROOT / cal["path"]).resolve())]
     return flags, cal
 
 
-def group_twins(budget_name: str, budget: dict[str, Any], jsonl: Path, folder: Path) -> dict[str, Any]:
+def true_group_partners(result, video, generator: torch.Generator):
+    """``result`` with each mined twin replaced by a random active, non-neighbouring patch on an object of the
+    patch's own group (the generator's truth, no MI: arm ``TGtrue``); a patch on no object, or with no such
+    partner, loses its pair."""
+    from dataclasses import replace
+
+    from mi_augment.datasets.group_video import label_patches
+    from mi_augment.video.twins import neighbor_mask
+
+    obj = label_patches(video, result.boxes, frame=int(result.frame_range[0]))
+    group = torch.where(obj >= 0, video.groups[obj.clamp_min(0)], torch.full_like(obj, -1))
+    p = result.num_patches
+    allowed = result.active[None, :] & ~neighbor_mask(result.boxes) & ~torch.eye(p, dtype=torch.bool)
+    twins = torch.full_like(result.twins, -1)
+    for i in torch.nonzero((result.twins >= 0) & (group >= 0)).flatten().tolist():
+        choices = torch.nonzero(allowed[i] & (group == group[i])).flatten()
+        if choices.numel():
+            twins[i] = choices[torch.randint(choices.numel(), (1,), generator=generator)]
+    return replace(result, twins=twins)
+
+
+def group_twins(budget_name: str, budget: dict[str, Any], jsonl: Path, folder: Path, variant: str = "TG"
+                ) -> dict[str, Any]:
     """Mine the positive control's twins (:data:`GROUP_TWINS`, a budget's ``"group_twins"`` on top) once:
     a ``TwinPatchDataset`` file and its row-aligned random-partner control (``<stem>-random.json``), given to
     the recipe as ``--twin-cache``. The record (pairs, the share of twins on the patch's own group and a
-    random partner's, per video) is stored in the JSONL as a calibration."""
+    random partner's, per video) is stored in the JSONL as a calibration.
+
+    ``variant`` (issue 22): ``"TG"`` (MI twins in same-class groups), ``"TGtrue"`` (the same videos and
+    patches, each partner drawn from the patch's true group: no MI), ``"TGmix"`` (MI twins in groups of garments
+    of random classes: co-motion without a shared label)."""
+    if variant not in ("TG", "TGtrue", "TGmix"):
+        raise ValueError(f"variant must be 'TG', 'TGtrue' or 'TGmix', got {variant!r}")
     settings = {**GROUP_TWINS, **budget.get("group_twins", {})}
-    key = _key({"group_twins": settings, "version": 1})
+    key = _key({"group_twins": settings, "version": 1, **({"variant": variant} if variant != "TG" else {})})
     path = folder / f"group_twins-{key}.json"
     control_path = path.with_name(path.stem + "-random.json")
     for r in read_jsonl(jsonl):
@@ -479,8 +513,11 @@ def group_twins(budget_name: str, budget: dict[str, Any], jsonl: Path, folder: P
         for i in range(settings["videos"]):
             seed = settings["first_seed"] + i
             video = make_group_video(frames=settings["frames"], size=settings["size"],
-                                     object_size=tuple(settings["object_size"]), seed=seed)
+                                     object_size=tuple(settings["object_size"]), seed=seed,
+                                     mixed_classes=variant == "TGmix")
             result = mine_twin_patches(video.frames, settings["patch_size"], cuts=None, max_frames=None)
+            if variant == "TGtrue":
+                result = true_group_partners(result, video, g)
             agreement = twin_agreement(video, result)
             kept, control = matched_random_control(result, g)
             for r, out in ((kept, twins), (control, controls)):
@@ -500,7 +537,7 @@ def group_twins(budget_name: str, budget: dict[str, Any], jsonl: Path, folder: P
     control_set.save(control_path)  # the control first: the twins file existing means both are complete
     twin_set.save(path)
     n = len(videos)
-    record = {"kind": "calibration", "key": key, "arm": "TG", "dataset": "group_video", "budget": budget_name,
+    record = {"kind": "calibration", "key": key, "arm": variant, "dataset": "group_video", "budget": budget_name,
               "settings": settings, "path": os.path.relpath(path, ROOT), "pairs": sum(v["pairs"] for v in videos),
               "crops": len(twin_set), "same_group": sum(v["same_group"] for v in videos) / n,
               "chance_same_group": sum(v["chance_same_group"] for v in videos) / n, "videos": videos,

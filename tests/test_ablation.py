@@ -227,6 +227,26 @@ def test_warm_start_arms_continue_the_seeds_shared_b_checkpoint_with_their_own_f
 
 
 @pytest.mark.slow
+def test_tgtrue_partners_sit_on_the_true_group_and_tgmix_groups_mix_classes(ablation, tmp_path):
+    """The video route's new controls (issue 22): TGtrue pairs each patch with a patch of its own group (no
+    MI), TGmix mines twins in groups whose garments have random classes."""
+    from mi_augment.datasets.group_video import make_group_video
+
+    budget, jsonl = ablation.BUDGETS["tiny"], tmp_path / "r.jsonl"
+    true = ablation.group_twins("tiny", budget, jsonl, tmp_path / "twins", variant="TGtrue")
+    mined = ablation.group_twins("tiny", budget, jsonl, tmp_path / "twins", variant="TG")
+    assert true["arm"] == "TGtrue" and true["key"] != mined["key"]
+    assert true["pairs"] == 0 or true["same_group"] == pytest.approx(1.0)
+    mix = ablation.group_twins("tiny", budget, jsonl, tmp_path / "twins", variant="TGmix")
+    assert mix["arm"] == "TGmix" and (ablation.ROOT / mix["path"]).resolve().is_file()
+    video = make_group_video(frames=12, size=128, object_size=(28, 36), seed=1000, mixed_classes=True)
+    per_group = [set(video.labels[video.groups == g].tolist()) for g in range(video.num_groups)]
+    assert any(len(labels) > 1 for labels in per_group)
+    with pytest.raises(ValueError, match="variant"):
+        ablation.group_twins("tiny", budget, jsonl, tmp_path / "twins", variant="TGx")
+
+
+@pytest.mark.slow
 def test_positive_control_arms_train_on_group_video_twins_and_their_aligned_random_partners(ablation, tmp_path):
     """TG / RG: twins mined once from group videos (recorded with how often a twin sits on the patch's own
     group), the random control row-aligned with them, both arms forwarding the same images per step."""

@@ -202,7 +202,7 @@ def make_group_video(*, frames: int = 64, size: int | tuple[int, int] = 224, gro
                      objects_per_group: int = 3, object_size: float | tuple[float, float] = (36, 48),
                      spread: float = 1.3, speed: float = 1.5, smoothness: float = 0.8,
                      pan: tuple[float, float] = (0.0, 0.0), background: Any = None, objects: Any = None,
-                     seed: int = 0) -> GroupVideo:
+                     seed: int = 0, mixed_classes: bool = False) -> GroupVideo:
     """Render a clip of ``groups`` groups of garments, each group one class moving along one random trajectory.
 
     Args:
@@ -224,6 +224,7 @@ def make_group_video(*, frames: int = 64, size: int | tuple[int, int] = 224, gro
         objects: ``(images uint8 [M, h, w], labels [M])`` grey garments on black; default Fashion-MNIST's
             training set (:func:`mi_augment.datasets.loading.fashion_mnist`).
         seed: everything (classes, garments, tints, formations, trajectories, background crop) follows from it.
+        mixed_classes: each object of a group a garment of a random class (co-motion without a shared label).
 
     Returns:
         a :class:`GroupVideo`.
@@ -240,7 +241,7 @@ def make_group_video(*, frames: int = 64, size: int | tuple[int, int] = 224, gro
     rng = np.random.default_rng(seed)
     bg, offsets = _panned_background(background, rng, frames, height, width, pan_xy)
     sprites = _group_sprites(rng, images, labels, frames, height, width, groups, objects_per_group, side_range,
-                             spread, speed, smoothness)
+                             spread, speed, smoothness, mixed_classes)
     draw_order = rng.permutation(len(sprites.images))  # which object is on top where two overlap
     clip, owner, boxes = _render(bg, offsets, sprites, draw_order, frames, height, width)
     return GroupVideo(frames=clip, boxes=boxes, groups=torch.tensor(sprites.group, dtype=torch.long),
@@ -299,7 +300,7 @@ class _Sprites:
 
 
 def _group_sprites(rng, images, labels, frames, height, width, groups, objects_per_group, side_range, spread,
-                   speed, smoothness) -> _Sprites:
+                   speed, smoothness, mixed_classes: bool = False) -> _Sprites:
     """Classes, garments, tints, sizes, formations and trajectories of every group's objects."""
     import cv2
 
@@ -317,7 +318,8 @@ def _group_sprites(rng, images, labels, frames, height, width, groups, objects_p
         start = rng.uniform(1, hi)
         out.positions[g] = _trajectory(rng, frames, start, np.ones(2), hi, speed, smoothness)
         for o in range(objects_per_group):
-            grey = images[int(rng.choice(members))]
+            label = int(rng.choice(np.unique(labels))) if mixed_classes else int(group_classes[g])
+            grey = images[int(rng.choice(np.flatnonzero(labels == label) if mixed_classes else members))]
             side = sides[o]
             g_img = cv2.resize(grey, (side, side), interpolation=cv2.INTER_AREA if side < grey.shape[0]
                                else cv2.INTER_LINEAR).astype(np.float32) / 255.0
@@ -327,7 +329,7 @@ def _group_sprites(rng, images, labels, frames, height, width, groups, objects_p
             ys, xs = np.nonzero(alpha >= _OWNER_ALPHA)
             out.tight.append((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) if len(xs) else (0, 0, side, side))
             out.group.append(g)
-            out.label.append(int(group_classes[g]))
+            out.label.append(label)
             out.offset.append(form[o])
     return out
 
