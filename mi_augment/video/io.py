@@ -155,7 +155,7 @@ def as_clip(video: str | os.PathLike | Tensor | np.ndarray, name: str = "video",
     if video.ndim != 4 or video.shape[1] not in (1, 3):
         raise ValueError(f"{name} must have shape (T, C, H, W) with C in (1, 3), got {tuple(video.shape)}")
     if video.dtype == torch.uint8:
-        return video.float() / 255.0
+        return video.float().div_(255.0)  # in place: one float copy of the clip, not two
     if not video.is_floating_point():
         raise TypeError(f"{name} must be uint8 or float, got {video.dtype}")
     if not bool(torch.isfinite(video).all()):

@@ -53,12 +53,15 @@ def to_gray_uint8(frames: Tensor) -> list[np.ndarray]:
     """``(T, C, H, W)`` float in [0, 1] (or uint8) to a list of ``(H, W)`` uint8 grey images (ITU-R 601 luma)."""
     if frames.ndim != 4 or frames.shape[1] not in (1, 3):
         raise ValueError(f"frames must have shape (T, C, H, W) with C in (1, 3), got {tuple(frames.shape)}")
-    x = frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
-    if x.shape[1] == 3:
-        w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        x = (x * w).sum(1, keepdim=True)
-    g = (x[:, 0].clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
-    return [np.ascontiguousarray(f) for f in g]
+    out: list[np.ndarray] = []
+    for chunk in frames.split(8):  # a few frames at a time: float temporaries of a whole window cost 100s of MB
+        x = chunk.float() / 255.0 if chunk.dtype == torch.uint8 else chunk.float()
+        if x.shape[1] == 3:
+            w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+            x = (x * w).sum(1, keepdim=True)
+        g = (x[:, 0].clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
+        out.extend(np.ascontiguousarray(f) for f in g)
+    return out
 
 
 def sample_map(values: Tensor, points: Tensor) -> Tensor:
