@@ -55,8 +55,10 @@ def frames_to_numpy(frames: str | os.PathLike | Tensor | np.ndarray, *, max_side
         elif frames.is_floating_point():
             if not bool(torch.isfinite(frames).all()):
                 raise ValueError(f"{name} contains NaN or inf values; expected finite numbers in [0, 1]")
-            # in place after the clamp: one float temporary instead of three (a window is 100s of MB)
-            arr = frames.detach().clamp(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            arr = np.empty((frames.shape[0], *frames.shape[2:], frames.shape[1]), dtype=np.uint8)
+            for i in range(0, frames.shape[0], 8):  # a few frames at a time: a window's float copy is 100s of MB
+                chunk = frames[i:i + 8].detach().clamp(0, 1).mul_(255).round_().to(torch.uint8)
+                arr[i:i + 8] = chunk.permute(0, 2, 3, 1).cpu().numpy()
         else:
             raise TypeError(f"{name} must be uint8 or float, got dtype {frames.dtype}")
     elif isinstance(frames, np.ndarray):
