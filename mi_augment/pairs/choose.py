@@ -40,8 +40,16 @@ class PairInfo:
     keep: Tensor | None
     chosen: Tensor
     chosen_score: Tensor
-    candidate_iou: Tensor
-    iou: Tensor
+
+    @property
+    def candidate_iou(self) -> Tensor:
+        # computed when asked: a DataLoader worker's call never reads it
+        boxes = self.candidates.boxes if self.candidates is not None else self.params.boxes[:, :, None]
+        return box_iou_pairs(boxes[:, :1], boxes[:, 1:])
+
+    @property
+    def iou(self) -> Tensor:
+        return box_iou_pairs(self.params.boxes[:, :1], self.params.boxes[:, 1:])
 
 
 def choose_candidate(candidates: PairCandidates, policy: Policy, scores: Tensor | None = None,
@@ -73,16 +81,12 @@ def choose_candidate(candidates: PairCandidates, policy: Policy, scores: Tensor 
         chosen_score = total.gather(1, chosen[:, None])[:, 0]
     boxes = candidates.boxes[:, :, 0] if k == 1 else candidates.boxes[torch.arange(b, device=dev), :, chosen]
     params = PairParams(boxes, candidates.flip, candidates.perturbations)
-    candidate_iou = box_iou_pairs(candidates.boxes[:, :1], candidates.boxes[:, 1:])  # (B, P, K)
-    # the chosen pairs' IoU is elementwise the same computation: gathered, not recomputed
-    iou = candidate_iou[..., 0] if k == 1 else candidate_iou.gather(2, chosen.view(b, 1, 1).expand(b, v - 1, 1))[..., 0]
-    return PairInfo(params, candidates, scores, keep, chosen, chosen_score, candidate_iou, iou)
+    return PairInfo(params, candidates, scores, keep, chosen, chosen_score)
 
 
 def replay_info(params: PairParams) -> PairInfo:
     """A :class:`PairInfo` for replayed params (no candidates or scores are known)."""
     b = params.boxes.shape[0]
     dev = params.boxes.device
-    iou = box_iou_pairs(params.boxes[:, :1], params.boxes[:, 1:])
     return PairInfo(params, None, None, None, torch.zeros(b, dtype=torch.long, device=dev),
-                    torch.full((b,), math.nan, device=dev), iou[..., None], iou)
+                    torch.full((b,), math.nan, device=dev))

@@ -24,6 +24,7 @@ from ..core.options import kernel_options
 from ..core.params import Params
 from ..functional.crops import luma
 from .plan import PairCandidates, flatten_views
+from .render import folds_warp
 from .scorers import check_scores, render_proxies, scorer_input_kind
 
 __all__ = ["apply_chain", "score_candidates", "working_images"]
@@ -118,8 +119,14 @@ def _proxies(models: Sequence[Any], small: Tensor, boxes: Tensor, perturbations:
         same = small.clamp(0.0, 1.0)
         same = luma(same) if kind == "luma" else same
         return [render_proxies(same, boxes[:, i], proxy_size, kind, pyramid=True) for i in range(v)]
-    perturbed = apply_chain(models, small.repeat_interleave(v, 0), [flatten_views(p) for p in perturbations])
+    flat = [flatten_views(p) for p in perturbations]
+    # luma before the trailing camera models: their warp and blur treat every channel alike, so this is the
+    # luma of the whole chain's result to float rounding, moving one channel instead of three
+    cut = len(models)
+    while kind == "luma" and cut > 0 and folds_warp(models[cut - 1]):
+        cut -= 1
+    perturbed = apply_chain(models[:cut], small.repeat_interleave(v, 0), flat[:cut])
     if kind == "luma":
-        perturbed = luma(perturbed)
+        perturbed = apply_chain(models[cut:], luma(perturbed), flat[cut:])
     perturbed = perturbed.view(b, v, *perturbed.shape[1:])
     return [render_proxies(perturbed[:, i], boxes[:, i], proxy_size, kind, pyramid=True) for i in range(v)]

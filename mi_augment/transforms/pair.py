@@ -35,18 +35,17 @@ from ..pairs.sampler import BoxSampler
 from ..pairs.score import score_candidates
 from ..pairs.scorers import make_scorer
 from ..pairs.targets import TARGET_TYPES, target_in_view
-from ..perturbations.base import check_strength
 from .base import image_leaves
-from .pair_options import check_size, is_model, normalize_stats, refuse_moved, resolve_model, view_pipelines
+from .pair_options import (
+    check_size,
+    float_batch,
+    normalize_stats,
+    perturbation_chain,
+    refuse_moved,
+    view_pipelines,
+)
 
 __all__ = ["MIPairTransform", "PairCandidates", "PairInfo", "PairParams"]
-
-
-def _float_batch(images: Any) -> Tensor:
-    """The steps' input: a ``[B, C, H, W]`` tensor, checked and converted as ``forward`` does."""
-    if not isinstance(images, Tensor) or images.ndim != 4:
-        raise ValueError(f"images must be a [B, C, H, W] tensor, got {getattr(images, 'shape', type(images))}")
-    return to_float_batch(images, "images", (1, 3))[0]
 
 
 class MIPairTransform(nn.Module):
@@ -113,27 +112,8 @@ class MIPairTransform(nn.Module):
         self.sampling_ratio = int(sampling_ratio)
         scorer = "pixel" if scorer is None else scorer
         self.scorer = make_scorer(scorer) if self.policy.needs_scores or not isinstance(scorer, str) else None
-        if isinstance(perturbations, (str, bytes)) or not isinstance(perturbations, (list, tuple)):
-            raise TypeError(f"perturbations must be a list of perturbation models, got {type(perturbations).__name__}")
-        models, strengths = [], []
-        for name, value, strength in (("illumination", illumination, illumination_strength),
-                                      ("motion", motion, motion_strength)):
-            model, strength = resolve_model(value, name), check_strength(strength, f"{name}_strength")
-            if model is None and strength != 1.0:
-                raise ValueError(f"{name}_strength={strength} scales the {name} model, which is off; pass "
-                                 f"{name}='default' (the shipped model) or a model instance")
-            if model is not None:
-                models.append((name, model))
-                strengths.append(strength)
-        for i, model in enumerate(perturbations):
-            if not is_model(model):
-                raise TypeError(f"perturbations[{i}] must be a perturbation model with sample() and apply(), got "
-                                f"{type(model).__name__}")
-            models.append((f"{type(model).__name__}_{i}", model))
-            strengths.append(1.0)
-        self.perturbation_names = tuple(name for name, _ in models)
-        self.perturbations = tuple(model for _, model in models)
-        self.strengths = tuple(strengths)
+        self.perturbation_names, self.perturbations, self.strengths = perturbation_chain(
+            illumination, motion, illumination_strength, motion_strength, perturbations)
         self.view_transforms = view_pipelines(view_transforms, self.n_views, self.size)
         self.normalize = normalize_stats(normalize)
         # registered so .to(device) / .eval() reach transforms and encoders that are modules
@@ -186,7 +166,7 @@ class MIPairTransform(nn.Module):
         """Step 2: scores ``(B, V - 1, K)``, what view 0's box ``k`` shares with partner view ``p``'s box ``k``."""
         if self.scorer is None:
             raise ValueError(f"policy {self.policy.name!r} needs no scores and this transform has no scorer")
-        return score_candidates(_float_batch(images), candidates, self.scorer, self.perturbations, self.proxy_size,
+        return score_candidates(float_batch(images), candidates, self.scorer, self.perturbations, self.proxy_size,
                                 self.scale[0])
 
     def choose(self, candidates: PairCandidates, scores: Tensor | None = None,
@@ -199,7 +179,9 @@ class MIPairTransform(nn.Module):
         """Step 4: the ``V`` views ``[B, C, *size]`` of a float batch (crop, flip, perturbations, then each
         view's pipeline, replayed when ``params.views`` holds its draws). ``return_params=True`` also returns
         ``params`` with the pipelines' draws filled in."""
-        x = _float_batch(images)
+        return self._render(float_batch(images), params, generator, return_params)
+
+    def _render(self, x: Tensor, params: PairParams, generator: torch.Generator | None, return_params: bool) -> Any:
         if not isinstance(params, PairParams):
             raise TypeError(f"params must be the PairParams of an earlier call (info.params), got "
                             f"{type(params).__name__}")
@@ -256,7 +238,7 @@ class MIPairTransform(nn.Module):
     def _views(self, x: Tensor, generator: torch.Generator | None, params: PairParams | None,
                return_info: bool) -> tuple[tuple[Tensor, ...], PairInfo | None]:
         info = self._choose_for(x, generator) if params is None else None
-        views, params = self.render(x, info.params if info is not None else params, generator, return_params=True)
+        views, params = self._render(x, info.params if info is not None else params, generator, True)
         if info is not None:
             info = replace(info, params=params)
         elif return_info:

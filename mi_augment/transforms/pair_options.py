@@ -8,10 +8,13 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from ..core.validation import check_positive_int
+from torch import Tensor
 
-__all__ = ["IMAGENET_NORMALIZE", "MOVED_TO_SCORER", "check_size", "normalize_stats", "resolve_model",
-           "view_pipelines"]
+from ..core.validation import check_positive_int, to_float_batch
+from ..perturbations.base import check_strength
+
+__all__ = ["IMAGENET_NORMALIZE", "MOVED_TO_SCORER", "VIEW_RECIPES", "check_size", "float_batch", "is_model",
+           "normalize_stats", "perturbation_chain", "refuse_moved", "resolve_model", "view_pipelines"]
 
 #: ``normalize=True``: ImageNet's per-channel statistics (lightly's and torchvision's default)
 IMAGENET_NORMALIZE = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
@@ -136,3 +139,33 @@ def refuse_moved(moved: dict[str, Any]) -> None:
         raise TypeError(f"MIPairTransform no longer takes {', '.join(scorer_keys)}: the scorer owns them; pass "
                         f"scorer=make_scorer('pixel', {args}) (mi_augment.pairs) or set them on your scorer")
     raise TypeError(f"MIPairTransform got unexpected keyword argument(s) {sorted(moved)}")
+
+
+def float_batch(images: Any) -> Tensor:
+    """The steps' input: a ``[B, C, H, W]`` tensor, checked and converted as ``forward`` does."""
+    if not isinstance(images, Tensor) or images.ndim != 4:
+        raise ValueError(f"images must be a [B, C, H, W] tensor, got {getattr(images, 'shape', type(images))}")
+    return to_float_batch(images, "images", (1, 3))[0]
+
+
+def perturbation_chain(illumination: Any, motion: Any, illumination_strength: float, motion_strength: float,
+                       perturbations: Any) -> tuple[tuple[str, ...], tuple[Any, ...], tuple[float, ...]]:
+    """The chain's names, models and strengths: illumination, motion (each resolved by :func:`resolve_model`,
+    left out when off), then ``perturbations`` (strength 1)."""
+    if isinstance(perturbations, (str, bytes)) or not isinstance(perturbations, (list, tuple)):
+        raise TypeError(f"perturbations must be a list of perturbation models, got {type(perturbations).__name__}")
+    chain = []
+    for name, value, strength in (("illumination", illumination, illumination_strength),
+                                  ("motion", motion, motion_strength)):
+        model, strength = resolve_model(value, name), check_strength(strength, f"{name}_strength")
+        if model is None and strength != 1.0:
+            raise ValueError(f"{name}_strength={strength} scales the {name} model, which is off; pass "
+                             f"{name}='default' (the shipped model) or a model instance")
+        if model is not None:
+            chain.append((name, model, strength))
+    for i, model in enumerate(perturbations):
+        if not is_model(model):
+            raise TypeError(f"perturbations[{i}] must be a perturbation model with sample() and apply(), got "
+                            f"{type(model).__name__}")
+        chain.append((f"{type(model).__name__}_{i}", model, 1.0))
+    return tuple(c[0] for c in chain), tuple(c[1] for c in chain), tuple(c[2] for c in chain)
