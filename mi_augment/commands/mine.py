@@ -153,7 +153,16 @@ def settings_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 def check_output_folder(out: str | os.PathLike) -> Path:
     """Create ``out`` (a folder) and check that files can be written there, before any work; problems raise
-    one clear ``ValueError`` / ``OSError`` naming the path."""
+    one clear ``ValueError`` / ``OSError`` naming the path.
+
+    Args:
+        out: the output folder (created with its parents if missing).
+
+    Example:
+        >>> import tempfile
+        >>> check_output_folder(Path(tempfile.mkdtemp()) / "runs" / "a").is_dir()
+        True
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder for the outputs")
@@ -168,7 +177,13 @@ def check_output_folder(out: str | os.PathLike) -> Path:
 
 def check_settings(out: Path, settings: dict[str, Any], overwrite: bool) -> None:
     """Refuse to mine into ``out`` when its earlier outputs were mined with other settings (unless
-    ``overwrite``: the videos of this run are then mined again); record the settings in ``out/mining.json``."""
+    ``overwrite``: the videos of this run are then mined again); record the settings in ``out/mining.json``.
+
+    Args:
+        out: the output folder; its ``mining.json`` and ``manifest-*-of-*.json`` record earlier settings.
+        settings: this run's settings (:func:`mining_settings`).
+        overwrite: mine again instead of refusing.
+    """
     from ..core.artifact import atomic_write_bytes, read_json
 
     recorded = [(out / SETTINGS_FILE, read_json(out / SETTINGS_FILE, what="mining settings"))] \
@@ -184,8 +199,15 @@ def check_settings(out: Path, settings: dict[str, Any], overwrite: bool) -> None
 
 
 def draw_clip_figure(results, frames, path: Path, title: str, total: int | None = None) -> Path:
-    """One panel per mined window: ``frames[i]`` (the reference frame of ``results[i]``, ``(C, H, W)``) with
-    arrows patch -> twin; ``total`` windows were mined in all (the title says when only the first are shown)."""
+    """One panel per mined window, with arrows patch -> twin; returns the figure's path.
+
+    Args:
+        results: the :class:`~mi_augment.video.twins.TwinPatches` to draw.
+        frames: the reference frame of each result, ``(C, H, W)``.
+        path: the image file to write.
+        title: the figure's title.
+        total: windows mined in all (the title says when only the first are shown).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -208,7 +230,15 @@ def draw_clip_figure(results, frames, path: Path, title: str, total: int | None 
 
 
 def mine_video(path: str, out: Path, args: argparse.Namespace, progress=None, max_panels: int = 6) -> dict[str, Any]:
-    """Mine one video into ``out``, streaming its frames (memory holds one window); return its manifest entry."""
+    """Mine one video into ``out``, streaming its frames (memory holds one window); return its manifest entry.
+
+    Args:
+        path: the video file.
+        out: the output folder (checked by :func:`check_output_folder`).
+        args: the parsed ``mine`` arguments.
+        progress: a tqdm bar to show the frame reached, or None.
+        max_panels: windows drawn in the figure (the first ones).
+    """
     from ..video.io import iter_video
     from ..video.twins import TwinPatchDataset, mine_windows
 
@@ -335,7 +365,15 @@ def merge_outputs(folders: list[str | os.PathLike], out: str | os.PathLike) -> d
     """Join the per-video datasets and the manifests of mining runs (shards) into ``out``:
     ``twin_dataset.json`` (one :class:`TwinPatchDataset`) and ``manifest.json``. A video mined by several
     shards is counted once. Outputs whose manifests record different settings are refused (``ValueError``),
-    and ``out`` is checked to be a writable folder before anything is read."""
+    and ``out`` is checked to be a writable folder before anything is read.
+
+    Args:
+        folders: output folders of ``mi-augment mine`` runs.
+        out: the folder to write the merged dataset and manifest into.
+
+    Returns:
+        the merged manifest (also written to ``out/manifest.json``).
+    """
     from ..core.artifact import atomic_write_bytes
     from ..video.twins import TwinPatchDataset
 
