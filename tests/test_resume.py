@@ -139,3 +139,20 @@ def test_broken_checkpoint_gives_one_clear_error_naming_the_file(out, killed, ca
     with pytest.raises(CheckpointError, match=message) as info:
         run_recipe("simclr", out, *COMMON, "--resume")
     assert str(path) in str(info.value)
+
+
+def test_a_checkpoint_written_before_the_model_file_flags_resumes(out, killed):
+    """Checkpoints from before --illumination-model / --motion-model lack those fields; they ran the shipped
+    models, so resuming with the defaults is the same run."""
+    def drop(ckpt):
+        for field in ("illumination_model", "motion_model"):
+            ckpt["config"].pop(field)
+
+    (out / "checkpoint.pt").write_bytes(_mutate(killed, drop))
+    assert run_recipe("simclr", out, *COMMON, "--resume")["steps"] == 4
+    (out / "checkpoint.pt").write_bytes(_mutate(killed, drop))
+    from mi_augment.perturbations import IlluminationModel
+
+    refit = IlluminationModel.uniform().save(out / "refit.json")
+    with pytest.raises(ResumeConfigError, match="illumination_model: 'default' -> "):
+        run_recipe("simclr", out, *COMMON, "--resume", "--illumination-model", str(refit))

@@ -45,6 +45,13 @@ def test_resume_without_a_checkpoint_names_the_folder(tmp_path):
     assert str(tmp_path / "empty") in str(info.value)
 
 
+def test_an_out_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(RunFolderError, match="is a file, not a folder"):
+        run_recipe("simclr", tmp_path / "notes.txt", *COMMON)
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
 def test_resume_and_overwrite_together_are_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         run_recipe("simclr", tmp_path, *COMMON, "--resume", "--overwrite")

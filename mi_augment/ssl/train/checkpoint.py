@@ -58,6 +58,10 @@ RESUME_IGNORED_FIELDS = frozenset({"out", "resume", "overwrite", "allow_config_c
                                    "checkpoint_every", "stop_after", "download", "knn_every"})
 
 
+#: flags added after checkpoints were first written, with the value that older checkpoints' runs had
+FIELDS_ADDED = {"illumination_model": "default", "motion_model": "default"}
+
+
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     """``torch.load(path, weights_only=True)``; any failure (empty, truncated, random bytes, pickled code)
     raises :class:`CheckpointError` naming the file."""
@@ -118,7 +122,8 @@ def validate_checkpoint(ckpt: Any, path: Path) -> dict[str, Any]:
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """``{field: (saved, current)}`` for every config field that changes the run and differs (fields in
-    :data:`RESUME_IGNORED_FIELDS` are skipped; a field only one side has counts as a difference).
+    :data:`RESUME_IGNORED_FIELDS` are skipped; a field only one side has counts as a difference, except the
+    :data:`FIELDS_ADDED` since, which an older checkpoint had at their default).
 
     Args:
         saved: the checkpoint's config; current: this run's.
@@ -129,6 +134,7 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> dict[s
     """
     missing = object()
     diffs = {}
+    saved = {**FIELDS_ADDED, **saved}
     for key in sorted(set(saved) | set(current)):
         if key in RESUME_IGNORED_FIELDS:
             continue

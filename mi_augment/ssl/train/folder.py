@@ -81,6 +81,8 @@ class FolderLock:
     def acquire(self) -> str:
         """Take the lock; return a note when a stale lock was replaced (else ``""``). Raises
         :class:`RunFolderError` naming the process when a live run holds it."""
+        if self.folder.exists() and not self.folder.is_dir():
+            raise RunFolderError(f"--out {self.folder} is a file, not a folder")
         self.folder.mkdir(parents=True, exist_ok=True)
         for _ in range(2):
             if self._create():
