@@ -192,8 +192,12 @@ def test_pair_refuses_targets_it_cannot_move():
 
 def test_bad_images_are_refused_with_the_argument_named():
     t = NaturalIllumination()
-    with pytest.raises(ValueError, match=r"image .*outside \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"image: expected floats in \[0, 1\]; got range \[2, 2\]"):
         t(image=np.full((8, 8, 3), 2.0, np.float32))
+    with pytest.raises(ValueError, match="image contains NaN or inf"):  # the core transforms' messages
+        MIPair(size=8)(image=np.full((8, 8, 3), np.nan, np.float32))
+    # float noise just outside [0, 1] is clamped, as by the core transforms
+    assert t(image=np.full((8, 8, 3), 1.0 + 1e-4, np.float32))["image"].max() <= 1.0
     with pytest.raises(TypeError, match="image must be uint8 or float"):
         t(image=np.zeros((8, 8, 3), np.int32))
     with pytest.raises(TypeError, match="seed must be an int"):

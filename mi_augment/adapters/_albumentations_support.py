@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..core.validation import check_unit_images
 from ..transforms.motion import NaturalMotion as MotionModule
 from ..transforms.pair import MIPairTransform
 
@@ -51,10 +52,9 @@ def to_tensor(image: Any, name: str = "image") -> Tensor:
         return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float().div_(255.0)
     if not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(f"{name} must be uint8 or float (values in [0, 1]), got dtype {arr.dtype}")
-    if not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0:
-        raise ValueError(f"{name} is a float image with values outside [0, 1] (min {np.nanmin(arr):.4g}, max "
-                         f"{np.nanmax(arr):.4g}); albumentations float images are in [0, 1]")
-    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1)
+    x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1)
+    # the core transforms' value checks and messages (any channel count, as albumentations allows)
+    return check_unit_images(x[None], name, channels=(x.shape[0],))[0]
 
 
 def view_to_numpy(x: Tensor, like: np.ndarray) -> np.ndarray:
