@@ -17,7 +17,12 @@ __all__ = ["PatchTrajectories", "neighbor_mask", "patch_grid", "patch_trajectori
 
 def patch_grid(height: int, width: int, patch_size: int, stride: int | None = None) -> Tensor:
     """``(P, 4)`` float boxes ``(x1, y1, x2, y2)`` of a regular grid of ``patch_size`` squares, ``stride``
-    apart (default: ``patch_size``, no overlap), centred in a ``height x width`` frame."""
+    apart (default: ``patch_size``, no overlap), centred in a ``height x width`` frame.
+
+    Example:
+        >>> patch_grid(40, 50, 16).tolist()
+        [[9.0, 4.0, 25.0, 20.0], [25.0, 4.0, 41.0, 20.0], [9.0, 20.0, 25.0, 36.0], [25.0, 20.0, 41.0, 36.0]]
+    """
     patch_size = check_positive_int(patch_size, "patch_size")
     stride = patch_size if stride is None else check_positive_int(stride, "stride")
     if patch_size > min(height, width):
@@ -33,7 +38,12 @@ def patch_grid(height: int, width: int, patch_size: int, stride: int | None = No
 
 
 def neighbor_mask(boxes: Tensor) -> Tensor:
-    """``(P, P)`` bool: boxes that overlap or touch (edge or corner), the patch itself excluded."""
+    """``(P, P)`` bool: boxes that overlap or touch (edge or corner), the patch itself excluded.
+
+    Example:
+        >>> neighbor_mask(torch.tensor([[0.0, 0, 8, 8], [8, 0, 16, 8], [32, 32, 40, 40]])).int().tolist()
+        [[0, 1, 0], [1, 0, 0], [0, 0, 0]]
+    """
     lo, hi = boxes[:, :2], boxes[:, 2:]
     touch = (lo[:, None] <= hi[None] + 0.5) & (lo[None] <= hi[:, None] + 0.5)
     mask = touch.all(-1)
@@ -134,6 +144,8 @@ def _box_means(clip: Tensor, centres: Tensor, patch_size: int) -> Tensor:
 
 @dataclass
 class PatchTrajectories:
+    """What :func:`patch_trajectories` measures for each patch of one shot (S valid frame steps)."""
+
     centres: Tensor  # (T, P, 2) patch centre (NaN once the patch is lost)
     tracked: Tensor  # (P,) bool: tracked through the whole shot
     position: Tensor  # (S, P, 2 or 3) residual velocity over the valid steps (0 for untracked patches)
@@ -142,6 +154,23 @@ class PatchTrajectories:
 
 
 def patch_trajectories(clip: Tensor, boxes: Tensor, opts: MiningOptions) -> PatchTrajectories:
+    """Track the patches ``boxes`` through one shot, remove the camera's motion, and measure each patch's
+    residual velocity and colour change (steps 2-4 of :mod:`mi_augment.video.twins.mine`).
+
+    Args:
+        clip: the shot, float in [0, 1].
+        boxes: ``(P, 4)`` patches ``(x1, y1, x2, y2)`` in the first frame (e.g. :func:`patch_grid`).
+        opts: tracking and camera-motion settings.
+
+    Shape:
+        - clip: :math:`(T, C, H, W)`; boxes: :math:`(P, 4)`.
+
+    Example:
+        >>> clip = torch.rand(10, 3, 32, 32)
+        >>> traj = patch_trajectories(clip, patch_grid(32, 32, 16), MiningOptions(16, camera_motion="none"))
+        >>> tuple(traj.centres.shape), tuple(traj.tracked.shape)
+        ((10, 4, 2), (4,))
+    """
     tracks = track_patches(clip, boxes, points_per_side=opts.points_per_side, min_texture=opts.min_texture,
                            window_size=opts.window_size, fb_threshold=opts.fb_threshold, depth=opts.depth)
     tracked = tracks.survivors()
