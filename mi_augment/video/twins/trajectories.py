@@ -20,8 +20,8 @@ def patch_grid(height: int, width: int, patch_size: int, stride: int | None = No
     apart (default: ``patch_size``, no overlap), centred in a ``height x width`` frame.
 
     Example:
-        >>> patch_grid(40, 50, 16).tolist()
-        [[9.0, 4.0, 25.0, 20.0], [25.0, 4.0, 41.0, 20.0], [9.0, 20.0, 25.0, 36.0], [25.0, 20.0, 41.0, 36.0]]
+        >>> patch_grid(40, 40, 16).tolist()
+        [[4.0, 4.0, 20.0, 20.0], [20.0, 4.0, 36.0, 20.0], [4.0, 20.0, 20.0, 36.0], [20.0, 20.0, 36.0, 36.0]]
     """
     patch_size = check_positive_int(patch_size, "patch_size")
     stride = patch_size if stride is None else check_positive_int(stride, "stride")
