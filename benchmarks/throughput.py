@@ -163,8 +163,8 @@ def ours_uint8(size: int, variant: str):
     scored = t.policy.needs_scores
 
     def draws(c: int, h: int, w: int) -> list[list]:
-        """Each view's ``(transform, params or None)`` list: every gate in one ``rand``, and each transform's
-        ``make_params`` once for all the views whose pipeline holds it."""
+        """Each view's ``(transform, params or None, row)`` list: every gate in one ``rand``, and each
+        transform's ``make_params`` once for all the views whose pipeline holds it (row: this view's sample)."""
         pipelines = t.view_transforms
         gates = torch.rand(sum(len(p) for p in pipelines), generator=g).tolist()
         shared = {}
@@ -178,22 +178,23 @@ def ours_uint8(size: int, variant: str):
             mine = []
             for tr in pipe:
                 params, used = shared[id(tr)]
-                mine.append((tr, params.index(used[0]) if gates[at] < tr.p else None))
+                mine.append((tr, params, used[0]) if gates[at] < tr.p else (tr, None, 0))
                 used[0] += 1
                 at += 1
             out.append(mine)
         return out
 
     def pipeline(view, steps):
-        for tr, p in steps:
+        for tr, p, i in steps:  # row i of the params drawn for every view holding tr
             if p is None:
                 continue
             if isinstance(tr, ColorJitter):
-                view = U.color_jitter(view, p.brightness, p.contrast, p.saturation, p.hue, p.order[0].tolist())
+                view = U.color_jitter(view, p.brightness[i], p.contrast[i], p.saturation[i], p.hue[i],
+                                      p.order[i].tolist())
             elif isinstance(tr, RandomGrayscale):
                 view = U.rgb_to_grayscale(view, view.shape[2])
             elif isinstance(tr, GaussianBlur):
-                view = U.gaussian_blur(view, tr.kernel_for(*view.shape[:2]), float(p.sigma))
+                view = U.gaussian_blur(view, tr.kernel_for(*view.shape[:2]), float(p.sigma[i]))
             else:
                 raise TypeError(type(tr).__name__)
         return view
@@ -379,6 +380,7 @@ def plot(report: dict, path: Path) -> Path:
     peers = [p for p in PEERS if any(r.get(f"ratio_vs_{p}") is not None for r in rows)] or [PEERS[0]]
     fig, axes = plt.subplots(len(peers), 1, figsize=(10, 3.6 * len(peers)), squeeze=False)
     width = 0.8 / max(len(methods), 1)
+    colors = plt.get_cmap("tab20").colors  # more pipelines than the default ten colours
     for ax, peer in zip(axes[:, 0], peers):
         for i, m in enumerate(methods):
             vals = []
@@ -387,7 +389,7 @@ def plot(report: dict, path: Path) -> Path:
                 ratio = None if r is None else r.get(f"ratio_vs_{peer}")
                 vals.append(float("nan") if ratio is None else ratio)
             xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(sizes))]
-            bars = ax.bar(xs, vals, width, label=LABELS.get(m, m))
+            bars = ax.bar(xs, vals, width, label=LABELS.get(m, m), color=colors[i % len(colors)])
             ax.bar_label(bars, fmt="%.2f", fontsize=5, padding=1)
         ax.axhline(1.0, color="black", lw=0.8, ls="--")
         ax.set_xticks(range(len(sizes)), [f"{s} px" for s in sizes])

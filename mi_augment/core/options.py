@@ -25,6 +25,8 @@ class KernelOptions:
 
     Attributes:
         fast_paths: take the speed paths where they apply (default True).
+        uint8_backend: render one PIL / numpy / uint8 CPU image's pair views with the CPU uint8 backend
+            (:mod:`mi_augment.functional.uint8`, default True); False renders them with the torch kernels.
         cpu_chunk_elements: elements of working buffer per chunk on the CPU (default 2**20, about 4 MB of
             float32: on the 2-vCPU development VM 0.25-4 M elements render 224 px pairs ~1.4x faster than
             batch-sized buffers, ``benchmarks/cpu_breakdown.py``).
@@ -32,15 +34,17 @@ class KernelOptions:
             a training batch is one launch per op, small enough that peak memory stays bounded.
     """
 
-    __slots__ = ("fast_paths", "cpu_chunk_elements", "device_chunk_elements")
+    __slots__ = ("fast_paths", "uint8_backend", "cpu_chunk_elements", "device_chunk_elements")
 
     def __init__(self) -> None:
         self.fast_paths = True
+        self.uint8_backend = True
         self.cpu_chunk_elements = 1 << 20
         self.device_chunk_elements = 1 << 28
 
     def __repr__(self) -> str:
-        return (f"KernelOptions(fast_paths={self.fast_paths}, cpu_chunk_elements={self.cpu_chunk_elements}, "
+        return (f"KernelOptions(fast_paths={self.fast_paths}, uint8_backend={self.uint8_backend}, "
+                f"cpu_chunk_elements={self.cpu_chunk_elements}, "
                 f"device_chunk_elements={self.device_chunk_elements})")
 
 
@@ -60,11 +64,13 @@ def _check_elements(value: object, name: str) -> int:
 
 @contextlib.contextmanager
 def kernel_options(*, fast_paths: bool | None = None, cpu_chunk_elements: int | None = None,
-                   device_chunk_elements: int | None = None) -> Iterator[KernelOptions]:
+                   device_chunk_elements: int | None = None, uint8_backend: bool | None = None
+                   ) -> Iterator[KernelOptions]:
     """Set kernel options inside a ``with`` block (None leaves an option as it is); restored on exit."""
-    if fast_paths is not None and not isinstance(fast_paths, bool):
-        raise TypeError(f"fast_paths must be True or False, got {fast_paths!r}")
-    new = {"fast_paths": fast_paths,
+    for name, flag in (("fast_paths", fast_paths), ("uint8_backend", uint8_backend)):
+        if flag is not None and not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
+    new = {"fast_paths": fast_paths, "uint8_backend": uint8_backend,
            "cpu_chunk_elements": None if cpu_chunk_elements is None
            else _check_elements(cpu_chunk_elements, "cpu_chunk_elements"),
            "device_chunk_elements": None if device_chunk_elements is None

@@ -30,7 +30,7 @@ from ..core.validation import (
 from ..pairs.choose import PairInfo, choose_candidate, replay_info
 from ..pairs.plan import PairCandidates, PairParams, plan_candidates
 from ..pairs.policies import Policy, make_policy
-from ..pairs.render import render_views, run_view_pipelines, view_matrices
+from ..pairs.render import render_views, run_view_pipelines, view_matrices, views_uint8
 from ..pairs.sampler import BoxSampler
 from ..pairs.score import score_candidates
 from ..pairs.scorers import make_scorer
@@ -224,6 +224,9 @@ class MIPairTransform(nn.Module):
         single = inputs[0] if len(inputs) == 1 else None
         if single is not None and not isinstance(single, (tuple, list, dict)) and (
                 not isinstance(single, tv_tensors.TVTensor) or isinstance(single, tv_tensors.Image)):
+            one = views_uint8(self, single, generator, params, return_info)  # the CPU uint8 backend, where it applies
+            if one is not None:
+                return one if return_info else one[0]
             x, spec = to_float_batch(single, "images", (1, 3))
             views, info = self._views(x, generator, params, return_info)
             views = self._restore(views, spec)

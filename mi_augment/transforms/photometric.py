@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..core.params import Params
 from ..core.random import rand, uniform
-from ..functional import color
+from ..functional import color, uint8
 from ..functional.jitter import color_jitter
 from .base import RandomTransform
 
@@ -251,3 +251,13 @@ class RandomSolarize(RandomTransform):
 
     def extra_repr(self) -> str:
         return f"threshold={self.threshold}, p={self.p}"
+
+
+# The CPU uint8 backend's kernel of each class (one sample's params on one [H, W, C] uint8 image).
+uint8.TRANSFORM_KERNELS.update({
+    ColorJitter: lambda t, image, p: uint8.color_jitter(image, p.brightness[0], p.contrast[0], p.saturation[0],
+                                                        p.hue[0], p.order[0].tolist()),
+    RandomGrayscale: lambda t, image, p: uint8.rgb_to_grayscale(image, image.shape[2]),
+    GaussianBlur: lambda t, image, p: uint8.gaussian_blur(image, t.kernel_for(*image.shape[:2]), float(p.sigma[0])),
+    RandomSolarize: lambda t, image, p: uint8.solarize(image, t.threshold),
+})

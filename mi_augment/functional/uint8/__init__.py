@@ -23,11 +23,26 @@ from .color import (
     rgb_to_grayscale,
     solarize,
 )
-from .geometry import apply_motion, crop_matrix, gaussian_blur, motion_blur, resized_crop, warp_affine
+from .geometry import (
+    apply_motion,
+    crop_matrix,
+    crop_warp,
+    gaussian_blur,
+    motion_blur,
+    resized_crop,
+    warp_affine,
+)
 from .image import as_hwc, check_image, hwc_to_tensor, opencv, to_hwc_uint8
 from .scoring import candidate_scores, histogram_mi, luma, proxies, working_luma
 
+#: The backend's kernel of each view transform class, ``kernel(transform, image, params) -> image``: ``params``
+#: are one sample's draws (the class's ``make_params`` for a batch of one), ``image`` uint8 ``[H, W, C]``. A
+#: transform module registers its classes (exact types: a subclass that changes ``transform`` is not covered);
+#: :mod:`mi_augment.pairs.render` renders a pipeline on this backend only when every entry is registered.
+TRANSFORM_KERNELS: dict = {}
+
 __all__ = [
+    "TRANSFORM_KERNELS",
     "adjust_brightness",
     "adjust_contrast",
     "adjust_hue",
@@ -40,6 +55,7 @@ __all__ = [
     "solarize",
     "apply_motion",
     "crop_matrix",
+    "crop_warp",
     "gaussian_blur",
     "motion_blur",
     "resized_crop",

@@ -25,6 +25,9 @@ __all__ = ["adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_
            "solarize", "color_jitter", "apply_illumination", "illumination_table", "illuminate"]
 
 _LEVELS = np.arange(256, dtype=np.float32) / np.float32(255.0)  # the float image's values, as torch divides
+_LEVELS.flags.writeable = False
+_LEVELS3 = np.repeat(_LEVELS[:, None], 3, 1)  # the identity table of three channels (read only)
+_LEVELS3.flags.writeable = False
 _LUMA = (0.299, 0.587, 0.114)  # BT.601, functional.color.rgb_to_grayscale's weights
 
 
@@ -182,6 +185,8 @@ def _channel_means(image: np.ndarray, table: np.ndarray | None) -> list[float]:
     if table is None:
         return [m / 255.0 for m in opencv().mean(image)[:image.shape[2]]]
     cv2 = opencv()
+    if image.shape[0] * image.shape[1] <= 4096:  # small: the mapped image's mean (2 calls instead of 3)
+        return list(cv2.mean(_float_view(image, table))[:image.shape[2]])
     n = image.shape[0] * image.shape[1]
     hists = [cv2.calcHist([image], [c], None, [256], [0, 256]).reshape(-1).astype(np.float64) for c in range(image.shape[2])]
     return [float(h @ table[:, c].astype(np.float64)) / n for c, h in enumerate(hists)]
@@ -212,10 +217,11 @@ def _to_levels(x: np.ndarray) -> np.ndarray:
 def _colour_matrix(op: int, v: float, mean: float = 0.0) -> np.ndarray:
     """Brightness (0), contrast (1, about the luma ``mean``) and saturation (2) are affine maps of the RGB
     vector: the ``3 x 4`` matrix ``cv2.transform`` applies (on [0, 1] values; clamped after)."""
-    if op == 2:
-        m = (1.0 - v) * np.tile(np.asarray(_LUMA), (3, 1)) + v * np.eye(3)  # blend with the luma
-        return np.hstack([m, np.zeros((3, 1))])
-    return np.hstack([v * np.eye(3), np.full((3, 1), mean * (1.0 - v) if op == 1 else 0.0)])
+    if op == 2:  # the blend with the luma: row c is (1 - v) * luma weights + v * e_c
+        r, g, b = ((1.0 - v) * w for w in _LUMA)
+        return np.array([[r + v, g, b, 0.0], [r, g + v, b, 0.0], [r, g, b + v, 0.0]])
+    offset = mean * (1.0 - v) if op == 1 else 0.0
+    return np.array([[v, 0.0, 0.0, offset], [0.0, v, 0.0, offset], [0.0, 0.0, v, offset]])
 
 
 def _float_step(x: np.ndarray, op: int, v: float) -> np.ndarray:
@@ -248,7 +254,7 @@ def _jitter(image: np.ndarray, table: np.ndarray | None, values: list[float], or
             out = opencv().transform(out, _colour_matrix(2, v))
         else:
             if table is None:
-                table = np.repeat(_LEVELS[:, None], image.shape[2], 1)
+                table = _LEVELS3 if image.shape[2] == 3 else _LEVELS[:, None]
             if op == 0:
                 table = np.clip(table * np.float32(v), 0.0, 1.0)
             else:

@@ -17,7 +17,7 @@ import torch
 from ..geometry import motion_blur_kernels, similarity_matrices
 from .image import as_hwc, check_image, opencv
 
-__all__ = ["crop_matrix", "warp_affine", "resized_crop", "gaussian_blur", "motion_blur", "apply_motion"]
+__all__ = ["crop_matrix", "warp_affine", "resized_crop", "crop_warp", "gaussian_blur", "motion_blur", "apply_motion"]
 
 _BORDERS = {"reflection": "BORDER_REFLECT_101", "border": "BORDER_REPLICATE", "zeros": "BORDER_CONSTANT"}
 
@@ -54,9 +54,12 @@ def crop_matrix(box: Any, size: Any, flip: bool = False, supersample: tuple[int,
         >>> crop_matrix((0, 0, 8, 8), 4).tolist()
         [[2.0, 0.0, 0.5], [0.0, 2.0, 0.5]]
     """
-    x1, y1, x2, y2 = _box(box)
-    h, w = _size(size)
-    sy, sx = supersample
+    return _crop_matrix(_box(box), _size(size), flip, supersample)
+
+
+def _crop_matrix(box: tuple[float, float, float, float], size: tuple[int, int], flip: bool,
+                 supersample: tuple[int, int]) -> np.ndarray:
+    (x1, y1, x2, y2), (h, w), (sy, sx) = box, size, supersample
     step_x, step_y = (x2 - x1) / (w * sx), (y2 - y1) / (h * sy)
     if flip:
         return np.array([[-step_x, 0.0, x2 - 0.5 - 0.5 * step_x], [0.0, step_y, y1 - 0.5 + 0.5 * step_y]])
@@ -120,11 +123,55 @@ def resized_crop(image: np.ndarray, box: Any, size: Any, flip: bool = False) -> 
     # roi_align's adaptive grid, ceil(box side / output side), in float32 as the torch kernel computes it
     sx = max(1, math.ceil(float(np.float32(np.float32(x2) - np.float32(x1)) / np.float32(w))))
     sy = max(1, math.ceil(float(np.float32(np.float32(y2) - np.float32(y1)) / np.float32(h))))
-    m = crop_matrix((x1, y1, x2, y2), (h, w), flip, (sy, sx))
+    m = _crop_matrix((x1, y1, x2, y2), (h, w), flip, (sy, sx))
     cv2 = opencv()
     out = cv2.warpAffine(image, m, (w * sx, h * sy), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                          borderMode=cv2.BORDER_REPLICATE)
     if sx > 1 or sy > 1:  # the mean of each bin's sy x sx samples
+        out = cv2.resize(out, (w, h), interpolation=cv2.INTER_AREA)
+    return as_hwc(out, image.shape[2])
+
+
+def crop_warp(image: np.ndarray, box: Any, size: Any, matrix: Any = None, flip: bool = False, *,
+              padding_mode: str = "reflection") -> np.ndarray:
+    """A resized crop then warped in its own frame, sampled from ``image`` in one ``cv2.warpAffine``:
+    :func:`mi_augment.functional.crop_warp` on one uint8 image (output pixel ``p`` reads the image at
+    ``crop(M^-1 p)``, so the warp sees the scene around the box; ``roi_align``'s adaptive sub-samples for a
+    box larger than the output, averaged by an integer ``cv2.INTER_AREA`` reduction).
+
+    Args:
+        image: uint8 ``[H, W, C]``.
+        box: ``(x1, y1, x2, y2)`` in pixels.
+        size: output ``(height, width)`` or one int.
+        matrix: ``3 x 3`` affine input-to-output matrix in the crop's frame (view pixels); None: identity.
+        flip: mirror the crop left-right (before its warp).
+        padding_mode: ``"reflection"``, ``"border"`` or ``"zeros"``.
+
+    Shape:
+        - Input: :math:`(H, W, C)`, uint8. Output: :math:`(h, w, C)`.
+
+    Example:
+        >>> crop_warp(np.zeros((16, 16, 3), np.uint8), (0, 0, 8, 8), 4, np.eye(3)).shape
+        (4, 4, 3)
+    """
+    check_image(image)
+    if padding_mode not in _BORDERS:
+        raise ValueError(f"padding_mode must be one of {sorted(_BORDERS)}, got {padding_mode!r}")
+    x1, y1, x2, y2 = _box(box)
+    h, w = _size(size)
+    m = np.eye(3) if matrix is None else np.asarray(
+        matrix.detach().cpu() if isinstance(matrix, torch.Tensor) else matrix, dtype=np.float64)
+    if m.shape != (3, 3) or not np.isfinite(m).all() or (m[2] != (0, 0, 1)).any():
+        raise ValueError(f"matrix must be a finite affine 3 x 3 matrix, got {m.tolist()}")
+    # the torch kernel's adaptive sub-samples, ceil(box side / output side) in float64
+    sx, sy = max(1, math.ceil((x2 - x1) / w)), max(1, math.ceil((y2 - y1) / h))
+    crop = np.vstack([_crop_matrix((x1, y1, x2, y2), (h, w), flip, (1, 1)), [0.0, 0.0, 1.0]])  # view -> image
+    sub = np.array([[1.0 / sx, 0.0, 0.5 / sx - 0.5], [0.0, 1.0 / sy, 0.5 / sy - 0.5], [0.0, 0.0, 1.0]])
+    inverse = crop @ np.linalg.inv(m) @ sub  # sub-sample -> view -> unwarped view -> image
+    cv2 = opencv()
+    out = cv2.warpAffine(image, inverse[:2], (w * sx, h * sy), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                         borderMode=getattr(cv2, _BORDERS[padding_mode]), borderValue=0)
+    if sx > 1 or sy > 1:  # the mean of each pixel's sy x sx sub-samples
         out = cv2.resize(out, (w, h), interpolation=cv2.INTER_AREA)
     return as_hwc(out, image.shape[2])
 

@@ -78,7 +78,7 @@ def working_luma(image: np.ndarray, proxy_size: int, min_scale: float) -> tuple[
     hh, ww = max(1, math.ceil(h * factor)), max(1, math.ceil(w * factor))
     if hh >= h and ww >= w:
         return luma(image), 1.0, 1.0
-    x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div_(255.0)
+    x = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)[None].div_(255.0)  # a writable copy
     small = F.interpolate(x, size=(hh, ww), mode="bilinear", antialias=True, align_corners=False)
     return _rgb_luma(small[0].clamp_(0.0, 1.0).permute(1, 2, 0).numpy()), ww / w, hh / h
 
