@@ -115,10 +115,11 @@ def _proxies(models: Sequence[Any], small: Tensor, boxes: Tensor, perturbations:
     """For each view ``v``: ``g_v(x)`` at the working resolution, cropped to its boxes on the proxy grid."""
     b = small.shape[0]
     v = boxes.shape[1]
-    if not models:  # every view sees the image itself: one clamp (and luma), no copy per view
+    if not models:  # every view sees the image itself: one clamp (and luma), every view's boxes in one call
         same = small.clamp(0.0, 1.0)
         same = luma(same) if kind == "luma" else same
-        return [render_proxies(same, boxes[:, i], proxy_size, kind, pyramid=True) for i in range(v)]
+        proxies = render_proxies(same, boxes.flatten(1, 2), proxy_size, kind, pyramid=True)
+        return list(proxies.view(b, v, boxes.shape[2], *proxies.shape[2:]).unbind(1))
     flat = [flatten_views(p) for p in perturbations]
     # luma before the trailing camera models: their warp and blur treat every channel alike, so this is the
     # luma of the whole chain's result to float rounding, moving one channel instead of three

@@ -235,7 +235,9 @@ class MIPairTransform(nn.Module):
 
     def _choose_for(self, x: Tensor, generator: torch.Generator | None) -> PairInfo:
         candidates = self.plan(x, generator)
-        scores = self.score(x, candidates) if self.policy.needs_scores else None
+        scores = None
+        if self.policy.needs_scores:  # x is checked already: the step itself, not its public wrapper
+            scores = score_candidates(x, candidates, self.scorer, self.perturbations, self.proxy_size, self.scale[0])
         return self.choose(candidates, scores, generator)
 
     def _views(self, x: Tensor, generator: torch.Generator | None, params: PairParams | None,
