@@ -1,8 +1,12 @@
 """Process-wide kernel options: whether speed paths are taken, and the working-set size of chunked work.
 
-Every operation has one public implementation; a speed path beside it renders the same result faster for the
-cases it covers. ``kernel_options(fast_paths=False)`` routes every call through the public implementations
-(to check a speed path against them, or to rule one out while debugging). Large batches are processed a
+Every operation has one public kernel in :mod:`mi_augment.functional`; inside it, a faster form may render the
+same result for the inputs it covers. ``kernel_options(fast_paths=False)`` runs every kernel's reference form
+(to check the faster ones against it, or to rule one out while debugging); it never changes what a transform
+means: the default output and the reference agree to float rounding, within one uint8 level
+(``tests/test_fast_paths.py`` checks 200 random ``MIPairTransform`` configurations). The scores that choose
+``MIPairTransform``'s candidates are computed with the default kernels in both settings, so that a
+rounding-level difference cannot change which candidate is chosen. Large batches are processed a
 few images at a time so that peak memory stays near a fixed working set, whatever the batch size::
 
     with mi_augment.kernel_options(fast_paths=False, cpu_chunk_elements=1 << 18):

@@ -54,8 +54,16 @@ class PairInfo:
 
 def choose_candidate(candidates: PairCandidates, policy: Policy, scores: Tensor | None = None,
                      generator: torch.Generator | None = None) -> PairInfo:
-    """Pick one candidate per image by ``policy`` from the mean of ``scores (B, V - 1, K)`` over the partner
-    views (None: the first candidate, for policies that need no scores).
+    """Pick one candidate per image by ``policy`` from the mean of the scores over the partner views.
+
+    Args:
+        candidates: the plan step's candidates (boxes ``(B, V, K, 4)``).
+        policy: the :class:`~mi_augment.pairs.policies.Policy` that chooses.
+        scores: ``(B, V - 1, K)`` scores; None takes the first candidate (policies that need no scores).
+        generator: the generator a random policy draws from.
+
+    Shape:
+        - Output ``params.boxes``: ``(B, V, 4)``; ``chosen``: ``(B,)``.
 
     Example:
         >>> from mi_augment.pairs import BoxSampler, make_policy

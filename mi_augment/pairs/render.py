@@ -83,9 +83,19 @@ def _warps(models: Sequence[Any], params: Sequence[Params], size: tuple[int, int
 
 def render_views(models: Sequence[Any], images: Tensor, params: PairParams, size: tuple[int, int],
                  sampling_ratio: int = -1) -> list[Tensor]:
-    """The ``V`` views ``[B, C, *size]`` of a float batch before their pipelines: crop, resize and flip each
-    view, fold the warps in, then the chain (see the module docs). ``params.perturbations`` are in the
-    images' frame (as planned); a few images at a time on the CPU.
+    """The ``V`` views of a float batch before their pipelines: crop, resize and flip each view, fold the warps
+    in, then the chain (see the module docs). A few images at a time on the CPU.
+
+    Args:
+        models: the perturbation chain (anything with ``apply``; camera models see :func:`folds_warp`).
+        images: ``[B, C, H, W]`` float in [0, 1].
+        params: the :class:`~mi_augment.pairs.plan.PairParams` to render; ``perturbations`` in the images'
+            frame, as planned (:func:`in_view_frame` rescales them).
+        size: ``(height, width)`` of every view.
+        sampling_ratio: samples per output pixel for large boxes (-1 adapts: area averaging).
+
+    Shape:
+        - Output: ``V`` contiguous tensors ``[B, C, *size]``.
 
     Example:
         >>> from mi_augment.pairs.plan import PairParams
@@ -125,7 +135,16 @@ def run_view_pipelines(views: Sequence[Tensor], pipelines: Sequence[Sequence[Cal
                        ) -> tuple[tuple[Tensor, ...], tuple[tuple[Params, ...], ...]]:
     """Each view through its own pipeline. Entries with ``apply_gated`` draw from ``generator`` (or replay
     ``replay[v]``, the draws an earlier call returned) and write into the views they own; other callables are
-    called as they are. Returns the views and each view's draws.
+    called as they are.
+
+    Args:
+        views: ``V`` float batches ``[B, C, h, w]``, owned by the caller.
+        pipelines: one sequence of callables per view.
+        replay: per view, the draws of an earlier call (``PairParams.views``); empty draws anew.
+        generator: the generator the replayable entries draw from.
+
+    Returns:
+        the views and each view's draws (one :class:`~mi_augment.core.params.GatedParams` per replayable entry).
 
     Example:
         >>> views, drawn = run_view_pipelines([torch.ones(1, 3, 4, 4)] * 2, [[lambda v: v * 0.5], []])
