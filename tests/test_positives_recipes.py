@@ -96,11 +96,10 @@ def test_neighbour_run_resumes_to_the_same_weights(tmp_path):
 # ------------------------------------------------------------------------------------------- bad settings
 @pytest.mark.parametrize("extra,match", [
     (["--augment", "mi", "--mi-candidates", "1", "--mi-policy", "band"], "mi_candidates=1"),
-    (["--augment", "twin", "--positives", "mi-neighbour"], "--positives mi-neighbour"),
-    (["--twin-control", "random"], "--twin-control random"),
     (["--positives", "mi-neighbour", "--queue-size", "1", "--neighbour-policy", "band"], "capacity=1"),
 ])
 def test_bad_settings_raise_errors_naming_them(extra, match, tmp_path):
+    """(Conflicting --positives / --twin-control flags are usage errors at parse time: test_recipe_flags.py.)"""
     with pytest.raises(ValueError, match=match):
         run("simclr", tmp_path, *extra)
 
