@@ -26,10 +26,9 @@ Pipelines (every one makes two views per image):
 * ``albumentations_natural_per_image``: albumentations' nearest natural-style pipeline: the crop and flip, then
   brightness / contrast, gamma, a smooth illumination field (``Illumination``), a small ``Affine`` camera move
   and a ``MotionBlur`` (every step p=1, as our natural models render every draw). CPU only.
-* ``ours_uint8_*_per_image``: the same draws as the ``ours_*`` rows (``plan`` / ``choose``, each view
-  transform's ``make_params``), rendered by the CPU uint8 backend (``mi_augment.functional.uint8``) on the
-  numpy image, scored by its ``candidate_scores``: the kernels composed here by hand until the transform's
-  per-image path calls them. CPU only.
+* ``*_per_image`` rows render on the CPU uint8 backend (``mi_augment.functional.uint8``, the default for one
+  PIL / numpy / uint8 image); ``*_per_image_torch``: the same calls inside
+  ``kernel_options(uint8_backend=False)`` (the torch kernels), for the backend's gain in the same run.
 
 Images are synthetic smooth RGB uint8 (content does not change the cost), 32x32 for 32 px views, 96x96 for
 96 px and 256x256 for 224 px. Every pipeline is warmed up, then all are measured in ``--rounds`` interleaved
@@ -144,98 +143,11 @@ def albumentations_pipeline(size: int, kind: str):
                              A.MotionBlur(blur_limit=3, p=1.0)])
 
 
-def _flat_views(params):
-    """``(1, V, ...)`` params of one image as ``(V, ...)`` (one row per view)."""
-    import dataclasses
-
-    return type(params)(**{f.name: getattr(params, f.name).flatten(0, 1) for f in dataclasses.fields(params)})
-
-
-def ours_uint8(size: int, variant: str):
-    """``ours(size, variant)``'s draws rendered by the CPU uint8 kernels: a function of one PIL image -> PIL views."""
-    from PIL import Image
-
-    from mi_augment.functional import uint8 as U
-    from mi_augment.transforms import ColorJitter, GaussianBlur, RandomGrayscale
-
-    t = ours(size, variant)
-    g = torch.Generator().manual_seed(0)
-    scored = t.policy.needs_scores
-
-    def draws(c: int, h: int, w: int) -> list[list]:
-        """Each view's ``(transform, params or None, row)`` list: every gate in one ``rand``, and each
-        transform's ``make_params`` once for all the views whose pipeline holds it (row: this view's sample)."""
-        pipelines = t.view_transforms
-        gates = torch.rand(sum(len(p) for p in pipelines), generator=g).tolist()
-        shared = {}
-        for pipe in pipelines:
-            for tr in pipe:
-                if id(tr) not in shared:
-                    views = sum(tr in p for p in pipelines)
-                    shared[id(tr)] = (tr.make_params(torch.empty(views, c, h, w), generator=g), [0])
-        out, at = [], 0
-        for pipe in pipelines:
-            mine = []
-            for tr in pipe:
-                params, used = shared[id(tr)]
-                mine.append((tr, params, used[0]) if gates[at] < tr.p else (tr, None, 0))
-                used[0] += 1
-                at += 1
-            out.append(mine)
-        return out
-
-    def pipeline(view, steps):
-        for tr, p, i in steps:  # row i of the params drawn for every view holding tr
-            if p is None:
-                continue
-            if isinstance(tr, ColorJitter):
-                view = U.color_jitter(view, p.brightness[i], p.contrast[i], p.saturation[i], p.hue[i],
-                                      p.order[i].tolist())
-            elif isinstance(tr, RandomGrayscale):
-                view = U.rgb_to_grayscale(view, view.shape[2])
-            elif isinstance(tr, GaussianBlur):
-                view = U.gaussian_blur(view, tr.kernel_for(*view.shape[:2]), float(p.sigma[i]))
-            else:
-                raise TypeError(type(tr).__name__)
-        return view
-
-    def run(pil):
-        image = U.to_hwc_uint8(pil)
-        h, w, c = image.shape
-        candidates = t.plan(torch.empty(1, c, h, w), generator=g)
-        scores = None
-        if scored:
-            scores = torch.from_numpy(U.candidate_scores(image, candidates.boxes[0], t.proxy_size, t.scorer.bins,
-                                                         t.scale[0])).float()[None]
-        params = t.choose(candidates, scores, generator=g).params
-        boxes = params.boxes[0]
-        models = []
-        if t.perturbations:
-            side = torch.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-            zoom = (max(h, w) / side)[None]
-            for model, p in zip(t.perturbations, params.perturbations):
-                frame = model.to_view_frame(p, zoom) if hasattr(model, "to_view_frame") else p
-                models.append((model, _flat_views(frame)))
-        views, steps = [], draws(c, *t.size)
-        for v in range(t.n_views):
-            view = U.resized_crop(image, boxes[v], t.size, bool(params.flip[0, v]))
-            for model, p in models:
-                if hasattr(p, "log_gain"):
-                    view = U.illuminate(view, p, v)
-                else:
-                    view = U.apply_motion(view, p, v, padding_mode=model.config["padding_mode"])
-            view = pipeline(view, steps[v])
-            views.append(Image.fromarray(view[:, :, 0] if c == 1 else view))
-        return tuple(views)
-
-    return run
-
-
 METHODS = ["torchvision_v1_pil", "torchvision_v2_batch", "kornia", "ours_random", "ours_k8", "ours_k8_jitter",
            "ours_simclr_random", "ours_simclr_k8", "ours_random_per_image", "ours_k8_per_image",
            "ours_simclr_random_per_image", "ours_simclr_k8_per_image", "albumentations_simclr_per_image",
-           "albumentations_natural_per_image", "ours_uint8_simclr_random_per_image", "ours_uint8_simclr_k8_per_image",
-           "ours_uint8_random_per_image", "ours_uint8_k8_per_image"]
+           "albumentations_natural_per_image", "ours_random_per_image_torch", "ours_k8_per_image_torch",
+           "ours_simclr_random_per_image_torch", "ours_simclr_k8_per_image_torch"]
 
 
 def _pipelines(size: int, device: str, methods: list[str], batch: int) -> list[tuple[str, object, int]]:
@@ -268,13 +180,13 @@ def _pipelines(size: int, device: str, methods: list[str], batch: int) -> list[t
             arrays = [img.permute(1, 2, 0).numpy().copy() for img in images_u8[:n]]
             out.append((method, lambda t=t, arrays=arrays: [(t(image=a)["image"], t(image=a)["image"])
                                                             for a in arrays], n))
-        elif method.startswith("ours_uint8_"):
+        elif method.endswith("_per_image_torch"):  # as *_per_image, rendered by the torch kernels
             if device != "cpu":
                 continue
-            t = ours_uint8(size, method[len("ours_uint8_"):-len("_per_image")])
+            t = ours(size, method[len("ours_"):-len("_per_image_torch")])
             n = min(batch, 64)
             pil = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in images_u8[:n]]
-            out.append((method, lambda t=t, pil=pil: [t(p) for p in pil], n))
+            out.append((method, lambda t=t, pil=pil: _torch_backend(lambda: [t(p) for p in pil]), n))
         elif method.endswith("_per_image"):  # the DataLoader-worker way: one PIL image per call, PIL views out
             if device != "cpu":
                 continue
@@ -288,6 +200,13 @@ def _pipelines(size: int, device: str, methods: list[str], batch: int) -> list[t
             g = torch.Generator(device=device).manual_seed(0)
             out.append((method, lambda t=t, x=x, g=g: t(x, generator=g), batch))
     return out
+
+
+def _torch_backend(fn):
+    from mi_augment import kernel_options
+
+    with kernel_options(uint8_backend=False):
+        return fn()
 
 
 def bench_size(size: int, device: str, seconds: float, methods: list[str], batch: int, rounds: int) -> list[dict]:
@@ -358,10 +277,10 @@ LABELS = {"torchvision_v1_pil": "torchvision v1, PIL per image", "torchvision_v2
           "ours_simclr_k8_per_image": "ours, simclr K=8, PIL per image",
           "albumentations_simclr_per_image": "albumentations SimCLR, numpy per image",
           "albumentations_natural_per_image": "albumentations natural-style, numpy per image",
-          "ours_uint8_simclr_random_per_image": "ours uint8 kernels, simclr unscored, per image",
-          "ours_uint8_simclr_k8_per_image": "ours uint8 kernels, simclr K=8, per image",
-          "ours_uint8_random_per_image": "ours uint8 kernels, natural unscored, per image",
-          "ours_uint8_k8_per_image": "ours uint8 kernels, natural K=8, per image"}
+          "ours_random_per_image_torch": "ours, random, PIL per image, torch kernels",
+          "ours_k8_per_image_torch": "ours, K=8, PIL per image, torch kernels",
+          "ours_simclr_random_per_image_torch": "ours, simclr unscored, PIL per image, torch kernels",
+          "ours_simclr_k8_per_image_torch": "ours, simclr K=8, PIL per image, torch kernels"}
 
 
 def plot(report: dict, path: Path) -> Path:

@@ -33,6 +33,7 @@ from ..core.params import GatedParams, Params
 from ..core.random import rand
 from ..functional import uint8
 from ..functional.crops import resized_crop
+from ..functional.geometry import motion_blur_kernels
 from ..functional.warp import crop_warp
 from ..perturbations import IlluminationModel, MotionModel
 from .choose import replay_info
@@ -251,6 +252,12 @@ def render_views_uint8(models: Sequence[Any], image: np.ndarray, params: PairPar
     per_view = [flatten_views(p) for p in in_view_frame(models, params.perturbations, params.boxes, h, w)]
     warps = _warps(models, per_view, size)
     padding = next((m.padding_mode for m in models if folds_warp(m)), "reflection")
+    blurs = [None] * len(models)  # each motion model's (lengths, angles, kernels) of the V views, one call
+    for i, (model, p) in enumerate(zip(models, per_view)):
+        if type(model) is MotionModel:
+            lengths = p.blur_length.reshape(-1).float().clamp_min(0) * float(max(size))
+            angles = p.blur_angle.reshape(-1).float()
+            blurs[i] = (lengths.tolist(), angles.tolist(), motion_blur_kernels(lengths, angles).numpy())
     views = []
     for v in range(params.boxes.shape[1]):
         box, flip = params.boxes[0, v].tolist(), bool(params.flip[0, v])
@@ -258,14 +265,11 @@ def render_views_uint8(models: Sequence[Any], image: np.ndarray, params: PairPar
             view = uint8.resized_crop(image, box, size, flip)
         else:
             view = uint8.crop_warp(image, box, size, warps[v].numpy(), flip, padding_mode=padding)
-        for model, p in zip(models, per_view):
-            if type(model) is IlluminationModel:
+        for p, blur in zip(per_view, blurs):
+            if blur is None:  # IlluminationModel
                 view = uint8.illuminate(view, p, v)
-            else:  # MotionModel: its warp is folded in above; what follows it is the blur
-                side = float(max(view.shape[:2]))
-                length = float(p.blur_length[v].reshape(-1).float().clamp_min(0)[0]) * side
-                if length > 0:
-                    view = uint8.motion_blur(view, length, float(p.blur_angle[v].reshape(-1).float()[0]))
+            elif blur[0][v] > 0:  # MotionModel: its warp is folded in above; what follows it is the blur
+                view = uint8.motion_blur(view, blur[0][v], blur[1][v], kernel=blur[2][v])
         views.append(view)
     return views
 

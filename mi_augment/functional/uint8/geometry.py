@@ -204,7 +204,7 @@ def gaussian_blur(image: np.ndarray, kernel_size: Any, sigma: float) -> np.ndarr
     return as_hwc(out, image.shape[2])
 
 
-def motion_blur(image: np.ndarray, length: float, angle: float) -> np.ndarray:
+def motion_blur(image: np.ndarray, length: float, angle: float, kernel: Any = None) -> np.ndarray:
     """Linear motion blur: :func:`mi_augment.functional.motion_blur` on one image (its kernel,
     :func:`~mi_augment.functional.motion_blur_kernels`, by ``cv2.filter2D``; reflected borders, repeated
     where the kernel is wider than the image).
@@ -213,6 +213,8 @@ def motion_blur(image: np.ndarray, length: float, angle: float) -> np.ndarray:
         image: uint8 ``[H, W, C]``.
         length: streak length in pixels (>= 0; 0 leaves the image unchanged).
         angle: streak direction in radians.
+        kernel: this streak's ``(K, K)`` kernel when the caller made several at once (one
+            :func:`~mi_augment.functional.motion_blur_kernels` call; zero padding to a larger ``K`` is harmless).
 
     Shape:
         - Input: :math:`(H, W, C)`, uint8. Output: the same.
@@ -222,7 +224,9 @@ def motion_blur(image: np.ndarray, length: float, angle: float) -> np.ndarray:
         [9, 9, 9]
     """
     check_image(image)
-    kernel = motion_blur_kernels(torch.tensor([float(length)]), torch.tensor([float(angle)]))[0].numpy()
+    if kernel is None:
+        kernel = motion_blur_kernels(torch.tensor([float(length)]), torch.tensor([float(angle)]))[0].numpy()
+    kernel = np.asarray(kernel, dtype=np.float32)
     k = kernel.shape[-1]
     if k == 1:
         return image.copy()

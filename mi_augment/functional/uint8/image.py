@@ -88,4 +88,4 @@ def hwc_to_tensor(image: np.ndarray) -> torch.Tensor:
         >>> hwc_to_tensor(np.zeros((4, 5, 3), np.uint8)).shape
         torch.Size([3, 4, 5])
     """
-    return torch.from_numpy(np.ascontiguousarray(check_image(image).transpose(2, 0, 1)))
+    return torch.from_numpy(np.array(check_image(image).transpose(2, 0, 1), order="C"))  # a writable copy
