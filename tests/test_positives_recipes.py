@@ -95,11 +95,11 @@ def test_neighbour_run_resumes_to_the_same_weights(tmp_path):
 
 # ------------------------------------------------------------------------------------------- bad settings
 @pytest.mark.parametrize("extra,match", [
-    (["--augment", "mi", "--mi-candidates", "1", "--mi-policy", "band"], "mi_candidates=1"),
     (["--positives", "mi-neighbour", "--queue-size", "1", "--neighbour-policy", "band"], "capacity=1"),
 ])
 def test_bad_settings_raise_errors_naming_them(extra, match, tmp_path):
-    """(Conflicting --positives / --twin-control flags are usage errors at parse time: test_recipe_flags.py.)"""
+    """(Conflicting --positives / --twin-control / --mi-candidates flags are usage errors at parse time:
+    test_recipe_flags.py.)"""
     with pytest.raises(ValueError, match=match):
         run("simclr", tmp_path, *extra)
 

@@ -42,6 +42,7 @@ def test_a_bad_number_is_a_usage_error_naming_the_flag(capsys, recipe, flag, val
 @pytest.mark.parametrize("argv,message", [
     (["--train-subset", "16", "--batch-size", "32"], "cannot fill one batch"),
     (["--mi-policy", "best"], "--mi-policy must be one of"),
+    (["--augment", "mi", "--mi-candidates", "1", "--mi-policy", "band"], "nothing to rank"),
     (["--neighbour-quantiles", "0.9", "0.5"], "LO < HI"),
     (["--twin-video", "no_such_clip.mp4"], "--twin-video no_such_clip.mp4: no such file"),
     (["--augment", "twin", "--positives", "mi-neighbour"], "cannot be combined with --positives mi-neighbour"),

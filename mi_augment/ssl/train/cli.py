@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from ...datasets.loading import DATASETS, default_data_root
-from ...pairs.policies import POLICIES
+from ...pairs.policies import POLICIES, make_policy
 from .. import AUGMENT_MODES, BACKBONES, POSITIVES
 from ..views import MI_SCORERS
 
@@ -139,6 +139,9 @@ def _problems(args: argparse.Namespace):
                "lower --batch-size or raise --train-subset")
     if args.mi_policy not in POLICIES:
         yield f"--mi-policy must be one of {sorted(POLICIES)}, got {args.mi_policy!r}"
+    elif args.augment == "mi" and args.mi_candidates < 2 and make_policy(args.mi_policy).rank_based:
+        yield (f"--mi-candidates {args.mi_candidates} leaves --mi-policy {args.mi_policy} nothing to rank: use "
+               "--mi-candidates >= 2 or --mi-policy random")
     lo, hi = args.neighbour_quantiles
     if not 0 <= lo < hi <= 1:
         yield f"--neighbour-quantiles LO HI must satisfy 0 <= LO < HI <= 1, got {lo} {hi}"
