@@ -176,7 +176,13 @@ class NaturalViews(ViewPairs):
     then the rest of the method's pipelines (:attr:`pipelines`: grayscale, and blur / solarize where the
     method has them). ``options.natural_strength`` scales both models' draws away from identity (keeping their
     fitted shape), ``options.natural_motion_strength`` the motion model's alone when set;
-    ``options.illumination_model`` / ``motion_model`` name the models (``"default"`` or a file)."""
+    ``options.illumination_model`` / ``motion_model`` name the models (``"default"`` or a file).
+
+    Example:
+        >>> views = NaturalViews(16, 3, AugmentOptions(views="byol"))
+        >>> [type(t).__name__ for t in views.pipelines[1]]  # BYOL's view 1 without its colour jitter
+        ['RandomGrayscale', 'RandomSolarize']
+    """
 
     def __init__(self, size, channels, options):
         super().__init__(size, channels, options)
@@ -202,7 +208,12 @@ def make_scorer_for(name: str, size: int, encoder: torch.nn.Module | None = None
                     head: torch.nn.Module | None = None, temperature: float = 0.2):
     """The pair scorer of ``--mi-scorer name`` from :data:`mi_augment.pairs.SCORERS` (None for ``"pixels"``:
     the transform's own pixel-MI scorer). The encoder scorers pool boxes from :class:`FeatureMaps` of
-    ``encoder`` (eval mode, no gradients), ``head`` applied, the critic at ``temperature``."""
+    ``encoder`` (eval mode, no gradients), ``head`` applied, the critic at ``temperature``.
+
+    Example:
+        >>> make_scorer_for("pixels", 32) is None, type(make_scorer_for("iou", 32)).__name__
+        (True, 'OverlapScorer')
+    """
     from ..pairs import make_scorer
 
     if name not in MI_SCORERS:
@@ -239,6 +250,14 @@ class MIViews(ViewPairs):
 
     ``mi_scorer`` says what scores the candidates (:func:`make_scorer_for`); pass the target / EMA network as
     ``encoder`` / ``head`` when the method has one.
+
+    Example:
+        >>> views = MIViews(16, 3, AugmentOptions(views="vicreg", mi_policy="max"))
+        >>> [[type(t).__name__ for t in p] for p in views.pair.view_transforms][1]  # the baseline's view 1
+        ['ColorJitter', 'RandomGrayscale', 'RandomSolarize']
+        >>> a, b = views(torch.randint(0, 256, (2, 3, 24, 24), dtype=torch.uint8), torch.Generator().manual_seed(0))
+        >>> tuple(a.shape)
+        (2, 3, 16, 16)
     """
 
     def __init__(self, size, channels, options, encoder: torch.nn.Module | None = None,
