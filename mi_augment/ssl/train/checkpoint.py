@@ -134,7 +134,7 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> dict[s
     """
     missing = object()
     diffs = {}
-    saved = {**FIELDS_ADDED, **saved}
+    saved = {**{k: v for k, v in FIELDS_ADDED.items() if k in current}, **saved}
     for key in sorted(set(saved) | set(current)):
         if key in RESUME_IGNORED_FIELDS:
             continue
