@@ -123,6 +123,8 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "metrics": [*METRICS, *shift_grid.SHIFT_METRICS], "primary": list(shift_grid.PRIMARY_METRICS),
         "controls": ["S", "S_F", "natural_iso", "I", "R", "H", "RG", "TGtrue", "W_S_F", "W_I"],
         "arm_flags": {"F": ["--augment", "mi", "--mi-scorer", "features", "--mi-policy", "max"]},
+        # amendment of 2026-12-07 (docs/results.md): the video route and warm start, each its own Holm family
+        "families": {"video": ["TG", "TGmix"], "warm": ["W_F", "W_N", "W_O"]},
     },
     # cpu_shift on one GPU (benchmarks/run_gpu_ablation.sh with BUDGET=gpu_shift): ResNet-18, every training image
     "gpu_shift": {
@@ -714,13 +716,15 @@ def holm(pvalues: list[float]) -> list[float]:
 
 
 def summarise(records: list[dict[str, Any]], metrics: tuple[str, ...] | list[str] = METRICS,
-              primary: tuple[str, ...] | list[str] = (PRIMARY,), controls: tuple[str, ...] | list[str] = ()
-              ) -> dict[str, Any]:
+              primary: tuple[str, ...] | list[str] = (PRIMARY,), controls: tuple[str, ...] | list[str] = (),
+              families: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """Per dataset: mean / sd per arm, paired differences vs ``B`` and vs each matched control (95 % t CI,
     Holm across the comparisons of the dataset on each metric), the sanity gate and the verdicts.
 
     ``controls`` (the rule of 2026-12-07): those arms' checks against ``B`` stay out of the Holm family and keep
-    their raw p-value. With several ``primary`` metrics each arm gets one verdict per metric."""
+    their raw p-value. With several ``primary`` metrics each arm gets one verdict per metric. ``families``
+    (``{name: arms}``) gives those arms' tests a Holm family of their own (a question pre-registered apart);
+    every other arm's tests share the main family."""
     cells = {}
     for r in records:
         if r.get("kind") == "cell":
@@ -762,10 +766,13 @@ def summarise(records: list[dict[str, Any]], metrics: tuple[str, ...] | list[str
                         mean, lo, hi, p = t_interval(diffs)
                         comparisons.append({"arm": arm, "vs": ctrl_arm, "metric": m, "n": len(diffs), "mean": mean,
                                             "ci_low": lo, "ci_high": hi, "p": p, "diffs": diffs})
+        family_of = {a: name for name, members in (families or {}).items() for a in members}
         for m in metrics:  # Holm over the arm comparisons (not the sanity gate, not the controls) of each metric
-            family = [c for c in comparisons if c["metric"] == m and c["vs"] != "untrained" and c["arm"] not in controls]
-            for c, adj in zip(family, holm([c["p"] for c in family])):
-                c["p_holm"] = adj
+            tests = [c for c in comparisons if c["metric"] == m and c["vs"] != "untrained" and c["arm"] not in controls]
+            for name in dict.fromkeys(family_of.get(c["arm"], "main") for c in tests):
+                family = [c for c in tests if family_of.get(c["arm"], "main") == name]
+                for c, adj in zip(family, holm([c["p"] for c in family])):
+                    c["p_holm"], c["family"] = adj, name
         s_cal = [r for r in records if r.get("kind") == "calibration" and r.get("arm") == "S"
                  and r.get("dataset") == dataset]
         s_matched = bool(s_cal[-1]["matched"]) if s_cal else None
@@ -920,7 +927,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       + f"  ({record['train_seconds']:.0f} s train, {record['eval_seconds']:.0f} s eval)", flush=True)
     records = [r for r in read_jsonl(jsonl) if r.get("kind") != "cell" or r.get("budget") == args.budget]
     summary = summarise(records, budget.get("metrics", METRICS), budget.get("primary", (PRIMARY,)),
-                        budget.get("controls", ()))
+                        budget.get("controls", ()), budget.get("families"))
     table = markdown(summary) if "primary" not in budget else shift_grid.markdown(summary, budget, records)
     report = {"command": command, "budget": args.budget, "jsonl": str(jsonl), "summary": summary,
               "calibrations": [r for r in records if r.get("kind") == "calibration"], "markdown": table}

@@ -137,6 +137,19 @@ def test_the_shift_rule_keeps_controls_out_of_holm_and_gives_a_verdict_per_prima
     assert s["verdicts"]["P"]["knn_top1_k20"] == "no detectable difference"
 
 
+def test_a_preregistered_family_gets_its_own_holm_correction(ablation):
+    records = _records({"P": [1.0, 1.2, 0.9, 1.1, 1.05], "TG": [0.5, 0.7, 0.4, 0.6, 0.55],
+                        "natural": [0.2, -0.1, 0.3, 0.0, 0.1]})
+    main = ablation.summarise(records)["d"]
+    apart = ablation.summarise(records, families={"video": ["TG"]})["d"]
+    by_main = {(c["arm"], c["vs"], c["metric"]): c for c in main["comparisons"]}
+    by_apart = {(c["arm"], c["vs"], c["metric"]): c for c in apart["comparisons"]}
+    tg = by_apart[("TG", "B", "knn_top1_k20")]
+    assert tg["family"] == "video" and tg["p_holm"] == pytest.approx(tg["p"])  # alone in its family
+    assert by_main[("TG", "B", "knn_top1_k20")]["p_holm"] > tg["p"]  # shared with P and natural otherwise
+    assert by_apart[("P", "B", "knn_top1_k20")]["family"] == "main"
+
+
 def test_detectable_effect_shrinks_with_seeds_and_grows_with_tests():
     from benchmarks.shift_grid import detectable_effect
 
@@ -186,7 +199,7 @@ def test_s_f_matches_the_pairs_f_keeps_under_the_budgets_b_encoder(ablation, tmp
     cal = ablation.calibrate("S_F", "tiny", budget, "synthetic", tmp_path / "r.jsonl", runs)
     assert cal["matched"] and "F" in cal and cal["scorer_run"].startswith(str(runs))
     h, w = cal["F"]["image_size"]
-    iou, area = ablation.random_crop_geometry((cal["scale_min"], cal["scale_max"]), h, w, seed=11)
+    iou, area = ablation.random_crop_geometry((cal["scale_min"], cal["scale_max"]), h, w, n=16384, seed=11)
     assert abs(iou - cal["F"]["iou"]) <= 0.02 and abs(area - cal["F"]["area"]) <= 0.02
 
 
