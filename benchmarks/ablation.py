@@ -136,6 +136,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "metrics": [*METRICS, *shift_grid.SHIFT_METRICS], "primary": list(shift_grid.PRIMARY_METRICS),
         "controls": ["S", "S_F", "natural_iso", "I", "R", "H", "RG", "TGtrue", "W_S_F", "W_I"],
         "arm_flags": {"F": ["--augment", "mi", "--mi-scorer", "features", "--mi-policy", "max"]},
+        "families": {"video": ["TG", "TGmix"], "warm": ["W_F", "W_N", "W_O"]},
     },
     "gpu": {  # one GPU: ResNet-18, every training image, full memory and test set
         "recipe": ["--backbone", "resnet18", "--batch-size", "512", "--hidden-dim", "2048", "--warmup-epochs", "1"],
