@@ -75,6 +75,16 @@ class Params:
     def device(self) -> torch.device:
         return self._first().device
 
+    def as_dict(self) -> dict[str, Any]:
+        """The fields by name (tensors, nested params or tuples of them), not copied.
+
+        Example:
+            >>> from mi_augment.perturbations.motion import MotionModel
+            >>> sorted(MotionModel.default().identity_params(1).as_dict())
+            ['blur_angle', 'blur_length', 'log_scale', 'rotation', 'translation']
+        """
+        return self._tensors()
+
     def _map(self: P, fn) -> P:
         return type(self)(**{k: _map_value(v, fn) for k, v in self._tensors().items()})
 

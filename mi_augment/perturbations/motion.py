@@ -261,7 +261,7 @@ class MotionModel(PerturbationModel):
             raise TypeError(f"params must be MotionParams, got {type(params).__name__}")
         x, spec = to_float_batch(images, "images", channels=(1, 3))
         params.check_batch(x.shape[0])
-        for name, value in params._tensors().items():
+        for name, value in params.as_dict().items():
             if not bool(torch.isfinite(value).all()):
                 raise ValueError(f"params.{name} contains NaN or inf values")
         return restore(self._apply_float(x, params), spec)
