@@ -45,17 +45,38 @@ def use_training_clips(budget: dict[str, Any]) -> None:
 
 @functools.lru_cache(maxsize=2)
 def shifted_sets(held_out: tuple[str, ...], seed: int = 0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """The two shifted test sets (built once per process): ``{"new_backgrounds": (images, labels),
-    "relit": (images, labels)}``, both 10,000 images, deterministic from ``seed``."""
+    """The two shifted test sets: ``{"new_backgrounds": (images, labels), "relit": (images, labels)}``, both
+    10,000 images, deterministic from ``seed``; built once and kept as ``.npz`` beside the scenes' cache (keyed
+    by the clips, the scenes' training clips and the seed), so a cell does not rebuild them."""
+    import hashlib
+    import io
+    import json
+
+    import numpy as np
+
+    from mi_augment.core.artifact import atomic_write_bytes
     from mi_augment.datasets.loading import fashion_mnist, load_dataset
+    from mi_augment.datasets.scenes import default_cache_dir
     from mi_augment.datasets.shifts import measured_changes, new_background_test_set, relight
 
-    _, garments = fashion_mnist()
     clips = clip_paths(held_out)
+    ident = {"version": 1, "held_out": [[p.name, p.stat().st_size] for p in clips], "seed": seed,
+             "scene_clips": os.environ.get("MI_AUGMENT_SCENE_CLIPS", "")}
+    path = default_cache_dir() / f"shifts-{hashlib.sha1(json.dumps(ident).encode()).hexdigest()[:16]}.npz"
+    names = ("new_backgrounds", "relit")
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            return {n: (torch.from_numpy(z[f"{n}_images"].copy()), torch.from_numpy(z[f"{n}_labels"].copy()))
+                    for n in names}
+    _, garments = fashion_mnist()
     new_bg = new_background_test_set((garments.images[:, 0].numpy(), garments.labels.numpy()), clips, seed=seed)
     test = load_dataset("fmnist_scenes").test
     model, vectors = measured_changes(clips)
-    return {"new_backgrounds": new_bg, "relit": (relight(test.images, model, vectors, seed=seed), test.labels)}
+    out = {"new_backgrounds": new_bg, "relit": (relight(test.images, model, vectors, seed=seed), test.labels)}
+    buffer = io.BytesIO()
+    np.savez(buffer, **{f"{n}_{k}": t.numpy() for n in names for k, t in zip(("images", "labels"), out[n])})
+    atomic_write_bytes(path, buffer.getvalue())  # a temporary file, then a rename
+    return out
 
 
 def shift_metrics(encoder, memory, num_classes: int, budget: dict[str, Any], device) -> dict[str, Any]:
