@@ -203,7 +203,7 @@ def markdown(summary: dict[str, Any], budget: dict[str, Any], records: list[dict
         if cells:
             mean = cells[-1]["retrieval"]["mean"]
             lines += ["", "Retrieval gallery (every encoder; held-out clips " + ", ".join(budget["held_out_clips"])
-                      + "): " + "; ".join(f"Δ{g}: {mean[str(g)]['tracks']:.0f} tracks per clip, chance "
+                      + "): " + "; ".join(f"Δ{g}: {mean[str(g)]['tracks']:.0f} tracks per clip (pooled over its start frames), chance "
                                           f"{mean[str(g)]['chance']:.2f} %" for g in GAPS)]
         lines.append("")
     return "\n".join(lines)
