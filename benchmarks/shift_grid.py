@@ -26,8 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 GAPS = (4, 16, 64)
 #: the new rule's primary metrics (docs/results.md, rule of 2026-12-07); i.i.d. kNN@20 stays secondary
 PRIMARY_METRICS = ("retrieval_top1_gap16", "knn_top1_k20_new_backgrounds", "knn_top1_k20_relit")
-SHIFT_METRICS = ("retrieval_top1_gap4", "retrieval_top1_gap16", "retrieval_top1_gap64",
-                 "knn_top1_k20_new_backgrounds", "knn_top1_k20_relit")
+SHIFT_METRICS = (
+    "retrieval_top1_gap4",
+    "retrieval_top1_gap16",
+    "retrieval_top1_gap64",
+    "knn_top1_k20_new_backgrounds",
+    "knn_top1_k20_relit",
+)
 
 
 def clip_paths(names: tuple[str, ...]) -> list[Path]:
@@ -40,13 +45,16 @@ def use_training_clips(budget: dict[str, Any]) -> None:
     """Point ``fmnist_scenes`` at the budget's training clips (its documented ``MI_AUGMENT_SCENE_CLIPS``), so
     no training or memory image shows a held-out clip; the scenes cache is keyed by the clips."""
     if budget.get("scene_clips"):
-        os.environ["MI_AUGMENT_SCENE_CLIPS"] = os.pathsep.join(str(p) for p in clip_paths(budget["scene_clips"]))
+        os.environ["MI_AUGMENT_SCENE_CLIPS"] = os.pathsep.join(
+            str(p) for p in clip_paths(budget["scene_clips"])
+        )
 
 
 @functools.lru_cache(maxsize=2)
 def shifted_sets(held_out: tuple[str, ...], seed: int = 0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The two shifted test sets: ``{"new_backgrounds": (images, labels), "relit": (images, labels)}``, both
-    10,000 images, deterministic from ``seed``; built once and kept as ``.npz`` beside the scenes' cache (keyed
+    10,000 images, deterministic from ``seed``; built once and kept as ``.npz`` beside the scenes' cache
+    (keyed
     by the clips, the scenes' training clips and the seed), so a cell does not rebuild them."""
     import hashlib
     import io
@@ -60,16 +68,24 @@ def shifted_sets(held_out: tuple[str, ...], seed: int = 0) -> dict[str, tuple[to
     from mi_augment.datasets.shifts import measured_changes, new_background_test_set, relight
 
     clips = clip_paths(held_out)
-    ident = {"version": 1, "held_out": [[p.name, p.stat().st_size] for p in clips], "seed": seed,
-             "scene_clips": os.environ.get("MI_AUGMENT_SCENE_CLIPS", "")}
+    ident = {
+        "version": 1,
+        "held_out": [[p.name, p.stat().st_size] for p in clips],
+        "seed": seed,
+        "scene_clips": os.environ.get("MI_AUGMENT_SCENE_CLIPS", ""),
+    }
     path = default_cache_dir() / f"shifts-{hashlib.sha1(json.dumps(ident).encode()).hexdigest()[:16]}.npz"
     names = ("new_backgrounds", "relit")
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
-            return {n: (torch.from_numpy(z[f"{n}_images"].copy()), torch.from_numpy(z[f"{n}_labels"].copy()))
-                    for n in names}
+            return {
+                n: (torch.from_numpy(z[f"{n}_images"].copy()), torch.from_numpy(z[f"{n}_labels"].copy()))
+                for n in names
+            }
     _, garments = fashion_mnist()
-    new_bg = new_background_test_set((garments.images[:, 0].numpy(), garments.labels.numpy()), clips, seed=seed)
+    new_bg = new_background_test_set(
+        (garments.images[:, 0].numpy(), garments.labels.numpy()), clips, seed=seed
+    )
     test = load_dataset("fmnist_scenes").test
     model, vectors = measured_changes(clips)
     out = {"new_backgrounds": new_bg, "relit": (relight(test.images, model, vectors, seed=seed), test.labels)}
@@ -94,8 +110,11 @@ def shift_metrics(encoder, memory, num_classes: int, budget: dict[str, Any], dev
     retrieval = track_retrieval(encoder, clip_paths(held_out), GAPS, device=device)
     for g in GAPS:
         out[f"retrieval_top1_gap{g}"] = retrieval["mean"][str(g)]["top1"]
-    out["retrieval"] = {"mean": retrieval["mean"], "settings": retrieval["settings"],
-                        "clips": [{k: c[k] for k in ("clip", "frames", "starts", "gaps")} for c in retrieval["clips"]]}
+    out["retrieval"] = {
+        "mean": retrieval["mean"],
+        "settings": retrieval["settings"],
+        "clips": [{k: c[k] for k in ("clip", "frames", "starts", "gaps")} for c in retrieval["clips"]],
+    }
     return out
 
 
@@ -109,8 +128,9 @@ def isotropic_illumination(reference):
     draws = reference.params_to_vector(reference.sample(20_000, generator=torch.Generator().manual_seed(0)))
     dim = draws.shape[1]
     variance = float(draws.var(0).mean())
-    density = GaussianMixtureDensity.from_parameters(torch.ones(1), torch.zeros(1, dim),
-                                                     torch.eye(dim)[None] * variance)
+    density = GaussianMixtureDensity.from_parameters(
+        torch.ones(1), torch.zeros(1, dim), torch.eye(dim)[None] * variance
+    )
     return IlluminationModel(density, max_side=reference.config["max_side"])
 
 
@@ -121,16 +141,21 @@ def natural_models(budget: dict[str, Any], folder: Path) -> dict[str, Any]:
 
     folder.mkdir(parents=True, exist_ok=True)
     clips = clip_paths(tuple(budget["scene_clips"]))
-    paths = {"illumination": folder / "illumination_loco.json", "motion": folder / "motion_loco.json",
-             "illumination_iso": folder / "illumination_iso.json"}
+    paths = {
+        "illumination": folder / "illumination_loco.json",
+        "motion": folder / "motion_loco.json",
+        "illumination_iso": folder / "illumination_iso.json",
+    }
     if not paths["illumination"].is_file():
         IlluminationModel().fit(clips).save(paths["illumination"])
     if not paths["motion"].is_file():
         MotionModel().fit(clips).save(paths["motion"])
     if not paths["illumination_iso"].is_file():
         isotropic_illumination(IlluminationModel.load(paths["illumination"])).save(paths["illumination_iso"])
-    fitted_on = {k: IlluminationModel.load(p).fit_info.get("sources", {}) if k == "illumination" else None
-                 for k, p in paths.items()}
+    fitted_on = {
+        k: IlluminationModel.load(p).fit_info.get("sources", {}) if k == "illumination" else None
+        for k, p in paths.items()
+    }
     held = {Path(p).name for p in clip_paths(tuple(budget["held_out_clips"]))}
     leaked = held & set(fitted_on["illumination"] or {})
     if leaked:
@@ -144,7 +169,11 @@ def detectable_effect(sd: float, seeds: int, tests: int, power: float = 0.8, alp
     from scipy import stats
 
     df = seeds - 1
-    return (float(stats.t.ppf(1 - alpha / (2 * tests), df)) + float(stats.t.ppf(power, df))) * sd / math.sqrt(seeds)
+    return (
+        (float(stats.t.ppf(1 - alpha / (2 * tests), df)) + float(stats.t.ppf(power, df)))
+        * sd
+        / math.sqrt(seeds)
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -154,7 +183,8 @@ def recipe_takes_models() -> bool:
     from mi_augment.ssl import train
 
     _, unknown = train.make_parser("SimCLR", lr=0.3, weight_decay=1e-6).parse_known_args(
-        ["--illumination-model", "x.json"])
+        ["--illumination-model", "x.json"]
+    )
     return not unknown
 
 
@@ -173,11 +203,15 @@ def markdown(summary: dict[str, Any], budget: dict[str, Any], records: list[dict
     lines = []
     for dataset, s in summary.items():
         comp = {(c["arm"], c["vs"], c["metric"]): c for c in s["comparisons"]}
-        lines += [f"**{dataset}** (sanity gate {'passed' if s['sanity_gate_passed'] else 'NOT passed'}; "
-                  "B's differences are against the untrained encoder; partial rows are labelled by their seeds)", "",
-                  "| arm | seeds | retrieval top-1 Δ4 / Δ16 / Δ64 | kNN@20 i.i.d. | new backgrounds (drop) | "
-                  "relit (drop) | Δ retrieval@16 vs B | Δ new backgrounds vs B | Δ relit vs B | vs control "
-                  "(retrieval@16) | verdicts |", "|---|---:|---|---:|---|---|---|---|---|---|---|"]
+        lines += [
+            f"**{dataset}** (sanity gate {'passed' if s['sanity_gate_passed'] else 'NOT passed'}; "
+            "B's differences are against the untrained encoder; partial rows are labelled by their seeds)",
+            "",
+            "| arm | seeds | retrieval top-1 Δ4 / Δ16 / Δ64 | kNN@20 i.i.d. | new backgrounds (drop) | "
+            "relit (drop) | Δ retrieval@16 vs B | Δ new backgrounds vs B | Δ relit vs B | vs control "
+            "(retrieval@16) | verdicts |",
+            "|---|---:|---|---:|---|---|---|---|---|---|---|",
+        ]
         for row in s["rows"]:
             arm = row["arm"]
             ref = "untrained" if arm == "B" else "B"
@@ -190,20 +224,38 @@ def markdown(summary: dict[str, Any], budget: dict[str, Any], records: list[dict
             for m in ("knn_top1_k20_new_backgrounds", "knn_top1_k20_relit"):
                 drop = f" ({row['knn_top1_k20'] - row[m]:+.2f})" if m in row and "knn_top1_k20" in row else ""
                 shifts.append(val(m) + drop)
-            controls = "; ".join(f"vs {c['vs']} {_fmt(c)}" for (a, v, m), c in comp.items()
-                                 if a == arm and m == PRIMARY_METRICS[0] and v not in ("B", "untrained"))
+            controls = "; ".join(
+                f"vs {c['vs']} {_fmt(c)}"
+                for (a, v, m), c in comp.items()
+                if a == arm and m == PRIMARY_METRICS[0] and v not in ("B", "untrained")
+            )
             verdicts = s["verdicts"].get(arm, "")
             if isinstance(verdicts, dict):
-                verdicts = "; ".join(f"{m.replace('knn_top1_k20_', 'kNN ')}: {v}" for m, v in verdicts.items())
-            lines.append(f"| {arm} | {len(row['seeds'])} | {retrieval} | {val('knn_top1_k20')} | {shifts[0]} | "
-                         f"{shifts[1]} | {_fmt(comp.get((arm, ref, 'retrieval_top1_gap16')))} | "
-                         f"{_fmt(comp.get((arm, ref, 'knn_top1_k20_new_backgrounds')))} | "
-                         f"{_fmt(comp.get((arm, ref, 'knn_top1_k20_relit')))} | {controls} | {verdicts} |")
-        cells = [r for r in records if r.get("kind") == "cell" and r.get("dataset") == dataset and "retrieval" in r]
+                verdicts = "; ".join(
+                    f"{m.replace('knn_top1_k20_', 'kNN ')}: {v}" for m, v in verdicts.items()
+                )
+            lines.append(
+                f"| {arm} | {len(row['seeds'])} | {retrieval} | {val('knn_top1_k20')} | {shifts[0]} | "
+                f"{shifts[1]} | {_fmt(comp.get((arm, ref, 'retrieval_top1_gap16')))} | "
+                f"{_fmt(comp.get((arm, ref, 'knn_top1_k20_new_backgrounds')))} | "
+                f"{_fmt(comp.get((arm, ref, 'knn_top1_k20_relit')))} | {controls} | {verdicts} |"
+            )
+        cells = [
+            r for r in records if r.get("kind") == "cell" and r.get("dataset") == dataset and "retrieval" in r
+        ]
         if cells:
             mean = cells[-1]["retrieval"]["mean"]
-            lines += ["", "Retrieval gallery (every encoder; held-out clips " + ", ".join(budget["held_out_clips"])
-                      + "): " + "; ".join(f"Δ{g}: {mean[str(g)]['tracks']:.0f} tracks per clip (pooled over its start frames), chance "
-                                          f"{mean[str(g)]['chance']:.2f} %" for g in GAPS)]
+            lines += [
+                "",
+                "Retrieval gallery (every encoder; held-out clips "
+                + ", ".join(budget["held_out_clips"])
+                + "): "
+                + "; ".join(
+                    f"Δ{g}: {mean[str(g)]['tracks']:.0f} tracks per clip (pooled over its start frames), "
+                    f"chance "
+                    f"{mean[str(g)]['chance']:.2f} %"
+                    for g in GAPS
+                ),
+            ]
         lines.append("")
     return "\n".join(lines)

@@ -22,11 +22,15 @@ def _write_video(path, frames):
 
 
 def _panning_clip(frames: int, size=(96, 128), seed=0):
-    """A textured scene panned one pixel a frame to the right, getting brighter: camera motion and exposure."""
+    """A textured scene panned a pixel a frame to the right, getting brighter: camera motion and exposure."""
     rng = np.random.default_rng(seed)
-    blobs = cv2.GaussianBlur(rng.uniform(0, 255, (size[0], size[1] + frames, 3)).astype(np.float32), (0, 0), 2)
+    blobs = cv2.GaussianBlur(
+        rng.uniform(0, 255, (size[0], size[1] + frames, 3)).astype(np.float32), (0, 0), 2
+    )
     scene = cv2.normalize(blobs, None, 20, 220, cv2.NORM_MINMAX)
-    out = [np.clip(scene[:, t:t + size[1]] * (1 + 0.003 * t), 0, 255).astype(np.uint8) for t in range(frames)]
+    out = [
+        np.clip(scene[:, t : t + size[1]] * (1 + 0.003 * t), 0, 255).astype(np.uint8) for t in range(frames)
+    ]
     return np.stack(out)
 
 
@@ -35,12 +39,18 @@ def encoder_file(tmp_path_factory):
     """What a recipe run leaves in its folder: ``encoder.pt`` (a state dict) and ``results.json``."""
     folder = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)
-    enc = build_encoder("small_cnn", in_channels=3, image_size=16, mean=(0.4, 0.4, 0.4), std=(0.2, 0.2, 0.2),
-                        cnn_width=8)
+    enc = build_encoder(
+        "small_cnn", in_channels=3, image_size=16, mean=(0.4, 0.4, 0.4), std=(0.2, 0.2, 0.2), cnn_width=8
+    )
     torch.save(enc.state_dict(), folder / "encoder.pt")
-    (folder / "results.json").write_text(json.dumps({
-        "config": {"backbone": "small_cnn", "cnn_width": 8, "patch_size": None},
-        "dataset": {"name": "synthetic", "image_size": 16, "channels": 3}}))
+    (folder / "results.json").write_text(
+        json.dumps(
+            {
+                "config": {"backbone": "small_cnn", "cnn_width": 8, "patch_size": None},
+                "dataset": {"name": "synthetic", "image_size": 16, "channels": 3},
+            }
+        )
+    )
     return folder / "encoder.pt"
 
 
@@ -55,8 +65,23 @@ def test_invariance_help_names_the_encoder_and_output(capsys):
 def test_invariance_on_a_users_clip_prints_each_gap_and_writes_json(tmp_path, encoder_file, capsys):
     _write_video(tmp_path / "pan.avi", _panning_clip(24))
     out = tmp_path / "result.json"
-    code = main(["invariance", "--encoder", str(encoder_file), "--out", str(out), "--gaps", "2", "8",
-                 "--patch-size", "16", "--starts", "2", str(tmp_path / "pan.avi")])
+    code = main(
+        [
+            "invariance",
+            "--encoder",
+            str(encoder_file),
+            "--out",
+            str(out),
+            "--gaps",
+            "2",
+            "8",
+            "--patch-size",
+            "16",
+            "--starts",
+            "2",
+            str(tmp_path / "pan.avi"),
+        ]
+    )
     assert code == 0
     text = capsys.readouterr().out
     assert "| pan.avi | 2 |" in text and "| pan.avi | 8 |" in text and "| mean | 8 |" in text

@@ -44,22 +44,31 @@ def clip_frames(path: str | os.PathLike, count: int = 48, short_side: int = 128)
     for f in frames[torch.from_numpy(keep)].permute(0, 2, 3, 1).numpy():
         h, w = f.shape[:2]
         s = short_side / min(h, w)
-        out.append(cv2.resize(f, (max(short_side, round(w * s)), max(short_side, round(h * s))),
-                              interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR))
+        out.append(
+            cv2.resize(
+                f,
+                (max(short_side, round(w * s)), max(short_side, round(h * s))),
+                interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
+            )
+        )
     return out
 
 
-def new_background_test_set(garments: tuple[np.ndarray, np.ndarray], clips: list[str | os.PathLike],
-                            n: int = 10_000, seed: int = 0, config: SceneConfig | None = None
-                            ) -> tuple[Tensor, Tensor]:
-    """The test garments on backgrounds from ``clips``: images uint8 ``[n, 3, S, S]`` and labels int64 ``[n]``.
+def new_background_test_set(
+    garments: tuple[np.ndarray, np.ndarray],
+    clips: list[str | os.PathLike],
+    n: int = 10_000,
+    seed: int = 0,
+    config: SceneConfig | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The test garments on backgrounds from ``clips``: images uint8 ``[n, 3, S, S]``, labels int64 ``[n]``.
 
     Args:
         garments: ``(images [M, h, w] uint8, labels [M])``, e.g. Fashion-MNIST's test split.
         clips: held-out video files for the backgrounds (none of them used by a training image).
         n: how many images.
         seed: the rendering's generator seed (same seed, same images).
-        config: the scenes' configuration (size, scales, clutter); only ``image_size`` and the scales are used.
+        config: the scenes' configuration (size, scales, clutter); ``image_size`` and the scales are used.
 
     Example:
         >>> import tempfile, cv2
@@ -70,15 +79,17 @@ def new_background_test_set(garments: tuple[np.ndarray, np.ndarray], clips: list
         >>> writer.release()
         >>> garments = (np.full((5, 28, 28), 200, np.uint8), np.arange(5))
         >>> images, labels = new_background_test_set(garments, [path], n=6, seed=1)
-        >>> tuple(images.shape), images.dtype, labels.tolist() == new_background_test_set(garments, [path], n=6,
-        ...                                                                                seed=1)[1].tolist()
+        >>> again = new_background_test_set(garments, [path], n=6, seed=1)[1]
+        >>> tuple(images.shape), images.dtype, labels.tolist() == again.tolist()
         ((6, 3, 32, 32), torch.uint8, True)
     """
     if not clips:
         raise ValueError("clips must name at least one held-out video for the backgrounds")
     config = config or SceneConfig()
     frames = [f for c in clips for f in clip_frames(c, config.frames_per_clip)]
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 22]))  # a stream of its own, not the scenes' splits
+    rng = np.random.default_rng(
+        np.random.SeedSequence([seed, 22])
+    )  # a stream of its own, not the scenes' splits
     images, labels = render_scenes(*garments, frames, n, config, rng)
     return torch.from_numpy(images), torch.from_numpy(labels)
 
@@ -92,7 +103,9 @@ def measured_changes(clips: list[str | os.PathLike], max_side: int = 128):
     model = IlluminationModel(max_side=max_side, symmetric=True)
     estimates = model.estimate([Path(c) for c in clips])
     if estimates.vectors.shape[0] == 0:
-        raise ValueError(f"no usable frame pair in {[str(c) for c in clips]} to measure illumination changes on")
+        raise ValueError(
+            f"no usable frame pair in {[str(c) for c in clips]} to measure illumination changes on"
+        )
     return model, estimates.vectors
 
 
@@ -115,4 +128,3 @@ def relight(images: Tensor, model, vectors: Tensor, seed: int = 0, batch_size: i
         lit = model.apply(images[part].float() / 255.0, params)
         out[part] = (lit.clamp(0, 1) * 255.0).round().to(torch.uint8)
     return out
-
