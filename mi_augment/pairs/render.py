@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ from ..core.random import rand
 from ..functional import uint8
 from ..functional.crops import resized_crop
 from ..functional.geometry import motion_blur_kernels
+from ..functional.shading import render_shading_field
 from ..functional.warp import crop_warp
 from ..perturbations import IlluminationModel, MotionModel
 from .choose import replay_info
@@ -252,12 +254,20 @@ def render_views_uint8(models: Sequence[Any], image: np.ndarray, params: PairPar
     per_view = [flatten_views(p) for p in in_view_frame(models, params.perturbations, params.boxes, h, w)]
     warps = _warps(models, per_view, size)
     padding = next((m.padding_mode for m in models if folds_warp(m)), "reflection")
-    blurs = [None] * len(models)  # each motion model's (lengths, angles, kernels) of the V views, one call
-    for i, (model, p) in enumerate(zip(models, per_view)):
+    # per model, what the V views need, computed once: illumination's draws as numbers and shading fields;
+    # motion's blur lengths, angles and kernels
+    prepared: list[Any] = []
+    for model, p in zip(models, per_view):
         if type(model) is MotionModel:
             lengths = p.blur_length.reshape(-1).float().clamp_min(0) * float(max(size))
             angles = p.blur_angle.reshape(-1).float()
-            blurs[i] = (lengths.tolist(), angles.tolist(), motion_blur_kernels(lengths, angles).numpy())
+            prepared.append((lengths.tolist(), angles.tolist(), motion_blur_kernels(lengths, angles).numpy()))
+        else:
+            rows = SimpleNamespace(**{f.name: getattr(p, f.name).tolist() for f in dataclasses.fields(p)})
+            fields = None
+            if p.shading.shape[-1] and bool(p.shading.any()):
+                fields = render_shading_field(p.shading.float(), *size)[:, 0].numpy()
+            prepared.append((rows, fields))
     views = []
     for v in range(params.boxes.shape[1]):
         box, flip = params.boxes[0, v].tolist(), bool(params.flip[0, v])
@@ -265,11 +275,12 @@ def render_views_uint8(models: Sequence[Any], image: np.ndarray, params: PairPar
             view = uint8.resized_crop(image, box, size, flip)
         else:
             view = uint8.crop_warp(image, box, size, warps[v].numpy(), flip, padding_mode=padding)
-        for p, blur in zip(per_view, blurs):
-            if blur is None:  # IlluminationModel
-                view = uint8.illuminate(view, p, v)
-            elif blur[0][v] > 0:  # MotionModel: its warp is folded in above; what follows it is the blur
-                view = uint8.motion_blur(view, blur[0][v], blur[1][v], kernel=blur[2][v])
+        for ready in prepared:
+            if len(ready) == 2:  # IlluminationModel
+                rows, fields = ready
+                view = uint8.illuminate(view, rows, v, None if fields is None else fields[v])
+            elif ready[0][v] > 0:  # MotionModel: its warp is folded in above; what follows it is the blur
+                view = uint8.motion_blur(view, ready[0][v], ready[1][v], kernel=ready[2][v])
         views.append(view)
     return views
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..color import render_shading_field
+from ..shading import render_shading_field
 from .image import as_hwc, check_image, opencv
 
 __all__ = ["adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue", "rgb_to_grayscale",
@@ -306,12 +306,17 @@ def _decode(v: np.ndarray) -> np.ndarray:
     return np.where(v > 0.04045, ((v + 0.055) / 1.055) ** 2.4, v / 12.92)
 
 
+_LINEAR_LEVELS = _decode(_LEVELS.astype(np.float64))  # the 256 levels in linear light
+_LINEAR_LEVELS.flags.writeable = False
+
+
 def _encode(lin: np.ndarray) -> np.ndarray:
     lin = np.clip(lin, 0.0, 1.0)
     return np.where(lin > 0.0031308, 1.055 * np.maximum(lin, 0.0031308) ** (1 / 2.4) - 0.055, 12.92 * lin)
 
 
-def apply_illumination(image: np.ndarray, log_gain: Any, log_gamma: float, shading: Any = None) -> np.ndarray:
+def apply_illumination(image: np.ndarray, log_gain: Any, log_gamma: float, shading: Any = None,
+                       field: np.ndarray | None = None) -> np.ndarray:
     """A physical illumination change (:func:`mi_augment.functional.apply_illumination` on one image): in
     linear RGB, channel ``c`` becomes ``gain_c * field(x, y) * value ** gamma``, encoded back to sRGB.
 
@@ -320,6 +325,7 @@ def apply_illumination(image: np.ndarray, log_gain: Any, log_gamma: float, shadi
         log_gain: 3 natural-log linear gains (a 1-channel image takes their mean).
         log_gamma: natural log of the exponent on linear intensity.
         shading: the ``S`` shading coefficients of :func:`~mi_augment.functional.render_shading_field`, or None.
+        field: their field ``[H, W]`` when the caller rendered it already (several views at once).
 
     Shape:
         - Input: :math:`(H, W, C)`, uint8. Output: the same.
@@ -333,10 +339,11 @@ def apply_illumination(image: np.ndarray, log_gain: Any, log_gamma: float, shadi
     if gains.shape != (3,) or not np.isfinite(gains).all():
         raise ValueError(f"log_gain must hold 3 finite numbers, got {np.asarray(log_gain).tolist()}")
     linear = _linear_table(gains, log_gamma, image.shape[2])
-    coeffs = None if shading is None else torch.as_tensor(np.asarray(shading, dtype=np.float32)).reshape(1, -1)
-    if coeffs is None or coeffs.shape[1] == 0 or not bool(coeffs.any()):
+    coeffs = None if shading is None else np.asarray(shading, dtype=np.float32).reshape(1, -1)
+    if coeffs is None or coeffs.shape[1] == 0 or not coeffs.any():
         return _apply_table(image, _encode(linear).astype(np.float32))
-    field = render_shading_field(coeffs, image.shape[0], image.shape[1])[0, 0].numpy()  # (H, W) float32
+    if field is None:  # (H, W) float32
+        field = render_shading_field(torch.from_numpy(coeffs), image.shape[0], image.shape[1])[0, 0].numpy()
     table = linear.astype(np.float32)
     lit = _lut(image, table if image.shape[2] == 3 else table[:, 0]) * field[:, :, None]
     index = (np.minimum(lit, np.float32(1.0)) * np.float32(65535.0) + np.float32(0.5)).astype(np.uint16)
@@ -348,7 +355,7 @@ def _linear_table(gains: np.ndarray, log_gamma: float, channels: int) -> np.ndar
     gamma = np.exp(_factor(log_gamma, "log_gamma", nonnegative=False))
     if channels == 1:
         gains = gains.mean(keepdims=True)
-    return _decode(_LEVELS.astype(np.float64))[:, None] ** gamma * np.exp(gains)[None, :]
+    return _LINEAR_LEVELS[:, None] ** gamma * np.exp(gains)[None, :]
 
 
 def illumination_table(log_gain: Any, log_gamma: float, channels: int = 3) -> np.ndarray:
@@ -367,15 +374,17 @@ def illumination_table(log_gain: Any, log_gamma: float, channels: int = 3) -> np
     return _encode(_linear_table(gains, log_gamma, channels)).astype(np.float32)
 
 
-def illuminate(image: np.ndarray, params: Any, index: int = 0) -> np.ndarray:
+def illuminate(image: np.ndarray, params: Any, index: int = 0, field: np.ndarray | None = None) -> np.ndarray:
     """Render sample ``index`` of ``IlluminationParams`` (or any object with its fields) on one image, as
     ``IlluminationModel.apply`` does: the physical change, then brightness, contrast, saturation and hue.
 
     Args:
         image: uint8 ``[H, W, C]``.
         params: fields ``log_gain (B, 3)``, ``log_gamma (B, 1)``, ``shading (B, S)``, ``brightness``,
-            ``contrast``, ``saturation``, ``hue`` ``(B, 1)``.
+            ``contrast``, ``saturation``, ``hue`` ``(B, 1)`` (tensors, or nested lists of numbers).
         index: which sample of the params.
+        field: this sample's shading field ``[H, W]`` when the caller rendered several at once
+            (:func:`~mi_augment.functional.render_shading_field`); None renders it here.
 
     Shape:
         - Input: :math:`(H, W, C)`, uint8. Output: the same.
@@ -383,12 +392,13 @@ def illuminate(image: np.ndarray, params: Any, index: int = 0) -> np.ndarray:
     check_image(image)
 
     def row(name: str) -> list[float]:
-        return getattr(params, name)[index].detach().reshape(-1).tolist()
+        value = getattr(params, name)[index]
+        return value.detach().reshape(-1).tolist() if isinstance(value, torch.Tensor) else list(np.ravel(value))
 
     out, table = image, None
     log_gain, log_gamma, shading = row("log_gain"), row("log_gamma")[0], row("shading")
     if any(shading):
-        out = apply_illumination(out, log_gain, log_gamma, shading)
+        out = apply_illumination(out, log_gain, log_gamma, shading, field=field)
     elif any(log_gain) or log_gamma:  # a per-channel table: the jitter's brightness and contrast join it
         table = illumination_table(log_gain, log_gamma, image.shape[2])
     factors = [row(name)[0] for name in ("brightness", "contrast", "saturation", "hue")]

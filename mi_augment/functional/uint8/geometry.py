@@ -167,7 +167,10 @@ def crop_warp(image: np.ndarray, box: Any, size: Any, matrix: Any = None, flip: 
     sx, sy = max(1, math.ceil((x2 - x1) / w)), max(1, math.ceil((y2 - y1) / h))
     crop = np.vstack([_crop_matrix((x1, y1, x2, y2), (h, w), flip, (1, 1)), [0.0, 0.0, 1.0]])  # view -> image
     sub = np.array([[1.0 / sx, 0.0, 0.5 / sx - 0.5], [0.0, 1.0 / sy, 0.5 / sy - 0.5], [0.0, 0.0, 1.0]])
-    inverse = crop @ np.linalg.inv(m) @ sub  # sub-sample -> view -> unwarped view -> image
+    a_inv = np.linalg.inv(m[:2, :2]) if m[0, 1] or m[1, 0] or m[0, 0] != 1 or m[1, 1] != 1 else np.eye(2)
+    unwarp = np.eye(3)
+    unwarp[:2, :2], unwarp[:2, 2] = a_inv, -a_inv @ m[:2, 2]  # the affine inverse of m
+    inverse = crop @ unwarp @ sub  # sub-sample -> view -> unwarped view -> image
     cv2 = opencv()
     out = cv2.warpAffine(image, inverse[:2], (w * sx, h * sy), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                          borderMode=getattr(cv2, _BORDERS[padding_mode]), borderValue=0)
