@@ -91,3 +91,14 @@ def test_bad_numeric_flags_fail_before_any_work(clip, tmp_path, capsys):
         assert main(["mine", clip, "--out", str(tmp_path / "run"), *FAST, flag, value]) == 2
         assert flag.lstrip("-").replace("-", "_") in capsys.readouterr().err.replace("-", "_")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_truncated_video_is_mined_and_its_warning_recorded(tmp_path, capsys):
+    data = open(_write_clip(tmp_path / "full.avi", frames=40), "rb").read()
+    (tmp_path / "cut.avi").write_bytes(data[: len(data) * 3 // 5])
+    assert main(["mine", str(tmp_path / "cut.avi"), "--out", str(tmp_path / "run"), *FAST]) == 0
+    entry = json.loads((tmp_path / "run" / "manifest-0-of-1.json").read_text())["videos"][0]
+    assert 9 <= entry["frames"] < 40 and (tmp_path / "run" / entry["dataset"]).is_file()
+    assert entry["warnings"] == [f"{tmp_path / 'cut.avi'}: decoded {entry['frames']} of the 40 frames its header "
+                                 "announces (truncated or damaged file); using the frames decoded"]
+    assert "of the 40 frames" in capsys.readouterr().err

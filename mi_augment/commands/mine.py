@@ -25,6 +25,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -252,18 +253,21 @@ def mine_video(path: str, out: Path, args: argparse.Namespace, progress=None, ma
             yield frame
 
     parts, shots, shown, references = [], [], [], []
-    for result, window in mine_windows(counted(), args.patch_size, max_frames=args.max_frames, **_options(args)):
-        a, b = result.frame_range
-        parts.append(TwinPatchDataset.from_result(result, window, first_frame=a, frames_per_pair=args.frames_per_pair,
-                                                  source=f"{name}#frames{a}-{b}"))
-        shot_file = out / f"{key}.shot{a:06d}-{b:06d}.twins.json"
-        result.save(shot_file)
-        shots.append({"file": shot_file.name, **result.summary()})
-        if len(shown) < max_panels:
-            shown.append(result)
-            references.append(window[0])
-        if progress is not None:
-            progress.set_postfix_str(f"{name}: frame {b}, {sum(s['twins'] for s in shots)} twins")
+    with warnings.catch_warnings(record=True) as caught:  # e.g. a truncated file: kept in the manifest entry
+        warnings.simplefilter("always")
+        for result, window in mine_windows(counted(), args.patch_size, max_frames=args.max_frames,
+                                           **_options(args)):
+            a, b = result.frame_range
+            parts.append(TwinPatchDataset.from_result(result, window, first_frame=a, source=f"{name}#frames{a}-{b}",
+                                                      frames_per_pair=args.frames_per_pair))
+            shot_file = out / f"{key}.shot{a:06d}-{b:06d}.twins.json"
+            result.save(shot_file)
+            shots.append({"file": shot_file.name, **result.summary()})
+            if len(shown) < max_panels:
+                shown.append(result)
+                references.append(window[0])
+            if progress is not None:
+                progress.set_postfix_str(f"{name}: frame {b}, {sum(s['twins'] for s in shots)} twins")
     channels = seen["shape"][0] if seen["shape"] else 3
     dataset = TwinPatchDataset.concat(parts) if parts else TwinPatchDataset.empty(channels, args.patch_size)
     figure = None
@@ -272,7 +276,8 @@ def mine_video(path: str, out: Path, args: argparse.Namespace, progress=None, ma
     dataset.save(out / f"{key}.dataset.json")  # written last: its presence marks the video as done
     return {"video": str(Path(path).resolve()), "key": key, "frames": seen["frames"],
             "size": list(seen["shape"][1:]) if seen["shape"] else None, "shots": shots, "pairs": len(dataset),
-            "figure": figure, "dataset": f"{key}.dataset.json", "seconds": round(time.perf_counter() - t0, 2)}
+            "figure": figure, "dataset": f"{key}.dataset.json", "seconds": round(time.perf_counter() - t0, 2),
+            "warnings": list(dict.fromkeys(str(w.message) for w in caught))}
 
 
 def _write_manifest(out: Path, index: int, count: int, settings: dict[str, Any], entries: list) -> None:
@@ -318,6 +323,8 @@ def _run_mining(args: argparse.Namespace) -> int:
         else:
             try:
                 entries.append(mine_video(path, out, args, progress=None if args.quiet else bar))
+                for note in entries[-1]["warnings"]:
+                    tqdm.write(f"mine: {path}: warning: {note}", file=sys.stderr)
             except Exception as exc:  # noqa: BLE001 - one video's failure (cv2.error included) must not stop the rest
                 failed += 1
                 message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
