@@ -319,15 +319,19 @@ def _uint8_input(image: Any) -> tuple[np.ndarray, Callable[[np.ndarray], Any]] |
     """One image the uint8 backend takes, as ``[H, W, C]`` uint8 and the function that returns a view as the
     input's type: a PIL L / RGB image, a numpy uint8 ``[H, W]`` / ``[H, W, 1 or 3]`` array or a plain CPU uint8
     ``[C, H, W]`` tensor (1 or 3 channels). None for anything else."""
+    pil = type(image).__module__.startswith("PIL")
+    shape = (image.size[1], image.size[0]) if pil else getattr(image, "shape", None)
+    if shape is None or len(shape) < 2 or 0 in tuple(shape):
+        return None  # the torch path names what is wrong (an empty image, another type)
     if type(image) is torch.Tensor:  # a plain tensor (tv_tensors keep the torch path)
         if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] not in (1, 3) or image.device.type != "cpu":
             return None
-        return image.permute(1, 2, 0).numpy(), uint8.hwc_to_tensor
+        return np.ascontiguousarray(image.permute(1, 2, 0).numpy()), uint8.hwc_to_tensor
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3))):
             return None
         return (image[:, :, None], lambda v: v[:, :, 0]) if image.ndim == 2 else (image, lambda v: v)
-    if type(image).__module__.startswith("PIL") and getattr(image, "mode", None) in ("L", "RGB"):
+    if pil and getattr(image, "mode", None) in ("L", "RGB"):
         from PIL import Image
 
         mode = image.mode
