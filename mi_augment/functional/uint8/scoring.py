@@ -99,14 +99,15 @@ def _sample(canvas: np.ndarray, xs: np.ndarray, ys: np.ndarray, grid_dtype: Any)
     ex, ey = _F32(1.0) - wx, _F32(1.0) - wy
     x0i, y0i = x0.astype(np.intp), y0.astype(np.intp)
     x1i, y1i = np.minimum(x0i + 1, w - 1), np.minimum(y0i + 1, h - 1)
-    rows0, rows1 = canvas[y0i], canvas[y1i]  # (K, h, W)
-    k = np.arange(xs.shape[0])[:, None, None]
-    cols0, cols1 = x0i[:, None, :], x1i[:, None, :]
+    flat = canvas.ravel()
+    # flat indices of the four neighbours, (K, h, w) each: one take per neighbour (fancy indexing is ~4x slower)
+    r0, r1 = (y0i * w)[:, :, None], (y1i * w)[:, :, None]
+    c0, c1 = x0i[:, None, :], x1i[:, None, :]
     ex, wx, ey, wy = ex[:, None, :], wx[:, None, :], ey[:, :, None], wy[:, :, None]
-    out = rows0[k, np.arange(ys.shape[1])[None, :, None], cols0] * (ex * ey)
-    out = _fma(rows0[k, np.arange(ys.shape[1])[None, :, None], cols1], wx * ey, out)
-    out = _fma(rows1[k, np.arange(ys.shape[1])[None, :, None], cols0], ex * wy, out)
-    return _fma(rows1[k, np.arange(ys.shape[1])[None, :, None], cols1], wx * wy, out)
+    out = flat.take(r0 + c0) * (ex * ey)
+    out = _fma(flat.take(r0 + c1), wx * ey, out)
+    out = _fma(flat.take(r1 + c0), ex * wy, out)
+    return _fma(flat.take(r1 + c1), wx * wy, out)
 
 
 def proxies(lum: np.ndarray, boxes: Any, proxy_size: int) -> np.ndarray:
