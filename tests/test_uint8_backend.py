@@ -127,3 +127,20 @@ def test_dataloader_workers_reproduce_views_for_the_same_seed():
     assert torch.equal(first, run(2, 7))
     assert torch.equal(first, run(0, 7))
     assert not torch.equal(first, run(2, 8))
+
+
+def test_bad_input_raises_an_error_naming_the_argument():
+    image = np.zeros((4, 4, 3), np.uint8)
+    with pytest.raises(TypeError, match="image must be a numpy uint8 array"):
+        U.resized_crop(image.astype(np.float32), (0, 0, 4, 4), 2)
+    with pytest.raises(ValueError, match=r"image must have shape \[H, W, C\] with C = 1 or 3"):
+        U.adjust_brightness(np.zeros((4, 4, 4), np.uint8), 1.2)
+    with pytest.raises(ValueError, match="box must be .x1, y1, x2, y2. with x1 < x2"):
+        U.resized_crop(image, (2, 0, 1, 4), 2)
+    with pytest.raises(ValueError, match=r"hue shift must be in \[-0.5, 0.5\]"):
+        U.adjust_hue(image, 0.7)
+    with pytest.raises(ValueError, match="order must be a permutation"):
+        U.color_jitter(image, 1.0, 1.0, 1.0, 0.0, [0, 0, 1, 2])
+    with pytest.raises(TypeError, match="uint8_backend must be True or False"):
+        with mi_augment.kernel_options(uint8_backend="yes"):
+            pass
