@@ -3,22 +3,14 @@
 import subprocess
 import sys
 
-import cv2
 import numpy as np
 import pytest
 
 from mi_augment.cli import main
 from mi_augment.perturbations import MotionModel
 
+from .media import write_video
 from .test_motion_support import synthetic_clip
-
-
-def _write_video(path, frames):
-    t, _, h, w = frames.shape
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (w, h))
-    for f in frames.permute(0, 2, 3, 1).numpy():
-        vw.write(cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2BGR))
-    vw.release()
 
 
 def test_help_lists_every_command():
@@ -42,7 +34,7 @@ def test_fit_motion_on_a_video_file_writes_a_loadable_model(tmp_path, capsys):
     rng = np.random.default_rng(0)
     motions = np.column_stack([rng.normal(0, 2, 24), rng.normal(0, 1, 24), np.zeros(24), np.ones(24)])
     frames, _ = synthetic_clip(motions, size=(96, 128), canvas=360)
-    _write_video(tmp_path / "clip.avi", frames)
+    write_video(tmp_path / "clip.avi", frames)
     code = main(["fit", "motion", str(tmp_path / "clip.avi"), "--out", str(tmp_path / "m.json"), "--no-progress"])
     assert code == 0
     text = capsys.readouterr().out

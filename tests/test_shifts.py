@@ -8,13 +8,7 @@ import torch
 from mi_augment.datasets.shifts import clip_frames, measured_changes, new_background_test_set, relight
 from mi_augment.perturbations import IlluminationModel
 
-
-def _write_video(path, frames):
-    h, w = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (w, h))
-    for f in frames:
-        writer.write(cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2BGR))
-    writer.release()
+from .media import write_video
 
 
 def _garments(n=12):
@@ -34,7 +28,7 @@ def _exposure_ramp(frames=20, size=(64, 80), step=0.02):
 def test_new_backgrounds_come_from_the_clips_given(tmp_path):
     blue = np.zeros((6, 48, 64, 3), np.uint8)
     blue[..., 2] = 200
-    _write_video(tmp_path / "blue.avi", blue)
+    write_video(tmp_path / "blue.avi", blue)
     images, labels = new_background_test_set(_garments(), [tmp_path / "blue.avi"], n=20, seed=3)
     corners = images[:, :, :3, :3].float().mean((0, 2, 3))  # mostly background
     assert corners[2] > 150 and corners[0] < 40
@@ -42,7 +36,7 @@ def test_new_backgrounds_come_from_the_clips_given(tmp_path):
 
 
 def test_new_backgrounds_are_the_same_for_a_seed_and_differ_across_seeds(tmp_path):
-    _write_video(tmp_path / "ramp.avi", _exposure_ramp(8))
+    write_video(tmp_path / "ramp.avi", _exposure_ramp(8))
     a = new_background_test_set(_garments(), [tmp_path / "ramp.avi"], n=10, seed=0)
     b = new_background_test_set(_garments(), [tmp_path / "ramp.avi"], n=10, seed=0)
     c = new_background_test_set(_garments(), [tmp_path / "ramp.avi"], n=10, seed=1)
@@ -56,14 +50,14 @@ def test_no_clip_is_refused():
 
 
 def test_clip_frames_spreads_over_the_frames_that_decode(tmp_path):
-    _write_video(tmp_path / "ramp.avi", _exposure_ramp(10))
+    write_video(tmp_path / "ramp.avi", _exposure_ramp(10))
     frames = clip_frames(tmp_path / "ramp.avi", count=4, short_side=32)
     assert len(frames) == 4 and min(frames[0].shape[:2]) == 32
     assert frames[-1].mean() > frames[0].mean()  # the last frame is the brightest of the ramp
 
 
 def test_measured_changes_see_the_clips_exposure_ramp(tmp_path):
-    _write_video(tmp_path / "ramp.avi", _exposure_ramp())
+    write_video(tmp_path / "ramp.avi", _exposure_ramp())
     model, vectors = measured_changes([tmp_path / "ramp.avi"], max_side=64)
     assert vectors.shape[1] == model.params_to_vector(model.identity_params(1)).shape[1]
     params = model.params_from_vector(vectors)

@@ -11,14 +11,7 @@ from mi_augment.cli import main
 from mi_augment.ssl.backbones import build_encoder
 from mi_augment.ssl.evaluate import load_encoder, track_retrieval
 
-
-def _write_video(path, frames):
-    """uint8 ``(T, H, W, 3)`` RGB frames as an MJPG .avi (a format users' footage comes in)."""
-    h, w = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (w, h))
-    for f in frames:
-        writer.write(cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2BGR))
-    writer.release()
+from .media import write_video
 
 
 def _panning_clip(frames: int, size=(96, 128), seed=0):
@@ -63,7 +56,7 @@ def test_invariance_help_names_the_encoder_and_output(capsys):
 
 
 def test_invariance_on_a_users_clip_prints_each_gap_and_writes_json(tmp_path, encoder_file, capsys):
-    _write_video(tmp_path / "pan.avi", _panning_clip(24))
+    write_video(tmp_path / "pan.avi", _panning_clip(24))
     out = tmp_path / "result.json"
     code = main(
         [
@@ -96,7 +89,7 @@ def test_invariance_on_a_users_clip_prints_each_gap_and_writes_json(tmp_path, en
 
 
 def test_a_clip_too_short_for_the_largest_gap_is_refused_by_name(tmp_path, encoder_file, capsys):
-    _write_video(tmp_path / "short.avi", _panning_clip(10))
+    write_video(tmp_path / "short.avi", _panning_clip(10))
     code = main(["invariance", "--encoder", str(encoder_file), str(tmp_path / "short.avi")])
     err = capsys.readouterr().err
     assert code == 2

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 
-import cv2
-import numpy as np
 import pytest
 import torch
 
@@ -14,6 +12,8 @@ from mi_augment.commands.mine import parse_shard, shard_videos, video_key
 from mi_augment.datasets.samples import sample_path
 from mi_augment.video.io import read_video
 from mi_augment.video.twins import TwinPatchDataset, TwinPatches, mine_twin_patches
+
+from .media import write_video
 
 # One torch thread for the all-pairs MI kernels (see tests/conftest.py: one_thread).
 pytestmark = pytest.mark.usefixtures("one_thread_module", "one_thread")
@@ -61,14 +61,6 @@ def test_bikes_panning_camera_with_cuts():
 # ---------------------------------------------------------------------------------------------------- CLI
 
 
-def _write_video(path, frames: np.ndarray, fps: int = 15) -> None:
-    h, w = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
-    assert writer.isOpened()
-    for f in frames:
-        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    writer.release()
-
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
@@ -79,7 +71,7 @@ def videos(tmp_path_factory):
     for seed in (0, 1):
         clip, _, _ = render_scene(frames=24, height=160, width=224, groups=2, objects_per_group=2, seed=seed)
         path = folder / f"scene{seed}.avi"
-        _write_video(path, clip.permute(0, 2, 3, 1).numpy())
+        write_video(path, clip.permute(0, 2, 3, 1).numpy(), fps=15)
         paths.append(str(path))
     return paths
 
