@@ -124,7 +124,7 @@ class MIPairTransform(nn.Module):
                **kwargs: Any) -> MIPairTransform:
         """SimCLR's views (Chen et al. 2020) with MI-chosen crops: scale (0.08, 1), flip, colour jitter
         (``jitter`` brightness/contrast/saturation, ``jitter / 4`` hue) p 0.8, grayscale p 0.2, Gaussian blur
-        p 0.5 (``blur``: None = on above 64 px). Any argument can be overridden."""
+        p 0.5 (``blur``: None = on from 64 px, as every preset). Any argument can be overridden."""
         from .presets import simclr_views
 
         return cls(size, **{"view_transforms": simclr_views(size, jitter=jitter, blur=blur), **kwargs})
