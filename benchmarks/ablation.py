@@ -305,7 +305,7 @@ def measure_p(budget: dict[str, Any], dataset: str, n_images: int, seed: int = 0
     """``arm``'s chosen pairs (``P`` by default) on the training images, through the very transform the arm
     trains with (``MIPairTransform(...)(x, return_info=True)``): mean pair IoU and mean crop area. An arm
     scored by an encoder (``F``) is scored by the SimCLR run ``scorer_run`` (its ``checkpoint.pt``)."""
-    from mi_augment.ssl.augment import AugmentOptions, make_views
+    from mi_augment.ssl.views import AugmentOptions, make_views
 
     flags = budget.get("arm_flags", {}).get(arm, ARMS[arm].flags)
     args, _ = recipe_parser().parse_known_args([*budget["recipe"], *data_args(budget, dataset), *flags])
@@ -380,7 +380,7 @@ def match_natural_strength(images: torch.Tensor, seed: int = 0, iterations: int 
     """The ``NaturalIllumination`` strength whose brightness spread equals ColorJitter's (the baseline's
     ``color_jitter``, p 0.8 included), by bisection on log2(strength) in [0, 7]
     (:meth:`NaturalIllumination.matching`)."""
-    from mi_augment.ssl.augment import color_jitter
+    from mi_augment.ssl.views import color_jitter
     from mi_augment.transforms.illumination import NaturalIllumination, brightness_spread
 
     def reference(x: torch.Tensor) -> torch.Tensor:
@@ -506,7 +506,7 @@ def group_twins(budget_name: str, budget: dict[str, Any], jsonl: Path, folder: P
         if r.get("kind") == "calibration" and r.get("key") == key and path.is_file() and control_path.is_file():
             return r
     from mi_augment.datasets.group_video import make_group_video, twin_agreement
-    from mi_augment.ssl.augment import matched_random_control
+    from mi_augment.ssl.twins import matched_random_control
     from mi_augment.video.twins import TwinPatchDataset, mine_twin_patches
 
     tic = time.perf_counter()

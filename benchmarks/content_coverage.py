@@ -99,7 +99,7 @@ def measure(images: torch.Tensor, garment: torch.Tensor, encoder: torch.nn.Modul
     (uint8 or float in [0, 1]) with the garment's boxes ``(B, 4)``."""
     from mi_augment.pairs.policies import make_policy
     from mi_augment.pairs.sampler import box_iou_pairs
-    from mi_augment.ssl.augment import AugmentOptions, MIViews
+    from mi_augment.ssl.views import AugmentOptions, MIViews
 
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images
     size, channels = x.shape[-1], x.shape[1]

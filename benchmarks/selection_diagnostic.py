@@ -69,7 +69,7 @@ def diagnose(
     from mi_augment.pairs.controls import box_coverage
     from mi_augment.pairs.policies import make_policy
     from mi_augment.pairs.sampler import box_iou_pairs
-    from mi_augment.ssl.augment import AugmentOptions, MIViews
+    from mi_augment.ssl.views import AugmentOptions, MIViews
 
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images
     size, channels = x.shape[-1], x.shape[1]

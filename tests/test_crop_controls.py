@@ -12,7 +12,7 @@ import torch
 
 from mi_augment.datasets.scenes import GarmentLookup, SceneConfig, garment_boxes, render_scenes
 from mi_augment.pairs import ObjectCoverageScorer, OverlapScorer, box_coverage
-from mi_augment.ssl.augment import AugmentOptions, MIViews
+from mi_augment.ssl.views import AugmentOptions, MIViews
 from mi_augment.transforms import MIPairTransform
 
 ROOT = Path(__file__).resolve().parents[1]

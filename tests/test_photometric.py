@@ -16,7 +16,7 @@ from scipy.stats import ks_2samp
 
 import mi_augment.transforms as T
 from mi_augment.core.params import GatedParams
-from mi_augment.ssl.augment import color_jitter, gaussian_blur, solarize
+from mi_augment.ssl.views import color_jitter, gaussian_blur, solarize
 from mi_augment.transforms.photometric import ColorJitterParams
 
 from .checkers import textured_batch

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from mi_augment.ssl import train
-from mi_augment.ssl.augment import FeatureMaps
 from mi_augment.ssl.backbones import build_encoder
+from mi_augment.ssl.features import FeatureMaps
 from mi_augment.ssl.heads import NeighbourPositives
 from mi_augment.ssl.losses import info_nce, nnclr_loss
 from tests.test_recipes import HEAD, METHODS, TINY, load_recipe, write_twin_cache

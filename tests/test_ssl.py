@@ -14,19 +14,13 @@ import torch.nn.functional as F
 
 from mi_augment.datasets import loading as data
 from mi_augment.ssl import losses
-from mi_augment.ssl.augment import (
-    AugmentOptions,
-    BaselineViews,
-    TwinPairs,
-    color_jitter,
-    gaussian_blur,
-    make_views,
-)
 from mi_augment.ssl.backbones import build_encoder, vit_patch_size
 from mi_augment.ssl.evaluate import knn_top1, linear_probe
 from mi_augment.ssl.heads import ema_update, mlp, momentum_at, momentum_copy
 from mi_augment.ssl.optim import LARS, lr_factor, param_groups, set_lr
 from mi_augment.ssl.train import load_checkpoint, save_checkpoint
+from mi_augment.ssl.twins import TwinPairs
+from mi_augment.ssl.views import AugmentOptions, BaselineViews, color_jitter, gaussian_blur, make_views
 
 
 # ------------------------------------------------------------------------------------------------ data

@@ -8,7 +8,7 @@ import torch
 
 from mi_augment.perturbations.illumination import IlluminationModel, IlluminationParams
 from mi_augment.perturbations.motion import MotionModel, MotionParams
-from mi_augment.ssl.augment import AugmentOptions, make_views
+from mi_augment.ssl.views import AugmentOptions, make_views
 from mi_augment.transforms.illumination import NaturalIllumination
 from mi_augment.transforms.motion import NaturalMotion
 

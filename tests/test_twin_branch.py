@@ -9,13 +9,8 @@ import pytest
 import torch
 
 twins_module = pytest.importorskip("mi_augment.video.twins")
-from mi_augment.ssl.augment import (  # noqa: E402
-    AugmentOptions,
-    TwinPairs,
-    describe_twins,
-    matched_random_control,
-    twin_videos,
-)
+from mi_augment.ssl.twins import TwinPairs, describe_twins, matched_random_control, twin_videos  # noqa: E402
+from mi_augment.ssl.views import AugmentOptions  # noqa: E402
 from mi_augment.video.twins import TwinPatchDataset, TwinPatches, neighbor_mask, patch_grid  # noqa: E402
 from tests.test_recipes import write_twin_cache  # noqa: E402
 

@@ -13,7 +13,6 @@
                      ``checkpoint`` (atomic, validated, resumable), ``loop`` (AMP, DDP, results.json)
 * :mod:`.evaluate`   kNN top-1, linear probe on frozen features
 * :mod:`.demo`       the short baseline-vs-mi comparison that ``mi-augment demo`` ends with
-* :mod:`.augment`    the former name of ``views`` / ``twins`` / ``features`` (re-exports)
 
 Datasets live in :mod:`mi_augment.datasets` (``loading``: uint8 tensors resident on the device when small,
 or DataLoaders), which never imports this package.
