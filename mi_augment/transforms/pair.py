@@ -28,9 +28,10 @@ from ..core.validation import (
     to_float_batch,
 )
 from ..pairs.choose import PairInfo, choose_candidate, replay_info
+from ..pairs.one_image import views_uint8
 from ..pairs.plan import PairCandidates, PairParams, plan_candidates
 from ..pairs.policies import Policy, make_policy
-from ..pairs.render import render_views, run_view_pipelines, view_matrices, views_uint8
+from ..pairs.render import render_views, run_view_pipelines, view_matrices
 from ..pairs.sampler import BoxSampler
 from ..pairs.score import score_candidates
 from ..pairs.scorers import make_scorer
