@@ -1,4 +1,4 @@
-"""The CPU uint8 backend (mi_augment.functional.uint8, wired in mi_augment.pairs.render) against the torch
+"""The CPU uint8 backend (mi_augment.functional.uint8, wired in mi_augment.pairs.one_image) against the torch
 kernels it stands in for.
 
 Tolerance, per rendered view: mean |d| <= 1 level and 99.9th percentile <= 4 levels of 255, both backends

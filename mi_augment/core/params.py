@@ -126,6 +126,19 @@ class Params:
             raise ValueError("cannot concatenate an empty list of params")
         return cls(**{f.name: _cat_values([getattr(it, f.name) for it in items]) for f in dataclasses.fields(cls)})
 
+    def row(self, index: int = 0) -> tuple:
+        """Sample ``index`` as Python numbers: one entry per field in field order (a number, or a list for a
+        field with more dimensions; nested params give a nested tuple). The CPU uint8 kernels take this.
+
+        Example:
+            >>> from mi_augment.transforms import ColorJitter
+            >>> u = torch.tensor([[0.9, 0.1, 0.5, 0.3, 0.5, 0.5, 0.5, 0.5]])
+            >>> ColorJitter(0.4, 0.4, 0.4, 0.1).params_from_uniforms(u).row(0)
+            (1.0, 1.0, 1.0, 0.0, [1, 3, 2, 0])
+        """
+        return tuple(v.row(index) if isinstance(v, Params) else tuple(x.row(index) for x in v)
+                     if isinstance(v, tuple) else v[index].tolist() for v in self._tensors().values())
+
     def check_batch(self, batch_size: int, name: str = "params") -> None:
         """Raise ``ValueError`` naming the first field whose leading size is not ``batch_size``."""
         for k, v in self._tensors().items():

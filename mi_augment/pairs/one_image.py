@@ -16,8 +16,8 @@ import torch
 from torch import Tensor
 
 from ..core.options import current
-from ..core.params import GatedParams, Params
-from ..core.random import rand
+from ..core.params import GatedParams
+from ..core.random import as_float32, rand
 from ..functional import uint8
 from .choose import replay_info
 from .plan import PairCandidates, PairParams
@@ -40,33 +40,75 @@ def score_uint8(scorer: Any, models: Sequence[Any], image: np.ndarray, candidate
     return torch.from_numpy(scores).to(torch.float32)[None]
 
 def run_view_pipelines_uint8(views: Sequence[np.ndarray], pipelines: Sequence[Sequence[Any]], replay: tuple = (),
-                             generator: torch.Generator | None = None
-                             ) -> tuple[list[np.ndarray], tuple[tuple[Params, ...], ...]]:
-    """:func:`run_view_pipelines` on uint8 views ``[h, w, C]``: every transform draws what its ``apply_gated``
-    draws for one image (``make_params``, then the gate), or replays ``replay[v]``, and renders with its
-    :data:`~mi_augment.functional.uint8.TRANSFORM_KERNELS` kernel. Needs :func:`renders_uint8`."""
-    if replay and len(replay) != len(views):
-        raise ValueError(f"params.views holds {len(replay)} pipelines, this transform makes {len(views)} views")
-    out, drawn = [], []
-    for v, (view, pipeline) in enumerate(zip(views, pipelines)):
-        saved = list(replay[v]) if replay else None
-        if saved is not None and len(saved) != len(pipeline):
-            raise ValueError(f"params.views[{v}] holds {len(saved)} draws, view {v}'s pipeline has {len(pipeline)}")
+                             generator: torch.Generator | None = None, record: bool = True
+                             ) -> tuple[list[np.ndarray], tuple[tuple[GatedParams, ...], ...] | None]:
+    """:func:`~mi_augment.pairs.render.run_view_pipelines` on uint8 views ``[h, w, C]``: every transform draws
+    what its ``apply_gated`` draws for one image (its params, then the ``p`` gate), or replays ``replay[v]``,
+    and renders with its :data:`~mi_augment.functional.uint8.TRANSFORM_KERNELS` kernel. Needs
+    :func:`~mi_augment.pairs.render.renders_uint8`.
+
+    When every transform draws uniforms (``uniforms_per_sample``), all views' draws are one ``rand`` call (the
+    same numbers, in the same order, as the per-transform calls) mapped by each transform's
+    ``row_from_uniforms`` on Python numbers; the :class:`~mi_augment.core.params.GatedParams` (for replay and
+    ``return_info``) are built from the same uniforms by ``params_from_uniforms`` only when ``record``.
+
+    Returns:
+        the views, and per view the pipeline's ``GatedParams`` (None when not ``record``).
+    """
+    if replay:
+        return _replay_pipelines(views, pipelines, replay)
+    counts = [[t.uniforms_per_sample() for t in pipeline] for pipeline in pipelines]
+    if any(n is None for c in counts for n in c):  # a transform that draws otherwise: its own calls, in order
+        return _draw_pipelines(views, pipelines, generator)
+    u = rand((sum(n + 1 for c in counts for n in c),), generator, "cpu").tolist()
+    out, drawn, at = [], [], 0
+    for view, pipeline, ns in zip(views, pipelines, counts):
         mine = []
-        for i, t in enumerate(pipeline):
-            if saved is not None:
-                gated = saved[i]
-                gated.check_batch(1)
-            else:  # apply_gated's draws for a batch of one, in its order
-                shape = torch.empty(1, view.shape[2], *view.shape[:2])
-                made = t.make_params(shape, generator=generator)
-                gated = GatedParams(made, rand((1,), generator, shape.device) < t.p)
+        for t, n in zip(pipeline, ns):
+            draws, gate, at = u[at:at + n], u[at + n], at + n + 1
+            applied = gate < as_float32(t.p)  # the torch gate compares in float32
+            if applied:
+                view = uint8.TRANSFORM_KERNELS[type(t)](t, view, t.row_from_uniforms(draws))
+            if record:
+                made = t.params_from_uniforms(torch.tensor([draws], dtype=torch.float32).view(1, n))
+                mine.append(GatedParams(made, torch.tensor([applied])))
+        out.append(view)
+        drawn.append(tuple(mine))
+    return out, tuple(drawn) if record else None
+
+
+def _replay_pipelines(views: Sequence[np.ndarray], pipelines: Sequence[Sequence[Any]], replay: tuple
+                      ) -> tuple[list[np.ndarray], tuple[tuple[GatedParams, ...], ...]]:
+    if len(replay) != len(views):
+        raise ValueError(f"params.views holds {len(replay)} pipelines, this transform makes {len(views)} views")
+    out = []
+    for v, (view, pipeline) in enumerate(zip(views, pipelines)):
+        saved = list(replay[v])
+        if len(saved) != len(pipeline):
+            raise ValueError(f"params.views[{v}] holds {len(saved)} draws, view {v}'s pipeline has {len(pipeline)}")
+        for t, gated in zip(pipeline, saved):
+            gated.check_batch(1)
             if bool(gated.applied[0]):
-                view = uint8.TRANSFORM_KERNELS[type(t)](t, view, gated.params)
+                view = uint8.TRANSFORM_KERNELS[type(t)](t, view, gated.params.row(0))
+        out.append(view)
+    return out, tuple(tuple(r) for r in replay)
+
+
+def _draw_pipelines(views: Sequence[np.ndarray], pipelines: Sequence[Sequence[Any]],
+                    generator: torch.Generator | None) -> tuple[list[np.ndarray], tuple[tuple[GatedParams, ...], ...]]:
+    out, drawn = [], []
+    for view, pipeline in zip(views, pipelines):
+        mine = []
+        for t in pipeline:  # apply_gated's draws for a batch of one, in its order
+            shape = torch.empty(1, view.shape[2], *view.shape[:2])
+            gated = GatedParams(t.make_params(shape, generator=generator), rand((1,), generator, "cpu") < t.p)
+            if bool(gated.applied[0]):
+                view = uint8.TRANSFORM_KERNELS[type(t)](t, view, gated.params.row(0))
             mine.append(gated)
         out.append(view)
         drawn.append(tuple(mine))
     return out, tuple(drawn)
+
 
 def _uint8_input(image: Any) -> tuple[np.ndarray, Callable[[np.ndarray], Any]] | None:
     """One image the uint8 backend takes, as ``[H, W, C]`` uint8 and the function that returns a view as the
@@ -96,7 +138,7 @@ def views_uint8(transform: Any, image: Any, generator: torch.Generator | None = 
     """``transform(image, ...)`` of one PIL / numpy / uint8 CPU tensor image on the CPU uint8 backend: the same
     steps (``transform.plan``, scores, ``transform.choose``), the same draws and replay as the torch path, the
     views rendered by :func:`render_views_uint8` and :func:`run_view_pipelines_uint8` and returned as the
-    input's type. Returns ``(views, info)`` (info None unless asked for or planned), or None where the
+    input's type. Returns ``(views, info)`` (info None unless asked for: the draws' params are built only then), or None where the
     backend does not apply (``kernel_options(uint8_backend=False)``, normalised views, another input type, a
     model or transform without a uint8 kernel, a fixed ``sampling_ratio``, a generator off the CPU).
 
@@ -133,10 +175,13 @@ def views_uint8(transform: Any, image: Any, generator: torch.Generator | None = 
         params = params.to("cpu")
     views = render_views_uint8(models, hwc, params, transform.size)
     if any(pipelines):
-        views, drawn = run_view_pipelines_uint8(views, pipelines, params.views, generator)
-        params = dataclasses.replace(params, views=drawn)
-    if info is not None:
+        views, drawn = run_view_pipelines_uint8(views, pipelines, params.views, generator, record=return_info)
+        if return_info:
+            params = dataclasses.replace(params, views=drawn)
+    if not return_info:
+        info = None
+    elif info is not None:
         info = dataclasses.replace(info, params=params)
-    elif return_info:
+    else:
         info = replay_info(params)
     return tuple(restore(v) for v in views), info

@@ -17,6 +17,7 @@ No state is kept between calls.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -122,6 +123,36 @@ class RandomTransform(nn.Module):
 
     # -- to implement --
     def make_params(self, images: Tensor, generator: torch.Generator | None = None) -> Params:
+        """Draw per-sample params for the float batch ``images`` ``[B, C, H, W]``. The default draws
+        :meth:`uniforms_per_sample` uniforms per sample as one ``rand((B, n))`` call and maps them with
+        :meth:`params_from_uniforms`; a transform that draws otherwise overrides this."""
+        n = self.uniforms_per_sample()
+        if n is None:
+            raise NotImplementedError(f"{type(self).__name__} defines neither make_params nor uniforms_per_sample")
+        return self.params_from_uniforms(rand((images.shape[0], n), generator, images.device))
+
+    # -- optional: draws as uniforms, so one image's draws need no tensor op (the CPU uint8 backend) --
+    def uniforms_per_sample(self) -> int | None:
+        """How many uniform draws :meth:`make_params` takes per sample when it is one ``rand((B, n))`` call mapped
+        by :meth:`params_from_uniforms` (the generator's numbers in order, so ``n`` uniforms per sample and then
+        the ``p`` gate's one are the same numbers as one longer draw); None when the transform draws otherwise.
+
+        Example:
+            >>> from mi_augment.transforms import ColorJitter, RandomGrayscale
+            >>> ColorJitter(0.4, 0.4, 0.4, 0.1).uniforms_per_sample(), RandomGrayscale().uniforms_per_sample()
+            (8, 0)
+        """
+        return None
+
+    def params_from_uniforms(self, u: Tensor) -> Params:
+        """The params of a batch from its uniforms ``u`` ``(B, uniforms_per_sample())`` (float32 in [0, 1)):
+        what :meth:`make_params` returns for those draws."""
+        raise NotImplementedError
+
+    def row_from_uniforms(self, u: Sequence[float]) -> tuple:
+        """One sample's params from its ``uniforms_per_sample()`` uniforms as Python numbers, laid out as
+        :meth:`~mi_augment.core.params.Params.row`: exactly ``params_from_uniforms(tensor([u])).row(0)`` (float32
+        arithmetic emulated), without a tensor op. The uint8 kernels take this row."""
         raise NotImplementedError
 
     def transform(self, images: Tensor, params: Params) -> Tensor:

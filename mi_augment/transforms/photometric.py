@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import kornia
@@ -19,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ..core.params import Params
-from ..core.random import rand, uniform
+from ..core.random import as_float32, as_float32s
 from ..functional import color, uint8
 from ..functional.jitter import color_jitter
 from .base import RandomTransform
@@ -116,18 +117,26 @@ class ColorJitter(RandomTransform):
         self.saturation = _jitter_range(saturation, "saturation", 1.0, 0.0, math.inf)
         self.hue = _jitter_range(hue, "hue", 0.0, -0.5, 0.5)
 
-    def make_params(self, images: Tensor, generator: torch.Generator | None = None) -> ColorJitterParams:
-        """One draw ``(B, 4 + m)`` for the ``m`` enabled operations: four keys whose argsort is the sample's
-        order (a uniform random permutation), then one uniform per enabled factor, in the order brightness,
-        contrast, saturation, hue."""
-        b, d = images.shape[0], images.device
-        ranges = [getattr(self, name) for name in _JITTER_OPS]
-        enabled = [r for r in ranges if r is not None]
-        u = rand((b, 4 + len(enabled)), generator, d)
+    def uniforms_per_sample(self) -> int:
+        """Four keys whose argsort is the sample's order (a uniform random permutation), then one uniform per
+        enabled factor, in the order brightness, contrast, saturation, hue."""
+        return 4 + sum(getattr(self, name) is not None for name in _JITTER_OPS)
+
+    def params_from_uniforms(self, u: Tensor) -> ColorJitterParams:
+        b, d = u.shape[0], u.device
         drawn = iter(u[:, 4:].unbind(1))
         factors = [torch.full((b,), 0.0 if i == 3 else 1.0, device=d) if r is None else r[0] + (r[1] - r[0]) * next(drawn)
-                   for i, r in enumerate(ranges)]
-        return ColorJitterParams(*factors, order=u[:, :4].argsort(dim=1))
+                   for i, r in enumerate(getattr(self, name) for name in _JITTER_OPS)]
+        return ColorJitterParams(*factors, order=u[:, :4].argsort(dim=1, stable=True))
+
+    def row_from_uniforms(self, u: Sequence[float]) -> tuple:
+        ranges = [getattr(self, name) for name in _JITTER_OPS]
+        enabled = [r for r in ranges if r is not None]
+        lows_spans = as_float32s([v for r in enabled for v in (r[0], r[1] - r[0])])
+        steps = as_float32s([lows_spans[2 * i + 1] * u[4 + i] for i in range(len(enabled))])
+        values = iter(as_float32s([lows_spans[2 * i] + steps[i] for i in range(len(enabled))]))
+        factors = [(0.0 if i == 3 else 1.0) if r is None else next(values) for i, r in enumerate(ranges)]
+        return (*factors, sorted(range(4), key=list(u[:4]).__getitem__))
 
     def transform(self, images: Tensor, params: ColorJitterParams) -> Tensor:
         return color_jitter(images, params.brightness, params.contrast, params.saturation, params.hue, params.order)
@@ -146,8 +155,14 @@ class RandomGrayscale(RandomTransform):
     def __init__(self, p: float = 0.1):
         super().__init__(p=p)
 
-    def make_params(self, images: Tensor, generator: torch.Generator | None = None) -> NoParams:
-        return NoParams.like(images)
+    def uniforms_per_sample(self) -> int:
+        return 0
+
+    def params_from_uniforms(self, u: Tensor) -> NoParams:
+        return NoParams(u)
+
+    def row_from_uniforms(self, u: Sequence[float]) -> tuple:
+        return ([],)
 
     def transform(self, images: Tensor, params: NoParams) -> Tensor:
         return color.rgb_to_grayscale(images).expand_as(images)
@@ -201,8 +216,16 @@ class GaussianBlur(RandomTransform):
         self.kernel_size = _kernel_size(kernel_size)
         self.sigma = _sigma_range(sigma)
 
-    def make_params(self, images: Tensor, generator: torch.Generator | None = None) -> BlurParams:
-        return BlurParams(uniform((images.shape[0],), *self.sigma, generator, images.device))
+    def uniforms_per_sample(self) -> int:
+        return 1
+
+    def params_from_uniforms(self, u: Tensor) -> BlurParams:
+        low, high = self.sigma
+        return BlurParams(low + (high - low) * u[:, 0])
+
+    def row_from_uniforms(self, u: Sequence[float]) -> tuple:
+        low, span = as_float32s([self.sigma[0], self.sigma[1] - self.sigma[0]])
+        return (as_float32(low + as_float32(span * u[0])),)
 
     def kernel_for(self, height: int, width: int) -> tuple[int, int]:
         """The ``(height, width)`` kernel used for ``height x width`` images."""
@@ -242,8 +265,14 @@ class RandomSolarize(RandomTransform):
             raise ValueError(f"threshold must be a number in [0, 1] (float image units), got {threshold!r}")
         self.threshold = float(threshold)
 
-    def make_params(self, images: Tensor, generator: torch.Generator | None = None) -> NoParams:
-        return NoParams.like(images)
+    def uniforms_per_sample(self) -> int:
+        return 0
+
+    def params_from_uniforms(self, u: Tensor) -> NoParams:
+        return NoParams(u)
+
+    def row_from_uniforms(self, u: Sequence[float]) -> tuple:
+        return ([],)
 
     def transform(self, images: Tensor, params: NoParams) -> Tensor:
         return kornia.enhance.solarize(images, self.threshold)
@@ -255,9 +284,8 @@ class RandomSolarize(RandomTransform):
 
 # The CPU uint8 backend's kernel of each class (one sample's params on one [H, W, C] uint8 image).
 uint8.TRANSFORM_KERNELS.update({
-    ColorJitter: lambda t, image, p: uint8.color_jitter(image, p.brightness[0], p.contrast[0], p.saturation[0],
-                                                        p.hue[0], p.order[0].tolist()),
-    RandomGrayscale: lambda t, image, p: uint8.rgb_to_grayscale(image, image.shape[2]),
-    GaussianBlur: lambda t, image, p: uint8.gaussian_blur(image, t.kernel_for(*image.shape[:2]), float(p.sigma[0])),
-    RandomSolarize: lambda t, image, p: uint8.solarize(image, t.threshold),
+    ColorJitter: lambda t, image, row: uint8.color_jitter(image, *row),
+    RandomGrayscale: lambda t, image, row: uint8.rgb_to_grayscale(image, image.shape[2]),
+    GaussianBlur: lambda t, image, row: uint8.gaussian_blur(image, t.kernel_for(*image.shape[:2]), row[0]),
+    RandomSolarize: lambda t, image, row: uint8.solarize(image, t.threshold),
 })

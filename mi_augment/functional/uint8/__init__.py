@@ -35,10 +35,11 @@ from .geometry import (
 from .image import as_hwc, check_image, hwc_to_tensor, opencv, to_hwc_uint8
 from .scoring import candidate_scores, histogram_mi, luma, proxies, working_luma
 
-#: The backend's kernel of each view transform class, ``kernel(transform, image, params) -> image``: ``params``
-#: are one sample's draws (the class's ``make_params`` for a batch of one), ``image`` uint8 ``[H, W, C]``. A
-#: transform module registers its classes (exact types: a subclass that changes ``transform`` is not covered);
-#: :mod:`mi_augment.pairs.render` renders a pipeline on this backend only when every entry is registered.
+#: The backend's kernel of each view transform class, ``kernel(transform, image, row) -> image``: ``row`` is one
+#: sample's params as Python numbers (:meth:`~mi_augment.core.params.Params.row`, or the transform's
+#: ``row_from_uniforms``), ``image`` uint8 ``[H, W, C]``. A transform module registers its classes (exact
+#: types: a subclass that changes ``transform`` is not covered); :mod:`mi_augment.pairs.one_image` renders a
+#: pipeline on this backend only when every entry is registered.
 TRANSFORM_KERNELS: dict = {}
 
 __all__ = [
