@@ -29,8 +29,10 @@ class KernelOptions:
 
     Attributes:
         fast_paths: take the speed paths where they apply (default True).
-        uint8_backend: render one PIL / numpy / uint8 CPU image's pair views with the CPU uint8 backend
-            (:mod:`mi_augment.functional.uint8`, default True); False renders them with the torch kernels.
+        uint8_backend: render one PIL / numpy / uint8 CPU image's pair views, and a plain CPU batch's (uint8 or
+            float) when its views have at least 48 x 48 px, with the CPU uint8 backend
+            (:mod:`mi_augment.functional.uint8`, default True; the same draws, views within its documented
+            tolerance); False renders them with the torch kernels.
         cpu_chunk_elements: elements of working buffer per chunk on the CPU (default 2**20, about 4 MB of
             float32: on the 2-vCPU development VM 0.25-4 M elements render 224 px pairs ~1.4x faster than
             batch-sized buffers, ``benchmarks/cpu_breakdown.py``).

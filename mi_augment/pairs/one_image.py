@@ -18,13 +18,14 @@ from torch import Tensor
 from ..core.options import current
 from ..core.params import GatedParams
 from ..core.random import as_float32, rand
+from ..core.validation import to_float_batch
 from ..functional import uint8
 from .choose import replay_info
 from .plan import PairCandidates, PairParams
 from .render import render_views_uint8, renders_uint8
 from .scorers import PixelMIScorer
 
-__all__ = ["score_uint8", "run_view_pipelines_uint8", "views_uint8"]
+__all__ = ["score_uint8", "run_view_pipelines_uint8", "views_uint8", "views_uint8_batch", "BATCH_UINT8_MIN_PIXELS"]
 
 
 def score_uint8(scorer: Any, models: Sequence[Any], image: np.ndarray, candidates: PairCandidates,
@@ -121,7 +122,7 @@ def _uint8_input(image: Any) -> tuple[np.ndarray, Callable[[np.ndarray], Any]] |
     if type(image) is torch.Tensor:  # a plain tensor (tv_tensors keep the torch path)
         if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] not in (1, 3) or image.device.type != "cpu":
             return None
-        return np.ascontiguousarray(image.permute(1, 2, 0).numpy()), uint8.hwc_to_tensor
+        return _hwc(image.numpy()), uint8.hwc_to_tensor
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3))):
             return None
@@ -185,3 +186,115 @@ def views_uint8(transform: Any, image: Any, generator: torch.Generator | None = 
     else:
         info = replay_info(params)
     return tuple(restore(v) for v in views), info
+
+
+#: the smallest view (pixels) for which a CPU batch is rendered image by image on the uint8 kernels: below it the
+#: batched torch kernels are faster per pair (measured by benchmarks/throughput.py, docs/benchmarks.md)
+BATCH_UINT8_MIN_PIXELS = 48 * 48
+
+
+def views_uint8_batch(transform: Any, images: Any, generator: torch.Generator | None = None,
+                      params: PairParams | None = None, return_info: bool = False
+                      ) -> tuple[tuple[Tensor, ...], Any] | None:
+    """``transform(images, ...)`` of a plain CPU batch ``[B, C, H, W]`` (uint8, or float in [0, 1]) with the
+    draws of the torch batch path (``plan``, ``score`` and ``choose`` on the batch, then per view and transform
+    ``make_params`` for the batch and its gate) and each image rendered by the uint8 kernels
+    (:func:`~mi_augment.pairs.render.render_views_uint8`, the view pipelines' kernels on the rows of the
+    batch's params): at larger views several times faster than the float kernels on the CPU. A float batch is
+    rendered from its levels (rounded to 1/255) and returned as float: within the backend's tolerance of the
+    torch kernels. Returns None where it does not apply (as :func:`views_uint8`, or views smaller than
+    :data:`BATCH_UINT8_MIN_PIXELS`, a tv_tensor, another device or dtype).
+
+    Example:
+        >>> from mi_augment.transforms import MIPairTransform
+        >>> views, _ = views_uint8_batch(MIPairTransform.simclr(64), torch.zeros(2, 3, 80, 80, dtype=torch.uint8))
+        >>> [tuple(v.shape) for v in views], views[0].dtype
+        ([(2, 3, 64, 64), (2, 3, 64, 64)], torch.uint8)
+    """
+    models, pipelines = transform.perturbations, transform.view_transforms
+    if (type(images) is not torch.Tensor or images.ndim != 4 or images.device.type != "cpu"
+            or images.dtype not in (torch.uint8, torch.float32) or images.shape[0] == 0
+            or transform.size[0] * transform.size[1] < BATCH_UINT8_MIN_PIXELS
+            or not current().uint8_backend or transform.normalize is not None or transform.sampling_ratio != -1
+            or (generator is not None and generator.device.type != "cpu") or not renders_uint8(models, pipelines)
+            or (params is not None and not isinstance(params, PairParams))):
+        return None
+    if images.shape[1] not in (1, 3) or 0 in images.shape[2:]:
+        return None  # the torch path names what is wrong
+    x = None if images.dtype == torch.uint8 else to_float_batch(images, "images", (1, 3))[0]
+    source = (images if x is None else x).numpy()  # per image below: [C, H, W] uint8 levels, then [H, W, C]
+    info = None
+    if params is None:
+        candidates = transform.plan(torch.empty(images.shape) if x is None else x, generator)  # plan reads the shape
+        scores = None
+        if transform.policy.needs_scores:
+            scores = transform.score(images.float().div_(255.0) if x is None else x, candidates)
+        info = transform.choose(candidates, scores, generator)
+        params = info.params
+    b = images.shape[0]
+    params.check_batch(b)
+    params = params.to("cpu")
+    per_image = [render_views_uint8(models, _hwc(_levels(source[i])), params.index(i), transform.size)
+                 for i in range(b)]
+    views = [[per_image[i][v] for i in range(b)] for v in range(transform.n_views)]
+    if any(pipelines):
+        views, drawn = _batch_pipelines(views, pipelines, params.views, generator)
+        params = dataclasses.replace(params, views=drawn)
+    out = tuple(torch.from_numpy(_chw_batch(v)) for v in views)
+    if images.dtype != torch.uint8:
+        out = tuple(o.float().div_(255.0) for o in out)
+    if not return_info:
+        return out, None
+    return out, dataclasses.replace(info, params=params) if info is not None else replay_info(params)
+
+
+def _hwc(chw: np.ndarray) -> np.ndarray:
+    """``[C, H, W]`` uint8 as a contiguous ``[H, W, C]`` (``cv2.merge``: ~30x faster than a strided copy)."""
+    return np.ascontiguousarray(chw.transpose(1, 2, 0)) if chw.shape[0] == 1 else uint8.opencv().merge(list(chw))
+
+
+def _levels(chw: np.ndarray) -> np.ndarray:
+    """A ``[C, H, W]`` image as uint8 levels: itself, or float in [0, 1] times 255 rounded half to even and
+    saturated (``cv2.convertScaleAbs``, one pass; values a tolerance below 0 round to 0)."""
+    if chw.dtype == np.uint8:
+        return chw
+    c, h, w = chw.shape
+    return uint8.opencv().convertScaleAbs(chw.reshape(c * h, w), alpha=255.0).reshape(c, h, w)
+
+
+def _chw_batch(views: list[np.ndarray]) -> np.ndarray:
+    """Uint8 views ``[h, w, C]`` as one contiguous batch ``[B, C, h, w]``."""
+    h, w, c = views[0].shape
+    out = np.empty((len(views), c, h, w), np.uint8)
+    for i, view in enumerate(views):
+        np.copyto(out[i], view.transpose(2, 0, 1))
+    return out
+
+
+def _batch_pipelines(views: list[list[np.ndarray]], pipelines: Sequence[Sequence[Any]], replay: tuple,
+                     generator: torch.Generator | None) -> tuple[list[list[np.ndarray]], tuple]:
+    """Each view's pipeline on a batch of uint8 views (one list per view): per transform the batch's draws, as
+    ``apply_gated`` draws them (``make_params`` for the batch, then the gate), or ``replay[v]``, rendered image
+    by image from the params' rows."""
+    if replay and len(replay) != len(views):
+        raise ValueError(f"params.views holds {len(replay)} pipelines, this transform makes {len(views)} views")
+    drawn = []
+    for v, (batch, pipeline) in enumerate(zip(views, pipelines)):
+        saved = list(replay[v]) if replay else None
+        if saved is not None and len(saved) != len(pipeline):
+            raise ValueError(f"params.views[{v}] holds {len(saved)} draws, view {v}'s pipeline has {len(pipeline)}")
+        mine = []
+        for i, t in enumerate(pipeline):
+            if saved is not None:
+                gated = saved[i]
+                gated.check_batch(len(batch))
+            else:
+                shape = torch.empty(len(batch), batch[0].shape[2], *batch[0].shape[:2])
+                gated = GatedParams(t.make_params(shape, generator=generator),
+                                    rand((len(batch),), generator, "cpu") < t.p)
+            kernel = uint8.TRANSFORM_KERNELS[type(t)]
+            for j in gated.applied.nonzero().view(-1).tolist():
+                batch[j] = kernel(t, batch[j], gated.params.row(j))
+            mine.append(gated)
+        drawn.append(tuple(mine))
+    return views, tuple(drawn)

@@ -28,7 +28,7 @@ from ..core.validation import (
     to_float_batch,
 )
 from ..pairs.choose import PairInfo, choose_candidate, replay_info
-from ..pairs.one_image import views_uint8
+from ..pairs.one_image import views_uint8, views_uint8_batch
 from ..pairs.plan import PairCandidates, PairParams, plan_candidates
 from ..pairs.policies import Policy, make_policy
 from ..pairs.render import render_views, run_view_pipelines, view_matrices
@@ -226,6 +226,8 @@ class MIPairTransform(nn.Module):
         if single is not None and not isinstance(single, (tuple, list, dict)) and (
                 not isinstance(single, tv_tensors.TVTensor) or isinstance(single, tv_tensors.Image)):
             one = views_uint8(self, single, generator, params, return_info)  # the CPU uint8 backend, where it applies
+            if one is None and type(single) is torch.Tensor and single.ndim == 4:
+                one = views_uint8_batch(self, single, generator, params, return_info)
             if one is not None:
                 return one if return_info else one[0]
             x, spec = to_float_batch(single, "images", (1, 3))
