@@ -37,10 +37,12 @@ def _quantise(values: np.ndarray) -> np.ndarray:
 
 
 def _lut(image: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """``cv2.LUT`` with a ``(256,)`` table for every channel or a ``(256, 3)`` table per channel."""
-    if table.ndim == 2 and image.shape[2] == 3:
-        table = np.ascontiguousarray(table).reshape(1, 256, 3)
-    return as_hwc(opencv().LUT(image, table), image.shape[2])
+    """``cv2.LUT`` with a ``(256,)`` table for every channel (one single-channel LUT) or a ``(256, C)`` table
+    per channel."""
+    c = image.shape[2]
+    if table.ndim == 2:
+        table = table[:, 0] if c == 1 or table.shape[1] == 1 else np.ascontiguousarray(table).reshape(1, 256, c)
+    return as_hwc(opencv().LUT(image, table), c)
 
 
 def _factor(value: Any, name: str, nonnegative: bool = True) -> float:
@@ -68,7 +70,8 @@ def adjust_brightness(image: np.ndarray, factor: float) -> np.ndarray:
         [150, 150, 150]
     """
     check_image(image)
-    return _lut(image, _quantise(_LEVELS * np.float32(_factor(factor, "brightness factor"))))
+    out = _jitter(image, None, [_factor(factor, "brightness factor"), 1.0, 1.0, 0.0], [0])
+    return out.copy() if out is image else out
 
 
 def adjust_contrast(image: np.ndarray, factor: float) -> np.ndarray:
@@ -86,10 +89,8 @@ def adjust_contrast(image: np.ndarray, factor: float) -> np.ndarray:
         [100, 100, 100]
     """
     check_image(image)
-    f = np.float32(_factor(factor, "contrast factor"))
-    means = opencv().mean(image)[:image.shape[2]]  # per-channel means (float64): the luma's mean by linearity
-    mean = sum(w * m for w, m in zip(_LUMA, means)) if image.shape[2] == 3 else means[0]
-    return _lut(image, _quantise(_LEVELS * f + np.float32(mean / 255.0) * (np.float32(1.0) - f)))
+    out = _jitter(image, None, [1.0, _factor(factor, "contrast factor"), 1.0, 0.0], [1])
+    return out.copy() if out is image else out
 
 
 def adjust_saturation(image: np.ndarray, factor: float) -> np.ndarray:
@@ -180,43 +181,103 @@ def solarize(image: np.ndarray, threshold: float) -> np.ndarray:
     return _lut(image, np.where(_LEVELS < np.float32(t), levels, 255 - levels).astype(np.uint8))
 
 
-def _channel_means(image: np.ndarray, table: np.ndarray | None) -> list[float]:
-    """Per-channel means of ``table`` applied to ``image`` (levels / 255), exactly, from the histograms."""
-    if table is None:
-        return [m / 255.0 for m in opencv().mean(image)[:image.shape[2]]]
-    cv2 = opencv()
-    if image.shape[0] * image.shape[1] <= 4096:  # small: the mapped image's mean (2 calls instead of 3)
-        return list(cv2.mean(_float_view(image, table))[:image.shape[2]])
+def _channel_means(image: np.ndarray, table: np.ndarray) -> list[float]:
+    """Per-channel means of the level table ``table`` applied to ``image`` (in [0, 1]), exactly: the mapped
+    image's mean for a small image (2 calls), the histograms (one ``calcHist`` per channel) for a large one."""
+    cv2, c = opencv(), image.shape[2]
+    if image.shape[0] * image.shape[1] <= 4096:
+        return list(cv2.mean(_table_lut(image, table, np.float32(1.0)))[:c])
     n = image.shape[0] * image.shape[1]
-    hists = [cv2.calcHist([image], [c], None, [256], [0, 256]).reshape(-1).astype(np.float64) for c in range(image.shape[2])]
-    return [float(h @ table[:, c].astype(np.float64)) / n for c, h in enumerate(hists)]
+    columns = table.reshape(256, -1).astype(np.float64)
+    hists = [cv2.calcHist([image], [i], None, [256], [0, 256]).reshape(-1).astype(np.float64) for i in range(c)]
+    return [float(h @ columns[:, min(i, columns.shape[1] - 1)]) / n for i, h in enumerate(hists)]
 
 
-def _apply_table(image: np.ndarray, table: np.ndarray | None) -> np.ndarray:
-    return image if table is None else _lut(image, _quantise(table) if image.shape[2] == 3 else _quantise(table[:, 0]))
+def _table_lut(image: np.ndarray, table: np.ndarray, scale: np.float32 | None = None) -> np.ndarray:
+    """``cv2.LUT`` of a float level table (``(256,)``: every channel, ``(256, C)``: per channel), rounded to
+    uint8 levels (``scale`` None) or as float32 times ``scale``. A shared table is one single-channel LUT."""
+    if scale is None:
+        return _lut(image, _quantise(table))
+    return _lut(image, (table * scale if scale != 1.0 else table).astype(np.float32, copy=False))
 
 
-def _float_view(image: np.ndarray, table: np.ndarray | None) -> np.ndarray:
-    """``image`` seen through the level table ``table`` (None: the levels) as float32 ``[H, W, C]`` in [0, 1]:
-    one float ``cv2.LUT`` (the table is never rounded), or a conversion and a scaling for the plain levels
-    (2-3x faster than a float LUT of three channels)."""
-    c = image.shape[2]
-    if table is None:
-        x = image.astype(np.float32)
-        return np.multiply(x, np.float32(1.0 / 255.0), out=x)
-    lut = np.ascontiguousarray(table, np.float32).reshape(1, 256, c) if c == 3 else np.ascontiguousarray(
-        table[:, 0], np.float32)
-    return as_hwc(opencv().LUT(image, lut), c)
+class _Pending:
+    """The levels map a chain holds while its image is still uint8: a float32 level table (None: identity;
+    ``(256,)`` shared by the channels, or ``(256, C)``) and, while the table is ``clip(a * level + k, 0, 1)``
+    with the clamp only at its end, the affine ``(a, k)``: then the map is one ``cv2.convertScaleAbs`` or
+    ``cv2.addWeighted`` (rounded once), and the contrast's mean is ``a * mean + k`` when nothing clamps."""
+
+    def __init__(self, table: np.ndarray | None) -> None:
+        self.table = table
+        self.affine: tuple[float, float] | None = (1.0, 0.0) if table is None else None
+
+    def _clamps(self) -> tuple[bool, bool]:  # whether some level maps below 0 / above 1 before the clamp
+        a, k = self.affine
+        return k < 0.0, a + k > 1.0
+
+    def brightness(self, f: float) -> None:
+        table = _LEVELS if self.table is None else self.table
+        ff = np.float32(f)
+        self.table = table * ff if f <= 1.0 else np.minimum(table * ff, np.float32(1.0))
+        if self.affine is not None:  # a clamp at 1 before the factor stays one iff the factor is >= 1
+            self.affine = (self.affine[0] * f, self.affine[1] * f) if f >= 1.0 or not self._clamps()[1] else None
+
+    def contrast(self, f: float, image: np.ndarray) -> None:
+        means = self.means(image)
+        mean = sum(w * m for w, m in zip(_LUMA, means)) if len(means) == 3 else means[0]
+        table = _LEVELS if self.table is None else self.table
+        ff = np.float32(f)
+        table = table * ff + np.float32(mean) * (np.float32(1.0) - ff)
+        self.table = table if f <= 1.0 else np.clip(table, 0.0, 1.0)
+        if self.affine is not None:  # clamps before the blend stay clamps iff the factor is >= 1
+            a, k = self.affine
+            self.affine = (a * f, k * f + mean * (1.0 - f)) if f >= 1.0 or not any(self._clamps()) else None
+
+    def means(self, image: np.ndarray) -> list[float]:
+        """The per-channel means of the mapped image, in [0, 1]."""
+        c = image.shape[2]
+        if self.affine is not None and not any(self._clamps()):
+            a, k = self.affine
+            return [a * m / 255.0 + k for m in opencv().mean(image)[:c]]
+        return _channel_means(image, self.table)
+
+    def levels(self, image: np.ndarray) -> np.ndarray:
+        """The mapped image as uint8 levels, rounded once."""
+        if self.table is None:
+            return image
+        if self.affine is not None and self.affine[1] >= 0.0:  # a, k >= 0: |a x + k| is a x + k
+            return as_hwc(opencv().convertScaleAbs(image, alpha=self.affine[0], beta=255.0 * self.affine[1]),
+                          image.shape[2])
+        return _table_lut(image, self.table)
+
+    def float_view(self, image: np.ndarray) -> np.ndarray:
+        """The mapped image as float32 ``[H, W, C]`` in level units, [0, 255], never rounded."""
+        if self.table is None:
+            return image.astype(np.float32)
+        if self.affine is None:
+            return _table_lut(image, self.table, np.float32(255.0))
+        cv2 = opencv()
+        x = as_hwc(cv2.addWeighted(image, self.affine[0], image, 0.0, 255.0 * self.affine[1], dtype=cv2.CV_32F),
+                   image.shape[2])
+        low, high = self._clamps()
+        return _clamp(x, low, high)
 
 
-def _to_levels(x: np.ndarray) -> np.ndarray:
-    """Float32 values (clamped to [0, 1] by the caller) as uint8 levels: one pass, rounding half to even."""
-    return as_hwc(opencv().convertScaleAbs(x, alpha=255.0), x.shape[2])
+def _clamp(x: np.ndarray, low: bool = True, high: bool = True) -> np.ndarray:
+    """Clamp float32 level values to [0, 255] in place (only the ends named)."""
+    cv2 = opencv()
+    if low and high:
+        return np.clip(x, 0.0, 255.0, out=x)
+    if high:
+        cv2.threshold(x, 255.0, 255.0, cv2.THRESH_TRUNC, dst=x)
+    elif low:
+        cv2.threshold(x, 0.0, 0.0, cv2.THRESH_TOZERO, dst=x)
+    return x
 
 
 def _colour_matrix(op: int, v: float, mean: float = 0.0) -> np.ndarray:
     """Brightness (0), contrast (1, about the luma ``mean``) and saturation (2) are affine maps of the RGB
-    vector: the ``3 x 4`` matrix ``cv2.transform`` applies (on [0, 1] values; clamped after)."""
+    vector: the ``3 x 4`` matrix ``cv2.transform`` applies (clamped after)."""
     if op == 2:  # the blend with the luma: row c is (1 - v) * luma weights + v * e_c
         r, g, b = ((1.0 - v) * w for w in _LUMA)
         return np.array([[r + v, g, b, 0.0], [r, g + v, b, 0.0], [r, g, b + v, 0.0]])
@@ -225,44 +286,48 @@ def _colour_matrix(op: int, v: float, mean: float = 0.0) -> np.ndarray:
 
 
 def _float_step(x: np.ndarray, op: int, v: float) -> np.ndarray:
-    """One adjustment on a float32 RGB image in [0, 1] (returns a new one, clamped to [0, 1])."""
+    """One adjustment on a float32 image in level units ([0, 255], the torch kernel's [0, 1] times 255: every
+    step is homogeneous), clamped where the factor can leave the range (a factor <= 1 blends in range)."""
     cv2 = opencv()
-    if op == 3:
+    if op == 0:
+        np.multiply(x, np.float32(v), out=x)
+        return _clamp(x, False, True) if v > 1.0 else x
+    if op == 1:
+        means = cv2.mean(x)
+        mean = sum(w * m for w, m in zip(_LUMA, means)) if x.shape[2] == 3 else means[0]
+        x = as_hwc(cv2.addWeighted(x, v, x, 0.0, mean * (1.0 - v), dst=x), x.shape[2])
+    elif op == 2:
+        x = cv2.transform(x, _colour_matrix(2, v))
+    else:  # the hue: HSV is scale invariant (V in levels); HSV2RGB wraps hues above 360, not below 0
         hsv = cv2.cvtColor(x, cv2.COLOR_RGB2HSV)
-        hsv[..., 0] += np.float32((v * 360.0) % 360.0)  # degrees; HSV2RGB wraps hues above 360, not below 0
-        return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-    mean = sum(w * m for w, m in zip(_LUMA, cv2.mean(x)[:3])) if op == 1 else 0.0
-    out = cv2.transform(x, _colour_matrix(op, v, mean))
-    return np.clip(out, 0.0, 1.0, out=out)
+        cv2.add(hsv, (float(np.float32((v * 360.0) % 360.0)), 0.0, 0.0, 0.0), dst=hsv)
+        return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB, dst=x)
+    return _clamp(x) if v > 1.0 else x
 
 
 def _jitter(image: np.ndarray, table: np.ndarray | None, values: list[float], order: list[int]) -> np.ndarray:
-    """The adjustments in ``order`` on ``image`` seen through the float ``(256, C)`` level table ``table`` (or
-    None), rounded once where it can be. While the image is uint8, brightness and contrast (per channel) compose
-    into the table, and a saturation with no table pending is one ``cv2.transform`` on uint8 (the blend with
-    the exact luma, rounded once). A saturation after a table, a hue, and every step after a hue run on
-    float32 (the table read by one float ``cv2.LUT``), rounded at the end."""
-    out, x = image, None
+    """The adjustments in ``order`` on ``image`` seen through the float level table ``table`` (or None),
+    rounded once. While the image is uint8, brightness and contrast compose into the pending levels map
+    (:class:`_Pending`), and a saturation with nothing pending is one ``cv2.transform`` on uint8 (the blend
+    with the exact luma, rounded once). A saturation after a pending map, a hue, and every step after a hue
+    run on float32 in level units, rounded at the end."""
+    out, x, pending = image, None, _Pending(table)
+    grey = image.shape[2] == 1
     for op in order:
-        v = float(values[op])
-        if v == (0.0 if op == 3 else 1.0) or (op >= 2 and image.shape[2] == 1):
+        v = values[op]
+        if v == (0.0 if op == 3 else 1.0) or (grey and op >= 2):
             continue
-        if x is not None or op == 3 or (op == 2 and table is not None):
-            x = _float_step(_float_view(out, table) if x is None else x, op, v)
-            table = None
+        if x is not None or op == 3 or (op == 2 and pending.table is not None):
+            x = _float_step(pending.float_view(out) if x is None else x, op, v)
         elif op == 2:  # uint8 in and out: cv2.transform rounds and saturates (torch's clamp)
             out = opencv().transform(out, _colour_matrix(2, v))
+        elif op == 0:
+            pending.brightness(v)
         else:
-            if table is None:
-                table = _LEVELS3 if image.shape[2] == 3 else _LEVELS[:, None]
-            if op == 0:
-                table = np.clip(table * np.float32(v), 0.0, 1.0)
-            else:
-                means = _channel_means(out, table)
-                mean = sum(w * m for w, m in zip(_LUMA, means)) if len(means) == 3 else means[0]
-                f = np.float32(v)
-                table = np.clip(table * f + np.float32(mean) * (np.float32(1.0) - f), 0.0, 1.0)
-    return _to_levels(x) if x is not None else _apply_table(out, table)
+            pending.contrast(v, out)
+    if x is not None:
+        return as_hwc(opencv().convertScaleAbs(x), x.shape[2])
+    return pending.levels(out)
 
 
 def color_jitter(image: np.ndarray, brightness: float, contrast: float, saturation: float, hue: float,
@@ -341,11 +406,10 @@ def apply_illumination(image: np.ndarray, log_gain: Any, log_gamma: float, shadi
     linear = _linear_table(gains, log_gamma, image.shape[2])
     coeffs = None if shading is None else np.asarray(shading, dtype=np.float32).reshape(1, -1)
     if coeffs is None or coeffs.shape[1] == 0 or not coeffs.any():
-        return _apply_table(image, _encode(linear).astype(np.float32))
+        return _table_lut(image, _encode(linear).astype(np.float32))
     if field is None:  # (H, W) float32
         field = render_shading_field(torch.from_numpy(coeffs), image.shape[0], image.shape[1])[0, 0].numpy()
-    table = linear.astype(np.float32)
-    lit = _lut(image, table if image.shape[2] == 3 else table[:, 0]) * field[:, :, None]
+    lit = _table_lut(image, linear, np.float32(1.0)) * field[:, :, None]
     index = (np.minimum(lit, np.float32(1.0)) * np.float32(65535.0) + np.float32(0.5)).astype(np.uint16)
     return _encode_table()[index]
 
