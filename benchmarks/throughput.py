@@ -26,6 +26,8 @@ Pipelines (every one makes two views per image):
 * ``albumentations_natural_per_image``: albumentations' nearest natural-style pipeline: the crop and flip, then
   brightness / contrast, gamma, a smooth illumination field (``Illumination``), a small ``Affine`` camera move
   and a ``MotionBlur`` (every step p=1, as our natural models render every draw). CPU only.
+* ``*_per_numpy``: the pipeline called on one numpy uint8 ``H x W x 3`` image at a time, numpy views out:
+  albumentations' types (the ``*_per_image`` rows add PIL's conversions, as torchvision's PIL pipeline has).
 * ``*_per_image`` rows render on the CPU uint8 backend (``mi_augment.functional.uint8``, the default for one
   PIL / numpy / uint8 image); ``*_per_image_torch``: the same calls inside
   ``kernel_options(uint8_backend=False)`` (the torch kernels), for the backend's gain in the same run.
@@ -147,7 +149,8 @@ METHODS = ["torchvision_v1_pil", "torchvision_v2_batch", "kornia", "ours_random"
            "ours_simclr_random", "ours_simclr_k8", "ours_random_per_image", "ours_k8_per_image",
            "ours_simclr_random_per_image", "ours_simclr_k8_per_image", "albumentations_simclr_per_image",
            "albumentations_natural_per_image", "ours_random_per_image_torch", "ours_k8_per_image_torch",
-           "ours_simclr_random_per_image_torch", "ours_simclr_k8_per_image_torch"]
+           "ours_simclr_random_per_image_torch", "ours_simclr_k8_per_image_torch", "ours_simclr_random_per_numpy",
+           "ours_simclr_k8_per_numpy", "ours_random_per_numpy"]
 
 
 def _pipelines(size: int, device: str, methods: list[str], batch: int) -> list[tuple[str, object, int]]:
@@ -187,6 +190,13 @@ def _pipelines(size: int, device: str, methods: list[str], batch: int) -> list[t
             n = min(batch, 64)
             pil = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in images_u8[:n]]
             out.append((method, lambda t=t, pil=pil: _torch_backend(lambda: [t(p) for p in pil]), n))
+        elif method.endswith("_per_numpy"):  # albumentations' types: one numpy uint8 HWC image in, numpy views out
+            if device != "cpu":
+                continue
+            t = ours(size, method[len("ours_"):-len("_per_numpy")])
+            n = min(batch, 64)
+            arrays = [img.permute(1, 2, 0).numpy().copy() for img in images_u8[:n]]
+            out.append((method, lambda t=t, arrays=arrays: [t(a) for a in arrays], n))
         elif method.endswith("_per_image"):  # the DataLoader-worker way: one PIL image per call, PIL views out
             if device != "cpu":
                 continue
@@ -280,7 +290,10 @@ LABELS = {"torchvision_v1_pil": "torchvision v1, PIL per image", "torchvision_v2
           "ours_random_per_image_torch": "ours, random, PIL per image, torch kernels",
           "ours_k8_per_image_torch": "ours, K=8, PIL per image, torch kernels",
           "ours_simclr_random_per_image_torch": "ours, simclr unscored, PIL per image, torch kernels",
-          "ours_simclr_k8_per_image_torch": "ours, simclr K=8, PIL per image, torch kernels"}
+          "ours_simclr_k8_per_image_torch": "ours, simclr K=8, PIL per image, torch kernels",
+          "ours_simclr_random_per_numpy": "ours, simclr unscored, numpy per image",
+          "ours_simclr_k8_per_numpy": "ours, simclr K=8, numpy per image",
+          "ours_random_per_numpy": "ours, random, numpy per image"}
 
 
 def plot(report: dict, path: Path) -> Path:
