@@ -12,6 +12,7 @@ the float image (its filter's arithmetic is not worth repeating).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -83,40 +84,60 @@ def working_luma(image: np.ndarray, proxy_size: int, min_scale: float) -> tuple[
     return _rgb_luma(small[0].clamp_(0.0, 1.0).permute(1, 2, 0).numpy()), ww / w, hh / h
 
 
-def _sample(canvas: np.ndarray, xs: np.ndarray, ys: np.ndarray, grid_dtype: Any) -> np.ndarray:
-    """``grid_sample`` (bilinear, border, ``align_corners=True``) of ``canvas [H, W]`` on the separable grids
-    with pixel columns ``xs (K, w)`` and rows ``ys (K, h)``: ``(K, h, w)`` float32, torch's arithmetic."""
-    h, w = canvas.shape
-    gx = (xs * (2.0 / (w - 1)) - 1.0).astype(_F32) if w > 1 else np.zeros(xs.shape, _F32)
-    gy = (ys * (2.0 / (h - 1)) - 1.0).astype(_F32) if h > 1 else np.zeros(ys.shape, _F32)
-    if grid_dtype is _F32:  # the float32 pyramid path computes the normalised grid in float32
-        gx = (xs * _F32(2.0 / (w - 1)) - _F32(1.0)).astype(_F32) if w > 1 else gx
-        gy = (ys * _F32(2.0 / (h - 1)) - _F32(1.0)).astype(_F32) if h > 1 else gy
-    ix = np.clip((gx + _F32(1.0)) * _F32((w - 1) / 2), 0, w - 1).astype(_F32)
-    iy = np.clip((gy + _F32(1.0)) * _F32((h - 1) / 2), 0, h - 1).astype(_F32)
-    x0, y0 = np.floor(ix), np.floor(iy)
-    wx, wy = ix - x0, iy - y0
-    ex, ey = _F32(1.0) - wx, _F32(1.0) - wy
-    x0i, y0i = x0.astype(np.intp), y0.astype(np.intp)
-    x1i, y1i = np.minimum(x0i + 1, w - 1), np.minimum(y0i + 1, h - 1)
-    flat = canvas.ravel()
-    # flat indices of the four neighbours, (K, h, w) each: one take per neighbour (fancy indexing is ~4x slower)
-    r0, r1 = (y0i * w)[:, :, None], (y1i * w)[:, :, None]
-    c0, c1 = x0i[:, None, :], x1i[:, None, :]
-    ex, wx, ey, wy = ex[:, None, :], wx[:, None, :], ey[:, :, None], wy[:, :, None]
-    out = flat.take(r0 + c0) * (ex * ey)
-    out = _fma(flat.take(r0 + c1), wx * ey, out)
-    out = _fma(flat.take(r1 + c0), ex * wy, out)
-    return _fma(flat.take(r1 + c1), wx * wy, out)
+def _grid_sample(canvas: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """``grid_sample`` (bilinear, border, ``align_corners=True``) of ``canvas [H, W]`` on the separable
+    normalised grids with columns ``gx (P, w)`` and rows ``gy (P, h)``, as one tall grid: ``(P, h * w)``
+    float32. The same call on the same float32 grid as the torch scorer's, so the same samples bit for bit."""
+    p, h, w = gx.shape[0], gy.shape[1], gx.shape[1]
+    grid = np.empty((p, h, w, 2), _F32)
+    grid[..., 0] = gx[:, None, :]  # rounded to float32 here, as the torch kernels' .to(float32)
+    grid[..., 1] = gy[:, :, None]
+    image = torch.from_numpy(np.ascontiguousarray(canvas, _F32))[None, None]
+    out = F.grid_sample(image, torch.from_numpy(grid).view(1, p * h, w, 2), mode="bilinear",
+                        padding_mode="border", align_corners=True)
+    return out.numpy().reshape(p, h * w)
+
+
+def _normalised(pixels: np.ndarray, side: int, f32: bool) -> np.ndarray:
+    """Pixel coordinates ``(P, n)`` on an axis of ``side`` pixels as ``align_corners=True`` grid coordinates,
+    with the torch kernels' arithmetic: float64 for :func:`~mi_augment.functional.crops.resized_crop`'s
+    positions, float32 (the scalars rounded to float32) for the pyramid's."""
+    if side <= 1:
+        return np.zeros(pixels.shape, _F32)
+    if f32:
+        return pixels * _F32(2.0 / (side - 1)) - _F32(1.0)
+    return pixels * (2.0 / (side - 1)) - 1.0
+
+
+def _pyramid(lum: np.ndarray, shrink_max: float) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """The 2x average-pooled levels :func:`~mi_augment.functional.crops.pyramid_crop` reads boxes up to
+    ``shrink_max`` times the proxy from (``F.avg_pool2d``'s sums in its order), laid side by side on one
+    zero canvas; returns the canvas, the levels and their column offsets."""
+    levels = [lum]
+    while min(levels[-1].shape) >= 2 and shrink_max >= 2.0 ** len(levels):
+        lv = levels[-1]
+        hh, ww = lv.shape[0] // 2 * 2, lv.shape[1] // 2 * 2
+        levels.append((((lv[0:hh:2, 0:ww:2] + lv[0:hh:2, 1:ww:2]) + lv[1:hh:2, 0:ww:2]) + lv[1:hh:2, 1:ww:2])
+                      * _F32(0.25))
+    widths = [lv.shape[1] for lv in levels]
+    offsets = np.cumsum([0] + widths[:-1])
+    if len(levels) == 1:
+        return lum, levels, offsets
+    canvas = np.zeros((lum.shape[0], int(offsets[-1]) + widths[-1]), _F32)
+    for lv, off in zip(levels, offsets):
+        canvas[:lv.shape[0], off:off + lv.shape[1]] = lv
+    return canvas, levels, offsets
 
 
 def proxies(lum: np.ndarray, boxes: Any, proxy_size: int) -> np.ndarray:
     """The ``(K, proxy_size ** 2)`` float32 proxies of boxes ``(K, 4)`` of a luma plane, bit for bit
-    :func:`~mi_augment.functional.crops.pyramid_crop` (one bilinear sample per bin from a 2x pooled pyramid).
+    :func:`~mi_augment.functional.crops.pyramid_crop` of the same boxes (one bilinear sample per bin from a 2x
+    pooled pyramid): the same sampling positions, by numpy, and the same ``grid_sample`` call.
 
     Args:
         lum: float32 ``[H, W]`` (:func:`working_luma`).
-        boxes: ``(K, 4)`` float32 ``(x1, y1, x2, y2)`` in ``lum``'s pixels.
+        boxes: ``(K, 4)`` float32 ``(x1, y1, x2, y2)`` in ``lum``'s pixels. Pass every view's boxes in one
+            call, as the torch scorer does: whether the pyramid is used depends on the largest box.
         proxy_size: side of the square proxies.
 
     Example:
@@ -124,7 +145,7 @@ def proxies(lum: np.ndarray, boxes: Any, proxy_size: int) -> np.ndarray:
         (1, 16)
     """
     b = np.asarray(boxes, dtype=_F32).reshape(-1, 4)
-    n, h = int(proxy_size), lum.shape[0]
+    n, (h, w) = int(proxy_size), lum.shape
     side = _F32(n)
     shrink = np.maximum((b[:, 2] - b[:, 0]) / side, (b[:, 3] - b[:, 1]) / side)
     j = np.arange(n, dtype=np.float64) + 0.5
@@ -132,30 +153,50 @@ def proxies(lum: np.ndarray, boxes: Any, proxy_size: int) -> np.ndarray:
         b64 = b.astype(np.float64)
         xs = b64[:, 0:1] + j * ((b64[:, 2:3] - b64[:, 0:1]) / n) - 0.5
         ys = b64[:, 1:2] + j * ((b64[:, 3:4] - b64[:, 1:2]) / n) - 0.5
-        return _sample(lum, xs, ys, np.float64).reshape(len(b), n * n)
-    levels = [lum]
-    while min(levels[-1].shape) >= 2 and float(shrink.max()) >= 2.0 ** len(levels):
-        lv = levels[-1]
-        hh, ww = lv.shape[0] // 2 * 2, lv.shape[1] // 2 * 2
-        levels.append((((lv[0:hh:2, 0:ww:2] + lv[0:hh:2, 1:ww:2]) + lv[1:hh:2, 0:ww:2]) + lv[1:hh:2, 1:ww:2])
-                      * _F32(0.25))
-    widths = [lv.shape[1] for lv in levels]
-    offsets = np.cumsum([0] + widths[:-1])
-    canvas = lum
-    if len(levels) > 1:
-        canvas = np.zeros((h, int(offsets[-1]) + widths[-1]), _F32)
-        for lv, off in zip(levels, offsets):
-            canvas[:lv.shape[0], off:off + lv.shape[1]] = lv
+        return _grid_sample(lum, _normalised(xs, w, False), _normalised(ys, h, False))
+    canvas, levels, offsets = _pyramid(lum, float(shrink.max()))
     level = np.clip(np.floor(np.log2(np.maximum(shrink, _F32(1.0)))), 0, len(levels) - 1).astype(np.intp)
     scale = np.exp2(-level.astype(_F32))[:, None].astype(_F32)
     j32 = j.astype(_F32)
-    lw = np.array(widths, _F32)[level][:, None]
+    lw = np.array([lv.shape[1] for lv in levels], _F32)[level][:, None]
     lh = np.array([lv.shape[0] for lv in levels], _F32)[level][:, None]
     xs = (b[:, 0:1] + j32 * ((b[:, 2:3] - b[:, 0:1]) / side)) * scale - _F32(0.5)
     xs = np.minimum(np.maximum(xs, _F32(0.0)), lw - _F32(1.0)) + offsets.astype(_F32)[level][:, None]
     ys = (b[:, 1:2] + j32 * ((b[:, 3:4] - b[:, 1:2]) / side)) * scale - _F32(0.5)
     ys = np.minimum(np.maximum(ys, _F32(0.0)), lh - _F32(1.0))
-    return _sample(canvas, xs.astype(_F32), ys.astype(_F32), _F32).reshape(len(b), n * n)
+    return _grid_sample(canvas, _normalised(xs.astype(_F32), canvas.shape[1], True),
+                        _normalised(ys.astype(_F32), h, True))
+
+
+def _bin_index(v: np.ndarray, bins: int) -> np.ndarray:
+    """``floor(bins v)`` clamped to ``[0, bins - 1]`` as integers (truncation is the floor of the values that
+    are not clamped to bin 0)."""
+    q = (v * _F32(bins) if v.dtype == _F32 else v * float(bins)).astype(np.intp)
+    np.minimum(q, bins - 1, out=q)
+    return np.maximum(q, 0, out=q)
+
+
+@functools.lru_cache(maxsize=8)
+def _xlogx(n: int) -> np.ndarray:
+    """``c log c`` for the counts ``c = 0 .. n`` (``0 log 0 = 0``), float64."""
+    c = np.arange(n + 1, dtype=np.float64)
+    return c * np.log(np.maximum(c, 1.0))
+
+
+def _mi_of_counts(counts: np.ndarray, n: int) -> np.ndarray:
+    """Plug-in MI (nats) of joint count tables ``(P, bins, bins)`` of ``n`` samples each:
+    ``H(X) + H(Y) - H(X, Y) = log n + (sum c_xy log c_xy - sum c_x log c_x - sum c_y log c_y) / n``."""
+    table = _xlogx(n)
+    joint = table.take(counts).sum((1, 2))
+    return math.log(n) + (joint - table.take(counts.sum(2)).sum(1) - table.take(counts.sum(1)).sum(1)) / n
+
+
+def _joint_counts(qx: np.ndarray, qy: np.ndarray, bins: int) -> np.ndarray:
+    """Joint count tables ``(P, bins, bins)`` of bin indices ``qx, qy (P, N)``: one ``bincount`` for all."""
+    problems = qx.shape[0]
+    index = qx * bins + qy
+    index += (np.arange(problems) * (bins * bins))[:, None]
+    return np.bincount(index.ravel(), minlength=problems * bins * bins).reshape(problems, bins, bins)
 
 
 def histogram_mi(x: np.ndarray, y: np.ndarray, bins: int = 16) -> np.ndarray:
@@ -179,19 +220,9 @@ def histogram_mi(x: np.ndarray, y: np.ndarray, bins: int = 16) -> np.ndarray:
         raise ValueError(f"x and y must have the same shape (..., N) with N >= 2, got {x.shape} and {y.shape}")
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 2:
         raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
-    batch, n = x.shape[:-1], x.shape[-1]
-    problems = int(np.prod(batch))
-    qx = np.clip(np.floor(x.reshape(problems, n) * bins), 0, bins - 1).astype(np.int64)
-    qy = np.clip(np.floor(y.reshape(problems, n) * bins), 0, bins - 1).astype(np.int64)
-    index = (qx * bins + qy) + np.arange(problems)[:, None] * (bins * bins)
-    joint = np.bincount(index.reshape(-1), minlength=problems * bins * bins).reshape(problems, bins, bins) / n
-
-    def entropy(p: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-        logs = np.log(np.where(p > 0, p, 1.0))
-        return -(p * logs).sum(axis=axes)
-
-    mi = entropy(joint.sum(2), (1,)) + entropy(joint.sum(1), (1,)) - entropy(joint, (1, 2))
-    return mi.reshape(batch)
+    bins, n = int(bins), x.shape[-1]
+    qx, qy = (_bin_index(v.reshape(-1, n), bins) for v in (x, y))
+    return _mi_of_counts(_joint_counts(qx, qy, bins), n).reshape(x.shape[:-1])
 
 
 def candidate_scores(image: np.ndarray, boxes: Any, proxy_size: int = 32, bins: int = 16,
@@ -219,7 +250,15 @@ def candidate_scores(image: np.ndarray, boxes: Any, proxy_size: int = 32, bins: 
     b = np.asarray(boxes.detach().cpu() if isinstance(boxes, torch.Tensor) else boxes, dtype=_F32)
     if b.ndim != 3 or b.shape[0] < 2 or b.shape[2] != 4:
         raise ValueError(f"boxes must be (V, K, 4) with V >= 2 views, got shape {b.shape}")
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 2:
+        raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
+    v, k = b.shape[:2]
     lum, fx, fy = working_luma(image, proxy_size, min_scale)
-    factor = np.array([fx, fy, fx, fy], _F32)
-    views = [proxies(lum, b[v] * factor, proxy_size) for v in range(b.shape[0])]
-    return np.stack([histogram_mi(views[0], views[p], bins) for p in range(1, len(views))])
+    flat = b.reshape(v * k, 4)
+    if fx != 1.0 or fy != 1.0:
+        flat = flat * np.array([fx, fy, fx, fy], _F32)
+    # every view's boxes in one call, as the torch scorer: the largest box decides the sampling path
+    q = _bin_index(proxies(lum, flat, proxy_size), int(bins)).reshape(v, k, -1)
+    n = q.shape[-1]
+    counts = _joint_counts(np.broadcast_to(q[0], q[1:].shape).reshape(-1, n), q[1:].reshape(-1, n), int(bins))
+    return _mi_of_counts(counts, n).reshape(v - 1, k)
