@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -84,12 +85,27 @@ def choose_candidate(candidates: PairCandidates, policy: Policy, scores: Tensor 
         if not isinstance(scores, Tensor) or scores.shape != (b, v - 1, k):
             raise ValueError(f"scores must have shape (B, V - 1, K) = {(b, v - 1, k)}, got "
                              f"{tuple(getattr(scores, 'shape', ()))}")
+        if b == 1 and dev.type == "cpu":  # one image (a DataLoader worker's call): the policy on Python floats
+            return _choose_one(candidates, policy, scores, generator)
         total = scores.float().mean(1)
         chosen, keep = policy.select_and_keep(total, generator)  # the probabilities once
         chosen_score = total.gather(1, chosen[:, None])[:, 0]
     boxes = candidates.boxes[:, :, 0] if k == 1 else candidates.boxes[torch.arange(b, device=dev), :, chosen]
     params = PairParams(boxes, candidates.flip, candidates.perturbations)
     return PairInfo(params, candidates, scores, keep, chosen, chosen_score)
+
+
+def _choose_one(candidates: PairCandidates, policy: Policy, scores: Tensor,
+                generator: torch.Generator | None) -> PairInfo:
+    """:func:`choose_candidate` for one CPU image by :meth:`~mi_augment.pairs.policies.Policy.select_one`: the
+    same draw and choice without tensor ops on the ``K`` scores (the mean over one partner is the score)."""
+    total = scores.float()
+    row = (total[0, 0] if total.shape[1] == 1 else total.mean(1)[0]).tolist()
+    index, kept = policy.select_one(row, generator, "cpu")
+    boxes = candidates.boxes[:, :, index].contiguous()
+    return PairInfo(PairParams(boxes, candidates.flip, candidates.perturbations), candidates, scores,
+                    torch.from_numpy(np.array([kept])), torch.from_numpy(np.array([index], np.int64)),
+                    torch.from_numpy(np.array([row[index]], np.float32)))
 
 
 def replay_info(params: PairParams) -> PairInfo:

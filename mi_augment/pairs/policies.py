@@ -25,6 +25,7 @@ Policies that rank the candidates (all but ``random``, ``softmax`` and an absolu
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any
@@ -32,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..core.random import rand
+from ..core.random import as_float32, as_float32s, rand
 from ..core.validation import check_range
 
 __all__ = [
@@ -105,6 +106,42 @@ class Policy:
         probs = self.probabilities(scores, mask)
         return self._draw(probs, generator), probs > 0
 
+    def probabilities_one(self, scores: Sequence[float]) -> list[float]:
+        """:meth:`probabilities` of one image's ``K`` scores as Python floats (no mask): the same float32
+        values, computed without tensor ops where the policy has a Python form (``max``, ``min``,
+        ``threshold``, ``topk``, ``random``), through :meth:`probabilities` otherwise. Raises as it does.
+
+        Example:
+            >>> make_policy("threshold").probabilities_one([0.1, 0.4, 0.3, 0.2])
+            [0.0, 0.5, 0.5, 0.0]
+        """
+        rounded = list(as_float32s([float(s) for s in scores]))  # the float32 scores the tensor form compares
+        out = None
+        if rounded and not (self.rank_based and len(rounded) < 2) and (
+                not self.needs_scores or all(math.isfinite(s) for s in rounded)):
+            out = self._probabilities_one(rounded)
+        # the tensor form where there is no Python one, and to raise what is wrong
+        return self.probabilities(torch.tensor([rounded]))[0].tolist() if out is None else out
+
+    def _probabilities_one(self, scores: list[float]) -> list[float] | None:
+        """The Python form of :meth:`_probabilities` for one row of float32 values; None: use the tensor form."""
+        return None
+
+    def select_one(self, scores: Sequence[float], generator: torch.Generator | None = None,
+                   device: Any = "cpu") -> tuple[int, list[bool]]:
+        """:meth:`select_and_keep` of one image's ``K`` scores as Python floats: the chosen index and the
+        candidates the policy could choose, from the same single uniform draw (on ``generator``, for a
+        ``device`` image) and with the same float32 arithmetic, so the same choice.
+
+        Example:
+            >>> g = torch.Generator().manual_seed(0)
+            >>> make_policy("max").select_one([0.1, 0.4, 0.3], g)
+            (1, [False, True, False])
+        """
+        probs = self.probabilities_one(scores)
+        u = float(rand((1, 1), generator, device))
+        return _draw_one(probs, u), [p > 0 for p in probs]
+
     @staticmethod
     def _draw(probs: Tensor, generator: torch.Generator | None) -> Tensor:
         """Inverse-CDF draw of one index per row of ``probs`` (one uniform number per row)."""
@@ -112,6 +149,25 @@ class Policy:
         cdf = probs.cumsum(1)
         cdf = cdf / cdf[:, -1:]
         return (cdf <= u).sum(1).clamp_max(probs.shape[1] - 1)
+
+
+def _draw_one(probs: list[float], u: float) -> int:
+    """:meth:`Policy._draw` of one row of float32 probabilities with its uniform number ``u``: the running sum
+    accumulated in float64 and rounded to float32 at each step (CPU ``cumsum``'s accumulator), divided by the
+    total in float32, and the count of entries ``<= u``."""
+    total, cdf = 0.0, []
+    for p in probs:
+        total += p
+        cdf.append(total)
+    cdf = as_float32s(cdf)
+    last = cdf[-1]
+    return min(sum(1 for c in as_float32s([c / last for c in cdf]) if c <= u), len(probs) - 1)
+
+
+def _uniform_one(keep: list[bool]) -> list[float]:
+    """:func:`_uniform_over` of one row: ``float32(1 / count)`` on the kept entries."""
+    share = as_float32(1.0 / max(1, sum(keep)))
+    return [share if k else 0.0 for k in keep]
 
 
 def _uniform_over(mask: Tensor) -> Tensor:
@@ -138,6 +194,10 @@ class MaxPolicy(Policy):
     def _probabilities(self, scores: Tensor, mask: Tensor) -> Tensor:
         return _one_hot(scores.masked_fill(~mask, -math.inf).argmax(1), scores.shape[1])
 
+    def _probabilities_one(self, scores: list[float]) -> list[float]:
+        best = scores.index(max(scores))  # the first of ties, as argmax
+        return [1.0 if i == best else 0.0 for i in range(len(scores))]
+
 
 @dataclass(frozen=True)
 class MinPolicy(Policy):
@@ -147,6 +207,10 @@ class MinPolicy(Policy):
 
     def _probabilities(self, scores: Tensor, mask: Tensor) -> Tensor:
         return _one_hot(scores.masked_fill(~mask, math.inf).argmin(1), scores.shape[1])
+
+    def _probabilities_one(self, scores: list[float]) -> list[float]:
+        worst = scores.index(min(scores))  # the first of ties, as argmin
+        return [1.0 if i == worst else 0.0 for i in range(len(scores))]
 
 
 @dataclass(frozen=True)
@@ -162,6 +226,9 @@ class RandomPolicy(Policy):
 
     def _probabilities(self, scores: Tensor, mask: Tensor) -> Tensor:
         return _uniform_over(mask)
+
+    def _probabilities_one(self, scores: list[float]) -> list[float]:
+        return _uniform_one([True] * len(scores))
 
 
 @dataclass(frozen=True)
@@ -190,6 +257,16 @@ class ThresholdPolicy(Policy):
         best = mask & (scores >= scores.masked_fill(~mask, -math.inf).amax(1, keepdim=True))
         return _uniform_over(torch.where(keep.any(1, keepdim=True), keep, best))
 
+    def _probabilities_one(self, scores: list[float]) -> list[float]:
+        count = len(scores)
+        n_drop = min(math.floor(self.drop * count + 1e-9), count - 1)  # float64, as the tensor form
+        cut = sorted(scores)[max(n_drop - 1, 0)]
+        keep = [s > cut or n_drop == 0 for s in scores]
+        if not any(keep):
+            top = max(scores)
+            keep = [s >= top for s in scores]
+        return _uniform_one(keep)
+
 
 @dataclass(frozen=True)
 class TopKPolicy(Policy):
@@ -208,6 +285,10 @@ class TopKPolicy(Policy):
         count = mask.sum(1, keepdim=True)
         cut = descending.gather(1, torch.clamp(count, max=self.k) - 1)
         return _uniform_over(mask & (scores >= cut))
+
+    def _probabilities_one(self, scores: list[float]) -> list[float]:
+        cut = sorted(scores, reverse=True)[min(len(scores), self.k) - 1]
+        return _uniform_one([s >= cut for s in scores])
 
 
 @dataclass(frozen=True)

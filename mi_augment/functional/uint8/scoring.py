@@ -2,12 +2,13 @@
 the scores of ``MIPairTransform.score`` (pixel-MI scorer, no perturbation model) within 1e-4 nats.
 
 A histogram puts each proxy value in a bin by ``floor(16 v)``, so one float rounding that moves a value across
-a bin edge moves the MI by about 1e-3 nats. The proxies are therefore computed with the float32 arithmetic of
-the torch kernels, operation by operation, in numpy: the luma's fused multiply-adds, the 2x average pooling of
-:func:`~mi_augment.functional.crops.pyramid_crop`, and ``grid_sample``'s bilinear weights and fused sums (each
-a ``float64`` product of two ``float32`` numbers plus a ``float32``, rounded once: exactly an FMA). Only the
-antialiased downscale of a large image to the scoring resolution is torch's own ``F.interpolate``, one call on
-the float image (its filter's arithmetic is not worth repeating).
+a bin edge moves the MI by about 1e-3 nats. The proxies are therefore the torch kernels' float32 values bit
+for bit: the luma's fused multiply-adds and the 2x average pooling of
+:func:`~mi_augment.functional.crops.pyramid_crop` operation by operation in numpy, the sampling positions with
+the same IEEE operations in the same order, and the bilinear samples by the torch scorer's own kernel: one
+``grid_sample`` call on the same float32 grid (all views' boxes at once). The antialiased downscale of a
+large image to the scoring resolution is torch's own ``F.interpolate``, one call on the float image. The MI
+is computed from integer count tables (one ``bincount`` for all problems) and a ``c log c`` table.
 """
 
 from __future__ import annotations
