@@ -253,7 +253,7 @@ class _Pending:
     def float_view(self, image: np.ndarray) -> np.ndarray:
         """The mapped image as float32 ``[H, W, C]`` in level units, [0, 255], never rounded."""
         if self.table is None:
-            return image.astype(np.float32)
+            return image.astype(np.float32, order="C")  # C order: cv2 writes into it
         if self.affine is None:
             return _table_lut(image, self.table, np.float32(255.0))
         cv2 = opencv()
