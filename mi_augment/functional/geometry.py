@@ -28,8 +28,11 @@ from ..core.options import current
 __all__ = [
     "blur_3x3",
     "motion_blur",
+    "motion_blur_kernel",
+    "motion_blur_kernel_size",
     "motion_blur_kernels",
     "similarity_matrices",
+    "similarity_matrix",
     "warp_boxes",
     "warp_points",
 ]
@@ -76,6 +79,12 @@ def similarity_matrices(log_scale: Tensor, rotation: Tensor, translation: Tensor
     if rotation.shape[0] != b or translation.shape != (b, 2):
         raise ValueError(f"log_scale ({b}), rotation {tuple(rotation.shape)} and translation "
                          f"{tuple(translation.shape)} must describe the same batch (translation is (B, 2))")
+    if (b <= _FEW and log_scale.dtype == torch.float64 and log_scale.device.type == "cpu"
+            and rotation.dtype == translation.dtype == torch.float64 and current().fast_paths):
+        # speed path: a few float64 matrices (one image's views) as Python floats, the same IEEE operations
+        rows = zip(log_scale.tolist(), rotation.tolist(), translation.tolist())
+        return torch.tensor([similarity_matrix(s, r, dx, dy, height, width) for s, r, (dx, dy) in rows],
+                            dtype=torch.float64).view(b, 3, 3)
     s = torch.exp(log_scale)
     cos, sin = s * torch.cos(rotation), s * torch.sin(rotation)
     side = float(max(height, width))
@@ -86,6 +95,82 @@ def similarity_matrices(log_scale: Tensor, rotation: Tensor, translation: Tensor
     zero, one = torch.zeros_like(cos), torch.ones_like(cos)
     # one stack, not nine indexed writes (each costs as much as the arithmetic on a few matrices)
     return torch.stack([cos, -sin, tx, sin, cos, ty, zero, zero, one], 1).view(b, 3, 3)
+
+
+def similarity_matrix(log_scale: float, rotation: float, dx: float, dy: float, height: int,
+                      width: int) -> list[list[float]]:
+    """One matrix of :func:`similarity_matrices` as Python floats (float64), ``3 x 3`` nested lists: its
+    arithmetic in the same order (``exp``, ``cos`` and ``sin`` are the C library's, within an ulp of
+    torch's). :func:`similarity_matrices` takes this form for a few float64 matrices on the CPU.
+
+    Args:
+        log_scale: natural log of the zoom factor.
+        rotation: radians.
+        dx, dy: translation as fractions of ``max(height, width)``.
+        height, width: the image's size in pixels.
+
+    Example:
+        >>> similarity_matrix(0.0, 0.0, 0.25, 0.0, 8, 8)
+        [[1.0, -0.0, 2.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+    s = math.exp(log_scale)
+    cos, sin = s * math.cos(rotation), s * math.sin(rotation)
+    side = float(max(height, width))
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    tx = cx - (cos * cx - sin * cy) + dx * side
+    ty = cy - (sin * cx + cos * cy) + dy * side
+    return [[cos, -sin, tx], [sin, cos, ty], [0.0, 0.0, 1.0]]
+
+
+#: batch sizes up to which the geometric kernels compute on Python floats (one image's views)
+_FEW = 8
+
+
+def motion_blur_kernel_size(longest: float) -> int:
+    """The smallest odd kernel side holding a streak of ``longest`` pixels centred on the kernel centre:
+    :func:`motion_blur_kernels`' default ``K``.
+
+    Example:
+        >>> motion_blur_kernel_size(0.0), motion_blur_kernel_size(1.5), motion_blur_kernel_size(2.0)
+        (1, 3, 5)
+    """
+    return 2 * (math.floor(longest / 2.0) + 1) + 1 if longest > 0 else 1
+
+
+def motion_blur_kernel(length: float, angle: float, kernel_size: int) -> list[float]:
+    """One kernel of :func:`motion_blur_kernels` on Python floats: the same points and bilinear splats,
+    accumulated in float64 (the torch kernel accumulates in its dtype: the taps agree within float32
+    rounding). :func:`motion_blur_kernels` takes this form for a few kernels on the CPU.
+
+    Args:
+        length: streak length in pixels (>= 0, finite).
+        angle: direction in radians.
+        kernel_size: odd ``K``, at least :func:`motion_blur_kernels`' default for this length.
+
+    Returns:
+        the ``K * K`` taps, row-major, summing to 1.
+
+    Example:
+        >>> motion_blur_kernel(0.0, 0.0, 1)
+        [1.0]
+    """
+    k = int(kernel_size)
+    n = int(math.ceil(4 * length)) + 2  # points every <= 0.25 px
+    centre = (k - 1) / 2.0
+    dx, dy = length * math.cos(angle), length * math.sin(angle)
+    taps = [0.0] * (k * k)
+    for i in range(n):
+        t = i / (n - 1) - 0.5
+        px, py = centre + t * dx, centre + t * dy
+        x0, y0 = math.floor(px), math.floor(py)
+        fx, fy = px - x0, py - y0
+        for y, wy in ((y0, 1.0 - fy), (y0 + 1, fy)):
+            if 0 <= y < k:
+                for x, wx in ((x0, 1.0 - fx), (x0 + 1, fx)):
+                    if 0 <= x < k:
+                        taps[y * k + x] += wy * wx
+    total = math.fsum(taps)
+    return [tap / total for tap in taps]
 
 
 def motion_blur_kernels(length: Tensor, angle: Tensor, kernel_size: int | None = None) -> Tensor:
@@ -106,13 +191,19 @@ def motion_blur_kernels(length: Tensor, angle: Tensor, kernel_size: int | None =
     if length.shape != angle.shape:
         raise ValueError(f"length {tuple(length.shape)} and angle {tuple(angle.shape)} must have the same size")
     b = length.shape[0]
-    # one reduction for the length checks (NaN and inf show in the extremes): per-call overhead at 32 px
-    lo, longest = (float(e) for e in torch.aminmax(length)) if b else (0.0, 0.0)
-    if not (math.isfinite(lo) and math.isfinite(longest)) or not bool(torch.isfinite(angle).all()):
+    few = 0 < b <= _FEW and length.device.type == "cpu" and current().fast_paths  # one image's few kernels
+    if few:  # speed path: the checks and the kernels on Python floats
+        lengths, angles = length.tolist(), angle.tolist()
+        lo, longest = min(lengths), max(lengths)
+        finite = all(map(math.isfinite, lengths)) and all(map(math.isfinite, angles))
+    else:  # one reduction for the length checks (NaN and inf show in the extremes)
+        lo, longest = (float(e) for e in torch.aminmax(length)) if b else (0.0, 0.0)
+        finite = math.isfinite(lo) and math.isfinite(longest) and bool(torch.isfinite(angle).all())
+    if not finite:
         raise ValueError("motion blur length and angle must be finite")
     if lo < 0:
         raise ValueError("motion blur length must be >= 0")
-    needed = 2 * (math.floor(longest / 2.0) + 1) + 1 if longest > 0 else 1
+    needed = motion_blur_kernel_size(longest)
     if kernel_size is None:
         kernel_size = needed
     elif kernel_size % 2 == 0 or kernel_size < needed:
@@ -120,6 +211,8 @@ def motion_blur_kernels(length: Tensor, angle: Tensor, kernel_size: int | None =
                          f"got {kernel_size}")
     k = int(kernel_size)
     dtype = length.dtype if length.is_floating_point() else torch.float32
+    if few:
+        return torch.tensor([motion_blur_kernel(s, a, k) for s, a in zip(lengths, angles)], dtype=dtype).view(b, k, k)
     # Points every <= 0.25 px along each streak; the count depends only on that sample's own length, so a
     # kernel is the same whatever else is in the batch (padding to a larger K only adds zeros).
     counts = torch.ceil(4 * length.to(dtype)).clamp_min(0) + 2  # (B,)

@@ -153,5 +153,6 @@ def render_shading_field(coeffs: Tensor, height: int, width: int) -> Tensor:
     degree = shading_degree(coeffs.shape[1])
     dtype = coeffs.dtype if coeffs.is_floating_point() else torch.float32
     basis = cached_shading_basis(height, width, degree, coeffs.device, dtype)
-    log_field = torch.einsum("bs,shw->bhw", coeffs.to(dtype), basis)
-    return log_field.exp().unsqueeze(1)
+    # (B, S) @ (S, H W) as one matrix product: einsum's sum within float32 rounding, without its per-call parsing
+    log_field = torch.mm(coeffs.to(dtype), basis.view(basis.shape[0], height * width))
+    return log_field.exp_().view(coeffs.shape[0], 1, height, width)

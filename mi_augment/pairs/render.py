@@ -20,6 +20,7 @@ Draws are per view frame: a model whose params are fractions of the image (motio
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -29,17 +30,19 @@ import torch
 from torch import Tensor
 
 from ..core.chunks import chunk_rows
+from ..core.options import current
 from ..core.params import Params
+from ..core.random import as_float32, as_float32s
 from ..functional import uint8
 from ..functional.crops import resized_crop
-from ..functional.geometry import motion_blur_kernels
+from ..functional.geometry import motion_blur_kernel, motion_blur_kernel_size, similarity_matrix
 from ..functional.shading import render_shading_field
 from ..functional.warp import crop_warp
 from ..perturbations import IlluminationModel, MotionModel
 from .plan import PairParams, flatten_views
 
 __all__ = ["folds_warp", "in_view_frame", "render_views", "run_view_pipelines", "view_matrices", "renders_uint8",
-           "render_views_uint8"]
+           "render_views_uint8", "view_frame_rows"]
 
 
 def folds_warp(model: Any) -> bool:
@@ -230,40 +233,111 @@ def renders_uint8(models: Sequence[Any], pipelines: Sequence[Sequence[Any]]) -> 
 
 
 
+def view_frame_rows(models: Sequence[Any], params: PairParams, height: int, width: int) -> list[dict[str, list]]:
+    """One image's draws in the frame of each view as Python numbers: :func:`in_view_frame` then
+    :func:`~mi_augment.pairs.plan.flatten_views` for params with ``B = 1``, per model a dict of its fields, each
+    a list over the ``V`` views (a number or a list per view, as ``tolist`` gives them).
+
+    A :class:`~mi_augment.perturbations.MotionModel`'s float32 draws are rescaled on Python floats, each
+    float32 product and quotient of ``in_view_frame`` and ``to_view_frame`` rounded as torch rounds it (the
+    same numbers, without a dozen tensor ops per call); other models, other dtypes and
+    ``kernel_options(fast_paths=False)`` take the tensor functions.
+
+    Example:
+        >>> from mi_augment.pairs.plan import PairParams
+        >>> from mi_augment.perturbations import MotionModel
+        >>> p = PairParams(torch.tensor([[[0.0, 0.0, 8.0, 8.0], [0.0, 0.0, 4.0, 4.0]]]), torch.zeros(1, 2).bool(),
+        ...                (MotionModel.default().identity_params(2).map(lambda t: (t + 0.5).view(1, 2, -1)),))
+        >>> view_frame_rows([MotionModel.default()], p, 8, 8)[0]["blur_length"]
+        [[0.5], [1.0]]
+    """
+    boxes = params.boxes
+    fast = current().fast_paths and boxes.dtype == torch.float32 and boxes.shape[0] == 1
+    zooms = None
+    out = []
+    for model, p in zip(models, params.perturbations):
+        fields = {f.name: getattr(p, f.name) for f in dataclasses.fields(p)}
+        if not hasattr(model, "to_view_frame"):
+            out.append({k: v[0].tolist() for k, v in fields.items()})
+        elif fast and type(model) is MotionModel and all(v.dtype == torch.float32 for v in fields.values()):
+            if zooms is None:
+                zooms = _zooms(boxes[0].tolist(), height, width)
+            rows = {k: v[0].tolist() for k, v in fields.items()}
+            rows["translation"] = [list(as_float32s([x * z for x in t])) for t, z in zip(rows["translation"], zooms)]
+            rows["blur_length"] = [list(as_float32s([x * z for x in b])) for b, z in zip(rows["blur_length"], zooms)]
+            out.append(rows)
+        else:
+            framed = flatten_views(in_view_frame([model], [p], boxes, height, width)[0])
+            out.append({f.name: getattr(framed, f.name).tolist() for f in dataclasses.fields(framed)})
+    return out
+
+
+def _zooms(boxes: list[list[float]], height: int, width: int) -> tuple[float, ...]:
+    """:func:`in_view_frame`'s float32 ``zoom = max(H, W) / crop side`` of each box (``x1, y1, x2, y2``), on
+    Python floats: torch's ``int / tensor`` is ``reciprocal() * int``, each step rounded to float32."""
+    sides = as_float32s([v for x1, y1, x2, y2 in boxes for v in (x2 - x1, y2 - y1)])
+    tiny = as_float32(1e-6)
+    crop = [max(sides[2 * i], sides[2 * i + 1], tiny) for i in range(len(boxes))]
+    return as_float32s([r * float(max(height, width)) for r in as_float32s([1.0 / c for c in crop])])
+
+
+def _view_warps(models: Sequence[Any], params: PairParams, rows: list[dict[str, list]], image_size: tuple[int, int],
+                size: tuple[int, int]) -> list[np.ndarray] | None:
+    """Each view's composed ``3 x 3`` warp (the folding models' ``warp_matrices`` in chain order, as
+    :func:`_warps` composes them), a MotionModel's from its :func:`view_frame_rows`; None when no model folds."""
+    out = None
+    for model, p, r in zip(models, params.perturbations, rows):
+        if not folds_warp(model):
+            continue
+        if type(model) is MotionModel and current().fast_paths:  # warp_matrices' float64 similarity
+            mats = [np.array(similarity_matrix(ls[0], rot[0], t[0], t[1], *size))
+                    for ls, rot, t in zip(r["log_scale"], r["rotation"], r["translation"])]
+        else:
+            framed = flatten_views(in_view_frame([model], [p], params.boxes, *image_size)[0])
+            mats = list(model.warp_matrices(framed, *size).to(torch.float64).numpy())
+        out = mats if out is None else [m @ o for m, o in zip(mats, out)]
+    return out
+
+
 def render_views_uint8(models: Sequence[Any], image: np.ndarray, params: PairParams,
                        size: tuple[int, int]) -> list[np.ndarray]:
     """:func:`render_views` of one uint8 image ``[H, W, C]`` on the CPU uint8 backend: each view sampled once
     through its crop, flip and the folded camera warp (:func:`mi_augment.functional.uint8.crop_warp`), then
-    the chain (illumination, the motion blur). Needs :func:`renders_uint8`."""
+    the chain (illumination, the motion blur). Needs :func:`renders_uint8`. The draws are read once as
+    Python numbers in the views' frames (:func:`view_frame_rows`)."""
     h, w = image.shape[:2]
-    per_view = [flatten_views(p) for p in in_view_frame(models, params.perturbations, params.boxes, h, w)]
-    warps = _warps(models, per_view, size)
+    rows = view_frame_rows(models, params, h, w)
+    boxes, flips = params.boxes[0].tolist(), params.flip[0].tolist()
+    warps = _view_warps(models, params, rows, (h, w), size)
     padding = next((m.padding_mode for m in models if folds_warp(m)), "reflection")
-    # per model, what the V views need, computed once: illumination's draws as numbers and shading fields;
-    # motion's blur lengths, angles and kernels
+    # per model, what the V views need, computed once: illumination's draws and shading fields; motion's blur
+    # lengths, angles and kernels
     prepared: list[Any] = []
-    for model, p in zip(models, per_view):
-        if type(model) is MotionModel:
-            lengths = p.blur_length.reshape(-1).float().clamp_min(0) * float(max(size))
-            angles = p.blur_angle.reshape(-1).float()
-            prepared.append((lengths.tolist(), angles.tolist(), motion_blur_kernels(lengths, angles).numpy()))
+    for model, p, r in zip(models, params.perturbations, rows):
+        if type(model) is MotionModel:  # the torch renderer's float32 lengths: clamp, times the longer side
+            lengths = as_float32s([max(b, 0.0) * float(max(size)) for b in as_float32s([b[0] for b in r["blur_length"]])])
+            angles = as_float32s([a[0] for a in r["blur_angle"]])
+            if not all(map(math.isfinite, lengths + angles)):
+                raise ValueError("motion blur length and angle must be finite")
+            k = motion_blur_kernel_size(max(lengths))  # one size for the views, as motion_blur_kernels makes them
+            kernels = [np.array(motion_blur_kernel(n, a, k), np.float32).reshape(k, k) if n > 0 else None
+                       for n, a in zip(lengths, angles)]
+            prepared.append((lengths, angles, kernels))
         else:
-            rows = SimpleNamespace(**{f.name: getattr(p, f.name).tolist() for f in dataclasses.fields(p)})
             fields = None
-            if p.shading.shape[-1] and bool(p.shading.any()):
-                fields = render_shading_field(p.shading.float(), *size)[:, 0].numpy()
-            prepared.append((rows, fields))
+            if any(any(s) for s in r["shading"]):
+                fields = render_shading_field(p.shading.reshape(len(boxes), -1).float(), *size)[:, 0].numpy()
+            prepared.append((SimpleNamespace(**r), fields))
     views = []
-    for v in range(params.boxes.shape[1]):
-        box, flip = params.boxes[0, v].tolist(), bool(params.flip[0, v])
+    for v, (box, flip) in enumerate(zip(boxes, flips)):
         if warps is None:
             view = uint8.resized_crop(image, box, size, flip)
         else:
-            view = uint8.crop_warp(image, box, size, warps[v].numpy(), flip, padding_mode=padding)
+            view = uint8.crop_warp(image, box, size, warps[v], flip, padding_mode=padding)
         for ready in prepared:
             if len(ready) == 2:  # IlluminationModel
-                rows, fields = ready
-                view = uint8.illuminate(view, rows, v, None if fields is None else fields[v])
+                r, fields = ready
+                view = uint8.illuminate(view, r, v, None if fields is None else fields[v])
             elif ready[0][v] > 0:  # MotionModel: its warp is folded in above; what follows it is the blur
                 view = uint8.motion_blur(view, ready[0][v], ready[1][v], kernel=ready[2][v])
         views.append(view)

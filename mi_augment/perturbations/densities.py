@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ..core.artifact import ArtifactError, expect_dict, expect_int, expect_number, expect_tensor
+from ..core.options import current
 from ..core.random import sampling_device
 from ..core.validation import check_finite, check_positive_int
 
@@ -158,16 +159,43 @@ class GaussianMixtureDensity(Density):
         return self
 
     def sample(self, n: int, generator: torch.Generator | None = None, device: Any = None) -> Tensor:
+        """``n`` draws ``(n, D)`` float32: a component per draw (``torch.multinomial`` on the weights), then its
+        mean plus its Cholesky factor times standard normals, all from ``generator`` on its device.
+
+        The float32 weights, means and factors are converted once per device and kept while the fitted
+        tensors are unchanged. On the CPU (outside ``kernel_options(fast_paths=False)``) the component draw
+        is ``torch.multinomial``'s own one-sample algorithm written out (``argmax(w / q)`` with ``q ~ Exp(1)``
+        from ``Tensor.exponential_``): the same generator stream and components without its input checks,
+        which cost more than the draw for one image's few samples.
+
+        Example:
+            >>> d = GaussianMixtureDensity.from_parameters(torch.ones(2), torch.zeros(2, 3), torch.eye(3).expand(2, 3, 3))
+            >>> d.sample(4, generator=torch.Generator().manual_seed(0)).shape
+            torch.Size([4, 3])
+        """
         self._check_fitted()
         n = check_positive_int(n, "n", minimum=0)
         dev = sampling_device(generator, device)
-        w = self.weights.to(dev, torch.float32)
-        comp = torch.multinomial(w.expand(max(n, 1), -1), 1, replacement=True, generator=generator)[:n, 0]
-        eps = torch.randn(n, self.dim, generator=generator, device=dev)
-        mu = self.means.to(dev, torch.float32)[comp]
-        lt = self.scale_tril.to(dev, torch.float32)[comp]
-        out = mu + (lt @ eps.unsqueeze(-1)).squeeze(-1)
+        w, means, tril = self._float32(dev)
+        if n and dev.type == "cpu" and current().fast_paths:
+            q = torch.empty(n, w.shape[0]).exponential_(generator=generator)
+            comp = torch.from_numpy(np.argmax(w.numpy() / q.numpy(), axis=1))  # float32 division, first maximum
+        else:
+            comp = torch.multinomial(w.expand(max(n, 1), -1), 1, replacement=True, generator=generator)[:n, 0]
+        eps = torch.randn(n, means.shape[1], generator=generator, device=dev)
+        out = means[comp] + (tril[comp] @ eps.unsqueeze(-1)).squeeze(-1)
         return out.to(device) if device is not None else out
+
+    def _float32(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """The weights, means and Cholesky factors in float32 on ``device``, converted once while the fitted
+        tensors (the same objects, unmodified) stay."""
+        source = (self.weights, self.means, self.scale_tril)
+        key = (device, *(id(t) for t in source), *(t._version for t in source))
+        cached = getattr(self, "_float32_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, tuple(t.to(device, torch.float32) for t in source), source)
+            self._float32_cache = cached
+        return cached[1]
 
     def log_prob(self, x: Tensor) -> Tensor:
         self._check_fitted()

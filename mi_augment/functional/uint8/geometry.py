@@ -159,24 +159,50 @@ def crop_warp(image: np.ndarray, box: Any, size: Any, matrix: Any = None, flip: 
         raise ValueError(f"padding_mode must be one of {sorted(_BORDERS)}, got {padding_mode!r}")
     x1, y1, x2, y2 = _box(box)
     h, w = _size(size)
-    m = np.eye(3) if matrix is None else np.asarray(
-        matrix.detach().cpu() if isinstance(matrix, torch.Tensor) else matrix, dtype=np.float64)
-    if m.shape != (3, 3) or not np.isfinite(m).all() or (m[2] != (0, 0, 1)).any():
-        raise ValueError(f"matrix must be a finite affine 3 x 3 matrix, got {m.tolist()}")
+    m = _affine_rows(matrix)
     # the torch kernel's adaptive sub-samples, ceil(box side / output side) in float64
     sx, sy = max(1, math.ceil((x2 - x1) / w)), max(1, math.ceil((y2 - y1) / h))
-    crop = np.vstack([_crop_matrix((x1, y1, x2, y2), (h, w), flip, (1, 1)), [0.0, 0.0, 1.0]])  # view -> image
-    sub = np.array([[1.0 / sx, 0.0, 0.5 / sx - 0.5], [0.0, 1.0 / sy, 0.5 / sy - 0.5], [0.0, 0.0, 1.0]])
-    a_inv = np.linalg.inv(m[:2, :2]) if m[0, 1] or m[1, 0] or m[0, 0] != 1 or m[1, 1] != 1 else np.eye(2)
-    unwarp = np.eye(3)
-    unwarp[:2, :2], unwarp[:2, 2] = a_inv, -a_inv @ m[:2, 2]  # the affine inverse of m
-    inverse = crop @ unwarp @ sub  # sub-sample -> view -> unwarped view -> image
+    inverse = _compose_inverse(m, (x1, y1, x2, y2), (h, w), flip, (sy, sx))
     cv2 = opencv()
-    out = cv2.warpAffine(image, inverse[:2], (w * sx, h * sy), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+    out = cv2.warpAffine(image, inverse, (w * sx, h * sy), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                          borderMode=getattr(cv2, _BORDERS[padding_mode]), borderValue=0)
     if sx > 1 or sy > 1:  # the mean of each pixel's sy x sx sub-samples
         out = cv2.resize(out, (w, h), interpolation=cv2.INTER_AREA)
     return as_hwc(out, image.shape[2])
+
+
+def _affine_rows(matrix: Any) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """The top two rows of a finite affine ``3 x 3`` matrix (None: the identity) as Python floats."""
+    if matrix is None:
+        return (1.0, 0.0, 0.0), (0.0, 1.0, 0.0)
+    rows = (matrix.detach().cpu() if isinstance(matrix, torch.Tensor) else np.asarray(matrix, np.float64)).tolist()
+    ok = len(rows) == 3 and all(isinstance(r, list) and len(r) == 3 for r in rows)
+    values = [float(v) for r in rows for v in r] if ok else []
+    if not ok or not all(map(math.isfinite, values)) or values[6:] != [0.0, 0.0, 1.0]:
+        raise ValueError(f"matrix must be a finite affine 3 x 3 matrix, got {rows}")
+    return tuple(values[0:3]), tuple(values[3:6])
+
+
+def _compose_inverse(m: tuple, box: tuple[float, float, float, float], size: tuple[int, int], flip: bool,
+                     supersample: tuple[int, int]) -> np.ndarray:
+    """``crop @ m^-1 @ sub`` as the ``2 x 3`` map of :func:`crop_warp` (sub-sample -> view -> unwarped view ->
+    image) on Python floats: ``m``'s affine inverse by the 2 x 2 formula, the products written out."""
+    (a, b, c), (d, e, f) = m
+    if b or d or a != 1 or e != 1:
+        det = a * e - b * d
+        ia, ib, id_, ie = e / det, -b / det, -d / det, a / det
+    else:
+        ia, ib, id_, ie = 1.0, 0.0, 0.0, 1.0
+    ic, if_ = -(ia * c + ib * f), -(id_ * c + ie * f)  # the inverse's translation, -a_inv @ t
+    (ca, _, cc), (_, ce, cf) = _crop_matrix(box, size, flip, (1, 1)).tolist()  # view -> image (axis-aligned)
+    sy, sx = supersample
+    ux, uy = 1.0 / sx, 1.0 / sy
+    ox, oy = 0.5 / sx - 0.5, 0.5 / sy - 0.5  # sub-sample -> view: p * u + o
+    # crop @ unwarp: rows (ca * (ia, ib, ic) + (0, 0, cc)), (ce * (id, ie, if) + (0, 0, cf))
+    r0 = (ca * ia, ca * ib, ca * ic + cc)
+    r1 = (ce * id_, ce * ie, ce * if_ + cf)
+    return np.array([[r0[0] * ux, r0[1] * uy, r0[0] * ox + r0[1] * oy + r0[2]],
+                     [r1[0] * ux, r1[1] * uy, r1[0] * ox + r1[1] * oy + r1[2]]])
 
 
 def gaussian_blur(image: np.ndarray, kernel_size: Any, sigma: float) -> np.ndarray:

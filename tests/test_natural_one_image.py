@@ -1,0 +1,165 @@
+"""The natural models on one image (issue 23): the Python-float forms of the per-image steps equal the tensor
+computations they stand in for.
+
+Each fast form is checked against its reference through public functions: the density's component draw
+(``torch.multinomial`` written out) and the view-frame rescaling exactly, the similarity matrices within
+float64 rounding (the C library's ``exp`` / ``cos`` / ``sin`` against torch's, 1e-12 relative), the motion
+blur kernels and the shading field within float32 rounding (1e-6 per tap; 2e-6 relative).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mi_augment import kernel_options
+from mi_augment.functional import uint8
+from mi_augment.functional.geometry import (
+    motion_blur_kernel,
+    motion_blur_kernel_size,
+    motion_blur_kernels,
+    similarity_matrices,
+    similarity_matrix,
+)
+from mi_augment.functional.shading import cached_shading_basis, render_shading_field
+from mi_augment.pairs.plan import PairParams, flatten_views
+from mi_augment.pairs.render import in_view_frame, view_frame_rows
+from mi_augment.perturbations import IlluminationModel, MotionModel
+from mi_augment.perturbations.densities import GaussianMixtureDensity
+
+SETTINGS = dict(max_examples=60, deadline=None, derandomize=True)
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@settings(**SETTINGS)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 9), components=st.integers(1, 7), dim=st.integers(1, 9))
+def test_mixture_draws_equal_multinomials_and_keep_the_stream(seed, n, components, dim):
+    g = _gen(seed)
+    weights = torch.rand(components, generator=g, dtype=torch.float64) + 0.01
+    a = torch.randn(components, dim, dim, generator=g, dtype=torch.float64)
+    density = GaussianMixtureDensity.from_parameters(weights, torch.randn(components, dim, generator=g,
+                                                                          dtype=torch.float64),
+                                                     a @ a.transpose(1, 2) + torch.eye(dim, dtype=torch.float64))
+    fast_gen, plain_gen = _gen(seed), _gen(seed)
+    fast = density.sample(n, generator=fast_gen)
+    with kernel_options(fast_paths=False):
+        plain = density.sample(n, generator=plain_gen)
+    assert torch.equal(fast, plain)
+    assert torch.equal(torch.rand(3, generator=fast_gen), torch.rand(3, generator=plain_gen))  # the same stream
+
+
+def test_mixture_conversions_follow_a_refit():
+    density = GaussianMixtureDensity.from_parameters(torch.ones(1), torch.zeros(1, 2), torch.eye(2)[None])
+    before = density.sample(4, generator=_gen(0))
+    density.means = torch.full((1, 2), 100.0, dtype=torch.float64)
+    assert bool((density.sample(4, generator=_gen(0)) - before).sub(100.0).abs().max() < 1e-4)
+    density.means.add_(-100.0)  # modified in place: converted again
+    assert torch.equal(density.sample(4, generator=_gen(0)), before)
+
+
+@settings(**SETTINGS)
+@given(seed=st.integers(0, 2**31 - 1), b=st.integers(1, 8), height=st.integers(1, 300), width=st.integers(1, 300))
+def test_similarity_matrix_is_the_tensor_kernel(seed, b, height, width):
+    g = _gen(seed)
+    log_scale = 0.2 * torch.randn(b, 1, generator=g, dtype=torch.float64)
+    rotation = torch.randn(b, 1, generator=g, dtype=torch.float64)
+    translation = 0.2 * torch.randn(b, 2, generator=g, dtype=torch.float64)
+    with kernel_options(fast_paths=False):
+        reference = similarity_matrices(log_scale, rotation, translation, height, width)
+    rows = [similarity_matrix(s, r, dx, dy, height, width) for s, r, (dx, dy) in
+            zip(log_scale[:, 0].tolist(), rotation[:, 0].tolist(), translation.tolist())]
+    scale = max(height, width)
+    assert torch.allclose(torch.tensor(rows, dtype=torch.float64), reference, rtol=0, atol=1e-12 * scale)
+    assert torch.allclose(similarity_matrices(log_scale, rotation, translation, height, width), reference, rtol=0,
+                          atol=1e-12 * scale)
+
+
+@settings(**SETTINGS)
+@given(seed=st.integers(0, 2**31 - 1), b=st.integers(1, 8), longest=st.sampled_from([0.0, 0.05, 1.0, 3.0, 12.0]),
+       dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_motion_blur_kernels_on_python_floats_are_the_tensor_kernels(seed, b, longest, dtype):
+    g = _gen(seed)
+    length = (longest * torch.rand(b, generator=g)).to(dtype)
+    length[0] = longest if seed % 2 else 0.0
+    angle = (8 * torch.rand(b, generator=g) - 4).to(dtype)
+    fast = motion_blur_kernels(length, angle)
+    with kernel_options(fast_paths=False):
+        reference = motion_blur_kernels(length, angle)
+    assert fast.shape == reference.shape and fast.dtype == reference.dtype
+    assert float((fast - reference).abs().max()) <= 1e-6
+    k = motion_blur_kernel_size(float(length.max()))
+    assert k == reference.shape[-1]
+    one = torch.tensor(motion_blur_kernel(float(length[-1]), float(angle[-1]), k), dtype=torch.float64)
+    assert float((one.view(k, k) - reference[-1].double()).abs().max()) <= 1e-6
+    assert math.isclose(float(one.sum()), 1.0, abs_tol=1e-12)
+
+
+def _motion_params(seed: int, views: int, dtype: torch.dtype) -> tuple[PairParams, int, int]:
+    g = _gen(seed)
+    height, width = (int(v) for v in torch.randint(4, 400, (2,), generator=g))
+    x1 = torch.rand(1, views, generator=g) * width * 0.9
+    y1 = torch.rand(1, views, generator=g) * height * 0.9
+    x2 = x1 + (width - x1) * (0.01 + 0.99 * torch.rand(1, views, generator=g))
+    y2 = y1 + (height - y1) * (0.01 + 0.99 * torch.rand(1, views, generator=g))
+    draws = MotionModel.default().sample(views, generator=g, strength=float(1 + seed % 10))
+    draws = draws.map(lambda t: t.to(dtype).view(1, views, *t.shape[1:]))
+    return PairParams(torch.stack([x1, y1, x2, y2], -1), torch.zeros(1, views, dtype=torch.bool), (draws,)), height, width
+
+
+@settings(**SETTINGS)
+@given(seed=st.integers(0, 2**31 - 1), views=st.integers(1, 4), dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_view_frame_rows_are_in_view_frame_exactly(seed, views, dtype):
+    params, height, width = _motion_params(seed, views, dtype)
+    models = [MotionModel.default(), IlluminationModel.default()]
+    light = IlluminationModel.default().sample(views, generator=_gen(seed)).map(lambda t: t.view(1, views, -1))
+    params = PairParams(params.boxes, params.flip, (params.perturbations[0], light))
+    rows = view_frame_rows(models, params, height, width)
+    framed = in_view_frame(models, params.perturbations, params.boxes, height, width)
+    for row, p in zip(rows, framed):
+        flat = flatten_views(p)
+        assert row == {k: v.tolist() for k, v in flat.as_dict().items()}
+    with kernel_options(fast_paths=False):
+        assert view_frame_rows(models, params, height, width) == rows
+
+
+@settings(**SETTINGS)
+@given(seed=st.integers(0, 2**31 - 1), flip=st.booleans(), side=st.integers(8, 120), size=st.integers(4, 40))
+def test_uint8_crop_warp_is_the_composed_inverse(seed, flip, side, size):
+    """The warp's inverse and the three products on Python floats give the matrix numpy's inverse gives, so
+    the same ``cv2.warpAffine`` output."""
+    params, _, _ = _motion_params(seed, 1, torch.float32)
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (side, side + 3, 3), dtype=np.uint8)
+    x1, y1 = rng.uniform(0, side / 2, 2)
+    box = (x1, y1, x1 + rng.uniform(1, side / 2), y1 + rng.uniform(1, side / 2))
+    p = params.perturbations[0]
+    m = similarity_matrices(p.log_scale[0].double(), p.rotation[0].double(), p.translation[0].double(), size,
+                            size)[0].numpy()
+    sx = max(1, math.ceil((box[2] - box[0]) / size))
+    sy = max(1, math.ceil((box[3] - box[1]) / size))
+    crop = np.vstack([uint8.crop_matrix(box, size, flip), [0.0, 0.0, 1.0]])
+    sub = np.array([[1 / sx, 0, 0.5 / sx - 0.5], [0, 1 / sy, 0.5 / sy - 0.5], [0, 0, 1]])
+    expected = cv2.warpAffine(image, (crop @ np.linalg.inv(m) @ sub)[:2], (size * sx, size * sy),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT_101)
+    if sx > 1 or sy > 1:
+        expected = cv2.resize(expected, (size, size), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(uint8.crop_warp(image, box, size, m, flip), expected)
+
+
+@settings(**SETTINGS)
+@given(seed=st.integers(0, 2**31 - 1), b=st.integers(0, 4), degree=st.integers(0, 3), height=st.integers(1, 50),
+       width=st.integers(1, 50))
+def test_shading_field_is_its_definition(seed, b, degree, height, width):
+    size = (degree + 1) * (degree + 2) // 2 - 1
+    coeffs = 0.3 * torch.randn(b, size, generator=_gen(seed))
+    basis = cached_shading_basis(height, width, degree, torch.device("cpu"), torch.float32)
+    expected = torch.einsum("bs,shw->bhw", coeffs, basis).exp().unsqueeze(1)
+    assert torch.allclose(render_shading_field(coeffs, height, width), expected, rtol=2e-6, atol=0)  # float32 rounding
