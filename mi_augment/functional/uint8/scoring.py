@@ -48,8 +48,25 @@ def luma(image: np.ndarray) -> np.ndarray:
         1.0
     """
     check_image(image)
-    x = image.astype(_F32) / _F32(255.0)
-    return _rgb_luma(x)
+    return _uint8_luma(image)
+
+
+@functools.lru_cache(maxsize=1)
+def _luma_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per level ``v`` of 255: ``v / 255`` (float32), its red term rounded to float32, and its green and blue
+    products in float64 (exact: the products of two float32 numbers), the operands of :func:`_rgb_luma`."""
+    x = np.arange(256, dtype=_F32) / _F32(255.0)
+    x64 = x.astype(np.float64)
+    return x, x * _F32(0.299), x64 * np.float64(_F32(0.587)), x64 * np.float64(_F32(0.114))
+
+
+def _uint8_luma(image: np.ndarray) -> np.ndarray:
+    """:func:`_rgb_luma` of ``image / 255`` by look-up: the same float32 roundings of the same operands."""
+    unit, red, green, blue = _luma_tables()
+    if image.shape[2] == 1:
+        return unit.take(image[:, :, 0])
+    out = (green.take(image[:, :, 1]) + red.take(image[:, :, 0])).astype(_F32)
+    return (blue.take(image[:, :, 2]) + out).astype(_F32)
 
 
 def _rgb_luma(x: np.ndarray) -> np.ndarray:
@@ -79,8 +96,8 @@ def working_luma(image: np.ndarray, proxy_size: int, min_scale: float) -> tuple[
     factor = min(1.0, proxy_size / math.sqrt(min_scale * h * w))
     hh, ww = max(1, math.ceil(h * factor)), max(1, math.ceil(w * factor))
     if hh >= h and ww >= w:
-        return luma(image), 1.0, 1.0
-    x = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)[None].div_(255.0)  # a writable copy
+        return _uint8_luma(image), 1.0, 1.0
+    x = torch.from_numpy(np.divide(image, _F32(255.0), dtype=_F32)).permute(2, 0, 1)[None]  # torch's x / 255
     small = F.interpolate(x, size=(hh, ww), mode="bilinear", antialias=True, align_corners=False)
     return _rgb_luma(small[0].clamp_(0.0, 1.0).permute(1, 2, 0).numpy()), ww / w, hh / h
 
@@ -97,17 +114,6 @@ def _grid_sample(canvas: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarr
     out = F.grid_sample(image, torch.from_numpy(grid).view(1, p * h, w, 2), mode="bilinear",
                         padding_mode="border", align_corners=True)
     return out.numpy().reshape(p, h * w)
-
-
-def _normalised(pixels: np.ndarray, side: int, f32: bool) -> np.ndarray:
-    """Pixel coordinates ``(P, n)`` on an axis of ``side`` pixels as ``align_corners=True`` grid coordinates,
-    with the torch kernels' arithmetic: float64 for :func:`~mi_augment.functional.crops.resized_crop`'s
-    positions, float32 (the scalars rounded to float32) for the pyramid's."""
-    if side <= 1:
-        return np.zeros(pixels.shape, _F32)
-    if f32:
-        return pixels * _F32(2.0 / (side - 1)) - _F32(1.0)
-    return pixels * (2.0 / (side - 1)) - 1.0
 
 
 def _pyramid(lum: np.ndarray, shrink_max: float) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
@@ -148,33 +154,39 @@ def proxies(lum: np.ndarray, boxes: Any, proxy_size: int) -> np.ndarray:
     b = np.asarray(boxes, dtype=_F32).reshape(-1, 4)
     n, (h, w) = int(proxy_size), lum.shape
     side = _F32(n)
-    shrink = np.maximum((b[:, 2] - b[:, 0]) / side, (b[:, 3] - b[:, 1]) / side)
+    shrink = ((b[:, 2:] - b[:, :2]) / side).max(1)  # float32, as torch: max(width / n, height / n)
     j = np.arange(n, dtype=np.float64) + 0.5
     if float(shrink.max()) <= 1.0:  # pyramid_crop hands these to resized_crop: float64 bin centres
         b64 = b.astype(np.float64)
-        xs = b64[:, 0:1] + j * ((b64[:, 2:3] - b64[:, 0:1]) / n) - 0.5
-        ys = b64[:, 1:2] + j * ((b64[:, 3:4] - b64[:, 1:2]) / n) - 0.5
-        return _grid_sample(lum, _normalised(xs, w, False), _normalised(ys, h, False))
+        # (P, 2, n): x then y of the bin centres, resized_crop's operations in its order
+        centres = b64[:, :2, None] + j * ((b64[:, 2:] - b64[:, :2]) / n)[:, :, None] - 0.5
+        grid = centres * np.array([[2.0 / max(w - 1, 1)], [2.0 / max(h - 1, 1)]]) - 1.0
+        if w == 1 or h == 1:  # one pixel wide or tall: the torch kernels' zero grid coordinate
+            grid[:, [w == 1, h == 1]] = 0.0
+        return _grid_sample(lum, grid[:, 0], grid[:, 1])
     canvas, levels, offsets = _pyramid(lum, float(shrink.max()))
     level = np.clip(np.floor(np.log2(np.maximum(shrink, _F32(1.0)))), 0, len(levels) - 1).astype(np.intp)
-    scale = np.exp2(-level.astype(_F32))[:, None].astype(_F32)
-    j32 = j.astype(_F32)
-    lw = np.array([lv.shape[1] for lv in levels], _F32)[level][:, None]
-    lh = np.array([lv.shape[0] for lv in levels], _F32)[level][:, None]
-    xs = (b[:, 0:1] + j32 * ((b[:, 2:3] - b[:, 0:1]) / side)) * scale - _F32(0.5)
-    xs = np.minimum(np.maximum(xs, _F32(0.0)), lw - _F32(1.0)) + offsets.astype(_F32)[level][:, None]
-    ys = (b[:, 1:2] + j32 * ((b[:, 3:4] - b[:, 1:2]) / side)) * scale - _F32(0.5)
-    ys = np.minimum(np.maximum(ys, _F32(0.0)), lh - _F32(1.0))
-    return _grid_sample(canvas, _normalised(xs.astype(_F32), canvas.shape[1], True),
-                        _normalised(ys.astype(_F32), h, True))
+    scale = np.exp2(-level.astype(_F32)).astype(_F32)[:, None, None]
+    # (P, 2, n): x then y in level pixels, clamped to the level's edge pixel centres, x moved to its place
+    extent = np.array([[lv.shape[1], lv.shape[0]] for lv in levels], _F32)[level][:, :, None] - _F32(1.0)
+    shift = np.zeros((len(b), 2, 1), _F32)
+    shift[:, 0, 0] = offsets.astype(_F32)[level]
+    centres = (b[:, :2, None] + j.astype(_F32) * ((b[:, 2:] - b[:, :2]) / side)[:, :, None]) * scale - _F32(0.5)
+    centres = np.minimum(np.maximum(centres, _F32(0.0)), extent) + shift
+    wide, high = canvas.shape[1], h
+    grid = centres * np.array([[2.0 / max(wide - 1, 1)], [2.0 / max(high - 1, 1)]], _F32) - _F32(1.0)
+    if wide == 1 or high == 1:
+        grid[:, [wide == 1, high == 1]] = 0.0
+    return _grid_sample(canvas, grid[:, 0], grid[:, 1])
 
 
 def _bin_index(v: np.ndarray, bins: int) -> np.ndarray:
-    """``floor(bins v)`` clamped to ``[0, bins - 1]`` as integers (truncation is the floor of the values that
-    are not clamped to bin 0)."""
-    q = (v * _F32(bins) if v.dtype == _F32 else v * float(bins)).astype(np.intp)
+    """``floor(bins v)`` clamped to ``[0, bins - 1]`` as int32 (clamped in float, then truncated: the floor of
+    what is left)."""
+    q = v * _F32(bins) if v.dtype == _F32 else v * float(bins)
     np.minimum(q, bins - 1, out=q)
-    return np.maximum(q, 0, out=q)
+    np.maximum(q, 0, out=q)
+    return q.astype(np.int32)
 
 
 @functools.lru_cache(maxsize=8)
@@ -187,17 +199,20 @@ def _xlogx(n: int) -> np.ndarray:
 def _mi_of_counts(counts: np.ndarray, n: int) -> np.ndarray:
     """Plug-in MI (nats) of joint count tables ``(P, bins, bins)`` of ``n`` samples each:
     ``H(X) + H(Y) - H(X, Y) = log n + (sum c_xy log c_xy - sum c_x log c_x - sum c_y log c_y) / n``."""
-    table = _xlogx(n)
-    joint = table.take(counts).sum((1, 2))
-    return math.log(n) + (joint - table.take(counts.sum(2)).sum(1) - table.take(counts.sum(1)).sum(1)) / n
+    table, add = _xlogx(n), np.add.reduce
+    joint = add(table.take(counts.reshape(len(counts), -1)), 1)
+    return math.log(n) + (joint - add(table.take(add(counts, 2)), 1) - add(table.take(add(counts, 1)), 1)) / n
 
 
 def _joint_counts(qx: np.ndarray, qy: np.ndarray, bins: int) -> np.ndarray:
-    """Joint count tables ``(P, bins, bins)`` of bin indices ``qx, qy (P, N)``: one ``bincount`` for all."""
-    problems = qx.shape[0]
-    index = qx * bins + qy
-    index += (np.arange(problems) * (bins * bins))[:, None]
-    return np.bincount(index.ravel(), minlength=problems * bins * bins).reshape(problems, bins, bins)
+    """Joint count tables ``(P, bins, bins)`` of bin indices ``qy (..., N)`` (``P`` problems) and ``qx``
+    (broadcast against ``qy``): one ``bincount`` for all."""
+    problems = math.prod(qy.shape[:-1])
+    cells = problems * bins * bins
+    index = (qx * bins).astype(np.intp if cells >= 2 ** 31 else np.int32, copy=False)
+    index = index + qy
+    index += (np.arange(problems, dtype=index.dtype) * (bins * bins)).reshape(qy.shape[:-1] + (1,))
+    return np.bincount(index.ravel(), minlength=cells).reshape(problems, bins, bins)
 
 
 def histogram_mi(x: np.ndarray, y: np.ndarray, bins: int = 16) -> np.ndarray:
@@ -260,6 +275,4 @@ def candidate_scores(image: np.ndarray, boxes: Any, proxy_size: int = 32, bins: 
         flat = flat * np.array([fx, fy, fx, fy], _F32)
     # every view's boxes in one call, as the torch scorer: the largest box decides the sampling path
     q = _bin_index(proxies(lum, flat, proxy_size), int(bins)).reshape(v, k, -1)
-    n = q.shape[-1]
-    counts = _joint_counts(np.broadcast_to(q[0], q[1:].shape).reshape(-1, n), q[1:].reshape(-1, n), int(bins))
-    return _mi_of_counts(counts, n).reshape(v - 1, k)
+    return _mi_of_counts(_joint_counts(q[0], q[1:], int(bins)), q.shape[-1]).reshape(v - 1, k)
