@@ -12,7 +12,7 @@ the hue rotation (an HSV round trip, the hexcone hue Kornia rotates) and the sha
 
 from __future__ import annotations
 
-import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -26,8 +26,6 @@ __all__ = ["adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_
 
 _LEVELS = np.arange(256, dtype=np.float32) / np.float32(255.0)  # the float image's values, as torch divides
 _LEVELS.flags.writeable = False
-_LEVELS3 = np.repeat(_LEVELS[:, None], 3, 1)  # the identity table of three channels (read only)
-_LEVELS3.flags.writeable = False
 _LUMA = (0.299, 0.587, 0.114)  # BT.601, functional.color.rgb_to_grayscale's weights
 
 
@@ -275,14 +273,11 @@ def _clamp(x: np.ndarray, low: bool = True, high: bool = True) -> np.ndarray:
     return x
 
 
-def _colour_matrix(op: int, v: float, mean: float = 0.0) -> np.ndarray:
-    """Brightness (0), contrast (1, about the luma ``mean``) and saturation (2) are affine maps of the RGB
-    vector: the ``3 x 4`` matrix ``cv2.transform`` applies (clamped after)."""
-    if op == 2:  # the blend with the luma: row c is (1 - v) * luma weights + v * e_c
-        r, g, b = ((1.0 - v) * w for w in _LUMA)
-        return np.array([[r + v, g, b, 0.0], [r, g + v, b, 0.0], [r, g, b + v, 0.0]])
-    offset = mean * (1.0 - v) if op == 1 else 0.0
-    return np.array([[v, 0.0, 0.0, offset], [0.0, v, 0.0, offset], [0.0, 0.0, v, offset]])
+def _saturation_matrix(v: float) -> np.ndarray:
+    """The blend with the luma as the ``3 x 4`` matrix ``cv2.transform`` applies: row ``c`` is
+    ``(1 - v) * luma weights + v * e_c``."""
+    r, g, b = ((1.0 - v) * w for w in _LUMA)
+    return np.array([[r + v, g, b, 0.0], [r, g + v, b, 0.0], [r, g, b + v, 0.0]])
 
 
 def _float_step(x: np.ndarray, op: int, v: float) -> np.ndarray:
@@ -297,7 +292,7 @@ def _float_step(x: np.ndarray, op: int, v: float) -> np.ndarray:
         mean = sum(w * m for w, m in zip(_LUMA, means)) if x.shape[2] == 3 else means[0]
         x = as_hwc(cv2.addWeighted(x, v, x, 0.0, mean * (1.0 - v), dst=x), x.shape[2])
     elif op == 2:
-        x = cv2.transform(x, _colour_matrix(2, v))
+        x = cv2.transform(x, _saturation_matrix(v))
     else:  # the hue: HSV is scale invariant (V in levels); HSV2RGB wraps hues above 360, not below 0
         hsv = cv2.cvtColor(x, cv2.COLOR_RGB2HSV)
         cv2.add(hsv, (float(np.float32((v * 360.0) % 360.0)), 0.0, 0.0, 0.0), dst=hsv)
@@ -320,7 +315,7 @@ def _jitter(image: np.ndarray, table: np.ndarray | None, values: list[float], or
         if x is not None or op == 3 or (op == 2 and pending.table is not None):
             x = _float_step(pending.float_view(out) if x is None else x, op, v)
         elif op == 2:  # uint8 in and out: cv2.transform rounds and saturates (torch's clamp)
-            out = opencv().transform(out, _colour_matrix(2, v))
+            out = opencv().transform(out, _saturation_matrix(v))
         elif op == 0:
             pending.brightness(v)
         else:
@@ -360,24 +355,74 @@ def color_jitter(image: np.ndarray, brightness: float, contrast: float, saturati
     return out.copy() if out is image else out
 
 
-@functools.lru_cache(maxsize=1)
-def _encode_table() -> np.ndarray:
-    """sRGB levels of the linear values ``i / 65535`` (``linear_to_srgb`` on 65,536 points, rounded)."""
-    lin = np.arange(65536, dtype=np.float64) / 65535.0
-    return _quantise(_encode(lin))
-
-
-def _decode(v: np.ndarray) -> np.ndarray:
-    return np.where(v > 0.04045, ((v + 0.055) / 1.055) ** 2.4, v / 12.92)
-
-
-_LINEAR_LEVELS = _decode(_LEVELS.astype(np.float64))  # the 256 levels in linear light
+_LINEAR_LEVELS = _LEVELS.astype(np.float64)  # the 256 levels in linear light (decoded sRGB)
+_LINEAR_LEVELS = np.where(_LINEAR_LEVELS > 0.04045, ((_LINEAR_LEVELS + 0.055) / 1.055) ** 2.4, _LINEAR_LEVELS / 12.92)
 _LINEAR_LEVELS.flags.writeable = False
+_KNEE = 0.0031308  # sRGB: linear values up to the knee encode as 12.92 x, above it as 1.055 x ** (1 / 2.4) - 0.055
 
 
-def _encode(lin: np.ndarray) -> np.ndarray:
-    lin = np.clip(lin, 0.0, 1.0)
-    return np.where(lin > 0.0031308, 1.055 * np.maximum(lin, 0.0031308) ** (1 / 2.4) - 0.055, 12.92 * lin)
+def _gains(log_gain: Any) -> list[float]:
+    listed = isinstance(log_gain, list) and all(type(v) is float for v in log_gain)
+    gains = log_gain if listed else [float(v) for v in np.ravel(np.asarray(log_gain, dtype=np.float64))]
+    if len(gains) != 3 or not all(math.isfinite(v) for v in gains):
+        raise ValueError(f"log_gain must hold 3 finite numbers, got {np.asarray(log_gain).tolist()}")
+    return gains
+
+
+def _srgb_tables(gains: list[float], log_gamma: float, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """For the 256 levels and each channel (float64 ``(256, channels)``, transposed views): the linear value
+    ``gain_c * decode(level) ** gamma`` and ``1.055 * its ** (1 / 2.4)``, the power taken per level and per
+    gain apart (``(g x) ** p = g ** p * x ** p``), computed channel-major (numpy's inner loop is the levels)."""
+    gamma = math.exp(log_gamma)
+    gains = gains if channels == 3 else [sum(gains) / 3.0]
+    factors = np.array([[math.exp(g) for g in gains], [1.055 * math.exp(g / 2.4) for g in gains]])
+    powers = np.empty((2, 1, 256))
+    np.power(_LINEAR_LEVELS, gamma, out=powers[0, 0])
+    np.power(_LINEAR_LEVELS, gamma / 2.4, out=powers[1, 0])
+    linear, powered = np.multiply(factors[:, :, None], powers)
+    return linear.T, powered.T
+
+
+def _srgb_table(gains: list[float], log_gamma: float, channels: int) -> np.ndarray:
+    """The encoded value in [0, 1] of each level per channel, float32 ``(256, channels)``."""
+    linear, powered = (t.T for t in _srgb_tables(gains, log_gamma, channels))
+    return np.where(linear > _KNEE, np.minimum(powered - 0.055, 1.0), 12.92 * linear).astype(np.float32).T
+
+
+def _shaded(image: np.ndarray, gains: list[float], log_gamma: float, field: np.ndarray) -> np.ndarray:
+    """The illumination with a shading field ``[H, W]`` (> 0): ``encode(table_c(level) * field)`` per pixel,
+    separably: ``1.055 (t f) ** (1 / 2.4) = (1.055 t ** (1 / 2.4)) * f ** (1 / 2.4)``, so the encoded value is
+    one float LUT times a field, and the dark branch ``12.92 t f`` another; the encoding is
+    ``max(bright, min(dark, 12.92 knee))``, within 0.003 levels of the exact branch choice (the two branches
+    meet at the knee with nearly equal slopes). In level units, rounded once."""
+    cv2, c = opencv(), image.shape[2]
+    linear, powered = _srgb_tables(gains, log_gamma, c)
+    offset = 255.0 * 0.055
+    field = np.ascontiguousarray(field, np.float32)
+    spread = cv2.cvtColor if c == 3 else None
+
+    def lit(table: np.ndarray, f: np.ndarray) -> np.ndarray:
+        x = _table_lut(image, table, np.float32(255.0))
+        return cv2.multiply(x, spread(f, cv2.COLOR_GRAY2RGB) if spread else f[:, :, None], dst=x)
+
+    out = lit(powered, cv2.pow(field, 1.0 / 2.4))
+    darkest = cv2.minMaxLoc(image.reshape(image.shape[0], -1))[0]
+    if float(linear[int(darkest)].min()) * cv2.minMaxLoc(field)[0] <= _KNEE:  # some pixel may be dark
+        dark = lit(12.92 * linear, field)
+        cv2.threshold(dark, 255.0 * 12.92 * _KNEE, 0.0, cv2.THRESH_TRUNC, dst=dark)
+        cv2.max(out, cv2.add(dark, offset, dst=dark), dst=out)
+    return as_hwc(cv2.convertScaleAbs(out, alpha=1.0, beta=-offset), c)  # >= 0 before the abs
+
+
+def _illumination(image: np.ndarray, gains: list[float], log_gamma: float, shading: list[float],
+                  field: np.ndarray | None) -> np.ndarray:
+    """:func:`apply_illumination` on checked arguments (``shading`` a flat list)."""
+    if not any(shading):
+        return _table_lut(image, _srgb_table(gains, log_gamma, image.shape[2]))
+    if field is None:  # (H, W) float32
+        coeffs = torch.tensor([shading], dtype=torch.float32)
+        field = render_shading_field(coeffs, image.shape[0], image.shape[1])[0, 0].numpy()
+    return _shaded(image, gains, log_gamma, field)
 
 
 def apply_illumination(image: np.ndarray, log_gain: Any, log_gamma: float, shading: Any = None,
@@ -400,26 +445,10 @@ def apply_illumination(image: np.ndarray, log_gain: Any, log_gamma: float, shadi
         [128, 128, 128]
     """
     check_image(image)
-    gains = np.asarray(log_gain, dtype=np.float64).reshape(-1)
-    if gains.shape != (3,) or not np.isfinite(gains).all():
-        raise ValueError(f"log_gain must hold 3 finite numbers, got {np.asarray(log_gain).tolist()}")
-    linear = _linear_table(gains, log_gamma, image.shape[2])
-    coeffs = None if shading is None else np.asarray(shading, dtype=np.float32).reshape(1, -1)
-    if coeffs is None or coeffs.shape[1] == 0 or not coeffs.any():
-        return _table_lut(image, _encode(linear).astype(np.float32))
-    if field is None:  # (H, W) float32
-        field = render_shading_field(torch.from_numpy(coeffs), image.shape[0], image.shape[1])[0, 0].numpy()
-    lit = _table_lut(image, linear, np.float32(1.0)) * field[:, :, None]
-    index = (np.minimum(lit, np.float32(1.0)) * np.float32(65535.0) + np.float32(0.5)).astype(np.uint16)
-    return _encode_table()[index]
-
-
-def _linear_table(gains: np.ndarray, log_gamma: float, channels: int) -> np.ndarray:
-    """``gain_c * decode(level) ** gamma`` for the 256 levels, ``(256, channels)`` float64."""
-    gamma = np.exp(_factor(log_gamma, "log_gamma", nonnegative=False))
-    if channels == 1:
-        gains = gains.mean(keepdims=True)
-    return _LINEAR_LEVELS[:, None] ** gamma * np.exp(gains)[None, :]
+    coeffs = [] if shading is None else [float(v) for v in np.ravel(np.asarray(shading, dtype=np.float32))]
+    log_gamma = _factor(log_gamma, "log_gamma", nonnegative=False)
+    out = _illumination(image, _gains(log_gain), log_gamma, coeffs, field)
+    return out.copy() if out is image else out
 
 
 def illumination_table(log_gain: Any, log_gamma: float, channels: int = 3) -> np.ndarray:
@@ -430,12 +459,9 @@ def illumination_table(log_gain: Any, log_gamma: float, channels: int = 3) -> np
         >>> [round(v, 4) for v in illumination_table([0.0, 0.0, 0.0], 0.0)[128].tolist()]
         [0.502, 0.502, 0.502]
     """
-    gains = np.asarray(log_gain, dtype=np.float64).reshape(-1)
-    if gains.shape != (3,) or not np.isfinite(gains).all():
-        raise ValueError(f"log_gain must hold 3 finite numbers, got {np.asarray(log_gain).tolist()}")
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-    return _encode(_linear_table(gains, log_gamma, channels)).astype(np.float32)
+    return np.ascontiguousarray(_srgb_table(_gains(log_gain), _factor(log_gamma, "log_gamma", False), channels))
 
 
 def illuminate(image: np.ndarray, params: Any, index: int = 0, field: np.ndarray | None = None) -> np.ndarray:
@@ -457,14 +483,18 @@ def illuminate(image: np.ndarray, params: Any, index: int = 0, field: np.ndarray
 
     def row(name: str) -> list[float]:
         value = getattr(params, name)[index]
-        return value.detach().reshape(-1).tolist() if isinstance(value, torch.Tensor) else list(np.ravel(value))
+        if isinstance(value, torch.Tensor):
+            return value.detach().reshape(-1).tolist()
+        if isinstance(value, list) and all(type(v) is float for v in value):  # a row of .tolist(): as is
+            return value
+        return [float(v) for v in np.ravel(value)]
 
     out, table = image, None
-    log_gain, log_gamma, shading = row("log_gain"), row("log_gamma")[0], row("shading")
+    log_gain, log_gamma, shading = _gains(row("log_gain")), row("log_gamma")[0], row("shading")
     if any(shading):
-        out = apply_illumination(out, log_gain, log_gamma, shading, field=field)
+        out = _illumination(out, log_gain, log_gamma, shading, field)
     elif any(log_gain) or log_gamma:  # a per-channel table: the jitter's brightness and contrast join it
-        table = illumination_table(log_gain, log_gamma, image.shape[2])
+        table = _srgb_table(log_gain, log_gamma, image.shape[2])
     factors = [row(name)[0] for name in ("brightness", "contrast", "saturation", "hue")]
     out = _jitter(out, table, factors, [0, 1, 2, 3])
     return out.copy() if out is image else out
