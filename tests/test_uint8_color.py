@@ -5,7 +5,8 @@ A chain is rounded once, so where the uint8 kernel stays on one levels map or on
 within 1 level of the torch kernel followed by rounding, at every pixel: brightness and contrast in any order
 (one shared table, applied as an affine map while no clamp sits inside it, else as a look-up table), a single
 adjustment, and a chain that starts with the hue (float32 from the start). Any chain holds the backend's
-documented tolerance: mean |d| <= 1 level and 99.9th percentile <= 4 levels.
+documented tolerance: mean |d| <= 1 level and 99.9th percentile <= 4 levels. The illumination change (a
+per-level table, or with a shading field the separable encoding) is within 1 level of the torch kernel.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mi_augment.functional import color_jitter
+from mi_augment.functional import apply_illumination, color_jitter
 from mi_augment.functional import uint8 as U
 
 
@@ -79,3 +80,15 @@ def test_a_chain_from_the_hue_on_is_within_one_level(image, brightness, contrast
 def test_any_chain_holds_the_backend_tolerance(image, brightness, contrast, saturation, shift, order):
     d = difference(image, [brightness, contrast, saturation, shift], order)
     assert d.mean() <= 1.0 and np.percentile(d, 99.9) <= 4, (d.mean(), np.percentile(d, 99.9), d.max())
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(image=images, log_gain=st.lists(st.floats(-1.5, 1.5), min_size=3, max_size=3), log_gamma=st.floats(-0.8, 0.8),
+       shading=st.one_of(st.just([0.0] * 5), st.lists(st.floats(-0.6, 0.6), min_size=5, max_size=5)))
+def test_illumination_is_within_one_level(image, log_gain, log_gamma, shading):
+    out = U.apply_illumination(image, log_gain, log_gamma, shading)
+    assert out.shape == image.shape and out.dtype == np.uint8 and out is not image
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    ref = apply_illumination(x, torch.tensor([log_gain]), torch.tensor([[log_gamma]]), torch.tensor([shading]))
+    ref = (ref.clamp(0, 1) * 255).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
+    assert np.abs(out.astype(np.int16) - ref).max() <= 1
