@@ -1,6 +1,8 @@
 """One image's score and choose steps against the torch forms they stand in for.
 
-* The uint8 backend's proxies (:func:`mi_augment.functional.uint8.proxies`) are
+* The uint8 backend's luma (per-level tables) is the scorer's :func:`mi_augment.functional.crops.luma` of
+  ``image / 255`` bit for bit.
+* Its proxies (:func:`mi_augment.functional.uint8.proxies`) are
   :func:`~mi_augment.functional.crops.pyramid_crop` bit for bit, and its histogram MI (count tables and a
   ``c log c`` table) is :func:`mi_augment.mi.histogram_mi` within 1e-9 nats on float64 samples.
 * A policy's one-image form on Python floats (:meth:`~mi_augment.pairs.Policy.select_one`, which
@@ -19,7 +21,7 @@ from hypothesis import strategies as st
 import mi_augment
 from mi_augment import mi
 from mi_augment.functional import uint8 as U
-from mi_augment.functional.crops import pyramid_crop
+from mi_augment.functional.crops import luma, pyramid_crop
 from mi_augment.pairs import BoxSampler, choose_candidate, make_policy, plan_candidates
 
 
@@ -29,6 +31,25 @@ def boxes_in(rng: np.random.Generator, k: int, h: int, w: int) -> np.ndarray:
     bh = rng.uniform(1.0, h, k)
     x1, y1 = rng.uniform(0.0, 1.0, k) * (w - bw), rng.uniform(0.0, 1.0, k) * (h - bh)
     return np.stack([x1, y1, x1 + bw, y1 + bh], 1).astype(np.float32)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2 ** 31 - 1), h=st.integers(1, 64), w=st.integers(1, 64), channels=st.sampled_from([1, 3]))
+def test_luma_equals_the_torch_kernel_bit_for_bit(seed, h, w, channels):
+    image = np.random.default_rng(seed).integers(0, 256, (h, w, channels), dtype=np.uint8)
+    image[0, 0] = 255  # the extreme levels
+    image[-1, -1] = 0
+    reference = luma(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)[0, 0].numpy()
+    mine = U.luma(image)
+    assert mine.dtype == np.float32 and np.array_equal(mine, reference)
+
+
+def test_luma_of_every_red_green_pair_equals_the_torch_kernel():
+    grid = np.stack(np.meshgrid(*[np.arange(256, dtype=np.uint8)] * 2, indexing="ij"), -1)
+    for blue in (0, 1, 77, 128, 254, 255):
+        rgb = np.concatenate([grid, np.full((256, 256, 1), blue, np.uint8)], 2)
+        reference = luma(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255)[0, 0].numpy()
+        assert np.array_equal(U.luma(rgb), reference)
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)
