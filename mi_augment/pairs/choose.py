@@ -57,6 +57,10 @@ def choose_candidate(candidates: PairCandidates, policy: Policy, scores: Tensor 
                      generator: torch.Generator | None = None) -> PairInfo:
     """Pick one candidate per image by ``policy`` from the mean of the scores over the partner views.
 
+    One image on the CPU (a DataLoader worker's call) is chosen by
+    :meth:`~mi_augment.pairs.policies.Policy.select_one` on Python floats: the same draw and the same choice
+    as the batched tensor form, without a dozen tensor ops on ``K`` numbers.
+
     Args:
         candidates: the plan step's candidates (boxes ``(B, V, K, 4)``).
         policy: the :class:`~mi_augment.pairs.policies.Policy` that chooses.
