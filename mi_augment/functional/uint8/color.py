@@ -1,13 +1,14 @@
-"""Colour kernels of the CPU uint8 backend: look-up tables (LUTs) and ``cv2.cvtColor`` on one ``[H, W, C]``
-uint8 image, with the maths of the torch kernels in :mod:`mi_augment.functional.color` (Kornia's).
+"""Colour kernels of the CPU uint8 backend: look-up tables (LUTs), affine maps and ``cv2.cvtColor`` on one
+``[H, W, C]`` uint8 image, with the maths of the torch kernels in :mod:`mi_augment.functional.color` (Kornia's).
 
-Each kernel evaluates the torch kernel's formula on the 256 input levels (in float32, as the torch kernel
-does on ``uint8 / 255``) and rounds once, so it differs from the torch kernel followed by rounding by at most
-one level (a statistic such as the contrast's mean is computed exactly, from the histograms). Per-pixel
-formulas that a LUT cannot hold run on float32 with OpenCV: the saturation's luma blend (``cv2.addWeighted``),
-the hue rotation (an HSV round trip, the hexcone hue Kornia rotates) and the shading field (then a
-65,536-entry sRGB encoding table: within 0.03 levels of the exact curve). A chain of adjustments
-(:func:`color_jitter`, :func:`illuminate`) is rounded once at its end, as the torch reference is.
+A chain of adjustments (:func:`color_jitter`, :func:`illuminate`; each single kernel is a chain of one) is
+rounded once at its end, as the torch reference is. While the image is uint8, brightness and contrast compose
+into one levels map: the torch formula on the 256 levels (float32 on ``uint8 / 255``; the contrast's mean
+exact), applied as one affine ``cv2.convertScaleAbs`` while no clamp sits inside it, else as one LUT. Per-pixel
+formulas run on float32 in level units ([0, 255]; every step is homogeneous): the saturation's luma blend
+(``cv2.transform``), the hue rotation (an HSV round trip, the hexcone hue Kornia rotates) and the shading
+field (a separable sRGB encoding). Each single kernel is within 1 level of the torch kernel followed by
+rounding (``tests/test_uint8_color.py``).
 """
 
 from __future__ import annotations
@@ -29,14 +30,13 @@ _LEVELS.flags.writeable = False
 _LUMA = (0.299, 0.587, 0.114)  # BT.601, functional.color.rgb_to_grayscale's weights
 
 
-def _quantise(values: np.ndarray) -> np.ndarray:
-    """Float values in [0, 1] (clamped) as uint8 levels, rounded half to even as the transforms' output is."""
-    return np.round(np.clip(values, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
-
-
-def _lut(image: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """``cv2.LUT`` with a ``(256,)`` table for every channel (one single-channel LUT) or a ``(256, C)`` table
-    per channel."""
+def _lut(image: np.ndarray, table: np.ndarray, scale: np.float32 | None = None) -> np.ndarray:
+    """``cv2.LUT`` of a level table, ``(256,)`` for every channel (one single-channel LUT) or ``(256, C)``: a
+    uint8 table as is, a float table in [0, 1] rounded half to even to levels (``scale`` None, clamped) or as
+    float32 times ``scale``."""
+    if table.dtype != np.uint8:
+        table = (np.round(np.clip(table, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8) if scale is None
+                 else (table * scale if scale != 1.0 else table).astype(np.float32, copy=False))
     c = image.shape[2]
     if table.ndim == 2:
         table = table[:, 0] if c == 1 or table.shape[1] == 1 else np.ascontiguousarray(table).reshape(1, 256, c)
@@ -48,7 +48,7 @@ def _factor(value: Any, name: str, nonnegative: bool = True) -> float:
         f = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
-    if not np.isfinite(f) or (nonnegative and f < 0):
+    if not math.isfinite(f) or (nonnegative and f < 0):
         raise ValueError(f"{name} must be a finite {'non-negative ' if nonnegative else ''}number, got {value!r}")
     return f
 
@@ -68,8 +68,7 @@ def adjust_brightness(image: np.ndarray, factor: float) -> np.ndarray:
         [150, 150, 150]
     """
     check_image(image)
-    out = _jitter(image, None, [_factor(factor, "brightness factor"), 1.0, 1.0, 0.0], [0])
-    return out.copy() if out is image else out
+    return _jitter(image, None, [_factor(factor, "brightness factor"), 1.0, 1.0, 0.0], [0])
 
 
 def adjust_contrast(image: np.ndarray, factor: float) -> np.ndarray:
@@ -87,8 +86,7 @@ def adjust_contrast(image: np.ndarray, factor: float) -> np.ndarray:
         [100, 100, 100]
     """
     check_image(image)
-    out = _jitter(image, None, [1.0, _factor(factor, "contrast factor"), 1.0, 0.0], [1])
-    return out.copy() if out is image else out
+    return _jitter(image, None, [1.0, _factor(factor, "contrast factor"), 1.0, 0.0], [1])
 
 
 def adjust_saturation(image: np.ndarray, factor: float) -> np.ndarray:
@@ -107,8 +105,7 @@ def adjust_saturation(image: np.ndarray, factor: float) -> np.ndarray:
         [76, 76, 76]
     """
     check_image(image)
-    out = _jitter(image, None, [1.0, 1.0, _factor(factor, "saturation factor"), 0.0], [2])
-    return out.copy() if out is image else out
+    return _jitter(image, None, [1.0, 1.0, _factor(factor, "saturation factor"), 0.0], [2])
 
 
 def adjust_hue(image: np.ndarray, shift: float) -> np.ndarray:
@@ -130,8 +127,7 @@ def adjust_hue(image: np.ndarray, shift: float) -> np.ndarray:
     s = _factor(shift, "hue shift", nonnegative=False)
     if abs(s) > 0.5:
         raise ValueError(f"hue shift must be in [-0.5, 0.5] turns, got {shift!r}")
-    out = _jitter(image, None, [1.0, 1.0, 1.0, s], [3])
-    return out.copy() if out is image else out
+    return _jitter(image, None, [1.0, 1.0, 1.0, s], [3])
 
 
 def rgb_to_grayscale(image: np.ndarray, channels: int = 3) -> np.ndarray:
@@ -184,81 +180,83 @@ def _channel_means(image: np.ndarray, table: np.ndarray) -> list[float]:
     image's mean for a small image (2 calls), the histograms (one ``calcHist`` per channel) for a large one."""
     cv2, c = opencv(), image.shape[2]
     if image.shape[0] * image.shape[1] <= 4096:
-        return list(cv2.mean(_table_lut(image, table, np.float32(1.0)))[:c])
+        return list(cv2.mean(_lut(image, table, np.float32(1.0)))[:c])
     n = image.shape[0] * image.shape[1]
     columns = table.reshape(256, -1).astype(np.float64)
     hists = [cv2.calcHist([image], [i], None, [256], [0, 256]).reshape(-1).astype(np.float64) for i in range(c)]
     return [float(h @ columns[:, min(i, columns.shape[1] - 1)]) / n for i, h in enumerate(hists)]
 
 
-def _table_lut(image: np.ndarray, table: np.ndarray, scale: np.float32 | None = None) -> np.ndarray:
-    """``cv2.LUT`` of a float level table (``(256,)``: every channel, ``(256, C)``: per channel), rounded to
-    uint8 levels (``scale`` None) or as float32 times ``scale``. A shared table is one single-channel LUT."""
-    if scale is None:
-        return _lut(image, _quantise(table))
-    return _lut(image, (table * scale if scale != 1.0 else table).astype(np.float32, copy=False))
-
-
 class _Pending:
-    """The levels map a chain holds while its image is still uint8: a float32 level table (None: identity;
-    ``(256,)`` shared by the channels, or ``(256, C)``) and, while the table is ``clip(a * level + k, 0, 1)``
+    """The levels map a chain holds while its image is still uint8: a float32 level table (``(256,)`` shared by
+    the channels, or ``(256, C)``; built only when needed) and, while the table is ``clip(a * level + k, 0, 1)``
     with the clamp only at its end, the affine ``(a, k)``: then the map is one ``cv2.convertScaleAbs`` or
     ``cv2.addWeighted`` (rounded once), and the contrast's mean is ``a * mean + k`` when nothing clamps."""
 
     def __init__(self, table: np.ndarray | None) -> None:
-        self.table = table
+        self.identity = table is None
+        self._table, self._steps = table, []  # the table is _table after the (op, factor, mean) steps
         self.affine: tuple[float, float] | None = (1.0, 0.0) if table is None else None
+
+    @property
+    def table(self) -> np.ndarray:
+        """The float32 level table, as the torch kernels compute each step on ``level / 255``."""
+        table = _LEVELS if self._table is None else self._table
+        for op, f, mean in self._steps:
+            ff = np.float32(f)
+            if op == 0:
+                table = table * ff if f <= 1.0 else np.minimum(table * ff, np.float32(1.0))
+            else:
+                table = table * ff + np.float32(mean) * (np.float32(1.0) - ff)
+                table = table if f <= 1.0 else np.clip(table, 0.0, 1.0)
+        self._table, self._steps = table, []
+        return table
 
     def _clamps(self) -> tuple[bool, bool]:  # whether some level maps below 0 / above 1 before the clamp
         a, k = self.affine
         return k < 0.0, a + k > 1.0
 
     def brightness(self, f: float) -> None:
-        table = _LEVELS if self.table is None else self.table
-        ff = np.float32(f)
-        self.table = table * ff if f <= 1.0 else np.minimum(table * ff, np.float32(1.0))
+        self.identity = False
+        self._steps.append((0, f, 0.0))
         if self.affine is not None:  # a clamp at 1 before the factor stays one iff the factor is >= 1
             self.affine = (self.affine[0] * f, self.affine[1] * f) if f >= 1.0 or not self._clamps()[1] else None
 
     def contrast(self, f: float, image: np.ndarray) -> None:
         means = self.means(image)
         mean = sum(w * m for w, m in zip(_LUMA, means)) if len(means) == 3 else means[0]
-        table = _LEVELS if self.table is None else self.table
-        ff = np.float32(f)
-        table = table * ff + np.float32(mean) * (np.float32(1.0) - ff)
-        self.table = table if f <= 1.0 else np.clip(table, 0.0, 1.0)
+        self.identity = False
+        self._steps.append((1, f, mean))
         if self.affine is not None:  # clamps before the blend stay clamps iff the factor is >= 1
             a, k = self.affine
             self.affine = (a * f, k * f + mean * (1.0 - f)) if f >= 1.0 or not any(self._clamps()) else None
 
     def means(self, image: np.ndarray) -> list[float]:
         """The per-channel means of the mapped image, in [0, 1]."""
-        c = image.shape[2]
         if self.affine is not None and not any(self._clamps()):
             a, k = self.affine
-            return [a * m / 255.0 + k for m in opencv().mean(image)[:c]]
+            return [a * m / 255.0 + k for m in opencv().mean(image)[:image.shape[2]]]
         return _channel_means(image, self.table)
 
     def levels(self, image: np.ndarray) -> np.ndarray:
         """The mapped image as uint8 levels, rounded once."""
-        if self.table is None:
+        if self.identity:
             return image
         if self.affine is not None and self.affine[1] >= 0.0:  # a, k >= 0: |a x + k| is a x + k
             return as_hwc(opencv().convertScaleAbs(image, alpha=self.affine[0], beta=255.0 * self.affine[1]),
                           image.shape[2])
-        return _table_lut(image, self.table)
+        return _lut(image, self.table)
 
     def float_view(self, image: np.ndarray) -> np.ndarray:
         """The mapped image as float32 ``[H, W, C]`` in level units, [0, 255], never rounded."""
-        if self.table is None:
+        if self.identity:
             return image.astype(np.float32, order="C")  # C order: cv2 writes into it
         if self.affine is None:
-            return _table_lut(image, self.table, np.float32(255.0))
+            return _lut(image, self.table, np.float32(255.0))
         cv2 = opencv()
         x = as_hwc(cv2.addWeighted(image, self.affine[0], image, 0.0, 255.0 * self.affine[1], dtype=cv2.CV_32F),
                    image.shape[2])
-        low, high = self._clamps()
-        return _clamp(x, low, high)
+        return _clamp(x, *self._clamps())
 
 
 def _clamp(x: np.ndarray, low: bool = True, high: bool = True) -> np.ndarray:
@@ -312,7 +310,7 @@ def _jitter(image: np.ndarray, table: np.ndarray | None, values: list[float], or
         v = values[op]
         if v == (0.0 if op == 3 else 1.0) or (grey and op >= 2):
             continue
-        if x is not None or op == 3 or (op == 2 and pending.table is not None):
+        if x is not None or op == 3 or (op == 2 and not pending.identity):
             x = _float_step(pending.float_view(out) if x is None else x, op, v)
         elif op == 2:  # uint8 in and out: cv2.transform rounds and saturates (torch's clamp)
             out = opencv().transform(out, _saturation_matrix(v))
@@ -322,7 +320,8 @@ def _jitter(image: np.ndarray, table: np.ndarray | None, values: list[float], or
             pending.contrast(v, out)
     if x is not None:
         return as_hwc(opencv().convertScaleAbs(x), x.shape[2])
-    return pending.levels(out)
+    out = pending.levels(out)
+    return out.copy() if out is image else out  # always a new array
 
 
 def color_jitter(image: np.ndarray, brightness: float, contrast: float, saturation: float, hue: float,
@@ -351,8 +350,7 @@ def color_jitter(image: np.ndarray, brightness: float, contrast: float, saturati
     order = [int(i) for i in order]
     if sorted(order) != [0, 1, 2, 3]:
         raise ValueError(f"order must be a permutation of 0, 1, 2, 3, got {order}")
-    out = _jitter(image, None, values, order)
-    return out.copy() if out is image else out
+    return _jitter(image, None, values, order)
 
 
 _LINEAR_LEVELS = _LEVELS.astype(np.float64)  # the 256 levels in linear light (decoded sRGB)
@@ -369,56 +367,47 @@ def _gains(log_gain: Any) -> list[float]:
     return gains
 
 
-def _srgb_tables(gains: list[float], log_gamma: float, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """For the 256 levels and each channel (float64 ``(256, channels)``, transposed views): the linear value
-    ``gain_c * decode(level) ** gamma`` and ``1.055 * its ** (1 / 2.4)``, the power taken per level and per
-    gain apart (``(g x) ** p = g ** p * x ** p``), computed channel-major (numpy's inner loop is the levels)."""
+def _srgb_tables(gains: list[float], log_gamma: float, channels: int, scales: tuple = (1.0, 1.055)) -> np.ndarray:
+    """For each channel and the 256 levels (float64 ``(2, channels, 256)``): ``scales[0]`` times the linear value
+    ``gain_c * decode(level) ** gamma`` and ``scales[1]`` times its power ``1 / 2.4``, the power taken per level
+    and per gain apart (``(g x) ** p = g ** p * x ** p``), channel-major (numpy's inner loop is the levels)."""
     gamma = math.exp(log_gamma)
     gains = gains if channels == 3 else [sum(gains) / 3.0]
-    factors = np.array([[math.exp(g) for g in gains], [1.055 * math.exp(g / 2.4) for g in gains]])
+    factors = np.array([[scales[0] * math.exp(g) for g in gains], [scales[1] * math.exp(g / 2.4) for g in gains]])
     powers = np.empty((2, 1, 256))
     np.power(_LINEAR_LEVELS, gamma, out=powers[0, 0])
     np.power(_LINEAR_LEVELS, gamma / 2.4, out=powers[1, 0])
-    linear, powered = np.multiply(factors[:, :, None], powers)
-    return linear.T, powered.T
+    return np.multiply(factors[:, :, None], powers)
 
 
 def _srgb_table(gains: list[float], log_gamma: float, channels: int) -> np.ndarray:
     """The encoded value in [0, 1] of each level per channel, float32 ``(256, channels)``."""
-    linear, powered = (t.T for t in _srgb_tables(gains, log_gamma, channels))
+    linear, powered = _srgb_tables(gains, log_gamma, channels)
     return np.where(linear > _KNEE, np.minimum(powered - 0.055, 1.0), 12.92 * linear).astype(np.float32).T
 
 
 def _shaded(image: np.ndarray, gains: list[float], log_gamma: float, field: np.ndarray) -> np.ndarray:
-    """The illumination with a shading field ``[H, W]`` (> 0): ``encode(table_c(level) * field)`` per pixel,
-    separably: ``1.055 (t f) ** (1 / 2.4) = (1.055 t ** (1 / 2.4)) * f ** (1 / 2.4)``, so the encoded value is
-    one float LUT times a field, and the dark branch ``12.92 t f`` another; the encoding is
-    ``max(bright, min(dark, 12.92 knee))``, within 0.003 levels of the exact branch choice (the two branches
-    meet at the knee with nearly equal slopes). In level units, rounded once."""
+    """The illumination with a shading field ``[H, W]``: the linear value ``table_c(level) * field`` per pixel
+    (one float LUT times the field), encoded as ``max(1.055 x ** (1 / 2.4) - 0.055, 12.92 min(x, knee))``
+    (within 0.003 levels of the exact branch choice: the two branches meet at the knee with nearly equal
+    slopes), rounded once. The table carries ``1.055 ** 2.4``, so one ``cv2.pow`` gives ``1.055 x ** (1 / 2.4)``."""
     cv2, c = opencv(), image.shape[2]
-    linear, powered = _srgb_tables(gains, log_gamma, c)
-    offset = 255.0 * 0.055
+    lift = 1.055 ** 2.4
+    table = _srgb_tables(gains, log_gamma, c, (lift, 0.0))[0].astype(np.float32).T.copy()  # (256, C)
+    lin = cv2.LUT(image, table.reshape(1, 256, 3) if c == 3 else table[:, 0])
     field = np.ascontiguousarray(field, np.float32)
-    spread = cv2.cvtColor if c == 3 else None
-
-    def lit(table: np.ndarray, f: np.ndarray) -> np.ndarray:
-        x = _table_lut(image, table, np.float32(255.0))
-        return cv2.multiply(x, spread(f, cv2.COLOR_GRAY2RGB) if spread else f[:, :, None], dst=x)
-
-    out = lit(powered, cv2.pow(field, 1.0 / 2.4))
-    darkest = cv2.minMaxLoc(image.reshape(image.shape[0], -1))[0]
-    if float(linear[int(darkest)].min()) * cv2.minMaxLoc(field)[0] <= _KNEE:  # some pixel may be dark
-        dark = lit(12.92 * linear, field)
-        cv2.threshold(dark, 255.0 * 12.92 * _KNEE, 0.0, cv2.THRESH_TRUNC, dst=dark)
-        cv2.max(out, cv2.add(dark, offset, dst=dark), dst=out)
-    return as_hwc(cv2.convertScaleAbs(out, alpha=1.0, beta=-offset), c)  # >= 0 before the abs
+    cv2.multiply(lin, cv2.cvtColor(field, cv2.COLOR_GRAY2RGB) if c == 3 else field, dst=lin)
+    bright = cv2.pow(lin, 1.0 / 2.4)
+    cv2.threshold(lin, lift * _KNEE, 0.0, cv2.THRESH_TRUNC, dst=lin)
+    cv2.max(bright, cv2.addWeighted(lin, 12.92 / lift, lin, 0.0, 0.055, dst=lin), dst=bright)
+    return as_hwc(cv2.convertScaleAbs(bright, alpha=255.0, beta=-255.0 * 0.055), c)  # >= 0 before the abs
 
 
 def _illumination(image: np.ndarray, gains: list[float], log_gamma: float, shading: list[float],
                   field: np.ndarray | None) -> np.ndarray:
     """:func:`apply_illumination` on checked arguments (``shading`` a flat list)."""
     if not any(shading):
-        return _table_lut(image, _srgb_table(gains, log_gamma, image.shape[2]))
+        return _lut(image, _srgb_table(gains, log_gamma, image.shape[2]))
     if field is None:  # (H, W) float32
         coeffs = torch.tensor([shading], dtype=torch.float32)
         field = render_shading_field(coeffs, image.shape[0], image.shape[1])[0, 0].numpy()
@@ -447,8 +436,7 @@ def apply_illumination(image: np.ndarray, log_gain: Any, log_gamma: float, shadi
     check_image(image)
     coeffs = [] if shading is None else [float(v) for v in np.ravel(np.asarray(shading, dtype=np.float32))]
     log_gamma = _factor(log_gamma, "log_gamma", nonnegative=False)
-    out = _illumination(image, _gains(log_gain), log_gamma, coeffs, field)
-    return out.copy() if out is image else out
+    return _illumination(image, _gains(log_gain), log_gamma, coeffs, field)  # a new array
 
 
 def illumination_table(log_gain: Any, log_gamma: float, channels: int = 3) -> np.ndarray:
@@ -496,5 +484,4 @@ def illuminate(image: np.ndarray, params: Any, index: int = 0, field: np.ndarray
     elif any(log_gain) or log_gamma:  # a per-channel table: the jitter's brightness and contrast join it
         table = _srgb_table(log_gain, log_gamma, image.shape[2])
     factors = [row(name)[0] for name in ("brightness", "contrast", "saturation", "hue")]
-    out = _jitter(out, table, factors, [0, 1, 2, 3])
-    return out.copy() if out is image else out
+    return _jitter(out, table, factors, [0, 1, 2, 3])

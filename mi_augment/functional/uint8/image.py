@@ -6,6 +6,7 @@ OpenCV is imported on first use (:func:`opencv`), never when :mod:`mi_augment` i
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -14,8 +15,10 @@ import torch
 __all__ = ["opencv", "check_image", "as_hwc", "to_hwc_uint8", "hwc_to_tensor"]
 
 
+@functools.cache
 def opencv() -> Any:
-    """The ``cv2`` module, imported on first use (``import mi_augment.transforms`` stays free of OpenCV)."""
+    """The ``cv2`` module, imported on first use (``import mi_augment.transforms`` stays free of OpenCV); the
+    module is cached, so a kernel's many calls cost no import lookup."""
     import cv2
 
     return cv2
