@@ -261,12 +261,10 @@ class _Pending:
 
 def _clamp(x: np.ndarray, low: bool = True, high: bool = True) -> np.ndarray:
     """Clamp float32 level values to [0, 255] in place (only the ends named)."""
-    cv2 = opencv()
-    if low and high:
-        return np.clip(x, 0.0, 255.0, out=x)
+    cv2 = opencv()  # two thresholds cost less than np.clip's dispatch on small images
     if high:
         cv2.threshold(x, 255.0, 255.0, cv2.THRESH_TRUNC, dst=x)
-    elif low:
+    if low:
         cv2.threshold(x, 0.0, 0.0, cv2.THRESH_TOZERO, dst=x)
     return x
 
@@ -298,9 +296,10 @@ def _float_step(x: np.ndarray, op: int, v: float) -> np.ndarray:
     return _clamp(x) if v > 1.0 else x
 
 
-def _jitter(image: np.ndarray, table: np.ndarray | None, values: list[float], order: list[int]) -> np.ndarray:
+def _jitter(image: np.ndarray, table: np.ndarray | None, values: list[float], order: list[int],
+            fresh: bool = False) -> np.ndarray:
     """The adjustments in ``order`` on ``image`` seen through the float level table ``table`` (or None),
-    rounded once. While the image is uint8, brightness and contrast compose into the pending levels map
+    rounded once; a new array (``image`` itself only when ``fresh`` says the caller made it). While the image is uint8, brightness and contrast compose into the pending levels map
     (:class:`_Pending`), and a saturation with nothing pending is one ``cv2.transform`` on uint8 (the blend
     with the exact luma, rounded once). A saturation after a pending map, a hue, and every step after a hue
     run on float32 in level units, rounded at the end."""
@@ -321,7 +320,7 @@ def _jitter(image: np.ndarray, table: np.ndarray | None, values: list[float], or
     if x is not None:
         return as_hwc(opencv().convertScaleAbs(x), x.shape[2])
     out = pending.levels(out)
-    return out.copy() if out is image else out  # always a new array
+    return out.copy() if out is image and not fresh else out
 
 
 def color_jitter(image: np.ndarray, brightness: float, contrast: float, saturation: float, hue: float,
@@ -484,4 +483,4 @@ def illuminate(image: np.ndarray, params: Any, index: int = 0, field: np.ndarray
     elif any(log_gain) or log_gamma:  # a per-channel table: the jitter's brightness and contrast join it
         table = _srgb_table(log_gain, log_gamma, image.shape[2])
     factors = [row(name)[0] for name in ("brightness", "contrast", "saturation", "hue")]
-    return _jitter(out, table, factors, [0, 1, 2, 3])
+    return _jitter(out, table, factors, [0, 1, 2, 3], fresh=out is not image)
