@@ -112,10 +112,10 @@ def plan_candidates(images: Tensor, sampler: BoxSampler, n_views: int, n_candida
     b, _, h, w = images.shape
     dev = images.device
     drawn = []
+    on = sampling_device(generator, dev)
     for model, strength in zip(models, strengths):
-        params = model.sample(b * n_views, generator=generator, device=sampling_device(generator, dev),
-                              strength=strength)
-        drawn.append(stack_views(params.to(dev), b, n_views))
+        params = model.sample(b * n_views, generator=generator, device=on, strength=strength)
+        drawn.append(stack_views(params if on == dev else params.to(dev), b, n_views))
     flips = rand((b, n_views), generator, dev) < flip
     boxes = sampler.sample((b, n_views, n_candidates), h, w, generator=generator, device=dev)
     return PairCandidates(boxes, flips, tuple(drawn))

@@ -282,20 +282,21 @@ def _zooms(boxes: list[list[float]], height: int, width: int) -> tuple[float, ..
 
 
 def _view_warps(models: Sequence[Any], params: PairParams, rows: list[dict[str, list]], image_size: tuple[int, int],
-                size: tuple[int, int]) -> list[np.ndarray] | None:
-    """Each view's composed ``3 x 3`` warp (the folding models' ``warp_matrices`` in chain order, as
-    :func:`_warps` composes them), a MotionModel's from its :func:`view_frame_rows`; None when no model folds."""
+                size: tuple[int, int]) -> list[list[list[float]]] | None:
+    """Each view's composed ``3 x 3`` warp as nested lists (the folding models' ``warp_matrices`` in chain order,
+    as :func:`_warps` composes them), a MotionModel's from its :func:`view_frame_rows`; None when none folds."""
     out = None
     for model, p, r in zip(models, params.perturbations, rows):
         if not folds_warp(model):
             continue
         if type(model) is MotionModel and current().fast_paths:  # warp_matrices' float64 similarity
-            mats = [np.array(similarity_matrix(ls[0], rot[0], t[0], t[1], *size))
+            mats = [similarity_matrix(ls[0], rot[0], t[0], t[1], *size)
                     for ls, rot, t in zip(r["log_scale"], r["rotation"], r["translation"])]
         else:
             framed = flatten_views(in_view_frame([model], [p], params.boxes, *image_size)[0])
-            mats = list(model.warp_matrices(framed, *size).to(torch.float64).numpy())
-        out = mats if out is None else [m @ o for m, o in zip(mats, out)]
+            mats = model.warp_matrices(framed, *size).to(torch.float64).tolist()
+        out = mats if out is None else [[[sum(m[i][k] * o[k][j] for k in range(3)) for j in range(3)]
+                                         for i in range(3)] for m, o in zip(mats, out)]
     return out
 
 

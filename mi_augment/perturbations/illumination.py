@@ -29,7 +29,6 @@ Order of operations in :meth:`IlluminationModel.apply`
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.resources
 import math
 import os
@@ -257,21 +256,25 @@ class IlluminationModel(PerturbationModel):
         return torch.cat([p.reshape(p.shape[0], -1).float() for p in parts], dim=1)
 
     def params_from_vector(self, z: Tensor) -> IlluminationParams:
-        if z.ndim != 2 or z.shape[1] != self.vector_size:
-            raise ValueError(f"expected vectors of shape (N, {self.vector_size}), got {tuple(z.shape)}")
-        identity = IlluminationParams.identity(z.shape[0], self.shading_size, z.device, z.dtype)
-        # (not dataclasses.asdict: it deep-copies every tensor)
-        out = {f.name: getattr(identity, f.name) for f in dataclasses.fields(identity)}
-        col = 0
-        if "photometric" in self.config["groups"]:
-            s = self.shading_size
-            out["log_gain"], out["log_gamma"], out["shading"] = z[:, :3], z[:, 3:4], z[:, 4:4 + s]
-            col = 4 + s
-        if "jitter" in self.config["groups"]:
-            f = z[:, col:col + 4]
-            out["brightness"], out["contrast"], out["saturation"] = (f[:, i:i + 1].clamp_min(0) for i in range(3))
-            out["hue"] = f[:, 3:4].clamp(-0.5, 0.5)
-        return IlluminationParams(**out)
+        groups, s = self.config["groups"], self.shading_size
+        size = (4 + s if "photometric" in groups else 0) + (4 if "jitter" in groups else 0)  # vector_size
+        if z.ndim != 2 or z.shape[1] != size:
+            raise ValueError(f"expected vectors of shape (N, {size}), got {tuple(z.shape)}")
+        n, like = z.shape[0], dict(device=z.device, dtype=z.dtype)
+        # the groups the vector covers are views of it; the others are built at identity (only those)
+        if "photometric" in groups:
+            log_gain, log_gamma, shading = z[:, :3], z[:, 3:4], z[:, 4:4 + s]
+        else:
+            log_gain, log_gamma, shading = torch.zeros(n, 3, **like), torch.zeros(n, 1, **like), torch.zeros(n, s, **like)
+        if "jitter" in groups:
+            f = z[:, size - 4:size]
+            brightness, contrast, saturation = (f[:, i:i + 1].clamp_min(0) for i in range(3))
+            hue = f[:, 3:4].clamp(-0.5, 0.5)
+        else:
+            brightness = torch.ones(n, 1, **like)
+            contrast, saturation, hue = brightness.clone(), brightness.clone(), torch.zeros(n, 1, **like)
+        return IlluminationParams(log_gain=log_gain, log_gamma=log_gamma, shading=shading, brightness=brightness,
+                                  contrast=contrast, saturation=saturation, hue=hue)
 
     def log_prob(self, params: IlluminationParams) -> Tensor:
         """Log density of the covered groups; ``-inf`` where a group the model does not cover is not identity."""

@@ -194,8 +194,9 @@ class MotionModel(PerturbationModel):
             raise ValueError(f"motion parameter vectors must have shape (N, 6), got {tuple(z.shape)}")
         z = z.float()
         blur = z[:, 4:6] / 100.0
+        # (linalg.vector_norm: Tensor.norm's own kernel, without its Python dispatch)
         return MotionParams(translation=z[:, 0:2] / 100.0, rotation=torch.deg2rad(z[:, 2:3]),
-                            log_scale=z[:, 3:4] / 100.0, blur_length=blur.norm(dim=1, keepdim=True),
+                            log_scale=z[:, 3:4] / 100.0, blur_length=torch.linalg.vector_norm(blur, dim=1, keepdim=True),
                             blur_angle=torch.atan2(blur[:, 1:2], blur[:, 0:1]))
 
     # ------------------------------------------------------------------ estimation

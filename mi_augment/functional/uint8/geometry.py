@@ -143,7 +143,8 @@ def crop_warp(image: np.ndarray, box: Any, size: Any, matrix: Any = None, flip: 
         image: uint8 ``[H, W, C]``.
         box: ``(x1, y1, x2, y2)`` in pixels.
         size: output ``(height, width)`` or one int.
-        matrix: ``3 x 3`` affine input-to-output matrix in the crop's frame (view pixels); None: identity.
+        matrix: ``3 x 3`` affine input-to-output matrix in the crop's frame (view pixels; an array, a tensor or
+            nested lists); None: identity.
         flip: mirror the crop left-right (before its warp).
         padding_mode: ``"reflection"``, ``"border"`` or ``"zeros"``.
 
@@ -175,7 +176,8 @@ def _affine_rows(matrix: Any) -> tuple[tuple[float, float, float], tuple[float, 
     """The top two rows of a finite affine ``3 x 3`` matrix (None: the identity) as Python floats."""
     if matrix is None:
         return (1.0, 0.0, 0.0), (0.0, 1.0, 0.0)
-    rows = (matrix.detach().cpu() if isinstance(matrix, torch.Tensor) else np.asarray(matrix, np.float64)).tolist()
+    rows = matrix if type(matrix) is list else (
+        matrix.detach().cpu() if isinstance(matrix, torch.Tensor) else np.asarray(matrix, np.float64)).tolist()
     ok = len(rows) == 3 and all(isinstance(r, list) and len(r) == 3 for r in rows)
     values = [float(v) for r in rows for v in r] if ok else []
     if not ok or not all(map(math.isfinite, values)) or values[6:] != [0.0, 0.0, 1.0]:
