@@ -102,18 +102,27 @@ def working_luma(image: np.ndarray, proxy_size: int, min_scale: float) -> tuple[
     return _rgb_luma(small[0].clamp_(0.0, 1.0).permute(1, 2, 0).numpy()), ww / w, hh / h
 
 
-def _grid_sample(canvas: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+def _grid_sample(canvas: np.ndarray, axes: np.ndarray) -> np.ndarray:
     """``grid_sample`` (bilinear, border, ``align_corners=True``) of ``canvas [H, W]`` on the separable
-    normalised grids with columns ``gx (P, w)`` and rows ``gy (P, h)``, as one tall grid: ``(P, h * w)``
+    normalised grids ``axes (P, 2, n)`` (columns ``x``, then rows ``y``), as one tall grid: ``(P, n * n)``
     float32. The same call on the same float32 grid as the torch scorer's, so the same samples bit for bit."""
-    p, h, w = gx.shape[0], gy.shape[1], gx.shape[1]
-    grid = np.empty((p, h, w, 2), _F32)
-    grid[..., 0] = gx[:, None, :]  # rounded to float32 here, as the torch kernels' .to(float32)
-    grid[..., 1] = gy[:, :, None]
-    image = torch.from_numpy(np.ascontiguousarray(canvas, _F32))[None, None]
-    out = F.grid_sample(image, torch.from_numpy(grid).view(1, p * h, w, 2), mode="bilinear",
+    p, n = axes.shape[0], axes.shape[2]
+    axes = axes.astype(_F32, copy=False)  # rounded to float32 here, as the torch kernels' .to(float32)
+    grid = np.empty((p, n, n, 2), _F32)
+    grid[..., 0] = axes[:, None, 0, :]
+    grid[..., 1] = axes[:, 1, :, None]
+    image = torch.from_numpy(np.ascontiguousarray(canvas, _F32)).view(1, 1, *canvas.shape)
+    out = F.grid_sample(image, torch.from_numpy(grid).view(1, p * n, n, 2), mode="bilinear",
                         padding_mode="border", align_corners=True)
-    return out.numpy().reshape(p, h * w)
+    return out.numpy().reshape(p, n * n)
+
+
+@functools.lru_cache(maxsize=16)
+def _centres(n: int) -> np.ndarray:
+    """The bin centres ``j + 0.5`` of ``n`` bins, float64 (read only)."""
+    out = np.arange(n, dtype=np.float64) + 0.5
+    out.flags.writeable = False
+    return out
 
 
 def _pyramid(lum: np.ndarray, shrink_max: float) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
@@ -155,7 +164,7 @@ def proxies(lum: np.ndarray, boxes: Any, proxy_size: int) -> np.ndarray:
     n, (h, w) = int(proxy_size), lum.shape
     side = _F32(n)
     shrink = ((b[:, 2:] - b[:, :2]) / side).max(1)  # float32, as torch: max(width / n, height / n)
-    j = np.arange(n, dtype=np.float64) + 0.5
+    j = _centres(n)
     if float(shrink.max()) <= 1.0:  # pyramid_crop hands these to resized_crop: float64 bin centres
         b64 = b.astype(np.float64)
         # (P, 2, n): x then y of the bin centres, resized_crop's operations in its order
@@ -163,7 +172,7 @@ def proxies(lum: np.ndarray, boxes: Any, proxy_size: int) -> np.ndarray:
         grid = centres * np.array([[2.0 / max(w - 1, 1)], [2.0 / max(h - 1, 1)]]) - 1.0
         if w == 1 or h == 1:  # one pixel wide or tall: the torch kernels' zero grid coordinate
             grid[:, [w == 1, h == 1]] = 0.0
-        return _grid_sample(lum, grid[:, 0], grid[:, 1])
+        return _grid_sample(lum, grid)
     canvas, levels, offsets = _pyramid(lum, float(shrink.max()))
     level = np.clip(np.floor(np.log2(np.maximum(shrink, _F32(1.0)))), 0, len(levels) - 1).astype(np.intp)
     scale = np.exp2(-level.astype(_F32)).astype(_F32)[:, None, None]
@@ -177,15 +186,16 @@ def proxies(lum: np.ndarray, boxes: Any, proxy_size: int) -> np.ndarray:
     grid = centres * np.array([[2.0 / max(wide - 1, 1)], [2.0 / max(high - 1, 1)]], _F32) - _F32(1.0)
     if wide == 1 or high == 1:
         grid[:, [wide == 1, high == 1]] = 0.0
-    return _grid_sample(canvas, grid[:, 0], grid[:, 1])
+    return _grid_sample(canvas, grid)
 
 
-def _bin_index(v: np.ndarray, bins: int) -> np.ndarray:
+def _bin_index(v: np.ndarray, bins: int, non_negative: bool = False) -> np.ndarray:
     """``floor(bins v)`` clamped to ``[0, bins - 1]`` as int32 (clamped in float, then truncated: the floor of
-    what is left)."""
+    what is left). ``non_negative``: the caller knows ``v >= 0`` (the lower clamp is skipped)."""
     q = v * _F32(bins) if v.dtype == _F32 else v * float(bins)
     np.minimum(q, bins - 1, out=q)
-    np.maximum(q, 0, out=q)
+    if not non_negative:
+        np.maximum(q, 0, out=q)
     return q.astype(np.int32)
 
 
@@ -209,10 +219,18 @@ def _joint_counts(qx: np.ndarray, qy: np.ndarray, bins: int) -> np.ndarray:
     (broadcast against ``qy``): one ``bincount`` for all."""
     problems = math.prod(qy.shape[:-1])
     cells = problems * bins * bins
-    index = (qx * bins).astype(np.intp if cells >= 2 ** 31 else np.int32, copy=False)
+    index = np.multiply(qx, bins, dtype=np.intp if cells >= 2 ** 31 else np.int32)
     index = index + qy
-    index += (np.arange(problems, dtype=index.dtype) * (bins * bins)).reshape(qy.shape[:-1] + (1,))
+    index += _problem_offsets(qy.shape[:-1], bins * bins, index.dtype)
     return np.bincount(index.ravel(), minlength=cells).reshape(problems, bins, bins)
+
+
+@functools.lru_cache(maxsize=32)
+def _problem_offsets(shape: tuple[int, ...], cells: int, dtype: Any) -> np.ndarray:
+    """``(*shape, 1)`` read-only offsets ``problem * cells`` that put each problem's joint bins apart."""
+    out = (np.arange(math.prod(shape), dtype=dtype) * cells).reshape(shape + (1,))
+    out.flags.writeable = False
+    return out
 
 
 def histogram_mi(x: np.ndarray, y: np.ndarray, bins: int = 16) -> np.ndarray:
@@ -263,7 +281,7 @@ def candidate_scores(image: np.ndarray, boxes: Any, proxy_size: int = 32, bins: 
         >>> candidate_scores(img, box).shape
         (1, 1)
     """
-    b = np.asarray(boxes.detach().cpu() if isinstance(boxes, torch.Tensor) else boxes, dtype=_F32)
+    b = np.asarray(boxes.detach().cpu().numpy() if isinstance(boxes, torch.Tensor) else boxes, dtype=_F32)
     if b.ndim != 3 or b.shape[0] < 2 or b.shape[2] != 4:
         raise ValueError(f"boxes must be (V, K, 4) with V >= 2 views, got shape {b.shape}")
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 2:
@@ -274,5 +292,6 @@ def candidate_scores(image: np.ndarray, boxes: Any, proxy_size: int = 32, bins: 
     if fx != 1.0 or fy != 1.0:
         flat = flat * np.array([fx, fy, fx, fy], _F32)
     # every view's boxes in one call, as the torch scorer: the largest box decides the sampling path
-    q = _bin_index(proxies(lum, flat, proxy_size), int(bins)).reshape(v, k, -1)
+    # bilinear samples of a luma in [0, 1] with non-negative weights: never below 0
+    q = _bin_index(proxies(lum, flat, proxy_size), int(bins), non_negative=True).reshape(v, k, -1)
     return _mi_of_counts(_joint_counts(q[0], q[1:], int(bins)), q.shape[-1]).reshape(v - 1, k)
