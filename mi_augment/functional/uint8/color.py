@@ -188,14 +188,16 @@ def _channel_means(image: np.ndarray, table: np.ndarray) -> list[float]:
 
 
 class _Pending:
-    """The levels map a chain holds while its image is still uint8: a float32 level table (``(256,)`` shared by
-    the channels, or ``(256, C)``; built only when needed) and, while the table is ``clip(a * level + k, 0, 1)``
-    with the clamp only at its end, the affine ``(a, k)``: then the map is one ``cv2.convertScaleAbs`` or
-    ``cv2.addWeighted`` (rounded once), and the contrast's mean is ``a * mean + k`` when nothing clamps."""
+    """The levels map a chain holds on its image (uint8, or float32 in level units): a float32 level table
+    (``(256,)`` shared by the channels, or ``(256, C)``; built only when needed) and, while the table is
+    ``clip(a * level + k, 0, 1)`` with the clamp only at its end, the affine ``(a, k)``: then the map is one
+    ``cv2.convertScaleAbs`` or ``cv2.addWeighted`` (rounded once), and the contrast's mean is ``a * mean + k``
+    when nothing clamps. A float image's map stays affine (:meth:`keeps`)."""
+
+    __slots__ = ("identity", "_table", "_steps", "affine")
 
     def __init__(self, table: np.ndarray | None) -> None:
-        self.identity = table is None
-        self._table, self._steps = table, []  # the table is _table after the (op, factor, mean) steps
+        self.identity, self._table, self._steps = table is None, table, []  # table: _table after the steps
         self.affine: tuple[float, float] | None = (1.0, 0.0) if table is None else None
 
     @property
@@ -247,16 +249,32 @@ class _Pending:
                           image.shape[2])
         return _lut(image, self.table)
 
+    def keeps(self, op: int, f: float) -> bool:
+        """Whether brightness (0) / contrast (1) by ``f`` stays affine with no table (else a float image's map is
+        applied first)."""
+        low, high = self._clamps()
+        return (f >= 1.0 or not high) if op == 0 else not (low or high)
+
     def float_view(self, image: np.ndarray) -> np.ndarray:
-        """The mapped image as float32 ``[H, W, C]`` in level units, [0, 255], never rounded."""
+        """The mapped image as float32 ``[H, W, C]`` in level units, [0, 255], never rounded (a float
+        ``image`` with nothing pending is returned as is)."""
         if self.identity:
-            return image.astype(np.float32, order="C")  # C order: cv2 writes into it
+            return image if image.dtype == np.float32 else image.astype(np.float32, order="C")  # cv2 writes in
         if self.affine is None:
             return _lut(image, self.table, np.float32(255.0))
+        cv2, a, k = opencv(), self.affine[0], 255.0 * self.affine[1]
+        own = image if image.dtype == np.float32 else None  # the chain's own float image: in place
+        return _clamp(as_hwc(cv2.addWeighted(image, a, image, 0.0, k, dst=own, dtype=cv2.CV_32F), image.shape[2]),
+                      *self._clamps())
+
+    def finish(self, x: np.ndarray, clamped: bool) -> np.ndarray:
+        """The mapped float image ``x`` (level units; ``clamped``: already in [0, 255]) rounded to uint8 in one
+        pass: ``cv2.convertScaleAbs``, or a saturating ``cv2.addWeighted`` for the affine and the clamp."""
         cv2 = opencv()
-        x = as_hwc(cv2.addWeighted(image, self.affine[0], image, 0.0, 255.0 * self.affine[1], dtype=cv2.CV_32F),
-                   image.shape[2])
-        return _clamp(x, *self._clamps())
+        if self.identity and clamped:
+            return as_hwc(cv2.convertScaleAbs(x), x.shape[2])
+        a, k = self.affine
+        return as_hwc(cv2.addWeighted(x, a, x, 0.0, 255.0 * k, dtype=cv2.CV_8U), x.shape[2])
 
 
 def _clamp(x: np.ndarray, low: bool = True, high: bool = True) -> np.ndarray:
@@ -270,64 +288,59 @@ def _clamp(x: np.ndarray, low: bool = True, high: bool = True) -> np.ndarray:
 
 
 def _saturation_matrix(v: float) -> np.ndarray:
-    """The blend with the luma as the ``3 x 4`` matrix ``cv2.transform`` applies: row ``c`` is
-    ``(1 - v) * luma weights + v * e_c``."""
+    """The luma blend as ``cv2.transform``'s ``3 x 4`` matrix: row ``c`` is ``(1 - v) * luma + v * e_c``."""
     r, g, b = ((1.0 - v) * w for w in _LUMA)
     return np.array([[r + v, g, b, 0.0], [r, g + v, b, 0.0], [r, g, b + v, 0.0]])
 
 
-def _float_step(x: np.ndarray, op: int, v: float) -> np.ndarray:
-    """One adjustment on a float32 image in level units ([0, 255], the torch kernel's [0, 1] times 255: every
-    step is homogeneous), clamped where the factor can leave the range (a factor <= 1 blends in range)."""
+def _float_step(x: np.ndarray, op: int, v: float, clamp: bool) -> np.ndarray:
+    """The saturation (2) or the hue (3) on a float32 image in level units ([0, 255], the torch kernel's [0, 1]
+    times 255: both are homogeneous); a saturation above 1 is clamped when ``clamp`` (the hue stays in range)."""
     cv2 = opencv()
-    if op == 0:
-        np.multiply(x, np.float32(v), out=x)
-        return _clamp(x, False, True) if v > 1.0 else x
-    if op == 1:
-        means = cv2.mean(x)
-        mean = sum(w * m for w, m in zip(_LUMA, means)) if x.shape[2] == 3 else means[0]
-        x = as_hwc(cv2.addWeighted(x, v, x, 0.0, mean * (1.0 - v), dst=x), x.shape[2])
-    elif op == 2:
+    if op == 2:
         x = cv2.transform(x, _saturation_matrix(v))
-    else:  # the hue: HSV is scale invariant (V in levels); HSV2RGB wraps hues above 360, not below 0
-        hsv = cv2.cvtColor(x, cv2.COLOR_RGB2HSV)
-        cv2.add(hsv, (float(np.float32((v * 360.0) % 360.0)), 0.0, 0.0, 0.0), dst=hsv)
-        return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB, dst=x)
-    return _clamp(x) if v > 1.0 else x
+        return _clamp(x) if v > 1.0 and clamp else x
+    hsv = cv2.cvtColor(x, cv2.COLOR_RGB2HSV)  # HSV is scale invariant (V in levels)
+    cv2.add(hsv, (float(np.float32((v * 360.0) % 360.0)), 0.0, 0.0, 0.0), dst=hsv)  # HSV2RGB wraps >= 360
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB, dst=x)
 
 
 def _jitter(image: np.ndarray, table: np.ndarray | None, values: list[float], order: list[int],
             fresh: bool = False) -> np.ndarray:
     """The adjustments in ``order`` on ``image`` seen through the float level table ``table`` (or None),
-    rounded once; a new array (``image`` itself only when ``fresh`` says the caller made it). While the image is uint8, brightness and contrast compose into the pending levels map
-    (:class:`_Pending`), and a saturation with nothing pending is one ``cv2.transform`` on uint8 (the blend
-    with the exact luma, rounded once). A saturation after a pending map, a hue, and every step after a hue
-    run on float32 in level units, rounded at the end."""
-    out, x, pending = image, None, _Pending(table)
-    grey = image.shape[2] == 1
-    for op in order:
+    rounded once; a new array (``image`` itself only when ``fresh`` says the caller made it).
+
+    Brightness and contrast compose into the pending levels map (:class:`_Pending`): on the uint8 image a
+    table or an affine, on a float image an affine (applied first where a clamp would sit inside it). A
+    saturation with nothing pending on the uint8 image is one ``cv2.transform`` on uint8 (the blend with the
+    exact luma, rounded once); a saturation otherwise and a hue run on float32 in level units. The last map
+    and clamp join the final rounding."""
+    cv2, grey = opencv(), image.shape[2] == 1
+    base, pending, clamped, floating = image, _Pending(table), True, False
+    for i, op in enumerate(order):
         v = values[op]
         if v == (0.0 if op == 3 else 1.0) or (grey and op >= 2):
             continue
-        if x is not None or op == 3 or (op == 2 and not pending.identity):
-            x = _float_step(pending.float_view(out) if x is None else x, op, v)
+        if op == 3 or (op == 2 and (floating or not pending.identity)):
+            clamped = op == 3 or v <= 1.0 or any(values[o] != (0.0 if o == 3 else 1.0) for o in order[i + 1:])
+            base, pending, floating = _float_step(pending.float_view(base), op, v, clamped), _Pending(None), True
         elif op == 2:  # uint8 in and out: cv2.transform rounds and saturates (torch's clamp)
-            out = opencv().transform(out, _saturation_matrix(v))
-        elif op == 0:
-            pending.brightness(v)
+            base = cv2.transform(base, _saturation_matrix(v))
         else:
-            pending.contrast(v, out)
-    if x is not None:
-        return as_hwc(opencv().convertScaleAbs(x), x.shape[2])
-    out = pending.levels(out)
+            if floating and not pending.keeps(op, v):
+                base, pending = pending.float_view(base), _Pending(None)
+            pending.brightness(v) if op == 0 else pending.contrast(v, base)
+    if floating:
+        return pending.finish(base, clamped)
+    out = pending.levels(base)
     return out.copy() if out is image and not fresh else out
 
 
 def color_jitter(image: np.ndarray, brightness: float, contrast: float, saturation: float, hue: float,
                  order: Any = (0, 1, 2, 3)) -> np.ndarray:
     """``ColorJitter``'s four adjustments in ``order`` (0 brightness, 1 contrast, 2 saturation, 3 hue), each
-    skipped when its factor changes nothing, as the torch transform renders ``ColorJitterParams``.
-    Consecutive brightness and contrast steps are one look-up table (rounded once).
+    skipped when its factor changes nothing, as the torch transform renders ``ColorJitterParams``; the chain is
+    rounded once (brightness and contrast are one levels map, an affine or a look-up table).
 
     Args:
         image: uint8 ``[H, W, C]``.
