@@ -372,9 +372,9 @@ _KNEE = 0.0031308  # sRGB: linear values up to the knee encode as 12.92 x, above
 
 
 def _gains(log_gain: Any) -> list[float]:
-    listed = isinstance(log_gain, list) and all(type(v) is float for v in log_gain)
-    gains = log_gain if listed else [float(v) for v in np.ravel(np.asarray(log_gain, dtype=np.float64))]
-    if len(gains) != 3 or not all(math.isfinite(v) for v in gains):
+    flat = type(log_gain) is list and len(log_gain) == 3 and type(log_gain[0]) is float  # a .tolist() row
+    gains = log_gain if flat else [float(v) for v in np.ravel(np.asarray(log_gain, dtype=np.float64))]
+    if len(gains) != 3 or not (math.isfinite(gains[0]) and math.isfinite(gains[1]) and math.isfinite(gains[2])):
         raise ValueError(f"log_gain must hold 3 finite numbers, got {np.asarray(log_gain).tolist()}")
     return gains
 
@@ -485,7 +485,7 @@ def illuminate(image: np.ndarray, params: Any, index: int = 0, field: np.ndarray
         value = getattr(params, name)[index]
         if isinstance(value, torch.Tensor):
             return value.detach().reshape(-1).tolist()
-        if isinstance(value, list) and all(type(v) is float for v in value):  # a row of .tolist(): as is
+        if type(value) is list and (not value or type(value[0]) is float):  # a row of .tolist(): as is
             return value
         return [float(v) for v in np.ravel(value)]
 
