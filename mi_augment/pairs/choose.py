@@ -104,9 +104,9 @@ def _choose_one(candidates: PairCandidates, policy: Policy, scores: Tensor,
     """:func:`choose_candidate` for one CPU image by :meth:`~mi_augment.pairs.policies.Policy.select_one`: the
     same draw and choice without tensor ops on the ``K`` scores (the mean over one partner is the score)."""
     total = scores.float()
-    row = (total[0, 0] if total.shape[1] == 1 else total.mean(1)[0]).tolist()
+    row = (total.reshape(-1) if total.shape[1] == 1 else total.mean(1)[0]).tolist()
     index, kept = policy.select_one(row, generator, "cpu")
-    boxes = candidates.boxes[:, :, index].contiguous()
+    boxes = torch.from_numpy(candidates.boxes.detach().numpy()[:, :, index].copy())  # (1, V, 4), a new tensor
     return PairInfo(PairParams(boxes, candidates.flip, candidates.perturbations), candidates, scores,
                     torch.from_numpy(np.array([kept])), torch.from_numpy(np.array([index], np.int64)),
                     torch.from_numpy(np.array([row[index]], np.float32)))
