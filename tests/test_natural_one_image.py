@@ -163,3 +163,41 @@ def test_shading_field_is_its_definition(seed, b, degree, height, width):
     basis = cached_shading_basis(height, width, degree, torch.device("cpu"), torch.float32)
     expected = torch.einsum("bs,shw->bhw", coeffs, basis).exp().unsqueeze(1)
     assert torch.allclose(render_shading_field(coeffs, height, width), expected, rtol=2e-6, atol=0)  # float32 rounding
+
+
+def _tensor_draws(model, n: int, seed: int, strength: float):
+    """What ``model.sample`` computes for a batch: the density's tensor draws, the strength, the vector map."""
+    z = model.density.sample(n, generator=_gen(seed))
+    if strength != 1.0:
+        z_id = model.params_to_vector(model.identity_params(1)).to(z.dtype)
+        z = z_id + strength * (z - z_id)
+    return model.params_from_vector(z)
+
+
+@settings(**SETTINGS)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 8), strength=st.sampled_from([0.0, 0.5, 1.0, 10.0]),
+       kind=st.sampled_from(["motion", "illumination"]))
+def test_one_images_draws_are_the_tensor_draws_within_float32_rounding(seed, n, strength, kind):
+    """A few draws (one image's views) are computed on Python floats: the same stream, components and shapes,
+    values within float32 rounding (the mixture's sum in float64, atan2 / hypot correctly rounded)."""
+    model = (MotionModel if kind == "motion" else IlluminationModel).default()
+    gen = _gen(seed)
+    fast = model.sample(n, generator=gen, strength=strength)
+    reference = _tensor_draws(model, n, seed, strength)
+    for name, value in fast.as_dict().items():
+        expected = reference.as_dict()[name]
+        assert value.shape == expected.shape and value.dtype == expected.dtype
+        assert torch.allclose(value, expected, rtol=1e-5, atol=1e-6 * max(1.0, strength)), name
+    ref_gen = _gen(seed)
+    model.density.sample(n, generator=ref_gen)
+    assert torch.equal(torch.rand(3, generator=gen), torch.rand(3, generator=ref_gen))  # the same stream after
+
+
+@settings(**SETTINGS)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(0, 8))
+def test_mixture_rows_are_its_tensor_draws_within_float32_rounding(seed, n):
+    density = MotionModel.default().density
+    rows = density.sample_rows(n, _gen(seed))
+    reference = density.sample(n, generator=_gen(seed))
+    assert torch.allclose(torch.tensor(rows, dtype=torch.float32).reshape(reference.shape), reference, rtol=1e-5,
+                          atol=1e-5)

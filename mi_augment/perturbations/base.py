@@ -20,6 +20,7 @@ from torch import Tensor
 
 from ..core.artifact import ArtifactError, expect_dict, expect_list, load_artifact, save_artifact
 from ..core.params import Params
+from ..core.random import as_float32, as_float32s, sampling_device
 from .densities import Density, GaussianMixtureDensity
 
 
@@ -107,10 +108,18 @@ class PerturbationModel:
         identity, 1 the fitted distribution (exactly, the same draws as without the argument), 2 twice as far
         from "no change"; the shape of the distribution (correlations between components, mixture weights)
         is kept. The same generator state gives the same underlying draws at every strength.
+
+        A few draws on the CPU (``n <= FEW_DRAWS``: one image's views) from a density with ``sample_rows`` are
+        computed on Python floats (:meth:`params_from_rows`): the same generator stream and components, the
+        values within float32 rounding of the tensor computation that larger batches take.
         """
         strength = check_strength(strength)
         if not self.is_fitted:
             raise RuntimeError(f"{type(self).__name__} has no fitted density; call fit(data) or use .default()")
+        if (type(n) is int and 0 < n <= FEW_DRAWS and callable(getattr(self.density, "sample_rows", None))
+                and sampling_device(generator, device).type == "cpu"
+                and (device is None or torch.device(device).type == "cpu")):
+            return self.params_from_rows(self._rows_at_strength(self.density.sample_rows(n, generator), strength))
         z = self.density.sample(n, generator=generator, device=device)
         if device is not None:
             z = z.to(device)
@@ -118,6 +127,26 @@ class PerturbationModel:
             z_id = self.params_to_vector(self.identity_params(1, device=z.device)).to(z.dtype)
             z = z_id + strength * (z - z_id)
         return self.params_from_vector(z)
+
+    def _rows_at_strength(self, rows: list[list[float]], strength: float) -> list[list[float]]:
+        """``z_id + strength * (z - z_id)`` of :meth:`sample` on float32 rows, each float32 operation rounded
+        as torch rounds it (the Python scalar ``strength`` taken as float32)."""
+        if strength == 1.0:
+            return rows
+        z_id = self.params_to_vector(self.identity_params(1)).tolist()[0]
+        s = as_float32(strength)
+        out = []
+        for z in rows:
+            d = as_float32s([a - b for a, b in zip(z, z_id)])
+            out.append(list(as_float32s([b + x for b, x in zip(z_id, as_float32s([s * x for x in d]))])))
+        return out
+
+    def params_from_rows(self, rows: list[list[float]]) -> Params:
+        """:meth:`params_from_vector` of vectors given as Python numbers (``N`` lists of ``D`` float32 values,
+        e.g. :meth:`~mi_augment.perturbations.densities.GaussianMixtureDensity.sample_rows`): how
+        :meth:`sample` builds one image's few draws. Models may compute it on Python floats (within float32
+        rounding of :meth:`params_from_vector`)."""
+        return self.params_from_vector(torch.tensor(rows, dtype=torch.float32))
 
     def log_prob(self, params: Params) -> Tensor:
         return self.density.log_prob(self.params_to_vector(params))
@@ -205,6 +234,9 @@ class PerturbationModel:
         cfg = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
         return f"{type(self).__name__}({cfg}{', ' if cfg else ''}density={self.density!r})"
 
+
+#: draws up to which :meth:`PerturbationModel.sample` computes on Python floats on the CPU (one image's views)
+FEW_DRAWS = 8
 
 # Caps for model files: a model is a few KB of JSON and a few small tensors.
 MAX_MODEL_BYTES = 16 * 2**20

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 
 from ..core.params import Params
+from ..core.random import as_float32, as_float32s
 from ..core.validation import check_positive_int, restore, to_float_batch
 from ..functional.geometry import motion_blur, similarity_matrices
 from ..functional.warp import warp_and_blur
@@ -198,6 +199,29 @@ class MotionModel(PerturbationModel):
         return MotionParams(translation=z[:, 0:2] / 100.0, rotation=torch.deg2rad(z[:, 2:3]),
                             log_scale=z[:, 3:4] / 100.0, blur_length=torch.linalg.vector_norm(blur, dim=1, keepdim=True),
                             blur_angle=torch.atan2(blur[:, 1:2], blur[:, 0:1]))
+
+    def params_from_rows(self, rows: list[list[float]]) -> MotionParams:
+        """:meth:`params_from_vector` on Python floats for a few vectors (``N`` lists of 6 numbers): the
+        divisions and ``deg2rad`` rounded as torch's float32 ones (the same values), the blur's length and angle
+        by ``math.hypot`` / ``math.atan2`` rounded to float32 (torch's float32 kernels within an ulp). The
+        fields are views of one ``(N, 6)`` tensor.
+
+        Example:
+            >>> MotionModel.default().params_from_rows([[100.0, 0.0, 0.0, 0.0, 0.0, 50.0]]).blur_length.tolist()
+            [[0.5]]
+        """
+        if any(len(r) != 6 for r in rows):
+            raise ValueError(f"motion parameter vectors must have 6 entries, got {[len(r) for r in rows]}")
+        radians = as_float32(math.pi / 180.0)  # deg2rad multiplies by the float32 constant
+        out = []
+        for z in rows:
+            z = as_float32s(z)  # float32 values, as params_from_vector's .float()
+            dx, dy, log_scale, bx, by = as_float32s([z[0] / 100.0, z[1] / 100.0, z[3] / 100.0, z[4] / 100.0,
+                                                     z[5] / 100.0])
+            out.append([dx, dy, z[2] * radians, log_scale, math.hypot(bx, by), math.atan2(by, bx)])
+        t = torch.tensor(out, dtype=torch.float32)  # rounds the product, hypot and atan2 to float32
+        return MotionParams(translation=t[:, 0:2], rotation=t[:, 2:3], log_scale=t[:, 3:4], blur_length=t[:, 4:5],
+                            blur_angle=t[:, 5:6])
 
     # ------------------------------------------------------------------ estimation
     def fit(self, data: Any, progress: bool = False) -> MotionModel:
