@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import kornia
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -130,13 +131,19 @@ class ColorJitter(RandomTransform):
         return ColorJitterParams(*factors, order=u[:, :4].argsort(dim=1, stable=True))
 
     def row_from_uniforms(self, u: Sequence[float]) -> tuple:
-        ranges = [getattr(self, name) for name in _JITTER_OPS]
-        enabled = [r for r in ranges if r is not None]
-        lows_spans = as_float32s([v for r in enabled for v in (r[0], r[1] - r[0])])
-        steps = as_float32s([lows_spans[2 * i + 1] * u[4 + i] for i in range(len(enabled))])
-        values = iter(as_float32s([lows_spans[2 * i] + steps[i] for i in range(len(enabled))]))
+        ranges = tuple(getattr(self, name) for name in _JITTER_OPS)
+        cached = self.__dict__.get("_float32_ranges")
+        if cached is None or cached[0] != ranges:  # the enabled ranges' lows and spans in float32, once
+            enabled = [r for r in ranges if r is not None]
+            cached = (ranges, np.array([r[0] for r in enabled], np.float32),
+                      np.array([r[1] - r[0] for r in enabled], np.float32))
+            self.__dict__["_float32_ranges"] = cached
+        _, lows, spans = cached
+        # float32 products, then float32 sums: torch's two kernels (low + span * u), rounded as there
+        values = iter((lows + spans * np.array(u[4:], np.float32)).tolist())
         factors = [(0.0 if i == 3 else 1.0) if r is None else next(values) for i, r in enumerate(ranges)]
-        return (*factors, sorted(range(4), key=list(u[:4]).__getitem__))
+        keys = u[:4]
+        return (*factors, sorted(range(4), key=keys.__getitem__))
 
     def transform(self, images: Tensor, params: ColorJitterParams) -> Tensor:
         return color_jitter(images, params.brightness, params.contrast, params.saturation, params.hue, params.order)
