@@ -137,3 +137,23 @@ def test_choose_candidate_for_one_image_equals_the_policy_tensor_form(policy, se
     assert torch.equal(info.chosen_score, total.gather(1, chosen[:, None])[:, 0])
     assert torch.equal(info.params.boxes, candidates.boxes[0, :, int(chosen[0])][None])
     assert info.params.boxes.is_contiguous() and torch.equal(info.params.flip, candidates.flip)
+
+
+def test_a_subclass_that_overrides_the_tensor_form_chooses_by_it_for_one_image():
+    """The Python form stands for the class that defines it: a subclass's own ``_probabilities`` decides."""
+    from dataclasses import dataclass
+
+    from mi_augment.pairs import ThresholdPolicy
+
+    @dataclass(frozen=True)
+    class LastPolicy(ThresholdPolicy):
+        def _probabilities(self, scores, mask):
+            out = torch.zeros_like(scores)
+            out[:, -1] = 1.0
+            return out
+
+    g = torch.Generator().manual_seed(0)
+    candidates = plan_candidates(torch.rand(1, 3, 32, 32, generator=g), BoxSampler(), 2, 5, 0.5, generator=g)
+    info = choose_candidate(candidates, LastPolicy(), torch.rand(1, 1, 5, generator=g), g)
+    assert int(info.chosen[0]) == 4 and info.keep[0].tolist() == [False] * 4 + [True]
+    assert LastPolicy().probabilities_one([0.3, 0.1, 0.2]) == [0.0, 0.0, 1.0]

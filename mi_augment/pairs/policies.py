@@ -24,6 +24,7 @@ Policies that rank the candidates (all but ``random``, ``softmax`` and an absolu
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -109,7 +110,8 @@ class Policy:
     def probabilities_one(self, scores: Sequence[float]) -> list[float]:
         """:meth:`probabilities` of one image's ``K`` scores as Python floats (no mask): the same float32
         values, computed without tensor ops where the policy has a Python form (``max``, ``min``,
-        ``threshold``, ``topk``, ``random``), through :meth:`probabilities` otherwise. Raises as it does.
+        ``threshold``, ``topk``, ``random``; not in a subclass that overrides the tensor form), through
+        :meth:`probabilities` otherwise. Raises as it does.
 
         Example:
             >>> make_policy("threshold").probabilities_one([0.1, 0.4, 0.3, 0.2])
@@ -117,7 +119,7 @@ class Policy:
         """
         rounded = list(as_float32s([float(s) for s in scores]))  # the float32 scores the tensor form compares
         out = None
-        if rounded and not (self.rank_based and len(rounded) < 2) and (
+        if _python_form(type(self)) and rounded and not (self.rank_based and len(rounded) < 2) and (
                 not self.needs_scores or all(math.isfinite(s) for s in rounded)):
             out = self._probabilities_one(rounded)
         # the tensor form where there is no Python one, and to raise what is wrong
@@ -138,6 +140,9 @@ class Policy:
             >>> make_policy("max").select_one([0.1, 0.4, 0.3], g)
             (1, [False, True, False])
         """
+        if not _python_form(type(self)):  # a subclass's own tensor form decides (the same single draw)
+            chosen, keep = self.select_and_keep(torch.tensor([[float(s) for s in scores]], device=device), generator)
+            return int(chosen[0]), keep[0].tolist()
         probs = self.probabilities_one(scores)
         u = float(rand((1, 1), generator, device))
         return _draw_one(probs, u), [p > 0 for p in probs]
@@ -149,6 +154,18 @@ class Policy:
         cdf = probs.cumsum(1)
         cdf = cdf / cdf[:, -1:]
         return (cdf <= u).sum(1).clamp_max(probs.shape[1] - 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _python_form(cls: type) -> bool:
+    """Whether ``cls``'s Python form stands for its tensor form: no class below the one that defines
+    ``_probabilities_one`` overrides how probabilities are computed or drawn."""
+    def owner(name: str) -> type:
+        return next(k for k in cls.__mro__ if name in vars(k))
+
+    one = owner("_probabilities_one")
+    return one is not Policy and all(issubclass(one, owner(name)) for name in (
+        "probabilities", "_probabilities", "select_and_keep", "_draw"))
 
 
 def _draw_one(probs: list[float], u: float) -> int:
