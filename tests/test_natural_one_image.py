@@ -27,7 +27,7 @@ from mi_augment.functional.geometry import (
     similarity_matrix,
 )
 from mi_augment.functional.shading import cached_shading_basis, render_shading_field
-from mi_augment.pairs.plan import PairParams, flatten_views
+from mi_augment.pairs.plan import PairParams, flatten_views, stack_views
 from mi_augment.pairs.render import in_view_frame, view_frame_rows
 from mi_augment.perturbations import IlluminationModel, MotionModel
 from mi_augment.perturbations.densities import GaussianMixtureDensity
@@ -201,3 +201,19 @@ def test_mixture_rows_are_its_tensor_draws_within_float32_rounding(seed, n):
     reference = density.sample(n, generator=_gen(seed))
     assert torch.allclose(torch.tensor(rows, dtype=torch.float32).reshape(reference.shape), reference, rtol=1e-5,
                           atol=1e-5)
+
+
+@settings(**SETTINGS)
+@given(seed=st.integers(0, 2**31 - 1), batch=st.integers(1, 5), views=st.integers(1, 3),
+       strength=st.sampled_from([0.5, 1.0, 10.0]),
+       model=st.sampled_from(["motion", "illumination", "jitter", "uniform_motion"]))
+def test_sample_views_is_sample_in_view_layout(seed, batch, views, strength, model):
+    """``sample_views`` (what plan_candidates draws) equals ``sample`` reshaped to ``(B, V, ...)`` exactly, for
+    one image's few draws (built in that layout) and for batches."""
+    m = {"motion": MotionModel.default, "illumination": IlluminationModel.default,
+         "jitter": IlluminationModel.uniform, "uniform_motion": MotionModel.uniform}[model]()
+    fast = m.sample_views(batch, views, _gen(seed), strength=strength)
+    reference = stack_views(m.sample(batch * views, generator=_gen(seed), strength=strength), batch, views)
+    for name, value in fast.as_dict().items():
+        assert value.shape == reference.as_dict()[name].shape
+        assert torch.equal(value, reference.as_dict()[name]), name

@@ -96,7 +96,7 @@ def plan_candidates(images: Tensor, sampler: BoxSampler, n_views: int, n_candida
         n_views, n_candidates: ``V`` views, ``K`` candidates per image.
         flip: probability of mirroring each view.
         models, strengths: the perturbation chain (anything with ``sample(n, generator=, device=,
-            strength=)``) and each model's strength.
+            strength=)``; ``sample_views(batch, views, ...)`` where a model defines it) and each model's strength.
         generator: the generator every draw comes from.
 
     Shape:
@@ -114,8 +114,12 @@ def plan_candidates(images: Tensor, sampler: BoxSampler, n_views: int, n_candida
     drawn = []
     on = sampling_device(generator, dev)
     for model, strength in zip(models, strengths):
-        params = model.sample(b * n_views, generator=generator, device=on, strength=strength)
-        drawn.append(stack_views(params if on == dev else params.to(dev), b, n_views))
+        if callable(getattr(model, "sample_views", None)):  # the draws in (B, V) layout (one image's, built so)
+            params = model.sample_views(b, n_views, generator=generator, device=on, strength=strength)
+        else:
+            params = stack_views(model.sample(b * n_views, generator=generator, device=on, strength=strength), b,
+                                 n_views)
+        drawn.append(params if on == dev else params.to(dev))
     flips = rand((b, n_views), generator, dev) < flip
     boxes = sampler.sample((b, n_views, n_candidates), h, w, generator=generator, device=dev)
     return PairCandidates(boxes, flips, tuple(drawn))

@@ -116,10 +116,9 @@ class PerturbationModel:
         strength = check_strength(strength)
         if not self.is_fitted:
             raise RuntimeError(f"{type(self).__name__} has no fitted density; call fit(data) or use .default()")
-        if (type(n) is int and 0 < n <= FEW_DRAWS and callable(getattr(self.density, "sample_rows", None))
-                and sampling_device(generator, device).type == "cpu"
-                and (device is None or torch.device(device).type == "cpu")):
-            return self.params_from_rows(self._rows_at_strength(self.density.sample_rows(n, generator), strength))
+        rows = self._few_rows(n, generator, device, strength)
+        if rows is not None:
+            return self.params_from_rows(rows)
         z = self.density.sample(n, generator=generator, device=device)
         if device is not None:
             z = z.to(device)
@@ -127,6 +126,36 @@ class PerturbationModel:
             z_id = self.params_to_vector(self.identity_params(1, device=z.device)).to(z.dtype)
             z = z_id + strength * (z - z_id)
         return self.params_from_vector(z)
+
+    def sample_views(self, batch: int, views: int, generator: torch.Generator | None = None, device: Any = None,
+                     strength: float = 1.0) -> Params:
+        """:meth:`sample` of ``batch * views`` draws as params ``(batch, views, ...)`` (sample-major: image ``i``'s
+        view ``v`` is draw ``i * views + v``), what :func:`~mi_augment.pairs.plan.plan_candidates` draws for
+        the views of a batch. One image's few draws are built in that shape (:meth:`params_from_rows`).
+
+        Example:
+            >>> from mi_augment.perturbations import MotionModel
+            >>> MotionModel.default().sample_views(1, 2, torch.Generator().manual_seed(0)).translation.shape
+            torch.Size([1, 2, 2])
+        """
+        strength = check_strength(strength)
+        rows = self._few_rows(batch * views, generator, device, strength) if type(batch) is type(views) is int else None
+        if rows is not None:
+            return self.params_from_rows(rows, (batch, views))
+        drawn = self.sample(batch * views, generator=generator, device=device, strength=strength)
+        return drawn.map(lambda t: t.reshape(batch, views, *t.shape[1:]))
+
+    def _few_rows(self, n: Any, generator: torch.Generator | None, device: Any,
+                  strength: float) -> list[list[float]] | None:
+        """One image's few draws (``n <= FEW_DRAWS`` on the CPU, a density with ``sample_rows``) as float32 rows
+        at ``strength``; None where :meth:`sample`'s tensor computation applies."""
+        if not (type(n) is int and 0 < n <= FEW_DRAWS and callable(getattr(self.density, "sample_rows", None))
+                and sampling_device(generator, device).type == "cpu"
+                and (device is None or torch.device(device).type == "cpu")):
+            return None
+        if not self.is_fitted:
+            raise RuntimeError(f"{type(self).__name__} has no fitted density; call fit(data) or use .default()")
+        return self._rows_at_strength(self.density.sample_rows(n, generator), strength)
 
     def _rows_at_strength(self, rows: list[list[float]], strength: float) -> list[list[float]]:
         """``z_id + strength * (z - z_id)`` of :meth:`sample` on float32 rows, each float32 operation rounded
@@ -141,12 +170,13 @@ class PerturbationModel:
             out.append(list(as_float32s([b + x for b, x in zip(z_id, as_float32s([s * x for x in d]))])))
         return out
 
-    def params_from_rows(self, rows: list[list[float]]) -> Params:
+    def params_from_rows(self, rows: list[list[float]], shape: tuple[int, ...] | None = None) -> Params:
         """:meth:`params_from_vector` of vectors given as Python numbers (``N`` lists of ``D`` float32 values,
         e.g. :meth:`~mi_augment.perturbations.densities.GaussianMixtureDensity.sample_rows`): how
-        :meth:`sample` builds one image's few draws. Models may compute it on Python floats (within float32
-        rounding of :meth:`params_from_vector`)."""
-        return self.params_from_vector(torch.tensor(rows, dtype=torch.float32))
+        :meth:`sample` builds one image's few draws, with leading dims ``shape`` (default ``(N,)``). Models may
+        compute it on Python floats (within float32 rounding of :meth:`params_from_vector`)."""
+        params = self.params_from_vector(torch.tensor(rows, dtype=torch.float32))
+        return params if shape is None else params.map(lambda t: t.reshape(*shape, *t.shape[1:]))
 
     def log_prob(self, params: Params) -> Tensor:
         return self.density.log_prob(self.params_to_vector(params))

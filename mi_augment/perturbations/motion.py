@@ -200,11 +200,11 @@ class MotionModel(PerturbationModel):
                             log_scale=z[:, 3:4] / 100.0, blur_length=torch.linalg.vector_norm(blur, dim=1, keepdim=True),
                             blur_angle=torch.atan2(blur[:, 1:2], blur[:, 0:1]))
 
-    def params_from_rows(self, rows: list[list[float]]) -> MotionParams:
+    def params_from_rows(self, rows: list[list[float]], shape: tuple[int, ...] | None = None) -> MotionParams:
         """:meth:`params_from_vector` on Python floats for a few vectors (``N`` lists of 6 numbers): the
         divisions and ``deg2rad`` rounded as torch's float32 ones (the same values), the blur's length and angle
         by ``math.hypot`` / ``math.atan2`` rounded to float32 (torch's float32 kernels within an ulp). The
-        fields are views of one ``(N, 6)`` tensor.
+        fields are views of one ``(*shape, 6)`` tensor (``shape`` default ``(N,)``).
 
         Example:
             >>> MotionModel.default().params_from_rows([[100.0, 0.0, 0.0, 0.0, 0.0, 50.0]]).blur_length.tolist()
@@ -220,8 +220,10 @@ class MotionModel(PerturbationModel):
                                                      z[5] / 100.0])
             out.append([dx, dy, z[2] * radians, log_scale, math.hypot(bx, by), math.atan2(by, bx)])
         t = torch.tensor(out, dtype=torch.float32)  # rounds the product, hypot and atan2 to float32
-        return MotionParams(translation=t[:, 0:2], rotation=t[:, 2:3], log_scale=t[:, 3:4], blur_length=t[:, 4:5],
-                            blur_angle=t[:, 5:6])
+        if shape is not None:
+            t = t.view(*shape, 6)
+        return MotionParams(translation=t[..., 0:2], rotation=t[..., 2:3], log_scale=t[..., 3:4],
+                            blur_length=t[..., 4:5], blur_angle=t[..., 5:6])
 
     # ------------------------------------------------------------------ estimation
     def fit(self, data: Any, progress: bool = False) -> MotionModel:
