@@ -11,13 +11,14 @@ per-level table, or with a shading field the separable encoding) is within 1 lev
 
 from __future__ import annotations
 
+import kornia
 import numpy as np
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mi_augment.functional import apply_illumination, color_jitter
+from mi_augment.functional import apply_illumination, color_jitter, rgb_to_grayscale
 from mi_augment.functional import uint8 as U
 
 
@@ -92,3 +93,13 @@ def test_illumination_is_within_one_level(image, log_gain, log_gamma, shading):
     ref = apply_illumination(x, torch.tensor([log_gain]), torch.tensor([[log_gamma]]), torch.tensor([shading]))
     ref = (ref.clamp(0, 1) * 255).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
     assert np.abs(out.astype(np.int16) - ref).max() <= 1
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(image=images, threshold=st.floats(0.0, 1.0))
+def test_grey_and_solarize_are_within_one_level(image, threshold):
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    for out, ref in ((U.rgb_to_grayscale(image, 3), rgb_to_grayscale(x).expand(1, 3, -1, -1)),
+                     (U.solarize(image, threshold), kornia.enhance.solarize(x, threshold))):
+        ref = (ref.clamp(0, 1) * 255).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
+        assert out.dtype == np.uint8 and np.abs(out.astype(np.int16) - ref).max() <= 1
