@@ -103,3 +103,15 @@ def test_grey_and_solarize_are_within_one_level(image, threshold):
                      (U.solarize(image, threshold), kornia.enhance.solarize(x, threshold))):
         ref = (ref.clamp(0, 1) * 255).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
         assert out.dtype == np.uint8 and np.abs(out.astype(np.int16) - ref).max() <= 1
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2 ** 31 - 1), side=st.sampled_from([5, 32, 70, 100]), channels=st.sampled_from([1, 3]),
+       brightness=st.one_of(st.floats(0.5, 3.0), st.sampled_from([1.0, 255 / 200, 2.0])))
+def test_the_contrast_mean_after_brightness_is_exact(seed, side, channels, brightness):
+    # contrast 0 renders the mean: within 0.5 level (+ float rounding) of the torch kernel's exact mean
+    image = natural_image(seed, side, channels, 0.2)
+    out = U.color_jitter(image, brightness, 0.0, 1.0, 0.0, [0, 1, 2, 3])
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].double() / 255
+    mean = float(rgb_to_grayscale((x.float() * brightness).clamp(0, 1).double()).mean()) * 255
+    assert np.abs(out.astype(np.float64) - mean).max() <= 0.5 + 1e-3

@@ -1,14 +1,13 @@
 """Colour kernels of the CPU uint8 backend: look-up tables (LUTs), affine maps and ``cv2.cvtColor`` on one
 ``[H, W, C]`` uint8 image, with the maths of the torch kernels in :mod:`mi_augment.functional.color` (Kornia's).
 
-A chain of adjustments (:func:`color_jitter`, :func:`illuminate`; each single kernel is a chain of one) is
-rounded once at its end, as the torch reference is. While the image is uint8, brightness and contrast compose
-into one levels map: the torch formula on the 256 levels (float32 on ``uint8 / 255``; the contrast's mean
-exact), applied as one affine ``cv2.convertScaleAbs`` while no clamp sits inside it, else as one LUT. Per-pixel
-formulas run on float32 in level units ([0, 255]; every step is homogeneous): the saturation's luma blend
-(``cv2.transform``), the hue rotation (an HSV round trip, the hexcone hue Kornia rotates) and the shading
-field (a separable sRGB encoding). Each single kernel is within 1 level of the torch kernel followed by
-rounding (``tests/test_uint8_color.py``).
+A chain of adjustments (:func:`color_jitter`, :func:`illuminate`; a single kernel is a chain of one) is rounded
+once at its end, as the torch reference is. Brightness and contrast compose into one levels map: the torch
+formula on the 256 levels (float32 on ``uint8 / 255``; the contrast's mean exact), applied as one affine
+(``cv2.convertScaleAbs``, ``cv2.addWeighted``) while no clamp sits inside it, else as one LUT. The saturation's
+luma blend (``cv2.transform``), the hue rotation (an HSV round trip, Kornia's hexcone hue) and the shading field
+run on float32 in level units ([0, 255]; every step is homogeneous). Each single kernel is within 1 level of
+the torch kernel followed by rounding (``tests/test_uint8_color.py``).
 """
 
 from __future__ import annotations
@@ -191,8 +190,7 @@ class _Pending:
     """The levels map a chain holds on its image (uint8, or float32 in level units): a float32 level table
     (``(256,)`` shared by the channels, or ``(256, C)``; built only when needed) and, while the table is
     ``clip(a * level + k, 0, 1)`` with the clamp only at its end, the affine ``(a, k)``: then the map is one
-    ``cv2.convertScaleAbs`` or ``cv2.addWeighted`` (rounded once), and the contrast's mean is ``a * mean + k``
-    when nothing clamps. A float image's map stays affine (:meth:`keeps`)."""
+    ``cv2.convertScaleAbs`` / ``cv2.addWeighted``. A float image's map stays affine (:meth:`keeps`)."""
 
     __slots__ = ("identity", "_table", "_steps", "affine")
 
@@ -204,13 +202,10 @@ class _Pending:
     def table(self) -> np.ndarray:
         """The float32 level table, as the torch kernels compute each step on ``level / 255``."""
         table = _LEVELS if self._table is None else self._table
-        for op, f, mean in self._steps:
+        for op, f, mean in self._steps:  # brightness (0) and contrast (1) in float32, clamped where f > 1
             ff = np.float32(f)
-            if op == 0:
-                table = table * ff if f <= 1.0 else np.minimum(table * ff, np.float32(1.0))
-            else:
-                table = table * ff + np.float32(mean) * (np.float32(1.0) - ff)
-                table = table if f <= 1.0 else np.clip(table, 0.0, 1.0)
+            table = table * ff if op == 0 else table * ff + np.float32(mean) * (np.float32(1.0) - ff)
+            table = table if f <= 1.0 else np.clip(table, 0.0, 1.0)
         self._table, self._steps = table, []
         return table
 
@@ -234,11 +229,20 @@ class _Pending:
             self.affine = (a * f, k * f + mean * (1.0 - f)) if f >= 1.0 or not any(self._clamps()) else None
 
     def means(self, image: np.ndarray) -> list[float]:
-        """The per-channel means of the mapped image, in [0, 1]."""
-        if self.affine is not None and not any(self._clamps()):
-            a, k = self.affine
-            return [a * m / 255.0 + k for m in opencv().mean(image)[:image.shape[2]]]
-        return _channel_means(image, self.table)
+        """The mapped image's per-channel means in [0, 1], exactly: an affine's ``a * mean + k``, less ``a / 255 *
+        E[(level - t)+]`` if it clamps at 1 from level ``t`` (E[(level - ceil t)+] + (ceil t - t) P(level >= t))."""
+        low, high = self._clamps() if self.affine is not None else (True, True)
+        if low or (high and (image.dtype != np.uint8 or image.size <= 12288)):  # small: the table's 2 calls
+            return _channel_means(image, self.table)
+        cv2, (a, k), c = opencv(), self.affine, image.shape[2]
+        means = [a * m / 255.0 + k for m in cv2.mean(image)[:c]]
+        if high:
+            t = 255.0 * (1.0 - k) / a
+            top = max(math.ceil(t), 0)
+            over = cv2.mean(cv2.subtract(image, (float(top),) * 4))[:c]
+            share = cv2.mean(cv2.threshold(image, top - 1.0, 1.0, cv2.THRESH_BINARY)[1])[:c]
+            means = [m - a / 255.0 * (o + (top - t) * p) for m, o, p in zip(means, over, share)]
+        return means
 
     def levels(self, image: np.ndarray) -> np.ndarray:
         """The mapped image as uint8 levels, rounded once."""
@@ -308,13 +312,10 @@ def _float_step(x: np.ndarray, op: int, v: float, clamp: bool) -> np.ndarray:
 def _jitter(image: np.ndarray, table: np.ndarray | None, values: list[float], order: list[int],
             fresh: bool = False) -> np.ndarray:
     """The adjustments in ``order`` on ``image`` seen through the float level table ``table`` (or None),
-    rounded once; a new array (``image`` itself only when ``fresh`` says the caller made it).
-
-    Brightness and contrast compose into the pending levels map (:class:`_Pending`): on the uint8 image a
-    table or an affine, on a float image an affine (applied first where a clamp would sit inside it). A
-    saturation with nothing pending on the uint8 image is one ``cv2.transform`` on uint8 (the blend with the
-    exact luma, rounded once); a saturation otherwise and a hue run on float32 in level units. The last map
-    and clamp join the final rounding."""
+    rounded once; a new array (``image`` itself only when ``fresh`` says the caller made it). Brightness and
+    contrast compose into the pending map (:class:`_Pending`; on a float image an affine, applied first where a
+    clamp would sit inside it); a saturation with nothing pending on uint8 is one uint8 ``cv2.transform``
+    (rounded once), else it and a hue run on float32 in level units. The last map and clamp join the rounding."""
     cv2, grey = opencv(), image.shape[2] == 1
     base, pending, clamped, floating = image, _Pending(table), True, False
     for i, op in enumerate(order):
