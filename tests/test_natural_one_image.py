@@ -26,7 +26,7 @@ from mi_augment.functional.geometry import (
     similarity_matrices,
     similarity_matrix,
 )
-from mi_augment.functional.shading import cached_shading_basis, render_shading_field
+from mi_augment.functional.shading import cached_shading_basis, render_shading_field, shading_fields
 from mi_augment.pairs.plan import PairParams, flatten_views, stack_views
 from mi_augment.pairs.render import in_view_frame, view_frame_rows
 from mi_augment.perturbations import IlluminationModel, MotionModel
@@ -217,3 +217,14 @@ def test_sample_views_is_sample_in_view_layout(seed, batch, views, strength, mod
     for name, value in fast.as_dict().items():
         assert value.shape == reference.as_dict()[name].shape
         assert torch.equal(value, reference.as_dict()[name]), name
+
+
+@settings(**SETTINGS)
+@given(seed=st.integers(0, 2**31 - 1), b=st.integers(1, 4), degree=st.integers(1, 3), height=st.integers(1, 60),
+       width=st.integers(1, 60))
+def test_shading_fields_on_numpy_are_the_tensor_fields(seed, b, degree, height, width):
+    size = (degree + 1) * (degree + 2) // 2 - 1
+    coeffs = 0.5 * torch.randn(b, size, generator=_gen(seed))
+    fields = shading_fields(coeffs.tolist(), height, width)
+    assert fields.dtype == np.float32 and fields.shape == (b, height, width)
+    assert np.allclose(fields, render_shading_field(coeffs, height, width)[:, 0].numpy(), rtol=1e-5, atol=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import threading
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -17,6 +18,7 @@ __all__ = [
     "SHADING_CACHE_BYTES",
     "cached_shading_basis",
     "render_shading_field",
+    "shading_fields",
     "shading_basis",
     "shading_cache_bytes",
     "shading_degree",
@@ -156,3 +158,24 @@ def render_shading_field(coeffs: Tensor, height: int, width: int) -> Tensor:
     # (B, S) @ (S, H W) as one matrix product: einsum's sum within float32 rounding, without its per-call parsing
     log_field = torch.mm(coeffs.to(dtype), basis.view(basis.shape[0], height * width))
     return log_field.exp_().view(coeffs.shape[0], 1, height, width)
+
+
+def shading_fields(coeffs: list[list[float]], height: int, width: int) -> np.ndarray:
+    """:func:`render_shading_field` on numpy for a few coefficient rows given as Python numbers (the CPU uint8
+    backend's views): ``exp(coeffs @ basis)`` in float32, within float32 rounding of the tensor kernel (numpy's
+    matrix product and ``exp`` against torch's).
+
+    Args:
+        coeffs: ``B`` rows of ``S`` shading coefficients (``S`` one of :func:`shading_size`'s values).
+        height, width: the field's size.
+
+    Shape:
+        - Output: :math:`(B, H, W)` float32.
+
+    Example:
+        >>> shading_fields([[0.0] * 5], 2, 3).tolist()
+        [[[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]]
+    """
+    c = np.asarray(coeffs, dtype=np.float32).reshape(len(coeffs), -1)
+    basis = cached_shading_basis(height, width, shading_degree(c.shape[1]), torch.device("cpu"), torch.float32)
+    return np.exp(c @ basis.numpy().reshape(c.shape[1], height * width)).reshape(len(coeffs), height, width)

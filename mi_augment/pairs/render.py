@@ -36,7 +36,7 @@ from ..core.random import as_float32, as_float32s
 from ..functional import uint8
 from ..functional.crops import resized_crop
 from ..functional.geometry import motion_blur_kernel, motion_blur_kernel_size, similarity_matrix
-from ..functional.shading import render_shading_field
+from ..functional.shading import shading_fields
 from ..functional.warp import crop_warp
 from ..perturbations import IlluminationModel, MotionModel
 from .plan import PairParams, flatten_views
@@ -258,11 +258,11 @@ def view_frame_rows(models: Sequence[Any], params: PairParams, height: int, widt
     for model, p in zip(models, params.perturbations):
         fields = {f.name: getattr(p, f.name) for f in dataclasses.fields(p)}
         if not hasattr(model, "to_view_frame"):
-            out.append({k: v[0].tolist() for k, v in fields.items()})
+            out.append({k: v.tolist()[0] for k, v in fields.items()})
         elif fast and type(model) is MotionModel and all(v.dtype == torch.float32 for v in fields.values()):
             if zooms is None:
-                zooms = _zooms(boxes[0].tolist(), height, width)
-            rows = {k: v[0].tolist() for k, v in fields.items()}
+                zooms = _zooms(boxes.tolist()[0], height, width)
+            rows = {k: v.tolist()[0] for k, v in fields.items()}
             rows["translation"] = [list(as_float32s([x * z for x in t])) for t, z in zip(rows["translation"], zooms)]
             rows["blur_length"] = [list(as_float32s([x * z for x in b])) for b, z in zip(rows["blur_length"], zooms)]
             out.append(rows)
@@ -308,13 +308,13 @@ def render_views_uint8(models: Sequence[Any], image: np.ndarray, params: PairPar
     Python numbers in the views' frames (:func:`view_frame_rows`)."""
     h, w = image.shape[:2]
     rows = view_frame_rows(models, params, h, w)
-    boxes, flips = params.boxes[0].tolist(), params.flip[0].tolist()
+    boxes, flips = params.boxes.tolist()[0], params.flip.tolist()[0]
     warps = _view_warps(models, params, rows, (h, w), size)
     padding = next((m.padding_mode for m in models if folds_warp(m)), "reflection")
     # per model, what the V views need, computed once: illumination's draws and shading fields; motion's blur
     # lengths, angles and kernels
     prepared: list[Any] = []
-    for model, p, r in zip(models, params.perturbations, rows):
+    for model, r in zip(models, rows):
         if type(model) is MotionModel:  # the torch renderer's float32 lengths: clamp, times the longer side
             lengths = as_float32s([max(b, 0.0) * float(max(size)) for b in as_float32s([b[0] for b in r["blur_length"]])])
             angles = as_float32s([a[0] for a in r["blur_angle"]])
@@ -327,7 +327,7 @@ def render_views_uint8(models: Sequence[Any], image: np.ndarray, params: PairPar
         else:
             fields = None
             if any(any(s) for s in r["shading"]):
-                fields = render_shading_field(p.shading.reshape(len(boxes), -1).float(), *size)[:, 0].numpy()
+                fields = shading_fields(r["shading"], *size)
             prepared.append((SimpleNamespace(**r), fields))
     views = []
     for v, (box, flip) in enumerate(zip(boxes, flips)):
