@@ -333,6 +333,41 @@ def plot(report: dict, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+#: issue 23's targets: (label, row, reference row, goal): the row's pairs/s over the reference's, per size
+TARGETS = [
+    ("simclr unscored, numpy per image vs albumentations SimCLR >= 1.0x", "ours_simclr_random_per_numpy",
+     "albumentations_simclr_per_image", 1.0),
+    ("simclr unscored, PIL per image vs albumentations SimCLR >= 1.0x", "ours_simclr_random_per_image",
+     "albumentations_simclr_per_image", 1.0),
+    ("simclr K=8 (the default, less blur), numpy per image vs albumentations >= 0.5x", "ours_simclr_k8_per_numpy",
+     "albumentations_simclr_per_image", 0.5),
+    ("simclr K=8 (the default, less blur), PIL per image vs albumentations >= 0.5x", "ours_simclr_k8_per_image",
+     "albumentations_simclr_per_image", 0.5),
+    ("natural models unscored, numpy per image vs albumentations SimCLR >= 0.5x", "ours_random_per_numpy",
+     "albumentations_simclr_per_image", 0.5),
+    ("natural models unscored, PIL per image vs albumentations SimCLR >= 0.5x", "ours_random_per_image",
+     "albumentations_simclr_per_image", 0.5),
+    ("simclr unscored: CPU batch vs PIL per image, per pair >= 1.0x", "ours_simclr_random",
+     "ours_simclr_random_per_image", 1.0),
+    ("simclr K=8: CPU batch vs PIL per image, per pair >= 1.0x", "ours_simclr_k8", "ours_simclr_k8_per_image", 1.0),
+]
+
+
+def target_table(rows: list[dict]) -> list[str]:
+    """Issue 23's targets as a markdown table from one run's rows (sizes as columns; missing rows left out)."""
+    sizes = sorted({r["size"] for r in rows})
+    rate = {(r["method"], r["size"]): r["pairs_per_s"] for r in rows}
+    lines = ["| target | " + " | ".join(f"{s} px" for s in sizes) + " |", "|---" * (len(sizes) + 1) + "|"]
+    for label, row, ref, goal in TARGETS:
+        cells = []
+        for size in sizes:
+            a, b = rate.get((row, size)), rate.get((ref, size))
+            cells.append("" if a is None or b is None else f"{a / b:.2f}x {'met' if a / b >= goal else 'not met'}")
+        if any(cells):
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -374,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['size']:>4}  {r['method']:<36} {r['pairs_per_s']:>10,.0f} "
               + " ".join(f"{'' if x is None else f'{x:8.2f}x':>9}" for x in ratios))
     print(f"wrote {out}")
+    print("\nissue 23's targets in this run:\n" + "\n".join(target_table(rows)))
     if args.figure:
         print(f"wrote {plot(report, Path(args.figure))}")
     return 0
