@@ -131,10 +131,11 @@ def test_view_frame_rows_are_in_view_frame_exactly(seed, views, dtype):
 
 
 @settings(**SETTINGS)
-@given(seed=st.integers(0, 2**31 - 1), flip=st.booleans(), side=st.integers(8, 120), size=st.integers(4, 40))
+@given(seed=st.integers(0, 2**31 - 1), flip=st.booleans(), side=st.integers(3, 120), size=st.integers(2, 40))
 def test_uint8_crop_warp_is_the_composed_inverse(seed, flip, side, size):
-    """The warp's inverse and the three products on Python floats give the matrix numpy's inverse gives, so
-    the same ``cv2.warpAffine`` output."""
+    """The warp's inverse and the three products on Python floats give the matrix numpy's inverse gives; the
+    reflection by padding and a replicated border (OpenCV's faster remap) samples as ``BORDER_REFLECT_101``
+    does, within one level (the two remaps' rounding)."""
     params, _, _ = _motion_params(seed, 1, torch.float32)
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, (side, side + 3, 3), dtype=np.uint8)
@@ -151,7 +152,8 @@ def test_uint8_crop_warp_is_the_composed_inverse(seed, flip, side, size):
                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT_101)
     if sx > 1 or sy > 1:
         expected = cv2.resize(expected, (size, size), interpolation=cv2.INTER_AREA)
-    assert np.array_equal(uint8.crop_warp(image, box, size, m, flip), expected)
+    mine = uint8.crop_warp(image, box, size, m, flip).astype(np.int16)
+    assert mine.shape == expected.shape and int(np.abs(mine - expected).max()) <= 1
 
 
 @settings(**SETTINGS)
