@@ -163,7 +163,7 @@ def render_shading_field(coeffs: Tensor, height: int, width: int) -> Tensor:
 def shading_fields(coeffs: list[list[float]], height: int, width: int) -> np.ndarray:
     """:func:`render_shading_field` on numpy for a few coefficient rows given as Python numbers (the CPU uint8
     backend's views): ``exp(coeffs @ basis)`` in float32, within float32 rounding of the tensor kernel (numpy's
-    matrix product and ``exp`` against torch's).
+    matrix product and OpenCV's ``exp`` against torch's).
 
     Args:
         coeffs: ``B`` rows of ``S`` shading coefficients (``S`` one of :func:`shading_size`'s values).
@@ -176,6 +176,9 @@ def shading_fields(coeffs: list[list[float]], height: int, width: int) -> np.nda
         >>> shading_fields([[0.0] * 5], 2, 3).tolist()
         [[[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]]
     """
+    import cv2  # (imported on first use, as the uint8 backend's kernels do)
+
     c = np.asarray(coeffs, dtype=np.float32).reshape(len(coeffs), -1)
     basis = cached_shading_basis(height, width, shading_degree(c.shape[1]), torch.device("cpu"), torch.float32)
-    return np.exp(c @ basis.numpy().reshape(c.shape[1], height * width)).reshape(len(coeffs), height, width)
+    log_field = c @ basis.numpy().reshape(c.shape[1], height * width)
+    return cv2.exp(log_field, dst=log_field).reshape(len(coeffs), height, width)  # ~2x numpy's float32 exp
