@@ -368,6 +368,26 @@ def target_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def markdown_table(rows: list[dict]) -> list[str]:
+    """Every row of one run: pairs/s per size with its ratios against torchvision's and albumentations' SimCLR
+    per image, and the median round, as a markdown table."""
+    sizes = sorted({r["size"] for r in rows})
+    lines = ["| pipeline: pairs/s (vs torchvision v1, **vs albumentations SimCLR**; median round) | "
+             + " | ".join(f"{s} px" for s in sizes) + " |", "|---" * (len(sizes) + 1) + "|"]
+    for method in [m for m in METHODS if any(r["method"] == m for r in rows)]:
+        cells = []
+        for size in sizes:
+            r = next((r for r in rows if r["method"] == method and r["size"] == size), None)
+            if r is None:
+                cells.append("")
+                continue
+            ratios = [r.get(f"ratio_vs_{peer}") for peer in PEERS]
+            tv, alb = ("-" if x is None else f"{x:.2f}x" for x in ratios)
+            cells.append(f"{r['pairs_per_s']:,.0f} ({tv}, **{alb}**; median {r['pairs_per_s_median']:,.0f})")
+        lines.append(f"| {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -379,12 +399,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=None, help="batch size (default depends on size and device)")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/throughput_<device>.json)")
     p.add_argument("--figure", default=None, help="also draw the ratios as a bar chart (PNG) at this path")
-    p.add_argument("--from-json", default=None, help="only draw --figure from an earlier run's JSON")
+    p.add_argument("--from-json", default=None, help="only print the tables (and draw --figure) of an earlier run's JSON")
     args = p.parse_args(argv)
-    if args.from_json:
-        if not args.figure:
-            p.error("--from-json needs --figure")
-        print(f"wrote {plot(json.loads(Path(args.from_json).read_text()), Path(args.figure))}")
+    if args.from_json:  # redraw the figure and reprint the tables of an earlier run
+        report = json.loads(Path(args.from_json).read_text())
+        print("\n".join(markdown_table(report["results"])))
+        print("\nissue 23's targets in this run:\n" + "\n".join(target_table(report["results"])))
+        if args.figure:
+            print(f"wrote {plot(report, Path(args.figure))}")
         return 0
     torch.set_num_threads(args.threads)
     device = args.device
