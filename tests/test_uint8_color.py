@@ -1,15 +1,18 @@
-"""The uint8 colour kernels (mi_augment.functional.uint8.color) against the torch kernels they stand in for, on
-one image, for every factor range and order of the jitter.
+"""The uint8 colour kernels (mi_augment.functional.uint8.color, .illumination) against the torch kernels they
+stand in for, on one image, for every factor range and order of the jitter.
 
 A chain is rounded once, so where the uint8 kernel stays on one levels map or on float32 to its end it is
 within 1 level of the torch kernel followed by rounding, at every pixel: brightness and contrast in any order
 (one shared table, applied as an affine map while no clamp sits inside it, else as a look-up table), a single
 adjustment, and a chain that starts with the hue (float32 from the start). Any chain holds the backend's
 documented tolerance: mean |d| <= 1 level and 99.9th percentile <= 4 levels. The illumination change (a
-per-level table, or with a shading field the separable encoding) is within 1 level of the torch kernel.
+per-level table, or with a shading field the separable encoding, its bright branch a power per pixel or, given
+the field's root, a second separable product) is within 1 level of the torch kernel.
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import kornia
 import numpy as np
@@ -18,7 +21,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mi_augment.functional import apply_illumination, color_jitter, rgb_to_grayscale
+from mi_augment.functional import apply_illumination, color_jitter, render_shading_field, rgb_to_grayscale
 from mi_augment.functional import uint8 as U
 
 
@@ -93,6 +96,17 @@ def test_illumination_is_within_one_level(image, log_gain, log_gamma, shading):
     ref = apply_illumination(x, torch.tensor([log_gain]), torch.tensor([[log_gamma]]), torch.tensor([shading]))
     ref = (ref.clamp(0, 1) * 255).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
     assert np.abs(out.astype(np.int16) - ref).max() <= 1
+    # given the field and its root (the field of the coefficients over 2.4), the bright branch is separable:
+    # the same output within 1 level, and still within 1 level of the torch kernel
+    h, w = image.shape[:2]
+    field, root = (render_shading_field(torch.tensor([c]), h, w)[0, 0].numpy()
+                   for c in (shading, [v / 2.4 for v in shading]))
+    given = U.apply_illumination(image, log_gain, log_gamma, shading, field, root)
+    assert given.shape == image.shape and given.dtype == np.uint8
+    assert np.abs(given.astype(np.int16) - out).max() <= 1 and np.abs(given.astype(np.int16) - ref).max() <= 1
+    params = SimpleNamespace(log_gain=[log_gain], log_gamma=[[log_gamma]], shading=[shading], brightness=[[1.0]],
+                             contrast=[[1.0]], saturation=[[1.0]], hue=[[0.0]])  # illuminate hands both on
+    assert np.array_equal(U.illuminate(image, params, 0, field, root), given)
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)

@@ -16,10 +16,8 @@ from .color import (
     adjust_contrast,
     adjust_hue,
     adjust_saturation,
-    apply_illumination,
     color_jitter,
     illuminate,
-    illumination_table,
     rgb_to_grayscale,
     solarize,
 )
@@ -32,6 +30,7 @@ from .geometry import (
     resized_crop,
     warp_affine,
 )
+from .illumination import apply_illumination, illumination_table
 from .image import as_hwc, check_image, hwc_to_tensor, opencv, to_hwc_uint8
 from .scoring import candidate_scores, histogram_mi, luma, proxies, working_luma
 

@@ -5,9 +5,10 @@ A chain of adjustments (:func:`color_jitter`, :func:`illuminate`; a single kerne
 once at its end, as the torch reference is. Brightness and contrast compose into one levels map: the torch
 formula on the 256 levels (float32 on ``uint8 / 255``; the contrast's mean exact), applied as one affine
 (``cv2.convertScaleAbs``, ``cv2.addWeighted``) while no clamp sits inside it, else as one LUT. The saturation's
-luma blend (``cv2.transform``), the hue rotation (an HSV round trip, Kornia's hexcone hue) and the shading field
-run on float32 in level units ([0, 255]; every step is homogeneous). Each single kernel is within 1 level of
-the torch kernel followed by rounding (``tests/test_uint8_color.py``).
+luma blend (``cv2.transform``) and the hue rotation (an HSV round trip, Kornia's hexcone hue) run on float32 in
+level units ([0, 255]; every step is homogeneous). :func:`illuminate` starts the chain with the illumination of
+:mod:`mi_augment.functional.uint8.illumination` (its table joins the levels map). Each single kernel is within
+1 level of the torch kernel followed by rounding (``tests/test_uint8_color.py``).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..shading import render_shading_field
+from .illumination import apply_illumination, illumination_table
 from .image import as_hwc, check_image, opencv
 
 __all__ = ["adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue", "rgb_to_grayscale",
-           "solarize", "color_jitter", "apply_illumination", "illumination_table", "illuminate"]
+           "solarize", "color_jitter", "illuminate"]
 
 _LEVELS = np.arange(256, dtype=np.float32) / np.float32(255.0)  # the float image's values, as torch divides
 _LEVELS.flags.writeable = False
@@ -366,106 +367,8 @@ def color_jitter(image: np.ndarray, brightness: float, contrast: float, saturati
     return _jitter(image, None, values, order)
 
 
-_LINEAR_LEVELS = _LEVELS.astype(np.float64)  # the 256 levels in linear light (decoded sRGB)
-_LINEAR_LEVELS = np.where(_LINEAR_LEVELS > 0.04045, ((_LINEAR_LEVELS + 0.055) / 1.055) ** 2.4, _LINEAR_LEVELS / 12.92)
-_LINEAR_LEVELS.flags.writeable = False
-_KNEE = 0.0031308  # sRGB: linear values up to the knee encode as 12.92 x, above it as 1.055 x ** (1 / 2.4) - 0.055
-
-
-def _gains(log_gain: Any) -> list[float]:
-    flat = type(log_gain) is list and len(log_gain) == 3 and type(log_gain[0]) is float  # a .tolist() row
-    gains = log_gain if flat else [float(v) for v in np.ravel(np.asarray(log_gain, dtype=np.float64))]
-    if len(gains) != 3 or not (math.isfinite(gains[0]) and math.isfinite(gains[1]) and math.isfinite(gains[2])):
-        raise ValueError(f"log_gain must hold 3 finite numbers, got {np.asarray(log_gain).tolist()}")
-    return gains
-
-
-def _srgb_tables(gains: list[float], log_gamma: float, channels: int, scales: tuple = (1.0, 1.055)) -> np.ndarray:
-    """For each channel and the 256 levels (float64 ``(2, channels, 256)``): ``scales[0]`` times the linear value
-    ``gain_c * decode(level) ** gamma`` and ``scales[1]`` times its power ``1 / 2.4``, the power taken per level
-    and per gain apart (``(g x) ** p = g ** p * x ** p``), channel-major (numpy's inner loop is the levels)."""
-    gamma = math.exp(log_gamma)
-    gains = gains if channels == 3 else [sum(gains) / 3.0]
-    factors = np.array([[scales[0] * math.exp(g) for g in gains], [scales[1] * math.exp(g / 2.4) for g in gains]])
-    powers = np.empty((2, 1, 256))
-    np.power(_LINEAR_LEVELS, gamma, out=powers[0, 0])
-    np.power(_LINEAR_LEVELS, gamma / 2.4, out=powers[1, 0])
-    return np.multiply(factors[:, :, None], powers)
-
-
-def _srgb_table(gains: list[float], log_gamma: float, channels: int) -> np.ndarray:
-    """The encoded value in [0, 1] of each level per channel, float32 ``(256, channels)``."""
-    linear, powered = _srgb_tables(gains, log_gamma, channels)
-    return np.where(linear > _KNEE, np.minimum(powered - 0.055, 1.0), 12.92 * linear).astype(np.float32).T
-
-
-def _shaded(image: np.ndarray, gains: list[float], log_gamma: float, field: np.ndarray) -> np.ndarray:
-    """The illumination with a shading field ``[H, W]``: the linear value ``table_c(level) * field`` per pixel
-    (one float LUT times the field), encoded as ``max(1.055 x ** (1 / 2.4) - 0.055, 12.92 min(x, knee))``
-    (within 0.003 levels of the exact branch choice: the two branches meet at the knee with nearly equal
-    slopes), rounded once. The table carries ``1.055 ** 2.4``, so one ``cv2.pow`` gives ``1.055 x ** (1 / 2.4)``."""
-    cv2, c = opencv(), image.shape[2]
-    lift = 1.055 ** 2.4
-    table = _srgb_tables(gains, log_gamma, c, (lift, 0.0))[0].astype(np.float32).T.copy()  # (256, C)
-    lin = cv2.LUT(image, table.reshape(1, 256, 3) if c == 3 else table[:, 0])
-    field = np.ascontiguousarray(field, np.float32)
-    cv2.multiply(lin, cv2.cvtColor(field, cv2.COLOR_GRAY2RGB) if c == 3 else field, dst=lin)
-    bright = cv2.pow(lin, 1.0 / 2.4)
-    cv2.threshold(lin, lift * _KNEE, 0.0, cv2.THRESH_TRUNC, dst=lin)
-    cv2.max(bright, cv2.addWeighted(lin, 12.92 / lift, lin, 0.0, 0.055, dst=lin), dst=bright)
-    return as_hwc(cv2.convertScaleAbs(bright, alpha=255.0, beta=-255.0 * 0.055), c)  # >= 0 before the abs
-
-
-def _illumination(image: np.ndarray, gains: list[float], log_gamma: float, shading: list[float],
-                  field: np.ndarray | None) -> np.ndarray:
-    """:func:`apply_illumination` on checked arguments (``shading`` a flat list)."""
-    if not any(shading):
-        return _lut(image, _srgb_table(gains, log_gamma, image.shape[2]))
-    if field is None:  # (H, W) float32
-        coeffs = torch.tensor([shading], dtype=torch.float32)
-        field = render_shading_field(coeffs, image.shape[0], image.shape[1])[0, 0].numpy()
-    return _shaded(image, gains, log_gamma, field)
-
-
-def apply_illumination(image: np.ndarray, log_gain: Any, log_gamma: float, shading: Any = None,
-                       field: np.ndarray | None = None) -> np.ndarray:
-    """A physical illumination change (:func:`mi_augment.functional.apply_illumination` on one image): in
-    linear RGB, channel ``c`` becomes ``gain_c * field(x, y) * value ** gamma``, encoded back to sRGB.
-
-    Args:
-        image: uint8 sRGB ``[H, W, C]``.
-        log_gain: 3 natural-log linear gains (a 1-channel image takes their mean).
-        log_gamma: natural log of the exponent on linear intensity.
-        shading: the ``S`` shading coefficients of :func:`~mi_augment.functional.render_shading_field`, or None.
-        field: their field ``[H, W]`` when the caller rendered it already (several views at once).
-
-    Shape:
-        - Input: :math:`(H, W, C)`, uint8. Output: the same.
-
-    Example:
-        >>> apply_illumination(np.full((2, 2, 3), 128, np.uint8), [0.0, 0.0, 0.0], 0.0)[0, 0].tolist()
-        [128, 128, 128]
-    """
-    check_image(image)
-    coeffs = [] if shading is None else [float(v) for v in np.ravel(np.asarray(shading, dtype=np.float32))]
-    log_gamma = _factor(log_gamma, "log_gamma", nonnegative=False)
-    return _illumination(image, _gains(log_gain), log_gamma, coeffs, field)  # a new array
-
-
-def illumination_table(log_gain: Any, log_gamma: float, channels: int = 3) -> np.ndarray:
-    """The float32 ``(256, channels)`` table of :func:`apply_illumination` without shading: the sRGB value in
-    [0, 1] of each input level per channel (round ``255 x`` for uint8).
-
-    Example:
-        >>> [round(v, 4) for v in illumination_table([0.0, 0.0, 0.0], 0.0)[128].tolist()]
-        [0.502, 0.502, 0.502]
-    """
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-    return np.ascontiguousarray(_srgb_table(_gains(log_gain), _factor(log_gamma, "log_gamma", False), channels))
-
-
-def illuminate(image: np.ndarray, params: Any, index: int = 0, field: np.ndarray | None = None) -> np.ndarray:
+def illuminate(image: np.ndarray, params: Any, index: int = 0, field: np.ndarray | None = None,
+               field_root: np.ndarray | None = None) -> np.ndarray:
     """Render sample ``index`` of ``IlluminationParams`` (or any object with its fields) on one image, as
     ``IlluminationModel.apply`` does: the physical change, then brightness, contrast, saturation and hue.
 
@@ -476,6 +379,8 @@ def illuminate(image: np.ndarray, params: Any, index: int = 0, field: np.ndarray
         index: which sample of the params.
         field: this sample's shading field ``[H, W]`` when the caller rendered several at once
             (:func:`~mi_augment.functional.render_shading_field`); None renders it here.
+        field_root: its ``field ** (1 / 2.4)`` (the field of the coefficients over 2.4), or None: see
+            :func:`~mi_augment.functional.uint8.apply_illumination`.
 
     Shape:
         - Input: :math:`(H, W, C)`, uint8. Output: the same.
@@ -491,10 +396,10 @@ def illuminate(image: np.ndarray, params: Any, index: int = 0, field: np.ndarray
         return [float(v) for v in np.ravel(value)]
 
     out, table = image, None
-    log_gain, log_gamma, shading = _gains(row("log_gain")), row("log_gamma")[0], row("shading")
+    log_gain, log_gamma, shading = row("log_gain"), row("log_gamma")[0], row("shading")
     if any(shading):
-        out = _illumination(out, log_gain, log_gamma, shading, field)
+        out = apply_illumination(out, log_gain, log_gamma, shading, field, field_root)
     elif any(log_gain) or log_gamma:  # a per-channel table: the jitter's brightness and contrast join it
-        table = _srgb_table(log_gain, log_gamma, image.shape[2])
+        table = illumination_table(log_gain, log_gamma, image.shape[2])
     factors = [row(name)[0] for name in ("brightness", "contrast", "saturation", "hue")]
     return _jitter(out, table, factors, [0, 1, 2, 3], fresh=out is not image)

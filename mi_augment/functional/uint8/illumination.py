@@ -1,0 +1,148 @@
+"""Illumination kernels of the CPU uint8 backend: :func:`mi_augment.functional.apply_illumination` on one
+``[H, W, C]`` uint8 image, with the torch kernel's maths (Kornia's sRGB transfer).
+
+Without shading the change is one per-channel look-up table (:func:`illumination_table`). With a shading field
+the linear value is separable, ``table_c(level) * field(x, y)`` (one float LUT times the field), and is encoded
+to sRGB in float32 and rounded once: the bright branch ``1.055 x ** (1 / 2.4) - 0.055`` either by one
+``cv2.pow`` or, when the caller hands over the field's root ``field ** (1 / 2.4)``, separably again as
+``root_table_c(level) * root(x, y)`` (no power per pixel). Within 1 level of the torch kernel followed by
+rounding (``tests/test_uint8_color.py``); :func:`mi_augment.functional.uint8.illuminate` chains it with the
+jitter.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..shading import render_shading_field
+from .image import as_hwc, check_image, opencv
+
+__all__ = ["apply_illumination", "illumination_table"]
+
+_LINEAR_LEVELS = (np.arange(256, dtype=np.float32) / np.float32(255.0)).astype(np.float64)  # level / 255, decoded
+_LINEAR_LEVELS = np.where(_LINEAR_LEVELS > 0.04045, ((_LINEAR_LEVELS + 0.055) / 1.055) ** 2.4, _LINEAR_LEVELS / 12.92)
+_LINEAR_LEVELS.flags.writeable = False
+_KNEE = 0.0031308  # sRGB: linear values up to the knee encode as 12.92 x, above it as 1.055 x ** (1 / 2.4) - 0.055
+_LIFT = 1.055 ** 2.4  # carried by the linear table, so that x ** (1 / 2.4) of it is 1.055 x ** (1 / 2.4)
+
+
+def _gains(log_gain: Any) -> list[float]:
+    flat = type(log_gain) is list and len(log_gain) == 3 and type(log_gain[0]) is float  # a .tolist() row
+    gains = log_gain if flat else [float(v) for v in np.ravel(np.asarray(log_gain, dtype=np.float64))]
+    if len(gains) != 3 or not (math.isfinite(gains[0]) and math.isfinite(gains[1]) and math.isfinite(gains[2])):
+        raise ValueError(f"log_gain must hold 3 finite numbers, got {np.asarray(log_gain).tolist()}")
+    return gains
+
+
+def _log_gamma(value: Any) -> float:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"log_gamma must be a number, got {type(value).__name__}") from None
+    if not math.isfinite(f):
+        raise ValueError(f"log_gamma must be a finite number, got {value!r}")
+    return f
+
+
+def _srgb_tables(gains: list[float], log_gamma: float, channels: int, scales: tuple = (1.0, 1.055)) -> np.ndarray:
+    """For each channel and the 256 levels (float64 ``(2, channels, 256)``): ``scales[0]`` times the linear value
+    ``gain_c * decode(level) ** gamma`` and ``scales[1]`` times its power ``1 / 2.4``, the power taken per level
+    and per gain apart (``(g x) ** p = g ** p * x ** p``), channel-major (numpy's inner loop is the levels)."""
+    gamma = math.exp(log_gamma)
+    gains = gains if channels == 3 else [sum(gains) / 3.0]
+    factors = np.array([[scales[0] * math.exp(g) for g in gains], [scales[1] * math.exp(g / 2.4) for g in gains]])
+    powers = np.empty((2, 1, 256))
+    np.power(_LINEAR_LEVELS, gamma, out=powers[0, 0])
+    np.power(_LINEAR_LEVELS, gamma / 2.4, out=powers[1, 0])
+    return np.multiply(factors[:, :, None], powers)
+
+
+def _srgb_table(gains: list[float], log_gamma: float, channels: int) -> np.ndarray:
+    """The encoded value in [0, 1] of each level per channel, float32 ``(256, channels)``."""
+    linear, powered = _srgb_tables(gains, log_gamma, channels)
+    return np.where(linear > _KNEE, np.minimum(powered - 0.055, 1.0), 12.92 * linear).astype(np.float32).T
+
+
+def _separable(image: np.ndarray, table: np.ndarray, field: np.ndarray) -> np.ndarray:
+    """``table_c(level) * field(x, y)`` in float32 ``[H, W, C]``: one float ``cv2.LUT`` of the ``(C, 256)``
+    table, times the ``[H, W]`` field (repeated over the channels)."""
+    cv2, c = opencv(), image.shape[2]
+    if field.shape != image.shape[:2]:
+        raise ValueError(f"a shading field must be [H, W] = {list(image.shape[:2])}, got {list(field.shape)}")
+    field = np.ascontiguousarray(field, np.float32)
+    out = cv2.LUT(image, np.ascontiguousarray(table.T).reshape(1, 256, 3) if c == 3 else table[0])
+    return cv2.multiply(out, cv2.cvtColor(field, cv2.COLOR_GRAY2RGB) if c == 3 else field, dst=out)
+
+
+def _shaded(image: np.ndarray, gains: list[float], log_gamma: float, field: np.ndarray,
+            root: np.ndarray | None) -> np.ndarray:
+    """The illumination with a shading field ``[H, W]``: the linear value ``x = table_c(level) * field``,
+    encoded as ``max(1.055 x ** (1 / 2.4) - 0.055, 12.92 min(x, knee))`` (within 0.003 levels of the exact
+    branch choice: the two branches meet at the knee with nearly equal slopes), rounded once. The bright branch
+    is ``cv2.pow`` of the linear value (its table carries ``1.055 ** 2.4``), or with the field's ``root`` the
+    separable ``1.055 (table_c(level) * field) ** (1 / 2.4) = root_table_c(level) * root``."""
+    cv2, c = opencv(), image.shape[2]
+    tables = _srgb_tables(gains, log_gamma, c, (_LIFT, 1.055)).astype(np.float32)  # (2, C, 256)
+    lin = _separable(image, tables[0], field)
+    bright = cv2.pow(lin, 1.0 / 2.4) if root is None else _separable(image, tables[1], root)
+    cv2.threshold(lin, _LIFT * _KNEE, 0.0, cv2.THRESH_TRUNC, dst=lin)
+    cv2.max(bright, cv2.addWeighted(lin, 12.92 / _LIFT, lin, 0.0, 0.055, dst=lin), dst=bright)
+    return as_hwc(cv2.convertScaleAbs(bright, alpha=255.0, beta=-255.0 * 0.055), c)  # >= 0 before the abs
+
+
+def apply_illumination(image: np.ndarray, log_gain: Any, log_gamma: float, shading: Any = None,
+                       field: np.ndarray | None = None, field_root: np.ndarray | None = None) -> np.ndarray:
+    """A physical illumination change (:func:`mi_augment.functional.apply_illumination` on one image): in
+    linear RGB, channel ``c`` becomes ``gain_c * field(x, y) * value ** gamma``, encoded back to sRGB.
+
+    Args:
+        image: uint8 sRGB ``[H, W, C]``.
+        log_gain: 3 natural-log linear gains (a 1-channel image takes their mean).
+        log_gamma: natural log of the exponent on linear intensity.
+        shading: the ``S`` shading coefficients of :func:`~mi_augment.functional.render_shading_field`, or None.
+        field: their field ``[H, W]`` when the caller rendered it already (several views at once).
+        field_root: ``field ** (1 / 2.4)`` ``[H, W]`` float32, free to a caller that renders the field (it is
+            the field of ``shading / 2.4``): then no power is taken per pixel. Used only with shading; the
+            output is within 1 level of the output without it.
+
+    Shape:
+        - Input: :math:`(H, W, C)`, uint8. Output: the same.
+
+    Example:
+        >>> apply_illumination(np.full((2, 2, 3), 128, np.uint8), [0.0, 0.0, 0.0], 0.0)[0, 0].tolist()
+        [128, 128, 128]
+        >>> field, root = np.full((2, 2), 2.0, np.float32), np.full((2, 2), 2.0 ** (1 / 2.4), np.float32)
+        >>> apply_illumination(np.full((2, 2, 3), 128, np.uint8), [0.0] * 3, 0.0, [1.0], field, root)[0, 0].tolist()
+        [176, 176, 176]
+    """
+    check_image(image)
+    if type(shading) is list and all(type(v) is float for v in shading):  # a .tolist() row: as is
+        coeffs = shading
+    else:
+        coeffs = [] if shading is None else [float(v) for v in np.ravel(np.asarray(shading, dtype=np.float32))]
+    gains, log_gamma = _gains(log_gain), _log_gamma(log_gamma)
+    if not any(coeffs):
+        table = np.round(np.clip(_srgb_table(gains, log_gamma, image.shape[2]), 0.0, 1.0) * np.float32(255.0))
+        table = table.astype(np.uint8)
+        return as_hwc(opencv().LUT(image, table[:, 0] if image.shape[2] == 1 else table.reshape(1, 256, 3)),
+                      image.shape[2])
+    if field is None:  # (H, W) float32
+        field = render_shading_field(torch.tensor([coeffs], dtype=torch.float32), *image.shape[:2])[0, 0].numpy()
+    return _shaded(image, gains, log_gamma, field, field_root)  # a new array
+
+
+def illumination_table(log_gain: Any, log_gamma: float, channels: int = 3) -> np.ndarray:
+    """The float32 ``(256, channels)`` table of :func:`apply_illumination` without shading: the sRGB value in
+    [0, 1] of each input level per channel (round ``255 x`` for uint8).
+
+    Example:
+        >>> [round(v, 4) for v in illumination_table([0.0, 0.0, 0.0], 0.0)[128].tolist()]
+        [0.502, 0.502, 0.502]
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    return np.ascontiguousarray(_srgb_table(_gains(log_gain), _log_gamma(log_gamma), channels))
