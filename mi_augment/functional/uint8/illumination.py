@@ -68,13 +68,14 @@ def _srgb_table(gains: list[float], log_gamma: float, channels: int) -> np.ndarr
 
 
 def _separable(image: np.ndarray, table: np.ndarray, field: np.ndarray) -> np.ndarray:
-    """``table_c(level) * field(x, y)`` in float32 ``[H, W, C]``: one float ``cv2.LUT`` of the ``(C, 256)``
+    """``table_c(level) * field(x, y)`` in float32 ``[H, W, C]``: one float32 ``cv2.LUT`` of the ``(C, 256)``
     table, times the ``[H, W]`` field (repeated over the channels)."""
     cv2, c = opencv(), image.shape[2]
     if field.shape != image.shape[:2]:
         raise ValueError(f"a shading field must be [H, W] = {list(image.shape[:2])}, got {list(field.shape)}")
     field = np.ascontiguousarray(field, np.float32)
-    out = cv2.LUT(image, np.ascontiguousarray(table.T).reshape(1, 256, 3) if c == 3 else table[0])
+    out = cv2.LUT(image, np.ascontiguousarray(table.T, np.float32).reshape(1, 256, 3) if c == 3
+                  else table[0].astype(np.float32))
     return cv2.multiply(out, cv2.cvtColor(field, cv2.COLOR_GRAY2RGB) if c == 3 else field, dst=out)
 
 
@@ -86,7 +87,7 @@ def _shaded(image: np.ndarray, gains: list[float], log_gamma: float, field: np.n
     is ``cv2.pow`` of the linear value (its table carries ``1.055 ** 2.4``), or with the field's ``root`` the
     separable ``1.055 (table_c(level) * field) ** (1 / 2.4) = root_table_c(level) * root``."""
     cv2, c = opencv(), image.shape[2]
-    tables = _srgb_tables(gains, log_gamma, c, (_LIFT, 1.055)).astype(np.float32)  # (2, C, 256)
+    tables = _srgb_tables(gains, log_gamma, c, (_LIFT, 1.055))  # float64 (2, C, 256)
     lin = _separable(image, tables[0], field)
     bright = cv2.pow(lin, 1.0 / 2.4) if root is None else _separable(image, tables[1], root)
     cv2.threshold(lin, _LIFT * _KNEE, 0.0, cv2.THRESH_TRUNC, dst=lin)
@@ -120,7 +121,7 @@ def apply_illumination(image: np.ndarray, log_gain: Any, log_gamma: float, shadi
         [176, 176, 176]
     """
     check_image(image)
-    if type(shading) is list and all(type(v) is float for v in shading):  # a .tolist() row: as is
+    if type(shading) is list and shading and type(shading[0]) is float:  # a .tolist() row: as is
         coeffs = shading
     else:
         coeffs = [] if shading is None else [float(v) for v in np.ravel(np.asarray(shading, dtype=np.float32))]
