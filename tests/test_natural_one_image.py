@@ -13,6 +13,7 @@ import math
 
 import cv2
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -230,3 +231,21 @@ def test_shading_fields_on_numpy_are_the_tensor_fields(seed, b, degree, height, 
     fields = shading_fields(coeffs.tolist(), height, width)
     assert fields.dtype == np.float32 and fields.shape == (b, height, width)
     assert np.allclose(fields, render_shading_field(coeffs, height, width)[:, 0].numpy(), rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_large_shaded_views_match_the_torch_kernels(seed):
+    """At 128 px and above the shaded illumination renders with its field's 1/2.4 power
+    (``uint8.illuminate``'s ``field_root``): still within the backend's tolerance of the torch kernels."""
+    from mi_augment.transforms import MIPairTransform
+
+    rng = np.random.default_rng(seed)
+    image = np.repeat(np.repeat(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8), 8, 0), 8, 1)
+    t = MIPairTransform(128, illumination="default", motion="default", view_transforms=None, policy="random")
+    views, info = t(image, generator=torch.Generator().manual_seed(seed), return_info=True)
+    assert any(bool(p.shading.any()) for p in info.params.perturbations if hasattr(p, "shading"))
+    with kernel_options(uint8_backend=False):
+        reference = t(image, generator=torch.Generator().manual_seed(seed))
+    for mine, ref in zip(views, reference):
+        d = np.abs(mine.astype(np.int16) - ref.astype(np.int16))
+        assert d.mean() <= 1.0 and np.percentile(d, 99.9) <= 4, (d.mean(), np.percentile(d, 99.9))
