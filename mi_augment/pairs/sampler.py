@@ -129,31 +129,33 @@ class BoxSampler:
 
     def _from_uniform_python(self, u: Tensor, height: int, width: int,
                              bounds: tuple[float, float, float, float, float, float]) -> Tensor:
-        """:meth:`_from_uniform_small` on Python floats (IEEE float64 operations, the same order)."""
+        """:meth:`_from_uniform_small` on Python floats (IEEE float64 operations, the same order) with one
+        torch ``exp``: torch's float64 ``exp`` is one vectorised function per element (its tail loaded
+        partially, not a scalar loop), so an element's result does not depend on its place in the tensor, and
+        the ``(n,)`` exp of the clamped ratio (a try's own log ratio, ``feas_lo`` or ``feas_hi``) is read from
+        the ``(n, t)`` exp with ``feas_lo`` and ``feas_hi`` appended (tests/test_one_image_overhead.py)."""
         t = self.tries
         lo_area, hi_area, lo_log, hi_log, feas_lo, feas_hi = bounds
-        rows = u.tolist()  # float32 values, exact as Python floats (as .double() is)
-        log_rows = [[lo_log + (hi_log - lo_log) * v for v in row[t:2 * t]] for row in rows]
-        r_rows = torch.tensor(log_rows, dtype=torch.float64).exp().tolist()  # the (n, t) exp, as laid out there
-        span = hi_area - lo_area
-        areas, logs = [], []
-        for row, rr, lr in zip(rows, r_rows, log_rows):
-            chosen = t - 1  # the first try that fits, else the last one
-            for i in range(t):
-                a = lo_area + span * row[i]
-                if math.sqrt(a * rr[i]) <= width and math.sqrt(a / rr[i]) <= height:
-                    chosen = i
-                    break
-            areas.append(lo_area + span * row[chosen])
-            logs.append(min(max(lr[chosen], feas_lo), feas_hi))
-        rs = torch.tensor(logs, dtype=torch.float64).exp().tolist()  # the (n,) exp of _project
-        fw, fh = float(width), float(height)
+        flat = u.view(-1).tolist()  # float32 values, exact as Python floats (as .double() is)
+        step, span, per = hi_log - lo_log, hi_area - lo_area, 2 * t + 2
+        logs = [lo_log + step * v for i in range(0, len(flat), per) for v in flat[i + t:i + 2 * t]]
+        logs += (feas_lo, feas_hi)
+        exps = torch.tensor(logs, dtype=torch.float64).exp().tolist()
+        fw, fh, ww, hh = float(width), float(height), width**2, height**2
         out = []
-        for row, a, r in zip(rows, areas, rs):
-            max_area = min(min((1.0 / r) * width**2, height**2 * r), hi_area)  # torch's int / r: reciprocal, times
+        for j, i in enumerate(range(0, len(flat), per)):
+            chosen = t - 1  # the first try that fits, else the last one
+            for k in range(t):
+                a, r = lo_area + span * flat[i + k], exps[j * t + k]
+                if math.sqrt(a * r) <= width and math.sqrt(a / r) <= height:
+                    chosen = k
+                    break
+            a, lr = lo_area + span * flat[i + chosen], logs[j * t + chosen]
+            r = exps[-2] if lr < feas_lo else exps[-1] if lr > feas_hi else exps[j * t + chosen]  # exp of the clamp
+            max_area = min(min((1.0 / r) * ww, hh * r), hi_area)  # torch's int / r: reciprocal, times
             a = min(max(a, lo_area), max_area)
             bw, bh = min(math.sqrt(a * r), fw), min(math.sqrt(a / r), fh)
-            x1, y1 = max(fw - bw, 0.0) * row[2 * t], max(fh - bh, 0.0) * row[2 * t + 1]
+            x1, y1 = max(fw - bw, 0.0) * flat[i + 2 * t], max(fh - bh, 0.0) * flat[i + 2 * t + 1]
             out.append((x1, y1, min(x1 + bw, fw), min(y1 + bh, fh)))
         return torch.tensor(out, dtype=torch.float32)  # rounded to nearest, as .float() does
 
