@@ -2,24 +2,29 @@
 
 The box sampler's few-box path (one image's boxes, on Python floats with a single torch ``exp``) returns the
 tensor form's boxes bit for bit (``kernel_options(fast_paths=False)`` runs the tensor form), whatever the
-bounds, including draws that the feasible-ratio clamp moves. torch's float64 ``exp`` of an element does not
-depend on where it lies in the tensor (what that single ``exp`` relies on).
+bounds, including draws that the feasible-ratio clamp moves and sides a ulp from the image's (torch's float64
+``sqrt`` is not always correctly rounded). torch's float64 ``exp`` and ``sqrt`` of an element do not depend on
+where it lies in the tensor (what the single ``exp`` and ``sqrt`` calls rely on). The plan step's flips and boxes
+are one ``rand`` call on the CPU: the same numbers as the flips' and the sampler's own calls.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mi_augment import kernel_options
-from mi_augment.pairs import BoxSampler
+from mi_augment.pairs import BoxSampler, plan_candidates
 
 SETTINGS = dict(max_examples=150, deadline=None)
 
 
 @settings(**SETTINGS)
-@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 6), h=st.integers(1, 300), w=st.integers(1, 300),
+@example(seed=0, n=1, h=129, w=186, s_lo=0.9999999999999999, s_span=0.0, r_lo=1.0, r_span=1.0, tries=1)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 12), h=st.integers(1, 300), w=st.integers(1, 300),
        s_lo=st.floats(0.001, 1.0), s_span=st.floats(0.0, 1.0), r_lo=st.floats(0.05, 4.0),
        r_span=st.floats(0.0, 8.0), tries=st.integers(1, 12))
 def test_few_boxes_equal_the_tensor_form_exactly(seed, n, h, w, s_lo, s_span, r_lo, r_span, tries):
@@ -32,10 +37,45 @@ def test_few_boxes_equal_the_tensor_form_exactly(seed, n, h, w, s_lo, s_span, r_
 
 
 @settings(**SETTINGS)
-@given(values=st.lists(st.floats(-700.0, 700.0), min_size=1, max_size=40), data=st.data())
-def test_float64_exp_of_an_element_does_not_depend_on_its_place(values, data):
-    whole = torch.tensor(values, dtype=torch.float64).exp().tolist()
+@given(values=st.lists(st.floats(-700.0, 700.0), min_size=1, max_size=40), data=st.data(),
+       op=st.sampled_from(["exp", "sqrt"]))
+def test_float64_exp_and_sqrt_of_an_element_do_not_depend_on_its_place(values, data, op):
+    if op == "sqrt":
+        values = [abs(v) ** 1.7 for v in values]
+    whole = getattr(torch.tensor(values, dtype=torch.float64), op)().tolist()
     i = data.draw(st.integers(0, len(values) - 1))
     j = data.draw(st.integers(0, len(values) - 1))
-    assert torch.tensor(values[i:j + 1], dtype=torch.float64).exp().tolist() == whole[i:j + 1]
-    assert torch.tensor([values[i]], dtype=torch.float64).exp().tolist() == [whole[i]]
+    assert getattr(torch.tensor(values[i:j + 1], dtype=torch.float64), op)().tolist() == whole[i:j + 1]
+    assert getattr(torch.tensor([values[i]], dtype=torch.float64), op)().tolist() == [whole[i]]
+
+
+def _separate_draws(seed, b, v, k, flip, sampler, h, w):
+    """The flips, then the boxes, each drawn by its own call (the draws plan_candidates documents)."""
+    g = torch.Generator().manual_seed(seed)
+    flips = torch.rand((b, v), generator=g) < flip
+    return flips, sampler.sample((b, v, k), h, w, generator=g), torch.rand(3, generator=g)
+
+
+@settings(**SETTINGS)
+@given(seed=st.integers(0, 2**31 - 1), b=st.integers(1, 3), v=st.integers(1, 4), k=st.integers(1, 9),
+       flip=st.floats(0.0, 1.0), fast=st.booleans())
+def test_plan_draws_the_flips_then_the_boxes(seed, b, v, k, flip, fast):
+    sampler = BoxSampler((0.05, 1.0))
+    g = torch.Generator().manual_seed(seed)
+    with kernel_options(fast_paths=fast):
+        c = plan_candidates(torch.empty(b, 3, 21, 34), sampler, v, k, flip, generator=g)
+        flips, boxes, after = _separate_draws(seed, b, v, k, flip, sampler, 21, 34)
+    assert torch.equal(c.flip, flips) and c.flip.dtype == torch.bool
+    assert torch.equal(c.boxes, boxes)
+    assert torch.equal(torch.rand(3, generator=g), after)  # the same count of draws
+
+
+def test_plan_flips_compare_in_float32_as_torch_does():
+    """A flip probability a hair above a float32 draw (equal to it in float32): torch's comparison is False."""
+    seed, b, v = 3, 2, 3
+    u = torch.rand((b, v), generator=torch.Generator().manual_seed(seed)).view(-1).tolist()
+    for x in u:
+        flip = math.nextafter(x, 1.0)
+        c = plan_candidates(torch.empty(b, 3, 16, 16), BoxSampler(), v, 1, flip,
+                            generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(c.flip, torch.tensor(u).view(b, v) < flip)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -120,6 +121,13 @@ def plan_candidates(images: Tensor, sampler: BoxSampler, n_views: int, n_candida
             params = stack_views(model.sample(b * n_views, generator=generator, device=on, strength=strength), b,
                                  n_views)
         drawn.append(params if on == dev else params.to(dev))
-    flips = rand((b, n_views), generator, dev) < flip
-    boxes = sampler.sample((b, n_views, n_candidates), h, w, generator=generator, device=dev)
+    shape, n_flips = (b, n_views, n_candidates), b * n_views
+    if on.type == "cpu" and dev.type == "cpu":  # one call: the CPU generator's numbers in the same order
+        u = rand((n_flips + n_flips * n_candidates * sampler.draws_per_box,), generator, dev).numpy()
+        flips = torch.from_numpy(u[:n_flips].reshape(b, n_views) < np.float32(flip))  # torch compares in float32
+        boxes = sampler.boxes_from_uniforms(torch.from_numpy(u[n_flips:].reshape(-1, sampler.draws_per_box)), shape,
+                                            h, w)
+    else:
+        flips = rand((b, n_views), generator, dev) < flip
+        boxes = sampler.sample(shape, h, w, generator=generator, device=dev)
     return PairCandidates(boxes, flips, tuple(drawn))

@@ -14,6 +14,7 @@ after rounding) and always satisfy ``0 <= x1 < x2 <= W`` and ``0 <= y1 < y2 <= H
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -53,30 +54,41 @@ class BoxSampler:
         object.__setattr__(self, "ratio", r)
         object.__setattr__(self, "tries", check_positive_int(self.tries, "tries"))
 
+    @property
+    def draws_per_box(self) -> int:
+        """The uniforms one box takes: ``2 * tries + 2`` (area and ratio per try, then the position)."""
+        return 2 * self.tries + 2
+
     def sample(self, shape: tuple[int, ...], height: int, width: int, generator: torch.Generator | None = None,
                device: torch.device | str | None = None) -> Tensor:
         """Boxes of shape ``(*shape, 4)`` for an image of ``height x width`` pixels.
 
-        Uses exactly ``prod(shape) * (2 * tries + 2)`` uniform draws from ``generator`` (a fixed count, so
+        Uses exactly ``prod(shape) * draws_per_box`` uniform draws from ``generator`` (a fixed count, so
         later draws from the same generator do not depend on which tries were accepted).
+        """
+        u = rand((math.prod(shape), self.draws_per_box), generator, device)
+        return self.boxes_from_uniforms(u, shape, height, width)
+
+    def boxes_from_uniforms(self, u: Tensor, shape: tuple[int, ...], height: int, width: int) -> Tensor:
+        """The boxes ``(*shape, 4)`` of :meth:`sample` from its uniform draws ``u (prod(shape), draws_per_box)``
+        (float32 in [0, 1), e.g. a slice of a larger ``rand`` call: the same numbers as :meth:`sample` draws).
+
+        Example:
+            >>> s = BoxSampler()
+            >>> u = torch.rand(6, s.draws_per_box)
+            >>> s.boxes_from_uniforms(u, (2, 3), 32, 48).shape
+            torch.Size([2, 3, 4])
         """
         height = check_positive_int(height, "height")
         width = check_positive_int(width, "width")
-        n = math.prod(shape)
-        u = rand((n, 2 * self.tries + 2), generator, device)
-        if n <= 64 and u.device.type == "cpu" and current().fast_paths:  # a DataLoader worker's few boxes
+        if u.shape[0] <= 64 and u.device.type == "cpu" and current().fast_paths:  # a DataLoader worker's boxes
             return self._from_uniform_small(u, height, width).view(*shape, 4)
         return self._from_uniform(u, height, width).view(*shape, 4)
 
     def _bounds(self, height: int, width: int) -> tuple[float, float, float, float, float, float]:
         """``(lo_area, hi_area, lo_log, hi_log, feas_lo, feas_hi)``: the area bounds in pixels, the log ratio
         bounds, and the feasible log ratio interval (empty when ``feas_lo > feas_hi``, see :meth:`_project`)."""
-        image_area = float(height * width)
-        lo_area, hi_area = self.scale[0] * image_area, self.scale[1] * image_area
-        lo_log, hi_log = math.log(self.ratio[0]), math.log(self.ratio[1])
-        feas_lo = max(lo_log, math.log(lo_area / height**2))
-        feas_hi = min(hi_log, math.log(width**2 / lo_area))
-        return lo_area, hi_area, lo_log, hi_log, feas_lo, feas_hi
+        return _bounds(self.scale, self.ratio, height, width)
 
     def _from_uniform(self, u: Tensor, height: int, width: int) -> Tensor:
         """The boxes ``(n, 4)`` of :meth:`sample` from its uniform draws ``u (n, 2 * tries + 2)``."""
@@ -100,8 +112,7 @@ class BoxSampler:
     def _from_uniform_small(self, u: Tensor, height: int, width: int) -> Tensor:
         """:meth:`_from_uniform` for a few boxes on the CPU (one image's, in a DataLoader worker): the same
         float64 arithmetic by numpy (IEEE operations in the same order) instead of ~40 tiny
-        tensor ops; the two ``exp`` stay torch calls on tensors laid out as there (its vector and scalar loops
-        may differ in the last bit). Bounds that cannot be met and other devices take :meth:`_from_uniform`."""
+        tensor ops; the two ``exp`` and the ``sqrt`` stay torch calls (numpy's differ in the last bit). Bounds that cannot be met and other devices take :meth:`_from_uniform`."""
         t = self.tries
         bounds = self._bounds(height, width)
         lo_area, hi_area, lo_log, hi_log, feas_lo, feas_hi = bounds
@@ -113,7 +124,7 @@ class BoxSampler:
         area = lo_area + (hi_area - lo_area) * ud[:, :t]
         log_r = lo_log + (hi_log - lo_log) * ud[:, t:2 * t]  # a new contiguous (n, t) array, as in torch
         r = torch.from_numpy(log_r).exp().numpy()
-        fits = (np.sqrt(area * r) <= width) & (np.sqrt(area / r) <= height)
+        fits = (_torch_sqrt(area * r) <= width) & (_torch_sqrt(area / r) <= height)
         first = np.where(fits.any(1), fits.argmax(1), t - 1)  # the first try that fits, else the last
         rows = np.arange(len(first))
         area = area[rows, first]
@@ -122,7 +133,7 @@ class BoxSampler:
         max_area = np.minimum(np.minimum((1.0 / r) * width**2, height**2 * r), hi_area)  # torch's int / r
         area = np.minimum(np.maximum(area, lo_area), max_area)
         side = np.array([float(width), float(height)])
-        wh = np.minimum(np.sqrt(np.stack([area * r, area / r], 1)), side)
+        wh = np.minimum(_torch_sqrt(np.stack([area * r, area / r], 1)), side)
         xy1 = np.maximum(side - wh, 0.0) * ud[:, 2 * t:]
         boxes = np.concatenate([xy1, np.minimum(xy1 + wh, side)], 1).astype(np.float32)  # rounded, as .float()
         return torch.from_numpy(boxes)
@@ -130,34 +141,39 @@ class BoxSampler:
     def _from_uniform_python(self, u: Tensor, height: int, width: int,
                              bounds: tuple[float, float, float, float, float, float]) -> Tensor:
         """:meth:`_from_uniform_small` on Python floats (IEEE float64 operations, the same order) with one
-        torch ``exp``: torch's float64 ``exp`` is one vectorised function per element (its tail loaded
-        partially, not a scalar loop), so an element's result does not depend on its place in the tensor, and
-        the ``(n,)`` exp of the clamped ratio (a try's own log ratio, ``feas_lo`` or ``feas_hi``) is read from
-        the ``(n, t)`` exp with ``feas_lo`` and ``feas_hi`` appended (tests/test_one_image_overhead.py)."""
+        torch ``exp`` and one torch ``sqrt``: torch's float64 ``exp`` and ``sqrt`` are one vectorised function
+        per element whatever its place in the tensor, so the ``(n,)`` exp of the clamped ratio (a try's own log
+        ratio, ``feas_lo`` or ``feas_hi``) is read from the ``(n, t)`` exp with ``feas_lo`` and ``feas_hi``
+        appended, and the sides are one ``sqrt`` call (torch's float64 ``sqrt`` is not always correctly rounded:
+        1 ulp from ``math.sqrt`` in ~0.7% of values). tests/test_one_image_overhead.py holds both properties."""
         t = self.tries
         lo_area, hi_area, lo_log, hi_log, feas_lo, feas_hi = bounds
         flat = u.view(-1).tolist()  # float32 values, exact as Python floats (as .double() is)
         step, span, per = hi_log - lo_log, hi_area - lo_area, 2 * t + 2
         logs = [lo_log + step * v for i in range(0, len(flat), per) for v in flat[i + t:i + 2 * t]]
         logs += (feas_lo, feas_hi)
-        exps = torch.tensor(logs, dtype=torch.float64).exp().tolist()
+        exps = torch.from_numpy(np.array(logs)).exp_().tolist()  # torch's exp (numpy's differs in the last bit)
         fw, fh, ww, hh = float(width), float(height), width**2, height**2
-        out = []
+        chosen_ar = []
         for j, i in enumerate(range(0, len(flat), per)):
             chosen = t - 1  # the first try that fits, else the last one
             for k in range(t):
                 a, r = lo_area + span * flat[i + k], exps[j * t + k]
-                if math.sqrt(a * r) <= width and math.sqrt(a / r) <= height:
+                if _sqrt_at_most(a * r, width) and _sqrt_at_most(a / r, height):
                     chosen = k
                     break
             a, lr = lo_area + span * flat[i + chosen], logs[j * t + chosen]
             r = exps[-2] if lr < feas_lo else exps[-1] if lr > feas_hi else exps[j * t + chosen]  # exp of the clamp
             max_area = min(min((1.0 / r) * ww, hh * r), hi_area)  # torch's int / r: reciprocal, times
             a = min(max(a, lo_area), max_area)
-            bw, bh = min(math.sqrt(a * r), fw), min(math.sqrt(a / r), fh)
+            chosen_ar += (a * r, a / r)
+        sides = torch.from_numpy(np.array(chosen_ar)).sqrt_().tolist()  # torch's sqrt, as _project's
+        out = []
+        for j, i in enumerate(range(0, len(flat), per)):
+            bw, bh = min(sides[2 * j], fw), min(sides[2 * j + 1], fh)
             x1, y1 = max(fw - bw, 0.0) * flat[i + 2 * t], max(fh - bh, 0.0) * flat[i + 2 * t + 1]
             out.append((x1, y1, min(x1 + bw, fw), min(y1 + bh, fh)))
-        return torch.tensor(out, dtype=torch.float32)  # rounded to nearest, as .float() does
+        return torch.from_numpy(np.array(out, np.float32))  # rounded to nearest, as .float() does
 
     @staticmethod
     def _project(area: Tensor, log_r: Tensor, height: int, width: int, side: Tensor, lo_area: float,
@@ -180,6 +196,32 @@ class BoxSampler:
             r = log_r.exp()
             area = torch.minimum(width**2 / r, height**2 * r)
         return torch.stack([area * r, area / r], 1).sqrt().clamp(max=side)
+
+
+def _torch_sqrt(x: np.ndarray) -> np.ndarray:
+    """torch's float64 ``sqrt`` of a numpy array (numpy's is correctly rounded, torch's not always)."""
+    return torch.from_numpy(x).sqrt_().numpy()
+
+
+def _sqrt_at_most(x: float, bound: int) -> bool:
+    """Whether torch's float64 ``sqrt(x) <= bound``: ``math.sqrt`` decides unless the integer ``bound`` is
+    within 1 ulp of it (torch's sqrt is within 1 ulp of the correctly rounded one), then torch's ``sqrt``."""
+    root = math.sqrt(x)
+    if abs(root - bound) > math.ulp(root):
+        return root <= bound
+    return torch.tensor([x], dtype=torch.float64).sqrt().item() <= bound
+
+
+@functools.lru_cache(maxsize=256)
+def _bounds(scale: tuple[float, float], ratio: tuple[float, float], height: int,
+            width: int) -> tuple[float, float, float, float, float, float]:
+    """:meth:`BoxSampler._bounds`, once per sampler bounds and image size (a dataset's few sizes)."""
+    image_area = float(height * width)
+    lo_area, hi_area = scale[0] * image_area, scale[1] * image_area
+    lo_log, hi_log = math.log(ratio[0]), math.log(ratio[1])
+    feas_lo = max(lo_log, math.log(lo_area / height**2))
+    feas_hi = min(hi_log, math.log(width**2 / lo_area))
+    return lo_area, hi_area, lo_log, hi_log, feas_lo, feas_hi
 
 
 def box_iou_pairs(a: Tensor, b: Tensor) -> Tensor:
