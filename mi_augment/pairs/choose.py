@@ -83,8 +83,11 @@ def choose_candidate(candidates: PairCandidates, policy: Policy, scores: Tensor 
     if scores is None:
         if policy.needs_scores and k > 1:
             raise ValueError(f"policy {policy.name!r} needs the scores of the {k} candidates")
-        chosen = torch.zeros(b, dtype=torch.long, device=dev)
-        keep, chosen_score = None, torch.full((b,), math.nan, device=dev)
+        keep = None
+        if b == 1 and dev.type == "cpu":  # one image (a DataLoader worker's call): numpy's few-element tensors
+            chosen, chosen_score = torch.from_numpy(np.zeros(1, np.int64)), torch.from_numpy(np.full(1, np.nan, np.float32))
+        else:
+            chosen, chosen_score = torch.zeros(b, dtype=torch.long, device=dev), torch.full((b,), math.nan, device=dev)
     else:
         if not isinstance(scores, Tensor) or scores.shape != (b, v - 1, k):
             raise ValueError(f"scores must have shape (B, V - 1, K) = {(b, v - 1, k)}, got "
@@ -94,7 +97,7 @@ def choose_candidate(candidates: PairCandidates, policy: Policy, scores: Tensor 
         total = scores.float().mean(1)
         chosen, keep = policy.select_and_keep(total, generator)  # the probabilities once
         chosen_score = total.gather(1, chosen[:, None])[:, 0]
-    boxes = candidates.boxes[:, :, 0] if k == 1 else candidates.boxes[torch.arange(b, device=dev), :, chosen]
+    boxes = candidates.boxes.select(2, 0) if k == 1 else candidates.boxes[torch.arange(b, device=dev), :, chosen]
     params = PairParams(boxes, candidates.flip, candidates.perturbations)
     return PairInfo(params, candidates, scores, keep, chosen, chosen_score)
 

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..core.options import current
 from ..core.params import GatedParams
-from ..core.random import as_float32, rand
+from ..core.random import as_float32s, rand
 from ..core.validation import to_float_batch
 from ..functional import uint8
 from .choose import replay_info
@@ -62,12 +62,13 @@ def run_view_pipelines_uint8(views: Sequence[np.ndarray], pipelines: Sequence[Se
     if any(n is None for c in counts for n in c):  # a transform that draws otherwise: its own calls, in order
         return _draw_pipelines(views, pipelines, generator)
     u = rand((sum(n + 1 for c in counts for n in c),), generator, "cpu").tolist()
+    ps = iter(as_float32s([t.p for pipeline in pipelines for t in pipeline]))  # the torch gate compares in float32
     out, drawn, at = [], [], 0
     for view, pipeline, ns in zip(views, pipelines, counts):
         mine = []
         for t, n in zip(pipeline, ns):
             draws, gate, at = u[at:at + n], u[at + n], at + n + 1
-            applied = gate < as_float32(t.p)  # the torch gate compares in float32
+            applied = gate < next(ps)
             if applied:
                 view = uint8.TRANSFORM_KERNELS[type(t)](t, view, t.row_from_uniforms(draws))
             if record:
