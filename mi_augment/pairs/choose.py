@@ -85,7 +85,7 @@ def choose_candidate(candidates: PairCandidates, policy: Policy, scores: Tensor 
             raise ValueError(f"policy {policy.name!r} needs the scores of the {k} candidates")
         keep = None
         if b == 1 and dev.type == "cpu":  # one image (a DataLoader worker's call): numpy's few-element tensors
-            chosen, chosen_score = torch.from_numpy(np.zeros(1, np.int64)), torch.from_numpy(np.full(1, np.nan, np.float32))
+            chosen, chosen_score = torch.from_numpy(np.zeros(1, np.int64)), torch.from_numpy(np.array([np.nan], np.float32))
         else:
             chosen, chosen_score = torch.zeros(b, dtype=torch.long, device=dev), torch.full((b,), math.nan, device=dev)
     else:

@@ -159,7 +159,12 @@ class BoxSampler:
             chosen = t - 1  # the first try that fits, else the last one
             for k in range(t):
                 a, r = lo_area + span * flat[i + k], exps[j * t + k]
-                if _sqrt_at_most(a * r, width) and _sqrt_at_most(a / r, height):
+                bw, bh = math.sqrt(a * r), math.sqrt(a / r)  # torch's is within 1 ulp of these
+                if abs(bw - width) > math.ulp(bw) and abs(bh - height) > math.ulp(bh):
+                    fits = bw <= width and bh <= height
+                else:  # a side within 1 ulp of its bound: torch's sqrt decides
+                    fits = _sqrt_at_most(a * r, width) and _sqrt_at_most(a / r, height)
+                if fits:
                     chosen = k
                     break
             a, lr = lo_area + span * flat[i + chosen], logs[j * t + chosen]
