@@ -312,7 +312,7 @@ def plot(report: dict, path: Path) -> Path:
     peers = [p for p in PEERS if any(r.get(f"ratio_vs_{p}") is not None for r in rows)] or [PEERS[0]]
     fig, axes = plt.subplots(len(peers), 1, figsize=(10, 3.6 * len(peers)), squeeze=False)
     width = 0.8 / max(len(methods), 1)
-    colors = plt.get_cmap("tab20").colors  # more pipelines than the default ten colours
+    colors = plt.get_cmap("tab20").colors + plt.get_cmap("tab20b").colors  # one colour per pipeline (up to 40)
     for ax, peer in zip(axes[:, 0], peers):
         for i, m in enumerate(methods):
             vals = []
