@@ -153,14 +153,8 @@ class ColorJitter(RandomTransform):
         return ", ".join(parts + [f"p={self.p}"])
 
 
-# ------------------------------------------------------------------------------------------------ grayscale
-class RandomGrayscale(RandomTransform):
-    """Convert each sample to greyscale with probability ``p`` (``torchvision.transforms.v2.RandomGrayscale``):
-    an RGB image becomes its luma (:func:`mi_augment.functional.rgb_to_grayscale`, BT.601) in all three
-    channels; a 1-channel image is unchanged."""
-
-    def __init__(self, p: float = 0.1):
-        super().__init__(p=p)
+class _GateOnly(RandomTransform):
+    """A transform whose only per-sample draw is the ``p`` gate: no uniforms, empty :class:`NoParams`."""
 
     def uniforms_per_sample(self) -> int:
         return 0
@@ -170,6 +164,16 @@ class RandomGrayscale(RandomTransform):
 
     def row_from_uniforms(self, u: Sequence[float]) -> tuple:
         return ([],)
+
+
+# ------------------------------------------------------------------------------------------------ grayscale
+class RandomGrayscale(_GateOnly):
+    """Convert each sample to greyscale with probability ``p`` (``torchvision.transforms.v2.RandomGrayscale``):
+    an RGB image becomes its luma (:func:`mi_augment.functional.rgb_to_grayscale`, BT.601) in all three
+    channels; a 1-channel image is unchanged."""
+
+    def __init__(self, p: float = 0.1):
+        super().__init__(p=p)
 
     def transform(self, images: Tensor, params: NoParams) -> Tensor:
         return color.rgb_to_grayscale(images).expand_as(images)
@@ -258,7 +262,7 @@ class GaussianBlur(RandomTransform):
 
 
 # ------------------------------------------------------------------------------------------------- solarize
-class RandomSolarize(RandomTransform):
+class RandomSolarize(_GateOnly):
     """Invert every pixel value at or above ``threshold`` (``v -> 1 - v``) with probability ``p``
     (``torchvision.transforms.v2.RandomSolarize``; kernel ``kornia.enhance.solarize``).
 
@@ -271,15 +275,6 @@ class RandomSolarize(RandomTransform):
         if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be a number in [0, 1] (float image units), got {threshold!r}")
         self.threshold = float(threshold)
-
-    def uniforms_per_sample(self) -> int:
-        return 0
-
-    def params_from_uniforms(self, u: Tensor) -> NoParams:
-        return NoParams(u)
-
-    def row_from_uniforms(self, u: Sequence[float]) -> tuple:
-        return ([],)
 
     def transform(self, images: Tensor, params: NoParams) -> Tensor:
         return kornia.enhance.solarize(images, self.threshold)
