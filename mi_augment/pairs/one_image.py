@@ -56,11 +56,10 @@ def run_view_pipelines_uint8(views: Sequence[np.ndarray], pipelines: Sequence[Se
     Returns:
         the views, and per view the pipeline's ``GatedParams`` (None when not ``record``).
     """
-    if replay:
-        return _replay_pipelines(views, pipelines, replay)
     counts = [[t.uniforms_per_sample() for t in pipeline] for pipeline in pipelines]
-    if any(n is None for c in counts for n in c):  # a transform that draws otherwise: its own calls, in order
-        return _draw_pipelines(views, pipelines, generator)
+    if replay or any(n is None for c in counts for n in c):  # a replay, or a transform that draws otherwise:
+        batches, drawn = _batch_pipelines([[view] for view in views], pipelines, replay, generator)  # a batch of 1
+        return [batch[0] for batch in batches], drawn
     u = rand((sum(n + 1 for c in counts for n in c),), generator, "cpu").tolist()
     ps = iter(as_float32s([t.p for pipeline in pipelines for t in pipeline]))  # the torch gate compares in float32
     out, drawn, at = [], [], 0
@@ -77,39 +76,6 @@ def run_view_pipelines_uint8(views: Sequence[np.ndarray], pipelines: Sequence[Se
         out.append(view)
         drawn.append(tuple(mine))
     return out, tuple(drawn) if record else None
-
-
-def _replay_pipelines(views: Sequence[np.ndarray], pipelines: Sequence[Sequence[Any]], replay: tuple
-                      ) -> tuple[list[np.ndarray], tuple[tuple[GatedParams, ...], ...]]:
-    if len(replay) != len(views):
-        raise ValueError(f"params.views holds {len(replay)} pipelines, this transform makes {len(views)} views")
-    out = []
-    for v, (view, pipeline) in enumerate(zip(views, pipelines)):
-        saved = list(replay[v])
-        if len(saved) != len(pipeline):
-            raise ValueError(f"params.views[{v}] holds {len(saved)} draws, view {v}'s pipeline has {len(pipeline)}")
-        for t, gated in zip(pipeline, saved):
-            gated.check_batch(1)
-            if bool(gated.applied[0]):
-                view = uint8.TRANSFORM_KERNELS[type(t)](t, view, gated.params.row(0))
-        out.append(view)
-    return out, tuple(tuple(r) for r in replay)
-
-
-def _draw_pipelines(views: Sequence[np.ndarray], pipelines: Sequence[Sequence[Any]],
-                    generator: torch.Generator | None) -> tuple[list[np.ndarray], tuple[tuple[GatedParams, ...], ...]]:
-    out, drawn = [], []
-    for view, pipeline in zip(views, pipelines):
-        mine = []
-        for t in pipeline:  # apply_gated's draws for a batch of one, in its order
-            shape = torch.empty(1, view.shape[2], *view.shape[:2])
-            gated = GatedParams(t.make_params(shape, generator=generator), rand((1,), generator, "cpu") < t.p)
-            if bool(gated.applied[0]):
-                view = uint8.TRANSFORM_KERNELS[type(t)](t, view, gated.params.row(0))
-            mine.append(gated)
-        out.append(view)
-        drawn.append(tuple(mine))
-    return out, tuple(drawn)
 
 
 def _uint8_input(image: Any) -> tuple[np.ndarray, Callable[[np.ndarray], Any]] | None:
