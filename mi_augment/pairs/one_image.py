@@ -229,17 +229,26 @@ def _levels(chw: np.ndarray) -> np.ndarray:
 
 def _chw_batch(views: list[np.ndarray], dtype: torch.dtype) -> Tensor:
     """Uint8 views ``[h, w, C]`` as one contiguous batch ``[B, C, h, w]`` of ``dtype``: uint8, or float32
-    ``level / 255`` (converted image by image while the view is in cache: ~4x faster than one pass over the
-    batch at 224 px)."""
+    ``level / 255``. Each view's channels are split into the batch's planes by one ``cv2.mixChannels`` and a
+    float batch reads them through one ``cv2.LUT`` of the 256 levels' quotients, while the view is in cache
+    (the same float32 values as torch's ``x / 255``; ~2x faster than a strided copy and a torch division)."""
     h, w, c = views[0].shape
-    levels = np.empty((len(views) if dtype == torch.uint8 else 1, c, h, w), np.uint8)
-    out = torch.from_numpy(levels) if dtype == torch.uint8 else torch.empty(len(views), c, h, w)
+    cv2 = uint8.opencv()
+    out = torch.empty(len(views), c, h, w, dtype=torch.uint8 if dtype == torch.uint8 else torch.float32)
+    target = out.numpy()
+    scratch = None if dtype == torch.uint8 else np.empty((c, h, w), np.uint8)
+    pairs = [i for ch in range(c) for i in (ch, ch)]
     for i, view in enumerate(views):
-        j = i if dtype == torch.uint8 else 0
-        np.copyto(levels[j], view.transpose(2, 0, 1))
-        if dtype != torch.uint8:
-            out[i].copy_(torch.from_numpy(levels[0])).div_(255.0)
+        planes = target[i] if scratch is None else scratch
+        cv2.mixChannels([view], list(planes), pairs)
+        if scratch is not None:
+            cv2.LUT(scratch.reshape(c * h, w), _QUOTIENTS, dst=target[i].reshape(c * h, w))
     return out
+
+
+#: the float32 value of each level, ``level / 255`` as torch divides (``cv2.LUT``'s table)
+_QUOTIENTS = (np.arange(256, dtype=np.float32) / np.float32(255.0)).reshape(1, 256)
+_QUOTIENTS.flags.writeable = False
 
 
 def _batch_pipelines(views: list[list[np.ndarray]], pipelines: Sequence[Sequence[Any]], replay: tuple,
