@@ -31,7 +31,7 @@ from .geometry import (
     warp_affine,
 )
 from .illumination import apply_illumination, illumination_table
-from .image import as_hwc, check_image, hwc_to_tensor, opencv, to_hwc_uint8
+from .image import as_hwc, block_mean, check_image, hwc_to_tensor, opencv, to_hwc_uint8
 from .scoring import candidate_scores, histogram_mi, luma, proxies, working_luma
 
 #: The backend's kernel of each view transform class, ``kernel(transform, image, row) -> image``: ``row`` is one
@@ -48,6 +48,7 @@ __all__ = [
     "adjust_hue",
     "adjust_saturation",
     "apply_illumination",
+    "block_mean",
     "color_jitter",
     "illuminate",
     "illumination_table",

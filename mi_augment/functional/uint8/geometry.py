@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..geometry import motion_blur_kernels, similarity_matrices
-from .image import as_hwc, check_image, opencv
+from .image import as_hwc, block_mean, check_image, opencv
 
 __all__ = ["crop_matrix", "warp_affine", "resized_crop", "crop_warp", "gaussian_blur", "motion_blur", "apply_motion"]
 
@@ -100,7 +100,7 @@ def warp_affine(image: np.ndarray, matrix: Any, size: Any = None, *, padding_mod
 
 def resized_crop(image: np.ndarray, box: Any, size: Any, flip: bool = False) -> np.ndarray:
     """Crop ``box`` out of ``image``, resize it to ``size`` and optionally mirror it: one ``cv2.warpAffine``
-    (and, for a box larger than the output, an integer ``cv2.INTER_AREA`` reduction), the same samples as
+    (and, for a box larger than the output, the mean of each bin's sub-samples, :func:`block_mean`), the same samples as
     :func:`mi_augment.functional.resized_crop` (``roi_align``, adaptive sampling ratio, edge pixels repeated).
 
     Args:
@@ -128,7 +128,7 @@ def resized_crop(image: np.ndarray, box: Any, size: Any, flip: bool = False) -> 
     out = cv2.warpAffine(image, m, (w * sx, h * sy), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                          borderMode=cv2.BORDER_REPLICATE)
     if sx > 1 or sy > 1:  # the mean of each bin's sy x sx samples
-        out = cv2.resize(out, (w, h), interpolation=cv2.INTER_AREA)
+        out = block_mean(as_hwc(out, image.shape[2]), sy, sx)
     return as_hwc(out, image.shape[2])
 
 
@@ -137,7 +137,7 @@ def crop_warp(image: np.ndarray, box: Any, size: Any, matrix: Any = None, flip: 
     """A resized crop then warped in its own frame, sampled from ``image`` in one ``cv2.warpAffine``:
     :func:`mi_augment.functional.crop_warp` on one uint8 image (output pixel ``p`` reads the image at
     ``crop(M^-1 p)``, so the warp sees the scene around the box; ``roi_align``'s adaptive sub-samples for a
-    box larger than the output, averaged by an integer ``cv2.INTER_AREA`` reduction).
+    box larger than the output, averaged by :func:`block_mean`).
 
     Args:
         image: uint8 ``[H, W, C]``.
@@ -171,7 +171,7 @@ def crop_warp(image: np.ndarray, box: Any, size: Any, matrix: Any = None, flip: 
     out = cv2.warpAffine(source, inverse, (w * sx, h * sy), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                          borderMode=border, borderValue=0)
     if sx > 1 or sy > 1:  # the mean of each pixel's sy x sx sub-samples
-        out = cv2.resize(out, (w, h), interpolation=cv2.INTER_AREA)
+        out = block_mean(as_hwc(out, image.shape[2]), sy, sx)
     return as_hwc(out, image.shape[2])
 
 

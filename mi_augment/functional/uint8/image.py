@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["opencv", "check_image", "as_hwc", "to_hwc_uint8", "hwc_to_tensor"]
+__all__ = ["opencv", "check_image", "as_hwc", "to_hwc_uint8", "hwc_to_tensor", "block_mean"]
 
 
 @functools.cache
@@ -92,3 +92,39 @@ def hwc_to_tensor(image: np.ndarray) -> torch.Tensor:
         torch.Size([3, 4, 5])
     """
     return torch.from_numpy(np.array(check_image(image).transpose(2, 0, 1), order="C"))  # a writable copy
+
+
+def block_mean(image: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """The mean of each ``rows x cols`` block of ``image``, rounded to the nearest level: the reduction of
+    ``roi_align``'s sub-samples that :func:`~mi_augment.functional.uint8.resized_crop` and
+    :func:`~mi_augment.functional.uint8.crop_warp` take after sampling ``rows x cols`` points per output pixel.
+
+    Picks OpenCV's fastest exact call per factor (the same means; ties may round either way, 1 level):
+    row pairs by one ``cv2.addWeighted`` of the even and odd rows, column pairs by ``cv2.resize`` with
+    ``INTER_LINEAR`` (at a factor of exactly 2 its two weights are 1/2), anything else by ``INTER_AREA``
+    (its integer-factor path; it is ~3x slower for a factor of 2 along one axis only).
+
+    Args:
+        image: uint8 ``[H, W, C]`` with ``H`` a multiple of ``rows`` and ``W`` of ``cols``.
+        rows, cols: the block's size (>= 1).
+
+    Shape:
+        - Input: :math:`(H, W, C)`, uint8. Output: :math:`(H / rows, W / cols, C)`.
+
+    Example:
+        >>> block_mean(np.array([[[0], [10]], [[20], [30]]], np.uint8), 2, 2)[:, :, 0].tolist()
+        [[15]]
+    """
+    check_image(image)
+    if not (isinstance(rows, int) and isinstance(cols, int) and rows >= 1 and cols >= 1):
+        raise ValueError(f"rows and cols must be ints >= 1, got {rows!r}, {cols!r}")
+    h, w, c = image.shape
+    if h % rows or w % cols:
+        raise ValueError(f"image shape {image.shape} is not a whole number of {rows} x {cols} blocks")
+    if rows == 1 and cols == 1:
+        return image
+    cv2 = opencv()
+    if rows == 2 and cols == 1:
+        return as_hwc(cv2.addWeighted(image[0::2], 0.5, image[1::2], 0.5, 0.0), c)
+    mode = cv2.INTER_LINEAR if rows == 1 and cols == 2 else cv2.INTER_AREA
+    return as_hwc(cv2.resize(image, (w // cols, h // rows), interpolation=mode), c)
