@@ -95,6 +95,8 @@ def score_candidates(images: Tensor, candidates: PairCandidates, scorer: Callabl
         if kind == "boxes":
             return torch.stack([check_scores(scorer(x, candidates.boxes[:, 0], candidates.boxes[:, p]), b, k,
                                              "the scorer").float() for p in range(1, v)], 1)
+        if kind == "luma" and not models:  # every view sees the image itself: its luma first, one channel to
+            x = luma(x.clamp(0.0, 1.0))  # downscale instead of three (the luma of the clamped image, as before)
         small, factor = working_images(x, proxy_size, min_scale)
         c, hh, ww = small.shape[1:]
         proxy_elems = proxy_size ** 2 * (c if kind == "image" else 1)
@@ -115,7 +117,7 @@ def _proxies(models: Sequence[Any], small: Tensor, boxes: Tensor, perturbations:
     """For each view ``v``: ``g_v(x)`` at the working resolution, cropped to its boxes on the proxy grid."""
     b = small.shape[0]
     v = boxes.shape[1]
-    if not models:  # every view sees the image itself: one clamp (and luma), every view's boxes in one call
+    if not models:  # every view sees the image itself ("luma": already its luma): every view's boxes in one call
         same = small.clamp(0.0, 1.0)
         same = luma(same) if kind == "luma" else same
         proxies = render_proxies(same, boxes.flatten(1, 2), proxy_size, kind, pyramid=True)

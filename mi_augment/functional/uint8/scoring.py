@@ -6,9 +6,9 @@ a bin edge moves the MI by about 1e-3 nats. The proxies are therefore the torch 
 for bit: the luma's fused multiply-adds and the 2x average pooling of
 :func:`~mi_augment.functional.crops.pyramid_crop` operation by operation in numpy, the sampling positions with
 the same IEEE operations in the same order, and the bilinear samples by the torch scorer's own kernel: one
-``grid_sample`` call on the same float32 grid (all views' boxes at once). The antialiased downscale of a
-large image to the scoring resolution is torch's own ``F.interpolate``, one call on the float image. The MI
-is computed from integer count tables (one ``bincount`` for all problems) and a ``c log c`` table.
+``grid_sample`` call on the same float32 grid (all views' boxes at once). A large image is scored at a lower
+resolution: its luma (by the torch operations of the luma) downscaled by torch's own antialiased
+``F.interpolate``, one call on one channel, as the torch scorer does. The MI is computed from integer count tables (one ``bincount`` for all problems) and a ``c log c`` table.
 """
 
 from __future__ import annotations
@@ -26,11 +26,6 @@ from .image import check_image
 __all__ = ["luma", "working_luma", "proxies", "histogram_mi", "candidate_scores"]
 
 _F32 = np.float32
-
-
-def _fma(a: np.ndarray, b: Any, c: np.ndarray) -> np.ndarray:
-    """``a * b + c`` rounded once to float32 (the product of two float32 numbers is exact in float64)."""
-    return (np.asarray(a, np.float64) * np.float64(b) + c).astype(_F32)
 
 
 def luma(image: np.ndarray) -> np.ndarray:
@@ -54,14 +49,15 @@ def luma(image: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def _luma_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per level ``v`` of 255: ``v / 255`` (float32), its red term rounded to float32, and its green and blue
-    products in float64 (exact: the products of two float32 numbers), the operands of :func:`_rgb_luma`."""
+    products in float64 (exact: the products of two float32 numbers): the operands of the luma's fused
+    multiply-adds (``(r * 0.299 + g * 0.587) + b * 0.114``, each sum rounded once to float32)."""
     x = np.arange(256, dtype=_F32) / _F32(255.0)
     x64 = x.astype(np.float64)
     return x, x * _F32(0.299), x64 * np.float64(_F32(0.587)), x64 * np.float64(_F32(0.114))
 
 
 def _uint8_luma(image: np.ndarray) -> np.ndarray:
-    """:func:`_rgb_luma` of ``image / 255`` by look-up: the same float32 roundings of the same operands."""
+    """:func:`_torch_luma` of ``image / 255`` by look-up: the same float32 roundings of the same operands."""
     unit, red, green, blue = _luma_tables()
     if image.shape[2] == 1:
         return unit.take(image[:, :, 0])
@@ -69,12 +65,14 @@ def _uint8_luma(image: np.ndarray) -> np.ndarray:
     return (blue.take(image[:, :, 2]) + out).astype(_F32)
 
 
-def _rgb_luma(x: np.ndarray) -> np.ndarray:
-    if x.shape[2] == 1:
-        return x[:, :, 0]
-    out = x[:, :, 0] * _F32(0.299)
-    out = _fma(x[:, :, 1], _F32(0.587), out)
-    return _fma(x[:, :, 2], _F32(0.114), out)
+def _torch_luma(x: torch.Tensor) -> torch.Tensor:
+    """The luma ``[H, W]`` of a float image ``[C, H, W]`` by the torch operations of
+    :func:`mi_augment.functional.rgb_to_grayscale` (for large images: a few vectorised passes beat the
+    per-level tables' gathers)."""
+    if x.shape[0] == 1:
+        return x[0]
+    r, g, b = x.unbind(0)
+    return (r * 0.299).add_(g, alpha=0.587).add_(b, alpha=0.114)
 
 
 def working_luma(image: np.ndarray, proxy_size: int, min_scale: float) -> tuple[np.ndarray, float, float]:
@@ -97,9 +95,10 @@ def working_luma(image: np.ndarray, proxy_size: int, min_scale: float) -> tuple[
     hh, ww = max(1, math.ceil(h * factor)), max(1, math.ceil(w * factor))
     if hh >= h and ww >= w:
         return _uint8_luma(image), 1.0, 1.0
-    x = torch.from_numpy(np.divide(image, _F32(255.0), dtype=_F32)).permute(2, 0, 1)[None]  # torch's x / 255
+    # the luma first, then one channel to downscale, as the torch scorer: the same float32 plane, the same call
+    x = _torch_luma(torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)).reshape(1, 1, h, w)
     small = F.interpolate(x, size=(hh, ww), mode="bilinear", antialias=True, align_corners=False)
-    return _rgb_luma(small[0].clamp_(0.0, 1.0).permute(1, 2, 0).numpy()), ww / w, hh / h
+    return small.view(hh, ww).clamp_(0.0, 1.0).numpy(), ww / w, hh / h
 
 
 def _grid_sample(canvas: np.ndarray, axes: np.ndarray) -> np.ndarray:
