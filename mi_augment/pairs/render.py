@@ -300,12 +300,6 @@ def _view_warps(models: Sequence[Any], params: PairParams, rows: list[dict[str, 
     return out
 
 
-#: the smallest view (pixels) whose shaded illumination gets its field's 1/2.4 power rendered beside the field
-#: (``uint8.illuminate``'s ``field_root``: no ``cv2.pow`` per view; at 224 px ~50-65 us saved for ~23 us of
-#: rendering, process CPU time; at 32 px the rendering costs about what it saves)
-ROOT_FIELD_MIN_PIXELS = 128 * 128
-
-
 def render_views_uint8(models: Sequence[Any], image: np.ndarray, params: PairParams,
                        size: tuple[int, int]) -> list[np.ndarray]:
     """:func:`render_views` of one uint8 image ``[H, W, C]`` on the CPU uint8 backend: each view sampled once
@@ -331,12 +325,10 @@ def render_views_uint8(models: Sequence[Any], image: np.ndarray, params: PairPar
                        for n, a in zip(lengths, angles)]
             prepared.append(("motion", lengths, angles, kernels))
         else:
-            fields = roots = None
+            roots = None  # the shading fields' 1/2.4 power, exp(s . B / 2.4): uint8.illuminate's field_root
             if any(any(s) for s in r["shading"]):
-                fields = shading_fields(r["shading"], *size)
-                if size[0] * size[1] >= ROOT_FIELD_MIN_PIXELS:  # the fields' 1/2.4 power: exp(s . B / 2.4)
-                    roots = shading_fields([[c / 2.4 for c in s] for s in r["shading"]], *size)
-            prepared.append(("illumination", SimpleNamespace(**r), fields, roots))
+                roots = shading_fields([[c / 2.4 for c in s] for s in r["shading"]], *size)
+            prepared.append(("illumination", SimpleNamespace(**r), roots))
     views = []
     for v, (box, flip) in enumerate(zip(boxes, flips)):
         if warps is None:
@@ -345,9 +337,8 @@ def render_views_uint8(models: Sequence[Any], image: np.ndarray, params: PairPar
             view = uint8.crop_warp(image, box, size, warps[v], flip, padding_mode=padding)
         for ready in prepared:
             if ready[0] == "illumination":
-                _, r, fields, roots = ready
-                view = uint8.illuminate(view, r, v, None if fields is None else fields[v],
-                                        None if roots is None else roots[v])
+                _, r, roots = ready
+                view = uint8.illuminate(view, r, v, None, None if roots is None else roots[v])
             elif ready[1][v] > 0:  # motion: its warp is folded in above; what follows it is the blur
                 view = uint8.motion_blur(view, ready[1][v], ready[2][v], kernel=ready[3][v])
         views.append(view)
