@@ -162,8 +162,11 @@ def render_shading_field(coeffs: Tensor, height: int, width: int) -> Tensor:
 
 def shading_fields(coeffs: list[list[float]], height: int, width: int) -> np.ndarray:
     """:func:`render_shading_field` on numpy for a few coefficient rows given as Python numbers (the CPU uint8
-    backend's views): ``exp(coeffs @ basis)`` in float32, within float32 rounding of the tensor kernel (numpy's
-    matrix product and OpenCV's ``exp`` against torch's).
+    backend's views): ``exp(coeffs @ basis)`` in float32, within float32 rounding of the tensor kernel.
+
+    The log field is a sum of products ``c_k P_i(u) P_j(v)``, so it is a small product: per row, the sums
+    ``sum_k c_k P_jk(v)`` grouped by ``i_k`` (``(H, D + 1)``, float64) times the Legendre polynomials across
+    ``(D + 1, W)``, one float32 matrix product without reading the ``(S, H, W)`` basis; then OpenCV's ``exp``.
 
     Args:
         coeffs: ``B`` rows of ``S`` shading coefficients (``S`` one of :func:`shading_size`'s values).
@@ -178,7 +181,36 @@ def shading_fields(coeffs: list[list[float]], height: int, width: int) -> np.nda
     """
     import cv2  # (imported on first use, as the uint8 backend's kernels do)
 
-    c = np.asarray(coeffs, dtype=np.float32).reshape(len(coeffs), -1)
-    basis = cached_shading_basis(height, width, shading_degree(c.shape[1]), torch.device("cpu"), torch.float32)
-    log_field = c @ basis.numpy().reshape(c.shape[1], height * width)
-    return cv2.exp(log_field, dst=log_field).reshape(len(coeffs), height, width)  # ~2x numpy's float32 exp
+    c = np.asarray(coeffs, dtype=np.float64).reshape(len(coeffs), -1)
+    down, across, place = _legendre_factors(int(height), int(width), shading_degree(c.shape[1]))
+    left = (down @ (c[:, :, None] * place)).astype(np.float32)  # (B, H, D + 1): sum_k c_k P_jk(v) at column i_k
+    log_field = np.matmul(left, across)  # (B, H, D + 1) @ (D + 1, W)
+    return cv2.exp(log_field.reshape(len(coeffs), -1), dst=log_field.reshape(len(coeffs), -1)).reshape(
+        len(coeffs), height, width)  # ~2x numpy's float32 exp
+
+
+_legendre_cache: collections.OrderedDict[tuple, tuple] = collections.OrderedDict()
+
+
+def _legendre_factors(height: int, width: int, degree: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The factors of :func:`shading_basis`'s functions ``P_i(u) P_j(v)``: ``P_j(v)`` of each function float64
+    ``(H, S)``, ``P_i(u)`` float32 ``(D + 1, W)`` (the basis's own 1-D values) and the one-hot ``(S, D + 1)`` of
+    each function's ``i``; the last 64 sizes kept."""
+    key = (height, width, degree)
+    with _shading_cache_lock:
+        if key in _legendre_cache:
+            _legendre_cache.move_to_end(key)
+            return _legendre_cache[key]
+    u = (torch.arange(width, dtype=torch.float64) + 0.5) * (2.0 / width) - 1.0
+    v = (torch.arange(height, dtype=torch.float64) + 0.5) * (2.0 / height) - 1.0
+    orders = [(total - j, j) for total in range(1, degree + 1) for j in range(total + 1)]
+    down = torch.stack([_legendre(j, v) for _, j in orders], 1).numpy() if orders else np.zeros((height, 0))
+    across = torch.stack([_legendre(i, u) for i in range(degree + 1)]).numpy().astype(np.float32)
+    place = np.zeros((len(orders), degree + 1))
+    place[range(len(orders)), [i for i, _ in orders]] = 1.0
+    factors = (down, across, place)
+    with _shading_cache_lock:
+        _legendre_cache[key] = factors
+        while len(_legendre_cache) > 64:
+            _legendre_cache.popitem(last=False)
+    return factors
