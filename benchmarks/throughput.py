@@ -26,6 +26,8 @@ Pipelines (every one makes two views per image):
 * ``albumentations_natural_per_image``: albumentations' nearest natural-style pipeline: the crop and flip, then
   brightness / contrast, gamma, a smooth illumination field (``Illumination``), a small ``Affine`` camera move
   and a ``MotionBlur`` (every step p=1, as our natural models render every draw). CPU only.
+* ``*_uint8``: the batch rows called on the uint8 batch ``[B, 3, H, W]`` itself (uint8 views out, no float
+  conversions): the other dtype of issue 23's "a CPU batch (uint8 or float)".
 * ``*_per_numpy``: the pipeline called on one numpy uint8 ``H x W x 3`` image at a time, numpy views out:
   albumentations' types (the ``*_per_image`` rows add PIL's conversions, as torchvision's PIL pipeline has).
 * ``*_per_image`` rows render on the CPU uint8 backend (``mi_augment.functional.uint8``, the default for one
@@ -150,7 +152,7 @@ METHODS = ["torchvision_v1_pil", "torchvision_v2_batch", "kornia", "ours_random"
            "ours_simclr_random_per_image", "ours_simclr_k8_per_image", "albumentations_simclr_per_image",
            "albumentations_natural_per_image", "ours_random_per_image_torch", "ours_k8_per_image_torch",
            "ours_simclr_random_per_image_torch", "ours_simclr_k8_per_image_torch", "ours_simclr_random_per_numpy",
-           "ours_simclr_k8_per_numpy", "ours_random_per_numpy"]
+           "ours_simclr_k8_per_numpy", "ours_random_per_numpy", "ours_simclr_random_uint8", "ours_simclr_k8_uint8"]
 
 
 def _pipelines(size: int, device: str, methods: list[str], batch: int) -> list[tuple[str, object, int]]:
@@ -204,6 +206,11 @@ def _pipelines(size: int, device: str, methods: list[str], batch: int) -> list[t
             n = min(batch, 64)
             pil = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in images_u8[:n]]
             out.append((method, lambda t=t, pil=pil: [t(p) for p in pil], n))
+        elif method.endswith("_uint8"):  # a uint8 batch in, uint8 views out (the float rows' draws, no conversions)
+            t = ours(size, method[len("ours_"):-len("_uint8")])
+            x = images_u8.to(device)
+            g = torch.Generator(device=device).manual_seed(0)
+            out.append((method, lambda t=t, x=x, g=g: t(x, generator=g), batch))
         else:
             t = ours(size, method[len("ours_"):])
             x = images_u8.to(device).float() / 255.0
@@ -293,7 +300,9 @@ LABELS = {"torchvision_v1_pil": "torchvision v1, PIL per image", "torchvision_v2
           "ours_simclr_k8_per_image_torch": "ours, simclr K=8, PIL per image, torch kernels",
           "ours_simclr_random_per_numpy": "ours, simclr unscored, numpy per image",
           "ours_simclr_k8_per_numpy": "ours, simclr K=8, numpy per image",
-          "ours_random_per_numpy": "ours, random, numpy per image"}
+          "ours_random_per_numpy": "ours, random, numpy per image",
+          "ours_simclr_random_uint8": "ours, simclr unscored, uint8 batch",
+          "ours_simclr_k8_uint8": "ours, simclr K=8, uint8 batch"}
 
 
 def plot(report: dict, path: Path) -> Path:
@@ -350,6 +359,10 @@ TARGETS = [
     ("simclr unscored: CPU batch vs PIL per image, per pair >= 1.0x", "ours_simclr_random",
      "ours_simclr_random_per_image", 1.0),
     ("simclr K=8: CPU batch vs PIL per image, per pair >= 1.0x", "ours_simclr_k8", "ours_simclr_k8_per_image", 1.0),
+    ("simclr unscored: CPU uint8 batch vs PIL per image, per pair >= 1.0x", "ours_simclr_random_uint8",
+     "ours_simclr_random_per_image", 1.0),
+    ("simclr K=8: CPU uint8 batch vs PIL per image, per pair >= 1.0x", "ours_simclr_k8_uint8",
+     "ours_simclr_k8_per_image", 1.0),
 ]
 
 
