@@ -24,7 +24,9 @@ SETTINGS = dict(max_examples=150, deadline=None)
 
 @settings(**SETTINGS)
 @example(seed=0, n=1, h=129, w=186, s_lo=0.9999999999999999, s_span=0.0, r_lo=1.0, r_span=1.0, tries=1)
-@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 12), h=st.integers(1, 300), w=st.integers(1, 300),
+@example(seed=3, n=16, h=64, w=64, s_lo=1.0, s_span=0.0, r_lo=1.0, r_span=0.0, tries=3)  # sides at their bounds
+@example(seed=5, n=16, h=37, w=211, s_lo=0.9, s_span=0.1, r_lo=0.5, r_span=6.0, tries=10)  # tries that do not fit
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 24), h=st.integers(1, 300), w=st.integers(1, 300),
        s_lo=st.floats(0.001, 1.0), s_span=st.floats(0.0, 1.0), r_lo=st.floats(0.05, 4.0),
        r_span=st.floats(0.0, 8.0), tries=st.integers(1, 12))
 def test_few_boxes_equal_the_tensor_form_exactly(seed, n, h, w, s_lo, s_span, r_lo, r_span, tries):

@@ -118,7 +118,7 @@ class BoxSampler:
         lo_area, hi_area, lo_log, hi_log, feas_lo, feas_hi = bounds
         if feas_lo > feas_hi or u.device.type != "cpu":
             return self._from_uniform(u, height, width)
-        if u.shape[0] <= 4:  # one image's boxes: plain Python floats beat numpy's per-call overhead
+        if u.shape[0] <= 16:  # one image's boxes (K = 8, 2 views): plain Python floats beat numpy's per-call overhead
             return self._from_uniform_python(u, height, width, bounds)
         ud = u.numpy().astype(np.float64)  # float32 values, exactly (as .double())
         area = lo_area + (hi_area - lo_area) * ud[:, :t]
@@ -145,26 +145,34 @@ class BoxSampler:
         per element whatever its place in the tensor, so the ``(n,)`` exp of the clamped ratio (a try's own log
         ratio, ``feas_lo`` or ``feas_hi``) is read from the ``(n, t)`` exp with ``feas_lo`` and ``feas_hi``
         appended, and the sides are one ``sqrt`` call (torch's float64 ``sqrt`` is not always correctly rounded:
-        1 ulp from ``math.sqrt`` in ~0.7% of values). tests/test_one_image_overhead.py holds both properties."""
+        1 ulp from ``math.sqrt`` in ~0.7% of values); whether a try fits is decided by ``math.sqrt`` unless a
+        side lies within a relative ``2 ** -50`` of its bound (then by torch's ``sqrt``). Used up to 16 boxes
+        (K = 8 candidates of 2 views): in a whole call it beats the numpy form's ~40 calls.
+        tests/test_one_image_overhead.py holds the properties and the boxes against :meth:`_from_uniform`."""
         t = self.tries
         lo_area, hi_area, lo_log, hi_log, feas_lo, feas_hi = bounds
-        flat = u.view(-1).tolist()  # float32 values, exact as Python floats (as .double() is)
+        flat = u.reshape(-1).tolist()  # float32 values, exact as Python floats (as .double() is)
         step, span, per = hi_log - lo_log, hi_area - lo_area, 2 * t + 2
-        logs = [lo_log + step * v for i in range(0, len(flat), per) for v in flat[i + t:i + 2 * t]]
+        starts = range(0, len(flat), per)
+        logs = [lo_log + step * v for i in starts for v in flat[i + t:i + 2 * t]]
         logs += (feas_lo, feas_hi)
         exps = torch.from_numpy(np.array(logs)).exp_().tolist()  # torch's exp (numpy's differs in the last bit)
         fw, fh, ww, hh = float(width), float(height), width**2, height**2
-        chosen_ar = []
-        for j, i in enumerate(range(0, len(flat), per)):
+        # a side below lo_* fits and one above hi_* does not, whichever of math.sqrt and torch's sqrt (within
+        # 1 ulp of each other: 1 ulp of a side near its bound is below bound * 2 ** -51) computed it
+        lo_w, hi_w, lo_h, hi_h = fw * (1 - 2.0**-50), fw * (1 + 2.0**-50), fh * (1 - 2.0**-50), fh * (1 + 2.0**-50)
+        sqrt, chosen_ar = math.sqrt, []
+        for j, i in enumerate(starts):
             chosen = t - 1  # the first try that fits, else the last one
             for k in range(t):
                 a, r = lo_area + span * flat[i + k], exps[j * t + k]
-                bw, bh = math.sqrt(a * r), math.sqrt(a / r)  # torch's is within 1 ulp of these
-                if abs(bw - width) > math.ulp(bw) and abs(bh - height) > math.ulp(bh):
-                    fits = bw <= width and bh <= height
-                else:  # a side within 1 ulp of its bound: torch's sqrt decides
-                    fits = _sqrt_at_most(a * r, width) and _sqrt_at_most(a / r, height)
-                if fits:
+                bw, bh = sqrt(a * r), sqrt(a / r)
+                if bw <= lo_w and bh <= lo_h:
+                    chosen = k
+                    break
+                if bw > hi_w or bh > hi_h:
+                    continue
+                if _sqrt_at_most(a * r, width) and _sqrt_at_most(a / r, height):  # near a bound: torch's sqrt decides
                     chosen = k
                     break
             a, lr = lo_area + span * flat[i + chosen], logs[j * t + chosen]
@@ -174,11 +182,11 @@ class BoxSampler:
             chosen_ar += (a * r, a / r)
         sides = torch.from_numpy(np.array(chosen_ar)).sqrt_().tolist()  # torch's sqrt, as _project's
         out = []
-        for j, i in enumerate(range(0, len(flat), per)):
+        for j, i in enumerate(starts):
             bw, bh = min(sides[2 * j], fw), min(sides[2 * j + 1], fh)
             x1, y1 = max(fw - bw, 0.0) * flat[i + 2 * t], max(fh - bh, 0.0) * flat[i + 2 * t + 1]
-            out.append((x1, y1, min(x1 + bw, fw), min(y1 + bh, fh)))
-        return torch.from_numpy(np.array(out, np.float32))  # rounded to nearest, as .float() does
+            out += (x1, y1, min(x1 + bw, fw), min(y1 + bh, fh))
+        return torch.from_numpy(np.array(out, np.float32).reshape(-1, 4))  # rounded to nearest, as .float() does
 
     @staticmethod
     def _project(area: Tensor, log_r: Tensor, height: int, width: int, side: Tensor, lo_area: float,
