@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ..core.artifact import ArtifactError, expect_dict, expect_list, load_artifact, save_artifact
 from ..core.params import Params
-from ..core.random import as_float32, as_float32s, sampling_device
+from ..core.random import sampling_device
 from .densities import Density, GaussianMixtureDensity
 
 
@@ -146,36 +147,35 @@ class PerturbationModel:
         return drawn.map(lambda t: t.reshape(batch, views, *t.shape[1:]))
 
     def _few_rows(self, n: Any, generator: torch.Generator | None, device: Any,
-                  strength: float) -> list[list[float]] | None:
+                  strength: float) -> np.ndarray | None:
         """One image's few draws (``n <= FEW_DRAWS`` on the CPU, a density with ``sample_rows``) as float32 rows
-        at ``strength``; None where :meth:`sample`'s tensor computation applies."""
+        ``(n, D)`` at ``strength``; None where :meth:`sample`'s tensor computation applies."""
         if not (type(n) is int and 0 < n <= FEW_DRAWS and callable(getattr(self.density, "sample_rows", None))
                 and sampling_device(generator, device).type == "cpu"
                 and (device is None or torch.device(device).type == "cpu")):
             return None
         if not self.is_fitted:
             raise RuntimeError(f"{type(self).__name__} has no fitted density; call fit(data) or use .default()")
-        return self._rows_at_strength(self.density.sample_rows(n, generator), strength)
+        draw = getattr(self.density, "sample_array", None)
+        rows = draw(n, generator) if callable(draw) else np.asarray(self.density.sample_rows(n, generator), np.float32)
+        return self._rows_at_strength(rows, strength)
 
-    def _rows_at_strength(self, rows: list[list[float]], strength: float) -> list[list[float]]:
-        """``z_id + strength * (z - z_id)`` of :meth:`sample` on float32 rows, each float32 operation rounded
-        as torch rounds it (the Python scalar ``strength`` taken as float32)."""
+    def _rows_at_strength(self, rows: np.ndarray, strength: float) -> np.ndarray:
+        """``z_id + strength * (z - z_id)`` of :meth:`sample` on float32 rows ``(n, D)``, each operation in
+        float32 as torch computes it (the Python scalar ``strength`` taken as float32)."""
         if strength == 1.0:
             return rows
-        z_id = self.params_to_vector(self.identity_params(1)).tolist()[0]
-        s = as_float32(strength)
-        out = []
-        for z in rows:
-            d = as_float32s([a - b for a, b in zip(z, z_id)])
-            out.append(list(as_float32s([b + x for b, x in zip(z_id, as_float32s([s * x for x in d]))])))
-        return out
+        z_id = self.params_to_vector(self.identity_params(1)).numpy()[0].astype(np.float32)
+        with np.errstate(over="ignore"):  # beyond float32's range: inf, as torch's
+            return z_id + np.float32(strength) * (rows - z_id)
 
-    def params_from_rows(self, rows: list[list[float]], shape: tuple[int, ...] | None = None) -> Params:
+    def params_from_rows(self, rows: Any, shape: tuple[int, ...] | None = None) -> Params:
         """:meth:`params_from_vector` of vectors given as Python numbers (``N`` lists of ``D`` float32 values,
-        e.g. :meth:`~mi_augment.perturbations.densities.GaussianMixtureDensity.sample_rows`): how
-        :meth:`sample` builds one image's few draws, with leading dims ``shape`` (default ``(N,)``). Models may
-        compute it on Python floats (within float32 rounding of :meth:`params_from_vector`)."""
-        params = self.params_from_vector(torch.tensor(rows, dtype=torch.float32))
+        e.g. :meth:`~mi_augment.perturbations.densities.GaussianMixtureDensity.sample_rows`, or a float32 array
+        ``(N, D)``): how :meth:`sample` builds one image's few draws, with leading dims ``shape`` (default
+        ``(N,)``). Models may compute it on Python floats (within float32 rounding of
+        :meth:`params_from_vector`)."""
+        params = self.params_from_vector(torch.as_tensor(np.asarray(rows, np.float32)))
         return params if shape is None else params.map(lambda t: t.reshape(*shape, *t.shape[1:]))
 
     def log_prob(self, params: Params) -> Tensor:

@@ -8,7 +8,6 @@ real footage, a uniform box for the hand-tuned ``ColorJitter`` prior, ...). All 
 from __future__ import annotations
 
 import math
-import operator
 from typing import Any
 
 import numpy as np
@@ -17,7 +16,7 @@ from torch import Tensor
 
 from ..core.artifact import ArtifactError, expect_dict, expect_int, expect_number, expect_tensor
 from ..core.options import current
-from ..core.random import as_float32s, sampling_device
+from ..core.random import sampling_device
 from ..core.validation import check_finite, check_positive_int
 
 
@@ -191,41 +190,49 @@ class GaussianMixtureDensity(Density):
         """:meth:`sample` on the CPU as Python numbers, for a few draws (one image's views): the same generator
         stream and components; the mean plus the Cholesky factor times the normals summed in float64 and
         rounded to float32 (:meth:`sample` sums in float32: the two agree within float32 rounding of the
-        largest term).
+        largest term). :meth:`sample_array`'s values as lists.
 
         Example:
             >>> d = GaussianMixtureDensity.from_parameters(torch.ones(1), torch.zeros(1, 2), torch.eye(2)[None])
             >>> len(d.sample_rows(3, torch.Generator().manual_seed(0)))
             3
         """
+        return self.sample_array(n, generator).tolist()
+
+    def sample_array(self, n: int, generator: torch.Generator | None = None) -> np.ndarray:
+        """:meth:`sample_rows` as a float32 numpy array ``(n, D)``: each row the component's mean plus its
+        Cholesky factor times the normals, the products (exact in float64) summed left to right in float64
+        (``np.add.accumulate``: the order of a Python ``sum``), then rounded to float32 once.
+
+        Example:
+            >>> d = GaussianMixtureDensity.from_parameters(torch.ones(1), torch.zeros(1, 2), torch.eye(2)[None])
+            >>> d.sample_array(3, torch.Generator().manual_seed(0)).shape
+            (3, 2)
+        """
         self._check_fitted()
         n = check_positive_int(n, "n", minimum=0)
         if generator is not None and generator.device.type != "cpu":
             raise ValueError(f"sample_rows draws on the CPU; got a generator on {generator.device}")
         if n == 0:  # multinomial draws one row even for none: the tensor form keeps the stream as it is
-            return self.sample(0, generator=generator).tolist()
-        cpu = torch.device("cpu")
-        w = self._float32(cpu)[0]
+            return self.sample(0, generator=generator).numpy()
+        w = self._float32(torch.device("cpu"))[0]
         means, tril = self._float32_cache[3]
         q = torch.empty(n, w.shape[0]).exponential_(generator=generator)
-        comps = np.argmax(w.numpy() / q.numpy(), axis=1).tolist()  # sample's components (multinomial's draw)
-        eps = torch.randn(n, len(means[0]), generator=generator).tolist()
-        rows = []
-        for c, e in zip(comps, eps):
-            mu, lt = means[c], tril[c]
-            rows.append(as_float32s([m + sum(map(operator.mul, row, e)) for m, row in zip(mu, lt)]))
-        return [list(r) for r in rows]
+        comps = np.argmax(w.numpy() / q.numpy(), axis=1)  # sample's components (multinomial's draw)
+        eps = torch.randn(n, means.shape[1], generator=generator).numpy().astype(np.float64)
+        sums = np.add.accumulate(tril[comps] * eps[:, None, :], axis=2)[:, :, -1]
+        return (means[comps] + sums).astype(np.float32)
 
     def _float32(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         """The weights, means and Cholesky factors in float32 on ``device``, converted once while the fitted
-        tensors (the same objects, unmodified) stay (with the means and factors as float32 values in
-        Python lists)."""
+        tensors (the same objects, unmodified) stay (with the means and factors' float32 values in float64
+        numpy arrays)."""
         source = (self.weights, self.means, self.scale_tril)
         key = (device, *(id(t) for t in source), *(t._version for t in source))
         cached = getattr(self, "_float32_cache", None)
         if cached is None or cached[0] != key:
             converted = tuple(t.to(device, torch.float32) for t in source)
-            cached = (key, converted, source, (converted[1].tolist(), converted[2].tolist()))
+            cached = (key, converted, source, tuple(t.cpu().double().numpy() for t in converted[1:]))
             self._float32_cache = cached
         return cached[1]
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import kornia
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -287,25 +288,29 @@ class IlluminationModel(PerturbationModel):
                 ok &= (getattr(params, k) == (0.0 if k == "hue" else 1.0)).all(1)
         return torch.where(ok, lp, torch.full_like(lp, -math.inf))
 
-    def params_from_rows(self, rows: list[list[float]], shape: tuple[int, ...] | None = None) -> IlluminationParams:
-        """:meth:`params_from_vector` of a few vectors given as Python numbers, with leading dims ``shape``
-        (default ``(N,)``): a photometric model's fields are views of one tensor that holds the vectors and the
-        jitter's identity (the same values); other groups take :meth:`params_from_vector`.
+    def params_from_rows(self, rows: Any, shape: tuple[int, ...] | None = None) -> IlluminationParams:
+        """:meth:`params_from_vector` of a few vectors given as Python numbers or a float32 array ``(N, D)``, with
+        leading dims ``shape`` (default ``(N,)``): a photometric model's fields are views of one tensor that holds
+        the vectors and the jitter's identity (the same values); other groups take :meth:`params_from_vector`.
 
         Example:
             >>> IlluminationModel.default().params_from_rows([[0.0] * 9], (1, 1)).brightness.tolist()
             [[[1.0]]]
         """
         groups, s = self.config["groups"], self.shading_size
-        if groups != ["photometric"] or any(len(r) != 4 + s for r in rows):
+        try:
+            z = np.asarray(rows, dtype=np.float32)
+        except ValueError:  # ragged rows: params_from_vector names what is wrong
+            z = None
+        if groups != ["photometric"] or z is None or z.ndim != 2 or z.shape[1] != 4 + s:
             return super().params_from_rows(rows, shape)
-        t = torch.tensor([list(r) + [1.0, 1.0, 1.0, 0.0] for r in rows], dtype=torch.float32)
+        full = np.empty((z.shape[0], 8 + s), np.float32)
+        full[:, :4 + s] = z
+        full[:, 4 + s:] = (1.0, 1.0, 1.0, 0.0)  # the jitter's identity
+        t = torch.from_numpy(full)
         if shape is not None:
             t = t.view(*shape, 8 + s)
-        j = 4 + s
-        return IlluminationParams(log_gain=t[..., 0:3], log_gamma=t[..., 3:4], shading=t[..., 4:j],
-                                  brightness=t[..., j:j + 1], contrast=t[..., j + 1:j + 2],
-                                  saturation=t[..., j + 2:j + 3], hue=t[..., j + 3:j + 4])
+        return IlluminationParams(*t.split_with_sizes([3, 1, s, 1, 1, 1, 1], -1))
 
     # ---- applying ----
     def apply(self, images: Tensor, params: IlluminationParams) -> Tensor:

@@ -42,7 +42,6 @@ import torch
 from torch import Tensor
 
 from ..core.params import Params
-from ..core.random import as_float32, as_float32s
 from ..core.validation import check_positive_int, restore, to_float_batch
 from ..functional.geometry import motion_blur, similarity_matrices
 from ..functional.warp import warp_and_blur
@@ -51,6 +50,7 @@ from .densities import Density, GaussianMixtureDensity, UniformDensity
 
 __all__ = ["MotionModel", "MotionParams"]
 
+_RADIANS = float(np.float32(math.pi / 180.0))  # torch's deg2rad constant, as float32
 _PARAM_NAMES = ["translation_x_percent", "translation_y_percent", "rotation_degrees", "scale_percent",
                 "blur_x_percent", "blur_y_percent"]
 
@@ -200,30 +200,36 @@ class MotionModel(PerturbationModel):
                             log_scale=z[:, 3:4] / 100.0, blur_length=torch.linalg.vector_norm(blur, dim=1, keepdim=True),
                             blur_angle=torch.atan2(blur[:, 1:2], blur[:, 0:1]))
 
-    def params_from_rows(self, rows: list[list[float]], shape: tuple[int, ...] | None = None) -> MotionParams:
-        """:meth:`params_from_vector` on Python floats for a few vectors (``N`` lists of 6 numbers): the
-        divisions and ``deg2rad`` rounded as torch's float32 ones (the same values), the blur's length and angle
-        by ``math.hypot`` / ``math.atan2`` rounded to float32 (torch's float32 kernels within an ulp). The
-        fields are views of one ``(*shape, 6)`` tensor (``shape`` default ``(N,)``).
+    def params_from_rows(self, rows: Any, shape: tuple[int, ...] | None = None) -> MotionParams:
+        """:meth:`params_from_vector` on float64 numpy for a few vectors (``N`` lists of 6 numbers, or a float32
+        array ``(N, 6)``): the divisions and ``deg2rad`` of the float32 values rounded as torch's float32 ones
+        (the same values), the blur's length and angle by ``math.hypot`` / ``math.atan2`` rounded to float32
+        (torch's float32 kernels within an ulp). The fields are views of one ``(*shape, 6)`` tensor (``shape``
+        default ``(N,)``).
 
         Example:
             >>> MotionModel.default().params_from_rows([[100.0, 0.0, 0.0, 0.0, 0.0, 50.0]]).blur_length.tolist()
             [[0.5]]
         """
-        if any(len(r) != 6 for r in rows):
+        try:
+            z = np.asarray(rows, dtype=np.float32)  # float32 values, as params_from_vector's .float()
+        except ValueError:
+            z = None
+        if z is None or z.ndim != 2 or z.shape[1] != 6:
             raise ValueError(f"motion parameter vectors must have 6 entries, got {[len(r) for r in rows]}")
-        radians = as_float32(math.pi / 180.0)  # deg2rad multiplies by the float32 constant
-        out = []
-        for z in rows:
-            z = as_float32s(z)  # float32 values, as params_from_vector's .float()
-            dx, dy, log_scale, bx, by = as_float32s([z[0] / 100.0, z[1] / 100.0, z[3] / 100.0, z[4] / 100.0,
-                                                     z[5] / 100.0])
-            out.append([dx, dy, z[2] * radians, log_scale, math.hypot(bx, by), math.atan2(by, bx)])
-        t = torch.tensor(out, dtype=torch.float32)  # rounds the product, hypot and atan2 to float32
+        z = z.astype(np.float64)
+        # dx, dy, log_scale, bx, by: a float32 value over 100 in float64, rounded once, is the float32 division
+        q = (z[:, [0, 1, 3, 4, 5]] / 100.0).astype(np.float32)
+        out = np.empty((z.shape[0], 6), np.float32)
+        out[:, 0:2], out[:, 3] = q[:, 0:2], q[:, 2]
+        out[:, 2] = z[:, 2] * _RADIANS  # deg2rad multiplies by the float32 constant (exact in float64, rounded)
+        blur = q[:, 3:5].tolist()
+        out[:, 4] = [math.hypot(bx, by) for bx, by in blur]
+        out[:, 5] = [math.atan2(by, bx) for bx, by in blur]
+        t = torch.from_numpy(out)
         if shape is not None:
             t = t.view(*shape, 6)
-        return MotionParams(translation=t[..., 0:2], rotation=t[..., 2:3], log_scale=t[..., 3:4],
-                            blur_length=t[..., 4:5], blur_angle=t[..., 5:6])
+        return MotionParams(*t.split_with_sizes([2, 1, 1, 1, 1], -1))
 
     # ------------------------------------------------------------------ estimation
     def fit(self, data: Any, progress: bool = False) -> MotionModel:
