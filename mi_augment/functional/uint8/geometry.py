@@ -30,6 +30,10 @@ def _size(size: Any) -> tuple[int, int]:
 
 
 def _box(box: Any) -> tuple[float, float, float, float]:
+    if type(box) in (list, tuple) and len(box) == 4 and all(type(v) is float for v in box):  # a .tolist() row
+        x1, y1, x2, y2 = box
+        if x1 < x2 and y1 < y2:
+            return x1, y1, x2, y2
     values = box.detach().reshape(-1).tolist() if isinstance(box, torch.Tensor) else list(np.asarray(box).reshape(-1))
     x1, y1, x2, y2 = (float(v) for v in values) if len(values) == 4 else (math.nan,) * 4
     if not (x1 < x2 and y1 < y2):  # also rejects NaN
@@ -168,7 +172,7 @@ def crop_warp(image: np.ndarray, box: Any, size: Any, matrix: Any = None, flip: 
     source, border = image, getattr(cv2, _BORDERS[padding_mode])
     if padding_mode == "reflection":
         source, inverse, border = _reflection_by_padding(image, inverse, (w * sx, h * sy))
-    out = cv2.warpAffine(source, inverse, (w * sx, h * sy), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+    out = cv2.warpAffine(source, np.array(inverse), (w * sx, h * sy), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                          borderMode=border, borderValue=0)
     if sx > 1 or sy > 1:  # the mean of each pixel's sy x sx sub-samples
         out = block_mean(as_hwc(out, image.shape[2]), sy, sx)
@@ -188,16 +192,16 @@ def _affine_rows(matrix: Any) -> tuple[tuple[float, float, float], tuple[float, 
     return tuple(values[0:3]), tuple(values[3:6])
 
 
-def _reflection_by_padding(image: np.ndarray, inverse: np.ndarray,
-                           size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, int]:
-    """The source, map and border that sample ``image`` through ``inverse`` (output -> input, output ``size``
-    ``(width, height)``) with reflection about the edge pixels, by ``cv2.warpAffine``'s replicated border
-    (its reflected border takes a slower remap, ~2.3x at 224 px): none is read where every sample lies
-    inside the image; else the image reflected by ``cv2.copyMakeBorder`` just far enough; a warp reaching
-    further than one reflection keeps ``BORDER_REFLECT_101``. The two borders' bilinear paths round alike
-    within one level."""
+def _reflection_by_padding(image: np.ndarray, inverse: list[list[float]],
+                           size: tuple[int, int]) -> tuple[np.ndarray, list[list[float]], int]:
+    """The source, map and border that sample ``image`` through ``inverse`` (output -> input, ``2 x 3`` nested
+    lists; output ``size`` ``(width, height)``) with reflection about the edge pixels, by ``cv2.warpAffine``'s
+    replicated border (its reflected border takes a slower remap, ~2.3x at 224 px): none is read where every
+    sample lies inside the image; else the image reflected by ``cv2.copyMakeBorder`` just far enough; a warp
+    reaching further than one reflection keeps ``BORDER_REFLECT_101``. The two borders' bilinear paths round
+    alike within one level."""
     cv2 = opencv()
-    (a, b, c), (d, e, f) = inverse.tolist()
+    (a, b, c), (d, e, f) = inverse
     xs = [c, a * (size[0] - 1) + c]
     ys = [f, e * (size[1] - 1) + f]
     xs = [x + b * (size[1] - 1) for x in xs] + xs  # the four corners: an affine map's extremes
@@ -211,13 +215,11 @@ def _reflection_by_padding(image: np.ndarray, inverse: np.ndarray,
     if pad >= min(height, width):  # more than one reflection
         return image, inverse, cv2.BORDER_REFLECT_101
     padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
-    shifted = inverse.copy()
-    shifted[:, 2] += pad
-    return padded, shifted, cv2.BORDER_REPLICATE
+    return padded, [[a, b, c + pad], [d, e, f + pad]], cv2.BORDER_REPLICATE
 
 
 def _compose_inverse(m: tuple, box: tuple[float, float, float, float], size: tuple[int, int], flip: bool,
-                     supersample: tuple[int, int]) -> np.ndarray:
+                     supersample: tuple[int, int]) -> list[list[float]]:
     """``crop @ m^-1 @ sub`` as the ``2 x 3`` map of :func:`crop_warp` (sub-sample -> view -> unwarped view ->
     image) on Python floats: ``m``'s affine inverse by the 2 x 2 formula, the products written out."""
     (a, b, c), (d, e, f) = m
@@ -227,15 +229,18 @@ def _compose_inverse(m: tuple, box: tuple[float, float, float, float], size: tup
     else:
         ia, ib, id_, ie = 1.0, 0.0, 0.0, 1.0
     ic, if_ = -(ia * c + ib * f), -(id_ * c + ie * f)  # the inverse's translation, -a_inv @ t
-    (ca, _, cc), (_, ce, cf) = _crop_matrix(box, size, flip, (1, 1)).tolist()  # view -> image (axis-aligned)
+    (x1, y1, x2, y2), (h, w) = box, size  # view -> image (axis-aligned): _crop_matrix's numbers
+    step_x, step_y = (x2 - x1) / w, (y2 - y1) / h
+    ce, cf = step_y, y1 - 0.5 + 0.5 * step_y
+    ca, cc = (-step_x, x2 - 0.5 - 0.5 * step_x) if flip else (step_x, x1 - 0.5 + 0.5 * step_x)
     sy, sx = supersample
     ux, uy = 1.0 / sx, 1.0 / sy
     ox, oy = 0.5 / sx - 0.5, 0.5 / sy - 0.5  # sub-sample -> view: p * u + o
     # crop @ unwarp: rows (ca * (ia, ib, ic) + (0, 0, cc)), (ce * (id, ie, if) + (0, 0, cf))
     r0 = (ca * ia, ca * ib, ca * ic + cc)
     r1 = (ce * id_, ce * ie, ce * if_ + cf)
-    return np.array([[r0[0] * ux, r0[1] * uy, r0[0] * ox + r0[1] * oy + r0[2]],
-                     [r1[0] * ux, r1[1] * uy, r1[0] * ox + r1[1] * oy + r1[2]]])
+    return [[r0[0] * ux, r0[1] * uy, r0[0] * ox + r0[1] * oy + r0[2]],
+            [r1[0] * ux, r1[1] * uy, r1[0] * ox + r1[1] * oy + r1[2]]]
 
 
 def gaussian_blur(image: np.ndarray, kernel_size: Any, sigma: float) -> np.ndarray:

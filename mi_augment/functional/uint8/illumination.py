@@ -49,20 +49,32 @@ def _log_gamma(value: Any) -> float:
     return f
 
 
-def _srgb_tables(gains: list[float], log_gamma: float, channels: int, scales: tuple = (1.0, 1.055),
-                 rows: tuple = (0, 1)) -> np.ndarray:
-    """For each channel and the 256 levels (float64 ``(len(rows), channels, 256)``): row 0 ``scales[0]`` times the
-    linear value ``gain_c * decode(level) ** gamma``, row 1 ``scales[1]`` times its power ``1 / 2.4``, the power
-    taken per level and per gain apart (``(g x) ** p = g ** p * x ** p``), channel-major (numpy's inner loop is
-    the levels); ``rows`` picks which (the same numbers either way)."""
+def _srgb_tables(gains: list[float], log_gamma: float, channels: int, scales: tuple = (1.0, 1.055)) -> np.ndarray:
+    """For each channel and the 256 levels (float64 ``(2, channels, 256)``): ``scales[0]`` times the linear value
+    ``gain_c * decode(level) ** gamma`` and ``scales[1]`` times its power ``1 / 2.4``, the power taken per level
+    and per gain apart (``(g x) ** p = g ** p * x ** p``), channel-major (numpy's inner loop is the levels)."""
     gamma = math.exp(log_gamma)
     gains = gains if channels == 3 else [sum(gains) / 3.0]
-    factors = np.array([[scales[0] * math.exp(g) for g in gains] if r == 0 else
-                        [scales[1] * math.exp(g / 2.4) for g in gains] for r in rows])
-    powers = np.empty((len(rows), 1, 256))
-    for i, r in enumerate(rows):
-        np.power(_LINEAR_LEVELS, gamma if r == 0 else gamma / 2.4, out=powers[i, 0])
+    factors = np.array([[scales[0] * math.exp(g) for g in gains], [scales[1] * math.exp(g / 2.4) for g in gains]])
+    powers = np.empty((2, 1, 256))
+    np.power(_LINEAR_LEVELS, gamma, out=powers[0, 0])
+    np.power(_LINEAR_LEVELS, gamma / 2.4, out=powers[1, 0])
     return np.multiply(factors[:, :, None], powers)
+
+
+def _lut(gains: list[float], log_gamma: float, channels: int, root: bool) -> np.ndarray:
+    """The float32 table ``cv2.LUT`` takes (``(1, 256, 3)``, or ``(256,)`` for one channel) of the shaded
+    illumination's linear value times ``1.055 ** 2.4`` (``gain_c * decode(level) ** gamma``), or with ``root`` of
+    its power ``1 / 2.4`` times 1.055: :func:`_srgb_tables` with ``scales = (1.055 ** 2.4, 1.055)``, one row (the
+    same numbers)."""
+    gamma = math.exp(log_gamma)
+    gains = gains if channels == 3 else [sum(gains) / 3.0]
+    if root:
+        power, factors = gamma / 2.4, [1.055 * math.exp(g / 2.4) for g in gains]
+    else:
+        power, factors = gamma, [_LIFT * math.exp(g) for g in gains]
+    table = np.multiply.outer(np.power(_LINEAR_LEVELS, power), factors).astype(np.float32)  # (256, C)
+    return table.reshape(1, 256, 3) if channels == 3 else table[:, 0]
 
 
 def _srgb_table(gains: list[float], log_gamma: float, channels: int) -> np.ndarray:
@@ -71,15 +83,14 @@ def _srgb_table(gains: list[float], log_gamma: float, channels: int) -> np.ndarr
     return np.where(linear > _KNEE, np.minimum(powered - 0.055, 1.0), 12.92 * linear).astype(np.float32).T
 
 
-def _separable(image: np.ndarray, table: np.ndarray, field: np.ndarray) -> np.ndarray:
-    """``table_c(level) * field(x, y)`` in float32 ``[H, W, C]``: one float32 ``cv2.LUT`` of the ``(C, 256)``
-    table, times the ``[H, W]`` field (repeated over the channels)."""
+def _separable(image: np.ndarray, lut: np.ndarray, field: np.ndarray) -> np.ndarray:
+    """``table_c(level) * field(x, y)`` in float32 ``[H, W, C]``: one float32 ``cv2.LUT`` of the table (:func:`_lut`),
+    times the ``[H, W]`` field (repeated over the channels)."""
     cv2, c = opencv(), image.shape[2]
     if field.shape != image.shape[:2]:
         raise ValueError(f"a shading field must be [H, W] = {list(image.shape[:2])}, got {list(field.shape)}")
     field = np.ascontiguousarray(field, np.float32)
-    out = cv2.LUT(image, np.ascontiguousarray(table.T, np.float32).reshape(1, 256, 3) if c == 3
-                  else table[0].astype(np.float32))
+    out = cv2.LUT(image, lut)
     return cv2.multiply(out, cv2.cvtColor(field, cv2.COLOR_GRAY2RGB) if c == 3 else field, dst=out)
 
 
@@ -98,12 +109,12 @@ def _shaded(image: np.ndarray, gains: list[float], log_gamma: float, coeffs: lis
     cv2, c = opencv(), image.shape[2]
     bright = None
     if root is not None:
-        bright = _separable(image, _srgb_tables(gains, log_gamma, c, (_LIFT, 1.055), (1,))[0], root)
+        bright = _separable(image, _lut(gains, log_gamma, c, True), root)
         if current().fast_paths and _dark_side(bright):
             return as_hwc(cv2.convertScaleAbs(bright, alpha=255.0, beta=-255.0 * 0.055), c)
     if field is None:
         field = shading_fields([coeffs], *image.shape[:2])[0]
-    lin = _separable(image, _srgb_tables(gains, log_gamma, c, (_LIFT, 1.055), (0,))[0], field)
+    lin = _separable(image, _lut(gains, log_gamma, c, False), field)
     if bright is None:
         bright = cv2.pow(lin, 1.0 / 2.4)
     cv2.threshold(lin, _LIFT * _KNEE, 0.0, cv2.THRESH_TRUNC, dst=lin)
