@@ -3,7 +3,8 @@
 * The uint8 backend's working luma (:func:`mi_augment.functional.uint8.working_luma`: the luma at full
   resolution, then one channel downscaled) is the torch scorer's working image of the luma bit for bit
   (:func:`mi_augment.pairs.score.working_images` of :func:`mi_augment.functional.crops.luma` of ``image / 255``),
-  so the proxies, and so the scores, are the same.
+  so the proxies, and so the scores, are the same; and that luma-first working image is the luma of the
+  downscaled image (the order before) to float32 rounding.
 """
 
 from __future__ import annotations
@@ -50,3 +51,16 @@ def test_working_luma_of_every_colour_equals_the_torch_luma():
     reference, _ = torch_working_luma(image, 4095, 1.0)
     mine, _, _ = U.working_luma(image, 4095, 1.0)
     assert mine.shape == (4095, 4095) and np.array_equal(mine, reference)
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2 ** 31 - 1), h=st.integers(40, 300), w=st.integers(40, 300))
+def test_luma_first_is_the_luma_of_the_downscaled_image_to_float_rounding(seed, h, w):
+    # the torch scorer takes the luma before the downscale (one channel to resample): the same quantity as the
+    # luma of the downscaled image (both linear), to float32 rounding
+    x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed))
+    with mi_augment.kernel_options(fast_paths=True):
+        first, _ = working_images(luma(x), 32, 0.08)
+        after, _ = working_images(x, 32, 0.08)
+        after = luma(after)
+    assert first.shape == after.shape and float((first - after).abs().max()) <= 1e-6
