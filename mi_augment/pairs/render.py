@@ -305,7 +305,9 @@ def render_views_uint8(models: Sequence[Any], image: np.ndarray, params: PairPar
     """:func:`render_views` of one uint8 image ``[H, W, C]`` on the CPU uint8 backend: each view sampled once
     through its crop, flip and the folded camera warp (:func:`mi_augment.functional.uint8.crop_warp`), then
     the chain (illumination, the motion blur). Needs :func:`renders_uint8`. The draws are read once as
-    Python numbers in the views' frames (:func:`view_frame_rows`)."""
+    Python numbers in the views' frames (:func:`view_frame_rows`). A shaded illumination without jitter followed
+    by a motion blur is one call (``uint8.apply_illumination``'s ``blur``): the blur on the float values, rounded
+    once, as the torch kernels' float chain."""
     h, w = image.shape[:2]
     rows = view_frame_rows(models, params, h, w)
     boxes, flips = params.boxes.tolist()[0], params.flip.tolist()[0]
@@ -335,11 +337,27 @@ def render_views_uint8(models: Sequence[Any], image: np.ndarray, params: PairPar
             view = uint8.resized_crop(image, box, size, flip)
         else:
             view = uint8.crop_warp(image, box, size, warps[v], flip, padding_mode=padding)
-        for ready in prepared:
-            if ready[0] == "illumination":
+        skip = False
+        for ready, after in zip(prepared, prepared[1:] + [None]):
+            if skip:
+                skip = False
+            elif ready[0] == "illumination":
                 _, r, roots = ready
-                view = uint8.illuminate(view, r, v, None, None if roots is None else roots[v])
+                if after is not None and after[0] == "motion" and after[1][v] > 0 and _photometric(r, v):
+                    # the blur that follows on the float values, rounded once as the torch kernels' float chain
+                    # (apply_illumination's blur)
+                    view = uint8.apply_illumination(view, r.log_gain[v], r.log_gamma[v][0], r.shading[v], None,
+                                                    roots[v], blur=after[3][v])
+                    skip = True
+                else:
+                    view = uint8.illuminate(view, r, v, None, None if roots is None else roots[v])
             elif ready[1][v] > 0:  # motion: its warp is folded in above; what follows it is the blur
                 view = uint8.motion_blur(view, ready[1][v], ready[2][v], kernel=ready[3][v])
         views.append(view)
     return views
+
+
+def _photometric(rows: SimpleNamespace, v: int) -> bool:
+    """Whether view ``v``'s illumination draws are shaded and leave the jitter at identity."""
+    return (any(rows.shading[v]) and rows.brightness[v][0] == 1.0 and rows.contrast[v][0] == 1.0
+            and rows.saturation[v][0] == 1.0 and rows.hue[v][0] == 0.0)
