@@ -63,3 +63,19 @@ def test_bad_batches_get_the_torch_paths_errors():
         t(torch.rand(2, 3, 70, 70) * 3)
     with pytest.raises(ValueError, match="channel"):
         t(torch.zeros(2, 4, 70, 70, dtype=torch.uint8))
+
+
+def test_an_unscored_float_batch_is_checked_image_by_image_as_the_torch_path_checks_it():
+    t = MIPairTransform.simclr(64, policy="random")  # no scores: each image's range is checked as it is rendered
+    images = torch.rand(3, 3, 70, 70)
+    for bad, message in ((1.5, "clamp it first"), (float("nan"), "NaN"), (-0.2, "normalised")):
+        spoiled = images.clone()
+        spoiled[2, 1, 4, 4] = bad  # the last image: the first two are rendered before it is read
+        with pytest.raises(ValueError, match=message):
+            t(spoiled)
+    near = images.clone()
+    near[0, 0, 0, 0], near[2, 2, 1, 1] = -5e-4, 1 + 5e-4  # within the tolerance: as if clamped
+    views = t(near, generator=torch.Generator().manual_seed(3))
+    clamped = t(near.clamp(0, 1), generator=torch.Generator().manual_seed(3))
+    assert all(torch.equal(a, b) for a, b in zip(views, clamped))
+

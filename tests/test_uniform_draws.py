@@ -45,6 +45,21 @@ def test_row_from_uniforms_equals_the_params_row(t, data):
     assert t.row_from_uniforms(u) == params.row(0)
 
 
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(t=transforms(), b=st.integers(1, 6), seed=st.integers(0, 2 ** 31 - 1))
+def test_a_batchs_rows_are_its_samples_rows(t, b, seed):
+    params = t.make_params(torch.empty(b, 3, 8, 8), generator=torch.Generator().manual_seed(seed))
+    assert params.rows() == [params.row(i) for i in range(b)]
+
+
+def test_natural_params_rows_are_their_samples_rows():
+    from mi_augment.perturbations import IlluminationModel, MotionModel
+
+    for model in (IlluminationModel.default(), MotionModel.default()):
+        params = model.sample(5, generator=torch.Generator().manual_seed(0))
+        assert params.rows() == [params.row(i) for i in range(5)]
+
+
 def test_make_params_is_params_from_uniforms_of_the_generators_draws():
     t = ColorJitter(0.4, 0.4, 0.4, 0.1)
     made = t.make_params(torch.rand(5, 3, 4, 4), generator=torch.Generator().manual_seed(3))

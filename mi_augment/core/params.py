@@ -139,6 +139,23 @@ class Params:
         return tuple(v.row(index) if isinstance(v, Params) else tuple(x.row(index) for x in v)
                      if isinstance(v, tuple) else v[index].tolist() for v in self._tensors().values())
 
+    def rows(self) -> list[tuple]:
+        """Every sample's :meth:`row`, ``rows()[i] == row(i)``, each field converted by one ``.tolist()``
+        (a batch's rows without a tensor index per sample and field).
+
+        Example:
+            >>> from mi_augment.transforms import ColorJitter
+            >>> u = torch.tensor([[0.9, 0.1, 0.5, 0.3, 0.5, 0.5, 0.5, 0.5]] * 2)
+            >>> ColorJitter(0.4, 0.4, 0.4, 0.1).params_from_uniforms(u).rows()[1]
+            (1.0, 1.0, 1.0, 0.0, [1, 3, 2, 0])
+        """
+        columns = [v.rows() if isinstance(v, Params) else (list(zip(*(x.rows() for x in v))) if v else None)
+                   if isinstance(v, tuple) else v.tolist() for v in self._tensors().values()]
+        n = next((len(c) for c in columns if c is not None), None)
+        if n is None:
+            n = self.batch_size
+        return list(zip(*(c if c is not None else [()] * n for c in columns)))
+
     def check_batch(self, batch_size: int, name: str = "params") -> None:
         """Raise ``ValueError`` naming the first field whose leading size is not ``batch_size``."""
         for k, v in self._tensors().items():

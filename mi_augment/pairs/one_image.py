@@ -18,7 +18,7 @@ from torch import Tensor
 from ..core.options import current
 from ..core.params import GatedParams
 from ..core.random import as_float32s, rand
-from ..core.validation import to_float_batch
+from ..core.validation import UNIT_RANGE_TOLERANCE, to_float_batch
 from ..functional import uint8
 from .choose import replay_info
 from .plan import PairCandidates, PairParams
@@ -165,11 +165,12 @@ def views_uint8_batch(transform: Any, images: Any, generator: torch.Generator | 
                       ) -> tuple[tuple[Tensor, ...], Any] | None:
     """``transform(images, ...)`` of a plain CPU batch ``[B, C, H, W]`` (uint8, or float in [0, 1]) with the
     draws of the torch batch path (``plan``, ``score`` and ``choose`` on the batch, then per view and transform
-    ``make_params`` for the batch and its gate) and each image rendered by the uint8 kernels
-    (:func:`~mi_augment.pairs.render.render_views_uint8`, the view pipelines' kernels on the rows of the
-    batch's params): at larger views several times faster than the float kernels on the CPU. A float batch is
-    rendered from its levels (rounded to 1/255) and returned as float: within the backend's tolerance of the
-    torch kernels. Returns None where it does not apply (as :func:`views_uint8`, or views smaller than
+    ``make_params`` for the batch and its gate, all drawn before any pixel is touched) and each image rendered
+    start to end by the uint8 kernels while its data is in cache (:func:`~mi_augment.pairs.render.render_views_uint8`,
+    the view pipelines' kernels on the rows of the batch's params, written into the output batch): at larger
+    views several times faster than the float kernels on the CPU. A float batch is rendered from its levels
+    (rounded to 1/255; each image's range checked as it is read, unless scoring checked the batch) and returned
+    as float: within the backend's tolerance of the torch kernels. Returns None where it does not apply (as :func:`views_uint8`, or views smaller than
     :data:`BATCH_UINT8_MIN_PIXELS`, a tv_tensor, another device or dtype).
 
     Example:
@@ -188,29 +189,48 @@ def views_uint8_batch(transform: Any, images: Any, generator: torch.Generator | 
         return None
     if images.shape[1] not in (1, 3) or 0 in images.shape[2:]:
         return None  # the torch path names what is wrong
-    x = None if images.dtype == torch.uint8 else to_float_batch(images, "images", (1, 3))[0]
-    source = (images if x is None else x).numpy()  # per image below: [C, H, W] uint8 levels, then [H, W, C]
-    info = None
+    b, info = images.shape[0], None
+    scored = params is None and transform.policy.needs_scores
+    x = to_float_batch(images, "images", (1, 3))[0] if scored and images.dtype != torch.uint8 else None
     if params is None:
-        candidates = transform.plan(torch.empty(images.shape) if x is None else x, generator)  # plan reads the shape
+        candidates = transform.plan(images if images.dtype != torch.uint8 else torch.empty(images.shape), generator)
         scores = None
-        if transform.policy.needs_scores:
+        if scored:
             scores = transform.score(images.float().div_(255.0) if x is None else x, candidates)
         info = transform.choose(candidates, scores, generator)
         params = info.params
-    b = images.shape[0]
     params.check_batch(b)
     params = params.to("cpu")
-    per_image = [render_views_uint8(models, _hwc(_levels(source[i])), params.index(i), transform.size)
-                 for i in range(b)]
-    views = [[per_image[i][v] for i in range(b)] for v in range(transform.n_views)]
+    drawn = _draw_pipelines(b, (b, images.shape[1], *transform.size), pipelines, params.views, generator)
     if any(pipelines):
-        views, drawn = _batch_pipelines(views, pipelines, params.views, generator)
         params = dataclasses.replace(params, views=drawn)
-    out = tuple(_chw_batch(v, images.dtype) for v in views)
+    steps = _pipeline_steps(pipelines, drawn)
+    geometry = dataclasses.replace(params, views=())  # what render_views_uint8 reads, indexed per image
+    source = (images if x is None else x).numpy()  # [B, C, H, W]: uint8 levels, or float in [0, 1]
+    check = x is None and images.dtype != torch.uint8  # an unchecked float batch: each image's range below
+    out: list[np.ndarray] = []
+    for i in range(b):  # one image at a time, start to end: its data stays in cache
+        if check:
+            _check_levels(images, i)
+        views = render_views_uint8(models, _hwc(_levels(source[i])), geometry.index(i), transform.size)
+        for v, view in enumerate(views):
+            view = _apply_steps(view, steps[v], i)
+            if not out:
+                out = [_new_batch(b, view.shape, images.dtype) for _ in views]
+            _write_chw(out[v], i, view)
+    views_out = tuple(torch.from_numpy(o) for o in out)
     if not return_info:
-        return out, None
-    return out, dataclasses.replace(info, params=params) if info is not None else replay_info(params)
+        return views_out, None
+    return views_out, dataclasses.replace(info, params=params) if info is not None else replay_info(params)
+
+
+def _check_levels(images: Tensor, i: int) -> None:
+    """Image ``i`` of a float batch lies in [0, 1] within :data:`UNIT_RANGE_TOLERANCE` (the levels' saturating
+    conversion is then the torch path's clamp); else the torch path's own check raises its message."""
+    lo, hi = torch.aminmax(images[i])
+    if not (float(lo) >= -UNIT_RANGE_TOLERANCE and float(hi) <= 1.0 + UNIT_RANGE_TOLERANCE):  # NaN fails too
+        to_float_batch(images, "images", (1, 3))
+        raise AssertionError("unreachable: to_float_batch accepts what this check refused")  # pragma: no cover
 
 
 def _hwc(chw: np.ndarray) -> np.ndarray:
@@ -227,23 +247,21 @@ def _levels(chw: np.ndarray) -> np.ndarray:
     return uint8.opencv().convertScaleAbs(chw.reshape(c * h, w), alpha=255.0).reshape(c, h, w)
 
 
-def _chw_batch(views: list[np.ndarray], dtype: torch.dtype) -> Tensor:
-    """Uint8 views ``[h, w, C]`` as one contiguous batch ``[B, C, h, w]`` of ``dtype``: uint8, or float32
-    ``level / 255``. Each view's channels are split into the batch's planes by one ``cv2.mixChannels`` and a
-    float batch reads them through one ``cv2.LUT`` of the 256 levels' quotients, while the view is in cache
-    (the same float32 values as torch's ``x / 255``; ~2x faster than a strided copy and a torch division)."""
-    h, w, c = views[0].shape
-    cv2 = uint8.opencv()
-    out = torch.empty(len(views), c, h, w, dtype=torch.uint8 if dtype == torch.uint8 else torch.float32)
-    target = out.numpy()
-    scratch = None if dtype == torch.uint8 else np.empty((c, h, w), np.uint8)
-    pairs = [i for ch in range(c) for i in (ch, ch)]
-    for i, view in enumerate(views):
-        planes = target[i] if scratch is None else scratch
-        cv2.mixChannels([view], list(planes), pairs)
-        if scratch is not None:
-            cv2.LUT(scratch.reshape(c * h, w), _QUOTIENTS, dst=target[i].reshape(c * h, w))
-    return out
+def _new_batch(b: int, shape: tuple[int, ...], dtype: torch.dtype) -> np.ndarray:
+    """An empty ``[B, C, h, w]`` array for views of ``shape`` ``[h, w, C]``: uint8, or float32."""
+    h, w, c = shape
+    return np.empty((b, c, h, w), np.uint8 if dtype == torch.uint8 else np.float32)
+
+
+def _write_chw(target: np.ndarray, i: int, view: np.ndarray) -> None:
+    """Uint8 view ``[h, w, C]`` into ``target[i]`` (``[C, h, w]``): its channels split by one ``cv2.mixChannels``
+    into the planes, and for a float target read through one ``cv2.LUT`` of the levels' quotients (the same
+    float32 values as torch's ``x / 255``; ~2x faster than a strided copy and a torch division)."""
+    cv2, (c, h, w) = uint8.opencv(), target.shape[1:]
+    planes = target[i] if target.dtype == np.uint8 else np.empty((c, h, w), np.uint8)
+    cv2.mixChannels([view], list(planes), [k for ch in range(c) for k in (ch, ch)])
+    if target.dtype != np.uint8:
+        cv2.LUT(planes.reshape(c * h, w), _QUOTIENTS, dst=target[i].reshape(c * h, w))
 
 
 #: the float32 value of each level, ``level / 255`` as torch divides (``cv2.LUT``'s table)
@@ -253,13 +271,24 @@ _QUOTIENTS.flags.writeable = False
 
 def _batch_pipelines(views: list[list[np.ndarray]], pipelines: Sequence[Sequence[Any]], replay: tuple,
                      generator: torch.Generator | None) -> tuple[list[list[np.ndarray]], tuple]:
-    """Each view's pipeline on a batch of uint8 views (one list per view): per transform the batch's draws, as
-    ``apply_gated`` draws them (``make_params`` for the batch, then the gate), or ``replay[v]``, rendered image
-    by image from the params' rows."""
-    if replay and len(replay) != len(views):
-        raise ValueError(f"params.views holds {len(replay)} pipelines, this transform makes {len(views)} views")
+    """Each view's pipeline on a batch of uint8 views (one list per view): the batch's draws
+    (:func:`_draw_pipelines`), then each image's kernels on the params' rows."""
+    n, (h, w, c) = len(views[0]), views[0][0].shape
+    drawn = _draw_pipelines(n, (n, c, h, w), pipelines, replay, generator)
+    for v, steps in enumerate(_pipeline_steps(pipelines, drawn)):
+        views[v] = [_apply_steps(view, steps, j) for j, view in enumerate(views[v])]
+    return views, drawn
+
+
+def _draw_pipelines(n: int, shape: tuple[int, ...], pipelines: Sequence[Sequence[Any]], replay: tuple,
+                    generator: torch.Generator | None) -> tuple:
+    """Per view and transform, ``n`` images' draws as ``apply_gated`` draws them (``make_params`` for a batch of
+    ``shape``, then the gate), or ``replay[v]`` (checked against the pipelines). The backend's transforms keep
+    a view's shape, so every transform of a pipeline draws for the views' shape."""
+    if replay and len(replay) != len(pipelines):
+        raise ValueError(f"params.views holds {len(replay)} pipelines, this transform makes {len(pipelines)} views")
     drawn = []
-    for v, (batch, pipeline) in enumerate(zip(views, pipelines)):
+    for v, pipeline in enumerate(pipelines):
         saved = list(replay[v]) if replay else None
         if saved is not None and len(saved) != len(pipeline):
             raise ValueError(f"params.views[{v}] holds {len(saved)} draws, view {v}'s pipeline has {len(pipeline)}")
@@ -267,14 +296,26 @@ def _batch_pipelines(views: list[list[np.ndarray]], pipelines: Sequence[Sequence
         for i, t in enumerate(pipeline):
             if saved is not None:
                 gated = saved[i]
-                gated.check_batch(len(batch))
+                gated.check_batch(n)
             else:
-                shape = torch.empty(len(batch), batch[0].shape[2], *batch[0].shape[:2])
-                gated = GatedParams(t.make_params(shape, generator=generator),
-                                    rand((len(batch),), generator, "cpu") < t.p)
-            kernel = uint8.TRANSFORM_KERNELS[type(t)]
-            for j in gated.applied.nonzero().view(-1).tolist():
-                batch[j] = kernel(t, batch[j], gated.params.row(j))
+                gated = GatedParams(t.make_params(torch.empty(shape), generator=generator),
+                                    rand((n,), generator, "cpu") < t.p)
             mine.append(gated)
         drawn.append(tuple(mine))
-    return views, tuple(drawn)
+    return tuple(drawn)
+
+
+def _pipeline_steps(pipelines: Sequence[Sequence[Any]], drawn: tuple) -> list[list[tuple]]:
+    """Per view, the ``(kernel, transform, applied, rows)`` of each transform: which images it applies to and
+    every image's params as Python numbers (:meth:`~mi_augment.core.params.Params.rows`, built once)."""
+    return [[(uint8.TRANSFORM_KERNELS[type(t)], t, applied, gated.params.rows() if any(applied) else [])
+             for t, gated in zip(pipeline, gates) for applied in (gated.applied.tolist(),)]
+            for pipeline, gates in zip(pipelines, drawn)]
+
+
+def _apply_steps(view: np.ndarray, steps: list[tuple], j: int) -> np.ndarray:
+    """Image ``j``'s view through its pipeline's ``steps`` (:func:`_pipeline_steps`)."""
+    for kernel, t, applied, rows in steps:
+        if applied[j]:
+            view = kernel(t, view, rows[j])
+    return view
