@@ -62,6 +62,8 @@ class Density:
                             f"{[GaussianMixtureDensity.kind, UniformDensity.kind]}")
 
 
+_CPU = torch.device("cpu")
+
 # Caps on loaded densities: parameter vectors are low-dimensional, and values beyond this magnitude (in the
 # unconstrained units of the models: log-gains, degrees, percent of the image side) only produce NaN images.
 MAX_DIM = 64
@@ -215,24 +217,25 @@ class GaussianMixtureDensity(Density):
             raise ValueError(f"sample_rows draws on the CPU; got a generator on {generator.device}")
         if n == 0:  # multinomial draws one row even for none: the tensor form keeps the stream as it is
             return self.sample(0, generator=generator).numpy()
-        w = self._float32(torch.device("cpu"))[0]
-        means, tril = self._float32_cache[3]
+        self._float32(_CPU)
+        w, means, tril = self._float32_cache[3]
         q = torch.empty(n, w.shape[0]).exponential_(generator=generator)
-        comps = np.argmax(w.numpy() / q.numpy(), axis=1)  # sample's components (multinomial's draw)
-        eps = torch.randn(n, means.shape[1], generator=generator).numpy().astype(np.float64)
+        comps = np.argmax(w / q.numpy(), axis=1)  # sample's components (multinomial's draw)
+        eps = torch.randn(n, means.shape[1], generator=generator).numpy()  # float32, taken exactly to float64 below
         sums = np.add.accumulate(tril[comps] * eps[:, None, :], axis=2)[:, :, -1]
         return (means[comps] + sums).astype(np.float32)
 
     def _float32(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         """The weights, means and Cholesky factors in float32 on ``device``, converted once while the fitted
-        tensors (the same objects, unmodified) stay (with the means and factors' float32 values in float64
-        numpy arrays)."""
+        tensors (the same objects, unmodified) stay (with, for the CPU rows, the float32 weights and the means' and
+        factors' float32 values in float64 as numpy arrays)."""
         source = (self.weights, self.means, self.scale_tril)
         key = (device, *(id(t) for t in source), *(t._version for t in source))
         cached = getattr(self, "_float32_cache", None)
         if cached is None or cached[0] != key:
             converted = tuple(t.to(device, torch.float32) for t in source)
-            cached = (key, converted, source, tuple(t.cpu().double().numpy() for t in converted[1:]))
+            cached = (key, converted, source, (converted[0].cpu().numpy(),
+                                               *(t.cpu().double().numpy() for t in converted[1:])))
             self._float32_cache = cached
         return cached[1]
 
