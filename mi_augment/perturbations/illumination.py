@@ -290,8 +290,8 @@ class IlluminationModel(PerturbationModel):
 
     def params_from_rows(self, rows: Any, shape: tuple[int, ...] | None = None) -> IlluminationParams:
         """:meth:`params_from_vector` of a few vectors given as Python numbers or a float32 array ``(N, D)``, with
-        leading dims ``shape`` (default ``(N,)``): a photometric model's fields are views of one tensor that holds
-        the vectors and the jitter's identity (the same values); other groups take :meth:`params_from_vector`.
+        leading dims ``shape`` (default ``(N,)``): a photometric model's fields share one array that holds the
+        vectors and the jitter's identity (the same values); other groups take :meth:`params_from_vector`.
 
         Example:
             >>> IlluminationModel.default().params_from_rows([[0.0] * 9], (1, 1)).brightness.tolist()
@@ -307,10 +307,11 @@ class IlluminationModel(PerturbationModel):
         full = np.empty((z.shape[0], 8 + s), np.float32)
         full[:, :4 + s] = z
         full[:, 4 + s:] = (1.0, 1.0, 1.0, 0.0)  # the jitter's identity
-        t = torch.from_numpy(full)
         if shape is not None:
-            t = t.view(*shape, 8 + s)
-        return IlluminationParams(*t.split_with_sizes([3, 1, s, 1, 1, 1, 1], -1))
+            full = full.reshape(*shape, 8 + s)
+        j = 4 + s  # each field one torch.from_numpy of a column block (lighter than a view and a split)
+        return IlluminationParams(*(torch.from_numpy(full[..., a:b]) for a, b in
+                                    ((0, 3), (3, 4), (4, j), (j, j + 1), (j + 1, j + 2), (j + 2, j + 3), (j + 3, j + 4))))
 
     # ---- applying ----
     def apply(self, images: Tensor, params: IlluminationParams) -> Tensor:

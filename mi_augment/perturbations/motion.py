@@ -204,8 +204,8 @@ class MotionModel(PerturbationModel):
         """:meth:`params_from_vector` on float64 numpy for a few vectors (``N`` lists of 6 numbers, or a float32
         array ``(N, 6)``): the divisions and ``deg2rad`` of the float32 values rounded as torch's float32 ones
         (the same values), the blur's length and angle by ``math.hypot`` / ``math.atan2`` rounded to float32
-        (torch's float32 kernels within an ulp). The fields are views of one ``(*shape, 6)`` tensor (``shape``
-        default ``(N,)``).
+        (torch's float32 kernels within an ulp). The fields share one ``(*shape, 6)`` array (``shape`` default
+        ``(N,)``).
 
         Example:
             >>> MotionModel.default().params_from_rows([[100.0, 0.0, 0.0, 0.0, 0.0, 50.0]]).blur_length.tolist()
@@ -226,10 +226,9 @@ class MotionModel(PerturbationModel):
         blur = q[:, 3:5].tolist()
         out[:, 4] = [math.hypot(bx, by) for bx, by in blur]
         out[:, 5] = [math.atan2(by, bx) for bx, by in blur]
-        t = torch.from_numpy(out)
         if shape is not None:
-            t = t.view(*shape, 6)
-        return MotionParams(*t.split_with_sizes([2, 1, 1, 1, 1], -1))
+            out = out.reshape(*shape, 6)
+        return MotionParams(*(torch.from_numpy(out[..., a:b]) for a, b in ((0, 2), (2, 3), (3, 4), (4, 5), (5, 6))))
 
     # ------------------------------------------------------------------ estimation
     def fit(self, data: Any, progress: bool = False) -> MotionModel:
