@@ -164,6 +164,13 @@ def motion_blur_kernel(length: float, angle: float, kernel_size: int) -> list[fl
         px, py = centre + t * dx, centre + t * dy
         x0, y0 = math.floor(px), math.floor(py)
         fx, fy = px - x0, py - y0
+        if 0 <= x0 < k - 1 and 0 <= y0 < k - 1:  # all four taps inside (always, for a large enough kernel_size)
+            at, gx, gy = y0 * k + x0, 1.0 - fx, 1.0 - fy
+            taps[at] += gy * gx
+            taps[at + 1] += gy * fx
+            taps[at + k] += fy * gx
+            taps[at + k + 1] += fy * fx
+            continue
         for y, wy in ((y0, 1.0 - fy), (y0 + 1, fy)):
             if 0 <= y < k:
                 for x, wx in ((x0, 1.0 - fx), (x0 + 1, fx)):

@@ -20,6 +20,7 @@ Draws are per view frame: a model whose params are fractions of the image (motio
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Sequence
 from types import SimpleNamespace
@@ -256,7 +257,7 @@ def view_frame_rows(models: Sequence[Any], params: PairParams, height: int, widt
     zooms = None
     out = []
     for model, p in zip(models, params.perturbations):
-        fields = {f.name: getattr(p, f.name) for f in dataclasses.fields(p)}
+        fields = {name: getattr(p, name) for name in _field_names(type(p))}
         if not hasattr(model, "to_view_frame"):
             out.append({k: v.tolist()[0] for k, v in fields.items()})
         elif fast and type(model) is MotionModel and all(v.dtype == torch.float32 for v in fields.values()):
@@ -270,6 +271,12 @@ def view_frame_rows(models: Sequence[Any], params: PairParams, height: int, widt
             framed = flatten_views(in_view_frame([model], [p], boxes, height, width)[0])
             out.append({f.name: getattr(framed, f.name).tolist() for f in dataclasses.fields(framed)})
     return out
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    """The field names of a params dataclass (``dataclasses.fields`` once per class)."""
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 def _zooms(boxes: list[list[float]], height: int, width: int) -> tuple[float, ...]:
