@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pytest
 import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from mi_augment import kernel_options
 from mi_augment.pairs import BoxSampler, plan_candidates
+from mi_augment.transforms import MIPairTransform
 
 SETTINGS = dict(max_examples=150, deadline=None)
 
@@ -72,12 +76,52 @@ def test_plan_draws_the_flips_then_the_boxes(seed, b, v, k, flip, fast):
     assert torch.equal(torch.rand(3, generator=g), after)  # the same count of draws
 
 
-def test_plan_flips_compare_in_float32_as_torch_does():
+@pytest.mark.parametrize("b", [1, 2])  # one image's Python draws and a batch's tensor draws
+def test_plan_flips_compare_in_float32_as_torch_does(b):
     """A flip probability a hair above a float32 draw (equal to it in float32): torch's comparison is False."""
-    seed, b, v = 3, 2, 3
+    seed, v = 3, 3
     u = torch.rand((b, v), generator=torch.Generator().manual_seed(seed)).view(-1).tolist()
     for x in u:
         flip = math.nextafter(x, 1.0)
         c = plan_candidates(torch.empty(b, 3, 16, 16), BoxSampler(), v, 1, flip,
                             generator=torch.Generator().manual_seed(seed))
         assert torch.equal(c.flip, torch.tensor(u).view(b, v) < flip)
+
+
+@settings(**SETTINGS)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 24), h=st.integers(1, 200), w=st.integers(1, 200),
+       s_lo=st.floats(0.001, 1.0), r_lo=st.floats(0.05, 4.0), r_span=st.floats(0.0, 8.0), fast=st.booleans())
+def test_box_rows_are_the_tensor_boxes(seed, n, h, w, s_lo, r_lo, r_span, fast):
+    """``BoxSampler.box_rows`` (Python numbers) holds the values of ``boxes_from_uniforms``, bounds that cannot
+    be met and more than 16 boxes included."""
+    sampler = BoxSampler((s_lo, 1.0), (r_lo, r_lo + r_span))
+    u = torch.rand(n, sampler.draws_per_box, generator=torch.Generator().manual_seed(seed))
+    with kernel_options(fast_paths=fast):
+        rows = sampler.box_rows(u.view(-1).tolist(), h, w)
+    assert rows == sampler.boxes_from_uniforms(u, (n,), h, w).tolist()
+
+
+def test_box_rows_names_a_bad_draw_count():
+    with pytest.raises(ValueError, match="draws_per_box"):
+        BoxSampler().box_rows([0.5] * 5, 8, 8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), h=st.integers(1, 90), w=st.integers(1, 90), channels=st.sampled_from([1, 3]),
+       kind=st.sampled_from(["numpy", "tensor", "pil"]), views=st.integers(2, 3), flip=st.floats(0.0, 1.0),
+       preset=st.sampled_from(["simclr", "simclr_blur", "plain"]), size=st.integers(8, 64))
+def test_one_image_without_info_is_the_recorded_path(seed, h, w, channels, kind, views, flip, preset, size):
+    """An unscored one-image call without ``return_info`` (its draws as Python numbers, no params built) gives
+    the views of the same call with ``return_info=True`` bit for bit, and draws as many numbers."""
+    if preset == "plain":
+        t = MIPairTransform(size, policy="random", illumination=None, motion=None, n_views=views, flip=flip)
+    else:
+        t = MIPairTransform.simclr(size, policy="random", blur=preset == "simclr_blur", n_views=views, flip=flip)
+    array = np.random.default_rng(seed).integers(0, 256, (h, w, channels), dtype=np.uint8)
+    image = {"numpy": array, "tensor": torch.from_numpy(array).permute(2, 0, 1).contiguous(),
+             "pil": Image.fromarray(array[:, :, 0] if channels == 1 else array)}[kind]
+    g1, g2 = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+    lean = t(image, generator=g1)
+    recorded, _ = t(image, generator=g2, return_info=True)
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(lean, recorded))
+    assert torch.equal(g1.get_state(), g2.get_state())

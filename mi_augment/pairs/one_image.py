@@ -21,7 +21,7 @@ from ..core.random import as_float32s, rand
 from ..core.validation import UNIT_RANGE_TOLERANCE, to_float_batch
 from ..functional import uint8
 from .choose import replay_info
-from .plan import PairCandidates, PairParams
+from .plan import PairCandidates, PairParams, draw_one_image
 from .render import render_views_uint8, renders_uint8
 from .scorers import PixelMIScorer
 
@@ -125,6 +125,14 @@ def views_uint8(transform: Any, image: Any, generator: torch.Generator | None = 
         return None
     hwc, restore = converted
     info = None
+    if params is None and not return_info and not models and not transform.policy.needs_scores:
+        # unscored, no model, nothing recorded: the plan's draws as Python values, each view one crop kernel
+        flips, boxes = draw_one_image(transform.sampler, transform.n_views, 1, transform.flip, *hwc.shape[:2],
+                                      generator)
+        views = [uint8.resized_crop(hwc, box, transform.size, f) for box, f in zip(boxes, flips)]
+        if any(pipelines):
+            views, _ = run_view_pipelines_uint8(views, pipelines, (), generator, record=False)
+        return tuple(restore(v) for v in views), None
     if params is None:
         shape = torch.empty(1, hwc.shape[2], *hwc.shape[:2])  # plan reads only the shape
         candidates = transform.plan(shape, generator)

@@ -16,10 +16,10 @@ import torch
 from torch import Tensor
 
 from ..core.params import Params
-from ..core.random import rand, sampling_device
+from ..core.random import as_float32, rand, sampling_device
 from .sampler import BoxSampler
 
-__all__ = ["PairCandidates", "PairParams", "flatten_views", "plan_candidates", "stack_views"]
+__all__ = ["PairCandidates", "PairParams", "draw_one_image", "flatten_views", "plan_candidates", "stack_views"]
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,11 @@ def plan_candidates(images: Tensor, sampler: BoxSampler, n_views: int, n_candida
                                  n_views)
         drawn.append(params if on == dev else params.to(dev))
     shape, n_flips = (b, n_views, n_candidates), b * n_views
-    if on.type == "cpu" and dev.type == "cpu":  # one call: the CPU generator's numbers in the same order
+    if b == 1 and on.type == "cpu" and dev.type == "cpu":  # one image: its draws as Python numbers, then tensors
+        flip_list, box_rows = draw_one_image(sampler, n_views, n_candidates, flip, h, w, generator)
+        flips = torch.from_numpy(np.array([flip_list]))
+        boxes = torch.from_numpy(np.array(box_rows, np.float32)).view(*shape, 4)
+    elif on.type == "cpu" and dev.type == "cpu":  # one call: the CPU generator's numbers in the same order
         u = rand((n_flips + n_flips * n_candidates * sampler.draws_per_box,), generator, dev).numpy()
         flips = torch.from_numpy(u[:n_flips].reshape(b, n_views) < np.float32(flip))  # torch compares in float32
         boxes = sampler.boxes_from_uniforms(torch.from_numpy(u[n_flips:].reshape(-1, sampler.draws_per_box)), shape,
@@ -131,3 +135,27 @@ def plan_candidates(images: Tensor, sampler: BoxSampler, n_views: int, n_candida
         flips = rand((b, n_views), generator, dev) < flip
         boxes = sampler.sample(shape, h, w, generator=generator, device=dev)
     return PairCandidates(boxes, flips, tuple(drawn))
+
+
+def draw_one_image(sampler: BoxSampler, n_views: int, n_candidates: int, flip: float, height: int, width: int,
+                   generator: torch.Generator | None = None) -> tuple[list[bool], list[list[float]]]:
+    """One image's flips and candidate boxes as Python values, the draws :func:`plan_candidates` makes after the
+    models' for a batch of one on the CPU (it calls this): one ``rand`` call, the ``V`` flips first (compared
+    in float32, as torch compares), then ``V * K`` boxes (:meth:`BoxSampler.box_rows`, view-major).
+
+    Args:
+        sampler: the box sampler. n_views, n_candidates: ``V`` and ``K``. flip: the mirroring probability.
+        height, width: the image's size. generator: a CPU generator (or None: the default one).
+
+    Returns:
+        ``V`` flips and ``V * K`` boxes ``[x1, y1, x2, y2]`` (float32 values).
+
+    Example:
+        >>> flips, boxes = draw_one_image(BoxSampler(), 2, 3, 0.5, 32, 32, torch.Generator().manual_seed(0))
+        >>> len(flips), len(boxes)
+        (2, 6)
+    """
+    u = rand((n_views + n_views * n_candidates * sampler.draws_per_box,), generator, "cpu").tolist()
+    threshold = as_float32(flip)
+    return [x < threshold for x in u[:n_views]], sampler.box_rows(u[n_views:], height, width)
+

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ..core.options import current
-from ..core.random import rand
+from ..core.random import as_float32s, rand
 from ..core.validation import check_positive_int, check_range
 
 __all__ = ["BoxSampler", "box_iou_pairs"]
@@ -140,6 +141,36 @@ class BoxSampler:
 
     def _from_uniform_python(self, u: Tensor, height: int, width: int,
                              bounds: tuple[float, float, float, float, float, float]) -> Tensor:
+        """:meth:`_python_boxes` of a tensor's draws, as the ``(n, 4)`` float32 tensor."""
+        flat = self._python_boxes(u.reshape(-1).tolist(), height, width, bounds)
+        return torch.from_numpy(np.array(flat, np.float32).reshape(-1, 4))  # rounded to nearest, as .float() does
+
+    def box_rows(self, u: Sequence[float], height: int, width: int) -> list[list[float]]:
+        """The boxes of :meth:`boxes_from_uniforms` as Python numbers, one ``[x1, y1, x2, y2]`` per box (the
+        float32 values), from the draws ``u`` as a flat sequence of ``n * draws_per_box`` floats (a ``rand``
+        call's ``.tolist()``): one image's boxes without a tensor. Up to 16 feasible boxes on the fast paths
+        it is the Python form every one-image call uses; else :meth:`boxes_from_uniforms` itself.
+
+        Example:
+            >>> s = BoxSampler()
+            >>> rows = s.box_rows(torch.rand(2 * s.draws_per_box).tolist(), 32, 48)
+            >>> len(rows), len(rows[0])
+            (2, 4)
+        """
+        height = check_positive_int(height, "height")
+        width = check_positive_int(width, "width")
+        per = self.draws_per_box
+        if len(u) % per:
+            raise ValueError(f"u must hold a multiple of draws_per_box = {per} numbers, got {len(u)}")
+        n, bounds = len(u) // per, self._bounds(height, width)
+        if n <= 16 and current().fast_paths and bounds[4] <= bounds[5]:
+            flat = as_float32s(self._python_boxes(list(u), height, width, bounds))  # rounded, as .float()
+            return [list(flat[i:i + 4]) for i in range(0, len(flat), 4)]
+        draws = torch.tensor(list(u), dtype=torch.float32).view(n, per)
+        return self.boxes_from_uniforms(draws, (n,), height, width).tolist()
+
+    def _python_boxes(self, flat: list[float], height: int, width: int,
+                      bounds: tuple[float, float, float, float, float, float]) -> list[float]:
         """:meth:`_from_uniform_small` on Python floats (IEEE float64 operations, the same order) with one
         torch ``exp`` and one torch ``sqrt``: torch's float64 ``exp`` and ``sqrt`` are one vectorised function
         per element whatever its place in the tensor, so the ``(n,)`` exp of the clamped ratio (a try's own log
@@ -150,8 +181,7 @@ class BoxSampler:
         (K = 8 candidates of 2 views): in a whole call it beats the numpy form's ~40 calls.
         tests/test_one_image_overhead.py holds the properties and the boxes against :meth:`_from_uniform`."""
         t = self.tries
-        lo_area, hi_area, lo_log, hi_log, feas_lo, feas_hi = bounds
-        flat = u.reshape(-1).tolist()  # float32 values, exact as Python floats (as .double() is)
+        lo_area, hi_area, lo_log, hi_log, feas_lo, feas_hi = bounds  # flat: float32 values, exact as float64
         step, span, per = hi_log - lo_log, hi_area - lo_area, 2 * t + 2
         starts = range(0, len(flat), per)
         logs = [lo_log + step * v for i in starts for v in flat[i + t:i + 2 * t]]
@@ -186,7 +216,7 @@ class BoxSampler:
             bw, bh = min(sides[2 * j], fw), min(sides[2 * j + 1], fh)
             x1, y1 = max(fw - bw, 0.0) * flat[i + 2 * t], max(fh - bh, 0.0) * flat[i + 2 * t + 1]
             out += (x1, y1, min(x1 + bw, fw), min(y1 + bh, fh))
-        return torch.from_numpy(np.array(out, np.float32).reshape(-1, 4))  # rounded to nearest, as .float() does
+        return out
 
     @staticmethod
     def _project(area: Tensor, log_r: Tensor, height: int, width: int, side: Tensor, lo_area: float,
