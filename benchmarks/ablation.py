@@ -125,6 +125,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "arm_flags": {"F": ["--augment", "mi", "--mi-scorer", "features", "--mi-policy", "max"]},
         # amendment of 2026-12-07 (docs/results.md): the video route and warm start, each its own Holm family
         "families": {"video": ["TG", "TGmix"], "warm": ["W_F", "W_O"]},
+        "clean_commits": True,  # the rule: a cell run from uncommitted changes (+dirty) is not in the tables
     },
     # cpu_shift on one GPU (benchmarks/run_gpu_ablation.sh with BUDGET=gpu_shift): ResNet-18, every training image
     "gpu_shift": {
@@ -718,6 +719,16 @@ def holm(pvalues: list[float]) -> list[float]:
     return out
 
 
+def without_dirty_cells(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records less every cell run from a worktree with uncommitted changes (``git_sha`` ending in
+    ``+dirty``), which a budget with ``clean_commits`` keeps out of its tables; says which it left out."""
+    dirty = [r for r in records if r.get("kind") == "cell" and str(r.get("git_sha", "")).endswith("+dirty")]
+    if dirty:
+        print("  left out (run from uncommitted changes, +dirty): "
+              + ", ".join(f"{r['arm']} seed {r['seed']}" for r in dirty), flush=True)
+    return [r for r in records if not any(r is d for d in dirty)]
+
+
 def summarise(records: list[dict[str, Any]], metrics: tuple[str, ...] | list[str] = METRICS,
               primary: tuple[str, ...] | list[str] = (PRIMARY,), controls: tuple[str, ...] | list[str] = (),
               families: dict[str, list[str]] | None = None) -> dict[str, Any]:
@@ -929,6 +940,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       + "  ".join(f"{m} {record[m]:.2f}" for m in METRICS if m in record)
                       + f"  ({record['train_seconds']:.0f} s train, {record['eval_seconds']:.0f} s eval)", flush=True)
     records = [r for r in read_jsonl(jsonl) if r.get("kind") != "cell" or r.get("budget") == args.budget]
+    if budget.get("clean_commits"):
+        records = without_dirty_cells(records)
     summary = summarise(records, budget.get("metrics", METRICS), budget.get("primary", (PRIMARY,)),
                         budget.get("controls", ()), budget.get("families"))
     table = markdown(summary) if "primary" not in budget else shift_grid.markdown(summary, budget, records)

@@ -150,6 +150,17 @@ def test_a_preregistered_family_gets_its_own_holm_correction(ablation):
     assert by_apart[("P", "B", "knn_top1_k20")]["family"] == "main"
 
 
+def test_cells_from_uncommitted_changes_are_left_out_of_a_clean_budgets_tables(ablation, capsys):
+    records = _records({"P": [1.0, 1.2, 0.9, 1.1, 1.05]})
+    p_cells = [r for r in records if r["arm"] == "P"]
+    p_cells[0]["git_sha"] = "abc1234+dirty"
+    kept = ablation.without_dirty_cells(records)
+    assert len(kept) == len(records) - 1 and p_cells[0] not in kept
+    assert "P seed" in capsys.readouterr().out
+    assert ablation.summarise(kept)["d"]["rows"][1]["seeds"] == sorted(r["seed"] for r in p_cells[1:])
+    assert ablation.BUDGETS["cpu_shift"]["clean_commits"]
+
+
 def test_detectable_effect_shrinks_with_seeds_and_grows_with_tests():
     from benchmarks.shift_grid import detectable_effect
 
