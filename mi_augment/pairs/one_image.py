@@ -106,7 +106,9 @@ def views_uint8(transform: Any, image: Any, generator: torch.Generator | None = 
     """``transform(image, ...)`` of one PIL / numpy / uint8 CPU tensor image on the CPU uint8 backend: the same
     steps (``transform.plan``, scores, ``transform.choose``), the same draws and replay as the torch path, the
     views rendered by :func:`render_views_uint8` and :func:`run_view_pipelines_uint8` and returned as the
-    input's type. Returns ``(views, info)`` (info None unless asked for: the draws' params are built only then), or None where the
+    input's type (an unscored call without models that asks for no info draws its flips and boxes as Python
+    values by :func:`~mi_augment.pairs.plan.draw_one_image`, the plan step's own draws, and builds no params).
+    Returns ``(views, info)`` (info None unless asked for: the draws' params are built only then), or None where the
     backend does not apply (``kernel_options(uint8_backend=False)``, normalised views, another input type, a
     model or transform without a uint8 kernel, a fixed ``sampling_ratio``, a generator off the CPU).
 
