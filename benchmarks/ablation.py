@@ -948,7 +948,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report = {"command": command, "budget": args.budget, "jsonl": str(jsonl), "summary": summary,
               "calibrations": [r for r in records if r.get("kind") == "calibration"], "markdown": table}
     atomic_write_bytes(jsonl.with_name(jsonl.stem + "_summary.json"), json.dumps(report, indent=1).encode())
-    fig = figure(summary, Path(args.figure) if args.figure else FIGURES_DIR / f"ablation_{args.budget}.png")
+    # the default figure is a tracked file of the checkout: a run that trains cells leaves it alone, so that the
+    # worktree its cells run from stays clean for the next invocation (--summary-only or --figure draws it)
+    draw = args.summary_only or args.figure or not budget.get("clean_commits")
+    fig = figure(summary, Path(args.figure) if args.figure else FIGURES_DIR / f"ablation_{args.budget}.png") \
+        if draw else None
     print("\n" + table + (f"\nfigure: {fig}" if fig else ""), flush=True)
     return report
 
