@@ -79,3 +79,14 @@ def test_an_unscored_float_batch_is_checked_image_by_image_as_the_torch_path_che
     clamped = t(near.clamp(0, 1), generator=torch.Generator().manual_seed(3))
     assert all(torch.equal(a, b) for a, b in zip(views, clamped))
 
+
+
+def test_a_batch_that_requires_grad_takes_the_torch_path():
+    """The uint8 kernels cannot read a tensor that records a graph: such a batch gets the torch kernels' views
+    (it raised numpy()'s error before)."""
+    t = MIPairTransform.simclr(64, policy="random")
+    images = torch.rand(2, 3, 70, 70, requires_grad=True)
+    views = t(images, generator=torch.Generator().manual_seed(0))
+    with mi_augment.kernel_options(uint8_backend=False):
+        reference = t(images, generator=torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(views, reference))

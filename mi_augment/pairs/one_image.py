@@ -181,7 +181,7 @@ def views_uint8_batch(transform: Any, images: Any, generator: torch.Generator | 
     views several times faster than the float kernels on the CPU. A float batch is rendered from its levels
     (rounded to 1/255; each image's range checked as it is read, unless scoring checked the batch) and returned
     as float: within the backend's tolerance of the torch kernels. Returns None where it does not apply (as :func:`views_uint8`, or views smaller than
-    :data:`BATCH_UINT8_MIN_PIXELS`, a tv_tensor, another device or dtype).
+    :data:`BATCH_UINT8_MIN_PIXELS`, a tv_tensor, another device or dtype, a batch that requires grad).
 
     Example:
         >>> from mi_augment.transforms import MIPairTransform
@@ -191,7 +191,7 @@ def views_uint8_batch(transform: Any, images: Any, generator: torch.Generator | 
     """
     models, pipelines = transform.perturbations, transform.view_transforms
     if (type(images) is not torch.Tensor or images.ndim != 4 or images.device.type != "cpu"
-            or images.dtype not in (torch.uint8, torch.float32) or images.shape[0] == 0
+            or images.dtype not in (torch.uint8, torch.float32) or images.shape[0] == 0 or images.requires_grad
             or transform.size[0] * transform.size[1] < BATCH_UINT8_MIN_PIXELS
             or not current().uint8_backend or transform.normalize is not None or transform.sampling_ratio != -1
             or (generator is not None and generator.device.type != "cpu") or not renders_uint8(models, pipelines)
