@@ -26,6 +26,9 @@ Pipelines (every one makes two views per image):
 * ``albumentations_natural_per_image``: albumentations' nearest natural-style pipeline: the crop and flip, then
   brightness / contrast, gamma, a smooth illumination field (``Illumination``), a small ``Affine`` camera move
   and a ``MotionBlur`` (every step p=1, as our natural models render every draw). CPU only.
+* ``*_per_image_float``: the ``*_per_image`` row with each view then converted by torchvision's ``to_tensor``
+  (float ``[3, h, w]`` in [0, 1]), as ``torchvision_v1_pil`` ends with ``ToTensor``: the float output a float batch
+  returns, so the float batch's like-for-like per-image row.
 * ``*_uint8``: the batch rows called on the uint8 batch ``[B, 3, H, W]`` itself (uint8 views out, no float
   conversions): the other dtype of issue 23's "a CPU batch (uint8 or float)".
 * ``*_per_numpy``: the pipeline called on one numpy uint8 ``H x W x 3`` image at a time, numpy views out:
@@ -152,7 +155,8 @@ METHODS = ["torchvision_v1_pil", "torchvision_v2_batch", "kornia", "ours_random"
            "ours_simclr_random_per_image", "ours_simclr_k8_per_image", "albumentations_simclr_per_image",
            "albumentations_natural_per_image", "ours_random_per_image_torch", "ours_k8_per_image_torch",
            "ours_simclr_random_per_image_torch", "ours_simclr_k8_per_image_torch", "ours_simclr_random_per_numpy",
-           "ours_simclr_k8_per_numpy", "ours_random_per_numpy", "ours_simclr_random_uint8", "ours_simclr_k8_uint8"]
+           "ours_simclr_k8_per_numpy", "ours_random_per_numpy", "ours_simclr_random_uint8", "ours_simclr_k8_uint8",
+           "ours_simclr_random_per_image_float"]
 
 
 def _pipelines(size: int, device: str, methods: list[str], batch: int) -> list[tuple[str, object, int]]:
@@ -199,6 +203,15 @@ def _pipelines(size: int, device: str, methods: list[str], batch: int) -> list[t
             n = min(batch, 64)
             arrays = [img.permute(1, 2, 0).numpy().copy() for img in images_u8[:n]]
             out.append((method, lambda t=t, arrays=arrays: [t(a) for a in arrays], n))
+        elif method.endswith("_per_image_float"):  # per PIL image, each view then to a float tensor (ToTensor), as
+            if device != "cpu":                      # torchvision_v1_pil ends: the float output a batch gives
+                continue
+            from torchvision.transforms.functional import to_tensor
+
+            t = ours(size, method[len("ours_"):-len("_per_image_float")])
+            n = min(batch, 64)
+            pil = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in images_u8[:n]]
+            out.append((method, lambda t=t, pil=pil: [tuple(to_tensor(v) for v in t(p)) for p in pil], n))
         elif method.endswith("_per_image"):  # the DataLoader-worker way: one PIL image per call, PIL views out
             if device != "cpu":
                 continue
@@ -302,7 +315,8 @@ LABELS = {"torchvision_v1_pil": "torchvision v1, PIL per image", "torchvision_v2
           "ours_simclr_k8_per_numpy": "ours, simclr K=8, numpy per image",
           "ours_random_per_numpy": "ours, random, numpy per image",
           "ours_simclr_random_uint8": "ours, simclr unscored, uint8 batch",
-          "ours_simclr_k8_uint8": "ours, simclr K=8, uint8 batch"}
+          "ours_simclr_k8_uint8": "ours, simclr K=8, uint8 batch",
+          "ours_simclr_random_per_image_float": "ours, simclr unscored, PIL per image, then ToTensor"}
 
 
 def plot(report: dict, path: Path) -> Path:
@@ -359,6 +373,8 @@ TARGETS = [
     ("simclr unscored: CPU batch vs PIL per image, per pair >= 1.0x", "ours_simclr_random",
      "ours_simclr_random_per_image", 1.0),
     ("simclr K=8: CPU batch vs PIL per image, per pair >= 1.0x", "ours_simclr_k8", "ours_simclr_k8_per_image", 1.0),
+    ("simclr unscored: CPU float batch vs PIL per image then ToTensor (float out both), per pair >= 1.0x",
+     "ours_simclr_random", "ours_simclr_random_per_image_float", 1.0),
     ("simclr unscored: CPU uint8 batch vs PIL per image, per pair >= 1.0x", "ours_simclr_random_uint8",
      "ours_simclr_random_per_image", 1.0),
     ("simclr K=8: CPU uint8 batch vs PIL per image, per pair >= 1.0x", "ours_simclr_k8_uint8",

@@ -17,7 +17,8 @@ def throughput(load_script):
 def test_a_tiny_run_writes_rows_ratios_and_the_targets(throughput, tmp_path, capsys):
     out = tmp_path / "t.json"
     methods = ["albumentations_simclr_per_image", "torchvision_v1_pil", "ours_simclr_random_per_numpy",
-               "ours_simclr_random_per_image", "ours_simclr_random", "ours_simclr_random_uint8"]
+               "ours_simclr_random_per_image", "ours_simclr_random", "ours_simclr_random_uint8",
+               "ours_simclr_random_per_image_float"]
     assert throughput.main(["--sizes", "32", "--methods", *methods, "--seconds", "0.02", "--rounds", "1",
                             "--batch", "4", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
@@ -29,5 +30,6 @@ def test_a_tiny_run_writes_rows_ratios_and_the_targets(throughput, tmp_path, cap
             r["pairs_per_s"] / rows["albumentations_simclr_per_image"]["pairs_per_s"])
     printed = capsys.readouterr().out
     assert "CPU uint8 batch vs PIL per image" in printed and "numpy per image vs albumentations" in printed
+    assert "then ToTensor" in printed
     assert throughput.main(["--from-json", str(out)]) == 0  # the tables of an earlier run, reprinted
     assert "| target | 32 px |" in capsys.readouterr().out
