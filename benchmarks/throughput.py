@@ -391,7 +391,12 @@ def target_table(rows: list[dict]) -> list[str]:
         cells = []
         for size in sizes:
             a, b = rate.get((row, size)), rate.get((ref, size))
-            cells.append("" if a is None or b is None else f"{a / b:.2f}x {'met' if a / b >= goal else 'not met'}")
+            if a is None or b is None:
+                cells.append("")
+                continue
+            r = a / b  # three decimals where two would round a miss up to the goal (or a hit down to it)
+            cells.append(f"{r:.3f}x" if abs(r - goal) < 0.005 else f"{r:.2f}x")
+            cells[-1] += " met" if r >= goal else " not met"
         if any(cells):
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
