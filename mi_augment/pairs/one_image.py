@@ -203,7 +203,7 @@ def views_uint8_batch(transform: Any, images: Any, generator: torch.Generator | 
     scored = params is None and transform.policy.needs_scores
     x = to_float_batch(images, "images", (1, 3))[0] if scored and images.dtype != torch.uint8 else None
     if params is None:
-        candidates = transform.plan(images if images.dtype != torch.uint8 else torch.empty(images.shape), generator)
+        candidates = transform.plan(images, generator)  # plan reads only the shape and device
         scores = None
         if scored:
             scores = transform.score(images.float().div_(255.0) if x is None else x, candidates)
@@ -297,7 +297,7 @@ def _draw_pipelines(n: int, shape: tuple[int, ...], pipelines: Sequence[Sequence
     a view's shape, so every transform of a pipeline draws for the views' shape."""
     if replay and len(replay) != len(pipelines):
         raise ValueError(f"params.views holds {len(replay)} pipelines, this transform makes {len(pipelines)} views")
-    drawn = []
+    drawn, like = [], torch.empty(shape)  # make_params reads only the shape
     for v, pipeline in enumerate(pipelines):
         saved = list(replay[v]) if replay else None
         if saved is not None and len(saved) != len(pipeline):
@@ -308,7 +308,7 @@ def _draw_pipelines(n: int, shape: tuple[int, ...], pipelines: Sequence[Sequence
                 gated = saved[i]
                 gated.check_batch(n)
             else:
-                gated = GatedParams(t.make_params(torch.empty(shape), generator=generator),
+                gated = GatedParams(t.make_params(like, generator=generator),
                                     rand((n,), generator, "cpu") < t.p)
             mine.append(gated)
         drawn.append(tuple(mine))
