@@ -121,10 +121,12 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "seeds": [0, 1, 2, 3, 4, 5, 6, 7], "linear_steps": 100, "calibration_images": 1024,
         "scene_clips": ["bikes", "vtest"], "held_out_clips": ["carphone", "tree"],
         "metrics": [*METRICS, *shift_grid.SHIFT_METRICS], "primary": list(shift_grid.PRIMARY_METRICS),
-        "controls": ["S", "S_F", "natural_iso", "I", "R", "H", "RG", "TGtrue", "W_S_F", "W_I"],
+        "controls": ["S", "S_F", "G_F", "natural_iso", "I", "R", "H", "RG", "TGtrue", "W_S_F", "W_I"],
         "arm_flags": {"F": ["--augment", "mi", "--mi-scorer", "features", "--mi-policy", "max"]},
         # amendment of 2026-12-07 (docs/results.md): the video route and warm start, each its own Holm family
         "families": {"video": ["TG", "TGmix"], "warm": ["W_F", "W_O"]},
+        # second amendment of 2026-12-07: F against its geometric control G_F, added after F's numbers were seen
+        "post_hoc": {"F": ["G_F"]},
         "clean_commits": True,  # the rule: a cell run from uncommitted changes (+dirty) is not in the tables
     },
     # cpu_shift on one GPU (benchmarks/run_gpu_ablation.sh with BUDGET=gpu_shift): ResNet-18, every training image
@@ -135,9 +137,10 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "seeds": [0, 1, 2], "linear_steps": 300, "calibration_images": 2048,
         "scene_clips": ["bikes", "vtest"], "held_out_clips": ["carphone", "tree"],
         "metrics": [*METRICS, *shift_grid.SHIFT_METRICS], "primary": list(shift_grid.PRIMARY_METRICS),
-        "controls": ["S", "S_F", "natural_iso", "I", "R", "H", "RG", "TGtrue", "W_S_F", "W_I"],
+        "controls": ["S", "S_F", "G_F", "natural_iso", "I", "R", "H", "RG", "TGtrue", "W_S_F", "W_I"],
         "arm_flags": {"F": ["--augment", "mi", "--mi-scorer", "features", "--mi-policy", "max"]},
         "families": {"video": ["TG", "TGmix"], "warm": ["W_F", "W_O"]},
+        "post_hoc": {"F": ["G_F"]},
     },
     "gpu": {  # one GPU: ResNet-18, every training image, full memory and test set
         "recipe": ["--backbone", "resnet18", "--batch-size", "512", "--hidden-dim", "2048", "--warmup-epochs", "1"],
@@ -178,6 +181,10 @@ ARMS: dict[str, Arm] = {a.name: a for a in [
     Arm("F", ("--augment", "mi", "--mi-scorer", "features", "--mi-policy", "band"), controls=("B", "S", "S_F"),
         images_per_sample=3.0, what="feature pointwise-MI pairs (InfoMin band), scored by the training encoder"),
     Arm("S_F", ("--augment", "baseline"), what="RandomResizedCrop scale matched to F's kept pairs (F's own control)"),
+    Arm("G_F", ("--augment", "mi", "--mi-scorer", "iou", "--mi-policy", "band"),
+        what="F's geometric control (amendment of 2026-12-07, after F's numbers were seen): of the same 8 candidate "
+             "pairs, uniform among those whose IoU lies in a band calibrated so the kept IoU and area match F's "
+             "(no pixels looked at)"),
     Arm("natural_iso", ("--augment", "natural"), built=shift_grid.recipe_takes_models(),
         what="control: a hand-set isotropic photometric density, strength matched like natural_matched"),
     Arm("natural_fitted_jitter", ("--augment", "mi", "--mi-photometric", "both", "--mi-scorer", "iou", "--mi-policy",
@@ -313,7 +320,7 @@ def measure_p(budget: dict[str, Any], dataset: str, n_images: int, seed: int = 0
     data = load_training_data(budget, dataset)
     options = AugmentOptions(crop_scale_min=args.crop_scale_min, mi_policy=args.mi_policy,
                              mi_candidates=args.mi_candidates, mi_photometric=args.mi_photometric,
-                             mi_scorer=args.mi_scorer)
+                             mi_scorer=args.mi_scorer, mi_band=tuple(args.mi_band) if args.mi_band else None)
     parts = {}
     if scorer_run is not None:
         from benchmarks.content_coverage import load_scorer_parts
@@ -377,6 +384,61 @@ def match_scale(target_iou: float, target_area: float, height: int, width: int, 
             "matched": e <= MATCH_TOLERANCE, "searched_scale_max": search_max}
 
 
+def candidate_geometry(budget: dict[str, Any], dataset: str, n_images: int, seed: int = 0) -> dict[str, Any]:
+    """The candidate pairs an ``--augment mi`` arm draws on the first ``n_images`` training images (the arm's
+    sampler and candidate count, drawn by the transform's own plan step): per image and candidate, the pair's
+    IoU and mean crop area (fraction of the image), as ``(n_images, K)`` tensors."""
+    from mi_augment.pairs.sampler import box_iou_pairs
+    from mi_augment.ssl.views import AugmentOptions, make_views
+
+    args, _ = recipe_parser().parse_known_args([*budget["recipe"], *data_args(budget, dataset), *ARMS["G_F"].flags])
+    data = load_training_data(budget, dataset)
+    views = make_views("mi", size=data.image_size, channels=data.channels, options=AugmentOptions(
+        crop_scale_min=args.crop_scale_min, mi_policy="max", mi_candidates=args.mi_candidates, mi_scorer="iou"))
+    images = data.train.images[:n_images].float() / 255.0
+    plan = views.pair.plan(images, generator=torch.Generator().manual_seed(seed))
+    boxes = plan.boxes.double()  # (N, V, K, 4)
+    h, w = images.shape[-2:]
+    iou = box_iou_pairs(boxes[:, 0], boxes[:, 1])
+    area = ((boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])).mean(1) / (h * w)
+    return {"iou": iou, "area": area}
+
+
+def band_geometry(iou: torch.Tensor, area: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor,
+                                                                                                     torch.Tensor]:
+    """Expected mean kept IoU and area of ``BandPolicy(band=(lo, hi))`` over candidates ``iou, area (N, K)``
+    for each band of ``lo, hi (M,)``: uniform among the candidates inside the band, else the nearest one (the
+    policy's rule, in expectation over its uniform draw). Returns two ``(M,)`` tensors."""
+    s, lo, hi = iou[None], lo[:, None, None], hi[:, None, None]  # (1, N, K), (M, 1, 1)
+    inside = (s >= lo) & (s <= hi)
+    distance = torch.maximum(lo - s, s - hi).clamp_min(0)
+    nearest = torch.nn.functional.one_hot(distance.argmin(-1), s.shape[-1]).bool()
+    keep = torch.where(inside.any(-1, keepdim=True), inside, nearest).double()
+    weight = keep / keep.sum(-1, keepdim=True)
+    return (weight * s).sum(-1).mean(-1), (weight * area[None]).sum(-1).mean(-1)
+
+
+def match_band(target_iou: float, target_area: float, iou: torch.Tensor, area: torch.Tensor,
+               step: float = 0.01) -> dict[str, Any]:
+    """The IoU band ``(lo, hi)`` whose kept pairs (:func:`band_geometry` over candidates ``iou, area (N, K)``)
+    come closest to the target IoU and area: the largest absolute error of the two minimised over every band
+    of a ``step`` grid on [0, 1]."""
+    grid = torch.arange(0, 1 + step / 2, step, dtype=torch.float64)
+    lo, hi = torch.meshgrid(grid, grid, indexing="ij")
+    ok = lo <= hi
+    lo, hi = lo[ok], hi[ok]
+    best = None
+    for chunk in range(0, len(lo), 256):
+        k_iou, k_area = band_geometry(iou, area, lo[chunk:chunk + 256], hi[chunk:chunk + 256])
+        err = torch.maximum((k_iou - target_iou).abs(), (k_area - target_area).abs())
+        i = int(err.argmin())
+        if best is None or float(err[i]) < best[0]:
+            best = (float(err[i]), round(float(lo[chunk + i]), 4), round(float(hi[chunk + i]), 4),
+                    float(k_iou[i]), float(k_area[i]))
+    e, b_lo, b_hi, k_iou, k_area = best
+    return {"band": [b_lo, b_hi], "expected_iou": k_iou, "expected_area": k_area, "expected_error": e}
+
+
 def match_natural_strength(images: torch.Tensor, seed: int = 0, iterations: int = 10, model=None) -> dict[str, Any]:
     """The ``NaturalIllumination`` strength whose brightness spread equals ColorJitter's (the baseline's
     ``color_jitter``, p 0.8 included), by bisection on log2(strength) in [0, 7]
@@ -408,7 +470,16 @@ def calibrate(arm: str, budget_name: str, budget: dict[str, Any], dataset: str, 
         if r.get("kind") == "calibration" and r.get("key") == key:
             return r
     tic = time.perf_counter()
-    if arm in ("S", "S_F"):
+    if arm == "G_F":  # F's kept pairs as S_F's calibration measured them (B's seed-0 encoder), then the band
+        f = calibrate("S_F", budget_name, budget, dataset, jsonl, runs)["F"]
+        cand = candidate_geometry(budget, dataset, n)
+        band = match_band(f["iou"], f["area"], cand["iou"], cand["area"])
+        flags = ["--mi-band", str(band["band"][0]), str(band["band"][1])]
+        budget_g = {**budget, "arm_flags": {**budget.get("arm_flags", {}), "G_F": [*ARMS["G_F"].flags, *flags]}}
+        g = measure_p(budget_g, dataset, n, seed=1, arm="G_F")  # through the very transform, on fresh draws
+        e = max(abs(g["iou"] - f["iou"]), abs(g["area"] - f["area"]))
+        result = {"F": f, **band, "iou": g["iou"], "area": g["area"], "max_error": e, "matched": e <= MATCH_TOLERANCE}
+    elif arm in ("S", "S_F"):
         target = "P" if arm == "S" else "F"
         run = None
         if arm == "S_F":  # F's pairs as a trained encoder of this budget scores them: B's seed-0 run
@@ -457,6 +528,9 @@ def arm_flags(arm: str, budget_name: str, budget: dict[str, Any], dataset: str, 
         flags += ["--crop-scale-min", str(cal["scale_min"])]
         if cal["searched_scale_max"]:
             flags += ["--crop-scale-max", str(cal["scale_max"])]
+    elif arm == "G_F":
+        cal = calibrate(arm, budget_name, budget, dataset, jsonl, runs)
+        flags += ["--mi-band", str(cal["band"][0]), str(cal["band"][1])]
     elif arm in ("natural_matched", "natural_iso"):
         cal = calibrate(arm, budget_name, budget, dataset, jsonl, runs)
         flags += ["--natural-strength", str(cal["strength"]), "--natural-motion-strength", str(motion_strength)]
@@ -731,14 +805,17 @@ def without_dirty_cells(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def summarise(records: list[dict[str, Any]], metrics: tuple[str, ...] | list[str] = METRICS,
               primary: tuple[str, ...] | list[str] = (PRIMARY,), controls: tuple[str, ...] | list[str] = (),
-              families: dict[str, list[str]] | None = None) -> dict[str, Any]:
+              families: dict[str, list[str]] | None = None,
+              post_hoc: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """Per dataset: mean / sd per arm, paired differences vs ``B`` and vs each matched control (95 % t CI,
     Holm across the comparisons of the dataset on each metric), the sanity gate and the verdicts.
 
     ``controls`` (the rule of 2026-12-07): those arms' checks against ``B`` stay out of the Holm family and keep
     their raw p-value. With several ``primary`` metrics each arm gets one verdict per metric. ``families``
     (``{name: arms}``) gives those arms' tests a Holm family of their own (a question pre-registered apart);
-    every other arm's tests share the main family."""
+    every other arm's tests share the main family. ``post_hoc`` (``{arm: [control, ...]}``): comparisons added
+    after the arm's numbers were seen; reported with their raw p (marked ``post_hoc``), in no Holm family and in
+    no verdict."""
     cells = {}
     for r in records:
         if r.get("kind") == "cell":
@@ -768,7 +845,7 @@ def summarise(records: list[dict[str, Any]], metrics: tuple[str, ...] | list[str
             if arm == "untrained":
                 continue
             against = ["untrained"] if arm == "B" else (["B"] + [c for c in ARMS.get(base, Arm(base)).controls
-                                                          if c != "B"])
+                                                          if c != "B"] + list((post_hoc or {}).get(arm, ())))
             for ctrl in against:
                 ctrl_arm = f"B_compute:{arm}" if ctrl == "B_compute" else ctrl
                 for m in metrics:
@@ -779,10 +856,12 @@ def summarise(records: list[dict[str, Any]], metrics: tuple[str, ...] | list[str
                     if diffs:
                         mean, lo, hi, p = t_interval(diffs)
                         comparisons.append({"arm": arm, "vs": ctrl_arm, "metric": m, "n": len(diffs), "mean": mean,
-                                            "ci_low": lo, "ci_high": hi, "p": p, "diffs": diffs})
+                                            "ci_low": lo, "ci_high": hi, "p": p, "diffs": diffs,
+                                            **({"post_hoc": True} if ctrl in (post_hoc or {}).get(arm, ()) else {})})
         family_of = {a: name for name, members in (families or {}).items() for a in members}
         for m in metrics:  # Holm over the arm comparisons (not the sanity gate, not the controls) of each metric
-            tests = [c for c in comparisons if c["metric"] == m and c["vs"] != "untrained" and c["arm"] not in controls]
+            tests = [c for c in comparisons if c["metric"] == m and c["vs"] != "untrained" and c["arm"] not in controls
+                     and not c.get("post_hoc")]
             for name in dict.fromkeys(family_of.get(c["arm"], "main") for c in tests):
                 family = [c for c in tests if family_of.get(c["arm"], "main") == name]
                 for c, adj in zip(family, holm([c["p"] for c in family])):
@@ -800,7 +879,7 @@ def summarise(records: list[dict[str, Any]], metrics: tuple[str, ...] | list[str
                 verdicts[arm] = "control (raw p, not in the Holm family)"
                 continue
             per_metric = {m: verdict([c for c in comparisons if c["arm"] == arm and c["metric"] == m
-                                      and c["vs"] != "untrained"], gate_ok) for m in primary}
+                                      and c["vs"] != "untrained" and not c.get("post_hoc")], gate_ok) for m in primary}
             verdicts[arm] = per_metric[primary[0]] if len(primary) == 1 else per_metric
             if s_matched is False and any(c["vs"] == "S" and c["arm"] == arm for c in comparisons):
                 verdicts[arm] = "inconclusive (S not matched to P within 0.02)"
@@ -943,7 +1022,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if budget.get("clean_commits"):
         records = without_dirty_cells(records)
     summary = summarise(records, budget.get("metrics", METRICS), budget.get("primary", (PRIMARY,)),
-                        budget.get("controls", ()), budget.get("families"))
+                        budget.get("controls", ()), budget.get("families"), budget.get("post_hoc"))
     table = markdown(summary) if "primary" not in budget else shift_grid.markdown(summary, budget, records)
     report = {"command": command, "budget": args.budget, "jsonl": str(jsonl), "summary": summary,
               "calibrations": [r for r in records if r.get("kind") == "calibration"], "markdown": table}

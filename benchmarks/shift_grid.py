@@ -192,7 +192,7 @@ def _fmt(c: dict[str, Any] | None) -> str:
     if c is None:
         return ""
     p = c.get("p_holm", c["p"])
-    tag = "Holm p" if "p_holm" in c else "raw p"
+    tag = "Holm p" if "p_holm" in c else "raw p, post hoc" if c.get("post_hoc") else "raw p"
     return f"{c['mean']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] ({tag} {p:.3f})"
 
 

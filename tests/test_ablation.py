@@ -185,6 +185,23 @@ def test_match_scale_recovers_a_known_random_crop(ablation):
     assert abs(m["scale_min"] - 0.45) <= 0.05 and m["scale_max"] == 1.0
 
 
+def test_match_band_finds_the_band_whose_kept_pairs_give_a_target_geometry(ablation):
+    """G_F's calibration: over given candidates, the band search returns a band whose expected kept IoU and area
+    (uniform inside the band, else the nearest candidate) equal a target made by a known band on its grid."""
+    g = torch.Generator().manual_seed(3)
+    iou = torch.rand(512, 8, generator=g, dtype=torch.float64)
+    area = (0.3 + 0.6 * iou + 0.1 * torch.rand(512, 8, generator=g, dtype=torch.float64)).clamp(0, 1)
+    t_iou, t_area = ablation.band_geometry(iou, area, torch.tensor([0.55], dtype=torch.float64),
+                                           torch.tensor([0.8], dtype=torch.float64))
+    m = ablation.match_band(float(t_iou), float(t_area), iou, area)
+    assert m["expected_error"] < 1e-9
+    assert abs(m["expected_iou"] - float(t_iou)) < 1e-9 and abs(m["expected_area"] - float(t_area)) < 1e-9
+    # a band holding every candidate keeps them all: the candidates' own means
+    all_iou, all_area = ablation.band_geometry(iou, area, torch.tensor([0.0], dtype=torch.float64),
+                                               torch.tensor([1.0], dtype=torch.float64))
+    assert torch.allclose(all_iou, iou.mean()) and torch.allclose(all_area, area.mean())
+
+
 def test_s_arm_reproduces_p_pair_iou_and_area(ablation, tmp_path):
     """The must-show check: S's calibrated RandomResizedCrop matches P's measured pairs within 0.02."""
     budget = ablation.BUDGETS["tiny"]
@@ -212,6 +229,14 @@ def test_s_f_matches_the_pairs_f_keeps_under_the_budgets_b_encoder(ablation, tmp
     h, w = cal["F"]["image_size"]
     iou, area = ablation.random_crop_geometry((cal["scale_min"], cal["scale_max"]), h, w, n=16384, seed=11)
     assert abs(iou - cal["F"]["iou"]) <= 0.02 and abs(area - cal["F"]["area"]) <= 0.02
+    # G_F, F's geometric control: the band found over the candidates keeps, through the transform itself on
+    # fresh draws, the IoU and area the search expected; its flags carry the band
+    g = ablation.calibrate("G_F", "tiny", budget, "synthetic", tmp_path / "r.jsonl", runs)
+    assert g["F"] == cal["F"]
+    assert abs(g["iou"] - g["expected_iou"]) <= 0.03 and abs(g["area"] - g["expected_area"]) <= 0.03
+    assert g["max_error"] == max(abs(g["iou"] - g["F"]["iou"]), abs(g["area"] - g["F"]["area"]))
+    flags, _ = ablation.arm_flags("G_F", "tiny", budget, "synthetic", tmp_path / "r.jsonl", 1.0, runs)
+    assert flags[flags.index("--mi-band") + 1:][:2] == [str(b) for b in g["band"]]
 
 
 def test_natural_matched_strength_matches_colorjitter_spread(ablation):

@@ -43,6 +43,8 @@ def test_a_bad_number_is_a_usage_error_naming_the_flag(capsys, recipe, flag, val
     (["--train-subset", "16", "--batch-size", "32"], "cannot fill one batch"),
     (["--mi-policy", "best"], "--mi-policy must be one of"),
     (["--augment", "mi", "--mi-candidates", "1", "--mi-policy", "band"], "nothing to rank"),
+    (["--augment", "mi", "--mi-policy", "max", "--mi-band", "0.2", "0.8"], "--mi-band applies to --mi-policy band"),
+    (["--augment", "mi", "--mi-policy", "band", "--mi-band", "0.8", "0.2"], "--mi-band LO HI must be finite"),
     (["--neighbour-quantiles", "0.9", "0.5"], "LO < HI"),
     (["--twin-video", "no_such_clip.mp4"], "--twin-video no_such_clip.mp4: no such file"),
     (["--augment", "twin", "--positives", "mi-neighbour"], "cannot be combined with --positives mi-neighbour"),
@@ -120,3 +122,21 @@ def test_a_missing_or_wrong_model_file_is_a_usage_error(capsys, model_files, tmp
     assert "--illumination-model" in err and "no such file" in err
     err = _usage_error(capsys, "simclr", "--illumination-model", str(motion))
     assert "not a usable IlluminationModel file" in err and "'motion' artifact" in err
+
+
+def test_an_absolute_band_keeps_only_candidates_whose_score_lies_inside_it():
+    """``--mi-band`` / ``AugmentOptions.mi_band`` with the overlap scorer: every kept pair's IoU lies in the band
+    (a band most candidates miss, so the draw is not what random crops give)."""
+    from mi_augment.pairs.sampler import box_iou_pairs
+
+    options = AugmentOptions(mi_scorer="iou", mi_policy="band", mi_band=(0.6, 0.75), mi_candidates=16)
+    views = make_views("mi", size=16, channels=3, options=options)
+    images = torch.rand(64, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    _, info = views.pair(images, generator=torch.Generator().manual_seed(1), return_info=True)
+    scores = info.scores.squeeze(1)  # (B, K) IoU of each candidate
+    has_inside = ((scores >= 0.6) & (scores <= 0.75)).any(1)
+    kept = box_iou_pairs(info.params.boxes[:, 0], info.params.boxes[:, 1])
+    assert has_inside.sum() >= 32
+    assert ((kept[has_inside] >= 0.6 - 1e-6) & (kept[has_inside] <= 0.75 + 1e-6)).all()
+    with pytest.raises(ValueError, match="mi_band applies to mi_policy='band'"):
+        AugmentOptions(mi_policy="max", mi_band=(0.1, 0.2))

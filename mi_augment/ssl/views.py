@@ -55,6 +55,9 @@ class AugmentOptions:
     illumination_model: str = "default"
     motion_model: str = "default"
     mi_scorer: str = "pixels"  #: what scores candidate pairs: a key of :data:`MI_SCORERS`
+    #: ``mi_policy="band"``: the absolute band ``(lo, hi)`` of scores kept, in the scorer's units (None: the
+    #: policy's default, the middle half by rank)
+    mi_band: tuple[float, float] | None = None
     #: videos mined for twin patches besides the shipped clips (a path or several)
     twin_video: str | tuple[str, ...] | None = None
     twin_patch_size: int = 16  #: side of mined patches, in video pixels (16 finds 5x the pairs 32 does)
@@ -68,6 +71,8 @@ class AugmentOptions:
     def __post_init__(self):
         if self.views not in METHOD_VIEWS:
             raise ValueError(f"views must be one of {sorted(METHOD_VIEWS)}, got {self.views!r}")
+        if self.mi_band is not None and self.mi_policy != "band":
+            raise ValueError(f"mi_band applies to mi_policy='band' only, got mi_policy={self.mi_policy!r}")
 
 
 def to_float(images: Tensor) -> Tensor:
@@ -273,13 +278,13 @@ class MIViews(ViewPairs):
             raise ValueError("natural_strength applies to --augment natural only; --mi-photometric natural|both "
                              "uses the models as fitted")
         scorer = make_scorer_for(options.mi_scorer, size, encoder, head, temperature)
-        policy = make_policy(options.mi_policy)
+        policy = make_policy(options.mi_policy, **({"band": tuple(options.mi_band)} if options.mi_band else {}))
         if policy.needs_scores and policy.rank_based and options.mi_candidates < 2:
             raise ValueError(f"mi_candidates={options.mi_candidates} leaves policy {options.mi_policy!r} nothing to "
                              "rank: use --mi-candidates >= 2 or --mi-policy random")
         self.pipelines = method_views(options.views, size, color_jitter=options.mi_photometric != "natural")
         self.pair = MIPairTransform(size, scale=self.scale, n_candidates=options.mi_candidates,
-                                    policy=options.mi_policy, scorer=scorer,
+                                    policy=policy, scorer=scorer,
                                     illumination=options.illumination_model if natural else None,
                                     motion=options.motion_model if natural else None,
                                     view_transforms=self.pipelines)

@@ -59,7 +59,7 @@ RESUME_IGNORED_FIELDS = frozenset({"out", "resume", "overwrite", "allow_config_c
 
 
 #: flags added after checkpoints were first written, with the value that older checkpoints' runs had
-FIELDS_ADDED = {"illumination_model": "default", "motion_model": "default"}
+FIELDS_ADDED = {"illumination_model": "default", "motion_model": "default", "mi_band": None}
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:

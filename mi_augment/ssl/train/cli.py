@@ -137,9 +137,15 @@ def _problems(args: argparse.Namespace):
     if args.train_subset is not None and args.train_subset < args.batch_size:
         yield (f"--train-subset {args.train_subset} cannot fill one batch of --batch-size {args.batch_size}: "
                "lower --batch-size or raise --train-subset")
+    band = getattr(args, "mi_band", None)
     if args.mi_policy not in POLICIES:
         yield f"--mi-policy must be one of {sorted(POLICIES)}, got {args.mi_policy!r}"
-    elif args.augment == "mi" and args.mi_candidates < 2 and make_policy(args.mi_policy).rank_based:
+    elif band is not None and args.mi_policy != "band":
+        yield f"--mi-band applies to --mi-policy band only, got --mi-policy {args.mi_policy}"
+    elif band is not None and not (math.isfinite(band[0]) and math.isfinite(band[1]) and band[0] <= band[1]):
+        yield f"--mi-band LO HI must be finite with LO <= HI, got {band[0]} {band[1]}"
+    elif args.augment == "mi" and args.mi_candidates < 2 and make_policy(
+            args.mi_policy, **({"band": tuple(band)} if band is not None else {})).rank_based:
         yield (f"--mi-candidates {args.mi_candidates} leaves --mi-policy {args.mi_policy} nothing to rank: use "
                "--mi-candidates >= 2 or --mi-policy random")
     lo, hi = args.neighbour_quantiles
@@ -201,6 +207,9 @@ def _augment_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop-scale-min", type=_crop_scale, default=None,
                    help="RandomResizedCrop's smallest area (default 0.2 up to 64 px, else 0.08)")
     p.add_argument("--mi-policy", default="threshold", help="MIPairTransform policy (--augment mi)")
+    p.add_argument("--mi-band", type=float, nargs=2, metavar=("LO", "HI"), default=None,
+                   help="--mi-policy band: keep the candidates whose score lies in [LO, HI], in the scorer's units "
+                        "(nats for MI, the overlap for --mi-scorer iou); unset: the middle half by rank")
     p.add_argument("--mi-candidates", type=positive_int, default=8,
                    help="candidate crop pairs per image (--augment mi)")
     p.add_argument("--mi-photometric", default="jitter", choices=("jitter", "natural", "both"),

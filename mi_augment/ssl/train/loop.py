@@ -195,6 +195,7 @@ class _Run:
         return AugmentOptions(
             views=self.view_recipe, crop_scale_min=a.crop_scale_min, mi_policy=a.mi_policy,
             mi_candidates=a.mi_candidates, mi_photometric=a.mi_photometric, mi_scorer=a.mi_scorer,
+            mi_band=tuple(a.mi_band) if getattr(a, "mi_band", None) is not None else None,
             natural_strength=a.natural_strength, natural_motion_strength=a.natural_motion_strength,
             illumination_model=getattr(a, "illumination_model", "default"),
             motion_model=getattr(a, "motion_model", "default"), twin_video=a.twin_video,
