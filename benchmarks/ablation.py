@@ -1024,8 +1024,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary = summarise(records, budget.get("metrics", METRICS), budget.get("primary", (PRIMARY,)),
                         budget.get("controls", ()), budget.get("families"), budget.get("post_hoc"))
     table = markdown(summary) if "primary" not in budget else shift_grid.markdown(summary, budget, records)
+    claims = shift_grid.claim_tables(summary) if "primary" in budget else None
     report = {"command": command, "budget": args.budget, "jsonl": str(jsonl), "summary": summary,
-              "calibrations": [r for r in records if r.get("kind") == "calibration"], "markdown": table}
+              "calibrations": [r for r in records if r.get("kind") == "calibration"], "markdown": table,
+              **({"claims_markdown": claims} if claims else {})}
     atomic_write_bytes(jsonl.with_name(jsonl.stem + "_summary.json"), json.dumps(report, indent=1).encode())
     # the default figure is a tracked file of the checkout: a run that trains cells leaves it alone, so that the
     # worktree its cells run from stays clean for the next invocation (--summary-only or --figure draws it)
@@ -1033,6 +1035,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     fig = figure(summary, Path(args.figure) if args.figure else FIGURES_DIR / f"ablation_{args.budget}.png") \
         if draw else None
     print("\n" + table + (f"\nfigure: {fig}" if fig else ""), flush=True)
+    if claims:
+        print("\nOne table per claim (the README's):\n\n" + claims, flush=True)
     return report
 
 

@@ -259,3 +259,87 @@ def markdown(summary: dict[str, Any], budget: dict[str, Any], records: list[dict
             ]
         lines.append("")
     return "\n".join(lines)
+
+
+#: the README's words for the grid's arms (docs/results.md has each arm's definition)
+ARM_LABELS = {
+    "B": "baseline SimCLR views", "P": "pixel-MI pairs (the library's default)",
+    "F": "feature-MI pairs (the encoder's MI, max)", "S_F": "crops scale-matched to F (control)",
+    "G_F": "overlap band matched to F (control, post hoc)", "natural": "natural models, fitted strength",
+    "natural_matched": "natural models, ColorJitter's strength", "natural_iso": "isotropic photometric control",
+    "natural_fitted_jitter": "natural models + the baseline's jitter", "TG": "video MI twins",
+    "RG": "video random partners (control)", "TGtrue": "video true-group partners (control)",
+    "TGmix": "video MI twins, mixed-class groups", "W_F": "warm start, then feature-MI pairs",
+    "W_S_F": "warm start, then S_F (control)", "W_O": "warm start, then the garment oracle",
+    "W_I": "warm start, then the largest overlap (control)", "untrained": "untrained encoder",
+}
+
+_CLAIMS = (
+    ("Invariance to real nuisances: track retrieval top-1 on held-out clips", ("retrieval_top1_gap16",),
+     ("retrieval_top1_gap4", "retrieval_top1_gap16", "retrieval_top1_gap64"), "gap 4 / 16 / 64 frames"),
+    ("Accuracy under real shift: kNN@20", ("knn_top1_k20_new_backgrounds", "knn_top1_k20_relit"),
+     ("knn_top1_k20_new_backgrounds", "knn_top1_k20_relit"), "new backgrounds / relit by measured changes"),
+    ("i.i.d. accuracy (secondary): kNN@20 and linear probe", ("knn_top1_k20", "linear_top1"),
+     ("knn_top1_k20", "linear_top1"), "kNN@20 / linear"),
+)
+
+
+_SHORT = {"retrieval_top1_gap16": "gap 16", "knn_top1_k20_new_backgrounds": "new backgrounds",
+          "knn_top1_k20_relit": "relit", "knn_top1_k20": "kNN@20", "linear_top1": "linear"}
+
+
+def _secondary(c: dict[str, Any] | None) -> str:
+    """A secondary metric's reading against ``B`` (no verdict of the rule): higher / lower when the Holm p
+    (a control's raw p) is below 0.05, else no detectable difference."""
+    if c is None:
+        return ""
+    if c.get("p_holm", c["p"]) < 0.05:
+        return "higher (secondary)" if c["mean"] > 0 else "lower (secondary)"
+    return "no detectable difference (secondary)"
+
+
+def _verdict_of(verdicts: Any, metric: str) -> str:
+    if isinstance(verdicts, dict):
+        return verdicts.get(metric, "")
+    return verdicts or ""
+
+
+def claim_tables(summary: dict[str, Any], labels: dict[str, str] | None = None) -> str:
+    """One table per claim (invariance, shift, i.i.d.), each row an arm with its values, its paired difference
+    against ``B`` on the claim's metrics (95 % CI; Holm p for hypotheses, raw p for controls) and its verdicts;
+    arms with a ``helps`` verdict on the claim first, then by the difference. Says so when nothing helps."""
+    labels = {**ARM_LABELS, **(labels or {})}
+    lines = []
+    for dataset, s in summary.items():
+        comp = {(c["arm"], c["vs"], c["metric"]): c for c in s["comparisons"]}
+        rows = {r["arm"]: r for r in s["rows"]}
+        for title, tested, shown, what in _CLAIMS:
+            header = ["arm", "seeds", what] + [f"Δ {_SHORT[m]} vs B" for m in tested] + ["verdict"]
+            lines += [f"**{title}** ({dataset})", "", "| " + " | ".join(header) + " |",
+                      "|" + "---|" * len(header)]
+
+            def key(arm: str, s=s, comp=comp, tested=tested) -> tuple:
+                helps = any(_verdict_of(s["verdicts"].get(arm), m) == "helps"
+                            or _secondary(comp.get((arm, "B", m))).startswith("higher") for m in tested)
+                d = comp.get((arm, "B", tested[0]))
+                return (arm == "untrained", arm == "B", not helps, -(d["mean"] if d else 0.0))
+
+            helped = False
+            for arm in sorted(rows, key=key):
+                row = rows[arm]
+                vals = " / ".join(f"{row[m]:.2f}" if m in row else "-" for m in shown)
+                diffs = [_fmt(comp.get((arm, "B", m))) if arm not in ("B", "untrained") else "" for m in tested]
+                if arm in ("B", "untrained"):
+                    verdict = "reference" if arm == "B" else ""
+                elif isinstance(s["verdicts"].get(arm), dict):
+                    found = [_verdict_of(s["verdicts"][arm], m) or _secondary(comp.get((arm, "B", m))) for m in tested]
+                    verdict = found[0] if len(set(found)) == 1 else "; ".join(
+                        f"{_SHORT[m]}: {v}" for m, v in zip(tested, found))
+                    helped |= "helps" in verdict or "higher" in verdict
+                else:
+                    verdict = _verdict_of(s["verdicts"].get(arm), tested[0]).replace(
+                        "control (raw p, not in the Holm family)", "control (raw p)")
+                lines.append(f"| {labels.get(arm, arm)} | {len(row['seeds'])} | {vals} | " + " | ".join(diffs)
+                             + f" | {verdict} |")
+            lines += ["", "Nothing helps on this claim." if not helped else "", ""]
+    return "\n".join(line for i, line in enumerate(lines) if line or (i and lines[i - 1]))

@@ -150,6 +150,42 @@ def test_a_preregistered_family_gets_its_own_holm_correction(ablation):
     assert by_apart[("P", "B", "knn_top1_k20")]["family"] == "main"
 
 
+def test_a_post_hoc_comparison_keeps_its_raw_p_out_of_holm_and_out_of_the_verdict(ablation):
+    """F against G_F (added after F's numbers were seen): reported, raw p, marked; F's Holm family and verdict
+    are what they were without it."""
+    f = [-1.0, -1.2, -0.9, -1.1, -1.05]
+    records = _records({"F": f, "G_F": [v - 2.0 for v in f], "P": [0.1, -0.1, 0.0, 0.05, -0.05]})
+    before = ablation.summarise(records, controls=("G_F",))["d"]
+    after = ablation.summarise(records, controls=("G_F",), post_hoc={"F": ["G_F"]})["d"]
+    by = {(c["arm"], c["vs"], c["metric"]): c for c in after["comparisons"]}
+    added = by[("F", "G_F", "knn_top1_k20")]
+    assert added["post_hoc"] and "p_holm" not in added and added["mean"] == pytest.approx(2.0)
+    old = {(c["arm"], c["vs"], c["metric"]): c for c in before["comparisons"]}
+    assert by[("F", "B", "knn_top1_k20")]["p_holm"] == old[("F", "B", "knn_top1_k20")]["p_holm"]
+    assert after["verdicts"] == before["verdicts"] and after["verdicts"]["F"] == "hurts"
+
+
+def test_claim_tables_give_one_table_per_claim_leading_with_what_helps(ablation):
+    from benchmarks.shift_grid import claim_tables
+
+    records = _records({"natural": [2.0, 2.2, 1.9, 2.1, 2.05], "P": [0.1, -0.1, 0.0, 0.05, -0.05]})
+    metrics = ("knn_top1_k20", "linear_top1", "retrieval_top1_gap16", "knn_top1_k20_new_backgrounds",
+               "knn_top1_k20_relit")
+    for r in records:
+        r["retrieval_top1_gap16"] = r["knn_top1_k20"]
+        r["knn_top1_k20_new_backgrounds"] = r["knn_top1_k20_relit"] = r["knn_top1_k20"] - 1.0
+        r["linear_top1"] = r.get("linear_top1", r["knn_top1_k20"])
+    primary = ("retrieval_top1_gap16", "knn_top1_k20_new_backgrounds", "knn_top1_k20_relit")
+    text = claim_tables(ablation.summarise(records, metrics, primary))
+    tables = text.split("**")[1::2]
+    assert [t.split(":")[0] for t in tables] == ["Invariance to real nuisances", "Accuracy under real shift",
+                                                 "i.i.d. accuracy (secondary)"]
+    invariance = text.split("**Accuracy under real shift")[0]
+    rows = [line for line in invariance.splitlines() if line.startswith("| ") and "seeds" not in line]
+    assert rows[0].startswith("| natural models, fitted strength") and rows[0].endswith("| helps |")
+    assert "Nothing helps" not in invariance
+
+
 def test_cells_from_uncommitted_changes_are_left_out_of_a_clean_budgets_tables(ablation, capsys):
     records = _records({"P": [1.0, 1.2, 0.9, 1.1, 1.05]})
     p_cells = [r for r in records if r["arm"] == "P"]
