@@ -34,11 +34,17 @@ def score_uint8(scorer: Any, models: Sequence[Any], image: np.ndarray, candidate
     (:func:`mi_augment.functional.uint8.candidate_scores`, within 1e-4 nats of
     :func:`~mi_augment.pairs.score.score_candidates`), for the default pixel-MI histogram scorer on the
     unperturbed image; None otherwise (the caller scores with the torch scorer)."""
-    if (models or type(scorer) is not PixelMIScorer or scorer.estimator != "histogram"
-            or scorer.options != {"range": (0.0, 1.0)}):
+    if models or not _scores_on_uint8(scorer):
         return None
     scores = uint8.candidate_scores(image, candidates.boxes[0], scorer.proxy_size, scorer.bins, min_scale)
     return torch.from_numpy(scores).to(torch.float32)[None]
+
+
+def _scores_on_uint8(scorer: Any) -> bool:
+    """Whether :func:`mi_augment.functional.uint8.candidate_scores` gives ``scorer``'s scores: the default
+    pixel-MI histogram scorer (on an image without perturbation models)."""
+    return (type(scorer) is PixelMIScorer and scorer.estimator == "histogram"
+            and scorer.options == {"range": (0.0, 1.0)})
 
 def run_view_pipelines_uint8(views: Sequence[np.ndarray], pipelines: Sequence[Sequence[Any]], replay: tuple = (),
                              generator: torch.Generator | None = None, record: bool = True
@@ -106,8 +112,9 @@ def views_uint8(transform: Any, image: Any, generator: torch.Generator | None = 
     """``transform(image, ...)`` of one PIL / numpy / uint8 CPU tensor image on the CPU uint8 backend: the same
     steps (``transform.plan``, scores, ``transform.choose``), the same draws and replay as the torch path, the
     views rendered by :func:`render_views_uint8` and :func:`run_view_pipelines_uint8` and returned as the
-    input's type (an unscored call without models that asks for no info draws its flips and boxes as Python
-    values by :func:`~mi_augment.pairs.plan.draw_one_image`, the plan step's own draws, and builds no params).
+    input's type (a call without models that asks for no info, unscored or scored by the default pixel-MI
+    scorer, draws its flips and boxes as Python values by :func:`~mi_augment.pairs.plan.draw_one_image`, the plan
+    step's own draws, chooses by the policy's ``select_one`` and builds no params).
     Returns ``(views, info)`` (info None unless asked for: the draws' params are built only then), or None where the
     backend does not apply (``kernel_options(uint8_backend=False)``, normalised views, another input type, a
     model or transform without a uint8 kernel, a fixed ``sampling_ratio``, a generator off the CPU).
@@ -132,6 +139,22 @@ def views_uint8(transform: Any, image: Any, generator: torch.Generator | None = 
         flips, boxes = draw_one_image(transform.sampler, transform.n_views, 1, transform.flip, *hwc.shape[:2],
                                       generator)
         views = [uint8.resized_crop(hwc, box, transform.size, f) for box, f in zip(boxes, flips)]
+        if any(pipelines):
+            views, _ = run_view_pipelines_uint8(views, pipelines, (), generator, record=False)
+        return tuple(restore(v) for v in views), None
+    if params is None and not return_info and not models and _scores_on_uint8(transform.scorer):
+        # scored by the uint8 scorer, no model, nothing recorded: the plan's draws as Python values, the scores
+        # from the boxes as numpy, the policy on Python floats (what choose does for one image), one crop kernel
+        # per view; no PairCandidates, scores tensor or PairInfo is built
+        n_views, k = transform.n_views, transform.n_candidates
+        flips, rows = draw_one_image(transform.sampler, n_views, k, transform.flip, *hwc.shape[:2], generator)
+        boxes = np.array(rows, np.float32).reshape(n_views, k, 4)
+        scorer = transform.scorer
+        scores = uint8.candidate_scores(hwc, boxes, scorer.proxy_size, scorer.bins, transform.scale[0])
+        # choose's mean over the partner views, in float32 as torch computes it (one partner: the scores)
+        row = torch.from_numpy(scores).float().mean(0) if n_views > 2 else scores[0].astype(np.float32)
+        index, _ = transform.policy.select_one(row.tolist(), generator, "cpu")
+        views = [uint8.resized_crop(hwc, boxes[i, index], transform.size, flips[i]) for i in range(n_views)]
         if any(pipelines):
             views, _ = run_view_pipelines_uint8(views, pipelines, (), generator, record=False)
         return tuple(restore(v) for v in views), None
