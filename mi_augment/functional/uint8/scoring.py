@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .image import check_image
+from .image import check_image, opencv
 
 __all__ = ["luma", "working_luma", "proxies", "histogram_mi", "candidate_scores"]
 
@@ -57,7 +57,8 @@ def _luma_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _uint8_luma(image: np.ndarray) -> np.ndarray:
-    """:func:`_torch_luma` of ``image / 255`` by look-up: the same float32 roundings of the same operands."""
+    """The luma of ``image / 255`` (:func:`mi_augment.functional.rgb_to_grayscale`'s operations) by look-up: the
+    same float32 roundings of the same operands."""
     unit, red, green, blue = _luma_tables()
     if image.shape[2] == 1:
         return unit.take(image[:, :, 0])
@@ -65,14 +66,21 @@ def _uint8_luma(image: np.ndarray) -> np.ndarray:
     return (blue.take(image[:, :, 2]) + out).astype(_F32)
 
 
-def _torch_luma(x: torch.Tensor) -> torch.Tensor:
-    """The luma ``[H, W]`` of a float image ``[C, H, W]`` by the torch operations of
-    :func:`mi_augment.functional.rgb_to_grayscale` (for large images: a few vectorised passes beat the
-    per-level tables' gathers)."""
-    if x.shape[0] == 1:
-        return x[0]
-    r, g, b = x.unbind(0)
-    return (r * 0.299).add_(g, alpha=0.587).add_(b, alpha=0.114)
+def _plane_luma(image: np.ndarray) -> torch.Tensor:
+    """The luma of ``image / 255`` by :func:`mi_augment.functional.rgb_to_grayscale`'s torch operations
+    (``(r * 0.299).add_(g, alpha=0.587).add_(b, alpha=0.114)``) on contiguous planes, as the torch scorer's batch holds
+    them: each channel split out (``cv2.split``) and mapped to float32 by a 256-entry table (``v / 255``; the red
+    one times ``0.299`` rounded, the first operation of the luma), then the same two fused multiply-adds
+    (``add_(..., alpha=)``) on those planes: the same float32 values as the NCHW float image's luma, in about
+    two thirds of the time of the float conversion and luma of the interleaved image."""
+    unit, red, _, _ = _luma_tables()
+    cv2 = opencv()
+    if image.shape[2] == 1:
+        return torch.from_numpy(cv2.LUT(np.ascontiguousarray(image[:, :, 0]), unit))
+    r, g, b = cv2.split(image)
+    out = torch.from_numpy(cv2.LUT(r, red))
+    return out.add_(torch.from_numpy(cv2.LUT(g, unit)), alpha=0.587).add_(torch.from_numpy(cv2.LUT(b, unit)),
+                                                                        alpha=0.114)
 
 
 def working_luma(image: np.ndarray, proxy_size: int, min_scale: float) -> tuple[np.ndarray, float, float]:
@@ -96,7 +104,7 @@ def working_luma(image: np.ndarray, proxy_size: int, min_scale: float) -> tuple[
     if hh >= h and ww >= w:
         return _uint8_luma(image), 1.0, 1.0
     # the luma first, then one channel to downscale, as the torch scorer: the same float32 plane, the same call
-    x = _torch_luma(torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)).reshape(1, 1, h, w)
+    x = _plane_luma(image).reshape(1, 1, h, w)
     small = F.interpolate(x, size=(hh, ww), mode="bilinear", antialias=True, align_corners=False)
     return small.view(hh, ww).clamp_(0.0, 1.0).numpy(), ww / w, hh / h
 
