@@ -885,7 +885,8 @@ def summarise(records: list[dict[str, Any]], metrics: tuple[str, ...] | list[str
                 verdicts[arm] = "inconclusive (S not matched to P within 0.02)"
             sf_cal = [r for r in records if r.get("kind") == "calibration" and r.get("arm") == "S_F"
                       and r.get("dataset") == dataset]
-            if sf_cal and not sf_cal[-1]["matched"] and any(c["vs"] == "S_F" and c["arm"] == arm for c in comparisons):
+            if sf_cal and not sf_cal[-1]["matched"] and any(c["vs"] in ("S_F", "W_S_F") and c["arm"] == arm
+                                                            for c in comparisons):  # W_S_F continues as S_F
                 verdicts[arm] = "inconclusive (S_F not matched to F within 0.02)"
         out[dataset] = {"rows": rows, "comparisons": comparisons, "sanity_gate_passed": gate_ok, "verdicts": verdicts,
                         "S_matched": s_matched}
