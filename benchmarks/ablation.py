@@ -880,14 +880,19 @@ def summarise(records: list[dict[str, Any]], metrics: tuple[str, ...] | list[str
                 continue
             per_metric = {m: verdict([c for c in comparisons if c["arm"] == arm and c["metric"] == m
                                       and c["vs"] != "untrained" and not c.get("post_hoc")], gate_ok) for m in primary}
-            verdicts[arm] = per_metric[primary[0]] if len(primary) == 1 else per_metric
+            # a matched control that missed its target decides nothing (the rule: "no verdict against it is
+            # drawn"): the arm cannot be said to help; a loss against B alone still stands
+            unmatched = None
             if s_matched is False and any(c["vs"] == "S" and c["arm"] == arm for c in comparisons):
-                verdicts[arm] = "inconclusive (S not matched to P within 0.02)"
+                unmatched = "inconclusive (S not matched to P within 0.02)"
             sf_cal = [r for r in records if r.get("kind") == "calibration" and r.get("arm") == "S_F"
                       and r.get("dataset") == dataset]
             if sf_cal and not sf_cal[-1]["matched"] and any(c["vs"] in ("S_F", "W_S_F") and c["arm"] == arm
                                                             for c in comparisons):  # W_S_F continues as S_F
-                verdicts[arm] = "inconclusive (S_F not matched to F within 0.02)"
+                unmatched = "inconclusive (S_F not matched to F within 0.02)"
+            if unmatched:
+                per_metric = {m: v if v == "hurts" else unmatched for m, v in per_metric.items()}
+            verdicts[arm] = per_metric[primary[0]] if len(primary) == 1 else per_metric
         out[dataset] = {"rows": rows, "comparisons": comparisons, "sanity_gate_passed": gate_ok, "verdicts": verdicts,
                         "S_matched": s_matched}
     return out

@@ -167,7 +167,7 @@ def test_a_post_hoc_comparison_keeps_its_raw_p_out_of_holm_and_out_of_the_verdic
 
 def test_an_unmatched_s_f_leaves_f_and_its_warm_start_inconclusive(ablation):
     """S_F's calibration missed F's pairs: F against S_F, and W_F against W_S_F (which continues as S_F), decide
-    nothing; a matched calibration leaves the rule's verdict."""
+    nothing, so neither arm can be said to help; a matched calibration leaves the rule's verdict."""
     up = [1.0, 1.2, 0.9, 1.1, 1.05]
     records = _records({"F": up, "S_F": [0.0] * 5, "W_F": up, "W_S_F": [0.0] * 5})
     calibration = {"kind": "calibration", "arm": "S_F", "dataset": "d", "matched": False}
@@ -175,6 +175,9 @@ def test_an_unmatched_s_f_leaves_f_and_its_warm_start_inconclusive(ablation):
     assert unmatched["F"] == unmatched["W_F"] == "inconclusive (S_F not matched to F within 0.02)"
     matched = ablation.summarise([*records, {**calibration, "matched": True}], controls=("S_F", "W_S_F"))["d"]
     assert matched["verdicts"]["F"] == matched["verdicts"]["W_F"] == "helps"
+    # a loss against B stands whatever the control: no verdict is drawn against the unmatched control only
+    down = _records({"F": [-v for v in up], "S_F": [0.0] * 5})
+    assert ablation.summarise([*down, calibration], controls=("S_F",))["d"]["verdicts"]["F"] == "hurts"
 
 
 def test_claim_tables_give_one_table_per_claim_leading_with_what_helps(ablation):
