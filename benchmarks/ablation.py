@@ -123,8 +123,9 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "metrics": [*METRICS, *shift_grid.SHIFT_METRICS], "primary": list(shift_grid.PRIMARY_METRICS),
         "controls": ["S", "S_F", "G_F", "natural_iso", "I", "R", "H", "RG", "TGtrue", "W_S_F", "W_I"],
         "arm_flags": {"F": ["--augment", "mi", "--mi-scorer", "features", "--mi-policy", "max"]},
-        # amendment of 2026-12-07 (docs/results.md): the video route and warm start, each its own Holm family
-        "families": {"video": ["TG", "TGmix"], "warm": ["W_F", "W_O"]},
+        # amendment of 2026-12-07 (docs/results.md): the video route and warm start, each its own Holm family;
+        # W_N (third amendment, after the warm family's numbers were seen) in a family of its own
+        "families": {"video": ["TG", "TGmix"], "warm": ["W_F", "W_O"], "warm_n": ["W_N"]},
         # second amendment of 2026-12-07: F against its geometric control G_F, added after F's numbers were seen
         "post_hoc": {"F": ["G_F"]},
         "clean_commits": True,  # the rule: a cell run from uncommitted changes (+dirty) is not in the tables
@@ -139,7 +140,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "metrics": [*METRICS, *shift_grid.SHIFT_METRICS], "primary": list(shift_grid.PRIMARY_METRICS),
         "controls": ["S", "S_F", "G_F", "natural_iso", "I", "R", "H", "RG", "TGtrue", "W_S_F", "W_I"],
         "arm_flags": {"F": ["--augment", "mi", "--mi-scorer", "features", "--mi-policy", "max"]},
-        "families": {"video": ["TG", "TGmix"], "warm": ["W_F", "W_O"]},
+        "families": {"video": ["TG", "TGmix"], "warm": ["W_F", "W_O"], "warm_n": ["W_N"]},
         "post_hoc": {"F": ["G_F"]},
     },
     "gpu": {  # one GPU: ResNet-18, every training image, full memory and test set
@@ -204,9 +205,9 @@ ARMS: dict[str, Arm] = {a.name: a for a in [
         what="warm start: B for the first half of the steps, then F (does encoder-dependent selection pay once "
              "the encoder means something?)"),
     Arm("W_S_F", warm_of="S_F", what="warm start: B, then F's scale-matched control S_F"),
-    Arm("W_N", warm_of="N", built=False,
-        what="warm start: B for the first half, then the MI neighbours N (not built: B's checkpoint has no "
-             "support queue, and the recipe refuses to resume N's model from it)"),
+    Arm("W_N", warm_of="N",
+        what="warm start: B for the first half, then the MI neighbours N (the support queue starts empty at the "
+             "switch; third amendment of 2026-12-07, its own Holm family)"),
     Arm("W_O", warm_of="O", controls=("B", "W_I"), datasets=("fmnist_scenes",),
         what="warm start: B for the first half, then the garment oracle O"),
     Arm("W_I", warm_of="I", what="warm start: B for the first half, then the largest-overlap pair I"),

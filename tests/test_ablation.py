@@ -326,6 +326,19 @@ def test_warm_start_arms_continue_the_seeds_shared_b_checkpoint_with_their_own_f
     assert "augment" in changes and "features" in changes  # the recipe's record of the switch
 
 
+def test_w_n_continues_the_shared_b_checkpoint_with_an_empty_support_queue(ablation, tmp_path):
+    """W_N: B's checkpoint holds no support queue; the MI neighbours start from it with an empty one and the
+    run records the switch to --positives mi-neighbour."""
+    runs, jsonl = tmp_path / "runs", tmp_path / "r.jsonl"
+    ablation.main(["--budget", "tiny", "--arms", "B,W_N", "--seeds", "0", "--skip-untrained", "--jsonl", str(jsonl),
+                   "--runs", str(runs), "--figure", str(tmp_path / "f.png")])
+    cells = {r["arm"]: r for r in ablation.read_jsonl(jsonl) if r.get("kind") == "cell"}
+    assert cells["W_N"]["steps"] == cells["B"]["steps"]
+    run = next((runs / "tiny").glob("synthetic-W_N-s0-*"))
+    changes = json.dumps(json.loads((run / "results.json").read_text())["config_changes"])
+    assert "mi-neighbour" in changes
+
+
 @pytest.mark.slow
 def test_tgtrue_partners_sit_on_the_true_group_and_tgmix_groups_mix_classes(ablation, tmp_path):
     """The video route's new controls (issue 22): TGtrue pairs each patch with a patch of its own group (no

@@ -156,3 +156,22 @@ def test_a_checkpoint_written_before_the_model_file_flags_resumes(out, killed):
     refit = IlluminationModel.uniform().save(out / "refit.json")
     with pytest.raises(ResumeConfigError, match="illumination_model: 'default' -> "):
         run_recipe("simclr", out, *COMMON, "--resume", "--illumination-model", str(refit))
+
+
+def test_a_changed_resume_keeps_new_buffers_fresh_and_still_refuses_a_missing_parameter():
+    """load_model_state with a config change: a module the change adds keeps its initial buffers (an empty
+    support queue when MI neighbours start from a baseline checkpoint); a missing weight is still an error."""
+    from torch import nn
+
+    from mi_augment.ssl.train.loop import load_model_state
+
+    base = nn.Sequential(nn.Linear(3, 2))
+    grown = nn.Sequential(nn.Linear(3, 2))
+    grown.register_buffer("queue", torch.full((4,), -1.0))
+    state = base.state_dict()
+    assert load_model_state(grown, state, new_buffers=True) == ["queue"]
+    assert torch.equal(grown[0].weight, base[0].weight) and torch.equal(grown.queue, torch.full((4,), -1.0))
+    with pytest.raises(RuntimeError, match="queue"):
+        load_model_state(grown, state)  # an unchanged resume takes the checkpoint as it is
+    with pytest.raises(RuntimeError, match="missing keys"):
+        load_model_state(grown, {"0.weight": state["0.weight"]}, new_buffers=True)

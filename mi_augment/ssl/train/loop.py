@@ -283,7 +283,7 @@ class _Run:
         if ckpt["state"]["step"] > self.total_steps:
             raise CheckpointError(f"{path} is at step {ckpt['state']['step']}, past this run's {self.total_steps} steps")
         try:
-            unwrap(self.train_model).load_state_dict(ckpt["model"])
+            fresh = load_model_state(unwrap(self.train_model), ckpt["model"], new_buffers=bool(diffs))
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.scaler.load_state_dict(ckpt["scaler"])
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
@@ -297,6 +297,9 @@ class _Run:
                                         "changed": {k: [old, new] for k, (old, new) in diffs.items()}})
             self.log("resuming with changed settings (--allow-config-change): "
                      + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in diffs.items()))
+        if fresh:
+            self.log("buffers the checkpoint does not hold start from their initial values (a part the changed "
+                     "settings add, such as an empty support queue): " + ", ".join(fresh))
         self.log(f"resumed from {path} at step {self.state['step']}/{self.total_steps}")
 
     def checkpoint(self) -> None:
@@ -430,3 +433,20 @@ def build_encoder_for(args: argparse.Namespace, data: ImageData) -> nn.Module:
     """The ``--backbone`` encoder for ``data``'s channels, size and normalisation."""
     return build_encoder(args.backbone, in_channels=data.channels, image_size=data.image_size, mean=data.mean,
                          std=data.std, patch_size=args.patch_size, cnn_width=args.cnn_width)
+
+
+def load_model_state(model: nn.Module, state: dict[str, Any], new_buffers: bool = False) -> list[str]:
+    """``model.load_state_dict(state)``; with ``new_buffers`` (a resume whose settings changed) the buffers and
+    modules' extra state ``state`` lacks keep their initial values (a module the change adds, e.g. the MI neighbours' empty support
+    queue when a run continues from a baseline checkpoint) and their names are returned. A missing parameter or
+    an unexpected key still raises ``RuntimeError``."""
+    if not new_buffers:
+        model.load_state_dict(state)
+        return []
+    result = model.load_state_dict(state, strict=False)
+    buffers = {name for name, _ in model.named_buffers()}
+    missing = [k for k in result.missing_keys if k not in buffers and not k.endswith("._extra_state")]
+    if missing or result.unexpected_keys:
+        raise RuntimeError(f"Error(s) in loading state_dict: missing keys {missing}, unexpected keys "
+                           f"{list(result.unexpected_keys)}")
+    return list(result.missing_keys)
