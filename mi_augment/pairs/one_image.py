@@ -46,6 +46,7 @@ def _scores_on_uint8(scorer: Any) -> bool:
     return (type(scorer) is PixelMIScorer and scorer.estimator == "histogram"
             and scorer.options == {"range": (0.0, 1.0)})
 
+
 def run_view_pipelines_uint8(views: Sequence[np.ndarray], pipelines: Sequence[Sequence[Any]], replay: tuple = (),
                              generator: torch.Generator | None = None, record: bool = True
                              ) -> tuple[list[np.ndarray], tuple[tuple[GatedParams, ...], ...] | None]:
@@ -134,26 +135,21 @@ def views_uint8(transform: Any, image: Any, generator: torch.Generator | None = 
         return None
     hwc, restore = converted
     info = None
-    if params is None and not return_info and not models and not transform.policy.needs_scores:
-        # unscored, no model, nothing recorded: the plan's draws as Python values, each view one crop kernel
-        flips, boxes = draw_one_image(transform.sampler, transform.n_views, 1, transform.flip, *hwc.shape[:2],
-                                      generator)
-        views = [uint8.resized_crop(hwc, box, transform.size, f) for box, f in zip(boxes, flips)]
-        if any(pipelines):
-            views, _ = run_view_pipelines_uint8(views, pipelines, (), generator, record=False)
-        return tuple(restore(v) for v in views), None
-    if params is None and not return_info and not models and _scores_on_uint8(transform.scorer):
-        # scored by the uint8 scorer, no model, nothing recorded: the plan's draws as Python values, the scores
-        # from the boxes as numpy, the policy on Python floats (what choose does for one image), one crop kernel
-        # per view; no PairCandidates, scores tensor or PairInfo is built
-        n_views, k = transform.n_views, transform.n_candidates
+    scored = transform.policy.needs_scores
+    if params is None and not return_info and not models and (not scored or _scores_on_uint8(transform.scorer)):
+        # no model, nothing recorded, unscored or scored by the uint8 scorer: the plan's draws as Python values,
+        # the scores from the numpy boxes, the policy on Python floats (what choose does for one image), one crop
+        # kernel per view; no PairCandidates, scores tensor or PairInfo is built
+        n_views, k = transform.n_views, transform.n_candidates if scored else 1
         flips, rows = draw_one_image(transform.sampler, n_views, k, transform.flip, *hwc.shape[:2], generator)
         boxes = np.array(rows, np.float32).reshape(n_views, k, 4)
-        scorer = transform.scorer
-        scores = uint8.candidate_scores(hwc, boxes, scorer.proxy_size, scorer.bins, transform.scale[0])
-        # choose's mean over the partner views, in float32 as torch computes it (one partner: the scores)
-        row = torch.from_numpy(scores).float().mean(0) if n_views > 2 else scores[0].astype(np.float32)
-        index, _ = transform.policy.select_one(row.tolist(), generator, "cpu")
+        index = 0
+        if scored:
+            scorer = transform.scorer
+            scores = uint8.candidate_scores(hwc, boxes, scorer.proxy_size, scorer.bins, transform.scale[0])
+            # choose's mean over the partner views, in float32 as torch computes it (one partner: the scores)
+            row = torch.from_numpy(scores).float().mean(0) if n_views > 2 else scores[0].astype(np.float32)
+            index, _ = transform.policy.select_one(row.tolist(), generator, "cpu")
         views = [uint8.resized_crop(hwc, boxes[i, index], transform.size, flips[i]) for i in range(n_views)]
         if any(pipelines):
             views, _ = run_view_pipelines_uint8(views, pipelines, (), generator, record=False)
