@@ -309,11 +309,10 @@ def pair_geometry(boxes: torch.Tensor, height: int, width: int) -> tuple[float, 
     return float(iou.mean()), float(area.mean())
 
 
-def measure_p(budget: dict[str, Any], dataset: str, n_images: int, seed: int = 0, arm: str = "P",
-              scorer_run: Path | None = None) -> dict[str, float]:
-    """``arm``'s chosen pairs (``P`` by default) on the training images, through the very transform the arm
-    trains with (``MIPairTransform(...)(x, return_info=True)``): mean pair IoU and mean crop area. An arm
-    scored by an encoder (``F``) is scored by the SimCLR run ``scorer_run`` (its ``checkpoint.pt``)."""
+def arm_views(budget: dict[str, Any], dataset: str, arm: str, scorer_run: Path | None = None):
+    """The ``--augment mi`` views an arm trains with (its recipe flags, the budget's ``arm_flags`` first) and the
+    budget's training data; an arm scored by an encoder gets the SimCLR run ``scorer_run``'s (its
+    ``checkpoint.pt``). Returns ``(views, data)``."""
     from mi_augment.ssl.views import AugmentOptions, make_views
 
     flags = budget.get("arm_flags", {}).get(arm, ARMS[arm].flags)
@@ -328,7 +327,15 @@ def measure_p(budget: dict[str, Any], dataset: str, n_images: int, seed: int = 0
 
         encoder, head, temperature = load_scorer_parts(scorer_run)
         parts = {"encoder": encoder, "head": head, "temperature": temperature}
-    views = make_views("mi", size=data.image_size, channels=data.channels, options=options, **parts)
+    return make_views("mi", size=data.image_size, channels=data.channels, options=options, **parts), data
+
+
+def measure_p(budget: dict[str, Any], dataset: str, n_images: int, seed: int = 0, arm: str = "P",
+              scorer_run: Path | None = None) -> dict[str, float]:
+    """``arm``'s chosen pairs (``P`` by default) on the training images, through the very transform the arm
+    trains with (``MIPairTransform(...)(x, return_info=True)``): mean pair IoU and mean crop area. An arm
+    scored by an encoder (``F``) is scored by the SimCLR run ``scorer_run`` (its ``checkpoint.pt``)."""
+    views, data = arm_views(budget, dataset, arm, scorer_run)
     images = data.train.images[:n_images].float() / 255.0
     g = torch.Generator().manual_seed(seed)
     boxes = []
@@ -390,12 +397,8 @@ def candidate_geometry(budget: dict[str, Any], dataset: str, n_images: int, seed
     sampler and candidate count, drawn by the transform's own plan step): per image and candidate, the pair's
     IoU and mean crop area (fraction of the image), as ``(n_images, K)`` tensors."""
     from mi_augment.pairs.sampler import box_iou_pairs
-    from mi_augment.ssl.views import AugmentOptions, make_views
 
-    args, _ = recipe_parser().parse_known_args([*budget["recipe"], *data_args(budget, dataset), *ARMS["G_F"].flags])
-    data = load_training_data(budget, dataset)
-    views = make_views("mi", size=data.image_size, channels=data.channels, options=AugmentOptions(
-        crop_scale_min=args.crop_scale_min, mi_policy="max", mi_candidates=args.mi_candidates, mi_scorer="iou"))
+    views, data = arm_views(budget, dataset, "G_F")  # its plan step only: the band does not change the draws
     images = data.train.images[:n_images].float() / 255.0
     plan = views.pair.plan(images, generator=torch.Generator().manual_seed(seed))
     boxes = plan.boxes.double()  # (N, V, K, 4)
@@ -817,6 +820,7 @@ def summarise(records: list[dict[str, Any]], metrics: tuple[str, ...] | list[str
     every other arm's tests share the main family. ``post_hoc`` (``{arm: [control, ...]}``): comparisons added
     after the arm's numbers were seen; reported with their raw p (marked ``post_hoc``), in no Holm family and in
     no verdict."""
+    post_hoc = post_hoc or {}
     cells = {}
     for r in records:
         if r.get("kind") == "cell":
@@ -846,7 +850,7 @@ def summarise(records: list[dict[str, Any]], metrics: tuple[str, ...] | list[str
             if arm == "untrained":
                 continue
             against = ["untrained"] if arm == "B" else (["B"] + [c for c in ARMS.get(base, Arm(base)).controls
-                                                          if c != "B"] + list((post_hoc or {}).get(arm, ())))
+                                                          if c != "B"] + list(post_hoc.get(arm, ())))
             for ctrl in against:
                 ctrl_arm = f"B_compute:{arm}" if ctrl == "B_compute" else ctrl
                 for m in metrics:
@@ -858,7 +862,7 @@ def summarise(records: list[dict[str, Any]], metrics: tuple[str, ...] | list[str
                         mean, lo, hi, p = t_interval(diffs)
                         comparisons.append({"arm": arm, "vs": ctrl_arm, "metric": m, "n": len(diffs), "mean": mean,
                                             "ci_low": lo, "ci_high": hi, "p": p, "diffs": diffs,
-                                            **({"post_hoc": True} if ctrl in (post_hoc or {}).get(arm, ()) else {})})
+                                            **({"post_hoc": True} if ctrl in post_hoc.get(arm, ()) else {})})
         family_of = {a: name for name, members in (families or {}).items() for a in members}
         for m in metrics:  # Holm over the arm comparisons (not the sanity gate, not the controls) of each metric
             tests = [c for c in comparisons if c["metric"] == m and c["vs"] != "untrained" and c["arm"] not in controls
@@ -870,6 +874,9 @@ def summarise(records: list[dict[str, Any]], metrics: tuple[str, ...] | list[str
         s_cal = [r for r in records if r.get("kind") == "calibration" and r.get("arm") == "S"
                  and r.get("dataset") == dataset]
         s_matched = bool(s_cal[-1]["matched"]) if s_cal else None
+        sf_cal = [r for r in records if r.get("kind") == "calibration" and r.get("arm") == "S_F"
+                  and r.get("dataset") == dataset]
+        sf_matched = bool(sf_cal[-1]["matched"]) if sf_cal else None
         gate = {c["metric"]: c for c in comparisons if c["vs"] == "untrained" and c["metric"] in METRICS}
         gate_ok = bool(gate) and all(c["ci_low"] > 0 for c in gate.values()) if gate else False
         verdicts = {}
@@ -886,9 +893,7 @@ def summarise(records: list[dict[str, Any]], metrics: tuple[str, ...] | list[str
             unmatched = None
             if s_matched is False and any(c["vs"] == "S" and c["arm"] == arm for c in comparisons):
                 unmatched = "inconclusive (S not matched to P within 0.02)"
-            sf_cal = [r for r in records if r.get("kind") == "calibration" and r.get("arm") == "S_F"
-                      and r.get("dataset") == dataset]
-            if sf_cal and not sf_cal[-1]["matched"] and any(c["vs"] in ("S_F", "W_S_F") and c["arm"] == arm
+            if sf_matched is False and any(c["vs"] in ("S_F", "W_S_F") and c["arm"] == arm
                                                             for c in comparisons):  # W_S_F continues as S_F
                 unmatched = "inconclusive (S_F not matched to F within 0.02)"
             if unmatched:

@@ -271,7 +271,8 @@ ARM_LABELS = {
     "RG": "video random partners (control)", "TGtrue": "video true-group partners (control)",
     "TGmix": "video MI twins, mixed-class groups", "W_F": "warm start, then feature-MI pairs",
     "W_S_F": "warm start, then S_F (control)", "W_O": "warm start, then the garment oracle",
-    "W_I": "warm start, then the largest overlap (control)", "W_N": "warm start, then MI neighbours (NNCLR-style)", "untrained": "untrained encoder",
+    "W_I": "warm start, then the largest overlap (control)", "W_N": "warm start, then MI neighbours (NNCLR-style)",
+    "untrained": "untrained encoder",
 }
 
 _CLAIMS = (
