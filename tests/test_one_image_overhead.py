@@ -109,18 +109,22 @@ def test_box_rows_names_a_bad_draw_count():
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), h=st.integers(1, 90), w=st.integers(1, 90), channels=st.sampled_from([1, 3]),
        kind=st.sampled_from(["numpy", "tensor", "pil"]), views=st.integers(2, 3), flip=st.floats(0.0, 1.0),
-       preset=st.sampled_from(["simclr", "simclr_blur", "plain"]), size=st.integers(8, 64),
+       preset=st.sampled_from(["simclr", "simclr_blur", "plain", "natural", "default"]), size=st.integers(8, 64),
        policy=st.sampled_from(["random", "max", "min", "threshold", "band", "softmax", "topk"]),
        candidates=st.integers(2, 9))
 def test_one_image_without_info_is_the_recorded_path(seed, h, w, channels, kind, views, flip, preset, size, policy,
                                                      candidates):
-    """A one-image call without models or ``return_info``, unscored or scored by the default pixel-MI scorer
-    (its draws as Python numbers, the policy on Python floats, no params built), gives the views of the same
-    call with ``return_info=True`` (the plan / score / choose / render steps) bit for bit, and draws as many
-    numbers."""
+    """A one-image call without ``return_info``, unscored (with or without the natural models) or scored by the
+    default pixel-MI scorer without models (its draws as Python numbers, the policy on Python floats, the views
+    rendered from the rows, no params built), gives the views of the same call with ``return_info=True`` (the
+    plan / score / choose / render steps) bit for bit, and draws as many numbers."""
     options = dict(policy=policy, n_candidates=candidates, n_views=views, flip=flip)
     if preset == "plain":
         t = MIPairTransform(size, illumination=None, motion=None, **options)
+    elif preset == "natural":
+        t = MIPairTransform(size, illumination="default", motion="default", view_transforms=None, **options)
+    elif preset == "default":
+        t = MIPairTransform(size, **options)
     else:
         t = MIPairTransform.simclr(size, blur=preset == "simclr_blur", **options)
     array = np.random.default_rng(seed).integers(0, 256, (h, w, channels), dtype=np.uint8)

@@ -22,7 +22,7 @@ from ..core.validation import UNIT_RANGE_TOLERANCE, to_float_batch
 from ..functional import uint8
 from .choose import replay_info
 from .plan import PairCandidates, PairParams, draw_one_image
-from .render import render_views_uint8, renders_uint8
+from .render import frame_rows, render_rows_uint8, render_views_uint8, renders_uint8, view_warp_rows
 from .scorers import PixelMIScorer
 
 __all__ = ["score_uint8", "run_view_pipelines_uint8", "views_uint8", "views_uint8_batch", "BATCH_UINT8_MIN_PIXELS"]
@@ -136,21 +136,31 @@ def views_uint8(transform: Any, image: Any, generator: torch.Generator | None = 
     hwc, restore = converted
     info = None
     scored = transform.policy.needs_scores
-    if params is None and not return_info and not models and (not scored or _scores_on_uint8(transform.scorer)):
-        # no model, nothing recorded, unscored or scored by the uint8 scorer: the plan's draws as Python values,
-        # the scores from the numpy boxes, the policy on Python floats (what choose does for one image), one crop
-        # kernel per view; no PairCandidates, scores tensor or PairInfo is built
+    if params is None and not return_info and (not scored or (not models and _scores_on_uint8(transform.scorer))) and (
+            not models or current().fast_paths):
+        # nothing recorded; unscored, or scored by the uint8 scorer without models: the plan's draws as Python
+        # values (the models' first, then the flips and boxes), the scores from the numpy boxes, the policy on
+        # Python floats (what choose does for one image), the views rendered from the rows; no PairCandidates,
+        # scores tensor or PairInfo is built
         n_views, k = transform.n_views, transform.n_candidates if scored else 1
+        drawn = [model.sample_views(1, n_views, generator=generator, device="cpu", strength=strength)
+                 for model, strength in zip(models, transform.strengths)]
         flips, rows = draw_one_image(transform.sampler, n_views, k, transform.flip, *hwc.shape[:2], generator)
-        boxes = np.array(rows, np.float32).reshape(n_views, k, 4)
         index = 0
         if scored:
+            boxes = np.array(rows, np.float32).reshape(n_views, k, 4)
             scorer = transform.scorer
             scores = uint8.candidate_scores(hwc, boxes, scorer.proxy_size, scorer.bins, transform.scale[0])
             # choose's mean over the partner views, in float32 as torch computes it (one partner: the scores)
             row = torch.from_numpy(scores).float().mean(0) if n_views > 2 else scores[0].astype(np.float32)
             index, _ = transform.policy.select_one(row.tolist(), generator, "cpu")
-        views = [uint8.resized_crop(hwc, boxes[i, index], transform.size, flips[i]) for i in range(n_views)]
+        chosen = [rows[i * k + index] for i in range(n_views)]
+        if models:
+            framed = frame_rows(models, [{name: t.tolist()[0] for name, t in p.as_dict().items()} for p in drawn], chosen, *hwc.shape[:2])
+            views = render_rows_uint8(models, hwc, chosen, flips, framed, transform.size,
+                                      view_warp_rows(models, framed, transform.size))
+        else:
+            views = [uint8.resized_crop(hwc, box, transform.size, flip) for box, flip in zip(chosen, flips)]
         if any(pipelines):
             views, _ = run_view_pipelines_uint8(views, pipelines, (), generator, record=False)
         return tuple(restore(v) for v in views), None

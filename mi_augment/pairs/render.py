@@ -43,7 +43,7 @@ from ..perturbations import IlluminationModel, MotionModel
 from .plan import PairParams, flatten_views
 
 __all__ = ["folds_warp", "in_view_frame", "render_views", "run_view_pipelines", "view_matrices", "renders_uint8",
-           "render_views_uint8", "view_frame_rows"]
+           "render_views_uint8", "render_rows_uint8", "view_frame_rows", "frame_rows", "view_warp_rows"]
 
 
 def folds_warp(model: Any) -> bool:
@@ -254,22 +254,44 @@ def view_frame_rows(models: Sequence[Any], params: PairParams, height: int, widt
     """
     boxes = params.boxes
     fast = current().fast_paths and boxes.dtype == torch.float32 and boxes.shape[0] == 1
-    zooms = None
-    out = []
+    out, framed = [], []
     for model, p in zip(models, params.perturbations):
         fields = {name: getattr(p, name) for name in _field_names(type(p))}
-        if not hasattr(model, "to_view_frame"):
+        raw = fast and type(model) is MotionModel and all(v.dtype == torch.float32 for v in fields.values())
+        if raw or not hasattr(model, "to_view_frame"):
             out.append({k: v.tolist()[0] for k, v in fields.items()})
-        elif fast and type(model) is MotionModel and all(v.dtype == torch.float32 for v in fields.values()):
-            if zooms is None:
-                zooms = _zooms(boxes.tolist()[0], height, width)
-            rows = {k: v.tolist()[0] for k, v in fields.items()}
-            rows["translation"] = [list(as_float32s([x * z for x in t])) for t, z in zip(rows["translation"], zooms)]
-            rows["blur_length"] = [list(as_float32s([x * z for x in b])) for b, z in zip(rows["blur_length"], zooms)]
-            out.append(rows)
         else:
-            framed = flatten_views(in_view_frame([model], [p], boxes, height, width)[0])
-            out.append({f.name: getattr(framed, f.name).tolist() for f in dataclasses.fields(framed)})
+            framed_p = flatten_views(in_view_frame([model], [p], boxes, height, width)[0])
+            out.append({f.name: getattr(framed_p, f.name).tolist() for f in dataclasses.fields(framed_p)})
+        framed.append(not raw)
+    return out if all(framed) else frame_rows(models, out, boxes.tolist()[0], height, width, framed)
+
+
+def frame_rows(models: Sequence[Any], rows: list[dict[str, list]], boxes: list[list[float]], height: int, width: int,
+               framed: Sequence[bool] | None = None) -> list[dict[str, list]]:
+    """One image's float32 draws as Python rows (per model a dict of its fields, each a list over the ``V``
+    views, as ``tolist`` gives them) moved into the frame of each view (``boxes``: the ``V`` views' boxes): a
+    :class:`~mi_augment.perturbations.MotionModel`'s translation and blur length times the view's float32
+    zoom, each product rounded as ``in_view_frame``'s torch ops round it; other models' rows as they are
+    (``framed[i]``: model ``i``'s rows are in the frame already). Used under the fast paths only.
+
+    Example:
+        >>> from mi_augment.perturbations import MotionModel
+        >>> rows = [{"translation": [[0.5, 0.0]], "rotation": [[0.0]], "log_scale": [[0.0]],
+        ...          "blur_length": [[0.25]], "blur_angle": [[0.0]]}]
+        >>> frame_rows([MotionModel.default()], rows, [[0.0, 0.0, 4.0, 4.0]], 8, 8)[0]["translation"]
+        [[1.0, 0.0]]
+    """
+    zooms = None
+    out = []
+    for i, (model, r) in enumerate(zip(models, rows)):
+        if type(model) is MotionModel and not (framed is not None and framed[i]):
+            if zooms is None:
+                zooms = _zooms(boxes, height, width)
+            r = dict(r)
+            r["translation"] = [list(as_float32s([x * z for x in t])) for t, z in zip(r["translation"], zooms)]
+            r["blur_length"] = [list(as_float32s([x * z for x in b])) for b, z in zip(r["blur_length"], zooms)]
+        out.append(r)
     return out
 
 
@@ -288,19 +310,32 @@ def _zooms(boxes: list[list[float]], height: int, width: int) -> tuple[float, ..
     return as_float32s([r * float(max(height, width)) for r in as_float32s([1.0 / c for c in crop])])
 
 
-def _view_warps(models: Sequence[Any], params: PairParams, rows: list[dict[str, list]], image_size: tuple[int, int],
-                size: tuple[int, int]) -> list[list[list[float]]] | None:
+def view_warp_rows(models: Sequence[Any], rows: list[dict[str, list]], size: tuple[int, int],
+                   params: PairParams | None = None, image_size: tuple[int, int] | None = None
+                   ) -> list[list[list[float]]] | None:
     """Each view's composed ``3 x 3`` warp as nested lists (the folding models' ``warp_matrices`` in chain order,
-    as :func:`_warps` composes them), a MotionModel's from its :func:`view_frame_rows`; None when none folds."""
+    as :func:`view_matrices` composes them), a :class:`~mi_augment.perturbations.MotionModel`'s from its
+    :func:`view_frame_rows` under the fast paths, another model's from ``params`` (then needed, with the
+    ``image_size``); None when no model folds a warp.
+
+    Example:
+        >>> from mi_augment.perturbations import MotionModel
+        >>> rows = [{"translation": [[0.0, 0.0]], "rotation": [[0.0]], "log_scale": [[0.0]],
+        ...          "blur_length": [[0.0]], "blur_angle": [[0.0]]}]
+        >>> view_warp_rows([MotionModel.default()], rows, (4, 4))[0][2]
+        [0.0, 0.0, 1.0]
+    """
     out = None
-    for model, p, r in zip(models, params.perturbations, rows):
+    for i, (model, r) in enumerate(zip(models, rows)):
         if not folds_warp(model):
             continue
         if type(model) is MotionModel and current().fast_paths:  # warp_matrices' float64 similarity
             mats = [similarity_matrix(ls[0], rot[0], t[0], t[1], *size)
                     for ls, rot, t in zip(r["log_scale"], r["rotation"], r["translation"])]
         else:
-            framed = flatten_views(in_view_frame([model], [p], params.boxes, *image_size)[0])
+            if params is None or image_size is None:
+                raise ValueError(f"{type(model).__name__}'s warps need the params and the image size")
+            framed = flatten_views(in_view_frame([model], [params.perturbations[i]], params.boxes, *image_size)[0])
             mats = model.warp_matrices(framed, *size).to(torch.float64).tolist()
         out = mats if out is None else [[[sum(m[i][k] * o[k][j] for k in range(3)) for j in range(3)]
                                          for i in range(3)] for m, o in zip(mats, out)]
@@ -317,8 +352,22 @@ def render_views_uint8(models: Sequence[Any], image: np.ndarray, params: PairPar
     once, as the torch kernels' float chain."""
     h, w = image.shape[:2]
     rows = view_frame_rows(models, params, h, w)
-    boxes, flips = params.boxes.tolist()[0], params.flip.tolist()[0]
-    warps = _view_warps(models, params, rows, (h, w), size)
+    return render_rows_uint8(models, image, params.boxes.tolist()[0], params.flip.tolist()[0], rows, size,
+                             view_warp_rows(models, rows, size, params, (h, w)))
+
+
+def render_rows_uint8(models: Sequence[Any], image: np.ndarray, boxes: list[list[float]], flips: list[bool],
+                      rows: list[dict[str, list]], size: tuple[int, int],
+                      warps: list[list[list[float]]] | None = None) -> list[np.ndarray]:
+    """:func:`render_views_uint8` from one image's draws as Python numbers: the ``V`` views' boxes and flips, the
+    models' :func:`view_frame_rows` and the views' composed warps (:func:`view_warp_rows`; None when no model
+    folds one). What a one-image call renders without building params.
+
+    Example:
+        >>> render_rows_uint8([], np.zeros((8, 8, 3), np.uint8), [[0.0, 0.0, 8.0, 8.0]] * 2, [False, True], [],
+        ...                   (4, 4))[1].shape
+        (4, 4, 3)
+    """
     padding = next((m.padding_mode for m in models if folds_warp(m)), "reflection")
     # per model, what the V views need, computed once: illumination's draws and shading fields; motion's blur
     # lengths, angles and kernels
