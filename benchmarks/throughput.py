@@ -430,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=3.0, help="measuring time per pipeline and size")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best round is reported")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: pairs/s per core)")
+    p.add_argument("--cv2-threads", type=int, default=1,
+                   help="OpenCV threads for every pipeline that calls it (ours, albumentations; default 1: pairs/s per "
+                        "core, as a DataLoader worker runs; OpenCV's own default uses every core)")
     p.add_argument("--batch", type=int, default=None, help="batch size (default depends on size and device)")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/throughput_<device>.json)")
     p.add_argument("--figure", default=None, help="also draw the ratios as a bar chart (PNG) at this path")
@@ -443,10 +446,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {plot(report, Path(args.figure))}")
         return 0
     torch.set_num_threads(args.threads)
+    import cv2
+
+    cv2.setNumThreads(args.cv2_threads)
     device = args.device
     if device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda needs a CUDA device")
     info = machine_info(device, args.threads)
+    info["cv2_threads"] = args.cv2_threads
     print(json.dumps(info, indent=1))
     rows = []
     started = time.perf_counter()
