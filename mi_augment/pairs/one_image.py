@@ -21,11 +21,11 @@ from ..core.random import as_float32s, rand
 from ..core.validation import UNIT_RANGE_TOLERANCE, to_float_batch
 from ..functional import uint8
 from .choose import replay_info
-from .plan import PairCandidates, PairParams, draw_one_image
+from .plan import PairCandidates, PairParams, one_image_draws, one_image_from_uniforms
 from .render import frame_rows, render_rows_uint8, render_views_uint8, renders_uint8, view_warp_rows
 from .scorers import PixelMIScorer
 
-__all__ = ["score_uint8", "run_view_pipelines_uint8", "views_uint8", "views_uint8_batch", "BATCH_UINT8_MIN_PIXELS"]
+__all__ = ["score_uint8", "pipeline_draws", "run_view_pipelines_uint8", "views_uint8", "views_uint8_batch", "BATCH_UINT8_MIN_PIXELS"]
 
 
 def score_uint8(scorer: Any, models: Sequence[Any], image: np.ndarray, candidates: PairCandidates,
@@ -47,8 +47,22 @@ def _scores_on_uint8(scorer: Any) -> bool:
             and scorer.options == {"range": (0.0, 1.0)})
 
 
+def pipeline_draws(pipelines: Sequence[Sequence[Any]]) -> int | None:
+    """How many uniform numbers :func:`run_view_pipelines_uint8` draws for one image's views (every transform's
+    ``uniforms_per_sample`` and its gate), or None when a transform draws otherwise.
+
+    Example:
+        >>> from mi_augment.transforms import MIPairTransform
+        >>> pipeline_draws(MIPairTransform.simclr(32, blur=False).view_transforms)  # 2 x (8 + 1 and 0 + 1)
+        20
+    """
+    counts = [t.uniforms_per_sample() for pipeline in pipelines for t in pipeline]
+    return None if any(n is None for n in counts) else sum(n + 1 for n in counts)
+
+
 def run_view_pipelines_uint8(views: Sequence[np.ndarray], pipelines: Sequence[Sequence[Any]], replay: tuple = (),
-                             generator: torch.Generator | None = None, record: bool = True
+                             generator: torch.Generator | None = None, record: bool = True,
+                             uniforms: Sequence[float] | None = None
                              ) -> tuple[list[np.ndarray], tuple[tuple[GatedParams, ...], ...] | None]:
     """:func:`~mi_augment.pairs.render.run_view_pipelines` on uint8 views ``[h, w, C]``: every transform draws
     what its ``apply_gated`` draws for one image (its params, then the ``p`` gate), or replays ``replay[v]``,
@@ -59,15 +73,21 @@ def run_view_pipelines_uint8(views: Sequence[np.ndarray], pipelines: Sequence[Se
     same numbers, in the same order, as the per-transform calls) mapped by each transform's
     ``row_from_uniforms`` on Python numbers; the :class:`~mi_augment.core.params.GatedParams` (for replay and
     ``return_info``) are built from the same uniforms by ``params_from_uniforms`` only when ``record``.
+    ``uniforms``: those :func:`pipeline_draws` numbers drawn beforehand (the tail of a larger ``rand`` call).
 
     Returns:
         the views, and per view the pipeline's ``GatedParams`` (None when not ``record``).
     """
     counts = [[t.uniforms_per_sample() for t in pipeline] for pipeline in pipelines]
     if replay or any(n is None for c in counts for n in c):  # a replay, or a transform that draws otherwise:
+        if uniforms is not None:
+            raise ValueError("uniforms drawn beforehand need pipelines that draw uniforms and no replay")
         batches, drawn = _batch_pipelines([[view] for view in views], pipelines, replay, generator)  # a batch of 1
         return [batch[0] for batch in batches], drawn
-    u = rand((sum(n + 1 for c in counts for n in c),), generator, "cpu").tolist()
+    total = sum(n + 1 for c in counts for n in c)
+    if uniforms is not None and len(uniforms) != total:
+        raise ValueError(f"uniforms must hold the pipelines' {total} numbers, got {len(uniforms)}")
+    u = rand((total,), generator, "cpu").tolist() if uniforms is None else uniforms
     ps = iter(as_float32s([t.p for pipeline in pipelines for t in pipeline]))  # the torch gate compares in float32
     out, drawn, at = [], [], 0
     for view, pipeline, ns in zip(views, pipelines, counts):
@@ -145,7 +165,13 @@ def views_uint8(transform: Any, image: Any, generator: torch.Generator | None = 
         n_views, k = transform.n_views, transform.n_candidates if scored else 1
         drawn = [model.sample_views(1, n_views, generator=generator, device="cpu", strength=strength)
                  for model, strength in zip(models, transform.strengths)]
-        flips, rows = draw_one_image(transform.sampler, n_views, k, transform.flip, *hwc.shape[:2], generator)
+        # the uniform numbers of the flips and boxes, the choice and the pipelines in one rand call (the same
+        # numbers as the steps' own calls), as far as each step takes its numbers drawn beforehand
+        before = not scored or transform.policy.takes_drawn_uniform
+        n_box, n_choose = one_image_draws(transform.sampler, n_views, k), int(scored and before)
+        n_pipe = (pipeline_draws(pipelines) or 0) if before and any(pipelines) else 0
+        u = rand((n_box + n_choose + n_pipe,), generator, "cpu").tolist()
+        flips, rows = one_image_from_uniforms(transform.sampler, n_views, transform.flip, *hwc.shape[:2], u[:n_box])
         index = 0
         if scored:
             boxes = np.array(rows, np.float32).reshape(n_views, k, 4)
@@ -153,16 +179,18 @@ def views_uint8(transform: Any, image: Any, generator: torch.Generator | None = 
             scores = uint8.candidate_scores(hwc, boxes, scorer.proxy_size, scorer.bins, transform.scale[0])
             # choose's mean over the partner views, in float32 as torch computes it (one partner: the scores)
             row = torch.from_numpy(scores).float().mean(0) if n_views > 2 else scores[0].astype(np.float32)
-            index, _ = transform.policy.select_one(row.tolist(), generator, "cpu")
+            index, _ = transform.policy.select_one(row.tolist(), generator, "cpu", u[n_box] if n_choose else None)
         chosen = [rows[i * k + index] for i in range(n_views)]
         if models:
-            framed = frame_rows(models, [{name: t.tolist()[0] for name, t in p.as_dict().items()} for p in drawn], chosen, *hwc.shape[:2])
+            fields = [{name: t.tolist()[0] for name, t in p.as_dict().items()} for p in drawn]
+            framed = frame_rows(models, fields, chosen, *hwc.shape[:2])
             views = render_rows_uint8(models, hwc, chosen, flips, framed, transform.size,
                                       view_warp_rows(models, framed, transform.size))
         else:
             views = [uint8.resized_crop(hwc, box, transform.size, flip) for box, flip in zip(chosen, flips)]
         if any(pipelines):
-            views, _ = run_view_pipelines_uint8(views, pipelines, (), generator, record=False)
+            views, _ = run_view_pipelines_uint8(views, pipelines, (), generator, record=False,
+                                                uniforms=u[n_box + n_choose:] if n_pipe else None)
         return tuple(restore(v) for v in views), None
     if params is None:
         shape = torch.empty(1, hwc.shape[2], *hwc.shape[:2])  # plan reads only the shape

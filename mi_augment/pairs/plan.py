@@ -19,7 +19,8 @@ from ..core.params import Params
 from ..core.random import as_float32, rand, sampling_device
 from .sampler import BoxSampler
 
-__all__ = ["PairCandidates", "PairParams", "draw_one_image", "flatten_views", "plan_candidates", "stack_views"]
+__all__ = ["PairCandidates", "PairParams", "draw_one_image", "flatten_views", "one_image_draws", "one_image_from_uniforms",
+           "plan_candidates", "stack_views"]
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,27 @@ def draw_one_image(sampler: BoxSampler, n_views: int, n_candidates: int, flip: f
         >>> len(flips), len(boxes)
         (2, 6)
     """
-    u = rand((n_views + n_views * n_candidates * sampler.draws_per_box,), generator, "cpu").tolist()
+    u = rand((one_image_draws(sampler, n_views, n_candidates),), generator, "cpu").tolist()
+    return one_image_from_uniforms(sampler, n_views, flip, height, width, u)
+
+
+def one_image_draws(sampler: BoxSampler, n_views: int, n_candidates: int) -> int:
+    """How many uniform numbers :func:`draw_one_image` draws: ``V`` flips and ``V * K`` boxes."""
+    return n_views + n_views * n_candidates * sampler.draws_per_box
+
+
+def one_image_from_uniforms(sampler: BoxSampler, n_views: int, flip: float, height: int, width: int,
+                            u: Sequence[float]) -> tuple[list[bool], list[list[float]]]:
+    """:func:`draw_one_image`'s flips and boxes from its uniform numbers ``u`` (a list of
+    :func:`one_image_draws` float32 values, e.g. the head of a larger ``rand`` call's ``tolist()``: one CPU
+    ``rand`` call gives the same numbers as consecutive calls of the sizes it spans).
+
+    Example:
+        >>> s = BoxSampler()
+        >>> flips, boxes = one_image_from_uniforms(s, 2, 0.5, 32, 32, [0.25] * one_image_draws(s, 2, 1))
+        >>> flips, len(boxes)
+        ([True, True], 2)
+    """
     threshold = as_float32(flip)
     return [x < threshold for x in u[:n_views]], sampler.box_rows(u[n_views:], height, width)
 

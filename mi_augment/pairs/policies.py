@@ -129,11 +129,19 @@ class Policy:
         """The Python form of :meth:`_probabilities` for one row of float32 values; None: use the tensor form."""
         return None
 
+    @property
+    def takes_drawn_uniform(self) -> bool:
+        """Whether :meth:`select_one` can take its one uniform number drawn beforehand (``u``): the policy's
+        Python form stands for its tensor form (no subclass below it changes how probabilities are computed or
+        drawn)."""
+        return _python_form(type(self))
+
     def select_one(self, scores: Sequence[float], generator: torch.Generator | None = None,
-                   device: Any = "cpu") -> tuple[int, list[bool]]:
+                   device: Any = "cpu", u: float | None = None) -> tuple[int, list[bool]]:
         """:meth:`select_and_keep` of one image's ``K`` scores as Python floats: the chosen index and the
         candidates the policy could choose, from the same single uniform draw (on ``generator``, for a
-        ``device`` image) and with the same float32 arithmetic, so the same choice.
+        ``device`` image; or ``u``, that number drawn beforehand, where :attr:`takes_drawn_uniform`) and with
+        the same float32 arithmetic, so the same choice.
 
         Example:
             >>> g = torch.Generator().manual_seed(0)
@@ -141,10 +149,14 @@ class Policy:
             (1, [False, True, False])
         """
         if not _python_form(type(self)):  # a subclass's own tensor form decides (the same single draw)
+            if u is not None:
+                raise ValueError(f"{type(self).__name__} draws its own number (takes_drawn_uniform is False); pass "
+                                 "u=None")
             chosen, keep = self.select_and_keep(torch.tensor([[float(s) for s in scores]], device=device), generator)
             return int(chosen[0]), keep[0].tolist()
         probs = self.probabilities_one(scores)
-        u = float(rand((1, 1), generator, device))
+        if u is None:
+            u = float(rand((1, 1), generator, device))
         return _draw_one(probs, u), [p > 0 for p in probs]
 
     @staticmethod
