@@ -223,6 +223,24 @@ def test_sample_views_is_sample_in_view_layout(seed, batch, views, strength, mod
 
 
 @settings(**SETTINGS)
+@given(seed=st.integers(0, 2**31 - 1), views=st.integers(1, 8), strength=st.sampled_from([0.0, 0.5, 1.0, 10.0]),
+       model=st.sampled_from(["motion", "illumination", "jitter", "uniform_motion"]))
+def test_view_rows_are_the_sample_views_values(seed, views, strength, model):
+    """``sample_view_rows`` (one image's draws as Python rows, the lean one-image call's) gives the values of
+    ``sample_views(1, V)`` field by field, and leaves the generator where it does."""
+    m = {"motion": MotionModel.default, "illumination": IlluminationModel.default,
+         "jitter": IlluminationModel.uniform, "uniform_motion": MotionModel.uniform}[model]()
+    g, ref_g = _gen(seed), _gen(seed)
+    rows = m.sample_view_rows(views, g, strength)
+    if rows is None:  # a density without few-row draws (the uniform ones): nothing drawn, the caller samples views
+        assert model in ("jitter", "uniform_motion") and torch.equal(g.get_state(), ref_g.get_state())
+        return
+    reference = m.sample_views(1, views, ref_g, strength=strength)
+    assert rows == {name: value.tolist()[0] for name, value in reference.as_dict().items()}
+    assert torch.equal(g.get_state(), ref_g.get_state())
+
+
+@settings(**SETTINGS)
 @given(seed=st.integers(0, 2**31 - 1), b=st.integers(1, 4), degree=st.integers(1, 3), height=st.integers(1, 60),
        width=st.integers(1, 60))
 def test_shading_fields_on_numpy_are_the_tensor_fields(seed, b, degree, height, width):

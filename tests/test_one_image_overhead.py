@@ -111,9 +111,9 @@ def test_box_rows_names_a_bad_draw_count():
        kind=st.sampled_from(["numpy", "tensor", "pil"]), views=st.integers(2, 3), flip=st.floats(0.0, 1.0),
        preset=st.sampled_from(["simclr", "simclr_blur", "plain", "natural", "default"]), size=st.integers(8, 64),
        policy=st.sampled_from(["random", "max", "min", "threshold", "band", "softmax", "topk"]),
-       candidates=st.integers(2, 9))
+       candidates=st.integers(2, 9), strength=st.sampled_from([1.0, 0.0, 0.5, 1.7]))
 def test_one_image_without_info_is_the_recorded_path(seed, h, w, channels, kind, views, flip, preset, size, policy,
-                                                     candidates):
+                                                     candidates, strength):
     """A one-image call without ``return_info``, unscored (with or without the natural models) or scored by the
     default pixel-MI scorer without models (its draws as Python numbers, the policy on Python floats, the views
     rendered from the rows, no params built), gives the views of the same call with ``return_info=True`` (the
@@ -122,7 +122,8 @@ def test_one_image_without_info_is_the_recorded_path(seed, h, w, channels, kind,
     if preset == "plain":
         t = MIPairTransform(size, illumination=None, motion=None, **options)
     elif preset == "natural":
-        t = MIPairTransform(size, illumination="default", motion="default", view_transforms=None, **options)
+        t = MIPairTransform(size, illumination="default", motion="default", view_transforms=None,
+                            illumination_strength=strength, motion_strength=2.0 - strength, **options)
     elif preset == "default":
         t = MIPairTransform(size, **options)
     else:

@@ -105,6 +105,16 @@ def run_view_pipelines_uint8(views: Sequence[np.ndarray], pipelines: Sequence[Se
     return out, tuple(drawn) if record else None
 
 
+def _view_rows(model: Any, views: int, generator: torch.Generator | None, strength: float) -> dict[str, list]:
+    """``model``'s draws for one image's views as Python rows (its ``sample_view_rows``, else the same draws by
+    ``sample_views``): what the plan step draws for a batch of one."""
+    rows = model.sample_view_rows(views, generator, strength)
+    if rows is None:
+        drawn = model.sample_views(1, views, generator=generator, device="cpu", strength=strength)
+        rows = {name: t.tolist()[0] for name, t in drawn.as_dict().items()}
+    return rows
+
+
 def _uint8_input(image: Any) -> tuple[np.ndarray, Callable[[np.ndarray], Any]] | None:
     """One image the uint8 backend takes, as ``[H, W, C]`` uint8 and the function that returns a view as the
     input's type: a PIL L / RGB image, a numpy uint8 ``[H, W]`` / ``[H, W, 1 or 3]`` array or a plain CPU uint8
@@ -163,8 +173,7 @@ def views_uint8(transform: Any, image: Any, generator: torch.Generator | None = 
         # Python floats (what choose does for one image), the views rendered from the rows; no PairCandidates,
         # scores tensor or PairInfo is built
         n_views, k = transform.n_views, transform.n_candidates if scored else 1
-        drawn = [model.sample_views(1, n_views, generator=generator, device="cpu", strength=strength)
-                 for model, strength in zip(models, transform.strengths)]
+        fields = [_view_rows(model, n_views, generator, strength) for model, strength in zip(models, transform.strengths)]
         # the uniform numbers of the flips and boxes, the choice and the pipelines in one rand call (the same
         # numbers as the steps' own calls), as far as each step takes its numbers drawn beforehand
         before = not scored or transform.policy.takes_drawn_uniform
@@ -182,7 +191,6 @@ def views_uint8(transform: Any, image: Any, generator: torch.Generator | None = 
             index, _ = transform.policy.select_one(row.tolist(), generator, "cpu", u[n_box] if n_choose else None)
         chosen = [rows[i * k + index] for i in range(n_views)]
         if models:
-            fields = [{name: t.tolist()[0] for name, t in p.as_dict().items()} for p in drawn]
             framed = frame_rows(models, fields, chosen, *hwc.shape[:2])
             views = render_rows_uint8(models, hwc, chosen, flips, framed, transform.size,
                                       view_warp_rows(models, framed, transform.size))

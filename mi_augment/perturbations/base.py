@@ -146,6 +146,28 @@ class PerturbationModel:
         drawn = self.sample(batch * views, generator=generator, device=device, strength=strength)
         return drawn.map(lambda t: t.reshape(batch, views, *t.shape[1:]))
 
+    def sample_view_rows(self, views: int, generator: torch.Generator | None = None,
+                         strength: float = 1.0) -> list[dict[str, list]] | None:
+        """One image's ``views`` draws of :meth:`sample_views` (``batch = 1``, on the CPU) as Python numbers, per
+        field the list over the views of what ``params.<field>.tolist()[0]`` gives, without building params: the
+        same draws and values. None (drawing nothing) where :meth:`sample_views` would not take its few-rows path
+        (then call it).
+
+        Example:
+            >>> from mi_augment.perturbations import MotionModel
+            >>> rows = MotionModel.default().sample_view_rows(2, torch.Generator().manual_seed(0))
+            >>> len(rows["translation"]), len(rows["translation"][0])
+            (2, 2)
+        """
+        strength = check_strength(strength)
+        rows = self._few_rows(views, generator, None, strength) if type(views) is int else None
+        return None if rows is None else self.fields_from_rows(rows)
+
+    def fields_from_rows(self, rows: np.ndarray) -> dict[str, list]:
+        """:meth:`params_from_rows` of float32 rows ``(N, D)`` as Python numbers: per field the ``N`` values
+        ``params.<field>.tolist()`` gives. Models may compute it without tensors (the same values)."""
+        return {name: t.tolist() for name, t in self.params_from_rows(rows).as_dict().items()}
+
     def _few_rows(self, n: Any, generator: torch.Generator | None, device: Any,
                   strength: float) -> np.ndarray | None:
         """One image's few draws (``n <= FEW_DRAWS`` on the CPU, a density with ``sample_rows``) as float32 rows

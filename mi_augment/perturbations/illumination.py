@@ -297,12 +297,9 @@ class IlluminationModel(PerturbationModel):
             >>> IlluminationModel.default().params_from_rows([[0.0] * 9], (1, 1)).brightness.tolist()
             [[[1.0]]]
         """
-        groups, s = self.config["groups"], self.shading_size
-        try:
-            z = np.asarray(rows, dtype=np.float32)
-        except ValueError:  # ragged rows: params_from_vector names what is wrong
-            z = None
-        if groups != ["photometric"] or z is None or z.ndim != 2 or z.shape[1] != 4 + s:
+        s = self.shading_size
+        z = self._photometric_rows(rows)
+        if z is None:
             return super().params_from_rows(rows, shape)
         full = np.empty((z.shape[0], 8 + s), np.float32)
         full[:, :4 + s] = z
@@ -312,6 +309,28 @@ class IlluminationModel(PerturbationModel):
         j = 4 + s  # each field one torch.from_numpy of a column block (lighter than a view and a split)
         return IlluminationParams(*(torch.from_numpy(full[..., a:b]) for a, b in
                                     ((0, 3), (3, 4), (4, j), (j, j + 1), (j + 1, j + 2), (j + 2, j + 3), (j + 3, j + 4))))
+
+    def fields_from_rows(self, rows: np.ndarray) -> dict[str, list]:
+        """:meth:`params_from_rows`' values as Python numbers: for a photometric model one ``tolist`` of the rows
+        and the jitter's identity, no tensor; other groups through the params."""
+        z = self._photometric_rows(rows)
+        if z is None:
+            return super().fields_from_rows(rows)
+        values, n = z.tolist(), z.shape[0]
+        return {"log_gain": [r[0:3] for r in values], "log_gamma": [r[3:4] for r in values],
+                "shading": [r[4:] for r in values], "brightness": [[1.0] for _ in range(n)],
+                "contrast": [[1.0] for _ in range(n)], "saturation": [[1.0] for _ in range(n)],
+                "hue": [[0.0] for _ in range(n)]}
+
+    def _photometric_rows(self, rows: Any) -> np.ndarray | None:
+        """``rows`` as float32 ``(N, 4 + S)`` for a photometric-only model; None otherwise (or ragged rows)."""
+        try:
+            z = np.asarray(rows, dtype=np.float32)
+        except ValueError:  # ragged rows: params_from_vector names what is wrong
+            return None
+        if self.config["groups"] != ["photometric"] or z.ndim != 2 or z.shape[1] != 4 + self.shading_size:
+            return None
+        return z
 
     # ---- applying ----
     def apply(self, images: Tensor, params: IlluminationParams) -> Tensor:

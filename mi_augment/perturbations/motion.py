@@ -211,6 +211,21 @@ class MotionModel(PerturbationModel):
             >>> MotionModel.default().params_from_rows([[100.0, 0.0, 0.0, 0.0, 0.0, 50.0]]).blur_length.tolist()
             [[0.5]]
         """
+        out = self._field_array(rows)
+        if shape is not None:
+            out = out.reshape(*shape, 6)
+        return MotionParams(*(torch.from_numpy(out[..., a:b]) for a, b in ((0, 2), (2, 3), (3, 4), (4, 5), (5, 6))))
+
+    def fields_from_rows(self, rows: np.ndarray) -> dict[str, list]:
+        """:meth:`params_from_rows`' values as Python numbers (one ``tolist`` of its array, no tensor)."""
+        out = self._field_array(rows).tolist()
+        return {"translation": [r[0:2] for r in out], "rotation": [r[2:3] for r in out],
+                "log_scale": [r[3:4] for r in out], "blur_length": [r[4:5] for r in out],
+                "blur_angle": [r[5:6] for r in out]}
+
+    @staticmethod
+    def _field_array(rows: Any) -> np.ndarray:
+        """:meth:`params_from_rows`' fields side by side, float32 ``(N, 6)``."""
         try:
             z = np.asarray(rows, dtype=np.float32)  # float32 values, as params_from_vector's .float()
         except ValueError:
@@ -226,9 +241,7 @@ class MotionModel(PerturbationModel):
         blur = q[:, 3:5].tolist()
         out[:, 4] = [math.hypot(bx, by) for bx, by in blur]
         out[:, 5] = [math.atan2(by, bx) for bx, by in blur]
-        if shape is not None:
-            out = out.reshape(*shape, 6)
-        return MotionParams(*(torch.from_numpy(out[..., a:b]) for a, b in ((0, 2), (2, 3), (3, 4), (4, 5), (5, 6))))
+        return out
 
     # ------------------------------------------------------------------ estimation
     def fit(self, data: Any, progress: bool = False) -> MotionModel:
