@@ -207,15 +207,26 @@ class BoxSampler:
                     break
             a, lr = lo_area + span * flat[i + chosen], logs[j * t + chosen]
             r = exps[-2] if lr < feas_lo else exps[-1] if lr > feas_hi else exps[j * t + chosen]  # exp of the clamp
-            max_area = min(min((1.0 / r) * ww, hh * r), hi_area)  # torch's int / r: reciprocal, times
-            a = min(max(a, lo_area), max_area)
+            # max_area = min((1 / r) * W^2, H^2 r, hi_area) (torch's int / r: reciprocal, times), then the area
+            # clamped to [lo_area, max_area], written as comparisons (no NaN here): the same values as min / max
+            max_area = (1.0 / r) * ww
+            if hh * r < max_area:
+                max_area = hh * r
+            if hi_area < max_area:
+                max_area = hi_area
+            if a < lo_area:
+                a = lo_area
+            if max_area < a:
+                a = max_area
             chosen_ar += (a * r, a / r)
         sides = torch.from_numpy(np.array(chosen_ar)).sqrt_().tolist()  # torch's sqrt, as _project's
         out = []
         for j, i in enumerate(starts):
-            bw, bh = min(sides[2 * j], fw), min(sides[2 * j + 1], fh)
-            x1, y1 = max(fw - bw, 0.0) * flat[i + 2 * t], max(fh - bh, 0.0) * flat[i + 2 * t + 1]
-            out += (x1, y1, min(x1 + bw, fw), min(y1 + bh, fh))
+            bw, bh = sides[2 * j], sides[2 * j + 1]
+            bw, bh = (bw if bw < fw else fw), (bh if bh < fh else fh)  # min(side, W): the same value
+            x1, y1 = (fw - bw) * flat[i + 2 * t], (fh - bh) * flat[i + 2 * t + 1]  # fw - bw >= 0 now
+            x2, y2 = x1 + bw, y1 + bh
+            out += (x1, y1, x2 if x2 < fw else fw, y2 if y2 < fh else fh)
         return out
 
     @staticmethod
