@@ -274,11 +274,14 @@ class _Pending:
 
     def finish(self, x: np.ndarray, clamped: bool) -> np.ndarray:
         """The mapped float image ``x`` (level units; ``clamped``: already in [0, 255]) rounded to uint8 in one
-        pass: ``cv2.convertScaleAbs``, or a saturating ``cv2.addWeighted`` for the affine and the clamp."""
+        pass: ``cv2.convertScaleAbs`` (with the affine where nothing it maps is negative), or a saturating
+        ``cv2.addWeighted`` for the affine and the clamp."""
         cv2 = opencv()
         if self.identity and clamped:
             return as_hwc(cv2.convertScaleAbs(x), x.shape[2])
         a, k = self.affine
+        if clamped and a >= 0.0 and k >= 0.0:  # a x + k >= 0: the absolute value changes nothing (~2x faster)
+            return as_hwc(cv2.convertScaleAbs(x, alpha=a, beta=255.0 * k), x.shape[2])
         return as_hwc(cv2.addWeighted(x, a, x, 0.0, 255.0 * k, dtype=cv2.CV_8U), x.shape[2])
 
 
