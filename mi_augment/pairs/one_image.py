@@ -25,7 +25,8 @@ from .plan import PairCandidates, PairParams, one_image_draws, one_image_from_un
 from .render import frame_rows, render_rows_uint8, render_views_uint8, renders_uint8, view_warp_rows
 from .scorers import PixelMIScorer
 
-__all__ = ["score_uint8", "pipeline_draws", "run_view_pipelines_uint8", "views_uint8", "views_uint8_batch", "BATCH_UINT8_MIN_PIXELS"]
+__all__ = ["score_uint8", "pipeline_draws", "run_view_pipelines_uint8", "views_uint8", "views_uint8_batch",
+           "BATCH_UINT8_MIN_PIXELS"]
 
 
 def score_uint8(scorer: Any, models: Sequence[Any], image: np.ndarray, candidates: PairCandidates,
@@ -143,9 +144,11 @@ def views_uint8(transform: Any, image: Any, generator: torch.Generator | None = 
     """``transform(image, ...)`` of one PIL / numpy / uint8 CPU tensor image on the CPU uint8 backend: the same
     steps (``transform.plan``, scores, ``transform.choose``), the same draws and replay as the torch path, the
     views rendered by :func:`render_views_uint8` and :func:`run_view_pipelines_uint8` and returned as the
-    input's type (a call without models that asks for no info, unscored or scored by the default pixel-MI
-    scorer, draws its flips and boxes as Python values by :func:`~mi_augment.pairs.plan.draw_one_image`, the plan
-    step's own draws, chooses by the policy's ``select_one`` and builds no params).
+    input's type (a call that asks for no info, unscored, or scored by the default pixel-MI scorer without models,
+    draws the plan step's own numbers as Python values: the models' by their ``sample_view_rows``, then the flips
+    and boxes, the policy's number and the pipelines' numbers in one ``rand`` call
+    (:func:`~mi_augment.pairs.plan.one_image_from_uniforms`); it chooses by the policy's ``select_one``, renders
+    from the rows (:func:`~mi_augment.pairs.render.render_rows_uint8`) and builds no params).
     Returns ``(views, info)`` (info None unless asked for: the draws' params are built only then), or None where the
     backend does not apply (``kernel_options(uint8_backend=False)``, normalised views, another input type, a
     model or transform without a uint8 kernel, a fixed ``sampling_ratio``, a generator off the CPU).
@@ -166,14 +169,15 @@ def views_uint8(transform: Any, image: Any, generator: torch.Generator | None = 
     hwc, restore = converted
     info = None
     scored = transform.policy.needs_scores
-    if params is None and not return_info and (not scored or (not models and _scores_on_uint8(transform.scorer))) and (
-            not models or current().fast_paths):
+    lean = not scored or (not models and _scores_on_uint8(transform.scorer))
+    if params is None and not return_info and lean and (not models or current().fast_paths):
         # nothing recorded; unscored, or scored by the uint8 scorer without models: the plan's draws as Python
         # values (the models' first, then the flips and boxes), the scores from the numpy boxes, the policy on
         # Python floats (what choose does for one image), the views rendered from the rows; no PairCandidates,
         # scores tensor or PairInfo is built
         n_views, k = transform.n_views, transform.n_candidates if scored else 1
-        fields = [_view_rows(model, n_views, generator, strength) for model, strength in zip(models, transform.strengths)]
+        fields = [_view_rows(model, n_views, generator, strength)
+                  for model, strength in zip(models, transform.strengths)]
         # the uniform numbers of the flips and boxes, the choice and the pipelines in one rand call (the same
         # numbers as the steps' own calls), as far as each step takes its numbers drawn beforehand
         before = not scored or transform.policy.takes_drawn_uniform

@@ -19,8 +19,8 @@ from ..core.params import Params
 from ..core.random import as_float32, rand, sampling_device
 from .sampler import BoxSampler
 
-__all__ = ["PairCandidates", "PairParams", "draw_one_image", "flatten_views", "one_image_draws", "one_image_from_uniforms",
-           "plan_candidates", "stack_views"]
+__all__ = ["PairCandidates", "PairParams", "draw_one_image", "flatten_views", "one_image_draws",
+           "one_image_from_uniforms", "plan_candidates", "stack_views"]
 
 
 @dataclass(frozen=True)
