@@ -101,12 +101,13 @@ def test_uint8_candidate_scores_match_torch_scorer(seed, side, out, k, views, no
 
 
 class _Views(torch.utils.data.Dataset):
-    """Two SimCLR views (K=4 scored) per PIL image, drawn from a generator seeded by (seed, index), as a
-    DataLoader worker renders them (the uint8 backend, PIL in and out)."""
+    """Two SimCLR views (K=4 scored), or the natural models' two views, per PIL image, drawn from a generator
+    seeded by (seed, index), as a DataLoader worker renders them (the uint8 backend, PIL in and out)."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, natural: bool = False):
         self.seed = seed
-        self.pair = MIPairTransform.simclr(32, n_candidates=4)
+        self.pair = (MIPairTransform(32, illumination="default", motion="default", view_transforms=None) if natural
+                     else MIPairTransform.simclr(32, n_candidates=4))
 
     def __len__(self) -> int:
         return 6
@@ -118,9 +119,10 @@ class _Views(torch.utils.data.Dataset):
 
 
 @pytest.mark.slow
-def test_dataloader_workers_reproduce_views_for_the_same_seed():
+@pytest.mark.parametrize("natural", [False, True])
+def test_dataloader_workers_reproduce_views_for_the_same_seed(natural):
     def run(workers: int, seed: int) -> torch.Tensor:
-        loader = torch.utils.data.DataLoader(_Views(seed), batch_size=3, num_workers=workers)
+        loader = torch.utils.data.DataLoader(_Views(seed, natural), batch_size=3, num_workers=workers)
         return torch.cat(list(loader))
 
     first = run(2, 7)
