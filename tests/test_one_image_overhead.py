@@ -136,3 +136,35 @@ def test_one_image_without_info_is_the_recorded_path(seed, h, w, channels, kind,
     recorded, _ = t(image, generator=g2, return_info=True)
     assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(lean, recorded))
     assert torch.equal(g1.get_state(), g2.get_state())
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), views=st.integers(2, 3), k=st.integers(1, 9), flip=st.floats(0.0, 1.0),
+       h=st.integers(1, 80), w=st.integers(1, 80))
+def test_numbers_drawn_beforehand_give_the_steps_own_draws(seed, views, k, flip, h, w):
+    """The lean call's single ``rand``: the plan's flips and boxes from their numbers
+    (``one_image_from_uniforms``) and the pipelines from theirs (``run_view_pipelines_uint8(uniforms=)``) are what
+    ``draw_one_image`` and the pipelines' own draw give, from the same generator state."""
+    from mi_augment.pairs.one_image import pipeline_draws, run_view_pipelines_uint8
+    from mi_augment.pairs.plan import draw_one_image, one_image_draws, one_image_from_uniforms
+
+    sampler = BoxSampler()
+    t = MIPairTransform.simclr(16, n_views=views)
+    n_box, n_pipe = one_image_draws(sampler, views, k), pipeline_draws(t.view_transforms)
+    u = torch.rand(n_box + n_pipe, generator=torch.Generator().manual_seed(seed)).tolist()
+    g = torch.Generator().manual_seed(seed)
+    assert one_image_from_uniforms(sampler, views, flip, h, w, u[:n_box]) == draw_one_image(sampler, views, k, flip,
+                                                                                              h, w, g)
+    images = [np.random.default_rng(seed + v).integers(0, 256, (16, 16, 3), dtype=np.uint8) for v in range(views)]
+    mine, _ = run_view_pipelines_uint8(images, t.view_transforms, record=False, uniforms=u[n_box:])
+    theirs, _ = run_view_pipelines_uint8(images, t.view_transforms, generator=g, record=False)
+    assert all(np.array_equal(a, b) for a, b in zip(mine, theirs))
+
+
+def test_numbers_drawn_beforehand_must_be_the_pipelines_count():
+    from mi_augment.pairs.one_image import pipeline_draws, run_view_pipelines_uint8
+
+    t = MIPairTransform.simclr(16)
+    images = [np.zeros((16, 16, 3), np.uint8)] * 2
+    with pytest.raises(ValueError, match=f"uniforms must hold the pipelines' {pipeline_draws(t.view_transforms)}"):
+        run_view_pipelines_uint8(images, t.view_transforms, record=False, uniforms=[0.5] * 3)

@@ -157,3 +157,22 @@ def test_a_subclass_that_overrides_the_tensor_form_chooses_by_it_for_one_image()
     info = choose_candidate(candidates, LastPolicy(), torch.rand(1, 1, 5, generator=g), g)
     assert int(info.chosen[0]) == 4 and info.keep[0].tolist() == [False] * 4 + [True]
     assert LastPolicy().probabilities_one([0.3, 0.1, 0.2]) == [0.0, 0.0, 1.0]
+    # its own tensor form draws its number: it takes none drawn beforehand, and says so
+    assert not LastPolicy().takes_drawn_uniform and ThresholdPolicy().takes_drawn_uniform
+    with pytest.raises(ValueError, match="draws its own number"):
+        LastPolicy().select_one([0.3, 0.1, 0.2], g, u=0.5)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(policy=POLICY_OPTIONS, scores=st.lists(st.floats(-5.0, 5.0, allow_nan=False), min_size=2, max_size=12),
+       seed=st.integers(0, 2 ** 31 - 1))
+def test_select_one_with_its_number_drawn_beforehand_chooses_the_same(policy, scores, seed):
+    """``select_one(u=)`` (the lean one-image call draws the policy's number with the boxes' in one ``rand``
+    call) chooses what ``select_one`` drawing that number itself does."""
+    p = make_policy(policy[0], **policy[1])
+    u = float(torch.rand((1, 1), generator=torch.Generator().manual_seed(seed)))
+    if not p.takes_drawn_uniform:  # no Python form (softmax): its tensor form draws, the lean call lets it
+        with pytest.raises(ValueError, match="draws its own number"):
+            p.select_one(scores, u=u)
+        return
+    assert p.select_one(scores, u=u) == p.select_one(scores, torch.Generator().manual_seed(seed))
