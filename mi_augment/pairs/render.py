@@ -326,7 +326,7 @@ def view_warp_rows(models: Sequence[Any], rows: list[dict[str, list]], size: tup
         [0.0, 0.0, 1.0]
     """
     out = None
-    for i, (model, r) in enumerate(zip(models, rows)):
+    for index, (model, r) in enumerate(zip(models, rows)):
         if not folds_warp(model):
             continue
         if type(model) is MotionModel and current().fast_paths:  # warp_matrices' float64 similarity
@@ -335,7 +335,7 @@ def view_warp_rows(models: Sequence[Any], rows: list[dict[str, list]], size: tup
         else:
             if params is None or image_size is None:
                 raise ValueError(f"{type(model).__name__}'s warps need the params and the image size")
-            framed = flatten_views(in_view_frame([model], [params.perturbations[i]], params.boxes, *image_size)[0])
+            framed = flatten_views(in_view_frame([model], [params.perturbations[index]], params.boxes, *image_size)[0])
             mats = model.warp_matrices(framed, *size).to(torch.float64).tolist()
         out = mats if out is None else [[[sum(m[i][k] * o[k][j] for k in range(3)) for j in range(3)]
                                          for i in range(3)] for m, o in zip(mats, out)]

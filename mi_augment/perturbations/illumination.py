@@ -297,40 +297,43 @@ class IlluminationModel(PerturbationModel):
             >>> IlluminationModel.default().params_from_rows([[0.0] * 9], (1, 1)).brightness.tolist()
             [[[1.0]]]
         """
-        s = self.shading_size
-        z = self._photometric_rows(rows)
-        if z is None:
+        full = self._photometric_fields(rows)
+        if full is None:
             return super().params_from_rows(rows, shape)
-        full = np.empty((z.shape[0], 8 + s), np.float32)
-        full[:, :4 + s] = z
-        full[:, 4 + s:] = (1.0, 1.0, 1.0, 0.0)  # the jitter's identity
         if shape is not None:
-            full = full.reshape(*shape, 8 + s)
-        j = 4 + s  # each field one torch.from_numpy of a column block (lighter than a view and a split)
-        return IlluminationParams(*(torch.from_numpy(full[..., a:b]) for a, b in
-                                    ((0, 3), (3, 4), (4, j), (j, j + 1), (j + 1, j + 2), (j + 2, j + 3), (j + 3, j + 4))))
+            full = full.reshape(*shape, full.shape[-1])
+        # each field one torch.from_numpy of a column block (lighter than a view and a split)
+        return IlluminationParams(*(torch.from_numpy(full[..., a:b]) for _, a, b in self._field_columns()))
 
     def fields_from_rows(self, rows: np.ndarray) -> dict[str, list]:
-        """:meth:`params_from_rows`' values as Python numbers: for a photometric model one ``tolist`` of the rows
-        and the jitter's identity, no tensor; other groups through the params."""
-        z = self._photometric_rows(rows)
-        if z is None:
+        """:meth:`params_from_rows`' values as Python numbers: for a photometric model one ``tolist`` of its
+        array, no tensor; other groups through the params."""
+        full = self._photometric_fields(rows)
+        if full is None:
             return super().fields_from_rows(rows)
-        values, n = z.tolist(), z.shape[0]
-        return {"log_gain": [r[0:3] for r in values], "log_gamma": [r[3:4] for r in values],
-                "shading": [r[4:] for r in values], "brightness": [[1.0] for _ in range(n)],
-                "contrast": [[1.0] for _ in range(n)], "saturation": [[1.0] for _ in range(n)],
-                "hue": [[0.0] for _ in range(n)]}
+        values = full.tolist()
+        return {name: [r[a:b] for r in values] for name, a, b in self._field_columns()}
 
-    def _photometric_rows(self, rows: Any) -> np.ndarray | None:
-        """``rows`` as float32 ``(N, 4 + S)`` for a photometric-only model; None otherwise (or ragged rows)."""
+    def _photometric_fields(self, rows: Any) -> np.ndarray | None:
+        """A photometric-only model's rows ``(N, 4 + S)`` with the jitter's identity appended, float32
+        ``(N, 8 + S)`` (the columns of :meth:`_field_columns`); None for other groups (or ragged rows)."""
         try:
             z = np.asarray(rows, dtype=np.float32)
         except ValueError:  # ragged rows: params_from_vector names what is wrong
             return None
-        if self.config["groups"] != ["photometric"] or z.ndim != 2 or z.shape[1] != 4 + self.shading_size:
+        s = self.shading_size
+        if self.config["groups"] != ["photometric"] or z.ndim != 2 or z.shape[1] != 4 + s:
             return None
-        return z
+        full = np.empty((z.shape[0], 8 + s), np.float32)
+        full[:, :4 + s] = z
+        full[:, 4 + s:] = (1.0, 1.0, 1.0, 0.0)  # the jitter's identity
+        return full
+
+    def _field_columns(self) -> tuple[tuple[str, int, int], ...]:
+        """Each :class:`IlluminationParams` field's columns in :meth:`_photometric_fields`' array."""
+        j = 4 + self.shading_size
+        return (("log_gain", 0, 3), ("log_gamma", 3, 4), ("shading", 4, j), ("brightness", j, j + 1),
+                ("contrast", j + 1, j + 2), ("saturation", j + 2, j + 3), ("hue", j + 3, j + 4))
 
     # ---- applying ----
     def apply(self, images: Tensor, params: IlluminationParams) -> Tensor:

@@ -78,6 +78,11 @@ def _percentiles(x: np.ndarray, qs: Sequence[float] = (5, 50, 95)) -> list[float
     return [float(v) for v in np.percentile(x, qs)] if x.size else [float("nan")] * len(qs)
 
 
+#: each :class:`MotionParams` field's columns in :meth:`MotionModel.params_from_rows`' ``(N, 6)`` array
+_FIELD_COLUMNS = (("translation", 0, 2), ("rotation", 2, 3), ("log_scale", 3, 4), ("blur_length", 4, 5),
+                  ("blur_angle", 5, 6))
+
+
 class MotionModel(PerturbationModel):
     """Natural camera motion (similarity warp + motion blur), estimated from real video.
 
@@ -214,14 +219,12 @@ class MotionModel(PerturbationModel):
         out = self._field_array(rows)
         if shape is not None:
             out = out.reshape(*shape, 6)
-        return MotionParams(*(torch.from_numpy(out[..., a:b]) for a, b in ((0, 2), (2, 3), (3, 4), (4, 5), (5, 6))))
+        return MotionParams(*(torch.from_numpy(out[..., a:b]) for _, a, b in _FIELD_COLUMNS))
 
     def fields_from_rows(self, rows: np.ndarray) -> dict[str, list]:
         """:meth:`params_from_rows`' values as Python numbers (one ``tolist`` of its array, no tensor)."""
         out = self._field_array(rows).tolist()
-        return {"translation": [r[0:2] for r in out], "rotation": [r[2:3] for r in out],
-                "log_scale": [r[3:4] for r in out], "blur_length": [r[4:5] for r in out],
-                "blur_angle": [r[5:6] for r in out]}
+        return {name: [r[a:b] for r in out] for name, a, b in _FIELD_COLUMNS}
 
     @staticmethod
     def _field_array(rows: Any) -> np.ndarray:

@@ -18,6 +18,7 @@ resumed run continues the same random stream. The natural models and the pair tr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -29,8 +30,11 @@ from ..transforms.photometric import ColorJitter, GaussianBlur, RandomGrayscale,
 from ..transforms.presets import METHOD_VIEWS, method_views
 from . import AUGMENT_MODES
 
+if TYPE_CHECKING:
+    from ..pairs.policies import Policy
+
 __all__ = ["ENCODER_SCORERS", "MI_SCORERS", "AugmentOptions", "BaselineViews", "MIViews", "NaturalViews",
-           "ViewPairs", "color_jitter", "gaussian_blur", "make_views", "solarize", "to_float"]
+           "ViewPairs", "color_jitter", "gaussian_blur", "make_views", "mi_policy", "solarize", "to_float"]
 
 #: ``--mi-scorer`` values and their names in :data:`mi_augment.pairs.SCORERS` (None: the transform's own pixel
 #: scorer); "iou" (overlap alone) and "garment-oracle" (where the known garment is) are controls, not MI
@@ -73,6 +77,19 @@ class AugmentOptions:
             raise ValueError(f"views must be one of {sorted(METHOD_VIEWS)}, got {self.views!r}")
         if self.mi_band is not None and self.mi_policy != "band":
             raise ValueError(f"mi_band applies to mi_policy='band' only, got mi_policy={self.mi_policy!r}")
+
+
+def mi_policy(name: str, band: tuple[float, float] | None = None) -> Policy:
+    """The ``MIPairTransform`` policy of ``--mi-policy name`` (and ``--mi-band``: the band policy's absolute
+    ``(lo, hi)``; None: its default): what the recipe trains with and what its flag check ranks.
+
+    Example:
+        >>> mi_policy("band", (0.2, 0.6)).band
+        (0.2, 0.6)
+    """
+    from ..pairs.policies import make_policy
+
+    return make_policy(name, **({"band": tuple(band)} if band is not None else {}))
 
 
 def to_float(images: Tensor) -> Tensor:
@@ -268,7 +285,6 @@ class MIViews(ViewPairs):
     def __init__(self, size, channels, options, encoder: torch.nn.Module | None = None,
                  head: torch.nn.Module | None = None, temperature: float = 0.2):
         super().__init__(size, channels, options)
-        from ..pairs.policies import make_policy
         from ..transforms.pair import MIPairTransform
 
         if options.mi_photometric not in ("jitter", "natural", "both"):
@@ -278,7 +294,7 @@ class MIViews(ViewPairs):
             raise ValueError("natural_strength applies to --augment natural only; --mi-photometric natural|both "
                              "uses the models as fitted")
         scorer = make_scorer_for(options.mi_scorer, size, encoder, head, temperature)
-        policy = make_policy(options.mi_policy, **({"band": tuple(options.mi_band)} if options.mi_band else {}))
+        policy = mi_policy(options.mi_policy, options.mi_band)
         if policy.needs_scores and policy.rank_based and options.mi_candidates < 2:
             raise ValueError(f"mi_candidates={options.mi_candidates} leaves policy {options.mi_policy!r} nothing to "
                              "rank: use --mi-candidates >= 2 or --mi-policy random")

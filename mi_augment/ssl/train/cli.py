@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 
 from ...datasets.loading import DATASETS, default_data_root
-from ...pairs.policies import POLICIES, make_policy
+from ...pairs.policies import POLICIES
 from .. import AUGMENT_MODES, BACKBONES, POSITIVES
-from ..views import MI_SCORERS
+from ..views import MI_SCORERS, mi_policy
 
 __all__ = ["RecipeParser", "make_parser", "non_negative_float", "non_negative_int", "positive_float",
            "positive_int", "resolve_positives", "unit_interval"]
@@ -144,8 +144,7 @@ def _problems(args: argparse.Namespace):
         yield f"--mi-band applies to --mi-policy band only, got --mi-policy {args.mi_policy}"
     elif band is not None and not (math.isfinite(band[0]) and math.isfinite(band[1]) and band[0] <= band[1]):
         yield f"--mi-band LO HI must be finite with LO <= HI, got {band[0]} {band[1]}"
-    elif args.augment == "mi" and args.mi_candidates < 2 and make_policy(
-            args.mi_policy, **({"band": tuple(band)} if band is not None else {})).rank_based:
+    elif args.augment == "mi" and args.mi_candidates < 2 and mi_policy(args.mi_policy, band).rank_based:
         yield (f"--mi-candidates {args.mi_candidates} leaves --mi-policy {args.mi_policy} nothing to rank: use "
                "--mi-candidates >= 2 or --mi-policy random")
     lo, hi = args.neighbour_quantiles
