@@ -1,10 +1,12 @@
 """One image's per-call steps on Python numbers: the same draws and values as the tensor forms they replace.
 
-The box sampler's few-box path (one image's boxes, on Python floats with a single torch ``exp``) returns the
-tensor form's boxes bit for bit (``kernel_options(fast_paths=False)`` runs the tensor form), whatever the
-bounds, including draws that the feasible-ratio clamp moves and sides a ulp from the image's (torch's float64
-``sqrt`` is not always correctly rounded). torch's float64 ``exp`` and ``sqrt`` of an element do not depend on
-where it lies in the tensor (what the single ``exp`` and ``sqrt`` calls rely on). The plan step's flips and boxes
+The box sampler's few-box path (one image's boxes on Python floats: ``math.exp`` and ``math.sqrt``, or one torch
+``exp`` and one ``sqrt`` where a value is too close to call) returns the tensor form's boxes bit for bit
+(``kernel_options(fast_paths=False)`` runs the tensor form), whatever the bounds, including draws that the
+feasible-ratio clamp moves, sides a ulp from the image's (torch's float64 ``sqrt`` is not always correctly
+rounded) and draws at 0. torch's float64 ``exp`` and ``sqrt`` of an element do not depend on where it lies in the
+tensor (what the single ``exp`` and ``sqrt`` calls rely on), and lie within 2 ulp / 1 ulp of ``math``'s (what
+the ``math`` form's margins rely on). The plan step's flips and boxes
 are one ``rand`` call on the CPU: the same numbers as the flips' and the sampler's own calls.
 """
 
@@ -53,6 +55,41 @@ def test_float64_exp_and_sqrt_of_an_element_do_not_depend_on_its_place(values, d
     j = data.draw(st.integers(0, len(values) - 1))
     assert getattr(torch.tensor(values[i:j + 1], dtype=torch.float64), op)().tolist() == whole[i:j + 1]
     assert getattr(torch.tensor([values[i]], dtype=torch.float64), op)().tolist() == [whole[i]]
+
+
+@settings(**SETTINGS)
+@given(x=st.floats(-30.0, 30.0))
+def test_torch_float64_exp_and_sqrt_lie_within_the_math_forms_margins(x):
+    """What the few-box path's ``math`` form assumes: torch's float64 ``exp`` within 2 ulp of ``math.exp`` (each within
+    1 ulp of the true value), its ``sqrt`` within 1 ulp of ``math.sqrt``."""
+    e = torch.tensor([x], dtype=torch.float64).exp().item()
+    assert abs(e - math.exp(x)) <= 2 * math.ulp(math.exp(x))
+    y = math.exp(x)
+    assert abs(torch.tensor([y], dtype=torch.float64).sqrt().item() - math.sqrt(y)) <= math.ulp(math.sqrt(y))
+
+
+@pytest.mark.parametrize("case", ["position at 0", "side at the image's", "no try fits"])
+def test_few_boxes_too_close_to_call_by_math_are_still_the_tensor_forms(case):
+    """Draws whose boxes the ``math`` form cannot vouch for (a coordinate at 0, a side at the image's; boxes clamped
+    to the image) are computed with torch's ``exp`` and ``sqrt``: still the tensor form's boxes bit for bit."""
+    sampler, (h, w) = BoxSampler((0.08, 1.0)), (48, 48)
+    u = torch.rand(4, sampler.draws_per_box, generator=torch.Generator().manual_seed(7))
+    t = sampler.tries
+    if case == "position at 0":
+        u[:, 2 * t:] = 0.0
+    elif case == "side at the image's":
+        sampler = BoxSampler((0.08, 1.0), (1.0, 1.0))  # ratio exactly 1: the full area is a box of the image's sides
+        u[:, 0] = 1.0
+    else:
+        sampler = BoxSampler((0.9, 1.0), (3.0, 4.0))  # no try fits: every box is clamped to the image
+        h, w = 20, 60
+    rows = sampler.box_rows(u.view(-1).tolist(), h, w)
+    with kernel_options(fast_paths=False):
+        assert rows == sampler.boxes_from_uniforms(u, (4,), h, w).tolist()
+    if case == "position at 0":
+        assert all(r[0] == 0.0 and r[1] == 0.0 for r in rows)
+    elif case == "side at the image's":
+        assert all(r == [0.0, 0.0, 48.0, 48.0] for r in rows)
 
 
 def _separate_draws(seed, b, v, k, flip, sampler, h, w):
