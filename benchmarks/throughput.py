@@ -42,6 +42,13 @@ Images are synthetic smooth RGB uint8 (content does not change the cost), 32x32 
 rounds of ``--seconds / --rounds`` each, and each pipeline's best round is reported (the median is in the
 JSON): on a shared machine, load from other processes then affects all pipelines alike.
 
+Issue 23's targets are also measured **paired** (``--paired-seconds`` per target and size, default 4; 0 skips): the
+target's row and its reference row are called alternately, one call each (64 images per image, one batch for a
+batch row), in ABBA order, and each adjacent pair of calls gives one ratio. The reported ratio is the geometric
+mean of those ratios with a 95% t-interval on their logs, so drift in the machine's speed between the rounds
+above does not move it. Decision rule (fixed before any number): a target is *met* when the interval's lower end
+is at or above the goal, *not met* when its upper end is below it, *undecided* otherwise.
+
 Usage::
 
     python benchmarks/throughput.py                       # CPU, 1 thread, writes benchmarks/results/throughput_cpu.json
@@ -54,8 +61,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -239,9 +248,69 @@ def _torch_backend(fn):
         return fn()
 
 
-def bench_size(size: int, device: str, seconds: float, methods: list[str], batch: int, rounds: int) -> list[dict]:
+def paired_ratio(fn_a, n_a: int, fn_b, n_b: int, seconds: float, device: str, min_blocks: int = 8) -> dict:
+    """Pairs/s of ``fn_a`` over ``fn_b`` (which make ``n_a`` / ``n_b`` pairs per call), measured paired: one call
+    of each in turn, in ABBA order (A B, B A, A B, ...), for about ``seconds`` and at least ``min_blocks`` pairs of
+    calls. Returns the geometric mean of the per-pair ratios, its 95% t-interval (on the logs), and the count."""
+    logs: list[float] = []
+    start = time.perf_counter()
+    while len(logs) < min_blocks or time.perf_counter() - start < seconds:
+        rates = {}
+        for key in ("ab" if len(logs) % 2 == 0 else "ba"):
+            fn, n = (fn_a, n_a) if key == "a" else (fn_b, n_b)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            rates[key] = n / (time.perf_counter() - t0)
+        logs.append(math.log(rates["a"] / rates["b"]))
+    return {"ratio": math.exp(statistics.fmean(logs)), "ci95": list(log_ratio_interval(logs)), "blocks": len(logs)}
+
+
+def log_ratio_interval(logs: list[float], level: float = 0.95) -> tuple[float, float]:
+    """The ``level`` t-interval of the geometric mean ratio ``exp(mean(logs))``, as ratios.
+
+    Example:
+        >>> lo, hi = log_ratio_interval([0.0, 0.1, -0.1, 0.05])
+        >>> lo < 1.0 < hi
+        True
+    """
+    from scipy import stats
+
+    n = len(logs)
+    if n < 2:
+        raise ValueError(f"logs must hold at least 2 ratios, got {n}")
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * statistics.stdev(logs) / math.sqrt(n)
+    mean = statistics.fmean(logs)
+    return math.exp(mean - half), math.exp(mean + half)
+
+
+def verdict(ci95: list[float], goal: float) -> str:
+    """The decision rule: ``"met"`` when the interval's lower end is at or above ``goal``, ``"not met"`` when its
+    upper end is below it, ``"undecided"`` otherwise."""
+    lo, hi = ci95
+    return "met" if lo >= goal else "not met" if hi < goal else "undecided"
+
+
+def paired_targets(size: int, device: str, pipelines: list[tuple[str, object, int]], seconds: float) -> list[dict]:
+    """Every issue-23 target whose two rows are in ``pipelines``, measured by :func:`paired_ratio`."""
+    by_method = {m: (fn, n) for m, fn, n in pipelines}
+    out = []
+    for label, row, ref, goal in TARGETS:
+        if row in by_method and ref in by_method:
+            r = paired_ratio(*by_method[row], *by_method[ref], seconds, device)
+            out.append({"target": label, "size": size, "row": row, "reference": ref, "goal": goal, **r,
+                        "verdict": verdict(r["ci95"], goal)})
+            lo, hi = r["ci95"]
+            print(f"  {size:>3} px  paired {row} / {ref}: {r['ratio']:.3f}x [{lo:.3f}, {hi:.3f}] "
+                  f"({r['blocks']} pairs of calls): {out[-1]['verdict']}", flush=True)
+    return out
+
+
+def bench_size(size: int, device: str, seconds: float, methods: list[str], batch: int, rounds: int,
+               paired_seconds: float = 0.0) -> tuple[list[dict], list[dict]]:
     """Warm every pipeline up, then measure them in ``rounds`` interleaved rounds (so that load from other
-    processes hits all of them alike) and keep each one's best round."""
+    processes hits all of them alike) and keep each one's best round; then, with ``paired_seconds``, the
+    targets paired (:func:`paired_targets`). Returns the rows and the paired targets."""
     pipelines = _pipelines(size, device, methods, batch)
     for _, fn, _ in pipelines:
         fn()
@@ -260,7 +329,8 @@ def bench_size(size: int, device: str, seconds: float, methods: list[str], batch
         base = next((r["pairs_per_s"] for r in rows if r["method"] == peer), None)
         for r in rows:
             r[f"ratio_vs_{peer}"] = None if base is None else r["pairs_per_s"] / base
-    return rows
+    paired = paired_targets(size, device, pipelines, paired_seconds) if paired_seconds > 0 else []
+    return rows, paired
 
 
 #: the rows every row is compared with: torchvision's SimCLR per PIL image and albumentations' per numpy image
@@ -382,10 +452,13 @@ TARGETS = [
 ]
 
 
-def target_table(rows: list[dict]) -> list[str]:
-    """Issue 23's targets as a markdown table from one run's rows (sizes as columns; missing rows left out)."""
+def target_table(rows: list[dict], paired: list[dict] | None = None) -> list[str]:
+    """Issue 23's targets as a markdown table from one run's rows (sizes as columns; missing rows left out): the
+    ratio of the best rounds, and where the run measured it, the paired ratio with its 95% interval and the
+    decision rule's verdict (:func:`verdict`)."""
     sizes = sorted({r["size"] for r in rows})
     rate = {(r["method"], r["size"]): r["pairs_per_s"] for r in rows}
+    pairs = {(p["target"], p["size"]): p for p in paired or []}
     lines = ["| target | " + " | ".join(f"{s} px" for s in sizes) + " |", "|---" * (len(sizes) + 1) + "|"]
     for label, row, ref, goal in TARGETS:
         cells = []
@@ -397,6 +470,10 @@ def target_table(rows: list[dict]) -> list[str]:
             r = a / b  # three decimals where two would round a miss up to the goal (or a hit down to it)
             cells.append(f"{r:.3f}x" if abs(r - goal) < 0.005 else f"{r:.2f}x")
             cells[-1] += " met" if r >= goal else " not met"
+            p = pairs.get((label, size))
+            if p is not None:
+                lo, hi = p["ci95"]
+                cells[-1] += f"; paired {p['ratio']:.3f}x [{lo:.3f}, {hi:.3f}] **{p['verdict']}**"
         if any(cells):
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
@@ -429,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     p.add_argument("--seconds", type=float, default=3.0, help="measuring time per pipeline and size")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best round is reported")
+    p.add_argument("--paired-seconds", type=float, default=4.0,
+                   help="seconds per issue-23 target and size measured paired (alternate calls, ratio with a 95%% "
+                        "interval); 0 skips")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: pairs/s per core)")
     p.add_argument("--cv2-threads", type=int, default=1,
                    help="OpenCV threads for every pipeline that calls it (ours, albumentations; default 1: pairs/s per "
@@ -438,10 +518,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--figure", default=None, help="also draw the ratios as a bar chart (PNG) at this path")
     p.add_argument("--from-json", default=None, help="only print the tables (and draw --figure) of an earlier run's JSON")
     args = p.parse_args(argv)
+    if args.paired_seconds < 0:
+        p.error(f"--paired-seconds must be >= 0, got {args.paired_seconds}")
     if args.from_json:  # redraw the figure and reprint the tables of an earlier run
         report = json.loads(Path(args.from_json).read_text())
         print("\n".join(markdown_table(report["results"])))
-        print("\nissue 23's targets in this run:\n" + "\n".join(target_table(report["results"])))
+        print("\nissue 23's targets in this run:\n" + "\n".join(target_table(report["results"],
+                                                                         report.get("paired"))))
         if args.figure:
             print(f"wrote {plot(report, Path(args.figure))}")
         return 0
@@ -455,16 +538,19 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info(device, args.threads)
     info["cv2_threads"] = args.cv2_threads
     print(json.dumps(info, indent=1))
-    rows = []
+    rows, paired = [], []
     started = time.perf_counter()
     for size in args.sizes:
         batch = args.batch or (CUDA_BATCH if device.startswith("cuda") else CPU_BATCH)[size]
-        rows += bench_size(size, device, args.seconds, args.methods, batch, args.rounds)
+        size_rows, size_paired = bench_size(size, device, args.seconds, args.methods, batch, args.rounds,
+                                            args.paired_seconds)
+        rows += size_rows
+        paired += size_paired
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"throughput_{device.split(':')[0]}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
     report = {"command": command.strip(), "machine": info, "total_seconds": time.perf_counter() - started,
-              "results": rows}
+              "results": rows, "paired": paired}
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"\n{'size':>4}  {'method':<36} {'pairs/s':>10} {'vs tv v1':>9} {'vs album':>9}")
     for r in rows:
@@ -472,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['size']:>4}  {r['method']:<36} {r['pairs_per_s']:>10,.0f} "
               + " ".join(f"{'' if x is None else f'{x:8.2f}x':>9}" for x in ratios))
     print(f"wrote {out}")
-    print("\nissue 23's targets in this run:\n" + "\n".join(target_table(rows)))
+    print("\nissue 23's targets in this run:\n" + "\n".join(target_table(rows, paired)))
     if args.figure:
         print(f"wrote {plot(report, Path(args.figure))}")
     return 0
