@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import threading
 from typing import Any
 
 import torch
@@ -19,6 +20,31 @@ def sampling_device(generator: torch.Generator | None, target: Any) -> torch.dev
 def rand(shape: tuple[int, ...], generator: torch.Generator | None, device: Any) -> torch.Tensor:
     dev = sampling_device(generator, device)
     return torch.rand(shape, generator=generator, device=dev).to(device)
+
+
+_BUFFERS = threading.local()  # per thread: float32 tensors that cpu_uniforms draws into, by length
+
+
+def cpu_uniforms(n: int, generator: torch.Generator | None = None) -> list[float]:
+    """``torch.rand(n, generator=generator).tolist()`` for a CPU generator (or the default one): the same ``n``
+    uniform float32 numbers from the same stream, drawn in place (``uniform_``) into a float32 tensor that this
+    thread keeps for the length. In a DataLoader worker's call this skips the factory function and its
+    allocation, about a third of a cold ``torch.rand`` call (tens of microseconds at 224 px).
+
+    Example:
+        >>> a = cpu_uniforms(3, torch.Generator().manual_seed(0))
+        >>> a == torch.rand(3, generator=torch.Generator().manual_seed(0)).tolist()
+        True
+    """
+    if generator is not None and generator.device.type != "cpu":
+        raise ValueError(f"cpu_uniforms needs a CPU generator, got one on {generator.device}")
+    buffers = getattr(_BUFFERS, "by_length", None)
+    if buffers is None or len(buffers) > 32:  # a few lengths per transform; a bound for transforms built on the fly
+        buffers = _BUFFERS.by_length = {}
+    buffer = buffers.get(n)
+    if buffer is None:
+        buffer = buffers[n] = torch.empty(n)
+    return buffer.uniform_(generator=generator).tolist()
 
 
 def randn(shape: tuple[int, ...], generator: torch.Generator | None, device: Any) -> torch.Tensor:

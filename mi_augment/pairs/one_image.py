@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..core.options import current
 from ..core.params import GatedParams
-from ..core.random import as_float32s, rand
+from ..core.random import as_float32s, cpu_uniforms, rand
 from ..core.validation import UNIT_RANGE_TOLERANCE, to_float_batch
 from ..functional import uint8
 from .choose import replay_info
@@ -88,7 +88,12 @@ def run_view_pipelines_uint8(views: Sequence[np.ndarray], pipelines: Sequence[Se
     total = sum(n + 1 for c in counts for n in c)
     if uniforms is not None and len(uniforms) != total:
         raise ValueError(f"uniforms must hold the pipelines' {total} numbers, got {len(uniforms)}")
-    u = rand((total,), generator, "cpu").tolist() if uniforms is None else uniforms
+    if uniforms is not None:
+        u = uniforms
+    elif generator is None or generator.device.type == "cpu":
+        u = cpu_uniforms(total, generator)
+    else:  # drawn on the generator's device, as apply_gated draws
+        u = rand((total,), generator, "cpu").tolist()
     ps = iter(as_float32s([t.p for pipeline in pipelines for t in pipeline]))  # the torch gate compares in float32
     out, drawn, at = [], [], 0
     for view, pipeline, ns in zip(views, pipelines, counts):
@@ -183,7 +188,7 @@ def views_uint8(transform: Any, image: Any, generator: torch.Generator | None = 
         before = not scored or transform.policy.takes_drawn_uniform
         n_box, n_choose = one_image_draws(transform.sampler, n_views, k), int(scored and before)
         n_pipe = (pipeline_draws(pipelines) or 0) if before and any(pipelines) else 0
-        u = rand((n_box + n_choose + n_pipe,), generator, "cpu").tolist()
+        u = cpu_uniforms(n_box + n_choose + n_pipe, generator)
         flips, rows = one_image_from_uniforms(transform.sampler, n_views, transform.flip, *hwc.shape[:2], u[:n_box])
         index = 0
         if scored:

@@ -1,0 +1,50 @@
+"""``cpu_uniforms``: the numbers ``torch.rand`` draws on the CPU, from the same stream, drawn into a per-thread
+buffer (what one image's call on the uint8 backend draws its flips, boxes and pipeline numbers with)."""
+
+from __future__ import annotations
+
+import threading
+import types
+
+import pytest
+import torch
+
+from mi_augment.core.random import cpu_uniforms
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 373, 1000])
+def test_the_numbers_and_the_generators_state_are_torch_rands(n):
+    g, h = torch.Generator().manual_seed(n), torch.Generator().manual_seed(n)
+    assert cpu_uniforms(n, g) == torch.rand(n, generator=h).tolist()
+    assert cpu_uniforms(n, g) == torch.rand(n, generator=h).tolist()  # the buffer drawn into again
+    assert torch.equal(torch.rand(5, generator=g), torch.rand(5, generator=h))  # the streams moved alike
+
+
+def test_the_default_generator_is_torch_rands():
+    torch.manual_seed(3)
+    drawn = cpu_uniforms(40) + cpu_uniforms(7)
+    torch.manual_seed(3)
+    assert drawn == torch.rand(40).tolist() + torch.rand(7).tolist()
+
+
+def test_threads_draw_their_own_streams():
+    """Concurrent calls from several threads, each with its own generator: every thread gets exactly its own
+    stream (each thread has its own buffer)."""
+    out: dict[int, list[float]] = {}
+
+    def work(seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        out[seed] = [x for _ in range(200) for x in cpu_uniforms(64, g)]
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for seed in range(4):
+        assert out[seed] == torch.rand(200 * 64, generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+def test_a_generator_off_the_cpu_is_refused():
+    with pytest.raises(ValueError, match="CPU generator"):
+        cpu_uniforms(4, types.SimpleNamespace(device=torch.device("cuda")))
