@@ -22,29 +22,50 @@ def rand(shape: tuple[int, ...], generator: torch.Generator | None, device: Any)
     return torch.rand(shape, generator=generator, device=dev).to(device)
 
 
-_BUFFERS = threading.local()  # per thread: float32 tensors that cpu_uniforms draws into, by length
+_BUFFERS = threading.local()  # per thread: the float32 tensors cpu_draws draws into, by kind and shape
+_IN_PLACE = {"uniform": torch.Tensor.uniform_, "normal": torch.Tensor.normal_,
+             "exponential": torch.Tensor.exponential_}
+
+
+def cpu_draws(shape: tuple[int, ...], generator: torch.Generator | None = None, kind: str = "uniform") -> torch.Tensor:
+    """``torch.rand(shape)`` (``kind="uniform"``), ``torch.randn(shape)`` (``"normal"``) or
+    ``torch.empty(shape).exponential_()`` (``"exponential"``) with a CPU ``generator`` (or the default one): the
+    same float32 numbers from the same stream, drawn in place into a tensor that this thread keeps for the kind
+    and shape (the factory functions are ``empty`` and these in-place draws). In a DataLoader worker's call this
+    skips the allocation and the factory function, about a third of a cold ``torch.rand`` call (tens of
+    microseconds at 224 px). The tensor is overwritten by this thread's next draw of the same kind and shape:
+    copy what must outlive it.
+
+    Example:
+        >>> a = cpu_draws((2, 3), torch.Generator().manual_seed(0), "normal")
+        >>> torch.equal(a, torch.randn(2, 3, generator=torch.Generator().manual_seed(0)))
+        True
+    """
+    if generator is not None and generator.device.type != "cpu":
+        raise ValueError(f"cpu_draws needs a CPU generator, got one on {generator.device}")
+    draw = _IN_PLACE.get(kind)
+    if draw is None:
+        raise ValueError(f"kind must be one of {sorted(_IN_PLACE)}, got {kind!r}")
+    buffers = getattr(_BUFFERS, "by_key", None)
+    if buffers is None or len(buffers) > 64:  # a few shapes per transform; a bound for transforms built on the fly
+        buffers = _BUFFERS.by_key = {}
+    key = (kind, tuple(shape))
+    buffer = buffers.get(key)
+    if buffer is None:
+        buffer = buffers[key] = torch.empty(key[1])
+    return draw(buffer, generator=generator)
 
 
 def cpu_uniforms(n: int, generator: torch.Generator | None = None) -> list[float]:
-    """``torch.rand(n, generator=generator).tolist()`` for a CPU generator (or the default one): the same ``n``
-    uniform float32 numbers from the same stream, drawn in place (``uniform_``) into a float32 tensor that this
-    thread keeps for the length. In a DataLoader worker's call this skips the factory function and its
-    allocation, about a third of a cold ``torch.rand`` call (tens of microseconds at 224 px).
+    """``torch.rand(n, generator=generator).tolist()`` for a CPU generator (or the default one), drawn by
+    :func:`cpu_draws` (the same numbers from the same stream).
 
     Example:
         >>> a = cpu_uniforms(3, torch.Generator().manual_seed(0))
         >>> a == torch.rand(3, generator=torch.Generator().manual_seed(0)).tolist()
         True
     """
-    if generator is not None and generator.device.type != "cpu":
-        raise ValueError(f"cpu_uniforms needs a CPU generator, got one on {generator.device}")
-    buffers = getattr(_BUFFERS, "by_length", None)
-    if buffers is None or len(buffers) > 32:  # a few lengths per transform; a bound for transforms built on the fly
-        buffers = _BUFFERS.by_length = {}
-    buffer = buffers.get(n)
-    if buffer is None:
-        buffer = buffers[n] = torch.empty(n)
-    return buffer.uniform_(generator=generator).tolist()
+    return cpu_draws((n,), generator).tolist()
 
 
 def randn(shape: tuple[int, ...], generator: torch.Generator | None, device: Any) -> torch.Tensor:

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..core.artifact import ArtifactError, expect_dict, expect_int, expect_number, expect_tensor
 from ..core.options import current
-from ..core.random import sampling_device
+from ..core.random import cpu_draws, sampling_device
 from ..core.validation import check_finite, check_positive_int
 
 
@@ -219,9 +219,10 @@ class GaussianMixtureDensity(Density):
             return self.sample(0, generator=generator).numpy()
         self._float32(_CPU)
         w, means, tril = self._float32_cache[3]
-        q = torch.empty(n, w.shape[0]).exponential_(generator=generator)
+        # sample's draws (multinomial's exponentials, then the normals), in place into this thread's buffers
+        q = cpu_draws((n, w.shape[0]), generator, "exponential")
         comps = np.argmax(w / q.numpy(), axis=1)  # sample's components (multinomial's draw)
-        eps = torch.randn(n, means.shape[1], generator=generator).numpy()  # float32, taken exactly to float64 below
+        eps = cpu_draws((n, means.shape[1]), generator, "normal").numpy()  # float32, taken exactly to float64 below
         sums = np.add.accumulate(tril[comps] * eps[:, None, :], axis=2)[:, :, -1]
         return (means[comps] + sums).astype(np.float32)
 

@@ -1,5 +1,6 @@
-"""``cpu_uniforms``: the numbers ``torch.rand`` draws on the CPU, from the same stream, drawn into a per-thread
-buffer (what one image's call on the uint8 backend draws its flips, boxes and pipeline numbers with)."""
+"""``cpu_draws`` / ``cpu_uniforms``: the numbers ``torch.rand``, ``torch.randn`` and ``exponential_`` draw on the CPU,
+from the same stream, drawn in place into a per-thread buffer (what one image's call on the uint8 backend draws
+its flips, boxes, pipeline numbers and the natural models' mixture draws with)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import types
 import pytest
 import torch
 
-from mi_augment.core.random import cpu_uniforms
+from mi_augment.core.random import cpu_draws, cpu_uniforms
 
 
 @pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 373, 1000])
@@ -48,3 +49,25 @@ def test_threads_draw_their_own_streams():
 def test_a_generator_off_the_cpu_is_refused():
     with pytest.raises(ValueError, match="CPU generator"):
         cpu_uniforms(4, types.SimpleNamespace(device=torch.device("cuda")))
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (2, 5), (4, 16), (7, 9)])
+@pytest.mark.parametrize("kind", ["uniform", "normal", "exponential"])
+def test_each_kind_is_the_factory_functions_draw(kind, shape):
+    def reference(g):
+        if kind == "uniform":
+            return torch.rand(shape, generator=g)
+        if kind == "normal":
+            return torch.randn(shape, generator=g)
+        return torch.empty(shape).exponential_(generator=g)
+
+    g, h = torch.Generator().manual_seed(11), torch.Generator().manual_seed(11)
+    for _ in range(2):  # a fresh buffer, then the kept one
+        drawn = cpu_draws(shape, g, kind)
+        assert drawn.dtype == torch.float32 and torch.equal(drawn, reference(h))
+    assert torch.equal(torch.rand(3, generator=g), torch.rand(3, generator=h))
+
+
+def test_an_unknown_kind_is_named():
+    with pytest.raises(ValueError, match="kind must be one of"):
+        cpu_draws((2,), None, "poisson")
