@@ -165,7 +165,7 @@ METHODS = ["torchvision_v1_pil", "torchvision_v2_batch", "kornia", "ours_random"
            "albumentations_natural_per_image", "ours_random_per_image_torch", "ours_k8_per_image_torch",
            "ours_simclr_random_per_image_torch", "ours_simclr_k8_per_image_torch", "ours_simclr_random_per_numpy",
            "ours_simclr_k8_per_numpy", "ours_random_per_numpy", "ours_simclr_random_uint8", "ours_simclr_k8_uint8",
-           "ours_simclr_random_per_image_float"]
+           "ours_simclr_random_per_image_float", "ours_simclr_k8_per_image_float"]
 
 
 def _pipelines(size: int, device: str, methods: list[str], batch: int) -> list[tuple[str, object, int]]:
@@ -386,7 +386,8 @@ LABELS = {"torchvision_v1_pil": "torchvision v1, PIL per image", "torchvision_v2
           "ours_random_per_numpy": "ours, random, numpy per image",
           "ours_simclr_random_uint8": "ours, simclr unscored, uint8 batch",
           "ours_simclr_k8_uint8": "ours, simclr K=8, uint8 batch",
-          "ours_simclr_random_per_image_float": "ours, simclr unscored, PIL per image, then ToTensor"}
+          "ours_simclr_random_per_image_float": "ours, simclr unscored, PIL per image, then ToTensor",
+          "ours_simclr_k8_per_image_float": "ours, simclr K=8, PIL per image, then ToTensor"}
 
 
 def plot(report: dict, path: Path) -> Path:
@@ -445,6 +446,8 @@ TARGETS = [
     ("simclr K=8: CPU batch vs PIL per image, per pair >= 1.0x", "ours_simclr_k8", "ours_simclr_k8_per_image", 1.0),
     ("simclr unscored: CPU float batch vs PIL per image then ToTensor (float out both), per pair >= 1.0x",
      "ours_simclr_random", "ours_simclr_random_per_image_float", 1.0),
+    ("simclr K=8: CPU float batch vs PIL per image then ToTensor (float out both), per pair >= 1.0x",
+     "ours_simclr_k8", "ours_simclr_k8_per_image_float", 1.0),
     ("simclr unscored: CPU uint8 batch vs PIL per image, per pair >= 1.0x", "ours_simclr_random_uint8",
      "ours_simclr_random_per_image", 1.0),
     ("simclr K=8: CPU uint8 batch vs PIL per image, per pair >= 1.0x", "ours_simclr_k8_uint8",
