@@ -169,31 +169,57 @@ def proxies(lum: np.ndarray, boxes: Any, proxy_size: int) -> np.ndarray:
     """
     b = np.asarray(boxes, dtype=_F32).reshape(-1, 4)
     n, (h, w) = int(proxy_size), lum.shape
-    side = _F32(n)
-    shrink = ((b[:, 2:] - b[:, :2]) / side).max(1)  # float32, as torch: max(width / n, height / n)
-    j = _centres(n)
-    if float(shrink.max()) <= 1.0:  # pyramid_crop hands these to resized_crop: float64 bin centres
+    step = (b[:, 2:] - b[:, :2]) / _F32(n)  # (P, 2) float32, as torch: the bins' widths and heights
+    shrink = step.max(1)  # max(width / n, height / n)
+    largest = float(shrink.max())
+    if largest <= 1.0:  # pyramid_crop hands these to resized_crop: float64 bin centres
         b64 = b.astype(np.float64)
         # (P, 2, n): x then y of the bin centres, resized_crop's operations in its order
-        centres = b64[:, :2, None] + j * ((b64[:, 2:] - b64[:, :2]) / n)[:, :, None] - 0.5
+        centres = b64[:, :2, None] + _centres(n) * ((b64[:, 2:] - b64[:, :2]) / n)[:, :, None] - 0.5
         grid = centres * np.array([[2.0 / max(w - 1, 1)], [2.0 / max(h - 1, 1)]]) - 1.0
         if w == 1 or h == 1:  # one pixel wide or tall: the torch kernels' zero grid coordinate
             grid[:, [w == 1, h == 1]] = 0.0
         return _grid_sample(lum, grid)
-    canvas, levels, offsets = _pyramid(lum, float(shrink.max()))
+    canvas, levels, offsets = _pyramid(lum, largest)
     level = np.clip(np.floor(np.log2(np.maximum(shrink, _F32(1.0)))), 0, len(levels) - 1).astype(np.intp)
-    scale = np.exp2(-level.astype(_F32)).astype(_F32)[:, None, None]
-    # (P, 2, n): x then y in level pixels, clamped to the level's edge pixel centres, x moved to its place
-    extent = np.array([[lv.shape[1], lv.shape[0]] for lv in levels], _F32)[level][:, :, None] - _F32(1.0)
-    shift = np.zeros((len(b), 2, 1), _F32)
-    shift[:, 0, 0] = offsets.astype(_F32)[level]
-    centres = (b[:, :2, None] + j.astype(_F32) * ((b[:, 2:] - b[:, :2]) / side)[:, :, None]) * scale - _F32(0.5)
-    centres = np.minimum(np.maximum(centres, _F32(0.0)), extent) + shift
+    # per box from its level: the scale 2 ** -level, the level's last pixel centre (x, y), its column offset
+    scale, last, shift = _level_table(tuple(lv.shape for lv in levels), tuple(offsets.tolist()))
+    # (P, 2, n): x then y in level pixels, clamped to the level's edge pixel centres, x moved to its place, then
+    # the grid coordinate: pyramid_crop's float32 operations in its order, in place on one array
+    centres = b[:, :2, None] + _centres32(n) * step[:, :, None]
+    centres *= scale[level]
+    centres -= _F32(0.5)
+    np.maximum(centres, _F32(0.0), out=centres)
+    np.minimum(centres, last[level], out=centres)
+    centres += shift[level]
     wide, high = canvas.shape[1], h
-    grid = centres * np.array([[2.0 / max(wide - 1, 1)], [2.0 / max(high - 1, 1)]], _F32) - _F32(1.0)
+    centres *= np.array([[2.0 / max(wide - 1, 1)], [2.0 / max(high - 1, 1)]], _F32)
+    centres -= _F32(1.0)
     if wide == 1 or high == 1:
-        grid[:, [wide == 1, high == 1]] = 0.0
-    return _grid_sample(canvas, grid)
+        centres[:, [wide == 1, high == 1]] = 0.0
+    return _grid_sample(canvas, centres)
+
+
+@functools.lru_cache(maxsize=16)
+def _centres32(n: int) -> np.ndarray:
+    """The bin centres ``j + 0.5`` of ``n`` bins, float32 (read only)."""
+    out = _centres(n).astype(_F32)
+    out.flags.writeable = False
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _level_table(shapes: tuple[tuple[int, int], ...], offsets: tuple[int, ...]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pyramid level (levels of ``shapes`` at column ``offsets``), float32 and read only: the scale
+    ``2 ** -level`` ``(L, 1, 1)``, the last pixel centre ``(width - 1, height - 1)`` ``(L, 2, 1)`` and the shift
+    ``(offset, 0)`` ``(L, 2, 1)`` of a box read from it."""
+    scale = np.exp2(-np.arange(len(shapes), dtype=_F32)).astype(_F32).reshape(-1, 1, 1)
+    last = np.array([[sw - 1, sh - 1] for sh, sw in shapes], _F32).reshape(-1, 2, 1)
+    shift = np.array([[off, 0] for off in offsets], _F32).reshape(-1, 2, 1)
+    for a in (scale, last, shift):
+        a.flags.writeable = False
+    return scale, last, shift
 
 
 def _bin_index(v: np.ndarray, bins: int, non_negative: bool = False) -> np.ndarray:
