@@ -6,10 +6,16 @@ PIL images (synthetic, CIFAR-like), ``--workers`` worker processes (each with on
 
 * ``torchvision_v1_per_image``: the SimCLR recipe (RandomResizedCrop, flip, ColorJitter(0.4, 0.4, 0.4, 0.1)
   p=0.8, RandomGrayscale(0.2), ToTensor) called twice per image in the workers;
-* ``ours_{random,k8}_per_image``: ``MIPairTransform`` with the shipped natural models per image in the workers (PIL views, then ToImage /
-  ToDtype, as in docs/mi_pairs.md);
-* ``ours_{random,k8}_collate``: ``MIPairCollate(MIPairTransform(...))``: each worker collates its batch and
-  makes the views of the whole batch at once (the batched path).
+* ``ours_simclr_{random,k8}_per_image``: ``MIPairTransform.simclr(size, blur=False)`` (unscored / K=8 scored
+  crops, SimCLR's colour operations: like for like with the torchvision recipe) per image in the workers (PIL
+  views, then ToImage / ToDtype, as in docs/mi_pairs.md);
+* ``ours_{random,k8}_per_image``: ``MIPairTransform`` with the shipped natural models instead of the colour
+  operations, per image;
+* ``ours_..._collate``: ``MIPairCollate(MIPairTransform(...))`` of the same transforms: each worker collates its
+  batch and makes the views of the whole batch at once (the batched path).
+
+Each worker runs one torch thread and one OpenCV thread (``cv2.setNumThreads(1)``, as docs/integrations.md
+recommends).
 
 Each pipeline iterates the loader for ``--batches`` batches after one warm-up batch per worker (so worker
 start-up is not timed).
@@ -64,7 +70,10 @@ class TwoViews:
 
 
 def _worker_init(_):
+    import cv2
+
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)
 
 
 def pipelines(size: int):
@@ -72,12 +81,15 @@ def pipelines(size: int):
     from torchvision.transforms import v2
 
     from mi_augment.transforms import MIPairCollate, MIPairTransform
+    from mi_augment.transforms.presets import simclr_views
 
     tv = T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(),
                     T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), T.RandomGrayscale(0.2), T.ToTensor()])
     out = {"torchvision_v1_per_image": (TwoViews(tv), None)}
     natural = {"illumination": "default", "motion": "default", "view_transforms": None}  # the shipped models
-    for name, kw in (("random", {"policy": "random", **natural}), ("k8", {"n_candidates": 8, **natural})):
+    simclr = {"view_transforms": simclr_views(size, blur=False)}
+    for name, kw in (("simclr_random", {"policy": "random", **simclr}), ("simclr_k8", {"n_candidates": 8, **simclr}),
+                     ("random", {"policy": "random", **natural}), ("k8", {"n_candidates": 8, **natural})):
         per_image = v2.Compose([MIPairTransform(size, **kw), v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
         out[f"ours_{name}_per_image"] = (per_image, None)
         out[f"ours_{name}_collate"] = (None, MIPairCollate(MIPairTransform(size, **kw)))
@@ -116,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         r["ratio_vs_torchvision_v1_per_image"] = r["pairs_per_s"] / base
     command = "python benchmarks/loader.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    path = write_json(args.out, {"command": command.strip(), "size": args.size, "side": args.side,
+    from benchmarks.throughput import machine_info
+
+    path = write_json(args.out, {"command": command.strip(), "machine": machine_info("cpu", 1), "size": args.size,
+                                 "side": args.side,
                                  "workers": args.workers, "batch": args.batch, "batches": args.batches,
                                  "results": rows})
     print(f"\n{'method':<26} {'pairs/s':>10} {'vs tv':>7}")

@@ -392,7 +392,9 @@ LABELS = {"torchvision_v1_pil": "torchvision v1, PIL per image", "torchvision_v2
 
 def plot(report: dict, path: Path) -> Path:
     """Grouped bars, one panel per peer (torchvision v1 per image, albumentations per image): pairs/s of every
-    pipeline relative to that peer, one group per size."""
+    pipeline relative to that peer, one group per size; the legend below them. Where the run measured issue 23's
+    targets paired, a last panel shows each target's paired ratio over its goal with the 95% interval, coloured by
+    the decision rule's verdict."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -401,13 +403,17 @@ def plot(report: dict, path: Path) -> Path:
     from mi_augment.figures import save_figure
 
     rows = report["results"]
+    paired = report.get("paired") or []
     sizes = sorted({r["size"] for r in rows})
     methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
     peers = [p for p in PEERS if any(r.get(f"ratio_vs_{p}") is not None for r in rows)] or [PEERS[0]]
-    fig, axes = plt.subplots(len(peers), 1, figsize=(10, 3.6 * len(peers)), squeeze=False)
+    heights = [3.2] * len(peers) + [1.6] + ([0.32 * len(paired) + 0.8] if paired else [])
+    fig = plt.figure(figsize=(10, sum(heights)))
+    grid = fig.add_gridspec(len(heights), 1, height_ratios=heights, hspace=0.35)
     width = 0.8 / max(len(methods), 1)
     colors = plt.get_cmap("tab20").colors + plt.get_cmap("tab20b").colors  # one colour per pipeline (up to 40)
-    for ax, peer in zip(axes[:, 0], peers):
+    axes = [fig.add_subplot(grid[i, 0]) for i in range(len(peers))]
+    for ax, peer in zip(axes, peers):
         for i, m in enumerate(methods):
             vals = []
             for size in sizes:
@@ -421,9 +427,25 @@ def plot(report: dict, path: Path) -> Path:
         ax.set_xticks(range(len(sizes)), [f"{s} px" for s in sizes])
         ax.set_ylabel(f"pairs/s relative to\n{LABELS.get(peer, peer)}", fontsize=8)
     info = report["machine"]
-    axes[0, 0].set_title(f"Two-view pairs per second on {info.get('device', 'cpu')}, {info.get('torch_threads')} "
-                         f"thread(s) (git {str(info.get('git_sha') or '?')[:7]})", fontsize=9)
-    axes[0, 0].legend(fontsize=6, ncol=3, frameon=False)
+    axes[0].set_title(f"Two-view pairs per second on {info.get('device', 'cpu')}, {info.get('torch_threads')} "
+                      f"thread(s) (git {str(info.get('git_sha') or '?')[:7]})", fontsize=9)
+    legend = fig.add_subplot(grid[len(peers), 0])
+    legend.axis("off")
+    legend.legend(*axes[0].get_legend_handles_labels(), loc="center", fontsize=6, ncol=3, frameon=False)
+    if paired:
+        ax = fig.add_subplot(grid[-1, 0])
+        shade = {"met": "tab:green", "undecided": "tab:orange", "not met": "tab:red"}
+        for y, t in enumerate(paired):
+            lo, hi = (v / t["goal"] for v in t["ci95"])
+            ax.errorbar(t["ratio"] / t["goal"], y, xerr=[[t["ratio"] / t["goal"] - lo], [hi - t["ratio"] / t["goal"]]],
+                        fmt="o", ms=3, color=shade.get(t["verdict"], "gray"), capsize=2)
+        ax.axvline(1.0, color="black", lw=0.8, ls="--")
+        ax.set_yticks(range(len(paired)), [f"{t['size']} px  {t['target'].split(' >=')[0]}" for t in paired],
+                      fontsize=5)
+        ax.invert_yaxis()
+        ax.set_xlabel("paired ratio over the target's goal, 95% interval (green met, orange undecided, red not met)",
+                      fontsize=7)
+        ax.tick_params(axis="x", labelsize=6)
     return save_figure(fig, path)
 
 
