@@ -71,3 +71,37 @@ def test_each_kind_is_the_factory_functions_draw(kind, shape):
 def test_an_unknown_kind_is_named():
     with pytest.raises(ValueError, match="kind must be one of"):
         cpu_draws((2,), None, "poisson")
+
+
+@pytest.mark.parametrize("first_inside", [True, False])
+def test_inference_mode_and_grad_modes_on_either_side(first_inside):
+    """A buffer made inside ``torch.inference_mode()`` is still drawn into outside it (and the other way round),
+    and under ``no_grad``: a validation loop and a training loop share a worker's thread."""
+    g, h = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+    n = 6 if first_inside else 9  # lengths no other test draws: this test makes the buffer
+    modes = [torch.inference_mode, torch.no_grad, torch.enable_grad]
+    if not first_inside:
+        modes.reverse()
+    drawn = []
+    for mode in modes:
+        with mode():
+            drawn += cpu_uniforms(n, g)
+    assert drawn == torch.rand(3 * n, generator=h).tolist()
+
+
+def test_one_image_calls_inside_and_outside_inference_mode_give_the_same_views():
+    """``MIPairTransform`` per numpy image (the natural models and SimCLR's views, whose draws go through
+    ``cpu_draws``): alternating inference mode and plain calls gives the views of plain calls, seed for seed."""
+    import numpy as np
+
+    from mi_augment.transforms import MIPairTransform
+
+    image = np.random.default_rng(0).integers(0, 256, (37, 41, 3), dtype=np.uint8)
+    for t in (MIPairTransform.simclr(24), MIPairTransform(24, illumination="default", motion="default",
+                                                          view_transforms=None, policy="random")):
+        mixed = []
+        for s in range(4):  # first inside inference mode: where this test makes its buffers, they are made there
+            with torch.inference_mode() if s % 2 == 0 else torch.no_grad():
+                mixed.append(t(image, generator=torch.Generator().manual_seed(s)))
+        plain = [t(image, generator=torch.Generator().manual_seed(s)) for s in range(4)]
+        assert all(np.array_equal(a, b) for p, m in zip(plain, mixed) for a, b in zip(p, m))

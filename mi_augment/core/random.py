@@ -52,7 +52,8 @@ def cpu_draws(shape: tuple[int, ...], generator: torch.Generator | None = None, 
     key = (kind, tuple(shape))
     buffer = buffers.get(key)
     if buffer is None:
-        buffer = buffers[key] = torch.empty(key[1])
+        with torch.inference_mode(False):  # a normal tensor: drawn into inside and outside inference mode alike
+            buffer = buffers[key] = torch.empty(key[1])
     return draw(buffer, generator=generator)
 
 
