@@ -105,3 +105,16 @@ def test_one_image_calls_inside_and_outside_inference_mode_give_the_same_views()
                 mixed.append(t(image, generator=torch.Generator().manual_seed(s)))
         plain = [t(image, generator=torch.Generator().manual_seed(s)) for s in range(4)]
         assert all(np.array_equal(a, b) for p, m in zip(plain, mixed) for a, b in zip(p, m))
+
+
+def test_the_default_dtype_is_torch_rands():
+    g, h = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    before = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)
+        drawn = cpu_draws((11,), g)
+        assert drawn.dtype == torch.float64 and torch.equal(drawn, torch.rand(11, generator=h))
+    finally:
+        torch.set_default_dtype(before)
+    drawn = cpu_draws((11,), g)  # back to the default dtype: its own buffer
+    assert drawn.dtype == before and torch.equal(drawn, torch.rand(11, generator=h))

@@ -30,7 +30,7 @@ _IN_PLACE = {"uniform": torch.Tensor.uniform_, "normal": torch.Tensor.normal_,
 def cpu_draws(shape: tuple[int, ...], generator: torch.Generator | None = None, kind: str = "uniform") -> torch.Tensor:
     """``torch.rand(shape)`` (``kind="uniform"``), ``torch.randn(shape)`` (``"normal"``) or
     ``torch.empty(shape).exponential_()`` (``"exponential"``) with a CPU ``generator`` (or the default one): the
-    same float32 numbers from the same stream, drawn in place into a tensor that this thread keeps for the kind
+    same numbers (of torch's default dtype, float32 unless set otherwise) from the same stream, drawn in place into a tensor that this thread keeps for the kind
     and shape (the factory functions are ``empty`` and these in-place draws). In a DataLoader worker's call this
     skips the allocation and the factory function, about a third of a cold ``torch.rand`` call (tens of
     microseconds at 224 px). The tensor is overwritten by this thread's next draw of the same kind and shape:
@@ -49,11 +49,11 @@ def cpu_draws(shape: tuple[int, ...], generator: torch.Generator | None = None, 
     buffers = getattr(_BUFFERS, "by_key", None)
     if buffers is None or len(buffers) > 64:  # a few shapes per transform; a bound for transforms built on the fly
         buffers = _BUFFERS.by_key = {}
-    key = (kind, tuple(shape))
+    key = (kind, tuple(shape), torch.get_default_dtype())  # the factory functions' dtype, as torch.rand's
     buffer = buffers.get(key)
     if buffer is None:
         with torch.inference_mode(False):  # a normal tensor: drawn into inside and outside inference mode alike
-            buffer = buffers[key] = torch.empty(key[1])
+            buffer = buffers[key] = torch.empty(key[1], dtype=key[2])
     return draw(buffer, generator=generator)
 
 
