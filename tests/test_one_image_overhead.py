@@ -92,6 +92,20 @@ def test_few_boxes_too_close_to_call_by_math_are_still_the_tensor_forms(case):
         assert all(r == [0.0, 0.0, 48.0, 48.0] for r in rows)
 
 
+def test_few_boxes_of_numbers_outside_the_unit_interval_are_the_tensor_forms():
+    """``box_rows`` of a caller's own numbers outside [0, 1) (a negative area draw, a huge ratio draw): the tensor
+    form's values (NaN where its sqrt is of a negative number), not an error from ``math``."""
+    sampler = BoxSampler((0.08, 1.0))
+    u = torch.rand(2, sampler.draws_per_box, generator=torch.Generator().manual_seed(1))
+    u[0, :sampler.tries] = -5.0  # every try's area negative
+    u[1, sampler.tries:2 * sampler.tries] = 1e6  # every try's ratio beyond exp's range
+    rows = sampler.box_rows(u.view(-1).tolist(), 32, 32)
+    with kernel_options(fast_paths=False):
+        reference = sampler.boxes_from_uniforms(u, (2,), 32, 32)
+    assert torch.equal(torch.tensor(rows).isnan(), reference.isnan())
+    assert torch.equal(torch.tensor(rows).nan_to_num(), reference.nan_to_num())
+
+
 def _separate_draws(seed, b, v, k, flip, sampler, h, w):
     """The flips, then the boxes, each drawn by its own call (the draws plan_candidates documents)."""
     g = torch.Generator().manual_seed(seed)
