@@ -66,21 +66,21 @@ def _uint8_luma(image: np.ndarray) -> np.ndarray:
     return (blue.take(image[:, :, 2]) + out).astype(_F32)
 
 
-def _plane_luma(image: np.ndarray) -> torch.Tensor:
-    """The luma of ``image / 255`` by :func:`mi_augment.functional.rgb_to_grayscale`'s torch operations
+def _plane_luma(image: np.ndarray) -> np.ndarray:
+    """The luma of ``image / 255`` by :func:`mi_augment.functional.rgb_to_grayscale`'s operations
     (``(r * 0.299).add_(g, alpha=0.587).add_(b, alpha=0.114)``) on contiguous planes, as the torch scorer's batch holds
     them: each channel split out (``cv2.extractChannel``) and mapped to float32 by a 256-entry table (``v / 255``; the red
-    one times ``0.299`` rounded, the first operation of the luma), then the same two fused multiply-adds
-    (``add_(..., alpha=)``) on those planes: the same float32 values as the NCHW float image's luma, in about
-    two thirds of the time of the float conversion and luma of the interleaved image."""
+    one times ``0.299`` rounded, the first operation of the luma), then the two fused multiply-adds by
+    ``cv2.scaleAdd``, which rounds as torch's ``add_(..., alpha=)`` does (the same float32 value for every one of the
+    2 ** 24 colours, ``tests/test_scoring_speed_paths.py``): the NCHW float image's luma without a torch call."""
     unit, red, _, _ = _luma_tables()
     cv2 = opencv()
     if image.shape[2] == 1:
-        return torch.from_numpy(cv2.LUT(np.ascontiguousarray(image[:, :, 0]), unit))
+        return cv2.LUT(np.ascontiguousarray(image[:, :, 0]), unit)
     r, g, b = (cv2.extractChannel(image, c) for c in range(3))  # (~25% faster than cv2.split at 256 px)
-    out = torch.from_numpy(cv2.LUT(r, red))
-    return out.add_(torch.from_numpy(cv2.LUT(g, unit)), alpha=0.587).add_(torch.from_numpy(cv2.LUT(b, unit)),
-                                                                        alpha=0.114)
+    out = cv2.LUT(r, red)
+    cv2.scaleAdd(cv2.LUT(g, unit), 0.587, out, dst=out)
+    return cv2.scaleAdd(cv2.LUT(b, unit), 0.114, out, dst=out)
 
 
 def working_luma(image: np.ndarray, proxy_size: int, min_scale: float) -> tuple[np.ndarray, float, float]:
@@ -104,7 +104,7 @@ def working_luma(image: np.ndarray, proxy_size: int, min_scale: float) -> tuple[
     if hh >= h and ww >= w:
         return _uint8_luma(image), 1.0, 1.0
     # the luma first, then one channel to downscale, as the torch scorer: the same float32 plane, the same call
-    x = _plane_luma(image).reshape(1, 1, h, w)
+    x = torch.from_numpy(_plane_luma(image)).reshape(1, 1, h, w)
     small = F.interpolate(x, size=(hh, ww), mode="bilinear", antialias=True, align_corners=False)
     return small.view(hh, ww).clamp_(0.0, 1.0).numpy(), ww / w, hh / h
 
