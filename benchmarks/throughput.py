@@ -33,6 +33,8 @@ Pipelines (every one makes two views per image):
   conversions): the other dtype of issue 23's "a CPU batch (uint8 or float)".
 * ``*_per_numpy``: the pipeline called on one numpy uint8 ``H x W x 3`` image at a time, numpy views out:
   albumentations' types (the ``*_per_image`` rows add PIL's conversions, as torchvision's PIL pipeline has).
+* ``*_per_tensor``: the pipeline called on one uint8 ``[3, H, W]`` tensor at a time, tensor views out: the
+  uint8 batch's own types and layout, one image per call (the like-for-like per-image row of ``*_uint8``).
 * ``*_per_image`` rows render on the CPU uint8 backend (``mi_augment.functional.uint8``, the default for one
   PIL / numpy / uint8 image); ``*_per_image_torch``: the same calls inside
   ``kernel_options(uint8_backend=False)`` (the torch kernels), for the backend's gain in the same run.
@@ -165,7 +167,8 @@ METHODS = ["torchvision_v1_pil", "torchvision_v2_batch", "kornia", "ours_random"
            "albumentations_natural_per_image", "ours_random_per_image_torch", "ours_k8_per_image_torch",
            "ours_simclr_random_per_image_torch", "ours_simclr_k8_per_image_torch", "ours_simclr_random_per_numpy",
            "ours_simclr_k8_per_numpy", "ours_random_per_numpy", "ours_simclr_random_uint8", "ours_simclr_k8_uint8",
-           "ours_simclr_random_per_image_float", "ours_simclr_k8_per_image_float"]
+           "ours_simclr_random_per_image_float", "ours_simclr_k8_per_image_float", "ours_simclr_random_per_tensor",
+           "ours_simclr_k8_per_tensor"]
 
 
 def _pipelines(size: int, device: str, methods: list[str], batch: int) -> list[tuple[str, object, int]]:
@@ -221,6 +224,13 @@ def _pipelines(size: int, device: str, methods: list[str], batch: int) -> list[t
             n = min(batch, 64)
             pil = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in images_u8[:n]]
             out.append((method, lambda t=t, pil=pil: [tuple(to_tensor(v) for v in t(p)) for p in pil], n))
+        elif method.endswith("_per_tensor"):  # one uint8 [3, H, W] tensor per call, tensor views out: the uint8
+            if device != "cpu":                 # batch's own types, one image at a time
+                continue
+            t = ours(size, method[len("ours_"):-len("_per_tensor")])
+            n = min(batch, 64)
+            tensors = [img.clone() for img in images_u8[:n]]
+            out.append((method, lambda t=t, tensors=tensors: [t(x) for x in tensors], n))
         elif method.endswith("_per_image"):  # the DataLoader-worker way: one PIL image per call, PIL views out
             if device != "cpu":
                 continue
@@ -387,7 +397,9 @@ LABELS = {"torchvision_v1_pil": "torchvision v1, PIL per image", "torchvision_v2
           "ours_simclr_random_uint8": "ours, simclr unscored, uint8 batch",
           "ours_simclr_k8_uint8": "ours, simclr K=8, uint8 batch",
           "ours_simclr_random_per_image_float": "ours, simclr unscored, PIL per image, then ToTensor",
-          "ours_simclr_k8_per_image_float": "ours, simclr K=8, PIL per image, then ToTensor"}
+          "ours_simclr_k8_per_image_float": "ours, simclr K=8, PIL per image, then ToTensor",
+          "ours_simclr_random_per_tensor": "ours, simclr unscored, uint8 tensor per image",
+          "ours_simclr_k8_per_tensor": "ours, simclr K=8, uint8 tensor per image"}
 
 
 def plot(report: dict, path: Path) -> Path:
@@ -474,6 +486,10 @@ TARGETS = [
      "ours_simclr_random_per_image", 1.0),
     ("simclr K=8: CPU uint8 batch vs PIL per image, per pair >= 1.0x", "ours_simclr_k8_uint8",
      "ours_simclr_k8_per_image", 1.0),
+    ("simclr unscored: CPU uint8 batch vs uint8 tensor per image (CHW tensors in and out both), per pair >= 1.0x",
+     "ours_simclr_random_uint8", "ours_simclr_random_per_tensor", 1.0),
+    ("simclr K=8: CPU uint8 batch vs uint8 tensor per image (CHW tensors in and out both), per pair >= 1.0x",
+     "ours_simclr_k8_uint8", "ours_simclr_k8_per_tensor", 1.0),
 ]
 
 
