@@ -118,3 +118,14 @@ def test_the_default_dtype_is_torch_rands():
         torch.set_default_dtype(before)
     drawn = cpu_draws((11,), g)  # back to the default dtype: its own buffer
     assert drawn.dtype == before and torch.equal(drawn, torch.rand(11, generator=h))
+
+
+def test_a_default_device_set_elsewhere_does_not_move_the_draws():
+    """``torch.set_default_device`` (here "meta", which holds no numbers) does not move the CPU draws."""
+    g, h = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    try:
+        torch.set_default_device("meta")
+        drawn = cpu_uniforms(13, g)  # a length no other test draws: the buffer is made here
+    finally:
+        torch.set_default_device(None)
+    assert drawn == torch.rand(13, generator=h).tolist()

@@ -53,7 +53,7 @@ def cpu_draws(shape: tuple[int, ...], generator: torch.Generator | None = None, 
     buffer = buffers.get(key)
     if buffer is None:
         with torch.inference_mode(False):  # a normal tensor: drawn into inside and outside inference mode alike
-            buffer = buffers[key] = torch.empty(key[1], dtype=key[2])
+            buffer = buffers[key] = torch.empty(key[1], dtype=key[2], device="cpu")  # whatever the default device
     return draw(buffer, generator=generator)
 
 
