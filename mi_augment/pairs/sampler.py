@@ -224,17 +224,7 @@ class BoxSampler:
                     break
             a, lr = lo_area + span * flat[i + chosen], logs[j * t + chosen]
             r = exps[-2] if lr < feas_lo else exps[-1] if lr > feas_hi else exps[j * t + chosen]  # exp of the clamp
-            # max_area = min((1 / r) * W^2, H^2 r, hi_area) (torch's int / r: reciprocal, times), then the area
-            # clamped to [lo_area, max_area], written as comparisons (no NaN here): the same values as min / max
-            max_area = (1.0 / r) * ww
-            if hh * r < max_area:
-                max_area = hh * r
-            if hi_area < max_area:
-                max_area = hi_area
-            if a < lo_area:
-                a = lo_area
-            if max_area < a:
-                a = max_area
+            a = _clamped_area(a, r, lo_area, hi_area, ww, hh)
             chosen_ar += (a * r, a / r)
         sides = torch.from_numpy(np.array(chosen_ar)).sqrt_().tolist()  # torch's sqrt, as _project's
         out = []
@@ -307,16 +297,7 @@ def _boxes_by_math(flat: list[float], tries: int, height: int, width: int,
                 return None  # a side within 2 ** -46 of the image's: too close to call here
         a, lr = lo_area + span * flat[i + chosen], lo_log + step * flat[i + tries + chosen]
         r = exp(feas_lo if lr < feas_lo else feas_hi if lr > feas_hi else lr)  # exp of the clamped log ratio
-        # max_area = min((1 / r) * W^2, H^2 r, hi_area), the area clamped to [lo_area, max_area]: as comparisons
-        max_area = (1.0 / r) * ww
-        if hh * r < max_area:
-            max_area = hh * r
-        if hi_area < max_area:
-            max_area = hi_area
-        if a < lo_area:
-            a = lo_area
-        if max_area < a:
-            a = max_area
+        a = _clamped_area(a, r, lo_area, hi_area, ww, hh)
         bw, bh = sqrt(a * r), sqrt(a / r)
         if in_w < bw <= out_w or in_h < bh <= out_h:
             return None  # a side within 2 ** -46 of the image's: is it clamped to the image in torch's?
@@ -332,6 +313,20 @@ def _boxes_by_math(flat: list[float], tries: int, height: int, width: int,
     n = len(out)
     ends = as_float32s([v - d for v, d in zip(out, err)] + [v + d for v, d in zip(out, err)])
     return list(ends[:n]) if ends[:n] == ends[n:] else None
+
+
+def _clamped_area(a: float, r: float, lo_area: float, hi_area: float, ww: int, hh: int) -> float:
+    """:meth:`BoxSampler._project`'s area on Python floats: ``max_area = min((1 / r) * W^2, H^2 r, hi_area)``
+    (torch's ``int / r``: reciprocal, then times), then ``a`` clamped to ``[lo_area, max_area]``, written as
+    comparisons (no NaN here): the same values as torch's ``min`` / ``max``. ``ww``, ``hh``: ``W^2``, ``H^2``."""
+    max_area = (1.0 / r) * ww
+    if hh * r < max_area:
+        max_area = hh * r
+    if hi_area < max_area:
+        max_area = hi_area
+    if a < lo_area:
+        a = lo_area
+    return max_area if max_area < a else a
 
 
 def _torch_sqrt(x: np.ndarray) -> np.ndarray:
