@@ -22,7 +22,7 @@ def rand(shape: tuple[int, ...], generator: torch.Generator | None, device: Any)
     return torch.rand(shape, generator=generator, device=dev).to(device)
 
 
-_BUFFERS = threading.local()  # per thread: the float32 tensors cpu_draws draws into, by kind and shape
+_BUFFERS = threading.local()  # per thread: the tensors cpu_draws draws into, by kind, shape and default dtype
 _IN_PLACE = {"uniform": torch.Tensor.uniform_, "normal": torch.Tensor.normal_,
              "exponential": torch.Tensor.exponential_}
 
@@ -30,8 +30,9 @@ _IN_PLACE = {"uniform": torch.Tensor.uniform_, "normal": torch.Tensor.normal_,
 def cpu_draws(shape: tuple[int, ...], generator: torch.Generator | None = None, kind: str = "uniform") -> torch.Tensor:
     """``torch.rand(shape)`` (``kind="uniform"``), ``torch.randn(shape)`` (``"normal"``) or
     ``torch.empty(shape).exponential_()`` (``"exponential"``) with a CPU ``generator`` (or the default one): the
-    same numbers (of torch's default dtype, float32 unless set otherwise) from the same stream, drawn in place into a tensor that this thread keeps for the kind
-    and shape (the factory functions are ``empty`` and these in-place draws). In a DataLoader worker's call this
+    same numbers (of torch's default dtype, float32 unless set otherwise) from the same stream, drawn in place into
+    a CPU tensor that this thread keeps for the kind, shape and dtype (the factory functions are ``empty`` and these
+    in-place draws). In a DataLoader worker's call this
     skips the allocation and the factory function, about a third of a cold ``torch.rand`` call (tens of
     microseconds at 224 px). The tensor is overwritten by this thread's next draw of the same kind and shape:
     copy what must outlive it.

@@ -70,11 +70,11 @@ def run_view_pipelines_uint8(views: Sequence[np.ndarray], pipelines: Sequence[Se
     and renders with its :data:`~mi_augment.functional.uint8.TRANSFORM_KERNELS` kernel. Needs
     :func:`~mi_augment.pairs.render.renders_uint8`.
 
-    When every transform draws uniforms (``uniforms_per_sample``), all views' draws are one ``rand`` call (the
+    When every transform draws uniforms (``uniforms_per_sample``), all views' draws are one ``torch.rand``-equal draw (the
     same numbers, in the same order, as the per-transform calls) mapped by each transform's
     ``row_from_uniforms`` on Python numbers; the :class:`~mi_augment.core.params.GatedParams` (for replay and
     ``return_info``) are built from the same uniforms by ``params_from_uniforms`` only when ``record``.
-    ``uniforms``: those :func:`pipeline_draws` numbers drawn beforehand (the tail of a larger ``rand`` call).
+    ``uniforms``: those :func:`pipeline_draws` numbers drawn beforehand (the tail of a larger draw).
 
     Returns:
         the views, and per view the pipeline's ``GatedParams`` (None when not ``record``).
@@ -151,8 +151,8 @@ def views_uint8(transform: Any, image: Any, generator: torch.Generator | None = 
     views rendered by :func:`render_views_uint8` and :func:`run_view_pipelines_uint8` and returned as the
     input's type (a call that asks for no info, unscored, or scored by the default pixel-MI scorer without models,
     draws the plan step's own numbers as Python values: the models' by their ``sample_view_rows``, then the flips
-    and boxes, the policy's number and the pipelines' numbers in one ``rand`` call
-    (:func:`~mi_augment.pairs.plan.one_image_from_uniforms`); it chooses by the policy's ``select_one``, renders
+    and boxes, the policy's number and the pipelines' numbers in one draw (:func:`~mi_augment.core.random.cpu_uniforms`,
+    :func:`~mi_augment.pairs.plan.one_image_from_uniforms`); it chooses by the policy's ``select_one``, renders
     from the rows (:func:`~mi_augment.pairs.render.render_rows_uint8`) and builds no params).
     Returns ``(views, info)`` (info None unless asked for: the draws' params are built only then), or None where the
     backend does not apply (``kernel_options(uint8_backend=False)``, normalised views, another input type, a
@@ -183,8 +183,8 @@ def views_uint8(transform: Any, image: Any, generator: torch.Generator | None = 
         n_views, k = transform.n_views, transform.n_candidates if scored else 1
         fields = [_view_rows(model, n_views, generator, strength)
                   for model, strength in zip(models, transform.strengths)]
-        # the uniform numbers of the flips and boxes, the choice and the pipelines in one rand call (the same
-        # numbers as the steps' own calls), as far as each step takes its numbers drawn beforehand
+        # the uniform numbers of the flips and boxes, the choice and the pipelines in one draw (the same numbers
+        # as the steps' own rand calls), as far as each step takes its numbers drawn beforehand
         before = not scored or transform.policy.takes_drawn_uniform
         n_box, n_choose = one_image_draws(transform.sampler, n_views, k), int(scored and before)
         n_pipe = (pipeline_draws(pipelines) or 0) if before and any(pipelines) else 0
