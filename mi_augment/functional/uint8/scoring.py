@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
+import threading
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from .image import check_image, opencv
 
@@ -112,16 +115,43 @@ def working_luma(image: np.ndarray, proxy_size: int, min_scale: float) -> tuple[
 def _grid_sample(canvas: np.ndarray, axes: np.ndarray) -> np.ndarray:
     """``grid_sample`` (bilinear, border, ``align_corners=True``) of ``canvas [H, W]`` on the separable
     normalised grids ``axes (P, 2, n)`` (columns ``x``, then rows ``y``), as one tall grid: ``(P, n * n)``
-    float32. The same call on the same float32 grid as the torch scorer's, so the same samples bit for bit."""
+    float32. The same kernel on the same float32 grid as the torch scorer's, so the same samples bit for bit.
+
+    The image and the grid are written into tensors this thread keeps per shape (:func:`_sample_buffers`): a
+    fresh 128 KB grid per call (K = 8, 32 px proxies) cost ~5 % of a DataLoader worker's whole K = 8 call at
+    32 px (measured in-process A/B, docs/benchmarks.md round 8). Each grid point is its ``(x, y)`` float32 pair,
+    written as one 64-bit word (``x``'s bits low, ``y``'s high: the pair's little-endian layout) by one
+    broadcast ``bitwise_or`` instead of two strided float writes. The kernel is ``torch.grid_sampler``, the call
+    ``F.grid_sample`` makes after its argument checks (mode 0 bilinear, padding 1 border)."""
     p, n = axes.shape[0], axes.shape[2]
-    axes = axes.astype(_F32, copy=False)  # rounded to float32 here, as the torch kernels' .to(float32)
-    grid = np.empty((p, n, n, 2), _F32)
-    grid[..., 0] = axes[:, None, 0, :]
-    grid[..., 1] = axes[:, 1, :, None]
-    image = torch.from_numpy(np.ascontiguousarray(canvas, _F32)).view(1, 1, *canvas.shape)
-    out = F.grid_sample(image, torch.from_numpy(grid).view(1, p * n, n, 2), mode="bilinear",
-                        padding_mode="border", align_corners=True)
-    return out.numpy().reshape(p, n * n)
+    bits = axes.astype(_F32).view(np.uint32).astype(np.uint64)  # rounded to float32, as the torch kernels' .to()
+    image, image_np, grid, grid_words = _sample_buffers(p, n, *canvas.shape)
+    image_np[...] = canvas
+    np.bitwise_or(bits[:, None, 0, :], bits[:, 1, :, None] << np.uint64(32), out=grid_words)
+    return torch.grid_sampler(image, grid, 0, 1, True).numpy().reshape(p, n * n)
+
+
+_SAMPLE_BUFFERS = threading.local()
+
+
+def _sample_buffers(p: int, n: int, h: int, w: int) -> tuple[Tensor, np.ndarray, Tensor, np.ndarray]:
+    """This thread's float32 image ``(1, 1, h, w)`` and grid ``(1, p * n, n, 2)`` tensors for :func:`_grid_sample`,
+    with numpy views to write them (the image ``[h, w]``; the grid as ``(p, n, n)`` 64-bit words). Made as normal
+    tensors (also inside ``torch.inference_mode``) on the CPU; at most 64 shapes are kept (a dataset's few image
+    sizes), then the cache starts again. Overwritten by this thread's next call of the same shape."""
+    kept = getattr(_SAMPLE_BUFFERS, "by_shape", None)
+    if kept is None or len(kept) > 64:
+        kept = _SAMPLE_BUFFERS.by_shape = {}
+    key = (p, n, h, w)
+    out = kept.get(key)
+    if out is None:
+        with torch.inference_mode(False):
+            image = torch.empty((1, 1, h, w), dtype=torch.float32, device="cpu")
+            grid = torch.empty((1, p * n, n, 2), dtype=torch.float32, device="cpu")
+        if sys.byteorder != "little":  # pragma: no cover - the word layout assumes x in the low half
+            raise RuntimeError("the uint8 scorer's grid words assume a little-endian machine")
+        out = kept[key] = (image, image.numpy().reshape(h, w), grid, grid.numpy().view(np.uint64).reshape(p, n, n))
+    return out
 
 
 @functools.lru_cache(maxsize=16)

@@ -1,0 +1,39 @@
+"""The uint8 backend's per-call savings keep its results.
+
+* :func:`mi_augment.functional.uint8.proxies` writes its image and sampling grid into tensors each thread keeps
+  per shape: a result is never overwritten by a later call, calls of other shapes in between, calls inside
+  ``torch.inference_mode`` and calls from several threads give the proxies a fresh call gives.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from mi_augment.functional import uint8 as U
+
+
+def lumas_and_boxes(seed: int, side: int, k: int = 16):
+    rng = np.random.default_rng(seed)
+    lum = U.luma(rng.integers(0, 256, (side, side, 3), dtype=np.uint8))
+    w = rng.uniform(2.0, side, (k, 2))
+    x1 = rng.uniform(0.0, 1.0, (k, 2)) * (side - w)
+    return lum, np.concatenate([x1, x1 + w], 1).astype(np.float32)
+
+
+def test_proxies_stay_the_same_across_later_calls_shapes_modes_and_threads():
+    cases = [lumas_and_boxes(seed, side) for seed, side in [(0, 32), (1, 32), (2, 57), (3, 256)]]
+    fresh = [U.proxies(lum, boxes, 32).copy() for lum, boxes in cases]
+    first = U.proxies(*cases[0], 32)
+    later = [U.proxies(lum, boxes, 32) for lum, boxes in cases[1:]]  # same and other shapes after it
+    assert np.array_equal(first, fresh[0])  # not overwritten by the calls after it
+    assert all(np.array_equal(a, b) for a, b in zip(later, fresh[1:]))
+    with torch.inference_mode():  # buffers made here are normal tensors: usable outside it afterwards
+        inside = [U.proxies(lum, boxes, 16) for lum, boxes in cases]
+    outside = [U.proxies(lum, boxes, 16) for lum, boxes in cases]
+    assert all(np.array_equal(a, b) for a, b in zip(inside, outside))
+    with ThreadPoolExecutor(4) as pool:  # each thread its own buffers
+        threaded = list(pool.map(lambda i: U.proxies(*cases[i % 4], 32), range(64)))
+    assert all(np.array_equal(t, fresh[i % 4]) for i, t in enumerate(threaded))
