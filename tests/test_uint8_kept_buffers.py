@@ -3,6 +3,8 @@
 * :func:`mi_augment.functional.uint8.proxies` writes its image and sampling grid into tensors each thread keeps
   per shape: a result is never overwritten by a later call, calls of other shapes in between, calls inside
   ``torch.inference_mode`` and calls from several threads give the proxies a fresh call gives.
+* :func:`~mi_augment.functional.uint8.resized_crop`'s ``check=False`` (the caller vouches for the arguments, as a
+  one-image call's sampler rows) renders what the checked call renders.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mi_augment.functional import uint8 as U
 
@@ -37,3 +41,19 @@ def test_proxies_stay_the_same_across_later_calls_shapes_modes_and_threads():
     with ThreadPoolExecutor(4) as pool:  # each thread its own buffers
         threaded = list(pool.map(lambda i: U.proxies(*cases[i % 4], 32), range(64)))
     assert all(np.array_equal(t, fresh[i % 4]) for i, t in enumerate(threaded))
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2 ** 31 - 1), side=st.integers(8, 80), out=st.integers(4, 48), flip=st.booleans(),
+       at_multiple=st.booleans())
+def test_resized_crop_unchecked_renders_what_the_checked_call_renders(seed, side, out, flip, at_multiple):
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (side, side + 3, 3), dtype=np.uint8)
+    w = rng.uniform(1.0, side)
+    if at_multiple:  # a side at a multiple of the output side, or one float32 step above it: the supersampling edge
+        w = float(np.nextafter(np.float32(min(side, out * rng.integers(1, 4))), np.float32(np.inf))
+                  if rng.random() < 0.5 else min(side, out * rng.integers(1, 4)))
+    x1 = float(rng.uniform(0.0, side + 3 - w))
+    box = [float(v) for v in np.array([x1, 0.0, x1 + w, side], np.float32)]
+    checked = U.resized_crop(image, box, (out, out + 1), flip)
+    assert np.array_equal(U.resized_crop(image, box, (out, out + 1), flip, check=False), checked)

@@ -204,7 +204,9 @@ def views_uint8(transform: Any, image: Any, generator: torch.Generator | None = 
             views = render_rows_uint8(models, hwc, chosen, flips, framed, transform.size,
                                       view_warp_rows(models, framed, transform.size))
         else:
-            views = [uint8.resized_crop(hwc, box, transform.size, flip) for box, flip in zip(chosen, flips)]
+            # the sampler's float32 rows and the transform's checked size: nothing for the kernel to check
+            views = [uint8.resized_crop(hwc, box, transform.size, flip, check=False)
+                     for box, flip in zip(chosen, flips)]
         if any(pipelines):
             views, _ = run_view_pipelines_uint8(views, pipelines, (), generator, record=False,
                                                 uniforms=u[n_box + n_choose:] if n_pipe else None)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...core.random import as_float32s
 from ..geometry import motion_blur_kernels, similarity_matrices
 from .image import as_hwc, block_mean, check_image, opencv
 
@@ -102,7 +103,7 @@ def warp_affine(image: np.ndarray, matrix: Any, size: Any = None, *, padding_mod
     return as_hwc(out, image.shape[2])
 
 
-def resized_crop(image: np.ndarray, box: Any, size: Any, flip: bool = False) -> np.ndarray:
+def resized_crop(image: np.ndarray, box: Any, size: Any, flip: bool = False, *, check: bool = True) -> np.ndarray:
     """Crop ``box`` out of ``image``, resize it to ``size`` and optionally mirror it: one ``cv2.warpAffine``
     (and, for a box larger than the output, the mean of each bin's sub-samples, :func:`block_mean`), the same samples as
     :func:`mi_augment.functional.resized_crop` (``roi_align``, adaptive sampling ratio, edge pixels repeated).
@@ -112,6 +113,9 @@ def resized_crop(image: np.ndarray, box: Any, size: Any, flip: bool = False) -> 
         box: ``(x1, y1, x2, y2)`` in pixels, as the torch kernel takes it.
         size: output ``(height, width)`` or one int.
         flip: mirror the crop left-right.
+        check: check the arguments (False: the caller vouches for them: ``image`` a uint8 ``[H, W, C]`` array,
+            ``box`` four floats with ``x1 < x2``, ``y1 < y2``, ``size`` a ``(height, width)`` pair of positive
+            ints, as a one-image call's sampler rows and transform size are).
 
     Shape:
         - Input: :math:`(H, W, C)`, uint8. Output: :math:`(h, w, C)`.
@@ -121,12 +125,13 @@ def resized_crop(image: np.ndarray, box: Any, size: Any, flip: bool = False) -> 
         >>> resized_crop(img, (0, 0, 4, 4), 2)[:, :, 0].tolist()
         [[8, 14], [32, 38]]
     """
-    check_image(image)
-    x1, y1, x2, y2 = _box(box)
-    h, w = _size(size)
-    # roi_align's adaptive grid, ceil(box side / output side), in float32 as the torch kernel computes it
-    sx = max(1, math.ceil(float(np.float32(np.float32(x2) - np.float32(x1)) / np.float32(w))))
-    sy = max(1, math.ceil(float(np.float32(np.float32(y2) - np.float32(y1)) / np.float32(h))))
+    if check:
+        check_image(image)
+        x1, y1, x2, y2 = _box(box)
+        h, w = _size(size)
+    else:
+        (x1, y1, x2, y2), (h, w) = box, size
+    sx, sy = _supersampling(x1, y1, x2, y2, h, w)
     m = _crop_matrix((x1, y1, x2, y2), (h, w), flip, (sy, sx))
     cv2 = opencv()
     out = cv2.warpAffine(image, m, (w * sx, h * sy), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
@@ -134,6 +139,20 @@ def resized_crop(image: np.ndarray, box: Any, size: Any, flip: bool = False) -> 
     if sx > 1 or sy > 1:  # the mean of each bin's sy x sx samples
         out = block_mean(as_hwc(out, image.shape[2]), sy, sx)
     return as_hwc(out, image.shape[2])
+
+
+def _supersampling(x1: float, y1: float, x2: float, y2: float, h: int, w: int) -> tuple[int, int]:
+    """roi_align's adaptive grid ``(sx, sy)``: ``ceil(box side / output side)`` (at least 1) in float32, as the
+    torch kernel computes it on the float32 box, by Python floats: a float32 sum or quotient is the float64 one
+    rounded to float32 (float64 carries more than twice float32's precision), and a side no larger than the
+    integer output side gives 1 without the quotient (rounding is monotone)."""
+    fx1, fy1, fx2, fy2 = as_float32s([x1, y1, x2, y2])
+    dx, dy = fx2 - fx1, fy2 - fy1
+    if dx <= w and dy <= h:
+        return 1, 1
+    rx, ry = as_float32s([dx, dy])  # the float32 sides
+    qx, qy = as_float32s([rx / w, ry / h])
+    return max(1, math.ceil(qx)), max(1, math.ceil(qy))
 
 
 def crop_warp(image: np.ndarray, box: Any, size: Any, matrix: Any = None, flip: bool = False, *,
