@@ -3,8 +3,9 @@
 * :func:`mi_augment.functional.uint8.proxies` writes its image and sampling grid into tensors each thread keeps
   per shape: a result is never overwritten by a later call, calls of other shapes in between, calls inside
   ``torch.inference_mode`` and calls from several threads give the proxies a fresh call gives.
-* :func:`~mi_augment.functional.uint8.resized_crop`'s ``check=False`` (the caller vouches for the arguments, as a
-  one-image call's sampler rows) renders what the checked call renders.
+* The kernels' ``check=False`` (:func:`~mi_augment.functional.uint8.resized_crop` for a one-image call's sampler
+  rows, :func:`~mi_augment.functional.uint8.color_jitter` for ``ColorJitter``'s own drawn row) renders what the
+  checked call renders.
 """
 
 from __future__ import annotations
@@ -57,3 +58,12 @@ def test_resized_crop_unchecked_renders_what_the_checked_call_renders(seed, side
     box = [float(v) for v in np.array([x1, 0.0, x1 + w, side], np.float32)]
     checked = U.resized_crop(image, box, (out, out + 1), flip)
     assert np.array_equal(U.resized_crop(image, box, (out, out + 1), flip, check=False), checked)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2 ** 31 - 1), factors=st.tuples(*[st.floats(0.0, 2.0)] * 3), hue=st.floats(-0.5, 0.5),
+       order=st.permutations([0, 1, 2, 3]), channels=st.sampled_from([1, 3]))
+def test_color_jitter_unchecked_renders_what_the_checked_call_renders(seed, factors, hue, order, channels):
+    image = np.random.default_rng(seed).integers(0, 256, (9, 11, channels), dtype=np.uint8)
+    checked = U.color_jitter(image, *factors, hue, order)
+    assert np.array_equal(U.color_jitter(image, *factors, hue, list(order), check=False), checked)
