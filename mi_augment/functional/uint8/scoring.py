@@ -355,6 +355,29 @@ def candidate_scores(image: np.ndarray, boxes: Any, proxy_size: int = 32, bins: 
     if fx != 1.0 or fy != 1.0:
         flat = flat * np.array([fx, fy, fx, fy], _F32)
     # every view's boxes in one call, as the torch scorer: the largest box decides the sampling path
-    # bilinear samples of a luma in [0, 1] with non-negative weights: never below 0
-    q = _bin_index(proxies(lum, flat, proxy_size), int(bins), non_negative=True).reshape(v, k, -1)
-    return _mi_of_counts(_joint_counts(q[0], q[1:], int(bins)), q.shape[-1]).reshape(v - 1, k)
+    levels = _bin_levels_(proxies(lum, flat, proxy_size), int(bins)).reshape(v, k, -1)
+    return _mi_of_counts(_pair_counts(levels, int(bins)), levels.shape[-1]).reshape(v - 1, k)
+
+
+def _bin_levels_(v: np.ndarray, bins: int) -> np.ndarray:
+    """:func:`_bin_index` of float32 samples ``v >= 0`` (bilinear samples of a luma in [0, 1], non-negative
+    weights) in place, as float32 whole numbers: ``floor(min(bins v, bins - 1))``, the float32 product as there.
+    Returns ``v``."""
+    np.multiply(v, _F32(bins), out=v)
+    np.minimum(v, _F32(bins - 1), out=v)
+    return np.floor(v, out=v)
+
+
+def _pair_counts(levels: np.ndarray, bins: int) -> np.ndarray:
+    """Joint count tables ``((V - 1) K, bins, bins)`` of view 0's bin levels against each partner view's,
+    ``levels (V, K, N)`` float32 whole numbers (:func:`_bin_levels_`): the tables' cell of every sample as
+    ``bins * x + y`` plus its problem's offset, computed in float32 while that is exact (fewer than ``2 ** 24``
+    cells), then one ``bincount``. The tables :func:`_joint_counts` makes of the integer indices."""
+    cells = (levels.shape[0] - 1) * levels.shape[1] * bins * bins
+    if cells >= 2 ** 24:  # float32 no longer exact: the integer form
+        q = levels.astype(np.int64)
+        return _joint_counts(q[0], q[1:], bins)
+    index = levels[0] * _F32(bins)
+    index = levels[1:] + index
+    index += _problem_offsets(index.shape[:-1], bins * bins, np.float32)
+    return np.bincount(index.astype(np.intp).ravel(), minlength=cells).reshape(-1, bins, bins)
