@@ -79,6 +79,8 @@ def run_view_pipelines_uint8(views: Sequence[np.ndarray], pipelines: Sequence[Se
     Returns:
         the views, and per view the pipeline's ``GatedParams`` (None when not ``record``).
     """
+    if uniforms is not None and not record and not replay:  # a one-image call's own numbers: the lean loop
+        return _run_drawn(views, pipelines, uniforms), None
     counts = [[t.uniforms_per_sample() for t in pipeline] for pipeline in pipelines]
     if replay or any(n is None for c in counts for n in c):  # a replay, or a transform that draws otherwise:
         if uniforms is not None:
@@ -109,6 +111,29 @@ def run_view_pipelines_uint8(views: Sequence[np.ndarray], pipelines: Sequence[Se
         out.append(view)
         drawn.append(tuple(mine))
     return out, tuple(drawn) if record else None
+
+
+def _run_drawn(views: Sequence[np.ndarray], pipelines: Sequence[Sequence[Any]],
+               uniforms: Sequence[float]) -> list[np.ndarray]:
+    """:func:`run_view_pipelines_uint8` of ``uniforms`` drawn beforehand, nothing recorded: each transform's
+    numbers, then its gate (compared with its ``p`` in float32, as the torch gate), in one pass with no count
+    tables (a DataLoader worker's call: ~3 % of a K = 8 call at 32 px, docs/benchmarks.md round 8)."""
+    ps, kernels = as_float32s([t.p for pipeline in pipelines for t in pipeline]), uint8.TRANSFORM_KERNELS
+    out, at, i, size = [], 0, 0, len(uniforms)
+    for view, pipeline in zip(views, pipelines):
+        for t in pipeline:
+            n = t.uniforms_per_sample()
+            if n is None:
+                raise ValueError("uniforms drawn beforehand need pipelines that draw uniforms and no replay")
+            if at + n >= size:
+                break
+            if uniforms[at + n] < ps[i]:
+                view = kernels[type(t)](t, view, t.row_from_uniforms(uniforms[at:at + n]))
+            at, i = at + n + 1, i + 1
+        out.append(view)
+    if at != size or i != len(ps):
+        raise ValueError(f"uniforms must hold the pipelines' {pipeline_draws(pipelines)} numbers, got {size}")
+    return out
 
 
 def _view_rows(model: Any, views: int, generator: torch.Generator | None, strength: float) -> dict[str, list]:
