@@ -24,7 +24,9 @@ Policies that rank the candidates (all but ``random``, ``softmax`` and an absolu
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -120,7 +122,7 @@ class Policy:
         rounded = list(as_float32s([float(s) for s in scores]))  # the float32 scores the tensor form compares
         out = None
         if _python_form(type(self)) and rounded and not (self.rank_based and len(rounded) < 2) and (
-                not self.needs_scores or all(math.isfinite(s) for s in rounded)):
+                not self.needs_scores or math.isfinite(sum(rounded))):  # float32 values: the sum overflows never
             out = self._probabilities_one(rounded)
         # the tensor form where there is no Python one, and to raise what is wrong
         return self.probabilities(torch.tensor([rounded]))[0].tolist() if out is None else out
@@ -184,13 +186,12 @@ def _draw_one(probs: list[float], u: float) -> int:
     """:meth:`Policy._draw` of one row of float32 probabilities with its uniform number ``u``: the running sum
     accumulated in float64 and rounded to float32 at each step (CPU ``cumsum``'s accumulator), divided by the
     total in float32, and the count of entries ``<= u``."""
-    total, cdf = 0.0, []
-    for p in probs:
-        total += p
-        cdf.append(total)
-    cdf = as_float32s(cdf)
+    cdf = as_float32s(list(itertools.accumulate(probs)))  # float64 running sums (left to right), each rounded
     last = cdf[-1]
-    return min(sum(1 for c in as_float32s([c / last for c in cdf]) if c <= u), len(probs) - 1)
+    if u != u:  # NaN: no quotient is <= it
+        return 0
+    # the quotients are non-decreasing (rounding is monotone): the count of those <= u is a bisection
+    return min(bisect.bisect_right(as_float32s([c / last for c in cdf]), u), len(probs) - 1)
 
 
 def _uniform_one(keep: list[bool]) -> list[float]:
