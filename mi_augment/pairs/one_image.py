@@ -106,8 +106,8 @@ def run_view_pipelines_uint8(views: Sequence[np.ndarray], pipelines: Sequence[Se
             if applied:
                 view = uint8.TRANSFORM_KERNELS[type(t)](t, view, t.row_from_uniforms(draws))
             if record:
-                made = t.params_from_uniforms(torch.tensor([draws], dtype=torch.float32).view(1, n))
-                mine.append(GatedParams(made, torch.tensor([applied])))
+                made = t.params_from_uniforms(torch.tensor([draws], dtype=torch.float32, device="cpu").view(1, n))
+                mine.append(GatedParams(made, torch.tensor([applied], device="cpu")))
         out.append(view)
         drawn.append(tuple(mine))
     return out, tuple(drawn) if record else None
@@ -237,7 +237,7 @@ def views_uint8(transform: Any, image: Any, generator: torch.Generator | None = 
                                                 uniforms=u[n_box + n_choose:] if n_pipe else None)
         return tuple(restore(v) for v in views), None
     if params is None:
-        shape = torch.empty(1, hwc.shape[2], *hwc.shape[:2])  # plan reads only the shape
+        shape = torch.empty(1, hwc.shape[2], *hwc.shape[:2], device="cpu")  # plan reads only the shape and device
         candidates = transform.plan(shape, generator)
         scores = None
         if transform.policy.needs_scores:
@@ -398,7 +398,7 @@ def _draw_pipelines(n: int, shape: tuple[int, ...], pipelines: Sequence[Sequence
     a view's shape, so every transform of a pipeline draws for the views' shape."""
     if replay and len(replay) != len(pipelines):
         raise ValueError(f"params.views holds {len(replay)} pipelines, this transform makes {len(pipelines)} views")
-    drawn, like = [], torch.empty(shape)  # make_params reads only the shape
+    drawn, like = [], torch.empty(shape, device="cpu")  # make_params reads only the shape and device
     for v, pipeline in enumerate(pipelines):
         saved = list(replay[v]) if replay else None
         if saved is not None and len(saved) != len(pipeline):
