@@ -13,6 +13,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -67,3 +68,23 @@ def test_color_jitter_unchecked_renders_what_the_checked_call_renders(seed, fact
     image = np.random.default_rng(seed).integers(0, 256, (9, 11, channels), dtype=np.uint8)
     checked = U.color_jitter(image, *factors, hue, order)
     assert np.array_equal(U.color_jitter(image, *factors, hue, list(order), check=False), checked)
+
+
+def test_a_replayed_colour_jitter_row_is_still_checked():
+    """Only a row the transform drew itself is rendered unchecked: params handed back (a replay) that no draw could
+    make are refused with the argument's name, per image and in a CPU batch, as the torch path refuses them."""
+    import dataclasses
+
+    from mi_augment.transforms import MIPairTransform
+
+    t = MIPairTransform.simclr(48)
+    image = np.random.default_rng(0).integers(0, 256, (56, 56, 3), dtype=np.uint8)
+    batch = torch.from_numpy(image).permute(2, 0, 1)[None].contiguous()
+    for x in (image, batch):
+        _, info = t(x, generator=torch.Generator().manual_seed(1), return_info=True)
+        first = info.params.views[0][0]  # view 0's ColorJitter draw and gate
+        bad = dataclasses.replace(first, params=dataclasses.replace(first.params, brightness=torch.tensor([-1.0])),
+                                  applied=torch.tensor([True]))
+        params = dataclasses.replace(info.params, views=((bad, *info.params.views[0][1:]), *info.params.views[1:]))
+        with pytest.raises(ValueError, match="brightness"):
+            t(x, params=params)

@@ -118,7 +118,8 @@ def _run_drawn(views: Sequence[np.ndarray], pipelines: Sequence[Sequence[Any]],
     """:func:`run_view_pipelines_uint8` of ``uniforms`` drawn beforehand, nothing recorded: each transform's
     numbers, then its gate (compared with its ``p`` in float32, as the torch gate), in one pass with no count
     tables (a DataLoader worker's call: ~3 % of a K = 8 call at 32 px, docs/benchmarks.md round 8)."""
-    ps, kernels = as_float32s([t.p for pipeline in pipelines for t in pipeline]), uint8.TRANSFORM_KERNELS
+    ps, kernels, drawn = (as_float32s([t.p for pipeline in pipelines for t in pipeline]), uint8.TRANSFORM_KERNELS,
+                          uint8.DRAWN_ROW_KERNELS)
     out, at, i, size = [], 0, 0, len(uniforms)
     for view, pipeline in zip(views, pipelines):
         for t in pipeline:
@@ -127,8 +128,8 @@ def _run_drawn(views: Sequence[np.ndarray], pipelines: Sequence[Sequence[Any]],
                 raise ValueError("uniforms drawn beforehand need pipelines that draw uniforms and no replay")
             if at + n >= size:
                 break
-            if uniforms[at + n] < ps[i]:
-                view = kernels[type(t)](t, view, t.row_from_uniforms(uniforms[at:at + n]))
+            if uniforms[at + n] < ps[i]:  # its own drawn row: the unchecked kernel where one is registered
+                view = (drawn.get(type(t)) or kernels[type(t)])(t, view, t.row_from_uniforms(uniforms[at:at + n]))
             at, i = at + n + 1, i + 1
         out.append(view)
     if at != size or i != len(ps):

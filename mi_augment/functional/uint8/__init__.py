@@ -41,8 +41,15 @@ from .scoring import candidate_scores, histogram_mi, luma, proxies, working_luma
 #: pipeline on this backend only when every entry is registered.
 TRANSFORM_KERNELS: dict = {}
 
+#: Kernels, ``kernel(transform, image, row) -> image`` as above, for a row the transform's own
+#: ``row_from_uniforms`` drew (a one-image call's lean loop): valid by construction, so rendered without argument
+#: checks where checking costs (``ColorJitter``: ``color_jitter(..., check=False)``). A class missing here uses its
+#: :data:`TRANSFORM_KERNELS` kernel; rows from params (a batch, a replay) always take the checked kernels.
+DRAWN_ROW_KERNELS: dict = {}
+
 __all__ = [
     "TRANSFORM_KERNELS",
+    "DRAWN_ROW_KERNELS",
     "adjust_brightness",
     "adjust_contrast",
     "adjust_hue",
