@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import struct
-import threading
 from typing import Any
 
 import torch
+
+from .kept import kept
 
 
 def sampling_device(generator: torch.Generator | None, target: Any) -> torch.device:
@@ -22,7 +23,6 @@ def rand(shape: tuple[int, ...], generator: torch.Generator | None, device: Any)
     return torch.rand(shape, generator=generator, device=dev).to(device)
 
 
-_BUFFERS = threading.local()  # per thread: the tensors cpu_draws draws into, by kind, shape and default dtype
 _IN_PLACE = {"uniform": torch.Tensor.uniform_, "normal": torch.Tensor.normal_,
              "exponential": torch.Tensor.exponential_}
 
@@ -47,14 +47,9 @@ def cpu_draws(shape: tuple[int, ...], generator: torch.Generator | None = None, 
     draw = _IN_PLACE.get(kind)
     if draw is None:
         raise ValueError(f"kind must be one of {sorted(_IN_PLACE)}, got {kind!r}")
-    buffers = getattr(_BUFFERS, "by_key", None)
-    if buffers is None or len(buffers) > 64:  # a few shapes per transform; a bound for transforms built on the fly
-        buffers = _BUFFERS.by_key = {}
-    key = (kind, tuple(shape), torch.get_default_dtype())  # the factory functions' dtype, as torch.rand's
-    buffer = buffers.get(key)
-    if buffer is None:
-        with torch.inference_mode(False):  # a normal tensor: drawn into inside and outside inference mode alike
-            buffer = buffers[key] = torch.empty(key[1], dtype=key[2], device="cpu")  # whatever the default device
+    dtype = torch.get_default_dtype()  # the factory functions' dtype, as torch.rand's
+    buffer = kept(("cpu_draws", kind, tuple(shape), dtype),  # on the CPU whatever the default device
+                  lambda: torch.empty(tuple(shape), dtype=dtype, device="cpu"))
     return draw(buffer, generator=generator)
 
 

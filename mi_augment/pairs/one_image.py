@@ -221,8 +221,9 @@ def views_uint8(transform: Any, image: Any, generator: torch.Generator | None = 
             boxes = np.array(rows, np.float32).reshape(n_views, k, 4)
             scorer = transform.scorer
             scores = uint8.candidate_scores(hwc, boxes, scorer.proxy_size, scorer.bins, transform.scale[0])
-            # choose's mean over the partner views, in float32 as torch computes it (one partner: the scores)
-            row = torch.from_numpy(scores).float().mean(0) if n_views > 2 else scores[0].astype(np.float32)
+            # choose's mean over the partner views, in float32 as torch computes it (one partner: the scores, which
+            # select_one rounds to float32 itself)
+            row = torch.from_numpy(scores).float().mean(0) if n_views > 2 else scores[0]
             index, _ = transform.policy.select_one(row.tolist(), generator, "cpu", u[n_box] if n_choose else None)
         chosen = [rows[i * k + index] for i in range(n_views)]
         if models:

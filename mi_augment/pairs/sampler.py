@@ -166,10 +166,9 @@ class BoxSampler:
             raise ValueError(f"u must hold a multiple of draws_per_box = {per} numbers, got {len(u)}")
         n, bounds = len(u) // per, self._bounds(height, width)
         if n <= 16 and current().fast_paths and bounds[4] <= bounds[5]:
-            flat = self._python_boxes(list(u), height, width, bounds)
+            flat = self._python_boxes(list(u), height, width, bounds)  # float32 values, as .float() gives
             if flat is not None:
-                flat = as_float32s(flat)  # rounded, as .float()
-                return [list(flat[i:i + 4]) for i in range(0, len(flat), 4)]
+                return [flat[i:i + 4] for i in range(0, len(flat), 4)]
         draws = torch.tensor(list(u), dtype=torch.float32).view(n, per)
         if n <= 16:  # (the tensor form itself: draws outside [0, 1) give its NaN / inf, not math's errors)
             return self._from_uniform(draws, height, width).tolist()
@@ -178,11 +177,14 @@ class BoxSampler:
     def _python_boxes(self, flat: list[float], height: int, width: int,
                       bounds: tuple[float, float, float, float, float, float]) -> list[float] | None:
         """:meth:`_from_uniform_small` on Python floats: :func:`_boxes_by_math` (no torch call), or where it cannot
-        vouch for a value, :meth:`_python_boxes_torch`. Both give the float32 boxes of :meth:`_from_uniform`; None
-        for draws outside [0, 1) that ``math`` refuses (the caller then takes :meth:`_from_uniform`)."""
+        vouch for a value, :meth:`_python_boxes_torch` rounded to float32. Both give the float32 boxes of
+        :meth:`_from_uniform` (as one flat list); None for draws outside [0, 1) that ``math`` refuses (the caller
+        then takes :meth:`_from_uniform`)."""
         try:
-            out = _boxes_by_math(flat, self.tries, height, width, bounds)
-            return self._python_boxes_torch(flat, height, width, bounds) if out is None else out
+            out = _boxes_by_math(flat, self.tries, height, width, bounds)  # rounded already
+            if out is None:
+                out = list(as_float32s(self._python_boxes_torch(flat, height, width, bounds)))
+            return out
         except (ValueError, OverflowError):  # draws outside [0, 1) (a caller's own numbers): math's sqrt / exp
             return None  # refuse them; the caller takes the tensor form (torch's NaN / inf)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import math
 import sys
-import threading
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ...core.kept import kept
 from .image import check_image, opencv
 
 __all__ = ["luma", "working_luma", "proxies", "histogram_mi", "candidate_scores"]
@@ -131,27 +131,19 @@ def _grid_sample(canvas: np.ndarray, axes: np.ndarray) -> np.ndarray:
     return torch.grid_sampler(image, grid, 0, 1, True).numpy().reshape(p, n * n)
 
 
-_SAMPLE_BUFFERS = threading.local()
-
-
 def _sample_buffers(p: int, n: int, h: int, w: int) -> tuple[Tensor, np.ndarray, Tensor, np.ndarray]:
-    """This thread's float32 image ``(1, 1, h, w)`` and grid ``(1, p * n, n, 2)`` tensors for :func:`_grid_sample`,
-    with numpy views to write them (the image ``[h, w]``; the grid as ``(p, n, n)`` 64-bit words). Made as normal
-    tensors (also inside ``torch.inference_mode``) on the CPU; at most 64 shapes are kept (a dataset's few image
-    sizes), then the cache starts again. Overwritten by this thread's next call of the same shape."""
-    kept = getattr(_SAMPLE_BUFFERS, "by_shape", None)
-    if kept is None or len(kept) > 64:
-        kept = _SAMPLE_BUFFERS.by_shape = {}
-    key = (p, n, h, w)
-    out = kept.get(key)
-    if out is None:
-        with torch.inference_mode(False):
-            image = torch.empty((1, 1, h, w), dtype=torch.float32, device="cpu")
-            grid = torch.empty((1, p * n, n, 2), dtype=torch.float32, device="cpu")
-        if sys.byteorder != "little":  # pragma: no cover - the word layout assumes x in the low half
-            raise RuntimeError("the uint8 scorer's grid words assume a little-endian machine")
-        out = kept[key] = (image, image.numpy().reshape(h, w), grid, grid.numpy().view(np.uint64).reshape(p, n, n))
-    return out
+    """This thread's float32 image ``(1, 1, h, w)`` and grid ``(1, p * n, n, 2)`` tensors for :func:`_grid_sample`
+    (:func:`~mi_augment.core.kept.kept`, on the CPU), with numpy views to write them (the image ``[h, w]``; the grid
+    as ``(p, n, n)`` 64-bit words). Overwritten by this thread's next call of the same shape."""
+    return kept(("uint8 scorer", p, n, h, w), lambda: _new_sample_buffers(p, n, h, w))
+
+
+def _new_sample_buffers(p: int, n: int, h: int, w: int) -> tuple[Tensor, np.ndarray, Tensor, np.ndarray]:
+    if sys.byteorder != "little":  # pragma: no cover - the word layout assumes x in the low half
+        raise RuntimeError("the uint8 scorer's grid words assume a little-endian machine")
+    image = torch.empty((1, 1, h, w), dtype=torch.float32, device="cpu")
+    grid = torch.empty((1, p * n, n, 2), dtype=torch.float32, device="cpu")
+    return image, image.numpy().reshape(h, w), grid, grid.numpy().view(np.uint64).reshape(p, n, n)
 
 
 @functools.lru_cache(maxsize=16)
