@@ -33,6 +33,9 @@ class KernelOptions:
             float) when its views have at least 48 x 48 px, with the CPU uint8 backend
             (:mod:`mi_augment.functional.uint8`, default True; the same draws, views within its documented
             tolerance); False renders them with the torch kernels.
+        compiled_kernels: score one image's candidates on the CPU uint8 backend with the compiled kernels of
+            :mod:`mi_augment.functional.uint8.compiled` where numba is installed and they matched torch on this
+            machine (default True; the same scores within 1e-12 nats); False scores with numpy and torch.
         cpu_chunk_elements: elements of working buffer per chunk on the CPU (default 2**20, about 4 MB of
             float32: on the 2-vCPU development VM 0.25-4 M elements render 224 px pairs ~1.4x faster than
             batch-sized buffers, ``benchmarks/cpu_breakdown.py``).
@@ -40,16 +43,18 @@ class KernelOptions:
             a training batch is one launch per op, small enough that peak memory stays bounded.
     """
 
-    __slots__ = ("fast_paths", "uint8_backend", "cpu_chunk_elements", "device_chunk_elements")
+    __slots__ = ("fast_paths", "uint8_backend", "compiled_kernels", "cpu_chunk_elements", "device_chunk_elements")
 
     def __init__(self) -> None:
         self.fast_paths = True
         self.uint8_backend = True
+        self.compiled_kernels = True
         self.cpu_chunk_elements = 1 << 20
         self.device_chunk_elements = 1 << 28
 
     def __repr__(self) -> str:
         return (f"KernelOptions(fast_paths={self.fast_paths}, uint8_backend={self.uint8_backend}, "
+                f"compiled_kernels={self.compiled_kernels}, "
                 f"cpu_chunk_elements={self.cpu_chunk_elements}, "
                 f"device_chunk_elements={self.device_chunk_elements})")
 
@@ -70,13 +75,14 @@ def _check_elements(value: object, name: str) -> int:
 
 @contextlib.contextmanager
 def kernel_options(*, fast_paths: bool | None = None, cpu_chunk_elements: int | None = None,
-                   device_chunk_elements: int | None = None, uint8_backend: bool | None = None
-                   ) -> Iterator[KernelOptions]:
+                   device_chunk_elements: int | None = None, uint8_backend: bool | None = None,
+                   compiled_kernels: bool | None = None) -> Iterator[KernelOptions]:
     """Set kernel options inside a ``with`` block (None leaves an option as it is); restored on exit."""
-    for name, flag in (("fast_paths", fast_paths), ("uint8_backend", uint8_backend)):
+    for name, flag in (("fast_paths", fast_paths), ("uint8_backend", uint8_backend),
+                       ("compiled_kernels", compiled_kernels)):
         if flag is not None and not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False, got {flag!r}")
-    new = {"fast_paths": fast_paths, "uint8_backend": uint8_backend,
+    new = {"fast_paths": fast_paths, "uint8_backend": uint8_backend, "compiled_kernels": compiled_kernels,
            "cpu_chunk_elements": None if cpu_chunk_elements is None
            else _check_elements(cpu_chunk_elements, "cpu_chunk_elements"),
            "device_chunk_elements": None if device_chunk_elements is None

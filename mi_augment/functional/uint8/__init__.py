@@ -8,7 +8,8 @@ tolerance: mean ``|d| <= 1`` level and 99.9th percentile ``<= 4`` levels on a vi
 (``tests/test_uint8_backend.py``), and the candidate scores within 1e-4 nats.
 
 OpenCV is imported on first use by each kernel, so importing this package (or :mod:`mi_augment.transforms`)
-does not load ``cv2``.
+does not load ``cv2``. The scorer's sampling, bins and MI run compiled (:mod:`.compiled`, numba, probed against
+torch on first use) where numba is installed; else numpy and torch compute the same scores.
 """
 
 from .color import (
@@ -32,7 +33,7 @@ from .geometry import (
 )
 from .illumination import apply_illumination, illumination_table
 from .image import as_hwc, block_mean, check_image, hwc_to_tensor, opencv, to_hwc_uint8
-from .scoring import candidate_scores, histogram_mi, luma, proxies, working_luma
+from .scoring import candidate_scores, histogram_mi, luma, proxies, proxy_grid, working_luma, xlogx_table
 
 #: The backend's kernel of each view transform class, ``kernel(transform, image, row) -> image``: ``row`` is one
 #: sample's params as Python numbers (:meth:`~mi_augment.core.params.Params.row`, or the transform's
@@ -77,5 +78,7 @@ __all__ = [
     "histogram_mi",
     "luma",
     "proxies",
+    "proxy_grid",
     "working_luma",
+    "xlogx_table",
 ]

@@ -24,9 +24,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...core.kept import kept
+from . import compiled
 from .image import check_image, opencv
 
-__all__ = ["luma", "working_luma", "proxies", "histogram_mi", "candidate_scores"]
+__all__ = ["luma", "working_luma", "proxies", "proxy_grid", "histogram_mi", "candidate_scores", "xlogx_table"]
 
 _F32 = np.float32
 
@@ -114,7 +115,7 @@ def working_luma(image: np.ndarray, proxy_size: int, min_scale: float) -> tuple[
 
 def _grid_sample(canvas: np.ndarray, axes: np.ndarray) -> np.ndarray:
     """``grid_sample`` (bilinear, border, ``align_corners=True``) of ``canvas [H, W]`` on the separable
-    normalised grids ``axes (P, 2, n)`` (columns ``x``, then rows ``y``), as one tall grid: ``(P, n * n)``
+    normalised float32 grids ``axes (P, 2, n)`` (columns ``x``, then rows ``y``), as one tall grid: ``(P, n * n)``
     float32. The same kernel on the same float32 grid as the torch scorer's, so the same samples bit for bit.
 
     The image and the grid are written into tensors this thread keeps per shape (:func:`_sample_buffers`): a
@@ -124,7 +125,7 @@ def _grid_sample(canvas: np.ndarray, axes: np.ndarray) -> np.ndarray:
     broadcast ``bitwise_or`` instead of two strided float writes. The kernel is ``torch.grid_sampler``, the call
     ``F.grid_sample`` makes after its argument checks (mode 0 bilinear, padding 1 border)."""
     p, n = axes.shape[0], axes.shape[2]
-    bits = axes.astype(_F32).view(np.uint32).astype(np.uint64)  # rounded to float32, as the torch kernels' .to()
+    bits = axes.view(np.uint32).astype(np.uint64)
     image, image_np, grid, grid_words = _sample_buffers(p, n, *canvas.shape)
     image_np[...] = canvas
     np.bitwise_or(bits[:, None, 0, :], bits[:, 1, :, None] << np.uint64(32), out=grid_words)
@@ -189,6 +190,20 @@ def proxies(lum: np.ndarray, boxes: Any, proxy_size: int) -> np.ndarray:
         >>> proxies(np.ones((8, 8), np.float32), np.array([[0, 0, 8, 8]], np.float32), 4).shape
         (1, 16)
     """
+    return _grid_sample(*proxy_grid(lum, boxes, proxy_size))
+
+
+def proxy_grid(lum: np.ndarray, boxes: Any, proxy_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where :func:`proxies` samples: the canvas (``lum``, or its 2x pooled pyramid levels side by side) and the
+    separable normalised grid ``(K, 2, proxy_size)`` float32 (columns ``x``, then rows ``y``) of ``grid_sample``
+    (bilinear, border, ``align_corners=True``) on it: :func:`~mi_augment.functional.crops.pyramid_crop`'s sampling
+    positions, its operations in its order.
+
+    Example:
+        >>> canvas, axes = proxy_grid(np.ones((8, 8), np.float32), np.array([[0, 0, 8, 8]], np.float32), 4)
+        >>> canvas.shape, axes.shape, axes.dtype  # a box twice the proxy reads the 2x level, beside the image
+        ((8, 12), (1, 2, 4), dtype('float32'))
+    """
     b = np.asarray(boxes, dtype=_F32).reshape(-1, 4)
     n, (h, w) = int(proxy_size), lum.shape
     step = (b[:, 2:] - b[:, :2]) / _F32(n)  # (P, 2) float32, as torch: the bins' widths and heights
@@ -201,7 +216,7 @@ def proxies(lum: np.ndarray, boxes: Any, proxy_size: int) -> np.ndarray:
         grid = centres * np.array([[2.0 / max(w - 1, 1)], [2.0 / max(h - 1, 1)]]) - 1.0
         if w == 1 or h == 1:  # one pixel wide or tall: the torch kernels' zero grid coordinate
             grid[:, [w == 1, h == 1]] = 0.0
-        return _grid_sample(lum, grid)
+        return lum, grid.astype(_F32)  # rounded to float32, as the torch kernels' .to()
     canvas, levels, offsets = _pyramid(lum, largest)
     level = np.clip(np.floor(np.log2(np.maximum(shrink, _F32(1.0)))), 0, len(levels) - 1).astype(np.intp)
     # per box from its level: the scale 2 ** -level, the level's last pixel centre (x, y), its column offset
@@ -219,7 +234,7 @@ def proxies(lum: np.ndarray, boxes: Any, proxy_size: int) -> np.ndarray:
     centres -= _F32(1.0)
     if wide == 1 or high == 1:
         centres[:, [wide == 1, high == 1]] = 0.0
-    return _grid_sample(canvas, centres)
+    return canvas, centres
 
 
 @functools.lru_cache(maxsize=16)
@@ -255,16 +270,24 @@ def _bin_index(v: np.ndarray, bins: int, non_negative: bool = False) -> np.ndarr
 
 
 @functools.lru_cache(maxsize=8)
-def _xlogx(n: int) -> np.ndarray:
-    """``c log c`` for the counts ``c = 0 .. n`` (``0 log 0 = 0``), float64."""
+def xlogx_table(n: int) -> np.ndarray:
+    """``c log c`` for the counts ``c = 0 .. n`` (``0 log 0 = 0``), float64, read only: the plug-in MI's terms
+    of a table of ``n`` samples.
+
+    Example:
+        >>> [round(float(v), 4) for v in xlogx_table(2)]
+        [0.0, 0.0, 1.3863]
+    """
     c = np.arange(n + 1, dtype=np.float64)
-    return c * np.log(np.maximum(c, 1.0))
+    out = c * np.log(np.maximum(c, 1.0))
+    out.flags.writeable = False
+    return out
 
 
 def _mi_of_counts(counts: np.ndarray, n: int) -> np.ndarray:
     """Plug-in MI (nats) of joint count tables ``(P, bins, bins)`` of ``n`` samples each:
     ``H(X) + H(Y) - H(X, Y) = log n + (sum c_xy log c_xy - sum c_x log c_x - sum c_y log c_y) / n``."""
-    table, add = _xlogx(n), np.add.reduce
+    table, add = xlogx_table(n), np.add.reduce
     joint = add(table.take(counts.reshape(len(counts), -1)), 1)
     return math.log(n) + (joint - add(table.take(add(counts, 2)), 1) - add(table.take(add(counts, 1)), 1)) / n
 
@@ -347,7 +370,10 @@ def candidate_scores(image: np.ndarray, boxes: Any, proxy_size: int = 32, bins: 
     if fx != 1.0 or fy != 1.0:
         flat = flat * np.array([fx, fy, fx, fy], _F32)
     # every view's boxes in one call, as the torch scorer: the largest box decides the sampling path
-    levels = _bin_levels_(proxies(lum, flat, proxy_size), int(bins)).reshape(v, k, -1)
+    canvas, axes = proxy_grid(lum, flat, proxy_size)
+    if compiled.available():  # the same samples, bins and tables in one compiled pass
+        return compiled.pair_scores(canvas, axes, v, k, int(bins))
+    levels = _bin_levels_(_grid_sample(canvas, axes), int(bins)).reshape(v, k, -1)
     return _mi_of_counts(_pair_counts(levels, int(bins)), levels.shape[-1]).reshape(v - 1, k)
 
 

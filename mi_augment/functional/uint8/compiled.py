@@ -1,0 +1,184 @@
+"""Compiled kernels of the CPU uint8 scorer (numba, optional): the bilinear samples of the candidates' proxies,
+their histogram bins, the joint count tables and the MI of one image's candidates in one compiled pass, instead of
+one ``grid_sample`` call and ~15 numpy calls. In a DataLoader worker's K = 8 call at 32 px that is about a third of
+the call (docs/benchmarks.md, round 9).
+
+The samples are those of torch's CPU ``grid_sample`` (bilinear, border padding, ``align_corners=True``) bit for bit:
+the same float32 operations in the same order, with the fused multiply-adds torch's vectorised kernel is compiled
+to (``((v_nw * nw + v_ne * ne) + v_sw * sw) + v_se * se`` as three ``fma``). That is a property of how torch was
+built for this CPU, so it is checked, not assumed: before its first use in a process the compiled sampler is run
+against ``torch.grid_sampler`` on probe grids (borders, whole-pixel coordinates, random points), and where one
+sample differs by one bit the scorer keeps its numpy + torch form (:func:`status` says why). The MI is summed in
+float64 in another order than numpy's pairwise sums: the scores agree with the numpy form within 1e-12 nats.
+
+Install with ``pip install mi-augment[fast]`` (numba). Without numba, or with
+``kernel_options(compiled_kernels=False)``, :func:`mi_augment.functional.uint8.candidate_scores` computes the same
+scores with numpy and torch. numba caches the compiled code on disk (its ``cache=True``: ``__pycache__`` beside
+this file, else numba's user cache directory), so a DataLoader worker loads it instead of compiling it again.
+"""
+
+from __future__ import annotations
+
+import threading
+import types
+import warnings
+from typing import Any
+
+import numpy as np
+
+__all__ = ["available", "status", "pair_scores", "grid_samples"]
+
+_LOCK = threading.Lock()
+_STATE: dict[str, Any] = {}  # "kernels": the compiled functions, or None; "why": the reason they are not used
+
+
+def _compile() -> tuple[Any, str]:
+    """The compiled kernels (a namespace), or None and why not."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return None, "numba is not installed (pip install mi-augment[fast])"
+    from ._numba_kernels import grid_samples, pair_scores
+
+    kernels = types.SimpleNamespace(grid_samples=grid_samples, pair_scores=pair_scores)
+
+    grid = np.linspace(-1.25, 1.25, 2 * 3 * 16, dtype=np.float32).reshape(3, 2, 16)
+    mismatch = _probe(kernels)
+    if mismatch is not None:
+        return None, f"the compiled sampler differs from torch's grid_sample on this machine ({mismatch})"
+    kernels.pair_scores(np.zeros((4, 4), np.float32), grid[:2], 2, 1, 16, _xlogx(256))  # compiled before use
+    return kernels, ""
+
+
+def _xlogx(n: int) -> np.ndarray:
+    from .scoring import xlogx_table  # the numpy scorer's own table: the same float64 values
+
+    return xlogx_table(n)
+
+
+def _probe(kernels: Any) -> str | None:
+    """Where the compiled sampler and ``torch.grid_sampler`` differ on probe grids (None: nowhere): canvases of
+    1 x 1 up to 37 x 53 pixels, grids through the borders, beyond them, on whole pixels and at random."""
+    import torch
+
+    rng = np.random.default_rng(20261207)
+    for h, w in ((1, 1), (1, 7), (6, 1), (2, 2), (37, 53), (64, 31)):
+        canvas = rng.random((h, w), dtype=np.float32)
+        n = 24
+        ends = np.array([-1.0, 1.0, -1.5, 1.5, 0.0], np.float32)
+        whole_x = (np.arange(n, dtype=np.float32) % max(w, 1)) * np.float32(2.0 / max(w - 1, 1)) - np.float32(1.0)
+        whole_y = (np.arange(n, dtype=np.float32) % max(h, 1)) * np.float32(2.0 / max(h - 1, 1)) - np.float32(1.0)
+        axes = (rng.random((6, 2, n), dtype=np.float32) * np.float32(2.4) - np.float32(1.2)).astype(np.float32)
+        axes[0, :, :5], axes[1, 0], axes[1, 1] = ends, whole_x, whole_y
+        mine = kernels.grid_samples(canvas, axes)
+        p = axes.shape[0]
+        grid = torch.empty((1, p * n, n, 2), dtype=torch.float32, device="cpu")  # whatever the default device
+        g = grid.numpy().reshape(p, n, n, 2)
+        g[..., 0], g[..., 1] = axes[:, None, 0, :], axes[:, 1, :, None]
+        ref = torch.grid_sampler(torch.from_numpy(canvas).reshape(1, 1, h, w), grid, 0, 1, True).numpy()
+        differ = mine.view(np.uint32) != ref.reshape(p, n * n).view(np.uint32)
+        if differ.any():
+            return f"{int(differ.sum())} of {differ.size} samples on a {h} x {w} canvas"
+    return None
+
+
+def _kernels() -> Any:
+    """The compiled kernels where they may be used in this process (compiled and probed once), else None."""
+    if "kernels" not in _STATE:
+        with _LOCK:
+            if "kernels" not in _STATE:
+                kernels, why = _compile()
+                if kernels is None and not why.startswith("numba is not installed"):
+                    warnings.warn(f"mi_augment: the compiled uint8 scorer is off: {why}; scoring with numpy and "
+                                  "torch instead (the same scores, slower)", RuntimeWarning, stacklevel=3)
+                _STATE["why"], _STATE["kernels"] = why, kernels
+    return _STATE["kernels"]
+
+
+def available() -> bool:
+    """Whether :func:`mi_augment.functional.uint8.candidate_scores` uses these kernels: numba is installed, the
+    compiled sampler matched torch's ``grid_sample`` on this machine, and ``kernel_options(compiled_kernels=...)``
+    is on. The first call compiles (or loads numba's cache) and probes: about a second the first time on a machine.
+
+    Example:
+        >>> isinstance(available(), bool)
+        True
+    """
+    from ...core.options import current
+
+    return current().compiled_kernels and _kernels() is not None
+
+
+def status() -> str:
+    """Why the compiled kernels are or are not used, in words.
+
+    Example:
+        >>> isinstance(status(), str)
+        True
+    """
+    from ...core.options import current
+
+    if _kernels() is None:
+        return f"not used: {_STATE['why']}"
+    if not current().compiled_kernels:
+        return "not used: kernel_options(compiled_kernels=False)"
+    return "used: numba kernels, probed against torch's grid_sample on this machine"
+
+
+def _need() -> Any:
+    kernels = _kernels()
+    if kernels is None:
+        raise RuntimeError(f"the compiled uint8 kernels are not available: {_STATE['why']}")
+    return kernels
+
+
+def _checked(canvas: Any, axes: Any) -> tuple[np.ndarray, np.ndarray]:
+    canvas, axes = np.asarray(canvas), np.asarray(axes)
+    if canvas.dtype != np.float32 or canvas.ndim != 2 or 0 in canvas.shape:
+        raise ValueError(f"canvas must be a non-empty float32 [H, W] array, got {canvas.dtype} {canvas.shape}")
+    if axes.dtype != np.float32 or axes.ndim != 3 or axes.shape[1] != 2 or 0 in axes.shape:
+        raise ValueError(f"axes must be a float32 (P, 2, n) array of grid columns and rows, got {axes.dtype} "
+                         f"{axes.shape}")
+    return np.ascontiguousarray(canvas), np.ascontiguousarray(axes)
+
+
+def grid_samples(canvas: Any, axes: Any) -> np.ndarray:
+    """``grid_sample`` (bilinear, border, ``align_corners=True``) of ``canvas [H, W]`` on the separable grids
+    ``axes (P, 2, n)`` (normalised columns ``x``, then rows ``y``): ``(P, n * n)`` float32, row by row, torch's
+    samples bit for bit (where :func:`available`). Raises RuntimeError where the kernels are not available.
+
+    Example:
+        >>> if available():
+        ...     v = grid_samples(np.array([[0, 1]], np.float32), np.zeros((1, 2, 1), np.float32))
+        ...     print(float(v[0, 0]))
+        ... else:
+        ...     print(0.5)
+        0.5
+    """
+    canvas, axes = _checked(canvas, axes)
+    return _need().grid_samples(canvas, axes)
+
+
+def pair_scores(canvas: Any, axes: Any, views: int, candidates: int, bins: int = 16) -> np.ndarray:
+    """The scores ``(views - 1, candidates)`` of one image's proxies, sampled from ``canvas`` on ``axes``
+    (:func:`grid_samples`; the proxies of view ``v``'s candidate ``k`` are row ``v * candidates + k``): the
+    histogram MI (``bins`` per axis, ``floor(bins * sample)`` clamped to the last bin) of view 0's proxy ``k``
+    against partner view ``p``'s. Raises RuntimeError where the kernels are not available.
+
+    Example:
+        >>> if available():
+        ...     axes = np.zeros((2, 2, 4), np.float32)
+        ...     print(pair_scores(np.ones((3, 3), np.float32), axes, 2, 1).shape)
+        ... else:
+        ...     print((1, 1))
+        (1, 1)
+    """
+    canvas, axes = _checked(canvas, axes)
+    views, candidates, bins = int(views), int(candidates), int(bins)
+    if views < 2 or candidates < 1 or views * candidates != axes.shape[0]:
+        raise ValueError(f"axes must hold views * candidates = {views} * {candidates} grids (views >= 2), got "
+                         f"{axes.shape[0]}")
+    if bins < 2:
+        raise ValueError(f"bins must be >= 2, got {bins}")
+    n = axes.shape[2]
+    return _need().pair_scores(canvas, axes, views, candidates, bins, _xlogx(n * n))
