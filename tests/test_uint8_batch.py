@@ -1,5 +1,5 @@
 """A CPU batch (uint8 or float) of views of at least 48 x 48 px renders image by image on the uint8 kernels with
-the torch batch path's draws: the same params, views within the backend's tolerance (mean |d| <= 1 level,
+the torch batch path's draws: the same params and scores (within 1e-4 nats), views within the backend's tolerance (mean |d| <= 1 level,
 99.9th percentile <= 4), exact replay."""
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ def test_batch_on_uint8_kernels_matches_the_torch_batch(seed, b, grey, size, pre
     views, info = t(images, generator=torch.Generator().manual_seed(seed), return_info=True)
     with mi_augment.kernel_options(uint8_backend=False):
         ref, ref_info = t(images, generator=torch.Generator().manual_seed(seed), return_info=True)
+    if policy != "random":  # a uint8 batch is scored image by image on the uint8 scorer, a float one by torch's
+        torch.testing.assert_close(info.scores, ref_info.scores, rtol=0, atol=1e-4)
     assert torch.equal(info.params.boxes, ref_info.params.boxes)
     assert torch.equal(info.params.flip, ref_info.params.flip)
     for mine, theirs in zip(info.params.views, ref_info.params.views):

@@ -309,7 +309,9 @@ def views_uint8_batch(transform: Any, images: Any, generator: torch.Generator | 
         candidates = transform.plan(images, generator)  # plan reads only the shape and device
         scores = None
         if scored:
-            scores = transform.score(images.float().div_(255.0) if x is None else x, candidates)
+            scores = _batch_scores_uint8(transform, images, candidates) if x is None else None
+            if scores is None:
+                scores = transform.score(images.float().div_(255.0) if x is None else x, candidates)
         info = transform.choose(candidates, scores, generator)
         params = info.params
     params.check_batch(b)
@@ -335,6 +337,21 @@ def views_uint8_batch(transform: Any, images: Any, generator: torch.Generator | 
     if not return_info:
         return views_out, None
     return views_out, dataclasses.replace(info, params=params) if info is not None else replay_info(params)
+
+
+def _batch_scores_uint8(transform: Any, images: Tensor, candidates: PairCandidates) -> Tensor | None:
+    """A uint8 batch's scores ``(B, V - 1, K)`` image by image from its levels (:func:`score_uint8`: the scores of
+    the torch scorer within 1e-4 nats, those a one-image call computes), where the compiled uint8 scorer runs
+    (:func:`mi_augment.functional.uint8.compiled.available`; without it the batched torch scorer is the faster one);
+    None where the transform's scorer or models need the torch scorer."""
+    models = transform.perturbations
+    if models or not _scores_on_uint8(transform.scorer) or not uint8.compiled.available():
+        return None
+    source = images.numpy()
+    boxes = candidates.boxes.numpy()
+    return torch.from_numpy(np.stack([
+        uint8.candidate_scores(_hwc(source[i]), boxes[i], transform.scorer.proxy_size, transform.scorer.bins,
+                               transform.scale[0]) for i in range(images.shape[0])])).to(torch.float32)
 
 
 def _check_levels(images: Tensor, i: int) -> None:

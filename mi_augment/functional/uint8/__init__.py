@@ -12,6 +12,7 @@ does not load ``cv2``. The scorer's sampling, bins and MI run compiled (:mod:`.c
 torch on first use) where numba is installed; else numpy and torch compute the same scores.
 """
 
+from . import compiled
 from .color import (
     adjust_brightness,
     adjust_contrast,
@@ -50,6 +51,7 @@ DRAWN_ROW_KERNELS: dict = {}
 
 __all__ = [
     "TRANSFORM_KERNELS",
+    "compiled",
     "DRAWN_ROW_KERNELS",
     "adjust_brightness",
     "adjust_contrast",
