@@ -152,3 +152,41 @@ def test_the_first_probe_runs_on_the_cpu_whatever_the_default_device():
     out = subprocess.run([sys.executable, "-c", _UNDER_A_DEFAULT_DEVICE], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("(32, 32, 3)")
+
+
+@needs_compiled
+def test_compiled_luma_is_the_tables_luma_for_every_colour():
+    v = np.arange(1 << 24, dtype=np.uint32)
+    image = np.stack([(v >> 16) & 255, (v >> 8) & 255, v & 255], -1).astype(np.uint8).reshape(4096, 4096, 3)
+    mine = compiled.luma(image)
+    with mi_augment.kernel_options(compiled_kernels=False):
+        reference = U.luma(image)
+        grey = U.luma(image[:1, :, :1])
+    np.testing.assert_array_equal(mine.view(np.uint32), reference.view(np.uint32))
+    np.testing.assert_array_equal(compiled.luma(image[:1, :, :1]), grey)
+
+
+@needs_compiled
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(h=st.integers(2, 200), w=st.integers(2, 200), k=st.integers(1, 8), seed=st.integers(0, 2 ** 31 - 1))
+def test_compiled_pyramid_and_grid_are_the_numpy_ones(h, w, k, seed):
+    """Boxes up to the whole plane against 4 px proxies: every pyramid level in use."""
+    rng = np.random.default_rng(seed)
+    lum = rng.random((h, w), dtype=np.float32)
+    lo = rng.random((k, 2)) * [w, h] * 0.9
+    boxes = np.concatenate([lo, lo + (rng.random((k, 2)) * ([w, h] - lo))], 1).astype(np.float32)
+    canvas, axes = U.proxy_grid(lum, boxes, 4)
+    with mi_augment.kernel_options(compiled_kernels=False):
+        ref_canvas, ref_axes = U.proxy_grid(lum, boxes, 4)
+    np.testing.assert_array_equal(canvas, ref_canvas)
+    np.testing.assert_array_equal(axes, ref_axes)
+
+
+@needs_compiled
+def test_bad_luma_and_pyramid_arguments_name_what_is_wrong():
+    with pytest.raises(ValueError, match="image"):
+        compiled.luma(np.zeros((2, 2, 2), np.uint8))
+    with pytest.raises(ValueError, match="lum"):
+        compiled.pyramid_canvas(np.zeros((4, 4)), 2)
+    with pytest.raises(ValueError, match="levels"):
+        compiled.pyramid_canvas(np.zeros((4, 4), np.float32), 4)  # a 4 x 4 plane has 3 levels: 4, 2, 1

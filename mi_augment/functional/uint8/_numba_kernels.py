@@ -114,3 +114,42 @@ def pair_scores(canvas, axes, views, candidates, bins, table):
                 cols += table[total]
             out[v - 1, k] = log_m + (joint - rows - cols) / m
     return out
+
+
+@njit(**_OPTIONS)
+def luma(image, unit, red, green_weight, blue_weight):
+    """The float32 luma of ``image [H, W, C]`` uint8: ``unit[v]`` for one channel, else
+    ``fma(unit[b], blue_weight, fma(unit[g], green_weight, red[r]))`` (``unit[v] = v / 255``, ``red[v]`` its red
+    term): the sums of exact products rounded once each, as the numpy tables compute them."""
+    h, w, c = image.shape
+    out = np.empty((h, w), np.float32)
+    for i in range(h):
+        for j in range(w):
+            if c == 1:
+                out[i, j] = unit[image[i, j, 0]]
+            else:
+                total = _fma32(unit[image[i, j, 1]], green_weight, red[image[i, j, 0]])
+                out[i, j] = _fma32(unit[image[i, j, 2]], blue_weight, total)
+    return out
+
+
+@njit(**_OPTIONS)
+def pyramid_canvas(lum, levels, width):
+    """``lum [H, W]`` and its ``levels - 1`` 2x average-pooled levels side by side on one zero canvas
+    ``[H, width]``: each level ``((a + b) + c) + d) * 0.25`` of the even part of the one before (float32, in that
+    order, as ``F.avg_pool2d`` sums)."""
+    h, w = lum.shape
+    canvas = np.zeros((h, width), np.float32)
+    canvas[:, :w] = lum
+    quarter = np.float32(0.25)
+    src, lh, lw = 0, h, w
+    for _ in range(levels - 1):
+        dst, nh, nw = src + lw, lh // 2, lw // 2
+        for i in range(nh):
+            for j in range(nw):
+                a = canvas[2 * i, src + 2 * j] + canvas[2 * i, src + 2 * j + 1]
+                a = np.float32(a + canvas[2 * i + 1, src + 2 * j])
+                a = np.float32(a + canvas[2 * i + 1, src + 2 * j + 1])
+                canvas[i, dst + j] = np.float32(a * quarter)
+        src, lh, lw = dst, nh, nw
+    return canvas

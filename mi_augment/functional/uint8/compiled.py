@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["available", "status", "pair_scores", "grid_samples"]
+__all__ = ["available", "status", "luma", "pyramid_canvas", "grid_samples", "pair_scores"]
 
 _LOCK = threading.Lock()
 _STATE: dict[str, Any] = {}  # "kernels": the compiled functions, or None; "why": the reason they are not used
@@ -38,9 +38,10 @@ def _compile() -> tuple[Any, str]:
         import numba  # noqa: F401
     except ImportError:
         return None, "numba is not installed (pip install mi-augment[fast])"
-    from ._numba_kernels import grid_samples, pair_scores
+    from ._numba_kernels import grid_samples, luma, pair_scores, pyramid_canvas
 
-    kernels = types.SimpleNamespace(grid_samples=grid_samples, pair_scores=pair_scores)
+    kernels = types.SimpleNamespace(grid_samples=grid_samples, pair_scores=pair_scores, luma=luma,
+                                    pyramid_canvas=pyramid_canvas)
 
     grid = np.linspace(-1.25, 1.25, 2 * 3 * 16, dtype=np.float32).reshape(3, 2, 16)
     mismatch = _probe(kernels)
@@ -182,3 +183,52 @@ def pair_scores(canvas: Any, axes: Any, views: int, candidates: int, bins: int =
         raise ValueError(f"bins must be >= 2, got {bins}")
     n = axes.shape[2]
     return _need().pair_scores(canvas, axes, views, candidates, bins, _xlogx(n * n))
+
+
+def luma(image: Any) -> np.ndarray:
+    """The float32 luma ``[H, W]`` of a uint8 image ``[H, W, C]`` (C = 1 or 3): the values of
+    :func:`mi_augment.functional.uint8.luma` (``rgb_to_grayscale`` of ``image / 255``, bit for bit for all 2 ** 24
+    colours) in one compiled pass. Raises RuntimeError where the kernels are not available.
+
+    Example:
+        >>> if available():
+        ...     print(float(luma(np.full((1, 1, 3), 255, np.uint8))[0, 0]))
+        ... else:
+        ...     print(1.0)
+        1.0
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (1, 3) or 0 in image.shape:
+        raise ValueError(f"image must be a non-empty uint8 [H, W, C] array with C = 1 or 3, got {image.dtype} "
+                         f"{image.shape}")
+    unit, red = _luma_tables()
+    return _need().luma(np.ascontiguousarray(image), unit, red, np.float32(0.587), np.float32(0.114))
+
+
+def _luma_tables() -> tuple[np.ndarray, np.ndarray]:
+    unit = np.arange(256, dtype=np.float32) / np.float32(255.0)  # v / 255, and its red term: float32, as torch
+    return unit, unit * np.float32(0.299)
+
+
+def pyramid_canvas(lum: Any, levels: int) -> np.ndarray:
+    """``lum [H, W]`` float32 and its next ``levels - 1`` 2x average-pooled levels side by side on one zero
+    canvas ``[H, W + W // 2 + ...]`` (``F.avg_pool2d``'s sums, in its order, each level from the one before): the
+    canvas :func:`mi_augment.functional.uint8.proxy_grid` samples large boxes from. Raises RuntimeError where
+    the kernels are not available.
+
+    Example:
+        >>> if available():
+        ...     print(pyramid_canvas(np.ones((4, 4), np.float32), 3).shape)
+        ... else:
+        ...     print((4, 7))
+        (4, 7)
+    """
+    lum, levels = np.asarray(lum), int(levels)
+    if lum.dtype != np.float32 or lum.ndim != 2 or 0 in lum.shape:
+        raise ValueError(f"lum must be a non-empty float32 [H, W] array, got {lum.dtype} {lum.shape}")
+    h, w = lum.shape
+    if levels < 1 or min(h, w) < 2 ** (levels - 1):
+        raise ValueError(f"levels must be >= 1 and leave the last level at least 1 x 1 pixels, got {levels} for "
+                         f"{lum.shape}")
+    width = sum(w >> level for level in range(levels))
+    return _need().pyramid_canvas(np.ascontiguousarray(lum), levels, width)

@@ -62,7 +62,10 @@ def _luma_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def _uint8_luma(image: np.ndarray) -> np.ndarray:
     """The luma of ``image / 255`` (:func:`mi_augment.functional.rgb_to_grayscale`'s operations) by look-up: the
-    same float32 roundings of the same operands."""
+    same float32 roundings of the same operands (compiled where :func:`.compiled.available`: one pass, the same
+    values for all 2 ** 24 colours)."""
+    if compiled.available():
+        return compiled.luma(image)
     unit, red, green, blue = _luma_tables()
     if image.shape[2] == 1:
         return unit.take(image[:, :, 0])
@@ -108,7 +111,7 @@ def working_luma(image: np.ndarray, proxy_size: int, min_scale: float) -> tuple[
     if hh >= h and ww >= w:
         return _uint8_luma(image), 1.0, 1.0
     # the luma first, then one channel to downscale, as the torch scorer: the same float32 plane, the same call
-    x = torch.from_numpy(_plane_luma(image)).reshape(1, 1, h, w)
+    x = torch.from_numpy(compiled.luma(image) if compiled.available() else _plane_luma(image)).reshape(1, 1, h, w)
     small = F.interpolate(x, size=(hh, ww), mode="bilinear", antialias=True, align_corners=False)
     return small.view(hh, ww).clamp_(0.0, 1.0).numpy(), ww / w, hh / h
 
@@ -155,24 +158,30 @@ def _centres(n: int) -> np.ndarray:
     return out
 
 
-def _pyramid(lum: np.ndarray, shrink_max: float) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+def _pyramid(lum: np.ndarray, shrink_max: float) -> tuple[np.ndarray, list[tuple[int, int]], np.ndarray]:
     """The 2x average-pooled levels :func:`~mi_augment.functional.crops.pyramid_crop` reads boxes up to
     ``shrink_max`` times the proxy from (``F.avg_pool2d``'s sums in its order), laid side by side on one
-    zero canvas; returns the canvas, the levels and their column offsets."""
+    zero canvas (compiled where :func:`.compiled.available`); returns the canvas, the levels' shapes and their
+    column offsets."""
+    shapes = [lum.shape]
+    while min(shapes[-1]) >= 2 and shrink_max >= 2.0 ** len(shapes):
+        shapes.append((shapes[-1][0] // 2, shapes[-1][1] // 2))
+    widths = [sw for _, sw in shapes]
+    offsets = np.cumsum([0] + widths[:-1])
+    if len(shapes) == 1:
+        return lum, shapes, offsets
+    if compiled.available():
+        return compiled.pyramid_canvas(lum, len(shapes)), shapes, offsets
     levels = [lum]
-    while min(levels[-1].shape) >= 2 and shrink_max >= 2.0 ** len(levels):
+    for _ in shapes[1:]:
         lv = levels[-1]
         hh, ww = lv.shape[0] // 2 * 2, lv.shape[1] // 2 * 2
         levels.append((((lv[0:hh:2, 0:ww:2] + lv[0:hh:2, 1:ww:2]) + lv[1:hh:2, 0:ww:2]) + lv[1:hh:2, 1:ww:2])
                       * _F32(0.25))
-    widths = [lv.shape[1] for lv in levels]
-    offsets = np.cumsum([0] + widths[:-1])
-    if len(levels) == 1:
-        return lum, levels, offsets
     canvas = np.zeros((lum.shape[0], int(offsets[-1]) + widths[-1]), _F32)
     for lv, off in zip(levels, offsets):
         canvas[:lv.shape[0], off:off + lv.shape[1]] = lv
-    return canvas, levels, offsets
+    return canvas, shapes, offsets
 
 
 def proxies(lum: np.ndarray, boxes: Any, proxy_size: int) -> np.ndarray:
@@ -217,10 +226,10 @@ def proxy_grid(lum: np.ndarray, boxes: Any, proxy_size: int) -> tuple[np.ndarray
         if w == 1 or h == 1:  # one pixel wide or tall: the torch kernels' zero grid coordinate
             grid[:, [w == 1, h == 1]] = 0.0
         return lum, grid.astype(_F32)  # rounded to float32, as the torch kernels' .to()
-    canvas, levels, offsets = _pyramid(lum, largest)
-    level = np.clip(np.floor(np.log2(np.maximum(shrink, _F32(1.0)))), 0, len(levels) - 1).astype(np.intp)
+    canvas, shapes, offsets = _pyramid(lum, largest)
+    level = np.clip(np.floor(np.log2(np.maximum(shrink, _F32(1.0)))), 0, len(shapes) - 1).astype(np.intp)
     # per box from its level: the scale 2 ** -level, the level's last pixel centre (x, y), its column offset
-    scale, last, shift = _level_table(tuple(lv.shape for lv in levels), tuple(offsets.tolist()))
+    scale, last, shift = _level_table(tuple(shapes), tuple(offsets.tolist()))
     # (P, 2, n): x then y in level pixels, clamped to the level's edge pixel centres, x moved to its place, then
     # the grid coordinate: pyramid_crop's float32 operations in its order, in place on one array
     centres = b[:, :2, None] + _centres32(n) * step[:, :, None]
