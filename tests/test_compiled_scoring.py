@@ -190,3 +190,28 @@ def test_bad_luma_and_pyramid_arguments_name_what_is_wrong():
         compiled.pyramid_canvas(np.zeros((4, 4)), 2)
     with pytest.raises(ValueError, match="levels"):
         compiled.pyramid_canvas(np.zeros((4, 4), np.float32), 4)  # a 4 x 4 plane has 3 levels: 4, 2, 1
+
+
+_TORCH_ROUNDS_OTHERWISE = """
+import warnings
+import numpy as np, torch
+exact = torch.grid_sampler
+torch.grid_sampler = lambda *args: exact(*args).nextafter(torch.tensor(2.0))  # a torch built to round otherwise
+from mi_augment.functional import uint8 as U
+from mi_augment.functional.uint8 import compiled
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    ok = compiled.available()
+img = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+scores = U.candidate_scores(img, np.array([[[0, 0, 20, 30]], [[3, 1, 33, 22]]], np.float32))
+print(ok, scores.shape, [str(w.message) for w in caught if w.category is RuntimeWarning])
+print(compiled.status())
+"""
+
+
+def test_a_machine_where_torch_rounds_otherwise_keeps_the_numpy_scorer_and_warns():
+    out = subprocess.run([sys.executable, "-c", _TORCH_ROUNDS_OTHERWISE], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    first, status = out.stdout.strip().splitlines()
+    assert first.startswith("False (1, 1)") and "differs from torch's grid_sample" in first
+    assert status.startswith("not used") and "samples on a" in status
