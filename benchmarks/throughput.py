@@ -363,6 +363,15 @@ def machine_info(device: str, threads: int) -> dict:
         info["opencv"] = cv2.__version__
     except ImportError:  # pragma: no cover
         pass
+    try:  # the compiled uint8 scorer: whether this run used it, and numba's version
+        import numba
+
+        info["numba"] = numba.__version__
+    except ImportError:  # pragma: no cover
+        info["numba"] = None
+    from mi_augment.functional.uint8 import compiled
+
+    info["compiled_kernels"] = compiled.status()
     try:
         model = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
         info["cpu"] = model[0] if model else platform.processor()
