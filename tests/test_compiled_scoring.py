@@ -5,6 +5,7 @@ missing) giving the same views."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 
@@ -215,3 +216,18 @@ def test_a_machine_where_torch_rounds_otherwise_keeps_the_numpy_scorer_and_warns
     first, status = out.stdout.strip().splitlines()
     assert first.startswith("False (1, 1)") and "differs from torch's grid_sample" in first
     assert status.startswith("not used") and "samples on a" in status
+
+
+def test_numba_without_its_jit_falls_back_with_a_warning():
+    """NUMBA_DISABLE_JIT=1 (numba's debugging switch) cannot run the fused multiply-add: numpy scores, a warning."""
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    out = subprocess.run([sys.executable, "-W", "always", "-c", _WITHOUT_NUMBA.replace(
+        'sys.modules["numba"] = None  # as if numba were not installed', "")], capture_output=True, text=True,
+        env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    first, scores = out.stdout.strip().splitlines()
+    assert first.startswith("False not used: numba could not compile or run the kernels")
+    assert "RuntimeWarning" in out.stderr
+    img = np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    boxes = np.array([[[0, 0, 20, 30], [5, 5, 40, 48]], [[3, 1, 33, 22], [0, 0, 40, 48]]], np.float32)
+    np.testing.assert_allclose(ast.literal_eval(scores), U.candidate_scores(img, boxes), rtol=0, atol=1e-12)

@@ -1,20 +1,21 @@
-"""Compiled kernels of the CPU uint8 scorer (numba, optional): the bilinear samples of the candidates' proxies,
-their histogram bins, the joint count tables and the MI of one image's candidates in one compiled pass, instead of
-one ``grid_sample`` call and ~15 numpy calls. In a DataLoader worker's K = 8 call at 32 px that is about a third of
-the call (docs/benchmarks.md, round 9).
+"""Compiled kernels of the CPU uint8 scorer (numba): the working luma, the pooled pyramid, and the bilinear samples of
+the candidates' proxies with their histogram bins, joint count tables and MI, each in one compiled pass instead of
+a ``grid_sample`` call and ~20 numpy calls. In a DataLoader worker's K = 8 call that is a third of the call at
+32 px and a seventh at 224 px (docs/benchmarks.md, round 9).
 
 The samples are those of torch's CPU ``grid_sample`` (bilinear, border padding, ``align_corners=True``) bit for bit:
 the same float32 operations in the same order, with the fused multiply-adds torch's vectorised kernel is compiled
 to (``((v_nw * nw + v_ne * ne) + v_sw * sw) + v_se * se`` as three ``fma``). That is a property of how torch was
 built for this CPU, so it is checked, not assumed: before its first use in a process the compiled sampler is run
 against ``torch.grid_sampler`` on probe grids (borders, whole-pixel coordinates, random points), and where one
-sample differs by one bit the scorer keeps its numpy + torch form (:func:`status` says why). The MI is summed in
-float64 in another order than numpy's pairwise sums: the scores agree with the numpy form within 1e-12 nats.
+sample differs by one bit the scorer keeps its numpy + torch form and warns (:func:`status` says why). The luma and
+the pyramid are the numpy forms' float32 operations (the luma for all 2 ** 24 colours). The MI is summed in float64
+in another order than numpy's pairwise sums: the scores agree with the numpy form within 1e-12 nats.
 
-Install with ``pip install mi-augment[fast]`` (numba). Without numba, or with
-``kernel_options(compiled_kernels=False)``, :func:`mi_augment.functional.uint8.candidate_scores` computes the same
-scores with numpy and torch. numba caches the compiled code on disk (its ``cache=True``: ``__pycache__`` beside
-this file, else numba's user cache directory), so a DataLoader worker loads it instead of compiling it again.
+numba is a dependency of mi_augment. Where it cannot be installed, or with ``kernel_options(compiled_kernels=False)``,
+:func:`mi_augment.functional.uint8.candidate_scores` computes the same scores with numpy and torch, slower. numba
+caches the compiled code on disk (its ``cache=True``: ``__pycache__`` beside this file, else numba's user cache
+directory), so a DataLoader worker loads it (~0.5 s with the probe) instead of compiling it again (~2 s).
 """
 
 from __future__ import annotations
@@ -37,17 +38,17 @@ def _compile() -> tuple[Any, str]:
     try:
         import numba  # noqa: F401
     except ImportError:
-        return None, "numba is not installed (pip install mi-augment[fast])"
-    from ._numba_kernels import grid_samples, luma, pair_scores, pyramid_canvas
+        return None, "numba is not installed (pip install numba)"
+    try:  # numba's own failures (a broken install, NUMBA_DISABLE_JIT, a compiler error) leave the numpy form
+        from ._numba_kernels import grid_samples, luma, pair_scores, pyramid_canvas
 
-    kernels = types.SimpleNamespace(grid_samples=grid_samples, pair_scores=pair_scores, luma=luma,
-                                    pyramid_canvas=pyramid_canvas)
-
-    grid = np.linspace(-1.25, 1.25, 2 * 3 * 16, dtype=np.float32).reshape(3, 2, 16)
-    mismatch = _probe(kernels)
+        kernels = types.SimpleNamespace(grid_samples=grid_samples, pair_scores=pair_scores, luma=luma,
+                                        pyramid_canvas=pyramid_canvas)
+        mismatch = _probe(kernels)
+    except Exception as error:  # noqa: BLE001 - any of them: the scores come from numpy and torch instead
+        return None, f"numba could not compile or run the kernels ({type(error).__name__}: {error})"
     if mismatch is not None:
         return None, f"the compiled sampler differs from torch's grid_sample on this machine ({mismatch})"
-    kernels.pair_scores(np.zeros((4, 4), np.float32), grid[:2], 2, 1, 16, _xlogx(256))  # compiled before use
     return kernels, ""
 
 
