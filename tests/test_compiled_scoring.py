@@ -72,6 +72,16 @@ def test_compiled_scores_equal_the_numpy_scorer(h, w, k, views, proxy, bins, see
 
 
 @needs_compiled
+def test_non_finite_grid_points_sample_as_torch_does():
+    """NaN reads the first pixel and infinities the edges, as torch's clamps do (never outside the canvas)."""
+    canvas = np.random.default_rng(0).random((5, 7), dtype=np.float32)
+    odd = np.array([np.nan, np.inf, -np.inf, 0.3, 2.0 ** 100], np.float32)
+    axes = np.stack([np.stack([odd, odd[::-1]]), np.stack([odd[::-1], odd])])
+    mine = compiled.grid_samples(canvas, axes)
+    np.testing.assert_array_equal(mine.view(np.uint32), torch_samples(canvas, axes).view(np.uint32))
+
+
+@needs_compiled
 def test_pair_scores_of_identical_views_are_their_entropy():
     """The MI of a proxy with itself is its binned entropy: here four equally filled bins, log 4."""
     canvas = np.array([[0.1, 0.3], [0.6, 0.9]], np.float32)

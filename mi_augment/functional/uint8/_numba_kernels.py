@@ -42,7 +42,8 @@ def _sample_into(canvas, axes, out):
     for b in range(p):
         for j in range(n):  # the columns' terms: the same float32 values every row computes
             x = np.float32((axes[b, 0, j] + one) * half_w)
-            x = min(last_w, max(zero, x))
+            x = x if x > zero else zero  # NaN to 0, as torch's clamp_min(0, x) (operands in that order)
+            x = x if x < last_w else last_w
             xw = np.float32(math.floor(x))
             col[j] = int(xw)
             wt = np.float32(x - xw)
@@ -51,7 +52,8 @@ def _sample_into(canvas, axes, out):
             inside[j] = int(xw) + 1 < w
         for i in range(n):
             y = np.float32((axes[b, 1, i] + one) * half_h)
-            y = min(last_h, max(zero, y))
+            y = y if y > zero else zero
+            y = y if y < last_h else last_h
             yn = np.float32(math.floor(y))
             row = int(yn)
             nd = np.float32(y - yn)

@@ -60,18 +60,19 @@ def _xlogx(n: int) -> np.ndarray:
 
 def _probe(kernels: Any) -> str | None:
     """Where the compiled sampler and ``torch.grid_sampler`` differ on probe grids (None: nowhere): canvases of
-    1 x 1 up to 37 x 53 pixels, grids through the borders, beyond them, on whole pixels and at random."""
+    1 x 1 up to 64 x 31 pixels, grids through the borders, beyond them (NaN and infinities too), on whole pixels and
+    at random."""
     import torch
 
     rng = np.random.default_rng(20261207)
     for h, w in ((1, 1), (1, 7), (6, 1), (2, 2), (37, 53), (64, 31)):
         canvas = rng.random((h, w), dtype=np.float32)
         n = 24
-        ends = np.array([-1.0, 1.0, -1.5, 1.5, 0.0], np.float32)
+        ends = np.array([-1.0, 1.0, -1.5, 1.5, 0.0, np.nan, np.inf, -np.inf], np.float32)
         whole_x = (np.arange(n, dtype=np.float32) % max(w, 1)) * np.float32(2.0 / max(w - 1, 1)) - np.float32(1.0)
         whole_y = (np.arange(n, dtype=np.float32) % max(h, 1)) * np.float32(2.0 / max(h - 1, 1)) - np.float32(1.0)
         axes = (rng.random((6, 2, n), dtype=np.float32) * np.float32(2.4) - np.float32(1.2)).astype(np.float32)
-        axes[0, :, :5], axes[1, 0], axes[1, 1] = ends, whole_x, whole_y
+        axes[0, :, :8], axes[1, 0], axes[1, 1] = ends, whole_x, whole_y
         mine = kernels.grid_samples(canvas, axes)
         p = axes.shape[0]
         grid = torch.empty((1, p * n, n, 2), dtype=torch.float32, device="cpu")  # whatever the default device
