@@ -241,3 +241,33 @@ def test_numba_without_its_jit_falls_back_with_a_warning():
     img = np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)
     boxes = np.array([[[0, 0, 20, 30], [5, 5, 40, 48]], [[3, 1, 33, 22], [0, 0, 40, 48]]], np.float32)
     np.testing.assert_allclose(ast.literal_eval(scores), U.candidate_scores(img, boxes), rtol=0, atol=1e-12)
+
+
+_NOWHERE_TO_CACHE = """
+import numba.core.caching as caching
+caching.CacheImpl._locator_classes = []  # no writable place for numba's cache (a read-only install and home)
+import numpy as np
+from mi_augment.functional import uint8 as U
+from mi_augment.functional.uint8 import compiled
+img = np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)
+boxes = np.array([[[0, 0, 20, 30], [5, 5, 40, 48]], [[3, 1, 33, 22], [0, 0, 40, 48]]], np.float32)
+print(compiled.available(), compiled.status())
+print(repr(U.candidate_scores(img, boxes).tolist()))
+"""
+
+
+@needs_compiled
+def test_without_a_place_for_numbas_cache_the_kernels_compile_in_memory():
+    try:
+        from numba.core.caching import CacheImpl
+    except ImportError:  # another numba layout: nothing to simulate with
+        pytest.skip("numba.core.caching.CacheImpl not found")
+    if not hasattr(CacheImpl, "_locator_classes"):
+        pytest.skip("numba's cache locators are not where this test expects them")
+    out = subprocess.run([sys.executable, "-c", _NOWHERE_TO_CACHE], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    first, scores = out.stdout.strip().splitlines()
+    assert first.startswith("True used")
+    img = np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    boxes = np.array([[[0, 0, 20, 30], [5, 5, 40, 48]], [[3, 1, 33, 22], [0, 0, 40, 48]]], np.float32)
+    np.testing.assert_allclose(ast.literal_eval(scores), U.candidate_scores(img, boxes), rtol=0, atol=1e-12)

@@ -9,7 +9,16 @@ import numpy as np
 from numba import njit, types
 from numba.core.extending import intrinsic
 
-_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy", "boundscheck": False}
+_OPTIONS = {"nogil": True, "error_model": "numpy", "boundscheck": False}
+
+
+def _jit(function):
+    """``njit`` with numba's on-disk cache, or without it where numba finds no writable place for one (a read-only
+    install and home directory): compiled in memory in each process then, ~2 s on first use."""
+    try:
+        return njit(cache=True, **_OPTIONS)(function)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return njit(cache=False, **_OPTIONS)(function)
 
 
 @intrinsic
@@ -23,7 +32,7 @@ def _fma32(typingctx, a, b, c):  # noqa: ARG001 - numba's intrinsic signature
     return sig, codegen
 
 
-@njit(**_OPTIONS)
+@_jit
 def _sample_into(canvas, axes, out):
     """torch's CPU ``grid_sample`` (bilinear, border, ``align_corners=True``) of ``canvas`` on the separable grids
     ``axes (P, 2, n)``, written into ``out (P, n * n)``: its float32 operations in its order (unnormalise
@@ -72,14 +81,14 @@ def _sample_into(canvas, axes, out):
                 out[b, at + j] = _fma32(v_se, np.float32(nd * wt), total)
 
 
-@njit(**_OPTIONS)
+@_jit
 def grid_samples(canvas, axes):
     out = np.empty((axes.shape[0], axes.shape[2] * axes.shape[2]), np.float32)
     _sample_into(canvas, axes, out)
     return out
 
 
-@njit(**_OPTIONS)
+@_jit
 def pair_scores(canvas, axes, views, candidates, bins, table):
     """Histogram MI of view 0's proxy ``k`` against each partner view's (see ``compiled.pair_scores``)."""
     samples = np.empty((axes.shape[0], axes.shape[2] * axes.shape[2]), np.float32)
@@ -118,7 +127,7 @@ def pair_scores(canvas, axes, views, candidates, bins, table):
     return out
 
 
-@njit(**_OPTIONS)
+@_jit
 def luma(image, unit, red, green_weight, blue_weight):
     """The float32 luma of ``image [H, W, C]`` uint8: ``unit[v]`` for one channel, else
     ``fma(unit[b], blue_weight, fma(unit[g], green_weight, red[r]))`` (``unit[v] = v / 255``, ``red[v]`` its red
@@ -135,7 +144,7 @@ def luma(image, unit, red, green_weight, blue_weight):
     return out
 
 
-@njit(**_OPTIONS)
+@_jit
 def pyramid_canvas(lum, levels, width):
     """``lum [H, W]`` and its ``levels - 1`` 2x average-pooled levels side by side on one zero canvas
     ``[H, width]``: each level ``((a + b) + c) + d) * 0.25`` of the even part of the one before (float32, in that
