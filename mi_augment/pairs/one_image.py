@@ -30,14 +30,14 @@ __all__ = ["score_uint8", "pipeline_draws", "run_view_pipelines_uint8", "views_u
 
 
 def score_uint8(scorer: Any, models: Sequence[Any], image: np.ndarray, candidates: PairCandidates,
-                min_scale: float) -> Tensor | None:
-    """The candidates' scores ``(1, V - 1, K)`` from one uint8 image ``[H, W, C]``
-    (:func:`mi_augment.functional.uint8.candidate_scores`, within 1e-4 nats of
+                min_scale: float, index: int = 0) -> Tensor | None:
+    """The candidates' scores ``(1, V - 1, K)`` from one uint8 image ``[H, W, C]``, image ``index`` of
+    ``candidates`` (:func:`mi_augment.functional.uint8.candidate_scores`, within 1e-4 nats of
     :func:`~mi_augment.pairs.score.score_candidates`), for the default pixel-MI histogram scorer on the
     unperturbed image; None otherwise (the caller scores with the torch scorer)."""
     if models or not _scores_on_uint8(scorer):
         return None
-    scores = uint8.candidate_scores(image, candidates.boxes[0], scorer.proxy_size, scorer.bins, min_scale)
+    scores = uint8.candidate_scores(image, candidates.boxes[index], scorer.proxy_size, scorer.bins, min_scale)
     return torch.from_numpy(scores).to(torch.float32)[None]
 
 
@@ -340,18 +340,15 @@ def views_uint8_batch(transform: Any, images: Any, generator: torch.Generator | 
 
 
 def _batch_scores_uint8(transform: Any, images: Tensor, candidates: PairCandidates) -> Tensor | None:
-    """A uint8 batch's scores ``(B, V - 1, K)`` image by image from its levels (:func:`score_uint8`: the scores of
-    the torch scorer within 1e-4 nats, those a one-image call computes), where the compiled uint8 scorer runs
-    (:func:`mi_augment.functional.uint8.compiled.available`; without it the batched torch scorer is the faster one);
-    None where the transform's scorer or models need the torch scorer."""
-    models = transform.perturbations
-    if models or not _scores_on_uint8(transform.scorer) or not uint8.compiled.available():
+    """A uint8 batch's scores ``(B, V - 1, K)`` image by image from its levels (:func:`score_uint8`, the scores a
+    one-image call computes), where the compiled uint8 scorer runs (:func:`mi_augment.functional.uint8.compiled.available`;
+    without it the batched torch scorer is the faster one); None where the transform's scorer or models need the
+    torch scorer."""
+    if transform.perturbations or not _scores_on_uint8(transform.scorer) or not uint8.compiled.available():
         return None
     source = images.numpy()
-    boxes = candidates.boxes.numpy()
-    return torch.from_numpy(np.stack([
-        uint8.candidate_scores(_hwc(source[i]), boxes[i], transform.scorer.proxy_size, transform.scorer.bins,
-                               transform.scale[0]) for i in range(images.shape[0])])).to(torch.float32)
+    return torch.cat([score_uint8(transform.scorer, (), _hwc(source[i]), candidates, transform.scale[0], i)
+                      for i in range(images.shape[0])])
 
 
 def _check_levels(images: Tensor, i: int) -> None:

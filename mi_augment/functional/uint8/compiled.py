@@ -61,8 +61,8 @@ def _xlogx(n: int) -> np.ndarray:
 def _probe(kernels: Any) -> str | None:
     """Where the compiled sampler and ``torch.grid_sampler`` differ on probe grids (None: nowhere): canvases of
     1 x 1 up to 64 x 31 pixels, grids through the borders, beyond them (NaN and infinities too), on whole pixels and
-    at random."""
-    import torch
+    at random; the reference is the numpy + torch scorer's own ``grid_sample`` call."""
+    from .scoring import torch_grid_samples
 
     rng = np.random.default_rng(20261207)
     for h, w in ((1, 1), (1, 7), (6, 1), (2, 2), (37, 53), (64, 31)):
@@ -74,12 +74,8 @@ def _probe(kernels: Any) -> str | None:
         axes = (rng.random((6, 2, n), dtype=np.float32) * np.float32(2.4) - np.float32(1.2)).astype(np.float32)
         axes[0, :, :8], axes[1, 0], axes[1, 1] = ends, whole_x, whole_y
         mine = kernels.grid_samples(canvas, axes)
-        p = axes.shape[0]
-        grid = torch.empty((1, p * n, n, 2), dtype=torch.float32, device="cpu")  # whatever the default device
-        g = grid.numpy().reshape(p, n, n, 2)
-        g[..., 0], g[..., 1] = axes[:, None, 0, :], axes[:, 1, :, None]
-        ref = torch.grid_sampler(torch.from_numpy(canvas).reshape(1, 1, h, w), grid, 0, 1, True).numpy()
-        differ = mine.view(np.uint32) != ref.reshape(p, n * n).view(np.uint32)
+        ref = torch_grid_samples(canvas, axes)
+        differ = mine.view(np.uint32) != ref.view(np.uint32)
         if differ.any():
             return f"{int(differ.sum())} of {differ.size} samples on a {h} x {w} canvas"
     return None
@@ -203,13 +199,10 @@ def luma(image: Any) -> np.ndarray:
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (1, 3) or 0 in image.shape:
         raise ValueError(f"image must be a non-empty uint8 [H, W, C] array with C = 1 or 3, got {image.dtype} "
                          f"{image.shape}")
-    unit, red = _luma_tables()
+    from .scoring import luma_tables  # the numpy scorer's tables, made once
+
+    unit, red, _, _ = luma_tables()
     return _need().luma(np.ascontiguousarray(image), unit, red, np.float32(0.587), np.float32(0.114))
-
-
-def _luma_tables() -> tuple[np.ndarray, np.ndarray]:
-    unit = np.arange(256, dtype=np.float32) / np.float32(255.0)  # v / 255, and its red term: float32, as torch
-    return unit, unit * np.float32(0.299)
 
 
 def pyramid_canvas(lum: Any, levels: int) -> np.ndarray:

@@ -31,7 +31,8 @@ from ...core.kept import kept
 from . import compiled
 from .image import check_image, opencv
 
-__all__ = ["luma", "working_luma", "proxies", "proxy_grid", "histogram_mi", "candidate_scores", "xlogx_table"]
+__all__ = ["luma", "working_luma", "proxies", "proxy_grid", "histogram_mi", "candidate_scores", "xlogx_table", "luma_tables",
+           "torch_grid_samples"]
 
 _F32 = np.float32
 
@@ -55,10 +56,16 @@ def luma(image: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=1)
-def _luma_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def luma_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per level ``v`` of 255: ``v / 255`` (float32), its red term rounded to float32, and its green and blue
     products in float64 (exact: the products of two float32 numbers): the operands of the luma's fused
-    multiply-adds (``(r * 0.299 + g * 0.587) + b * 0.114``, each sum rounded once to float32)."""
+    multiply-adds (``(r * 0.299 + g * 0.587) + b * 0.114``, each sum rounded once to float32). Made once.
+
+    Example:
+        >>> unit, red, green, blue = luma_tables()
+        >>> float(unit[255]), unit.dtype, green.dtype
+        (1.0, dtype('float32'), dtype('float64'))
+    """
     x = np.arange(256, dtype=_F32) / _F32(255.0)
     x64 = x.astype(np.float64)
     return x, x * _F32(0.299), x64 * np.float64(_F32(0.587)), x64 * np.float64(_F32(0.114))
@@ -70,7 +77,7 @@ def _uint8_luma(image: np.ndarray) -> np.ndarray:
     values for all 2 ** 24 colours)."""
     if compiled.available():
         return compiled.luma(image)
-    unit, red, green, blue = _luma_tables()
+    unit, red, green, blue = luma_tables()
     if image.shape[2] == 1:
         return unit.take(image[:, :, 0])
     out = (green.take(image[:, :, 1]) + red.take(image[:, :, 0])).astype(_F32)
@@ -84,7 +91,7 @@ def _plane_luma(image: np.ndarray) -> np.ndarray:
     one times ``0.299`` rounded, the first operation of the luma), then the two fused multiply-adds by
     ``cv2.scaleAdd``, which rounds as torch's ``add_(..., alpha=)`` does (the same float32 value for every one of the
     2 ** 24 colours, ``tests/test_scoring_speed_paths.py``): the NCHW float image's luma without a torch call."""
-    unit, red, _, _ = _luma_tables()
+    unit, red, _, _ = luma_tables()
     cv2 = opencv()
     if image.shape[2] == 1:
         return cv2.LUT(np.ascontiguousarray(image[:, :, 0]), unit)
@@ -120,7 +127,7 @@ def working_luma(image: np.ndarray, proxy_size: int, min_scale: float) -> tuple[
     return small.view(hh, ww).clamp_(0.0, 1.0).numpy(), ww / w, hh / h
 
 
-def _grid_sample(canvas: np.ndarray, axes: np.ndarray) -> np.ndarray:
+def torch_grid_samples(canvas: np.ndarray, axes: np.ndarray) -> np.ndarray:
     """``grid_sample`` (bilinear, border, ``align_corners=True``) of ``canvas [H, W]`` on the separable
     normalised float32 grids ``axes (P, 2, n)`` (columns ``x``, then rows ``y``), as one tall grid: ``(P, n * n)``
     float32. The same kernel on the same float32 grid as the torch scorer's, so the same samples bit for bit.
@@ -140,7 +147,7 @@ def _grid_sample(canvas: np.ndarray, axes: np.ndarray) -> np.ndarray:
 
 
 def _sample_buffers(p: int, n: int, h: int, w: int) -> tuple[Tensor, np.ndarray, Tensor, np.ndarray]:
-    """This thread's float32 image ``(1, 1, h, w)`` and grid ``(1, p * n, n, 2)`` tensors for :func:`_grid_sample`
+    """This thread's float32 image ``(1, 1, h, w)`` and grid ``(1, p * n, n, 2)`` tensors for :func:`torch_grid_samples`
     (:func:`~mi_augment.core.kept.kept`, on the CPU), with numpy views to write them (the image ``[h, w]``; the grid
     as ``(p, n, n)`` 64-bit words). Overwritten by this thread's next call of the same shape."""
     return kept(("uint8 scorer", p, n, h, w), lambda: _new_sample_buffers(p, n, h, w))
@@ -203,7 +210,7 @@ def proxies(lum: np.ndarray, boxes: Any, proxy_size: int) -> np.ndarray:
         >>> proxies(np.ones((8, 8), np.float32), np.array([[0, 0, 8, 8]], np.float32), 4).shape
         (1, 16)
     """
-    return _grid_sample(*proxy_grid(lum, boxes, proxy_size))
+    return torch_grid_samples(*proxy_grid(lum, boxes, proxy_size))
 
 
 def proxy_grid(lum: np.ndarray, boxes: Any, proxy_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -386,7 +393,7 @@ def candidate_scores(image: np.ndarray, boxes: Any, proxy_size: int = 32, bins: 
     canvas, axes = proxy_grid(lum, flat, proxy_size)
     if compiled.available():  # the same samples, bins and tables in one compiled pass
         return compiled.pair_scores(canvas, axes, v, k, int(bins))
-    levels = _bin_levels_(_grid_sample(canvas, axes), int(bins)).reshape(v, k, -1)
+    levels = _bin_levels_(torch_grid_samples(canvas, axes), int(bins)).reshape(v, k, -1)
     return _mi_of_counts(_pair_counts(levels, int(bins)), levels.shape[-1]).reshape(v - 1, k)
 
 
